@@ -1,0 +1,3 @@
+//! The `weft` command (work in progress).
+
+fn main() {}

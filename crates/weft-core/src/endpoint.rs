@@ -1,0 +1,391 @@
+//! Twisted-style endpoint strings: `tcp:1234:interface=127.0.0.1`, `unix:/tmp/sock:mode=600`,
+//! `tcp:host=example.com:port=80`.
+//!
+//! The syntax is Twisted's: a type, then `:`-separated arguments, positional or `key=value`;
+//! a backslash escapes the next character (`tcp6:80:interface=\:\:1`).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// What is wrong with an endpoint string.
+///
+/// ```
+/// use weft_core::{EndpointError, ServerEndpoint};
+/// let err = "tcp:http".parse::<ServerEndpoint>().unwrap_err();
+/// assert_eq!(err, EndpointError::InvalidNumber { key: "port".into(), value: "http".into() });
+/// assert_eq!(err.to_string(), "invalid port: \"http\" is not a number in range");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// The string is empty.
+    #[error("empty endpoint string")]
+    Empty,
+    /// The type before the first `:` is not one of tcp, tcp6, unix, udp.
+    #[error("unknown endpoint type {0:?} (expected tcp, tcp6, unix or udp)")]
+    UnknownType(String),
+    /// A required argument is missing.
+    #[error("missing {0}")]
+    Missing(&'static str),
+    /// A number (port, backlog, mode, timeout) does not parse or is out of range.
+    #[error("invalid {key}: {value:?} is not a number in range")]
+    InvalidNumber {
+        /// The argument's name.
+        key: String,
+        /// What was given.
+        value: String,
+    },
+    /// The interface is not an IP address of the right family.
+    #[error("invalid interface {0:?}")]
+    InvalidInterface(String),
+    /// An argument this endpoint type does not take.
+    #[error("unknown argument {0:?}")]
+    UnknownArgument(String),
+    /// The same argument was given twice.
+    #[error("argument {0:?} given twice")]
+    Duplicate(String),
+    /// Too many positional arguments.
+    #[error("unexpected positional argument {0:?}")]
+    ExtraPositional(String),
+    /// The string ends with a lone backslash.
+    #[error("trailing backslash")]
+    TrailingBackslash,
+}
+
+/// Where to listen: parsed from a Twisted server endpoint string.
+///
+/// | string | meaning |
+/// |---|---|
+/// | `tcp:1234` or `tcp:port=1234` | TCP on every IPv4 interface |
+/// | `tcp:1234:interface=127.0.0.1:backlog=50` | one interface, backlog 50 |
+/// | `tcp6:1234:interface=\:\:1` | IPv6 (interface default `::`) |
+/// | `unix:/tmp/sock` or `unix:address=/tmp/sock:mode=660:backlog=50` | Unix socket, octal mode |
+/// | `udp:5353:interface=127.0.0.1` | UDP |
+///
+/// ```
+/// use weft_core::ServerEndpoint;
+/// let ep: ServerEndpoint = "tcp:1234:interface=127.0.0.1".parse().unwrap();
+/// assert_eq!(ep, ServerEndpoint::Tcp { addr: "127.0.0.1:1234".parse().unwrap(), backlog: None });
+/// assert_eq!(ep.to_string(), "tcp:1234:interface=127.0.0.1");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEndpoint {
+    /// TCP (`tcp:` and `tcp6:`).
+    Tcp {
+        /// Interface and port.
+        addr: SocketAddr,
+        /// Listen backlog, if given.
+        backlog: Option<u32>,
+    },
+    /// A Unix stream socket.
+    Unix {
+        /// The socket file.
+        path: PathBuf,
+        /// Permissions of the socket file (octal in the string).
+        mode: Option<u32>,
+        /// Listen backlog, if given.
+        backlog: Option<u32>,
+    },
+    /// UDP.
+    Udp {
+        /// Interface and port.
+        addr: SocketAddr,
+    },
+}
+
+/// Where to connect: parsed from a Twisted client endpoint string.
+///
+/// `tcp:host=example.com:port=80:timeout=30` or `tcp:example.com:80`; `unix:path=/tmp/sock`
+/// or `unix:/tmp/sock`. The timeout (seconds) defaults to 30, as in Twisted.
+///
+/// ```
+/// use weft_core::ClientEndpoint;
+/// let ep: ClientEndpoint = "tcp:localhost:1234".parse().unwrap();
+/// assert!(matches!(ep, ClientEndpoint::Tcp { ref host, port: 1234, .. } if host == "localhost"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEndpoint {
+    /// TCP.
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Connect timeout.
+        timeout: Duration,
+    },
+    /// A Unix stream socket.
+    Unix {
+        /// The socket file.
+        path: PathBuf,
+        /// Connect timeout.
+        timeout: Duration,
+    },
+}
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One `:`-separated argument, unescaped.
+enum Arg {
+    Positional(String),
+    Keyword(String, String),
+}
+
+/// Splits `s` into its type and arguments.
+fn tokenize(s: &str) -> Result<(String, Vec<Arg>), EndpointError> {
+    if s.is_empty() {
+        return Err(EndpointError::Empty);
+    }
+    let mut segments: Vec<(String, Option<usize>)> = vec![(String::new(), None)];
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        let (cur, eq) = segments.last_mut().expect("never empty");
+        match c {
+            '\\' => cur.push(chars.next().ok_or(EndpointError::TrailingBackslash)?),
+            ':' => segments.push((String::new(), None)),
+            '=' if eq.is_none() => {
+                *eq = Some(cur.len());
+                cur.push('=');
+            }
+            c => cur.push(c),
+        }
+    }
+    let mut it = segments.into_iter();
+    let (kind, _) = it.next().expect("never empty");
+    let args = it
+        .map(|(seg, eq)| match eq {
+            Some(i) => Arg::Keyword(seg[..i].to_owned(), seg[i + 1..].to_owned()),
+            None => Arg::Positional(seg),
+        })
+        .collect();
+    Ok((kind, args))
+}
+
+/// Binds positional arguments to `names` and collects keyword arguments, rejecting unknown and
+/// duplicate ones.
+fn bind(args: Vec<Arg>, names: &[&'static str]) -> Result<Vec<Option<String>>, EndpointError> {
+    let mut out: Vec<Option<String>> = vec![None; names.len()];
+    let mut next_pos = 0;
+    for arg in args {
+        let (i, value) = match arg {
+            Arg::Positional(v) => {
+                if next_pos >= names.len() {
+                    return Err(EndpointError::ExtraPositional(v));
+                }
+                next_pos += 1;
+                (next_pos - 1, v)
+            }
+            Arg::Keyword(k, v) => {
+                let i = names
+                    .iter()
+                    .position(|n| *n == k)
+                    .ok_or_else(|| EndpointError::UnknownArgument(k.clone()))?;
+                (i, v)
+            }
+        };
+        if out[i].is_some() {
+            return Err(EndpointError::Duplicate(names[i].to_owned()));
+        }
+        out[i] = Some(value);
+    }
+    Ok(out)
+}
+
+fn number<T: FromStr>(key: &str, v: &str) -> Result<T, EndpointError> {
+    v.parse().map_err(|_| EndpointError::InvalidNumber {
+        key: key.to_owned(),
+        value: v.to_owned(),
+    })
+}
+
+fn port(v: Option<String>) -> Result<u16, EndpointError> {
+    number("port", &v.ok_or(EndpointError::Missing("port"))?)
+}
+
+fn interface(v: Option<String>, v6: bool) -> Result<IpAddr, EndpointError> {
+    match v {
+        None if v6 => Ok(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+        None => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        Some(s) => {
+            let ip: IpAddr = s
+                .parse()
+                .map_err(|_| EndpointError::InvalidInterface(s.clone()))?;
+            if ip.is_ipv6() != v6 {
+                return Err(EndpointError::InvalidInterface(s));
+            }
+            Ok(ip)
+        }
+    }
+}
+
+fn timeout(v: Option<String>) -> Result<Duration, EndpointError> {
+    match v {
+        None => Ok(DEFAULT_CONNECT_TIMEOUT),
+        Some(s) => {
+            let secs: f64 = number("timeout", &s)?;
+            Duration::try_from_secs_f64(secs).map_err(|_| EndpointError::InvalidNumber {
+                key: "timeout".into(),
+                value: s,
+            })
+        }
+    }
+}
+
+impl FromStr for ServerEndpoint {
+    type Err = EndpointError;
+
+    fn from_str(s: &str) -> Result<Self, EndpointError> {
+        let (kind, args) = tokenize(s)?;
+        match kind.as_str() {
+            "tcp" | "tcp6" => {
+                let mut a = bind(args, &["port", "interface", "backlog"])?.into_iter();
+                let port = port(a.next().flatten())?;
+                let ip = interface(a.next().flatten(), kind == "tcp6")?;
+                let backlog = a
+                    .next()
+                    .flatten()
+                    .map(|b| number("backlog", &b))
+                    .transpose()?;
+                Ok(Self::Tcp {
+                    addr: SocketAddr::new(ip, port),
+                    backlog,
+                })
+            }
+            "udp" | "udp6" => {
+                let mut a = bind(args, &["port", "interface"])?.into_iter();
+                let port = port(a.next().flatten())?;
+                let ip = interface(a.next().flatten(), kind == "udp6")?;
+                Ok(Self::Udp {
+                    addr: SocketAddr::new(ip, port),
+                })
+            }
+            "unix" => {
+                let mut a = bind(args, &["address", "mode", "backlog", "lockfile"])?.into_iter();
+                let path = a
+                    .next()
+                    .flatten()
+                    .filter(|p| !p.is_empty())
+                    .ok_or(EndpointError::Missing("address (the socket path)"))?;
+                let mode = a
+                    .next()
+                    .flatten()
+                    .map(|m| {
+                        u32::from_str_radix(&m, 8)
+                            .ok()
+                            .filter(|m| *m <= 0o7777)
+                            .ok_or(EndpointError::InvalidNumber {
+                                key: "mode".into(),
+                                value: m,
+                            })
+                    })
+                    .transpose()?;
+                let backlog = a
+                    .next()
+                    .flatten()
+                    .map(|b| number("backlog", &b))
+                    .transpose()?;
+                Ok(Self::Unix {
+                    path: PathBuf::from(path),
+                    mode,
+                    backlog,
+                })
+            }
+            "" => Err(EndpointError::Empty),
+            other => Err(EndpointError::UnknownType(other.to_owned())),
+        }
+    }
+}
+
+impl FromStr for ClientEndpoint {
+    type Err = EndpointError;
+
+    fn from_str(s: &str) -> Result<Self, EndpointError> {
+        let (kind, args) = tokenize(s)?;
+        match kind.as_str() {
+            "tcp" | "tcp6" => {
+                let mut a = bind(args, &["host", "port", "timeout", "bindAddress"])?.into_iter();
+                let host = a
+                    .next()
+                    .flatten()
+                    .filter(|h| !h.is_empty())
+                    .ok_or(EndpointError::Missing("host"))?;
+                let port = port(a.next().flatten())?;
+                let timeout = timeout(a.next().flatten())?;
+                Ok(Self::Tcp {
+                    host,
+                    port,
+                    timeout,
+                })
+            }
+            "unix" => {
+                let mut a = bind(args, &["path", "timeout", "checkPID"])?.into_iter();
+                let path = a
+                    .next()
+                    .flatten()
+                    .filter(|p| !p.is_empty())
+                    .ok_or(EndpointError::Missing("path"))?;
+                let timeout = timeout(a.next().flatten())?;
+                Ok(Self::Unix {
+                    path: PathBuf::from(path),
+                    timeout,
+                })
+            }
+            "" => Err(EndpointError::Empty),
+            other => Err(EndpointError::UnknownType(other.to_owned())),
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace(':', "\\:")
+        .replace('=', "\\=")
+}
+
+impl fmt::Display for ServerEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp { addr, backlog } => {
+                let kind = if addr.is_ipv6() { "tcp6" } else { "tcp" };
+                write!(
+                    f,
+                    "{kind}:{}:interface={}",
+                    addr.port(),
+                    escape(&addr.ip().to_string())
+                )?;
+                if let Some(b) = backlog {
+                    write!(f, ":backlog={b}")?;
+                }
+                Ok(())
+            }
+            Self::Unix {
+                path,
+                mode,
+                backlog,
+            } => {
+                write!(f, "unix:{}", escape(&path.to_string_lossy()))?;
+                if let Some(m) = mode {
+                    write!(f, ":mode={m:o}")?;
+                }
+                if let Some(b) = backlog {
+                    write!(f, ":backlog={b}")?;
+                }
+                Ok(())
+            }
+            Self::Udp { addr } => {
+                let kind = if addr.is_ipv6() { "udp6" } else { "udp" };
+                write!(
+                    f,
+                    "{kind}:{}:interface={}",
+                    addr.port(),
+                    escape(&addr.ip().to_string())
+                )
+            }
+        }
+    }
+}

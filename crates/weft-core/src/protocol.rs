@@ -1,0 +1,246 @@
+//! The [`Protocol`] trait and the engine that calls it (shared by sockets and the in-memory
+//! transport).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use tokio::time::Instant;
+
+use crate::reason::panic_message;
+use crate::transport::Closing;
+use crate::{DisconnectReason, TimerId, Transport};
+
+/// One instance per connection: the callbacks of a byte-stream protocol (Twisted's `Protocol`,
+/// asyncio's `Protocol`).
+///
+/// weft calls, in this order: [`connection_made`](Self::connection_made) once,
+/// then [`data_received`](Self::data_received) for every chunk read (chunks have any size: do not
+/// assume a chunk is a message), perhaps [`eof_received`](Self::eof_received) when the peer
+/// half-closes, and [`connection_lost`](Self::connection_lost) **exactly once**, whatever ended
+/// the connection (even a panic in another callback).
+///
+/// Callbacks are synchronous and run on the connection's own task: they must not block. Write
+/// with the [`Transport`] they are given; for async work, take a
+/// [`Transport::handle`] into a spawned task and write back through it.
+///
+/// A panic in a callback closes that connection only, with
+/// [`DisconnectReason::Panicked`]; it is logged and the server keeps serving.
+///
+/// # Example: the seed's `SimpleLogger`
+///
+/// ```
+/// use weft_core::{DisconnectReason, Protocol, Transport};
+///
+/// #[derive(Default)]
+/// struct SimpleLogger {
+///     peer: String,
+///     log: Vec<String>,
+/// }
+///
+/// impl Protocol for SimpleLogger {
+///     fn connection_made(&mut self, t: &mut Transport) {
+///         self.peer = t.peer().to_string();
+///         self.log.push(format!("Got connection from {}", self.peer));
+///     }
+///     fn data_received(&mut self, data: &[u8], _t: &mut Transport) {
+///         self.log.push(String::from_utf8_lossy(data).into_owned());
+///     }
+///     fn connection_lost(&mut self, _reason: DisconnectReason) {
+///         self.log.push(format!("{} disconnected", self.peer));
+///     }
+/// }
+///
+/// let mut conn = weft_core::testing::MemoryTransport::new(SimpleLogger::default());
+/// conn.feed(b"hello");
+/// conn.lose(DisconnectReason::ConnectionDone);
+/// assert_eq!(
+///     conn.protocol().log,
+///     ["Got connection from 127.0.0.1:54321", "hello", "127.0.0.1:54321 disconnected"]
+/// );
+/// ```
+pub trait Protocol: Send + 'static {
+    /// The connection is up. Send a greeting here, arm timers, set water marks.
+    fn connection_made(&mut self, transport: &mut Transport) {
+        let _ = transport;
+    }
+
+    /// Bytes arrived. `data` is borrowed from the read buffer: copy what you keep.
+    fn data_received(&mut self, data: &[u8], transport: &mut Transport);
+
+    /// The peer half-closed (sent EOF). Return `false` (the default) to close once every
+    /// pending byte has been written (`connection_lost(ConnectionDone)` follows); return `true`
+    /// to keep the connection open for writing and close it yourself later.
+    ///
+    /// Replies already written are never lost to a half-close: a client that sends a request
+    /// and shuts down its write side gets every reply, then EOF.
+    fn eof_received(&mut self, transport: &mut Transport) -> bool {
+        let _ = transport;
+        false
+    }
+
+    /// The connection is gone. Called exactly once; `reason` says why.
+    fn connection_lost(&mut self, reason: DisconnectReason) {
+        let _ = reason;
+    }
+
+    /// The outgoing buffer went above its high water mark (a slow reader): stop producing
+    /// output until [`resume_writing`](Self::resume_writing). weft stops reading from the peer
+    /// meanwhile.
+    fn pause_writing(&mut self, transport: &mut Transport) {
+        let _ = transport;
+    }
+
+    /// The outgoing buffer drained below its low water mark.
+    fn resume_writing(&mut self, transport: &mut Transport) {
+        let _ = transport;
+    }
+
+    /// A timer armed with [`Transport::call_later`] fired.
+    fn timer_fired(&mut self, timer: TimerId, transport: &mut Transport) {
+        let _ = (timer, transport);
+    }
+}
+
+impl<P: Protocol + ?Sized> Protocol for Box<P> {
+    fn connection_made(&mut self, t: &mut Transport) {
+        (**self).connection_made(t)
+    }
+    fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+        (**self).data_received(data, t)
+    }
+    fn eof_received(&mut self, t: &mut Transport) -> bool {
+        (**self).eof_received(t)
+    }
+    fn connection_lost(&mut self, reason: DisconnectReason) {
+        (**self).connection_lost(reason)
+    }
+    fn pause_writing(&mut self, t: &mut Transport) {
+        (**self).pause_writing(t)
+    }
+    fn resume_writing(&mut self, t: &mut Transport) {
+        (**self).resume_writing(t)
+    }
+    fn timer_fired(&mut self, id: TimerId, t: &mut Transport) {
+        (**self).timer_fired(id, t)
+    }
+}
+
+/// A protocol and its transport: calls the callbacks, catches panics, keeps the water-mark state
+/// and guarantees one `connection_lost`.
+pub(crate) struct Conn<P> {
+    pub(crate) protocol: P,
+    pub(crate) transport: Transport,
+    panicked: Option<String>,
+    lost: bool,
+}
+
+impl<P: Protocol> Conn<P> {
+    pub(crate) fn new(protocol: P, transport: Transport) -> Self {
+        Self {
+            protocol,
+            transport,
+            panicked: None,
+            lost: false,
+        }
+    }
+
+    /// Runs one callback; a panic aborts the connection and is remembered as the reason.
+    fn call(&mut self, f: impl FnOnce(&mut P, &mut Transport)) {
+        if self.panicked.is_some() || self.lost {
+            return;
+        }
+        let (p, t) = (&mut self.protocol, &mut self.transport);
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(p, t))) {
+            let msg = panic_message(payload.as_ref());
+            tracing::error!(panic = %msg, "protocol callback panicked; closing the connection");
+            self.transport.abort_connection();
+            self.panicked = Some(msg);
+        }
+        self.check_water();
+    }
+
+    pub(crate) fn made(&mut self) {
+        self.call(|p, t| p.connection_made(t));
+    }
+
+    pub(crate) fn data(&mut self, data: &[u8]) {
+        self.call(|p, t| p.data_received(data, t));
+    }
+
+    /// The peer sent EOF: unless the protocol keeps the connection, close after flushing.
+    pub(crate) fn eof(&mut self) {
+        let mut keep = false;
+        self.call(|p, t| keep = p.eof_received(t));
+        if !keep {
+            self.transport
+                .close_gracefully(DisconnectReason::ConnectionDone);
+        }
+    }
+
+    pub(crate) fn fire_due_timers(&mut self, now: Instant) {
+        while let Some(id) = self.transport.pop_due_timer(now) {
+            self.call(|p, t| p.timer_fired(id, t));
+        }
+    }
+
+    /// Drains commands sent through handles.
+    pub(crate) fn run_commands(&mut self) {
+        while let Some(cmd) = self
+            .transport
+            .cmd_rx
+            .as_mut()
+            .and_then(|rx| rx.try_recv().ok())
+        {
+            self.transport.apply(cmd);
+        }
+        self.check_water();
+    }
+
+    /// Calls `pause_writing`/`resume_writing` when the buffer crosses the water marks.
+    pub(crate) fn check_water(&mut self) {
+        if self.panicked.is_some() || self.lost {
+            return;
+        }
+        let len = self.transport.write_buffer_size();
+        if !self.transport.write_paused && len > self.transport.high_water() {
+            self.transport.write_paused = true;
+            self.call(|p, t| p.pause_writing(t));
+        } else if self.transport.write_paused && len <= self.transport.low_water() {
+            self.transport.write_paused = false;
+            self.call(|p, t| p.resume_writing(t));
+        }
+    }
+
+    /// The reason the protocol or a panic asked for, if any.
+    pub(crate) fn requested_reason(&self) -> Option<DisconnectReason> {
+        if let Some(msg) = &self.panicked {
+            return Some(DisconnectReason::Panicked(msg.clone()));
+        }
+        match &self.transport.closing {
+            Some(Closing::Abort) => Some(DisconnectReason::Aborted),
+            Some(Closing::Graceful(r)) => Some(r.clone()),
+            None => None,
+        }
+    }
+
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost
+    }
+
+    /// Delivers `connection_lost` once; later calls do nothing.
+    pub(crate) fn lost(&mut self, reason: DisconnectReason) {
+        if self.lost {
+            return;
+        }
+        self.lost = true;
+        self.transport.release_buffer();
+        self.transport.timers.clear();
+        // Close the handle channel: handles now report ConnectionClosed.
+        self.transport.cmd_rx = None;
+        self.transport.cmd_tx = None;
+        let p = &mut self.protocol;
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| p.connection_lost(reason))) {
+            let msg = panic_message(payload.as_ref());
+            tracing::error!(panic = %msg, "connection_lost panicked");
+        }
+    }
+}

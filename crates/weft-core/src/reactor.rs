@@ -1,0 +1,988 @@
+//! The [`Reactor`]: listen, connect, timers, and graceful shutdown.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::driver::{drive, RawStream, Signals};
+use crate::endpoint::{ClientEndpoint, ServerEndpoint};
+use crate::factory::FactoryUse;
+use crate::protocol::Conn;
+use crate::{
+    Address, Backoff, ClientFactory, DisconnectReason, Factory, Transport, TransportHandle,
+};
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Default time connections get to drain at shutdown before they are aborted.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Options for a listening TCP port.
+///
+/// ```
+/// use weft_core::ListenOptions;
+/// let opts = ListenOptions::default().backlog(50).nodelay(false);
+/// assert_eq!(opts.backlog, 50);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListenOptions {
+    /// Listen backlog (default 1024).
+    pub backlog: u32,
+    /// Set TCP_NODELAY on accepted connections (default true: a protocol's writes are
+    /// already batched per callback).
+    pub nodelay: bool,
+    /// SO_REUSEADDR (default true, as Twisted and tokio do on Unix).
+    pub reuse_address: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        Self {
+            backlog: 1024,
+            nodelay: true,
+            reuse_address: true,
+        }
+    }
+}
+
+impl ListenOptions {
+    /// Sets the listen backlog.
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+    /// Sets TCP_NODELAY on accepted connections.
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+    /// Sets SO_REUSEADDR on the listening socket.
+    pub fn reuse_address(mut self, on: bool) -> Self {
+        self.reuse_address = on;
+        self
+    }
+}
+
+struct Inner {
+    signals: Signals,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+    drain: Mutex<Duration>,
+}
+
+/// Runs protocols: listen and connect over TCP, UDP and Unix sockets, timers, and a graceful
+/// shutdown (Twisted's reactor, as a cheap cloneable handle on the current tokio runtime).
+///
+/// Every connection runs on its own tokio task inside a `tracing` span carrying its connection
+/// id and peer address. [`run`](Self::run) serves until Ctrl-C, SIGTERM or [`stop`](Self::stop),
+/// then shuts down: stop accepting, ask every connection to close after flushing its output,
+/// wait up to the drain timeout, abort the rest; every protocol gets `connection_lost` once.
+///
+/// ```
+/// use weft_core::{factory_fn, Protocol, Reactor, Transport};
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+///         t.write(data);
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let reactor = Reactor::new();
+/// let port = reactor.listen_tcp("127.0.0.1:0", factory_fn(|_| Some(Echo))).await?;
+///
+/// let mut client = tokio::net::TcpStream::connect(port.local_addr()).await?;
+/// client.write_all(b"hello").await?;
+/// let mut buf = [0; 5];
+/// client.read_exact(&mut buf).await?;
+/// assert_eq!(&buf, b"hello");
+///
+/// reactor.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Reactor {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reactor")
+            .field("stopping", &self.inner.signals.shutdown.is_cancelled())
+            .field("tasks", &self.inner.tracker.len())
+            .finish()
+    }
+}
+
+impl Default for Reactor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Reactor {
+    /// A new reactor on the current tokio runtime.
+    ///
+    /// See [`Reactor`] for an example.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                signals: Signals {
+                    shutdown: CancellationToken::new(),
+                    force: CancellationToken::new(),
+                },
+                stop: CancellationToken::new(),
+                tracker: TaskTracker::new(),
+                drain: Mutex::new(DEFAULT_DRAIN_TIMEOUT),
+            }),
+        }
+    }
+
+    /// Sets how long connections get to flush and close at shutdown before being aborted.
+    ///
+    /// ```
+    /// let reactor = weft_core::Reactor::new();
+    /// reactor.set_drain_timeout(std::time::Duration::from_secs(1));
+    /// ```
+    pub fn set_drain_timeout(&self, d: Duration) {
+        *self.inner.drain.lock().unwrap_or_else(|e| e.into_inner()) = d;
+    }
+
+    /// Number of live connections, ports and timers.
+    ///
+    /// ```
+    /// assert_eq!(weft_core::Reactor::new().active_tasks(), 0);
+    /// ```
+    pub fn active_tasks(&self) -> usize {
+        self.inner.tracker.len()
+    }
+
+    /// Listens on a Twisted-style endpoint string (`tcp:1234:interface=127.0.0.1`,
+    /// `unix:/tmp/sock:mode=600`); see [`ServerEndpoint`].
+    ///
+    /// # Errors
+    /// A malformed endpoint (as `InvalidInput`, with the parser's message), or the bind error.
+    ///
+    /// ```
+    /// # use weft_core::{factory_fn, Protocol, Reactor, Transport};
+    /// # struct Echo;
+    /// # impl Protocol for Echo { fn data_received(&mut self, d: &[u8], t: &mut Transport) { t.write(d) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let reactor = Reactor::new();
+    /// let port = reactor.listen("tcp:0:interface=127.0.0.1", factory_fn(|_| Some(Echo))).await?;
+    /// assert_ne!(port.local_addr().as_inet().unwrap().port(), 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn listen<F: Factory>(
+        &self,
+        endpoint: &str,
+        factory: impl Into<Arc<F>>,
+    ) -> io::Result<ListeningPort> {
+        let ep: ServerEndpoint = endpoint
+            .parse()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        self.listen_endpoint(&ep, factory).await
+    }
+
+    /// Listens on a parsed [`ServerEndpoint`] (TCP or Unix).
+    ///
+    /// # Errors
+    /// The bind error; `InvalidInput` for a UDP endpoint (use [`listen_udp`](Self::listen_udp)).
+    ///
+    /// ```
+    /// # use weft_core::{factory_fn, Protocol, Reactor, ServerEndpoint, Transport};
+    /// # struct Echo;
+    /// # impl Protocol for Echo { fn data_received(&mut self, d: &[u8], t: &mut Transport) { t.write(d) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let ep: ServerEndpoint = "tcp:0:interface=127.0.0.1".parse().unwrap();
+    /// let port = Reactor::new().listen_endpoint(&ep, factory_fn(|_| Some(Echo))).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn listen_endpoint<F: Factory>(
+        &self,
+        endpoint: &ServerEndpoint,
+        factory: impl Into<Arc<F>>,
+    ) -> io::Result<ListeningPort> {
+        match endpoint {
+            ServerEndpoint::Tcp { addr, backlog, .. } => {
+                let mut opts = ListenOptions::default();
+                if let Some(b) = backlog {
+                    opts.backlog = *b;
+                }
+                self.listen_tcp_with(*addr, opts, factory).await
+            }
+            ServerEndpoint::Unix {
+                path,
+                mode,
+                backlog,
+            } => {
+                let port = self.listen_unix_inner(path, *backlog, factory)?;
+                if let Some(mode) = mode {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))?;
+                }
+                Ok(port)
+            }
+            ServerEndpoint::Udp { .. } => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a udp endpoint needs a DatagramProtocol: use listen_udp",
+            )),
+        }
+    }
+
+    /// Listens for TCP connections on `addr` (port 0 picks a free port: see
+    /// [`ListeningPort::local_addr`]).
+    ///
+    /// # Errors
+    /// Address resolution or bind errors.
+    ///
+    /// See [`Reactor`] for an example.
+    pub async fn listen_tcp<F: Factory>(
+        &self,
+        addr: impl tokio::net::ToSocketAddrs,
+        factory: impl Into<Arc<F>>,
+    ) -> io::Result<ListeningPort> {
+        let addr = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on")
+        })?;
+        self.listen_tcp_with(addr, ListenOptions::default(), factory)
+            .await
+    }
+
+    /// Listens for TCP connections on `addr` with explicit [`ListenOptions`].
+    ///
+    /// # Errors
+    /// Socket creation or bind errors.
+    ///
+    /// ```
+    /// # use weft_core::{factory_fn, ListenOptions, Protocol, Reactor, Transport};
+    /// # struct Echo;
+    /// # impl Protocol for Echo { fn data_received(&mut self, d: &[u8], t: &mut Transport) { t.write(d) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let opts = ListenOptions::default().backlog(16);
+    /// let port = Reactor::new()
+    ///     .listen_tcp_with("127.0.0.1:0".parse().unwrap(), opts, factory_fn(|_| Some(Echo)))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn listen_tcp_with<F: Factory>(
+        &self,
+        addr: SocketAddr,
+        opts: ListenOptions,
+        factory: impl Into<Arc<F>>,
+    ) -> io::Result<ListeningPort> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(opts.reuse_address)?;
+        socket.bind(addr)?;
+        let listener = socket.listen(opts.backlog)?;
+        let local = Address::Inet(listener.local_addr()?);
+        tracing::info!(addr = %local, "listening");
+        let acceptor = TcpAcceptor {
+            listener,
+            nodelay: opts.nodelay,
+        };
+        Ok(self.spawn_accept_loop(acceptor, local, None, factory.into()))
+    }
+
+    /// Listens on a Unix stream socket at `path` (a stale socket file is replaced; the file is
+    /// removed when the port stops).
+    ///
+    /// # Errors
+    /// Bind errors; `AddrInUse` if `path` exists and is not a socket.
+    ///
+    /// ```
+    /// # use weft_core::{factory_fn, Protocol, Reactor, Transport};
+    /// # struct Echo;
+    /// # impl Protocol for Echo { fn data_received(&mut self, d: &[u8], t: &mut Transport) { t.write(d) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("echo.sock");
+    /// let port = Reactor::new().listen_unix(&path, factory_fn(|_| Some(Echo))).await?;
+    /// assert!(path.exists());
+    /// port.stop_listening().await;
+    /// assert!(!path.exists());
+    /// # Ok(()) }
+    /// ```
+    pub async fn listen_unix<F: Factory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: impl Into<Arc<F>>,
+    ) -> io::Result<ListeningPort> {
+        self.listen_unix_inner(path.as_ref(), None, factory)
+    }
+
+    fn listen_unix_inner<F: Factory>(
+        &self,
+        path: &Path,
+        backlog: Option<u32>,
+        factory: impl Into<Arc<F>>,
+    ) -> io::Result<ListeningPort> {
+        use std::os::unix::fs::FileTypeExt;
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.file_type().is_socket() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} exists and is not a socket", path.display()),
+                ));
+            }
+            // A live server still answers there: do not steal its address.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is in use by another server", path.display()),
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        let std_listener = std::os::unix::net::UnixListener::bind(path)?;
+        if let Some(b) = backlog {
+            let _ = socket2::SockRef::from(&std_listener).listen(b.min(i32::MAX as u32) as i32);
+        }
+        std_listener.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(std_listener)?;
+        let local = Address::Unix(Some(path.to_path_buf()));
+        tracing::info!(addr = %local, "listening");
+        Ok(self.spawn_accept_loop(listener, local, Some(path.to_path_buf()), factory.into()))
+    }
+
+    fn spawn_accept_loop<A: Acceptor, F: Factory>(
+        &self,
+        acceptor: A,
+        local: Address,
+        unlink: Option<PathBuf>,
+        factory: Arc<F>,
+    ) -> ListeningPort {
+        let stop = CancellationToken::new();
+        let reactor = self.clone();
+        let use_ = FactoryUse::new(factory);
+        let stop2 = stop.clone();
+        let span = tracing::info_span!("listen", addr = %local);
+        let task = self.inner.tracker.spawn(
+            async move {
+                accept_loop(acceptor, &reactor, &stop2, &use_).await;
+                if let Some(path) = unlink {
+                    let _ = std::fs::remove_file(path);
+                }
+                drop(use_);
+            }
+            .instrument(span),
+        );
+        ListeningPort {
+            local,
+            stop,
+            task: Some(task),
+        }
+    }
+
+    fn spawn_connection<S: RawStream, F: Factory>(
+        &self,
+        stream: S,
+        peer: Address,
+        host: Address,
+        factory: &Arc<F>,
+        with_handle: bool,
+    ) -> Option<(JoinHandle<DisconnectReason>, Option<TransportHandle>)> {
+        let protocol = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            factory.build_protocol(&peer)
+        })) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                tracing::debug!(%peer, "factory refused the connection");
+                return None;
+            }
+            Err(payload) => {
+                let msg = crate::reason::panic_message(payload.as_ref());
+                tracing::error!(%peer, panic = %msg, "build_protocol panicked; connection refused");
+                return None;
+            }
+        };
+        let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("conn", id, peer = %peer);
+        let mut transport = Transport::new(id, peer, host);
+        let handle = with_handle.then(|| transport.handle());
+        let conn = Conn::new(protocol, transport);
+        let signals = self.inner.signals.clone();
+        let task = self
+            .inner
+            .tracker
+            .spawn(drive(stream, conn, signals).instrument(span));
+        Some((task, handle))
+    }
+
+    /// Connects over TCP to `addr` (with a connect `timeout`), builds the protocol with
+    /// `factory` and runs it. The factory's `client_connection_failed` or, later,
+    /// `client_connection_lost` is called.
+    ///
+    /// # Errors
+    /// Resolution, connect and timeout errors (`TimedOut`); `ConnectionRefused` if the factory
+    /// built no protocol.
+    ///
+    /// ```
+    /// # use weft_core::{factory_fn, Protocol, Reactor, Transport};
+    /// # use std::time::Duration;
+    /// struct Hello;
+    /// impl Protocol for Hello {
+    ///     fn connection_made(&mut self, t: &mut Transport) {
+    ///         t.write("hello\n");
+    ///         t.lose_connection();
+    ///     }
+    ///     fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let reactor = Reactor::new();
+    /// let conn = reactor
+    ///     .connect_tcp(listener.local_addr()?, factory_fn(|_| Some(Hello)), Duration::from_secs(5))
+    ///     .await?;
+    /// let (_server_side, _) = listener.accept().await?;
+    /// assert!(conn.closed().await.is_clean());
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_tcp<F: ClientFactory>(
+        &self,
+        addr: impl tokio::net::ToSocketAddrs,
+        factory: impl Into<Arc<F>>,
+        timeout: Duration,
+    ) -> io::Result<Connection> {
+        let factory = factory.into();
+        let use_ = FactoryUse::new(factory.clone());
+        let target = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
+        })?;
+        let target_addr = Address::Inet(target);
+        factory.started_connecting(&target_addr);
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(target)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                factory.client_connection_failed(&target_addr, &e);
+                return Err(e);
+            }
+            Err(_) => {
+                let e = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect to {target} timed out"),
+                );
+                factory.client_connection_failed(&target_addr, &e);
+                return Err(e);
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let host = Address::Inet(stream.local_addr()?);
+        self.client_connection(stream, target_addr, host, use_)
+    }
+
+    /// Connects to a Unix stream socket at `path`; see [`connect_tcp`](Self::connect_tcp).
+    ///
+    /// # Errors
+    /// Connect errors; `ConnectionRefused` if the factory built no protocol.
+    ///
+    /// ```no_run
+    /// # use weft_core::{factory_fn, Protocol, Reactor, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// # async fn f() -> std::io::Result<()> {
+    /// let conn = Reactor::new().connect_unix("/tmp/weft.sock", factory_fn(|_| Some(P))).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_unix<F: ClientFactory>(
+        &self,
+        path: impl AsRef<Path>,
+        factory: impl Into<Arc<F>>,
+    ) -> io::Result<Connection> {
+        let factory = factory.into();
+        let use_ = FactoryUse::new(factory.clone());
+        let target = Address::Unix(Some(path.as_ref().to_path_buf()));
+        factory.started_connecting(&target);
+        let stream = match UnixStream::connect(path.as_ref()).await {
+            Ok(s) => s,
+            Err(e) => {
+                factory.client_connection_failed(&target, &e);
+                return Err(e);
+            }
+        };
+        let host = stream
+            .local_addr()
+            .map(|a| Address::from_unix(&a))
+            .unwrap_or(Address::Unix(None));
+        self.client_connection(stream, target, host, use_)
+    }
+
+    /// Connects to a parsed [`ClientEndpoint`].
+    ///
+    /// # Errors
+    /// As [`connect_tcp`](Self::connect_tcp) and [`connect_unix`](Self::connect_unix).
+    ///
+    /// ```no_run
+    /// # use weft_core::{factory_fn, ClientEndpoint, Protocol, Reactor, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// # async fn f() -> std::io::Result<()> {
+    /// let ep: ClientEndpoint = "tcp:host=127.0.0.1:port=1234:timeout=5".parse().unwrap();
+    /// let conn = Reactor::new().connect(&ep, factory_fn(|_| Some(P))).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect<F: ClientFactory>(
+        &self,
+        endpoint: &ClientEndpoint,
+        factory: impl Into<Arc<F>>,
+    ) -> io::Result<Connection> {
+        match endpoint {
+            ClientEndpoint::Tcp {
+                host,
+                port,
+                timeout,
+            } => {
+                self.connect_tcp((host.as_str(), *port), factory, *timeout)
+                    .await
+            }
+            ClientEndpoint::Unix { path, timeout } => {
+                match tokio::time::timeout(*timeout, self.connect_unix(path, factory)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
+                }
+            }
+        }
+    }
+
+    fn client_connection<S: RawStream, F: ClientFactory>(
+        &self,
+        stream: S,
+        peer: Address,
+        host: Address,
+        use_: FactoryUse<F>,
+    ) -> io::Result<Connection> {
+        let factory = use_.factory().clone();
+        let Some((task, handle)) =
+            self.spawn_connection(stream, peer.clone(), host.clone(), &factory, true)
+        else {
+            let e = io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "factory built no protocol",
+            );
+            factory.client_connection_failed(&peer, &e);
+            return Err(e);
+        };
+        let peer2 = peer.clone();
+        let done = self.inner.tracker.spawn(async move {
+            let reason = task
+                .await
+                .unwrap_or_else(|e| DisconnectReason::Panicked(e.to_string()));
+            factory.client_connection_lost(&peer2, &reason);
+            drop(use_);
+            reason
+        });
+        Ok(Connection {
+            handle: handle.expect("requested a handle"),
+            peer,
+            host,
+            done,
+        })
+    }
+
+    /// Connects over TCP and keeps reconnecting with `backoff` whenever the attempt fails or the
+    /// connection is lost (Twisted's `ReconnectingClientFactory`). The delay is reset after
+    /// every successful connection. Stop it with [`Reconnector::stop_trying`].
+    ///
+    /// ```
+    /// # use weft_core::{factory_fn, Backoff, Protocol, Reactor, Transport};
+    /// # use std::time::Duration;
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let reactor = Reactor::new();
+    /// let backoff = Backoff::new().initial_delay(Duration::from_millis(10)).max_retries(Some(2));
+    /// // Nothing listens on port 1 of localhost: two retries, then it gives up.
+    /// let r = reactor.connect_tcp_reconnecting("127.0.0.1:1", factory_fn(|_| Some(P)), backoff, Duration::from_secs(1));
+    /// r.finished().await;
+    /// # }
+    /// ```
+    pub fn connect_tcp_reconnecting<F: ClientFactory>(
+        &self,
+        addr: impl Into<String>,
+        factory: impl Into<Arc<F>>,
+        backoff: Backoff,
+        timeout: Duration,
+    ) -> Reconnector {
+        let addr = addr.into();
+        let factory: Arc<F> = factory.into();
+        let stop = CancellationToken::new();
+        let reset = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reactor = self.clone();
+        let (stop2, reset2) = (stop.clone(), reset.clone());
+        let task = self.inner.tracker.spawn(async move {
+            let mut backoff = backoff;
+            let shutdown = reactor.inner.signals.shutdown.clone();
+            loop {
+                let attempt = tokio::select! {
+                    _ = stop2.cancelled() => return,
+                    _ = shutdown.cancelled() => return,
+                    r = reactor.connect_tcp::<F>(addr.as_str(), factory.clone(), timeout) => r,
+                };
+                if let Ok(conn) = attempt {
+                    backoff.reset_delay();
+                    tokio::select! {
+                        _ = stop2.cancelled() => return,
+                        _ = conn.closed() => {}
+                    }
+                }
+                if reset2.swap(false, Ordering::Relaxed) {
+                    backoff.reset_delay();
+                }
+                let Some(delay) = backoff.next_delay() else {
+                    tracing::info!(%addr, retries = backoff.retries() - 1, "giving up reconnecting");
+                    return;
+                };
+                tracing::debug!(%addr, ?delay, "reconnecting later");
+                tokio::select! {
+                    _ = stop2.cancelled() => return,
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        });
+        Reconnector { stop, reset, task }
+    }
+
+    /// Listens for UDP datagrams on `addr` with one [`DatagramProtocol`](crate::DatagramProtocol).
+    ///
+    /// # Errors
+    /// Bind errors.
+    ///
+    /// See [`DatagramProtocol`](crate::DatagramProtocol) for an example.
+    pub async fn listen_udp<P: crate::DatagramProtocol>(
+        &self,
+        addr: impl tokio::net::ToSocketAddrs,
+        protocol: P,
+    ) -> io::Result<crate::UdpPort> {
+        crate::udp::listen(self, addr, protocol).await
+    }
+
+    pub(crate) fn tracker(&self) -> &TaskTracker {
+        &self.inner.tracker
+    }
+
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.signals.shutdown
+    }
+
+    /// Calls `f` after `delay` on the runtime (Twisted's `callLater`); cancel it with the
+    /// returned [`DelayedCall`]. Pending calls are dropped at shutdown.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// let reactor = weft_core::Reactor::new();
+    /// let fired = Arc::new(AtomicBool::new(false));
+    /// let f = fired.clone();
+    /// let call = reactor.call_later(Duration::from_secs(5), move || f.store(true, Ordering::SeqCst));
+    /// assert!(call.is_active());
+    /// tokio::time::sleep(Duration::from_secs(6)).await;
+    /// assert!(fired.load(Ordering::SeqCst));
+    /// assert!(!call.is_active());
+    /// # }
+    /// ```
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce() + Send + 'static) -> DelayedCall {
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let shutdown = self.inner.signals.shutdown.clone();
+        let task = self.inner.tracker.spawn(async move {
+            tokio::select! {
+                _ = c.cancelled() => {}
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(delay) => f(),
+            }
+        });
+        DelayedCall { cancel, task }
+    }
+
+    /// Asks [`run`](Self::run) to return (after its graceful shutdown).
+    ///
+    /// See [`run`](Self::run).
+    pub fn stop(&self) {
+        self.inner.stop.cancel();
+    }
+
+    /// Serves until Ctrl-C, SIGTERM or [`stop`](Self::stop), then shuts down gracefully
+    /// (see [`shutdown`](Self::shutdown)).
+    ///
+    /// # Errors
+    /// Installing the signal handlers failed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let reactor = weft_core::Reactor::new();
+    /// let r = reactor.clone();
+    /// reactor.call_later(std::time::Duration::from_millis(10), move || r.stop());
+    /// reactor.run().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run(&self) -> io::Result<()> {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => { r?; tracing::info!("interrupted; shutting down"); }
+            _ = term.recv() => tracing::info!("terminated; shutting down"),
+            _ = self.inner.stop.cancelled() => tracing::info!("stopped; shutting down"),
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Shuts down now: stop accepting on every port, ask every connection to flush and close,
+    /// wait up to the drain timeout, then abort what is left. Every protocol gets
+    /// `connection_lost` (with [`DisconnectReason::Shutdown`] unless it was already closing),
+    /// and every factory `stop_factory`, before this returns.
+    ///
+    /// See [`Reactor`] for an example.
+    pub async fn shutdown(&self) {
+        let drain = *self.inner.drain.lock().unwrap_or_else(|e| e.into_inner());
+        self.inner.stop.cancel();
+        self.inner.signals.shutdown.cancel();
+        self.inner.tracker.close();
+        if tokio::time::timeout(drain, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                left = self.inner.tracker.len(),
+                "drain timeout; aborting connections"
+            );
+            self.inner.signals.force.cancel();
+            self.inner.tracker.wait().await;
+        }
+    }
+}
+
+/// An established client connection (from [`Reactor::connect_tcp`] and friends).
+#[derive(Debug)]
+pub struct Connection {
+    handle: TransportHandle,
+    peer: Address,
+    host: Address,
+    done: JoinHandle<DisconnectReason>,
+}
+
+impl Connection {
+    /// A handle to write to and close the connection.
+    pub fn handle(&self) -> &TransportHandle {
+        &self.handle
+    }
+    /// The remote address.
+    pub fn peer(&self) -> &Address {
+        &self.peer
+    }
+    /// The local address.
+    pub fn host(&self) -> &Address {
+        &self.host
+    }
+    /// Waits until the connection ends; returns the reason given to `connection_lost`.
+    ///
+    /// See [`Reactor::connect_tcp`] for an example.
+    pub async fn closed(self) -> DisconnectReason {
+        self.done
+            .await
+            .unwrap_or_else(|e| DisconnectReason::Panicked(e.to_string()))
+    }
+}
+
+/// A reconnecting client (from [`Reactor::connect_tcp_reconnecting`]).
+#[derive(Debug)]
+pub struct Reconnector {
+    stop: CancellationToken,
+    reset: Arc<std::sync::atomic::AtomicBool>,
+    task: JoinHandle<()>,
+}
+
+impl Reconnector {
+    /// Stops reconnecting (Twisted's `stopTrying`); a live connection stays up.
+    pub fn stop_trying(&self) {
+        self.stop.cancel();
+    }
+    /// Resets the delay to the initial delay before the next retry (Twisted's `resetDelay`).
+    pub fn reset_delay(&self) {
+        self.reset.store(true, Ordering::Relaxed);
+    }
+    /// Waits until it gave up (retries used up), was stopped, or the reactor shut down.
+    ///
+    /// See [`Reactor::connect_tcp_reconnecting`] for an example.
+    pub async fn finished(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// A pending [`Reactor::call_later`].
+#[derive(Debug)]
+pub struct DelayedCall {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl DelayedCall {
+    /// Cancels the call if it has not run yet.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let call = weft_core::Reactor::new().call_later(std::time::Duration::from_secs(60), || unreachable!());
+    /// call.cancel();
+    /// # }
+    /// ```
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+    /// True until the call ran or was cancelled.
+    ///
+    /// See [`Reactor::call_later`].
+    pub fn is_active(&self) -> bool {
+        !self.task.is_finished() && !self.cancel.is_cancelled()
+    }
+}
+
+/// A listening port (from [`Reactor::listen_tcp`] and friends).
+#[derive(Debug)]
+pub struct ListeningPort {
+    local: Address,
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl ListeningPort {
+    /// The address actually bound (with the real port when 0 was asked for).
+    ///
+    /// See [`Reactor`] for an example.
+    pub fn local_addr(&self) -> &Address {
+        &self.local
+    }
+
+    /// Stops accepting new connections (existing ones go on), and waits until the port is
+    /// closed (and its factory stopped, if this was its last port).
+    ///
+    /// See [`Reactor::listen_unix`] for an example.
+    pub async fn stop_listening(mut self) {
+        self.stop.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Accepts connections of one kind of listener.
+trait Acceptor: Send + 'static {
+    type Stream: RawStream;
+    fn accept(
+        &self,
+    ) -> impl std::future::Future<Output = io::Result<(Self::Stream, Address)>> + Send;
+    fn local(&self) -> Address;
+}
+
+struct TcpAcceptor {
+    listener: TcpListener,
+    nodelay: bool,
+}
+
+impl Acceptor for TcpAcceptor {
+    type Stream = TcpStream;
+    async fn accept(&self) -> io::Result<(TcpStream, Address)> {
+        let (s, a) = self.listener.accept().await?;
+        if self.nodelay {
+            let _ = s.set_nodelay(true);
+        }
+        Ok((s, Address::Inet(a)))
+    }
+    fn local(&self) -> Address {
+        self.listener
+            .local_addr()
+            .map(Address::Inet)
+            .unwrap_or(Address::Unix(None))
+    }
+}
+
+impl Acceptor for UnixListener {
+    type Stream = UnixStream;
+    async fn accept(&self) -> io::Result<(UnixStream, Address)> {
+        let (s, a) = UnixListener::accept(self).await?;
+        Ok((s, Address::from_unix(&a)))
+    }
+    fn local(&self) -> Address {
+        UnixListener::local_addr(self)
+            .map(|a| Address::from_unix(&a))
+            .unwrap_or(Address::Unix(None))
+    }
+}
+
+/// True for accept errors that concern one connection only (the loop just goes on).
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+async fn accept_loop<A: Acceptor, F: Factory>(
+    acceptor: A,
+    reactor: &Reactor,
+    stop: &CancellationToken,
+    use_: &FactoryUse<F>,
+) {
+    let host = acceptor.local();
+    let shutdown = reactor.inner.signals.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            _ = shutdown.cancelled() => break,
+            r = acceptor.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = reactor.spawn_connection(stream, peer, host.clone(), use_.factory(), false);
+            }
+            Err(e) if is_connection_error(&e) => {
+                tracing::debug!(error = %e, "accept failed for one connection");
+            }
+            Err(e) => {
+                // EMFILE, ENFILE, ENOBUFS, ENOMEM: out of resources. Back off instead of
+                // spinning; serving resumes when descriptors free up.
+                tracing::error!(error = %e, "accept failed; backing off 100 ms");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    }
+    tracing::info!("stopped listening");
+}

@@ -1,0 +1,110 @@
+//! Why a connection ended: the argument of [`Protocol::connection_lost`](crate::Protocol::connection_lost).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+/// Why a connection ended.
+///
+/// Every connection gets exactly one `connection_lost(reason)`, whatever happens; the reason
+/// says which of these ended it. Match on it, or use the predicates ([`is_clean`](Self::is_clean)).
+///
+/// ```
+/// use weft_core::DisconnectReason;
+///
+/// let reason = DisconnectReason::ConnectionDone;
+/// assert!(reason.is_clean());
+/// assert_eq!(reason.to_string(), "connection was closed cleanly by the peer");
+/// assert!(!DisconnectReason::Reset.is_clean());
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The peer closed its side cleanly (EOF) and the connection was then closed.
+    ConnectionDone,
+    /// We closed it with [`Transport::lose_connection`](crate::Transport::lose_connection),
+    /// after every pending byte was written.
+    LocalClose,
+    /// We closed it with [`Transport::abort_connection`](crate::Transport::abort_connection):
+    /// pending output was dropped.
+    Aborted,
+    /// The peer reset the connection (ECONNRESET, EPIPE).
+    Reset,
+    /// Any other I/O error on the socket.
+    Io(Arc<io::Error>),
+    /// The reactor shut down ([`Reactor::stop`](crate::Reactor::stop), Ctrl-C, SIGTERM).
+    Shutdown,
+    /// A callback of the protocol panicked; the message is the panic payload when it was a string.
+    Panicked(String),
+    /// The protocol closed the connection because of a protocol error, through
+    /// [`Transport::close_with_error`](crate::Transport::close_with_error)
+    /// (for example "line too long").
+    ProtocolError(Arc<dyn StdError + Send + Sync>),
+}
+
+impl DisconnectReason {
+    /// True for the orderly endings: the peer's EOF and our own `lose_connection`.
+    ///
+    /// ```
+    /// use weft_core::DisconnectReason;
+    /// assert!(DisconnectReason::LocalClose.is_clean());
+    /// assert!(!DisconnectReason::Aborted.is_clean());
+    /// ```
+    pub fn is_clean(&self) -> bool {
+        matches!(self, Self::ConnectionDone | Self::LocalClose)
+    }
+
+    /// The protocol error this connection was closed with, downcast to `E`.
+    ///
+    /// ```
+    /// use weft_core::DisconnectReason;
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("line too long")]
+    /// struct TooLong;
+    /// let reason = DisconnectReason::ProtocolError(std::sync::Arc::new(TooLong));
+    /// assert!(reason.protocol_error::<TooLong>().is_some());
+    /// ```
+    pub fn protocol_error<E: StdError + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::ProtocolError(e) => e.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+
+    /// Classifies an I/O error from a socket read or write.
+    pub(crate) fn from_io(err: io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionAborted => Self::Reset,
+            _ => Self::Io(Arc::new(err)),
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ConnectionDone => f.write_str("connection was closed cleanly by the peer"),
+            Self::LocalClose => f.write_str("connection was closed by us"),
+            Self::Aborted => f.write_str("connection was aborted by us"),
+            Self::Reset => f.write_str("connection was reset by the peer"),
+            Self::Io(e) => write!(f, "I/O error: {e}"),
+            Self::Shutdown => f.write_str("connection was closed by a shutdown"),
+            Self::Panicked(msg) => write!(f, "protocol panicked: {msg}"),
+            Self::ProtocolError(e) => write!(f, "protocol error: {e}"),
+        }
+    }
+}
+
+/// Turns a panic payload into a message.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

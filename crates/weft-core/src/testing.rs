@@ -1,0 +1,283 @@
+//! Test protocols without sockets: an in-memory transport (Twisted's `StringTransport`).
+//!
+//! [`MemoryTransport`] owns a protocol, calls `connection_made` at once, lets you
+//! [`feed`](MemoryTransport::feed) bytes to it in any chunking, read back what it
+//! [`wrote`](MemoryTransport::written), and see whether it asked to close. Timers armed with
+//! [`Transport::call_later`](crate::Transport::call_later) fire from
+//! [`advance`](MemoryTransport::advance), which works with tokio's paused clock.
+//!
+//! ```
+//! use weft_core::testing::MemoryTransport;
+//! use weft_core::{Protocol, Transport};
+//!
+//! struct Upper;
+//! impl Protocol for Upper {
+//!     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+//!         t.write(data.to_ascii_uppercase());
+//!     }
+//! }
+//!
+//! let mut conn = MemoryTransport::new(Upper);
+//! for chunk in b"hello".chunks(1) {
+//!     conn.feed(chunk);
+//! }
+//! assert_eq!(conn.written(), b"HELLO");
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::protocol::Conn;
+use crate::transport::Closing;
+use crate::{Address, DisconnectReason, Protocol, Transport};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 48);
+
+/// A protocol connected to an in-memory transport.
+///
+/// What the protocol writes accumulates until you [`take_written`](Self::take_written) it
+/// (which is the "peer reading"): so a test can play a slow reader by not taking it, and see
+/// `pause_writing` once the buffer passes the high water mark.
+pub struct MemoryTransport<P: Protocol> {
+    conn: Conn<P>,
+}
+
+impl<P: Protocol + fmt::Debug> fmt::Debug for MemoryTransport<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryTransport")
+            .field("protocol", &self.conn.protocol)
+            .field("transport", &self.conn.transport)
+            .finish()
+    }
+}
+
+impl<P: Protocol> MemoryTransport<P> {
+    /// Connects `protocol` (peer `127.0.0.1:54321`, host `127.0.0.1:1234`) and calls its
+    /// `connection_made`.
+    ///
+    /// See the [module docs](self) for an example.
+    pub fn new(protocol: P) -> Self {
+        Self::with_addresses(
+            protocol,
+            Address::Inet(([127, 0, 0, 1], 54321).into()),
+            Address::Inet(([127, 0, 0, 1], 1234).into()),
+        )
+    }
+
+    /// Like [`new`](Self::new) with the given peer and host addresses.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Address, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let conn = MemoryTransport::with_addresses(P, Address::Memory("client".into()), Address::Memory("server".into()));
+    /// assert_eq!(conn.transport().peer().to_string(), "client");
+    /// ```
+    pub fn with_addresses(protocol: P, peer: Address, host: Address) -> Self {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut conn = Conn::new(protocol, Transport::new(id, peer, host));
+        conn.made();
+        Self { conn }
+    }
+
+    /// Delivers `data` to `data_received` (if the connection is open and reading is not
+    /// paused; otherwise the bytes are dropped, as a paused socket would not read them yet —
+    /// check [`is_reading_paused`](Transport::is_reading_paused) first to model that).
+    ///
+    /// See the [module docs](self) for an example.
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.conn.is_lost() || self.conn.transport.closing.is_some() {
+            return;
+        }
+        self.conn.data(data);
+        self.conn.run_commands();
+    }
+
+    /// The peer half-closes: calls `eof_received`; unless it returns true, the transport is
+    /// now closing.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.feed_eof();
+    /// assert!(conn.is_closing());
+    /// ```
+    pub fn feed_eof(&mut self) {
+        if self.conn.is_lost() {
+            return;
+        }
+        self.conn.eof();
+        self.conn.run_commands();
+    }
+
+    /// Everything written and not yet taken.
+    pub fn written(&self) -> &[u8] {
+        &self.conn.transport.wbuf
+    }
+
+    /// Takes what was written (the peer reads it), which may let the protocol
+    /// `resume_writing`.
+    ///
+    /// See [`Transport::write`] for an example.
+    pub fn take_written(&mut self) -> Bytes {
+        let out = self.conn.transport.wbuf.split().freeze();
+        self.conn.transport.release_buffer();
+        self.conn.check_water();
+        out
+    }
+
+    /// True once the protocol asked to close (`lose_connection`, `close_with_error`,
+    /// `abort_connection`, or a panic).
+    pub fn is_closing(&self) -> bool {
+        self.conn.transport.closing.is_some()
+    }
+
+    /// True once the protocol aborted (or panicked).
+    pub fn is_aborted(&self) -> bool {
+        matches!(self.conn.transport.closing, Some(Closing::Abort))
+    }
+
+    /// True once the protocol called [`Transport::write_eof`].
+    pub fn eof_written(&self) -> bool {
+        self.conn.transport.eof_requested
+    }
+
+    /// The reason `connection_lost` would get if the connection closed now because the
+    /// protocol asked (`None` if it did not ask).
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, DisconnectReason, Protocol, Transport};
+    /// struct Boom;
+    /// impl Protocol for Boom {
+    ///     fn data_received(&mut self, _: &[u8], _: &mut Transport) { panic!("boom") }
+    /// }
+    /// let mut conn = MemoryTransport::new(Boom);
+    /// conn.feed(b"x");
+    /// assert!(matches!(conn.close_reason(), Some(DisconnectReason::Panicked(m)) if m == "boom"));
+    /// ```
+    pub fn close_reason(&self) -> Option<DisconnectReason> {
+        self.conn.requested_reason()
+    }
+
+    /// Ends the connection: calls `connection_lost(reason)` (once; later calls do nothing).
+    ///
+    /// See [`Protocol`] for an example.
+    pub fn lose(&mut self, reason: DisconnectReason) {
+        self.conn.lost(reason);
+    }
+
+    /// Closes the way the socket driver would: with the reason the protocol asked for, or
+    /// `default` if it asked for none.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, DisconnectReason, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], t: &mut Transport) { t.lose_connection() } }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.feed(b"bye");
+    /// assert!(matches!(conn.finish(DisconnectReason::ConnectionDone), DisconnectReason::LocalClose));
+    /// ```
+    pub fn finish(&mut self, default: DisconnectReason) -> DisconnectReason {
+        let reason = self.conn.requested_reason().unwrap_or(default);
+        self.conn.lost(reason.clone());
+        reason
+    }
+
+    /// True once `connection_lost` has been called.
+    pub fn is_lost(&self) -> bool {
+        self.conn.is_lost()
+    }
+
+    /// Applies commands sent through [`TransportHandle`](crate::TransportHandle)s.
+    ///
+    /// See [`TransportHandle`](crate::TransportHandle) for an example.
+    pub fn run_pending(&mut self) {
+        if !self.conn.is_lost() {
+            self.conn.run_commands();
+        }
+    }
+
+    /// Waits `by` on tokio's clock, then fires every timer now due, in order. Under a paused
+    /// clock (`#[tokio::test(start_paused = true)]`) the wait is instant: the clock jumps.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, TimerId, Transport};
+    /// # use std::time::Duration;
+    /// struct Timeout;
+    /// impl Protocol for Timeout {
+    ///     fn connection_made(&mut self, t: &mut Transport) {
+    ///         t.call_later(Duration::from_secs(10));
+    ///     }
+    ///     fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    ///     fn timer_fired(&mut self, _: TimerId, t: &mut Transport) {
+    ///         t.lose_connection();
+    ///     }
+    /// }
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap().block_on(async {
+    /// let mut conn = MemoryTransport::new(Timeout);
+    /// conn.advance(Duration::from_secs(9)).await;
+    /// assert!(!conn.is_closing());
+    /// conn.advance(Duration::from_secs(1)).await;
+    /// assert!(conn.is_closing());
+    /// # });
+    /// ```
+    pub async fn advance(&mut self, by: Duration) {
+        tokio::time::sleep(by).await;
+        self.fire_due_timers();
+    }
+
+    /// Fires every timer due at tokio's current time.
+    pub fn fire_due_timers(&mut self) {
+        if !self.conn.is_lost() {
+            self.conn.fire_due_timers(tokio::time::Instant::now());
+            self.conn.run_commands();
+        }
+    }
+
+    /// The protocol.
+    pub fn protocol(&self) -> &P {
+        &self.conn.protocol
+    }
+
+    /// The protocol, mutably.
+    pub fn protocol_mut(&mut self) -> &mut P {
+        &mut self.conn.protocol
+    }
+
+    /// The transport the protocol writes to.
+    pub fn transport(&self) -> &Transport {
+        &self.conn.transport
+    }
+
+    /// The transport, mutably (to act as the protocol would).
+    pub fn transport_mut(&mut self) -> &mut Transport {
+        &mut self.conn.transport
+    }
+
+    /// Runs `f` as a protocol callback would run (with the protocol and its transport), then
+    /// applies water marks. Handy to call a protocol's own methods, such as a `send_line`.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.with(|_p, t| t.write("x"));
+    /// assert_eq!(conn.written(), b"x");
+    /// ```
+    pub fn with<R>(&mut self, f: impl FnOnce(&mut P, &mut Transport) -> R) -> R {
+        let r = f(&mut self.conn.protocol, &mut self.conn.transport);
+        self.conn.check_water();
+        r
+    }
+
+    /// Gives the protocol back (without calling `connection_lost`).
+    pub fn into_protocol(self) -> P {
+        self.conn.protocol
+    }
+}

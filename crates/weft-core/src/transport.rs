@@ -1,0 +1,729 @@
+//! The [`Transport`] a protocol writes to, and the cross-task [`TransportHandle`].
+
+use std::cell::RefCell;
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::{Address, DisconnectReason};
+
+/// Default high water mark of the outgoing buffer (asyncio's default): 64 KiB.
+pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+/// Default low water mark of the outgoing buffer: a quarter of the high mark.
+pub const DEFAULT_LOW_WATER: usize = DEFAULT_HIGH_WATER / 4;
+
+/// How a close was asked for.
+#[derive(Debug, Clone)]
+pub(crate) enum Closing {
+    /// Flush, then close, reporting this reason.
+    Graceful(DisconnectReason),
+    /// Drop pending output and close now.
+    Abort,
+}
+
+/// A request sent through a [`TransportHandle`] to the task that owns the connection.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Write(Bytes),
+    LoseConnection,
+    Abort,
+    PauseProducing,
+    ResumeProducing,
+}
+
+/// Identifies a timer armed with [`Transport::call_later`]; handed back to
+/// [`Protocol::timer_fired`](crate::Protocol::timer_fired).
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_core::{Protocol, TimerId, Transport};
+/// use std::time::Duration;
+///
+/// struct Idle;
+/// impl Protocol for Idle {
+///     fn connection_made(&mut self, t: &mut Transport) {
+///         t.call_later(Duration::from_secs(30));
+///     }
+///     fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+///     fn timer_fired(&mut self, _id: TimerId, t: &mut Transport) {
+///         t.lose_connection();
+///     }
+/// }
+/// let conn = MemoryTransport::new(Idle);
+/// assert_eq!(conn.transport().pending_timers(), 1);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TimerId(u64);
+
+/// The write side of a connection, handed to every [`Protocol`](crate::Protocol) callback.
+///
+/// Twisted's `ITransport`, without the blocking: [`write`](Self::write) never blocks and never
+/// fails; bytes are buffered and the task that owns the connection flushes them as soon as the
+/// callback returns (one write system call for everything a callback wrote).
+/// [`lose_connection`](Self::lose_connection) flushes then closes,
+/// [`abort_connection`](Self::abort_connection) drops the buffer and closes at once.
+///
+/// The outgoing buffer has high and low water marks: when a slow reader lets it grow past the
+/// high mark, weft stops reading from that peer and calls
+/// [`Protocol::pause_writing`](crate::Protocol::pause_writing); once it drains under the low mark
+/// it calls [`Protocol::resume_writing`](crate::Protocol::resume_writing) and reads again.
+///
+/// To write from another task or thread, take a [`handle`](Self::handle).
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_core::{Protocol, Transport};
+///
+/// struct Greeter;
+/// impl Protocol for Greeter {
+///     fn connection_made(&mut self, t: &mut Transport) {
+///         t.write(b"hello ");
+///         t.write_sequence([&b"wor"[..], b"ld\r\n"]);
+///         t.lose_connection();
+///     }
+///     fn data_received(&mut self, _data: &[u8], _t: &mut Transport) {}
+/// }
+/// let conn = MemoryTransport::new(Greeter);
+/// assert_eq!(conn.written(), b"hello world\r\n");
+/// assert!(conn.is_closing());
+/// ```
+pub struct Transport {
+    pub(crate) wbuf: BytesMut,
+    pub(crate) closing: Option<Closing>,
+    pub(crate) eof_requested: bool,
+    pub(crate) user_paused: bool,
+    pub(crate) write_paused: bool,
+    high: usize,
+    low: usize,
+    peer: Address,
+    host: Address,
+    id: u64,
+    pub(crate) cmd_tx: Option<mpsc::UnboundedSender<Command>>,
+    pub(crate) cmd_rx: Option<mpsc::UnboundedReceiver<Command>>,
+    pub(crate) timers: Vec<(Instant, TimerId)>,
+    next_timer: u64,
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("id", &self.id)
+            .field("peer", &self.peer)
+            .field("host", &self.host)
+            .field("buffered", &self.wbuf.len())
+            .field("closing", &self.closing)
+            .field("reading_paused", &self.user_paused)
+            .field("writing_paused", &self.write_paused)
+            .finish()
+    }
+}
+
+impl Transport {
+    pub(crate) fn new(id: u64, peer: Address, host: Address) -> Self {
+        Self {
+            wbuf: BytesMut::new(),
+            closing: None,
+            eof_requested: false,
+            user_paused: false,
+            write_paused: false,
+            high: DEFAULT_HIGH_WATER,
+            low: DEFAULT_LOW_WATER,
+            peer,
+            host,
+            id,
+            cmd_tx: None,
+            cmd_rx: None,
+            timers: Vec::new(),
+            next_timer: 0,
+        }
+    }
+
+    /// Buffers `data` for sending. Never blocks. Ignored after `abort_connection` and `write_eof`;
+    /// still sent after `lose_connection` (the close waits for it).
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// struct Echo;
+    /// impl Protocol for Echo {
+    ///     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+    ///         t.write(data);
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(Echo);
+    /// conn.feed(b"ping");
+    /// assert_eq!(conn.take_written(), &b"ping"[..]);
+    /// ```
+    pub fn write(&mut self, data: impl AsRef<[u8]>) {
+        let data = data.as_ref();
+        if data.is_empty() || matches!(self.closing, Some(Closing::Abort)) || self.eof_requested {
+            return;
+        }
+        if self.wbuf.capacity() == 0 {
+            self.wbuf = pool::take_write_buffer();
+        }
+        self.wbuf.extend_from_slice(data);
+    }
+
+    /// Buffers every item of `seq`, in order (Twisted's `writeSequence`).
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// struct P;
+    /// impl Protocol for P {
+    ///     fn connection_made(&mut self, t: &mut Transport) {
+    ///         t.write_sequence(["a", "b", "c"]);
+    ///     }
+    ///     fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    /// }
+    /// assert_eq!(MemoryTransport::new(P).written(), b"abc");
+    /// ```
+    pub fn write_sequence<I>(&mut self, seq: I)
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        for item in seq {
+            self.write(item);
+        }
+    }
+
+    /// Closes the connection once every buffered byte has been written.
+    ///
+    /// The protocol then gets `connection_lost(DisconnectReason::LocalClose)`. Reading stops at
+    /// once (whatever the peer still sends is discarded while the output drains).
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// struct Bye;
+    /// impl Protocol for Bye {
+    ///     fn connection_made(&mut self, t: &mut Transport) {
+    ///         t.write("Thank you for connecting");
+    ///         t.lose_connection();
+    ///     }
+    ///     fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    /// }
+    /// let conn = MemoryTransport::new(Bye);
+    /// assert!(conn.is_closing());
+    /// assert_eq!(conn.written(), b"Thank you for connecting");
+    /// ```
+    pub fn lose_connection(&mut self) {
+        self.close_gracefully(DisconnectReason::LocalClose);
+    }
+
+    /// Like [`lose_connection`](Self::lose_connection), but `connection_lost` gets
+    /// [`DisconnectReason::ProtocolError`] carrying `err`, so the reason says what went wrong
+    /// (for example a line that was too long) instead of looking like a clean close.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// #[derive(Debug, thiserror::Error)]
+    /// #[error("bad greeting")]
+    /// struct BadGreeting;
+    /// struct Strict;
+    /// impl Protocol for Strict {
+    ///     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+    ///         if data != b"HELO" {
+    ///             t.close_with_error(BadGreeting);
+    ///         }
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(Strict);
+    /// conn.feed(b"nope");
+    /// assert!(conn.is_closing());
+    /// ```
+    pub fn close_with_error(&mut self, err: impl StdError + Send + Sync + 'static) {
+        self.close_gracefully(DisconnectReason::ProtocolError(Arc::new(err)));
+    }
+
+    pub(crate) fn close_gracefully(&mut self, reason: DisconnectReason) {
+        if self.closing.is_none() {
+            self.closing = Some(Closing::Graceful(reason));
+        }
+    }
+
+    /// Drops everything buffered and closes the connection now (with a TCP reset).
+    /// The protocol then gets `connection_lost(DisconnectReason::Aborted)`.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// struct Rude;
+    /// impl Protocol for Rude {
+    ///     fn connection_made(&mut self, t: &mut Transport) {
+    ///         t.write("never sent");
+    ///         t.abort_connection();
+    ///     }
+    ///     fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    /// }
+    /// let conn = MemoryTransport::new(Rude);
+    /// assert!(conn.is_aborted());
+    /// assert!(conn.written().is_empty());
+    /// ```
+    pub fn abort_connection(&mut self) {
+        self.closing = Some(Closing::Abort);
+        self.release_buffer();
+    }
+
+    /// Half-closes: once the buffer is flushed, shuts down our write side (sends FIN) while
+    /// still reading from the peer (asyncio's `write_eof`, Twisted's `loseWriteConnection`).
+    /// Later writes are ignored.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// struct Once;
+    /// impl Protocol for Once {
+    ///     fn connection_made(&mut self, t: &mut Transport) {
+    ///         t.write("request");
+    ///         t.write_eof();
+    ///         t.write("ignored");
+    ///     }
+    ///     fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    /// }
+    /// let conn = MemoryTransport::new(Once);
+    /// assert_eq!(conn.written(), b"request");
+    /// assert!(conn.eof_written());
+    /// ```
+    pub fn write_eof(&mut self) {
+        self.eof_requested = true;
+    }
+
+    /// True once `lose_connection`, `close_with_error` or `abort_connection` was called.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// assert!(!conn.transport().is_closing());
+    /// conn.transport_mut().lose_connection();
+    /// assert!(conn.transport().is_closing());
+    /// ```
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_some()
+    }
+
+    /// The remote address.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let conn = MemoryTransport::new(P);
+    /// assert_eq!(conn.transport().peer().to_string(), "127.0.0.1:54321");
+    /// ```
+    pub fn peer(&self) -> &Address {
+        &self.peer
+    }
+
+    /// The local address.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let conn = MemoryTransport::new(P);
+    /// assert_eq!(conn.transport().host().to_string(), "127.0.0.1:1234");
+    /// ```
+    pub fn host(&self) -> &Address {
+        &self.host
+    }
+
+    /// A number unique to this connection within the process (also in its tracing span).
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let a = MemoryTransport::new(P);
+    /// let b = MemoryTransport::new(P);
+    /// assert_ne!(a.transport().connection_id(), b.transport().connection_id());
+    /// ```
+    pub fn connection_id(&self) -> u64 {
+        self.id
+    }
+
+    /// Stops reading from the peer until [`resume_producing`](Self::resume_producing)
+    /// (Twisted's `pauseProducing`): no `data_received` meanwhile, and the kernel's receive
+    /// window pushes back on the sender.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.transport_mut().pause_producing();
+    /// assert!(conn.transport().is_reading_paused());
+    /// conn.transport_mut().resume_producing();
+    /// assert!(!conn.transport().is_reading_paused());
+    /// ```
+    pub fn pause_producing(&mut self) {
+        self.user_paused = true;
+    }
+
+    /// Starts reading again after [`pause_producing`](Self::pause_producing).
+    ///
+    /// See [`pause_producing`](Self::pause_producing) for an example.
+    pub fn resume_producing(&mut self) {
+        self.user_paused = false;
+    }
+
+    /// True while reading is paused, by [`pause_producing`](Self::pause_producing) or because
+    /// the outgoing buffer is above its high water mark.
+    ///
+    /// See [`pause_producing`](Self::pause_producing) for an example.
+    pub fn is_reading_paused(&self) -> bool {
+        self.user_paused || self.write_paused
+    }
+
+    /// Bytes buffered and not yet written to the socket.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.transport_mut().write(b"12345");
+    /// assert_eq!(conn.transport().write_buffer_size(), 5);
+    /// ```
+    pub fn write_buffer_size(&self) -> usize {
+        self.wbuf.len()
+    }
+
+    /// Sets the high and low water marks of the outgoing buffer (defaults 64 KiB and 16 KiB).
+    /// `low` is clamped to at most `high`.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.transport_mut().set_write_buffer_limits(1024, 4096);
+    /// assert_eq!(conn.transport().write_buffer_limits(), (1024, 1024));
+    /// ```
+    pub fn set_write_buffer_limits(&mut self, high: usize, low: usize) {
+        self.high = high;
+        self.low = low.min(high);
+    }
+
+    /// The `(high, low)` water marks of the outgoing buffer.
+    ///
+    /// See [`set_write_buffer_limits`](Self::set_write_buffer_limits).
+    pub fn write_buffer_limits(&self) -> (usize, usize) {
+        (self.high, self.low)
+    }
+
+    /// A cloneable, `Send + Sync` handle to write to and close this connection from other tasks
+    /// and threads.
+    ///
+    /// This is how a protocol does async work: spawn a task with the handle, and write back when
+    /// the work is done.
+    ///
+    /// ```
+    /// use weft_core::{Protocol, Transport};
+    /// use std::time::Duration;
+    ///
+    /// /// Answers every request after a slow lookup, without blocking the connection.
+    /// struct SlowLookup;
+    /// impl Protocol for SlowLookup {
+    ///     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+    ///         let handle = t.handle();
+    ///         let query = data.to_vec();
+    ///         tokio::spawn(async move {
+    ///             tokio::time::sleep(Duration::from_millis(10)).await; // a database call
+    ///             let _ = handle.write(format!("{} bytes looked up\n", query.len()));
+    ///         });
+    ///     }
+    /// }
+    /// ```
+    pub fn handle(&mut self) -> TransportHandle {
+        if let Some(tx) = &self.cmd_tx {
+            return TransportHandle { tx: tx.clone() };
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.cmd_tx = Some(tx.clone());
+        self.cmd_rx = Some(rx);
+        TransportHandle { tx }
+    }
+
+    /// Arms a timer: after `delay`, the protocol's
+    /// [`timer_fired`](crate::Protocol::timer_fired) is called with the returned id, on the
+    /// connection's own task (so it can use `&mut self`). Timers die with the connection.
+    ///
+    /// See [`TimerId`] for an example.
+    pub fn call_later(&mut self, delay: Duration) -> TimerId {
+        let id = TimerId(self.next_timer);
+        self.next_timer += 1;
+        self.timers.push((Instant::now() + delay, id));
+        id
+    }
+
+    /// Cancels a timer armed with [`call_later`](Self::call_later). Returns false if it
+    /// already fired or was cancelled.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # use std::time::Duration;
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// let id = conn.transport_mut().call_later(Duration::from_secs(1));
+    /// assert!(conn.transport_mut().cancel_timer(id));
+    /// assert!(!conn.transport_mut().cancel_timer(id));
+    /// ```
+    pub fn cancel_timer(&mut self, id: TimerId) -> bool {
+        let before = self.timers.len();
+        self.timers.retain(|(_, t)| *t != id);
+        self.timers.len() != before
+    }
+
+    /// Number of armed timers.
+    ///
+    /// See [`TimerId`] for an example.
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.timers.iter().map(|(at, _)| *at).min()
+    }
+
+    /// Removes and returns the earliest timer due at `now`.
+    pub(crate) fn pop_due_timer(&mut self, now: Instant) -> Option<TimerId> {
+        let (i, _) = self
+            .timers
+            .iter()
+            .enumerate()
+            .filter(|(_, (at, _))| *at <= now)
+            .min_by_key(|(_, (at, id))| (*at, *id))?;
+        Some(self.timers.swap_remove(i).1)
+    }
+
+    pub(crate) fn high_water(&self) -> usize {
+        self.high
+    }
+
+    pub(crate) fn low_water(&self) -> usize {
+        self.low
+    }
+
+    /// Applies a command from a handle.
+    pub(crate) fn apply(&mut self, cmd: Command) {
+        match cmd {
+            Command::Write(b) => self.write(&b),
+            Command::LoseConnection => self.lose_connection(),
+            Command::Abort => self.abort_connection(),
+            Command::PauseProducing => self.pause_producing(),
+            Command::ResumeProducing => self.resume_producing(),
+        }
+    }
+
+    /// Marks `n` bytes as sent, returning the buffer to the pool once it is empty.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.wbuf.advance(n);
+        if self.wbuf.is_empty() {
+            self.release_buffer();
+        }
+    }
+
+    pub(crate) fn release_buffer(&mut self) {
+        if self.wbuf.capacity() != 0 {
+            pool::give_write_buffer(std::mem::take(&mut self.wbuf));
+        }
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.release_buffer();
+    }
+}
+
+/// A cloneable handle to a connection, for writing and closing from other tasks and threads.
+///
+/// Commands go through a channel to the task that owns the connection and take effect in
+/// order. They fail with [`ConnectionClosed`] once the connection is gone.
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_core::{Protocol, Transport};
+///
+/// struct P;
+/// impl Protocol for P {
+///     fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+/// }
+/// let mut conn = MemoryTransport::new(P);
+/// let handle = conn.transport_mut().handle();
+/// std::thread::spawn(move || handle.write("from a thread")).join().unwrap().unwrap();
+/// conn.run_pending();
+/// assert_eq!(conn.written(), b"from a thread");
+/// ```
+#[derive(Debug, Clone)]
+pub struct TransportHandle {
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+/// The connection behind a [`TransportHandle`] is closed.
+///
+/// ```
+/// let e = weft_core::ConnectionClosed;
+/// assert_eq!(e.to_string(), "connection is closed");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("connection is closed")]
+pub struct ConnectionClosed;
+
+impl TransportHandle {
+    fn send(&self, cmd: Command) -> Result<(), ConnectionClosed> {
+        self.tx.send(cmd).map_err(|_| ConnectionClosed)
+    }
+
+    /// Queues `data` to be written (the connection's `write`).
+    ///
+    /// # Errors
+    /// [`ConnectionClosed`] once the connection is gone.
+    ///
+    /// See [`TransportHandle`] for an example.
+    pub fn write(&self, data: impl Into<Bytes>) -> Result<(), ConnectionClosed> {
+        self.send(Command::Write(data.into()))
+    }
+
+    /// Flushes, then closes (the connection's `lose_connection`).
+    ///
+    /// # Errors
+    /// [`ConnectionClosed`] once the connection is gone.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.transport_mut().handle().lose_connection().unwrap();
+    /// conn.run_pending();
+    /// assert!(conn.is_closing());
+    /// ```
+    pub fn lose_connection(&self) -> Result<(), ConnectionClosed> {
+        self.send(Command::LoseConnection)
+    }
+
+    /// Drops pending output and closes now (the connection's `abort_connection`).
+    ///
+    /// # Errors
+    /// [`ConnectionClosed`] once the connection is gone.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.transport_mut().handle().abort_connection().unwrap();
+    /// conn.run_pending();
+    /// assert!(conn.is_aborted());
+    /// ```
+    pub fn abort_connection(&self) -> Result<(), ConnectionClosed> {
+        self.send(Command::Abort)
+    }
+
+    /// Stops reading from the peer.
+    ///
+    /// # Errors
+    /// [`ConnectionClosed`] once the connection is gone.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// let h = conn.transport_mut().handle();
+    /// h.pause_producing().unwrap();
+    /// conn.run_pending();
+    /// assert!(conn.transport().is_reading_paused());
+    /// h.resume_producing().unwrap();
+    /// conn.run_pending();
+    /// assert!(!conn.transport().is_reading_paused());
+    /// ```
+    pub fn pause_producing(&self) -> Result<(), ConnectionClosed> {
+        self.send(Command::PauseProducing)
+    }
+
+    /// Starts reading again.
+    ///
+    /// # Errors
+    /// [`ConnectionClosed`] once the connection is gone.
+    ///
+    /// See [`pause_producing`](Self::pause_producing) for an example.
+    pub fn resume_producing(&self) -> Result<(), ConnectionClosed> {
+        self.send(Command::ResumeProducing)
+    }
+
+    /// True once the connection is gone.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// let h = conn.transport_mut().handle();
+    /// assert!(!h.is_closed());
+    /// drop(conn);
+    /// assert!(h.is_closed());
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// Per-thread pools of I/O buffers, so an idle connection holds none and a busy one does not
+/// allocate per read or per write.
+pub(crate) mod pool {
+    use super::*;
+
+    /// Bytes read from a socket at once (Twisted reads 64 KiB too).
+    pub(crate) const READ_SIZE: usize = 64 * 1024;
+    const WRITE_INITIAL: usize = 16 * 1024;
+    const KEEP_MAX: usize = 256 * 1024;
+    const POOLED: usize = 16;
+
+    thread_local! {
+        static READ: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        static WRITE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Runs `f` with this thread's read buffer. `f` must not call `with_read_buffer` again.
+    pub(crate) fn with_read_buffer<R>(f: impl FnOnce(&mut [u8]) -> R) -> R {
+        READ.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                if buf.len() < READ_SIZE {
+                    buf.resize(READ_SIZE, 0);
+                }
+                f(&mut buf[..])
+            }
+            // Re-entered (a protocol driving another connection by hand): use a fresh buffer.
+            Err(_) => f(&mut vec![0; READ_SIZE]),
+        })
+    }
+
+    pub(crate) fn take_write_buffer() -> BytesMut {
+        WRITE
+            .with(|p| p.borrow_mut().pop())
+            .unwrap_or_else(|| BytesMut::with_capacity(WRITE_INITIAL))
+    }
+
+    pub(crate) fn give_write_buffer(mut buf: BytesMut) {
+        buf.clear();
+        // Reclaims the space consumed by `advance` without allocating (the buffer is unique).
+        buf.reserve(WRITE_INITIAL);
+        if buf.capacity() > KEEP_MAX {
+            return;
+        }
+        WRITE.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < POOLED {
+                p.push(buf);
+            }
+        });
+    }
+}

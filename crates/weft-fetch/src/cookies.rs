@@ -1,0 +1,382 @@
+//! A cookie jar with Netscape `cookies.txt` load and save (the format of curl and wget).
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::header::{HeaderMap, HeaderValue, SET_COOKIE};
+use crate::{Error, Url};
+
+/// One cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Cookie {
+    /// The domain, without a leading dot.
+    pub domain: String,
+    /// False for a host-only cookie (no `Domain` attribute); true when subdomains match too.
+    pub include_subdomains: bool,
+    /// The path.
+    pub path: String,
+    /// Only sent over https.
+    pub secure: bool,
+    /// Not visible to scripts (kept for the file format).
+    pub http_only: bool,
+    /// Expiry, seconds since the epoch; `None` for a session cookie.
+    pub expires: Option<u64>,
+    /// The name.
+    pub name: String,
+    /// The value.
+    pub value: String,
+}
+
+impl Cookie {
+    fn matches(&self, url: &Url, now: u64) -> bool {
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        if self.expires.is_some_and(|e| e <= now) {
+            return false;
+        }
+        if self.secure && url.scheme() != "https" {
+            return false;
+        }
+        let domain_ok = if self.include_subdomains {
+            domain_match(&host, &self.domain)
+        } else {
+            host == self.domain
+        };
+        domain_ok && path_match(url.path(), &self.path)
+    }
+}
+
+fn domain_match(host: &str, domain: &str) -> bool {
+    host == domain
+        || (host.ends_with(domain)
+            && host.as_bytes().get(host.len() - domain.len() - 1) == Some(&b'.')
+            && host.parse::<std::net::IpAddr>().is_err())
+}
+
+fn path_match(req: &str, cookie: &str) -> bool {
+    req == cookie
+        || (req.starts_with(cookie) && (cookie.ends_with('/') || req[cookie.len()..].starts_with('/')))
+}
+
+fn default_path(url: &Url) -> String {
+    let p = url.path();
+    match p.rfind('/') {
+        Some(0) | None => "/".into(),
+        Some(i) => p[..i].into(),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A thread-safe cookie store shared by every request of an [`Opener`](crate::Opener).
+///
+/// ```
+/// use weft_fetch::{CookieJar, Url};
+/// let jar = CookieJar::new();
+/// let url = Url::parse("http://example.com/a/b").unwrap();
+/// jar.set_cookie_str("id=42; Path=/; Max-Age=3600", &url);
+/// jar.set_cookie_str("s=1", &url);
+/// assert_eq!(jar.cookie_header(&url).as_deref(), Some("id=42; s=1"));
+/// let dir = tempfile::tempdir().unwrap();
+/// let file = dir.path().join("cookies.txt");
+/// jar.save(&file).unwrap();
+/// let again = CookieJar::load(&file).unwrap();
+/// assert_eq!(again.cookie_header(&url).as_deref(), Some("id=42; s=1"));
+/// ```
+#[derive(Debug, Default)]
+pub struct CookieJar {
+    cookies: Mutex<Vec<Cookie>>,
+}
+
+impl CookieJar {
+    /// An empty jar.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Loads a Netscape `cookies.txt` file (an expiry of `0` means a session cookie; lines
+    /// starting with `#HttpOnly_` are HttpOnly cookies; other `#` lines are comments).
+    pub fn load(path: impl AsRef<Path>) -> Result<CookieJar, Error> {
+        let jar = CookieJar::new();
+        jar.load_from(path)?;
+        Ok(jar)
+    }
+
+    /// Adds the cookies of a Netscape `cookies.txt` file to this jar.
+    pub fn load_from(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.to_path_buf(), e))?;
+        let parsed = parse_netscape(&text).map_err(|(line, reason)| Error::CookieFile {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        })?;
+        let mut jar = self.lock();
+        for c in parsed {
+            insert(&mut jar, c);
+        }
+        Ok(())
+    }
+
+    /// Saves every unexpired cookie, session cookies included (with expiry `0`, as curl does),
+    /// in the Netscape format. Writes to a temporary file and renames it into place.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        let path = path.as_ref();
+        let text = self.to_netscape();
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(dir.clone(), e))?;
+        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|e| Error::io(path.to_path_buf(), e))?;
+        tmp.persist(path).map_err(|e| Error::io(path.to_path_buf(), e.error))?;
+        Ok(())
+    }
+
+    /// The jar in Netscape `cookies.txt` format.
+    pub fn to_netscape(&self) -> String {
+        let t = now();
+        let mut out = String::from("# Netscape HTTP Cookie File\n# This file was generated by weft-fetch. Edit at your own risk.\n\n");
+        for c in self.lock().iter().filter(|c| c.expires.is_none_or(|e| e > t)) {
+            let domain = if c.include_subdomains {
+                format!(".{}", c.domain)
+            } else {
+                c.domain.clone()
+            };
+            out.push_str(&format!(
+                "{}{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                if c.http_only { "#HttpOnly_" } else { "" },
+                domain,
+                if c.include_subdomains { "TRUE" } else { "FALSE" },
+                c.path,
+                if c.secure { "TRUE" } else { "FALSE" },
+                c.expires.unwrap_or(0),
+                c.name,
+                c.value
+            ));
+        }
+        out
+    }
+
+    /// Every cookie (expired ones included until they are replaced).
+    pub fn cookies(&self) -> Vec<Cookie> {
+        self.lock().clone()
+    }
+
+    /// Removes every cookie.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// The `Cookie` header value to send to `url`, if any cookie matches (longest paths first).
+    pub fn cookie_header(&self, url: &Url) -> Option<String> {
+        let t = now();
+        let jar = self.lock();
+        let mut matching: Vec<&Cookie> = jar.iter().filter(|c| c.matches(url, t)).collect();
+        if matching.is_empty() {
+            return None;
+        }
+        matching.sort_by_key(|c| std::cmp::Reverse(c.path.len()));
+        Some(
+            matching
+                .iter()
+                .map(|c| format!("{}={}", c.name, c.value))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    }
+
+    /// Stores the cookie of one `Set-Cookie` value received from `url`. Returns false when it
+    /// was rejected (bad syntax, or a `Domain` the host does not belong to).
+    pub fn set_cookie_str(&self, set_cookie: &str, url: &Url) -> bool {
+        match parse_set_cookie(set_cookie, url) {
+            Some(c) => {
+                let mut jar = self.lock();
+                if c.expires.is_some_and(|e| e <= now()) {
+                    jar.retain(|o| !(o.name == c.name && o.domain == c.domain && o.path == c.path));
+                } else {
+                    insert(&mut jar, c);
+                }
+                true
+            }
+            None => {
+                tracing::debug!(set_cookie, url = %url, "cookie rejected");
+                false
+            }
+        }
+    }
+
+    /// Stores every `Set-Cookie` of a response from `url`.
+    pub fn store_response_cookies(&self, headers: &HeaderMap, url: &Url) {
+        for v in headers.get_all(SET_COOKIE) {
+            if let Ok(s) = v.to_str() {
+                self.set_cookie_str(s, url);
+            }
+        }
+    }
+
+    pub(crate) fn header_value(&self, url: &Url) -> Option<HeaderValue> {
+        self.cookie_header(url).and_then(|s| HeaderValue::from_str(&s).ok())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Cookie>> {
+        self.cookies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn insert(jar: &mut Vec<Cookie>, c: Cookie) {
+    if let Some(old) = jar
+        .iter_mut()
+        .find(|o| o.name == c.name && o.domain == c.domain && o.path == c.path)
+    {
+        *old = c;
+    } else {
+        jar.push(c);
+    }
+}
+
+fn parse_set_cookie(s: &str, url: &Url) -> Option<Cookie> {
+    let host = url.host_str()?.to_ascii_lowercase();
+    let mut parts = s.split(';');
+    let (name, value) = parts.next()?.split_once('=')?;
+    let name = name.trim();
+    if name.is_empty() {
+        return None;
+    }
+    let mut c = Cookie {
+        domain: host.clone(),
+        include_subdomains: false,
+        path: default_path(url),
+        secure: false,
+        http_only: false,
+        expires: None,
+        name: name.to_string(),
+        value: value.trim().trim_matches('"').to_string(),
+    };
+    let mut max_age: Option<i64> = None;
+    for attr in parts {
+        let (k, v) = match attr.split_once('=') {
+            Some((k, v)) => (k.trim(), v.trim()),
+            None => (attr.trim(), ""),
+        };
+        match k.to_ascii_lowercase().as_str() {
+            "domain" => {
+                let d = v.trim_start_matches('.').to_ascii_lowercase();
+                if d.is_empty() {
+                    continue;
+                }
+                if !domain_match(&host, &d) {
+                    return None;
+                }
+                // Refuse a bare top-level domain ("com").
+                if !d.contains('.') && d != host {
+                    return None;
+                }
+                c.domain = d;
+                c.include_subdomains = true;
+            }
+            "path" if v.starts_with('/') => c.path = v.to_string(),
+            "secure" => c.secure = true,
+            "httponly" => c.http_only = true,
+            "max-age" => max_age = v.parse().ok(),
+            "expires" => {
+                if let Ok(t) = httpdate::parse_http_date(v) {
+                    c.expires = Some(t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(ma) = max_age {
+        c.expires = Some(if ma <= 0 { 0 } else { now().saturating_add(ma as u64) });
+    }
+    Some(c)
+}
+
+fn parse_netscape(text: &str) -> Result<Vec<Cookie>, (usize, String)> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let mut line = raw.trim_end_matches('\r');
+        let mut http_only = false;
+        if let Some(rest) = line.strip_prefix("#HttpOnly_") {
+            line = rest;
+            http_only = true;
+        } else if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() != 7 {
+            return Err((i + 1, format!("expected 7 tab-separated fields, got {}", f.len())));
+        }
+        let bool_field = |s: &str| -> Result<bool, (usize, String)> {
+            match s.to_ascii_uppercase().as_str() {
+                "TRUE" => Ok(true),
+                "FALSE" => Ok(false),
+                _ => Err((i + 1, format!("expected TRUE or FALSE, got {s:?}"))),
+            }
+        };
+        let include_subdomains = bool_field(f[1])?;
+        let expires: u64 = f[4]
+            .parse()
+            .map_err(|_| (i + 1, format!("bad expiry {:?}", f[4])))?;
+        out.push(Cookie {
+            domain: f[0].trim_start_matches('.').to_ascii_lowercase(),
+            include_subdomains: include_subdomains || f[0].starts_with('.'),
+            path: f[2].to_string(),
+            secure: bool_field(f[3])?,
+            http_only,
+            expires: (expires != 0).then_some(expires),
+            name: f[5].to_string(),
+            value: f[6].to_string(),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_only_domain_and_paths() {
+        let jar = CookieJar::new();
+        let u = Url::parse("http://www.example.com/dir/page").unwrap();
+        assert!(jar.set_cookie_str("a=1", &u));
+        assert!(jar.set_cookie_str("b=2; Domain=.example.com; Path=/", &u));
+        assert!(!jar.set_cookie_str("c=3; Domain=cracker.com", &u));
+        assert!(!jar.set_cookie_str("d=4; Domain=com", &u));
+        let same = Url::parse("http://www.example.com/dir/x").unwrap();
+        assert_eq!(jar.cookie_header(&same).as_deref(), Some("a=1; b=2"));
+        let sub = Url::parse("http://other.example.com/dir/x").unwrap();
+        assert_eq!(jar.cookie_header(&sub).as_deref(), Some("b=2"));
+        let elsewhere = Url::parse("http://www.cracker.com/").unwrap();
+        assert_eq!(jar.cookie_header(&elsewhere), None);
+        // Max-Age=0 deletes.
+        assert!(jar.set_cookie_str("a=; Max-Age=0", &u));
+        assert_eq!(jar.cookie_header(&same).as_deref(), Some("b=2"));
+    }
+
+    #[test]
+    fn netscape_round_trip() {
+        let jar = CookieJar::new();
+        let u = Url::parse("https://example.com/").unwrap();
+        jar.set_cookie_str("sec=1; Secure; HttpOnly; Domain=example.com; Max-Age=100", &u);
+        jar.set_cookie_str("plain=2", &u);
+        let text = jar.to_netscape();
+        assert!(text.starts_with("# Netscape HTTP Cookie File"));
+        assert!(text.contains("#HttpOnly_.example.com\tTRUE\t/\tTRUE\t"));
+        assert!(text.contains("example.com\tFALSE\t/\tFALSE\t0\tplain\t2"));
+        let back = parse_netscape(&text).unwrap();
+        assert_eq!(back, jar.cookies());
+        assert!(parse_netscape("bad line").is_err());
+    }
+}

@@ -1,0 +1,328 @@
+//! The error type of weft-fetch.
+
+use std::path::PathBuf;
+
+use crate::response::Response;
+
+/// A boxed underlying cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong while opening or reading a URL.
+///
+/// Match on the variants, or on [`Error::kind`] for a coarse classification (for example to
+/// pick an exit code). An HTTP status of 400 or more is [`Error::Http`], which still carries the
+/// whole [`Response`] (status, headers and a readable body), like urllib's `HTTPError`.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let err = weft_fetch::urlopen("gopher://example.com/").await.unwrap_err();
+/// assert_eq!(err.kind(), weft_fetch::ErrorKind::UnsupportedScheme);
+/// assert_eq!(err.to_string(), "unsupported scheme gopher");
+/// # });
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL could not be parsed, or lacks something it needs (a host, a scheme).
+    #[error("invalid URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// Why it is invalid.
+        reason: String,
+    },
+    /// No handler is registered for this scheme. Raised before any I/O.
+    #[error("unsupported scheme {scheme}")]
+    UnsupportedScheme {
+        /// The scheme, lower case.
+        scheme: String,
+    },
+    /// A header given by the caller is malformed.
+    #[error("invalid header {0:?}")]
+    InvalidHeader(String),
+    /// The server answered with a status of 400 or more. The response is still readable.
+    #[error("HTTP Error {}: {}", .0.status().as_u16(), .0.status().canonical_reason().unwrap_or("Unknown"))]
+    Http(Box<Response>),
+    /// More than the allowed number of redirects were followed.
+    #[error("too many redirects ({count}), last URL {url}")]
+    TooManyRedirects {
+        /// The URL of the last redirect response.
+        url: String,
+        /// How many redirects were followed.
+        count: usize,
+    },
+    /// A redirect led back to a URL that was already visited too often.
+    #[error("redirect loop: {url} visited {visits} times")]
+    RedirectLoop {
+        /// The URL visited again.
+        url: String,
+        /// How many times it was requested.
+        visits: usize,
+    },
+    /// A redirect pointed to a scheme that may not be followed (for example `file:`).
+    #[error("redirection to {location:?} is not allowed")]
+    RedirectNotAllowed {
+        /// The target of the redirect.
+        location: String,
+    },
+    /// The body ended before the announced `Content-Length`.
+    #[error("too short: got {got} of {expected} bytes")]
+    ContentTooShort {
+        /// The announced length.
+        expected: u64,
+        /// The bytes actually received.
+        got: u64,
+    },
+    /// A connect, read (stall) or total timeout elapsed.
+    #[error("timed out{}", fmt_url(.url))]
+    Timeout {
+        /// The URL being fetched, when known.
+        url: Option<String>,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The connection could not be established (refused, DNS failure, TLS handshake...).
+    #[error("cannot connect{}: {source}", fmt_url(.url))]
+    Connect {
+        /// The URL being fetched, when known.
+        url: Option<String>,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+    /// Another network or protocol failure during the exchange.
+    #[error("network error{}: {source}", fmt_url(.url))]
+    Network {
+        /// The URL being fetched, when known.
+        url: Option<String>,
+        /// The underlying error.
+        #[source]
+        source: BoxError,
+    },
+    /// A `file:` URL names a host other than the local one.
+    #[error("file not on local host: {host}")]
+    NotLocalFile {
+        /// The host named in the URL.
+        host: String,
+    },
+    /// A `data:` URL is malformed (no comma, bad base64...).
+    #[error("invalid data URL: {reason}")]
+    InvalidDataUrl {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Authentication could not be performed (unsupported scheme or algorithm, bad challenge).
+    #[error("authentication: {reason}")]
+    Auth {
+        /// What went wrong.
+        reason: String,
+    },
+    /// A cookie file could not be parsed.
+    #[error("cookie file {}: line {line}: {reason}", .path.display())]
+    CookieFile {
+        /// The file.
+        path: PathBuf,
+        /// The line number (1-based).
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A local I/O error (reading a `file:` URL, writing a download...).
+    #[error("{}{source}", fmt_path(.path))]
+    Io {
+        /// The file concerned, when known.
+        path: Option<PathBuf>,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn fmt_url(url: &Option<String>) -> String {
+    match url {
+        Some(u) => format!(" ({u})"),
+        None => String::new(),
+    }
+}
+
+fn fmt_path(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(p) => format!("{}: ", p.display()),
+        None => String::new(),
+    }
+}
+
+/// A coarse classification of [`Error`], for exit codes and retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Bad URL or bad header given by the caller.
+    InvalidInput,
+    /// Scheme not handled.
+    UnsupportedScheme,
+    /// HTTP status >= 400.
+    Http,
+    /// Too many redirects, a redirect loop, or a forbidden redirect.
+    Redirect,
+    /// The body was shorter than announced.
+    ContentTooShort,
+    /// A timeout.
+    Timeout,
+    /// Could not connect.
+    Connect,
+    /// Other network or protocol error.
+    Network,
+    /// Authentication problem.
+    Auth,
+    /// Local file system error (including `file:` URLs that do not exist).
+    Io,
+    /// A malformed `data:` URL or cookie file.
+    Format,
+}
+
+impl Error {
+    /// The coarse kind of this error.
+    ///
+    /// ```
+    /// use weft_fetch::{Error, ErrorKind};
+    /// let e = Error::ContentTooShort { expected: 100, got: 3 };
+    /// assert_eq!(e.kind(), ErrorKind::ContentTooShort);
+    /// assert_eq!(e.to_string(), "too short: got 3 of 100 bytes");
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidUrl { .. } | Error::InvalidHeader(_) => ErrorKind::InvalidInput,
+            Error::UnsupportedScheme { .. } => ErrorKind::UnsupportedScheme,
+            Error::Http(_) => ErrorKind::Http,
+            Error::TooManyRedirects { .. }
+            | Error::RedirectLoop { .. }
+            | Error::RedirectNotAllowed { .. } => ErrorKind::Redirect,
+            Error::ContentTooShort { .. } => ErrorKind::ContentTooShort,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::Connect { .. } => ErrorKind::Connect,
+            Error::Network { .. } => ErrorKind::Network,
+            Error::NotLocalFile { .. } | Error::Io { .. } => ErrorKind::Io,
+            Error::InvalidDataUrl { .. } | Error::CookieFile { .. } => ErrorKind::Format,
+            Error::Auth { .. } => ErrorKind::Auth,
+        }
+    }
+
+    /// The HTTP status, for [`Error::Http`].
+    pub fn status(&self) -> Option<crate::StatusCode> {
+        match self {
+            Error::Http(r) => Some(r.status()),
+            _ => None,
+        }
+    }
+
+    /// The error response, for [`Error::Http`]; read its body like any response.
+    pub fn response(&self) -> Option<&Response> {
+        match self {
+            Error::Http(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Takes the error response out, for [`Error::Http`].
+    pub fn into_response(self) -> Option<Response> {
+        match self {
+            Error::Http(r) => Some(*r),
+            _ => None,
+        }
+    }
+
+    /// True for any timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.kind() == ErrorKind::Timeout
+    }
+
+    /// True for an HTTP status >= 400.
+    pub fn is_http(&self) -> bool {
+        self.kind() == ErrorKind::Http
+    }
+
+    /// True for redirect errors (too many, loop, forbidden target).
+    pub fn is_redirect(&self) -> bool {
+        self.kind() == ErrorKind::Redirect
+    }
+
+    /// True when the body was shorter than its `Content-Length`.
+    pub fn is_content_too_short(&self) -> bool {
+        self.kind() == ErrorKind::ContentTooShort
+    }
+
+    /// True when a connection could not be made.
+    pub fn is_connect(&self) -> bool {
+        self.kind() == ErrorKind::Connect
+    }
+
+    /// True when the local resource does not exist (missing `file:`) or the server said 404/410.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            Error::Http(r) => matches!(r.status().as_u16(), 404 | 410),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<Option<PathBuf>>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Classifies a reqwest error.
+    pub(crate) fn from_reqwest(e: reqwest::Error, url: &str) -> Error {
+        let url = Some(url.to_string());
+        if e.is_timeout() {
+            Error::Timeout {
+                url,
+                source: Some(Box::new(e)),
+            }
+        } else if e.is_connect() {
+            Error::Connect {
+                url,
+                source: Box::new(e),
+            }
+        } else if e.is_builder() {
+            Error::InvalidUrl {
+                url: url.unwrap_or_default(),
+                reason: e.to_string(),
+            }
+        } else {
+            Error::Network {
+                url,
+                source: Box::new(e),
+            }
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    /// Recovers a weft-fetch error carried inside an `io::Error` (as returned by the
+    /// `AsyncRead` implementation of [`Response`]); other I/O errors become [`Error::Io`].
+    fn from(e: std::io::Error) -> Self {
+        if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+            match e.into_inner().map(|inner| inner.downcast::<Error>()) {
+                Some(Ok(err)) => return *err,
+                Some(Err(other)) => return Error::io(None, std::io::Error::other(other)),
+                None => return Error::io(None, std::io::Error::other("unknown I/O error")),
+            }
+        }
+        Error::io(None, e)
+    }
+}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        let kind = match &e {
+            Error::Timeout { .. } => std::io::ErrorKind::TimedOut,
+            Error::ContentTooShort { .. } => std::io::ErrorKind::UnexpectedEof,
+            Error::Io { source, .. } => source.kind(),
+            _ => std::io::ErrorKind::Other,
+        };
+        std::io::Error::new(kind, e)
+    }
+}

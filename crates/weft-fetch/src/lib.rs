@@ -1,0 +1,1 @@
+//! weft-fetch: work in progress.

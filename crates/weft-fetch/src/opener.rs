@@ -1,0 +1,526 @@
+//! Openers: urllib2's `build_opener` / `OpenerDirector`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Once, RwLock};
+use std::time::Duration;
+
+use crate::auth::{authorization_for, parse_challenges, PasswordManager};
+use crate::cookies::CookieJar;
+use crate::handler::{DataHandler, FileHandler, SchemeHandler};
+use crate::header::{
+    HeaderMap, HeaderName, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_LENGTH,
+    CONTENT_TYPE, COOKIE, LOCATION, PROXY_AUTHORIZATION, USER_AGENT,
+};
+use crate::request::{basic_value, IntoRequest};
+use crate::response::{http_body_stream, parse_header_line};
+use crate::{Error, Method, Request, Response, StatusCode, Url};
+
+/// The default `User-Agent`: `weft-fetch/VERSION`.
+pub const DEFAULT_USER_AGENT: &str = concat!("weft-fetch/", env!("CARGO_PKG_VERSION"));
+
+/// Default connect timeout.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default stall timeout: the longest wait for any single read.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn ensure_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Err means another thread installed one first: fine either way.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+    });
+}
+
+/// Opens URLs with a fixed configuration: default headers, timeouts, redirect policy, proxies,
+/// credentials, cookies and scheme handlers. Cheap to clone (shared inside).
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_fetch::Opener;
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let opener = Opener::builder()
+///     .header_line("X-Client: demo")
+///     .read_timeout(Duration::from_secs(10))
+///     .max_redirects(5)
+///     .build()
+///     .unwrap();
+/// let mut r = opener.open("data:,hello").await.unwrap();
+/// assert_eq!(r.read_to_end().await.unwrap(), b"hello");
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Opener {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    client: reqwest::Client,
+    headers: HeaderMap,
+    handlers: HashMap<String, Arc<dyn SchemeHandler>>,
+    follow_redirects: bool,
+    max_redirects: usize,
+    max_repeats: usize,
+    passwords: RwLock<PasswordManager>,
+    preemptive_basic: bool,
+    cookies: Option<Arc<CookieJar>>,
+    timeout: Option<Duration>,
+}
+
+impl fmt::Debug for Opener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut schemes: Vec<&String> = self.inner.handlers.keys().collect();
+        schemes.sort();
+        f.debug_struct("Opener")
+            .field("headers", &self.inner.headers)
+            .field("schemes", &schemes)
+            .field("max_redirects", &self.inner.max_redirects)
+            .field("cookies", &self.inner.cookies.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures an [`Opener`]; see [`Opener::builder`].
+pub struct OpenerBuilder {
+    headers: HeaderMap,
+    handlers: HashMap<String, Arc<dyn SchemeHandler>>,
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+    timeout: Option<Duration>,
+    follow_redirects: bool,
+    max_redirects: usize,
+    max_repeats: usize,
+    proxies: Vec<String>,
+    env_proxies: bool,
+    passwords: PasswordManager,
+    preemptive_basic: bool,
+    cookies: Option<Arc<CookieJar>>,
+    root_certs: Vec<Vec<u8>>,
+    keep_alive: bool,
+    error: Option<Error>,
+}
+
+impl fmt::Debug for OpenerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenerBuilder")
+            .field("headers", &self.headers)
+            .field("max_redirects", &self.max_redirects)
+            .field("proxies", &self.proxies)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for OpenerBuilder {
+    fn default() -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_AGENT, HeaderValue::from_static(DEFAULT_USER_AGENT));
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        let mut handlers: HashMap<String, Arc<dyn SchemeHandler>> = HashMap::new();
+        handlers.insert("file".into(), Arc::new(FileHandler));
+        handlers.insert("data".into(), Arc::new(DataHandler));
+        OpenerBuilder {
+            headers,
+            handlers,
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+            read_timeout: Some(DEFAULT_READ_TIMEOUT),
+            timeout: None,
+            follow_redirects: true,
+            max_redirects: 10,
+            max_repeats: 4,
+            proxies: Vec::new(),
+            env_proxies: true,
+            passwords: PasswordManager::new(),
+            preemptive_basic: false,
+            cookies: None,
+            root_certs: Vec::new(),
+            keep_alive: true,
+            error: None,
+        }
+    }
+}
+
+impl OpenerBuilder {
+    /// Sets a default header sent with every request (a request's own header wins).
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Sets a default header from a `"Name: value"` line; a malformed line makes
+    /// [`build`](Self::build) fail with [`Error::InvalidHeader`].
+    pub fn header_line(mut self, line: &str) -> Self {
+        match parse_header_line(line) {
+            Ok((k, v)) => {
+                self.headers.insert(k, v);
+            }
+            Err(e) => self.error = Some(e),
+        }
+        self
+    }
+
+    /// Removes a default header (for example `Accept-Encoding`).
+    pub fn remove_header(mut self, name: HeaderName) -> Self {
+        self.headers.remove(name);
+        self
+    }
+
+    /// Sets the `User-Agent`.
+    pub fn user_agent(self, ua: &str) -> Self {
+        match HeaderValue::from_str(ua) {
+            Ok(v) => self.header(USER_AGENT, v),
+            Err(_) => {
+                let mut s = self;
+                s.error = Some(Error::InvalidHeader(format!("User-Agent: {ua}")));
+                s
+            }
+        }
+    }
+
+    /// Timeout for establishing a connection (default 30 s; `None`: none).
+    pub fn connect_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.connect_timeout = t.into();
+        self
+    }
+
+    /// Stall timeout: the longest wait for the response or for any single read of the body
+    /// (default 120 s; `None`: none). Large downloads are never killed while data flows.
+    pub fn read_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.read_timeout = t.into();
+        self
+    }
+
+    /// A total deadline per request, body included. Off by default: it kills large downloads.
+    pub fn timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.timeout = t.into();
+        self
+    }
+
+    /// Whether to follow redirects (default true). When false, a 3xx is returned as is.
+    pub fn follow_redirects(mut self, follow: bool) -> Self {
+        self.follow_redirects = follow;
+        self
+    }
+
+    /// The most redirects followed for one request (default 10, as urllib).
+    pub fn max_redirects(mut self, n: usize) -> Self {
+        self.max_redirects = n;
+        self
+    }
+
+    /// How often a redirect may lead to the same URL before it is a
+    /// [`Error::RedirectLoop`] (default 4, as urllib).
+    pub fn max_repeats(mut self, n: usize) -> Self {
+        self.max_repeats = n;
+        self
+    }
+
+    /// Sends every http and https request through this proxy (`http://[user:pass@]host:port`).
+    pub fn proxy(mut self, url: &str) -> Self {
+        self.proxies.push(url.to_string());
+        self
+    }
+
+    /// Whether to use the `http_proxy`, `https_proxy`, `all_proxy` and `no_proxy` environment
+    /// variables (default true).
+    pub fn env_proxies(mut self, on: bool) -> Self {
+        self.env_proxies = on;
+        self
+    }
+
+    /// Uses this password manager for 401 challenges.
+    pub fn password_manager(mut self, pm: PasswordManager) -> Self {
+        self.passwords = pm;
+        self
+    }
+
+    /// Adds credentials for `realm` (`None`: any realm) under the URL prefix `uri`.
+    pub fn add_password(mut self, realm: Option<&str>, uri: &str, user: &str, password: &str) -> Self {
+        self.passwords.add(realm, uri, user, password);
+        self
+    }
+
+    /// Credentials for any realm, used only on the host of the original request (curl's `-u`).
+    pub fn credentials(mut self, user: &str, password: &str) -> Self {
+        self.passwords.add_default(user, password);
+        self
+    }
+
+    /// Sends Basic credentials before any challenge (never to another host after a redirect).
+    pub fn preemptive_basic(mut self, on: bool) -> Self {
+        self.preemptive_basic = on;
+        self
+    }
+
+    /// Shares this cookie jar with every request of the opener.
+    pub fn cookie_jar(mut self, jar: Arc<CookieJar>) -> Self {
+        self.cookies = Some(jar);
+        self
+    }
+
+    /// Keeps cookies in a fresh in-memory jar (see [`Opener::cookie_jar`]).
+    pub fn cookie_store(mut self, on: bool) -> Self {
+        self.cookies = on.then(|| Arc::new(CookieJar::new()));
+        self
+    }
+
+    /// Trusts this PEM certificate (in addition to the system roots).
+    pub fn add_root_certificate_pem(mut self, pem: &[u8]) -> Self {
+        self.root_certs.push(pem.to_vec());
+        self
+    }
+
+    /// Whether to keep idle connections for reuse (default true).
+    pub fn keep_alive(mut self, on: bool) -> Self {
+        self.keep_alive = on;
+        self
+    }
+
+    /// Registers a handler for `scheme` (replacing any, including `file`, `data`, `http`).
+    pub fn handler(mut self, scheme: &str, handler: impl SchemeHandler) -> Self {
+        self.handlers
+            .insert(scheme.to_ascii_lowercase(), Arc::new(handler));
+        self
+    }
+
+    /// Builds the opener.
+    pub fn build(self) -> Result<Opener, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        ensure_crypto_provider();
+        let mut cb = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(30));
+        if !self.env_proxies {
+            cb = cb.no_proxy();
+        }
+        if let Some(t) = self.connect_timeout {
+            cb = cb.connect_timeout(t);
+        }
+        if let Some(t) = self.read_timeout {
+            cb = cb.read_timeout(t);
+        }
+        if !self.keep_alive {
+            cb = cb.pool_max_idle_per_host(0);
+        }
+        for p in &self.proxies {
+            let proxy = reqwest::Proxy::all(p.as_str()).map_err(|e| Error::InvalidUrl {
+                url: p.clone(),
+                reason: format!("bad proxy: {e}"),
+            })?;
+            cb = cb.proxy(proxy);
+        }
+        for pem in &self.root_certs {
+            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| Error::Network {
+                url: None,
+                source: Box::new(e),
+            })?;
+            cb = cb.add_root_certificate(cert);
+        }
+        let client = cb.build().map_err(|e| Error::Network {
+            url: None,
+            source: Box::new(e),
+        })?;
+        Ok(Opener {
+            inner: Arc::new(Inner {
+                client,
+                headers: self.headers,
+                handlers: self.handlers,
+                follow_redirects: self.follow_redirects,
+                max_redirects: self.max_redirects,
+                max_repeats: self.max_repeats,
+                passwords: RwLock::new(self.passwords),
+                preemptive_basic: self.preemptive_basic,
+                cookies: self.cookies,
+                timeout: self.timeout,
+            }),
+        })
+    }
+}
+
+fn same_host(a: &Url, b: &Url) -> bool {
+    a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+fn is_redirect(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+impl Opener {
+    /// A builder with urllib's defaults plus weft's fixes.
+    pub fn builder() -> OpenerBuilder {
+        OpenerBuilder::default()
+    }
+
+    /// The cookie jar, if this opener keeps cookies.
+    pub fn cookie_jar(&self) -> Option<&Arc<CookieJar>> {
+        self.inner.cookies.as_ref()
+    }
+
+    /// Adds credentials at run time (see [`OpenerBuilder::add_password`]).
+    pub fn add_password(&self, realm: Option<&str>, uri: &str, user: &str, password: &str) {
+        self.inner
+            .passwords
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(realm, uri, user, password);
+    }
+
+    /// Opens a URL or a [`Request`]. A status >= 400 is [`Error::Http`], carrying the response.
+    pub async fn open(&self, request: impl IntoRequest) -> Result<Response, Error> {
+        let request = request.into_request()?;
+        let scheme = request.url.scheme().to_ascii_lowercase();
+        if let Some(h) = self.inner.handlers.get(&scheme) {
+            tracing::debug!(url = %request.url, scheme, "open with handler");
+            return h.open(request).await;
+        }
+        match scheme.as_str() {
+            "http" | "https" => self.open_http(request).await,
+            _ => Err(Error::UnsupportedScheme { scheme }),
+        }
+    }
+
+    async fn open_http(&self, req: Request) -> Result<Response, Error> {
+        let inner = &*self.inner;
+        if req.url.host_str().is_none_or(str::is_empty) {
+            return Err(Error::InvalidUrl {
+                url: req.url.to_string(),
+                reason: "no host".into(),
+            });
+        }
+        let first = req.url.clone();
+        let mut url = req.url.clone();
+        let mut method = req.get_method();
+        let mut body = req.body.clone();
+        let mut headers = req.effective_headers(&inner.headers, true);
+        let timeout = req.timeout.or(inner.timeout);
+        let mut visits: HashMap<String, usize> = HashMap::new();
+        let mut hops = 0usize;
+        let mut auth: Option<HeaderValue> = None;
+        let mut auth_attempts = 0u32;
+        loop {
+            let on_first_host = same_host(&url, &first);
+            let mut h = headers.clone();
+            if let Some(jar) = &inner.cookies {
+                if let Some(v) = jar.header_value(&url) {
+                    let merged = match h.get(COOKIE).and_then(|x| x.to_str().ok()) {
+                        Some(own) => HeaderValue::from_str(&format!("{own}; {}", v.to_str().unwrap_or(""))).unwrap_or(v),
+                        None => v,
+                    };
+                    h.insert(COOKIE, merged);
+                }
+            }
+            if let Some(a) = &auth {
+                h.insert(AUTHORIZATION, a.clone());
+            } else if inner.preemptive_basic && !h.contains_key(AUTHORIZATION) {
+                let pm = inner.passwords.read().unwrap_or_else(|p| p.into_inner());
+                if let Some((u, p)) = pm.lookup(None, &url, on_first_host) {
+                    h.insert(AUTHORIZATION, basic_value(u, p));
+                }
+            }
+            let mut rb = inner.client.request(method.clone(), url.clone()).headers(h);
+            if let Some(b) = &body {
+                rb = rb.body(b.clone());
+            }
+            if let Some(t) = timeout {
+                rb = rb.timeout(t);
+            }
+            tracing::debug!(%url, %method, hops, "http request");
+            let resp = rb
+                .send()
+                .await
+                .map_err(|e| Error::from_reqwest(e, url.as_str()))?;
+            let status = resp.status();
+            tracing::debug!(%url, status = status.as_u16(), "http response");
+            if let Some(jar) = &inner.cookies {
+                jar.store_response_cookies(resp.headers(), &url);
+            }
+
+            if status == StatusCode::UNAUTHORIZED && auth_attempts < 3 {
+                let challenges = parse_challenges(resp.headers());
+                let stale = challenges
+                    .iter()
+                    .any(|c| c.scheme == "digest" && c.param("stale").is_some_and(|s| s.eq_ignore_ascii_case("true")));
+                if auth_attempts == 0 || stale {
+                    let value = {
+                        let pm = inner.passwords.read().unwrap_or_else(|p| p.into_inner());
+                        authorization_for(&challenges, &pm, &url, on_first_host, method.as_str())?
+                    };
+                    if let Some(v) = value {
+                        tracing::debug!(%url, "retrying with credentials");
+                        auth = Some(v);
+                        auth_attempts += 1;
+                        continue;
+                    }
+                }
+            }
+
+            if inner.follow_redirects && is_redirect(status) {
+                if let Some(loc) = resp.headers().get(LOCATION).or_else(|| resp.headers().get("uri")) {
+                    let loc = String::from_utf8_lossy(loc.as_bytes()).into_owned();
+                    let next = url.join(loc.trim()).map_err(|e| Error::InvalidUrl {
+                        url: loc.clone(),
+                        reason: format!("bad redirect target: {e}"),
+                    })?;
+                    if !matches!(next.scheme(), "http" | "https") {
+                        return Err(Error::RedirectNotAllowed {
+                            location: next.to_string(),
+                        });
+                    }
+                    hops += 1;
+                    if hops > inner.max_redirects {
+                        return Err(Error::TooManyRedirects {
+                            url: url.to_string(),
+                            count: hops - 1,
+                        });
+                    }
+                    let seen = visits.entry(next.to_string()).or_insert(0);
+                    if *seen >= inner.max_repeats {
+                        return Err(Error::RedirectLoop {
+                            url: next.to_string(),
+                            visits: *seen + 1,
+                        });
+                    }
+                    *seen += 1;
+                    let to_get = match status.as_u16() {
+                        303 => method != Method::HEAD,
+                        301 | 302 => method == Method::POST,
+                        _ => false,
+                    };
+                    // Unredirected headers (explicit Basic credentials) stay behind.
+                    headers = req.effective_headers(&inner.headers, false);
+                    if to_get {
+                        method = Method::GET;
+                        body = None;
+                    }
+                    if body.is_none() && req.body.is_some() {
+                        headers.remove(CONTENT_TYPE);
+                        headers.remove(CONTENT_LENGTH);
+                    }
+                    if !same_host(&next, &first) {
+                        headers.remove(AUTHORIZATION);
+                        headers.remove(COOKIE);
+                        headers.remove(PROXY_AUTHORIZATION);
+                    }
+                    tracing::debug!(from = %url, to = %next, status = status.as_u16(), "redirect");
+                    auth = None;
+                    auth_attempts = 0;
+                    url = next;
+                    continue;
+                }
+            }
+
+            let resp_headers = resp.headers().clone();
+            let body_stream = http_body_stream(resp, url.to_string());
+            let response = Response::from_stream(url, status, resp_headers, body_stream);
+            if status.as_u16() >= 400 {
+                return Err(Error::Http(Box::new(response)));
+            }
+            return Ok(response);
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The response type shared by every scheme.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use futures::stream::{BoxStream, Stream, StreamExt};
+use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
+
+use crate::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
+use crate::{Error, StatusCode, Url};
+
+/// A stream of body chunks, as a [`SchemeHandler`](crate::SchemeHandler) may produce.
+pub type BodyStream = BoxStream<'static, Result<Bytes, Error>>;
+
+/// An open URL: status, headers, final URL, and a body you read like a file.
+///
+/// `Response` implements [`AsyncRead`] and [`AsyncBufRead`], so `tokio::io::AsyncBufReadExt`'s
+/// `read_line` and `lines` work. The inherent [`read`](Response::read),
+/// [`read_to_end`](Response::read_to_end) and [`chunk`](Response::chunk) return typed
+/// [`Error`]s (they take precedence over the `AsyncReadExt` methods of the same name; call those
+/// with `AsyncReadExt::read_to_end(&mut resp, &mut buf)` if you want them).
+///
+/// ```
+/// use tokio::io::AsyncBufReadExt;
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let resp = weft_fetch::urlopen("data:,We%0Agot%0Ahere%0A").await.unwrap();
+/// let mut lines = resp.lines();
+/// let mut got = Vec::new();
+/// while let Some(line) = lines.next_line().await.unwrap() {
+///     got.push(line);
+/// }
+/// assert_eq!(got, ["We", "got", "here"]);
+/// # });
+/// ```
+pub struct Response {
+    status: StatusCode,
+    headers: HeaderMap,
+    url: Url,
+    // Mutex only to make the response Sync; it is only ever accessed through `get_mut`.
+    body: Mutex<BodyStream>,
+    buf: Bytes,
+    done: bool,
+}
+
+impl fmt::Debug for Response {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("url", &self.url.as_str())
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Response {
+    /// Builds a response from its parts and a body stream. Used by scheme handlers.
+    pub fn from_stream(url: Url, status: StatusCode, headers: HeaderMap, body: BodyStream) -> Self {
+        Response {
+            status,
+            headers,
+            url,
+            body: Mutex::new(body),
+            buf: Bytes::new(),
+            done: false,
+        }
+    }
+
+    /// Builds a response whose body is in memory; sets `Content-Length` unless present.
+    ///
+    /// ```
+    /// use weft_fetch::{header::HeaderMap, Response, StatusCode, Url};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let url = Url::parse("echo://host/hi").unwrap();
+    /// let mut r = Response::from_bytes(url, StatusCode::OK, HeaderMap::new(), "hi");
+    /// assert_eq!(r.content_length(), Some(2));
+    /// assert_eq!(r.read_to_end().await.unwrap(), b"hi");
+    /// # });
+    /// ```
+    pub fn from_bytes(
+        url: Url,
+        status: StatusCode,
+        mut headers: HeaderMap,
+        body: impl Into<Bytes>,
+    ) -> Self {
+        let body: Bytes = body.into();
+        if !headers.contains_key(CONTENT_LENGTH) {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len() as u64));
+        }
+        let stream = futures::stream::once(async move { Ok(body) }).boxed();
+        Self::from_stream(url, status, headers, stream)
+    }
+
+    /// Builds a response that streams from any `AsyncRead` (64 KiB reads).
+    pub fn from_reader(
+        url: Url,
+        status: StatusCode,
+        headers: HeaderMap,
+        reader: impl AsyncRead + Send + 'static,
+    ) -> Self {
+        let stream = tokio_reader_stream(reader, 64 * 1024);
+        Self::from_stream(url, status, headers, stream)
+    }
+
+    /// The status: the HTTP status for `http`/`https`; `200 OK` for `file:` and `data:` (where
+    /// urllib says `None`).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response headers (for `file:`: `Content-Type`, `Content-Length`, `Last-Modified`;
+    /// for `data:`: `Content-Type`, `Content-Length`).
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// One header as a string, if present and visible ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The final URL, after redirects (urllib's `geturl()`).
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The `Content-Length` header, parsed.
+    pub fn content_length(&self) -> Option<u64> {
+        content_length(&self.headers)
+    }
+
+    /// The next chunk of the body, as it arrives; `None` at the end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        if !self.buf.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.buf)));
+        }
+        if self.done {
+            return Ok(None);
+        }
+        loop {
+            let next = self.stream().next().await;
+            match next {
+                Some(Ok(b)) if b.is_empty() => continue,
+                Some(Ok(b)) => return Ok(Some(b)),
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                None => {
+                    self.done = true;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Reads up to `n` bytes (fewer only at the end of the body); empty at EOF, like Python's
+    /// `read(n)`.
+    pub async fn read(&mut self, n: usize) -> Result<Bytes, Error> {
+        let mut out = bytes::BytesMut::new();
+        while out.len() < n {
+            let Some(mut chunk) = self.chunk().await? else {
+                break;
+            };
+            let want = n - out.len();
+            if chunk.len() > want {
+                self.buf = chunk.split_off(want);
+            }
+            if out.is_empty() && chunk.len() == n {
+                return Ok(chunk);
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Reads the rest of the body.
+    pub async fn read_to_end(&mut self) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::with_capacity(self.content_length().unwrap_or(0).min(1 << 20) as usize);
+        while let Some(chunk) = self.chunk().await? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// Reads the rest of the body as UTF-8 (invalid sequences replaced).
+    pub async fn text(&mut self) -> Result<String, Error> {
+        let v = self.read_to_end().await?;
+        Ok(String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    }
+
+    fn stream(&mut self) -> &mut BodyStream {
+        self.body.get_mut().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl AsyncBufRead for Response {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        while this.buf.is_empty() && !this.done {
+            match this.stream().as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(b))) => this.buf = b,
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Err(e.into()));
+                }
+                Poll::Ready(None) => this.done = true,
+            }
+        }
+        Poll::Ready(Ok(&this.buf[..]))
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        let this = self.get_mut();
+        let amt = amt.min(this.buf.len());
+        this.buf.advance(amt);
+    }
+}
+
+impl AsyncRead for Response {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let avail = match self.as_mut().poll_fill_buf(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Ready(Ok(b)) => {
+                let n = b.len().min(out.remaining());
+                out.put_slice(&b[..n]);
+                n
+            }
+        };
+        self.consume(avail);
+        Poll::Ready(Ok(()))
+    }
+}
+
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Streams an `AsyncRead` as chunks of up to `cap` bytes.
+pub(crate) fn tokio_reader_stream(reader: impl AsyncRead + Send + 'static, cap: usize) -> BodyStream {
+    let reader = Box::pin(reader);
+    futures::stream::unfold(Some(reader), move |state| async move {
+        use tokio::io::AsyncReadExt;
+        let mut reader = state?;
+        let mut buf = bytes::BytesMut::with_capacity(cap);
+        match reader.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok(buf.freeze()), Some(reader))),
+            Err(e) => Some((Err(Error::io(None, e)), None)),
+        }
+    })
+    .boxed()
+}
+
+/// Wraps a reqwest response body: maps errors, and turns a body cut short into
+/// [`Error::ContentTooShort`].
+pub(crate) fn http_body_stream(resp: reqwest::Response, url: String) -> BodyStream {
+    let expected = if resp.status() == StatusCode::NO_CONTENT {
+        None
+    } else {
+        content_length(resp.headers())
+    };
+    struct St {
+        resp: reqwest::Response,
+        got: u64,
+        expected: Option<u64>,
+        url: String,
+    }
+    let st = St {
+        resp,
+        got: 0,
+        expected,
+        url,
+    };
+    futures::stream::unfold(Some(st), |state| async move {
+        let mut st = state?;
+        match st.resp.chunk().await {
+            Ok(Some(b)) => {
+                st.got += b.len() as u64;
+                Some((Ok(b), Some(st)))
+            }
+            Ok(None) => match st.expected {
+                Some(exp) if st.got < exp => Some((
+                    Err(Error::ContentTooShort {
+                        expected: exp,
+                        got: st.got,
+                    }),
+                    None,
+                )),
+                _ => None,
+            },
+            Err(e) => {
+                let err = match st.expected {
+                    Some(exp) if st.got < exp && !e.is_timeout() => {
+                        tracing::debug!(url = %st.url, error = %e, "body cut short");
+                        Error::ContentTooShort {
+                            expected: exp,
+                            got: st.got,
+                        }
+                    }
+                    _ => Error::from_reqwest(e, &st.url),
+                };
+                Some((Err(err), None))
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Parses `"Name: value"` into a header pair.
+pub(crate) fn parse_header_line(line: &str) -> Result<(HeaderName, HeaderValue), Error> {
+    let (name, value) = line
+        .split_once(':')
+        .ok_or_else(|| Error::InvalidHeader(line.to_string()))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| Error::InvalidHeader(line.to_string()))?;
+    let value = HeaderValue::from_str(value.trim()).map_err(|_| Error::InvalidHeader(line.to_string()))?;
+    Ok((name, value))
+}

@@ -1,0 +1,1 @@
+//! weft-line: work in progress.

@@ -1,0 +1,282 @@
+//! Server settings: [`ServerConfig`], [`Concurrency`] and [`ProcessPool`].
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a server runs its requests: the seed's three ways (one at a time, threads,
+/// processes) plus tokio tasks.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub enum Concurrency {
+    /// One request at a time, handled inside the serving loop (the seed's first,
+    /// synchronous server). A slow client blocks everybody else.
+    Sequential,
+    /// A tokio task per request (the default). `limit` caps the requests in flight:
+    /// when it is reached the server stops accepting until one finishes, so further
+    /// clients wait in the listen backlog.
+    Tasks {
+        /// Maximum number of requests in flight, `None` for no limit.
+        limit: Option<usize>,
+    },
+    /// A thread per request, for blocking handlers (`ThreadingMixIn`). `limit` caps the
+    /// number of handler threads alive at once. An async handler runs on its thread in
+    /// a current-thread runtime of its own.
+    Threads {
+        /// Maximum number of handler threads at once, `None` for no limit.
+        limit: Option<usize>,
+    },
+    /// A pool of worker processes sharing the listening socket (the `ForkingMixIn`
+    /// role for async servers): a crash in one worker cannot take the others down, and
+    /// dead workers are restarted. See [`ProcessPool`] for how workers are started,
+    /// and [`crate::fork`] for Python's fork-per-request from a blocking server.
+    Processes(ProcessPool),
+}
+
+impl Concurrency {
+    /// `Tasks` without a limit (the default).
+    pub fn tasks() -> Self {
+        Concurrency::Tasks { limit: None }
+    }
+
+    /// `Threads` without a limit.
+    pub fn threads() -> Self {
+        Concurrency::Threads { limit: None }
+    }
+}
+
+impl Default for Concurrency {
+    fn default() -> Self {
+        Concurrency::tasks()
+    }
+}
+
+/// The worker-process pool of [`Concurrency::Processes`].
+///
+/// # Why a pool and not a fork per connection
+///
+/// `fork()` in a multi-threaded process (and a tokio runtime is one) copies only the
+/// calling thread: locks held by the other threads (the allocator's, tokio's) stay
+/// locked forever in the child, so anything but `exec` after such a fork may deadlock
+/// or worse. Python's `ForkingMixIn` forks per request from a *single-threaded*
+/// blocking server; that is [`crate::fork::ForkingServer`] here, which refuses to fork
+/// when the process has more than one thread.
+///
+/// Async servers instead start `max_children` worker processes up front, by
+/// re-executing a program (by default the current executable with the current
+/// arguments) that inherits the listening socket. When the worker program binds its
+/// server (the same code path as the parent: `TcpServer::bind` and friends), the
+/// server detects the inherited socket, adopts it instead of binding, and serves with
+/// tokio tasks. The kernel spreads the connections (or datagrams) over the workers.
+/// A worker that dies is restarted; on shutdown the parent closes each worker's
+/// standard input, which makes the worker's server stop, and kills workers that have
+/// not exited after `grace`.
+///
+/// Trade-offs: isolation (a panic with `panic = "abort"`, a segfault or an `abort()` in
+/// a handler only kills one worker and the connections it held) at the price of one
+/// process per worker, no shared memory between handlers, and a program that must
+/// reach its server's `bind` in the worker too (see [`crate::pool::is_worker`]).
+/// While a worker is being spawned, the listening descriptor is briefly inheritable:
+/// a process spawned at the same moment by another thread inherits it too.
+#[derive(Debug, Clone)]
+pub struct ProcessPool {
+    /// The number of worker processes (`ForkingMixIn.max_children`, 40 in Python).
+    pub max_children: usize,
+    /// The worker program; `None` for the current executable.
+    pub program: Option<PathBuf>,
+    /// The worker's arguments; `None` for the current process's arguments.
+    pub args: Option<Vec<OsString>>,
+    /// How long workers get to stop after their standard input is closed.
+    pub grace: Duration,
+}
+
+impl ProcessPool {
+    /// A pool of `max_children` workers running the current executable.
+    pub fn new(max_children: usize) -> Self {
+        ProcessPool {
+            max_children: max_children.max(1),
+            program: None,
+            args: None,
+            grace: Duration::from_secs(5),
+        }
+    }
+
+    /// Run `program` as the worker instead of the current executable.
+    pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.program = Some(program.into());
+        self
+    }
+
+    /// Give the workers these arguments instead of the current process's.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How long workers get to stop gracefully before they are killed.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+}
+
+/// The settings of a server, a builder.
+///
+/// Defaults and how they relate to Python's `socketserver`:
+///
+/// | setting | default | Python |
+/// |---|---|---|
+/// | `backlog` | 128 | `request_queue_size = 5` (too small for anything but a demo) |
+/// | `reuse_address` | `true` | `allow_reuse_address = False`; tokio sets `SO_REUSEADDR` too |
+/// | `timeout` | `None` | `timeout = None` (only used by `handle_request`) |
+/// | `concurrency` | `Tasks` | synchronous unless a mix-in is used |
+/// | `block_on_close` | `true` | `ThreadingMixIn.block_on_close = True` |
+/// | `max_packet_size` | 8192 | `UDPServer.max_packet_size = 8192` |
+/// | `request_timeout` | `None` | `StreamRequestHandler.timeout = None` |
+/// | `nodelay` | `false` | `StreamRequestHandler.disable_nagle_algorithm = False` |
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_server::{Concurrency, ServerConfig};
+///
+/// let config = ServerConfig::new()
+///     .backlog(64)
+///     .timeout(Duration::from_millis(500))
+///     .concurrency(Concurrency::Tasks { limit: Some(100) })
+///     .nodelay(true);
+/// assert_eq!(config.get_backlog(), 64);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub(crate) backlog: i32,
+    pub(crate) reuse_address: bool,
+    pub(crate) reuse_port: bool,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) concurrency: Concurrency,
+    pub(crate) block_on_close: bool,
+    pub(crate) max_packet_size: usize,
+    pub(crate) request_timeout: Option<Duration>,
+    pub(crate) nodelay: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            backlog: 128,
+            reuse_address: true,
+            reuse_port: false,
+            timeout: None,
+            concurrency: Concurrency::default(),
+            block_on_close: true,
+            max_packet_size: 8192,
+            request_timeout: None,
+            nodelay: false,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The defaults (see the table above).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The listen backlog (`request_queue_size`) of stream servers.
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+        self
+    }
+
+    /// Set `SO_REUSEADDR` before binding (`allow_reuse_address`).
+    pub fn reuse_address(mut self, on: bool) -> Self {
+        self.reuse_address = on;
+        self
+    }
+
+    /// Set `SO_REUSEPORT` before binding (`allow_reuse_port`, Python 3.11).
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
+    /// How long `handle_request` waits for a request before calling `handle_timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The concurrency model.
+    pub fn concurrency(mut self, concurrency: Concurrency) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Whether `close` waits for running handlers (tasks, threads, forked children).
+    pub fn block_on_close(mut self, on: bool) -> Self {
+        self.block_on_close = on;
+        self
+    }
+
+    /// The largest datagram a datagram server receives; longer ones are truncated.
+    pub fn max_packet_size(mut self, size: usize) -> Self {
+        self.max_packet_size = size.max(1);
+        self
+    }
+
+    /// A timeout for each read and write of a stream request (`StreamRequestHandler.timeout`):
+    /// an operation that makes no progress for that long fails with `TimedOut`.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = Some(timeout);
+        self
+    }
+
+    /// Set `TCP_NODELAY` on accepted TCP connections (`disable_nagle_algorithm`).
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// The listen backlog.
+    pub fn get_backlog(&self) -> u32 {
+        u32::try_from(self.backlog).unwrap_or(0)
+    }
+
+    /// Whether `SO_REUSEADDR` is set.
+    pub fn get_reuse_address(&self) -> bool {
+        self.reuse_address
+    }
+
+    /// The `handle_request` timeout.
+    pub fn get_timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// The concurrency model.
+    pub fn get_concurrency(&self) -> &Concurrency {
+        &self.concurrency
+    }
+
+    /// Whether `close` waits for running handlers.
+    pub fn get_block_on_close(&self) -> bool {
+        self.block_on_close
+    }
+
+    /// The largest datagram received.
+    pub fn get_max_packet_size(&self) -> usize {
+        self.max_packet_size
+    }
+
+    /// The per-operation timeout of stream requests.
+    pub fn get_request_timeout(&self) -> Option<Duration> {
+        self.request_timeout
+    }
+
+    /// Whether `TCP_NODELAY` is set on accepted connections.
+    pub fn get_nodelay(&self) -> bool {
+        self.nodelay
+    }
+}

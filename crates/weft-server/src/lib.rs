@@ -1,0 +1,1 @@
+//! weft-server: work in progress.
