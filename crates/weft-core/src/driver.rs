@@ -15,10 +15,6 @@ use crate::protocol::Conn;
 use crate::transport::{pool, Closing};
 use crate::{DisconnectReason, Protocol};
 
-/// How long a closing connection keeps reading (and discarding) after its FIN, so that
-/// unread input does not turn the close into a reset that could destroy our last replies.
-const LINGER: Duration = Duration::from_secs(2);
-
 /// The socket operations the driver needs; implemented for TCP and Unix streams.
 pub(crate) trait RawStream: Send + Sync + 'static {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
@@ -71,7 +67,6 @@ enum Event {
     Timer,
     Shutdown,
     Force,
-    LingerOver,
 }
 
 /// Drives one connection to its end; returns the reason given to `connection_lost`.
@@ -104,7 +99,6 @@ async fn run<S: RawStream, P: Protocol>(
     let mut shutdown = std::pin::pin!(signals.shutdown.cancelled());
     let mut force = std::pin::pin!(signals.force.cancelled());
     let mut timer: Option<Pin<Box<Sleep>>> = None;
-    let mut linger: Option<Pin<Box<Sleep>>> = None;
     let mut shutting_down = false;
     let mut eof_seen = false;
     let mut eof_sent = false;
@@ -132,14 +126,14 @@ async fn run<S: RawStream, P: Protocol>(
             }
         }
         if drained && conn.transport.closing.is_some() {
-            if eof_seen {
-                return conn
-                    .requested_reason()
-                    .unwrap_or(DisconnectReason::LocalClose);
+            // Discard what the peer already sent, so that closing does not turn into a reset
+            // that could destroy our last replies in the peer's receive queue.
+            if !eof_seen {
+                discard_pending_input(stream);
             }
-            if linger.is_none() {
-                linger = Some(Box::pin(tokio::time::sleep(LINGER)));
-            }
+            return conn
+                .requested_reason()
+                .unwrap_or(DisconnectReason::LocalClose);
         }
         match (conn.transport.next_deadline(), &mut timer) {
             (Some(at), Some(t)) if t.deadline() != at => t.as_mut().reset(at),
@@ -182,11 +176,6 @@ async fn run<S: RawStream, P: Protocol>(
                     }
                 }
             }
-            if let Some(l) = linger.as_mut() {
-                if l.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Event::LingerOver);
-                }
-            }
             Poll::Pending
         })
         .await;
@@ -203,11 +192,6 @@ async fn run<S: RawStream, P: Protocol>(
                 conn.transport.abort_connection();
                 stream.set_reset_on_close();
                 return DisconnectReason::Shutdown;
-            }
-            Event::LingerOver => {
-                return conn
-                    .requested_reason()
-                    .unwrap_or(DisconnectReason::LocalClose)
             }
             Event::Readable => {
                 let res = pool::with_read_buffer(|buf| match stream.try_read(buf) {
@@ -244,6 +228,18 @@ async fn run<S: RawStream, P: Protocol>(
             }
         }
     }
+}
+
+/// Reads and drops whatever input is already queued (bounded: at most 1 MiB).
+fn discard_pending_input<S: RawStream>(stream: &S) {
+    pool::with_read_buffer(|buf| {
+        for _ in 0..16 {
+            match stream.try_read(buf) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
+    });
 }
 
 /// Writes as much of the outgoing buffer as the socket takes now.

@@ -44,8 +44,9 @@ pub enum EndpointError {
     /// An argument this endpoint type does not take.
     #[error("unknown argument {0:?}")]
     UnknownArgument(String),
-    /// The same argument was given twice.
-    #[error("argument {0:?} given twice")]
+    /// The same argument was given twice (often an IPv6 interface whose colons were not
+    /// escaped).
+    #[error("argument {0:?} given twice{hint}", hint = if .0 == "interface" { r" (escape the colons of an IPv6 address: interface=\:\:1)" } else { "" })]
     Duplicate(String),
     /// Too many positional arguments.
     #[error("unexpected positional argument {0:?}")]

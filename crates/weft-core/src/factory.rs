@@ -61,6 +61,42 @@ pub trait Factory: Send + Sync + 'static {
 
     /// Called once after the last port or connection using this factory stopped.
     fn stop_factory(&self) {}
+
+    /// Identifies the factory instance for the start/stop reference count; an `Arc<F>` has the
+    /// identity of its `F`, so ports sharing one `Arc` share one count.
+    #[doc(hidden)]
+    fn factory_id(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
+}
+
+/// A shared factory: pass `Arc<F>` clones to several ports and the factory starts and stops once.
+impl<F: Factory> Factory for Arc<F> {
+    type Protocol = F::Protocol;
+    fn build_protocol(&self, addr: &Address) -> Option<F::Protocol> {
+        (**self).build_protocol(addr)
+    }
+    fn start_factory(&self) {
+        (**self).start_factory()
+    }
+    fn stop_factory(&self) {
+        (**self).stop_factory()
+    }
+    fn factory_id(&self) -> usize {
+        (**self).factory_id()
+    }
+}
+
+impl<F: ClientFactory> ClientFactory for Arc<F> {
+    fn started_connecting(&self, addr: &Address) {
+        (**self).started_connecting(addr)
+    }
+    fn client_connection_failed(&self, addr: &Address, err: &io::Error) {
+        (**self).client_connection_failed(addr, err)
+    }
+    fn client_connection_lost(&self, addr: &Address, reason: &DisconnectReason) {
+        (**self).client_connection_lost(addr, reason)
+    }
 }
 
 /// A client-side factory: also told when a connection attempt fails and when a connection made
@@ -153,7 +189,7 @@ where
 {
 }
 
-/// Reference-counts the users of each factory (by the address of its `Arc`), so that
+/// Reference-counts the users of each factory (by [`Factory::factory_id`]), so that
 /// `start_factory`/`stop_factory` run once however many ports share it (Twisted's `numPorts`).
 fn users() -> &'static Mutex<HashMap<usize, usize>> {
     static USERS: OnceLock<Mutex<HashMap<usize, usize>>> = OnceLock::new();
@@ -168,7 +204,7 @@ pub(crate) struct FactoryUse<F: Factory> {
 
 impl<F: Factory> FactoryUse<F> {
     pub(crate) fn new(factory: Arc<F>) -> Self {
-        let key = Arc::as_ptr(&factory) as *const () as usize;
+        let key = factory.factory_id();
         let first = {
             let mut m = users().lock().unwrap_or_else(|e| e.into_inner());
             let n = m.entry(key).or_insert(0);
@@ -189,7 +225,7 @@ impl<F: Factory> FactoryUse<F> {
 
 impl<F: Factory> Drop for FactoryUse<F> {
     fn drop(&mut self) {
-        let key = Arc::as_ptr(&self.factory) as *const () as usize;
+        let key = self.factory.factory_id();
         let last = {
             let mut m = users().lock().unwrap_or_else(|e| e.into_inner());
             match m.get_mut(&key) {

@@ -105,7 +105,8 @@ struct Inner {
 /// let reactor = Reactor::new();
 /// let port = reactor.listen_tcp("127.0.0.1:0", factory_fn(|_| Some(Echo))).await?;
 ///
-/// let mut client = tokio::net::TcpStream::connect(port.local_addr()).await?;
+/// let addr = port.local_addr().as_inet().expect("a TCP port");
+/// let mut client = tokio::net::TcpStream::connect(addr).await?;
 /// client.write_all(b"hello").await?;
 /// let mut buf = [0; 5];
 /// client.read_exact(&mut buf).await?;
@@ -192,7 +193,7 @@ impl Reactor {
     pub async fn listen<F: Factory>(
         &self,
         endpoint: &str,
-        factory: impl Into<Arc<F>>,
+        factory: F,
     ) -> io::Result<ListeningPort> {
         let ep: ServerEndpoint = endpoint
             .parse()
@@ -218,7 +219,7 @@ impl Reactor {
     pub async fn listen_endpoint<F: Factory>(
         &self,
         endpoint: &ServerEndpoint,
-        factory: impl Into<Arc<F>>,
+        factory: F,
     ) -> io::Result<ListeningPort> {
         match endpoint {
             ServerEndpoint::Tcp { addr, backlog, .. } => {
@@ -257,7 +258,7 @@ impl Reactor {
     pub async fn listen_tcp<F: Factory>(
         &self,
         addr: impl tokio::net::ToSocketAddrs,
-        factory: impl Into<Arc<F>>,
+        factory: F,
     ) -> io::Result<ListeningPort> {
         let addr = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on")
@@ -287,7 +288,7 @@ impl Reactor {
         &self,
         addr: SocketAddr,
         opts: ListenOptions,
-        factory: impl Into<Arc<F>>,
+        factory: F,
     ) -> io::Result<ListeningPort> {
         let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
@@ -303,7 +304,7 @@ impl Reactor {
             listener,
             nodelay: opts.nodelay,
         };
-        Ok(self.spawn_accept_loop(acceptor, local, None, factory.into()))
+        Ok(self.spawn_accept_loop(acceptor, local, None, Arc::new(factory)))
     }
 
     /// Listens on a Unix stream socket at `path` (a stale socket file is replaced; the file is
@@ -329,7 +330,7 @@ impl Reactor {
     pub async fn listen_unix<F: Factory>(
         &self,
         path: impl AsRef<Path>,
-        factory: impl Into<Arc<F>>,
+        factory: F,
     ) -> io::Result<ListeningPort> {
         self.listen_unix_inner(path.as_ref(), None, factory)
     }
@@ -338,7 +339,7 @@ impl Reactor {
         &self,
         path: &Path,
         backlog: Option<u32>,
-        factory: impl Into<Arc<F>>,
+        factory: F,
     ) -> io::Result<ListeningPort> {
         use std::os::unix::fs::FileTypeExt;
         if let Ok(meta) = std::fs::symlink_metadata(path) {
@@ -365,7 +366,7 @@ impl Reactor {
         let listener = UnixListener::from_std(std_listener)?;
         let local = Address::Unix(Some(path.to_path_buf()));
         tracing::info!(addr = %local, "listening");
-        Ok(self.spawn_accept_loop(listener, local, Some(path.to_path_buf()), factory.into()))
+        Ok(self.spawn_accept_loop(listener, local, Some(path.to_path_buf()), Arc::new(factory)))
     }
 
     fn spawn_accept_loop<A: Acceptor, F: Factory>(
@@ -465,10 +466,10 @@ impl Reactor {
     pub async fn connect_tcp<F: ClientFactory>(
         &self,
         addr: impl tokio::net::ToSocketAddrs,
-        factory: impl Into<Arc<F>>,
+        factory: F,
         timeout: Duration,
     ) -> io::Result<Connection> {
-        let factory = factory.into();
+        let factory = Arc::new(factory);
         let use_ = FactoryUse::new(factory.clone());
         let target = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
@@ -511,9 +512,9 @@ impl Reactor {
     pub async fn connect_unix<F: ClientFactory>(
         &self,
         path: impl AsRef<Path>,
-        factory: impl Into<Arc<F>>,
+        factory: F,
     ) -> io::Result<Connection> {
-        let factory = factory.into();
+        let factory = Arc::new(factory);
         let use_ = FactoryUse::new(factory.clone());
         let target = Address::Unix(Some(path.as_ref().to_path_buf()));
         factory.started_connecting(&target);
@@ -548,7 +549,7 @@ impl Reactor {
     pub async fn connect<F: ClientFactory>(
         &self,
         endpoint: &ClientEndpoint,
-        factory: impl Into<Arc<F>>,
+        factory: F,
     ) -> io::Result<Connection> {
         match endpoint {
             ClientEndpoint::Tcp {
@@ -624,12 +625,12 @@ impl Reactor {
     pub fn connect_tcp_reconnecting<F: ClientFactory>(
         &self,
         addr: impl Into<String>,
-        factory: impl Into<Arc<F>>,
+        factory: F,
         backoff: Backoff,
         timeout: Duration,
     ) -> Reconnector {
         let addr = addr.into();
-        let factory: Arc<F> = factory.into();
+        let factory: Arc<F> = Arc::new(factory);
         let stop = CancellationToken::new();
         let reset = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reactor = self.clone();
@@ -641,7 +642,7 @@ impl Reactor {
                 let attempt = tokio::select! {
                     _ = stop2.cancelled() => return,
                     _ = shutdown.cancelled() => return,
-                    r = reactor.connect_tcp::<F>(addr.as_str(), factory.clone(), timeout) => r,
+                    r = reactor.connect_tcp(addr.as_str(), factory.clone(), timeout) => r,
                 };
                 if let Ok(conn) = attempt {
                     backoff.reset_delay();

@@ -1,0 +1,626 @@
+//! weft-core over real loopback sockets: callback order, exactly-once `connection_lost`,
+//! half-close, refusal, backpressure, shutdown, UDP and Unix.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use weft_core::{
+    factory_fn, Address, DatagramProtocol, DatagramTransport, DisconnectReason, Factory, Protocol,
+    Reactor, Transport,
+};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Bounds every await of a test.
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("test step timed out")
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Ev {
+    Made,
+    Data(Vec<u8>),
+    Eof,
+    Lost(String),
+}
+
+fn kind(r: &DisconnectReason) -> String {
+    match r {
+        DisconnectReason::ConnectionDone => "done".into(),
+        DisconnectReason::LocalClose => "local".into(),
+        DisconnectReason::Aborted => "aborted".into(),
+        DisconnectReason::Reset => "reset".into(),
+        DisconnectReason::Shutdown => "shutdown".into(),
+        DisconnectReason::Panicked(m) => format!("panicked:{m}"),
+        DisconnectReason::Io(e) => format!("io:{e}"),
+        other => format!("other:{other}"),
+    }
+}
+
+/// Records its callbacks; reacts to a few commands in the data.
+struct Recorder {
+    tx: mpsc::UnboundedSender<Ev>,
+}
+
+impl Protocol for Recorder {
+    fn connection_made(&mut self, _t: &mut Transport) {
+        let _ = self.tx.send(Ev::Made);
+    }
+    fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+        let _ = self.tx.send(Ev::Data(data.to_vec()));
+        match data {
+            b"abort" => t.abort_connection(),
+            b"close" => {
+                t.write("bye");
+                t.lose_connection();
+            }
+            b"panic" => panic!("asked to"),
+            _ => t.write(data),
+        }
+    }
+    fn eof_received(&mut self, _t: &mut Transport) -> bool {
+        let _ = self.tx.send(Ev::Eof);
+        false
+    }
+    fn connection_lost(&mut self, reason: DisconnectReason) {
+        let _ = self.tx.send(Ev::Lost(kind(&reason)));
+    }
+}
+
+async fn recorder_server() -> (Reactor, SocketAddr, mpsc::UnboundedReceiver<Ev>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let reactor = Reactor::new();
+    let port = reactor
+        .listen_tcp(
+            "127.0.0.1:0",
+            factory_fn(move |_| Some(Recorder { tx: tx.clone() })),
+        )
+        .await
+        .unwrap();
+    let addr = port.local_addr().as_inet().unwrap();
+    (reactor, addr, rx)
+}
+
+/// Collects events until (and including) `Lost`, then checks nothing else follows.
+async fn events_until_lost(rx: &mut mpsc::UnboundedReceiver<Ev>) -> Vec<Ev> {
+    let mut out = Vec::new();
+    loop {
+        let ev = within(rx.recv()).await.expect("channel open");
+        let done = matches!(ev, Ev::Lost(_));
+        out.push(ev);
+        if done {
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(rx.try_recv().is_err(), "events after connection_lost");
+    out
+}
+
+fn data_of(evs: &[Ev]) -> Vec<u8> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Ev::Data(d) => Some(d.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[tokio::test]
+async fn clean_close_by_peer_calls_back_in_order() {
+    let (reactor, addr, mut rx) = recorder_server().await;
+    let mut c = within(TcpStream::connect(addr)).await.unwrap();
+    c.write_all(b"hello").await.unwrap();
+    let mut buf = [0; 5];
+    within(c.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"hello");
+    c.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    within(c.read_to_end(&mut rest)).await.unwrap();
+    assert!(rest.is_empty());
+    let evs = events_until_lost(&mut rx).await;
+    assert_eq!(evs.first(), Some(&Ev::Made));
+    assert_eq!(data_of(&evs), b"hello");
+    assert_eq!(&evs[evs.len() - 2..], &[Ev::Eof, Ev::Lost("done".into())]);
+    reactor.shutdown().await;
+}
+
+#[tokio::test]
+async fn lose_connection_flushes_then_closes() {
+    let (reactor, addr, mut rx) = recorder_server().await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"close").await.unwrap();
+    let mut got = Vec::new();
+    within(c.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"bye");
+    let evs = events_until_lost(&mut rx).await;
+    assert_eq!(evs.last(), Some(&Ev::Lost("local".into())));
+    reactor.shutdown().await;
+}
+
+#[tokio::test]
+async fn abort_resets_and_reports_aborted() {
+    let (reactor, addr, mut rx) = recorder_server().await;
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"abort").await.unwrap();
+    let mut got = Vec::new();
+    let r = within(c.read_to_end(&mut got)).await;
+    assert!(
+        r.is_err() || got.is_empty(),
+        "abort must not send data: {r:?} {got:?}"
+    );
+    let evs = events_until_lost(&mut rx).await;
+    assert_eq!(evs.last(), Some(&Ev::Lost("aborted".into())));
+    reactor.shutdown().await;
+}
+
+#[tokio::test]
+async fn reset_by_peer_reports_reset() {
+    let (reactor, addr, mut rx) = recorder_server().await;
+    let c = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(within(rx.recv()).await, Some(Ev::Made));
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c);
+    let evs = events_until_lost(&mut rx).await;
+    assert_eq!(evs.last(), Some(&Ev::Lost("reset".into())));
+    reactor.shutdown().await;
+}
+
+#[tokio::test]
+async fn panic_closes_only_that_connection() {
+    let (reactor, addr, mut rx) = recorder_server().await;
+    let mut bad = TcpStream::connect(addr).await.unwrap();
+    bad.write_all(b"panic").await.unwrap();
+    let evs = events_until_lost(&mut rx).await;
+    assert_eq!(evs.last(), Some(&Ev::Lost("panicked:asked to".into())));
+    let mut sink = Vec::new();
+    let _ = within(bad.read_to_end(&mut sink)).await;
+
+    // The server keeps serving.
+    let mut good = TcpStream::connect(addr).await.unwrap();
+    good.write_all(b"still there").await.unwrap();
+    let mut buf = [0; 11];
+    within(good.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"still there");
+    reactor.shutdown().await;
+}
+
+/// Writes a burst of replies for one request, then relies on the default eof handling.
+struct Burst;
+impl Protocol for Burst {
+    fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+        for _ in 0..2000 {
+            t.write(data);
+        }
+    }
+}
+
+#[tokio::test]
+async fn half_close_still_delivers_every_reply() {
+    let reactor = Reactor::new();
+    let port = reactor
+        .listen_tcp("127.0.0.1:0", factory_fn(|_| Some(Burst)))
+        .await
+        .unwrap();
+    let mut c = TcpStream::connect(port.local_addr().as_inet().unwrap())
+        .await
+        .unwrap();
+    let request = vec![b'x'; 1000];
+    c.write_all(&request).await.unwrap();
+    c.shutdown().await.unwrap(); // FIN right after the request
+    let mut got = Vec::new();
+    within(c.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got.len(), 2000 * 1000, "every reply, then EOF");
+    reactor.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_build_protocol_closes_at_once() {
+    let reactor = Reactor::new();
+    let built = Arc::new(AtomicUsize::new(0));
+    let b = built.clone();
+    let port = reactor
+        .listen_tcp(
+            "127.0.0.1:0",
+            factory_fn(move |_| {
+                b.fetch_add(1, Ordering::SeqCst);
+                None::<Burst>
+            }),
+        )
+        .await
+        .unwrap();
+    let mut c = TcpStream::connect(port.local_addr().as_inet().unwrap())
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let n = within(c.read_to_end(&mut got)).await.unwrap_or(0);
+    assert_eq!(n, 0);
+    assert_eq!(built.load(Ordering::SeqCst), 1);
+    reactor.shutdown().await;
+}
+
+/// Echoes, records water-mark callbacks and the largest buffer it saw.
+struct Flood {
+    paused: Arc<AtomicUsize>,
+    max_buffer: Arc<AtomicUsize>,
+}
+impl Protocol for Flood {
+    fn connection_made(&mut self, t: &mut Transport) {
+        t.set_write_buffer_limits(64 * 1024, 16 * 1024);
+    }
+    fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+        t.write(data);
+        self.max_buffer
+            .fetch_max(t.write_buffer_size(), Ordering::SeqCst);
+    }
+    fn pause_writing(&mut self, _t: &mut Transport) {
+        self.paused.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn slow_reader_is_bounded_by_the_high_water_mark() {
+    let reactor = Reactor::new();
+    let paused = Arc::new(AtomicUsize::new(0));
+    let max_buffer = Arc::new(AtomicUsize::new(0));
+    let (p, m) = (paused.clone(), max_buffer.clone());
+    let port = reactor
+        .listen_tcp(
+            "127.0.0.1:0",
+            factory_fn(move |_| {
+                Some(Flood {
+                    paused: p.clone(),
+                    max_buffer: m.clone(),
+                })
+            }),
+        )
+        .await
+        .unwrap();
+    let c = TcpStream::connect(port.local_addr().as_inet().unwrap())
+        .await
+        .unwrap();
+    let (_r, mut w) = c.into_split();
+    // Send 64 MiB and never read: the writer must stall, not the server grow.
+    let chunk = vec![7u8; 64 * 1024];
+    let sent = Arc::new(AtomicUsize::new(0));
+    let s = sent.clone();
+    let writer = tokio::spawn(async move {
+        for _ in 0..1024 {
+            if w.write_all(&chunk).await.is_err() {
+                break;
+            }
+            s.fetch_add(chunk.len(), Ordering::SeqCst);
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!writer.is_finished(), "the peer could send everything");
+    assert!(sent.load(Ordering::SeqCst) < 32 * 1024 * 1024);
+    assert!(
+        paused.load(Ordering::SeqCst) >= 1,
+        "pause_writing was called"
+    );
+    // One read (64 KiB) past the high mark at most.
+    assert!(max_buffer.load(Ordering::SeqCst) <= 64 * 1024 + 64 * 1024);
+    writer.abort();
+    reactor.set_drain_timeout(Duration::from_millis(100));
+    reactor.shutdown().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_loses_every_connection_once() {
+    let (reactor, addr, mut rx) = recorder_server().await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push(TcpStream::connect(addr).await.unwrap());
+    }
+    for _ in 0..20 {
+        assert_eq!(within(rx.recv()).await, Some(Ev::Made));
+    }
+    within(reactor.shutdown()).await;
+    let mut lost = 0;
+    while let Ok(ev) = rx.try_recv() {
+        assert_eq!(ev, Ev::Lost("shutdown".into()));
+        lost += 1;
+    }
+    assert_eq!(lost, 20);
+    for mut c in clients {
+        let mut buf = Vec::new();
+        assert_eq!(within(c.read_to_end(&mut buf)).await.unwrap(), 0);
+    }
+    // No longer accepting.
+    assert!(TcpStream::connect(addr).await.is_err());
+}
+
+/// A peer that never closes: shutdown must still finish, through the drain deadline.
+#[tokio::test]
+async fn shutdown_aborts_after_the_drain_deadline() {
+    let reactor = Reactor::new();
+    reactor.set_drain_timeout(Duration::from_millis(300));
+    let port = reactor
+        .listen_tcp("127.0.0.1:0", factory_fn(|_| Some(Burst)))
+        .await
+        .unwrap();
+    let c = TcpStream::connect(port.local_addr().as_inet().unwrap())
+        .await
+        .unwrap();
+    let (_r, mut w) = c.into_split();
+    // Fill the server's output (we never read), so its graceful close cannot finish.
+    w.write_all(&[1u8; 4096]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    within(reactor.shutdown()).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(reactor.active_tasks(), 0);
+}
+
+#[derive(Default)]
+struct Counting {
+    started: AtomicUsize,
+    stopped: AtomicUsize,
+}
+impl Factory for Counting {
+    type Protocol = Burst;
+    fn build_protocol(&self, _: &Address) -> Option<Burst> {
+        Some(Burst)
+    }
+    fn start_factory(&self) {
+        self.started.fetch_add(1, Ordering::SeqCst);
+    }
+    fn stop_factory(&self) {
+        self.stopped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn factory_starts_and_stops_once_for_two_ports() {
+    let reactor = Reactor::new();
+    let f = Arc::new(Counting::default());
+    let a = reactor.listen_tcp("127.0.0.1:0", f.clone()).await.unwrap();
+    let b = reactor.listen_tcp("127.0.0.1:0", f.clone()).await.unwrap();
+    assert_eq!(f.started.load(Ordering::SeqCst), 1);
+    a.stop_listening().await;
+    assert_eq!(f.stopped.load(Ordering::SeqCst), 0);
+    b.stop_listening().await;
+    assert_eq!(f.stopped.load(Ordering::SeqCst), 1);
+    assert_eq!(f.started.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn endpoint_string_listen_and_unix_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.sock");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let reactor = Reactor::new();
+    let port = reactor
+        .listen(
+            &format!("unix:{}:mode=600", path.display()),
+            factory_fn(move |_| Some(Recorder { tx: tx.clone() })),
+        )
+        .await
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut c = tokio::net::UnixStream::connect(&path).await.unwrap();
+    c.write_all(b"over unix").await.unwrap();
+    let mut buf = [0; 9];
+    within(c.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"over unix");
+    drop(c);
+    let evs = events_until_lost(&mut rx).await;
+    assert_eq!(evs.last(), Some(&Ev::Lost("done".into())));
+    port.stop_listening().await;
+    assert!(!path.exists(), "socket file removed");
+    reactor.shutdown().await;
+}
+
+#[tokio::test]
+async fn connect_unix_and_tcp_clients() {
+    use weft_core::ClientFactory;
+    struct Hello;
+    impl Protocol for Hello {
+        fn connection_made(&mut self, t: &mut Transport) {
+            t.write("hello");
+            t.lose_connection();
+        }
+        fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    }
+    #[derive(Default)]
+    struct Client {
+        lost: AtomicUsize,
+        failed: AtomicUsize,
+    }
+    impl Factory for Client {
+        type Protocol = Hello;
+        fn build_protocol(&self, _: &Address) -> Option<Hello> {
+            Some(Hello)
+        }
+    }
+    impl ClientFactory for Client {
+        fn client_connection_failed(&self, _: &Address, _: &std::io::Error) {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+        }
+        fn client_connection_lost(&self, _: &Address, r: &DisconnectReason) {
+            assert!(r.is_clean());
+            self.lost.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let reactor = Reactor::new();
+    let f = Arc::new(Client::default());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conn = reactor
+        .connect_tcp(addr, f.clone(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let (mut s, _) = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    within(s.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"hello");
+    assert!(within(conn.closed()).await.is_clean());
+    assert_eq!(f.lost.load(Ordering::SeqCst), 1);
+
+    drop(listener);
+    assert!(reactor
+        .connect_tcp(addr, f.clone(), Duration::from_secs(5))
+        .await
+        .is_err());
+    assert_eq!(f.failed.load(Ordering::SeqCst), 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.sock");
+    let ul = tokio::net::UnixListener::bind(&path).unwrap();
+    let conn = reactor.connect_unix(&path, f.clone()).await.unwrap();
+    let (mut s, _) = ul.accept().await.unwrap();
+    let mut got = Vec::new();
+    within(s.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got, b"hello");
+    within(conn.closed()).await;
+    reactor.shutdown().await;
+}
+
+#[tokio::test]
+async fn transport_handle_writes_from_another_task() {
+    struct Later;
+    impl Protocol for Later {
+        fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+            let h = t.handle();
+            let n = data.len();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                h.write(format!("{n} bytes later")).unwrap();
+                h.lose_connection().unwrap();
+            });
+        }
+    }
+    let reactor = Reactor::new();
+    let port = reactor
+        .listen_tcp("127.0.0.1:0", factory_fn(|_| Some(Later)))
+        .await
+        .unwrap();
+    let mut c = TcpStream::connect(port.local_addr().as_inet().unwrap())
+        .await
+        .unwrap();
+    c.write_all(b"abc").await.unwrap();
+    let mut got = String::new();
+    within(c.read_to_string(&mut got)).await.unwrap();
+    assert_eq!(got, "3 bytes later");
+    reactor.shutdown().await;
+}
+
+#[tokio::test]
+async fn protocol_timers_fire_on_the_connection() {
+    struct Idle;
+    impl Protocol for Idle {
+        fn connection_made(&mut self, t: &mut Transport) {
+            t.call_later(Duration::from_millis(50));
+        }
+        fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+        fn timer_fired(&mut self, _: weft_core::TimerId, t: &mut Transport) {
+            t.write("idle timeout");
+            t.lose_connection();
+        }
+    }
+    let reactor = Reactor::new();
+    let port = reactor
+        .listen_tcp("127.0.0.1:0", factory_fn(|_| Some(Idle)))
+        .await
+        .unwrap();
+    let mut c = TcpStream::connect(port.local_addr().as_inet().unwrap())
+        .await
+        .unwrap();
+    let mut got = String::new();
+    within(c.read_to_string(&mut got)).await.unwrap();
+    assert_eq!(got, "idle timeout");
+    reactor.shutdown().await;
+}
+
+struct UdpEcho {
+    stopped: Arc<AtomicUsize>,
+}
+impl DatagramProtocol for UdpEcho {
+    fn datagram_received(&mut self, data: &[u8], from: SocketAddr, t: &mut DatagramTransport<'_>) {
+        if data == b"panic" {
+            panic!("udp panic");
+        }
+        t.write_to(data, from).unwrap();
+    }
+    fn stop_protocol(&mut self) {
+        self.stopped.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn udp_round_trip_survives_a_panic() {
+    let reactor = Reactor::new();
+    let stopped = Arc::new(AtomicUsize::new(0));
+    let port = reactor
+        .listen_udp(
+            "127.0.0.1:0",
+            UdpEcho {
+                stopped: stopped.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.connect(port.local_addr()).await.unwrap();
+    client.send(b"panic").await.unwrap();
+    client.send(b"datagram").await.unwrap();
+    let mut buf = [0; 64];
+    let n = within(client.recv(&mut buf)).await.unwrap();
+    assert_eq!(&buf[..n], b"datagram");
+    port.stop_listening().await;
+    assert_eq!(stopped.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reconnecting_client_backs_off_until_it_gives_up() {
+    use weft_core::Backoff;
+    // A port with nothing behind it: bind then drop.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let failed = Arc::new(AtomicUsize::new(0));
+    struct F(Arc<AtomicUsize>);
+    impl Factory for F {
+        type Protocol = Burst;
+        fn build_protocol(&self, _: &Address) -> Option<Burst> {
+            Some(Burst)
+        }
+    }
+    impl weft_core::ClientFactory for F {
+        fn client_connection_failed(&self, _: &Address, _: &std::io::Error) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let reactor = Reactor::new();
+    let backoff = Backoff::new().jitter(0.0).max_retries(Some(3));
+    let start = tokio::time::Instant::now();
+    let r = reactor.connect_tcp_reconnecting(
+        addr.to_string(),
+        F(failed.clone()),
+        backoff,
+        Duration::from_secs(1),
+    );
+    r.finished().await;
+    // 1 attempt + 3 retries; waits 1 + e + e^2 seconds in all (virtual time).
+    assert_eq!(failed.load(Ordering::SeqCst), 4);
+    let waited = start.elapsed().as_secs_f64();
+    let e = std::f64::consts::E;
+    assert!((waited - (1.0 + e + e * e)).abs() < 0.5, "waited {waited}");
+}

@@ -1,0 +1,322 @@
+//! weft-core without sockets: endpoint parsing, the in-memory transport, backoff.
+
+use std::time::Duration;
+
+use weft_core::testing::MemoryTransport;
+use weft_core::{
+    Backoff, ClientEndpoint, DisconnectReason, EndpointError, Protocol, ServerEndpoint, TimerId,
+    Transport,
+};
+
+#[test]
+fn server_endpoints_parse() {
+    let cases: &[(&str, ServerEndpoint)] = &[
+        (
+            "tcp:1234",
+            ServerEndpoint::Tcp {
+                addr: "0.0.0.0:1234".parse().unwrap(),
+                backlog: None,
+            },
+        ),
+        (
+            "tcp:port=1234:interface=127.0.0.1:backlog=50",
+            ServerEndpoint::Tcp {
+                addr: "127.0.0.1:1234".parse().unwrap(),
+                backlog: Some(50),
+            },
+        ),
+        (
+            r"tcp6:80:interface=\:\:1",
+            ServerEndpoint::Tcp {
+                addr: "[::1]:80".parse().unwrap(),
+                backlog: None,
+            },
+        ),
+        (
+            "tcp6:80",
+            ServerEndpoint::Tcp {
+                addr: "[::]:80".parse().unwrap(),
+                backlog: None,
+            },
+        ),
+        (
+            "unix:/var/run/finger:mode=660",
+            ServerEndpoint::Unix {
+                path: "/var/run/finger".into(),
+                mode: Some(0o660),
+                backlog: None,
+            },
+        ),
+        (
+            r"unix:address=/tmp/a\:b",
+            ServerEndpoint::Unix {
+                path: "/tmp/a:b".into(),
+                mode: None,
+                backlog: None,
+            },
+        ),
+        (
+            "udp:5353:interface=127.0.0.1",
+            ServerEndpoint::Udp {
+                addr: "127.0.0.1:5353".parse().unwrap(),
+            },
+        ),
+    ];
+    for (s, want) in cases {
+        let got: ServerEndpoint = s.parse().unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(&got, want, "{s}");
+        // Display round-trips.
+        let again: ServerEndpoint = got.to_string().parse().unwrap();
+        assert_eq!(&again, want, "{s} -> {got}");
+    }
+}
+
+#[test]
+fn malformed_endpoints_say_what_is_wrong() {
+    let cases: &[(&str, EndpointError)] = &[
+        ("", EndpointError::Empty),
+        ("sctp:80", EndpointError::UnknownType("sctp".into())),
+        ("tcp", EndpointError::Missing("port")),
+        ("tcp:interface=127.0.0.1", EndpointError::Missing("port")),
+        (
+            "tcp:99999",
+            EndpointError::InvalidNumber {
+                key: "port".into(),
+                value: "99999".into(),
+            },
+        ),
+        (
+            "tcp:80:interface=localhost",
+            EndpointError::InvalidInterface("localhost".into()),
+        ),
+        (
+            "tcp6:80:interface=::1",
+            EndpointError::Duplicate("interface".into()),
+        ),
+        (
+            "tcp6:80:interface=127.0.0.1",
+            EndpointError::InvalidInterface("127.0.0.1".into()),
+        ),
+        (
+            "tcp:80:colour=red",
+            EndpointError::UnknownArgument("colour".into()),
+        ),
+        ("tcp:80:port=81", EndpointError::Duplicate("port".into())),
+        (
+            "tcp:80:127.0.0.1:5:y",
+            EndpointError::ExtraPositional("y".into()),
+        ),
+        ("unix:", EndpointError::Missing("address (the socket path)")),
+        (
+            "unix:/tmp/s:mode=999",
+            EndpointError::InvalidNumber {
+                key: "mode".into(),
+                value: "999".into(),
+            },
+        ),
+        ("tcp:80\\", EndpointError::TrailingBackslash),
+    ];
+    for (s, want) in cases {
+        let got = s.parse::<ServerEndpoint>();
+        match (&got, want) {
+            (Err(e), want) => assert_eq!(e, want, "{s}"),
+            (Ok(ep), _) => panic!("{s} parsed as {ep:?}"),
+        }
+        if let Err(e) = got {
+            assert!(!e.to_string().is_empty());
+        }
+    }
+    let e = r"tcp6:80:interface=::1"
+        .parse::<ServerEndpoint>()
+        .unwrap_err();
+    assert!(e.to_string().contains(r"interface=\:\:1"), "{e}");
+    {}
+}
+
+#[test]
+fn client_endpoints_parse() {
+    let ep: ClientEndpoint = "tcp:host=example.com:port=80:timeout=2.5".parse().unwrap();
+    assert_eq!(
+        ep,
+        ClientEndpoint::Tcp {
+            host: "example.com".into(),
+            port: 80,
+            timeout: Duration::from_millis(2500)
+        }
+    );
+    let ep: ClientEndpoint = "unix:/tmp/s".parse().unwrap();
+    assert!(matches!(ep, ClientEndpoint::Unix { ref path, .. } if path.to_str() == Some("/tmp/s")));
+    assert_eq!(
+        "tcp:host=x".parse::<ClientEndpoint>(),
+        Err(EndpointError::Missing("port"))
+    );
+    assert!("tcp:x:80:timeout=-1".parse::<ClientEndpoint>().is_err());
+}
+
+/// Writes a lot per read; counts water-mark callbacks.
+#[derive(Default)]
+struct Producer {
+    paused: usize,
+    resumed: usize,
+}
+impl Protocol for Producer {
+    fn connection_made(&mut self, t: &mut Transport) {
+        t.set_write_buffer_limits(1000, 100);
+    }
+    fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+        for _ in 0..100 {
+            t.write(data);
+        }
+    }
+    fn pause_writing(&mut self, _t: &mut Transport) {
+        self.paused += 1;
+    }
+    fn resume_writing(&mut self, _t: &mut Transport) {
+        self.resumed += 1;
+    }
+}
+
+#[test]
+fn water_marks_pause_and_resume_once_each() {
+    let mut conn = MemoryTransport::new(Producer::default());
+    conn.feed(b"0123456789"); // 1000 bytes: at the mark, not above
+    assert_eq!(conn.protocol().paused, 0);
+    assert!(!conn.transport().is_reading_paused());
+    conn.feed(b"x"); // 1100
+    assert_eq!(conn.protocol().paused, 1);
+    assert!(conn.transport().is_reading_paused());
+    conn.feed(b"y"); // still paused: no second pause_writing
+    assert_eq!(conn.protocol().paused, 1);
+    assert_eq!(conn.take_written().len(), 1200);
+    assert_eq!(conn.protocol().resumed, 1);
+    assert!(!conn.transport().is_reading_paused());
+}
+
+#[test]
+fn connection_lost_is_delivered_once() {
+    #[derive(Default)]
+    struct Count(usize);
+    impl Protocol for Count {
+        fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+        fn connection_lost(&mut self, _: DisconnectReason) {
+            self.0 += 1;
+        }
+    }
+    let mut conn = MemoryTransport::new(Count::default());
+    conn.lose(DisconnectReason::Reset);
+    conn.lose(DisconnectReason::ConnectionDone);
+    conn.feed(b"ignored after loss");
+    assert!(conn.is_lost());
+    assert_eq!(conn.protocol().0, 1);
+}
+
+#[test]
+fn panic_in_connection_made_is_contained() {
+    struct Bad;
+    impl Protocol for Bad {
+        fn connection_made(&mut self, _: &mut Transport) {
+            panic!("no")
+        }
+        fn data_received(&mut self, _: &[u8], _: &mut Transport) {
+            unreachable!("not called after a panic")
+        }
+    }
+    let mut conn = MemoryTransport::new(Bad);
+    conn.feed(b"data");
+    assert!(conn.is_aborted());
+    assert!(
+        matches!(conn.finish(DisconnectReason::ConnectionDone), DisconnectReason::Panicked(m) if m == "no")
+    );
+}
+
+#[test]
+fn close_with_error_reason_is_matchable() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("too long")]
+    struct TooLong;
+    struct P;
+    impl Protocol for P {
+        fn data_received(&mut self, _: &[u8], t: &mut Transport) {
+            t.write("partial reply");
+            t.close_with_error(TooLong);
+        }
+    }
+    let mut conn = MemoryTransport::new(P);
+    conn.feed(b"x");
+    assert_eq!(conn.written(), b"partial reply");
+    let reason = conn.finish(DisconnectReason::ConnectionDone);
+    assert!(reason.protocol_error::<TooLong>().is_some());
+    assert!(!reason.is_clean());
+    assert_eq!(reason.to_string(), "protocol error: too long");
+}
+
+#[tokio::test(start_paused = true)]
+async fn timers_fire_in_order_under_the_paused_clock() {
+    #[derive(Default)]
+    struct Timers(Vec<u32>, Vec<TimerId>);
+    impl Protocol for Timers {
+        fn connection_made(&mut self, t: &mut Transport) {
+            let a = t.call_later(Duration::from_secs(3));
+            let b = t.call_later(Duration::from_secs(1));
+            let c = t.call_later(Duration::from_secs(2));
+            self.1 = vec![a, b, c];
+        }
+        fn data_received(&mut self, _: &[u8], t: &mut Transport) {
+            let c = self.1[2];
+            assert!(t.cancel_timer(c));
+        }
+        fn timer_fired(&mut self, id: TimerId, _: &mut Transport) {
+            let i = self.1.iter().position(|x| *x == id).unwrap();
+            self.0.push(i as u32);
+        }
+    }
+    let mut conn = MemoryTransport::new(Timers::default());
+    conn.feed(b"cancel c");
+    conn.advance(Duration::from_millis(999)).await;
+    assert!(conn.protocol().0.is_empty());
+    conn.advance(Duration::from_secs(5)).await;
+    assert_eq!(conn.protocol().0, [1, 0]);
+    assert_eq!(conn.transport().pending_timers(), 0);
+}
+
+#[test]
+fn backoff_matches_twisted_without_jitter() {
+    let mut b = Backoff::new().jitter(0.0);
+    let got: Vec<f64> = (0..11)
+        .map(|_| b.next_delay().unwrap().as_secs_f64())
+        .collect();
+    let want = [
+        1.0, 2.718, 7.389, 20.086, 54.598, 148.413, 403.429, 1096.633, 2980.958, 3600.0, 3600.0,
+    ];
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 0.001, "{got:?}");
+    }
+}
+
+#[test]
+fn backoff_jitter_never_exceeds_max_delay() {
+    for seed in 0..200 {
+        let mut b = Backoff::new().seed(seed).jitter(0.5);
+        for _ in 0..30 {
+            let d = b.next_delay().unwrap();
+            assert!(d <= Duration::from_secs(3600), "seed {seed}: {d:?}");
+        }
+    }
+    // Jitter does change the delays.
+    let mut a = Backoff::new().seed(1);
+    let mut b = Backoff::new().seed(2);
+    let da: Vec<_> = (0..5).map(|_| a.next_delay()).collect();
+    let db: Vec<_> = (0..5).map(|_| b.next_delay()).collect();
+    assert_ne!(da, db);
+}
+
+#[test]
+fn max_retries_gives_up_and_reset_restarts() {
+    let mut b = Backoff::new().jitter(0.0).max_retries(Some(3));
+    assert!(b.next_delay().is_some());
+    assert!(b.next_delay().is_some());
+    assert!(b.next_delay().is_some());
+    assert!(b.next_delay().is_none());
+    b.reset_delay();
+    assert_eq!(b.next_delay(), Some(Duration::from_secs(1)));
+}

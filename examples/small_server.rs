@@ -1,0 +1,27 @@
+//! The seed's first program (14.1.1): a small server that thanks each client and hangs up.
+//!
+//! Plain tokio, no weft: this is the baseline the rest of the toolkit improves on.
+//!
+//! ```text
+//! cargo run --example small_server [ADDR]     # default 127.0.0.1:1234; port 0 picks one
+//! nc 127.0.0.1 1234                           # prints "Thank you for connecting"
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:1234".into());
+    let listener = TcpListener::bind(&addr).await?;
+    eprintln!("listening on {}", listener.local_addr()?);
+    loop {
+        let (mut client, peer) = listener.accept().await?;
+        println!("Got connection from {peer}");
+        tokio::spawn(async move {
+            let _ = client.write_all(b"Thank you for connecting").await;
+            let _ = client.shutdown().await;
+        });
+    }
+}

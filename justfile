@@ -1,0 +1,40 @@
+# weft developer recipes. The README never needs `just`: each recipe is a plain command.
+
+default: test
+
+# Every test (what CI runs after fmt and clippy).
+test:
+    cargo test --workspace
+
+# Lints, as CI runs them.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Run one example of the facade: just run-example twisted_logger 127.0.0.1:1234
+run-example NAME *ARGS:
+    cargo run --release --example {{NAME}} -- {{ARGS}}
+
+# The main job: the line logger on 127.0.0.1:1234.
+serve:
+    cargo run --release -p weft-cli -- serve line-logger
+
+# CI, exactly.
+ci:
+    bash .ci/run
+
+# Load benchmarks and criterion benches (writes docs/benchmarks.md where a bench reports).
+bench:
+    cargo bench --workspace
+
+# Heavier soak tests, ignored by default.
+soak:
+    cargo test --workspace --release -- --ignored
+
+# Fuzz every decoder for a bounded time (needs cargo-fuzz and a nightly toolchain).
+fuzz SECS="60":
+    cd fuzz && for t in $(cargo fuzz list); do cargo fuzz run $t -- -max_total_time={{SECS}}; done
