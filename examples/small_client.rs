@@ -12,7 +12,9 @@ use tokio::net::TcpStream;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:1234".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:1234".into());
     let mut stream = TcpStream::connect(&addr).await?;
     let mut buf = vec![0; 8192];
     let mut out = std::io::stdout().lock();

@@ -13,7 +13,9 @@ use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:1234".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:1234".into());
     let listener = TcpListener::bind(&addr).await?;
     eprintln!("listening on {}", listener.local_addr()?);
     loop {

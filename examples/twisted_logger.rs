@@ -41,8 +41,11 @@ async fn main() -> std::io::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:1234".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:1234".into());
     let reactor = Reactor::new();
+    reactor.handle_signals()?; // before announcing: a Ctrl-C from now on is a clean shutdown
     let factory = factory_fn(|peer: &Address| Some(SimpleLogger { peer: peer.clone() }));
     let port = reactor.listen_tcp(addr.as_str(), factory).await?;
     eprintln!("listening on {}", port.local_addr());

@@ -24,15 +24,21 @@ async fn main() {
     };
     let base = resp.url().clone();
     // An <a ... href="..."> whose text or href says "about".
-    let link = Regex::new(r#"(?i)<a\s[^>]*href\s*=\s*["']([^"']*)["'][^>]*>([^<]*)"#).expect("valid regex");
+    let link = Regex::new(r#"(?i)<a\s[^>]*href\s*=\s*["']([^"']*)["'][^>]*>([^<]*)"#)
+        .expect("valid regex");
     let mut lines = resp.lines();
     loop {
         match lines.next_line().await {
             Ok(Some(line)) => {
                 for cap in link.captures_iter(&line) {
                     let (href, text) = (&cap[1], cap[2].trim());
-                    if text.eq_ignore_ascii_case("about") || href.to_ascii_lowercase().contains("/about") {
-                        let absolute = base.join(href).map(|u| u.to_string()).unwrap_or_else(|_| href.to_string());
+                    if text.eq_ignore_ascii_case("about")
+                        || href.to_ascii_lowercase().contains("/about")
+                    {
+                        let absolute = base
+                            .join(href)
+                            .map(|u| u.to_string())
+                            .unwrap_or_else(|_| href.to_string());
                         println!("{absolute}");
                         return;
                     }
@@ -40,7 +46,10 @@ async fn main() {
             }
             Ok(None) => break,
             Err(e) => {
-                eprintln!("urlopen_about: reading {url}: {}", weft::fetch::Error::from(e));
+                eprintln!(
+                    "urlopen_about: reading {url}: {}",
+                    weft::fetch::Error::from(e)
+                );
                 std::process::exit(1);
             }
         }

@@ -79,6 +79,7 @@ struct Inner {
     stop: CancellationToken,
     tracker: TaskTracker,
     drain: Mutex<Duration>,
+    signals_installed: std::sync::atomic::AtomicBool,
 }
 
 /// Runs protocols: listen and connect over TCP, UDP and Unix sockets, timers, and a graceful
@@ -150,6 +151,7 @@ impl Reactor {
                 stop: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 drain: Mutex::new(DEFAULT_DRAIN_TIMEOUT),
+                signals_installed: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -732,6 +734,44 @@ impl Reactor {
         self.inner.stop.cancel();
     }
 
+    /// Makes Ctrl-C (SIGINT) and SIGTERM call [`stop`](Self::stop), from now on.
+    ///
+    /// [`run`](Self::run) does this itself; call it earlier when a signal must not be missed
+    /// between announcing the server (`listening on ...`) and calling `run`. Calling it again
+    /// does nothing.
+    ///
+    /// # Errors
+    /// Installing the signal handlers failed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let reactor = weft_core::Reactor::new();
+    /// reactor.handle_signals()?;
+    /// // ... listen, print the address ...
+    /// # reactor.stop();
+    /// reactor.run().await
+    /// # }
+    /// ```
+    pub fn handle_signals(&self) -> io::Result<()> {
+        use tokio::signal::unix::{signal, SignalKind};
+        if self.inner.signals_installed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let stop = self.inner.stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => tracing::info!("interrupted; shutting down"),
+                _ = term.recv() => tracing::info!("terminated; shutting down"),
+                _ = stop.cancelled() => return,
+            }
+            stop.cancel();
+        });
+        Ok(())
+    }
+
     /// Serves until Ctrl-C, SIGTERM or [`stop`](Self::stop), then shuts down gracefully
     /// (see [`shutdown`](Self::shutdown)).
     ///
@@ -748,12 +788,8 @@ impl Reactor {
     /// # Ok(()) }
     /// ```
     pub async fn run(&self) -> io::Result<()> {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => { r?; tracing::info!("interrupted; shutting down"); }
-            _ = term.recv() => tracing::info!("terminated; shutting down"),
-            _ = self.inner.stop.cancelled() => tracing::info!("stopped; shutting down"),
-        }
+        self.handle_signals()?;
+        self.inner.stop.cancelled().await;
         self.shutdown().await;
         Ok(())
     }

@@ -34,6 +34,7 @@ pub(crate) enum Command {
     Abort,
     PauseProducing,
     ResumeProducing,
+    WriteEof,
 }
 
 /// Identifies a timer armed with [`Transport::call_later`]; handed back to
@@ -518,6 +519,7 @@ impl Transport {
             Command::Abort => self.abort_connection(),
             Command::PauseProducing => self.pause_producing(),
             Command::ResumeProducing => self.resume_producing(),
+            Command::WriteEof => self.write_eof(),
         }
     }
 
@@ -625,6 +627,24 @@ impl TransportHandle {
     /// ```
     pub fn abort_connection(&self) -> Result<(), ConnectionClosed> {
         self.send(Command::Abort)
+    }
+
+    /// Half-closes once pending output is flushed (the connection's `write_eof`).
+    ///
+    /// # Errors
+    /// [`ConnectionClosed`] once the connection is gone.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.transport_mut().handle().write_eof().unwrap();
+    /// conn.run_pending();
+    /// assert!(conn.eof_written());
+    /// ```
+    pub fn write_eof(&self) -> Result<(), ConnectionClosed> {
+        self.send(Command::WriteEof)
     }
 
     /// Stops reading from the peer.

@@ -320,3 +320,42 @@ fn max_retries_gives_up_and_reset_restarts() {
     b.reset_delay();
     assert_eq!(b.next_delay(), Some(Duration::from_secs(1)));
 }
+
+mod fuzzish {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// No input makes the parsers panic; whatever parses prints back to the same endpoint.
+        #[test]
+        fn endpoint_parsers_never_panic(s in "(tcp6?|unix|udp|x)?(:[a-z=0-9.\\\\:/]{0,12}){0,5}") {
+            if let Ok(ep) = s.parse::<ServerEndpoint>() {
+                let again: ServerEndpoint = ep.to_string().parse().unwrap();
+                prop_assert_eq!(again, ep);
+            }
+            let _ = s.parse::<ClientEndpoint>();
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic(s in any::<String>()) {
+            let _ = s.parse::<ServerEndpoint>();
+            let _ = s.parse::<ClientEndpoint>();
+        }
+
+        /// Whatever the chunking, the in-memory transport echoes the same bytes.
+        #[test]
+        fn chunking_does_not_change_an_echo(data in proptest::collection::vec(any::<u8>(), 0..2000), cut in 1usize..300) {
+            struct Echo;
+            impl Protocol for Echo {
+                fn data_received(&mut self, d: &[u8], t: &mut Transport) { t.write(d) }
+            }
+            let mut conn = MemoryTransport::new(Echo);
+            for chunk in data.chunks(cut) {
+                conn.feed(chunk);
+            }
+            prop_assert_eq!(conn.written(), &data[..]);
+        }
+    }
+}

@@ -68,7 +68,8 @@ impl UriPrefix {
         let base = self.path.as_str();
         let ok = base == "/"
             || path == base
-            || (path.starts_with(base) && (base.ends_with('/') || path[base.len()..].starts_with('/')));
+            || (path.starts_with(base)
+                && (base.ends_with('/') || path[base.len()..].starts_with('/')));
         ok.then_some(base.len())
     }
 }
@@ -130,7 +131,12 @@ impl PasswordManager {
         self.lookup(realm, url, false)
     }
 
-    pub(crate) fn lookup(&self, realm: Option<&str>, url: &Url, allow_any: bool) -> Option<(&str, &str)> {
+    pub(crate) fn lookup(
+        &self,
+        realm: Option<&str>,
+        url: &Url,
+        allow_any: bool,
+    ) -> Option<(&str, &str)> {
         let mut best: Option<((usize, u8), &Entry)> = None;
         for e in &self.entries {
             let realm_score = match (&e.realm, realm) {
@@ -210,7 +216,10 @@ fn parse_challenge_str(s: &str, out: &mut Vec<Challenge>) {
         while let Some(next) = items.peek() {
             let n = next.trim();
             let first_word = n.split(char::is_whitespace).next().unwrap_or("");
-            if !first_word.is_empty() && !first_word.contains('=') && n.contains(char::is_whitespace) {
+            if !first_word.is_empty()
+                && !first_word.contains('=')
+                && n.contains(char::is_whitespace)
+            {
                 break; // next challenge
             }
             if !n.contains('=') {
@@ -228,7 +237,9 @@ fn parse_challenge_str(s: &str, out: &mut Vec<Challenge>) {
 fn parse_param(s: &str) -> Option<(String, String)> {
     let (k, v) = s.split_once('=')?;
     let v = v.trim();
-    let v = if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+    let v = if v.len() >= 2
+        && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')))
+    {
         unescape(&v[1..v.len() - 1])
     } else {
         v.to_string()
@@ -295,10 +306,11 @@ fn make_cnonce() -> String {
 
 fn hex(b: &[u8]) -> String {
     use std::fmt::Write;
-    b.iter().fold(String::with_capacity(b.len() * 2), |mut s, x| {
-        let _ = write!(s, "{x:02x}");
-        s
-    })
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
 }
 
 fn hash(algo: &str, data: &str) -> Option<String> {
@@ -353,14 +365,21 @@ pub(crate) fn digest_authorization(ch: &Challenge, inp: &DigestInput<'_>) -> Res
             &generated
         }
     };
-    let mut ha1 = hash(&algorithm, &format!("{}:{realm}:{}", inp.user, inp.password)).ok_or_else(unsupported)?;
+    let mut ha1 = hash(
+        &algorithm,
+        &format!("{}:{realm}:{}", inp.user, inp.password),
+    )
+    .ok_or_else(unsupported)?;
     if algorithm.to_ascii_lowercase().ends_with("-sess") {
         ha1 = hash(&algorithm, &format!("{ha1}:{nonce}:{cnonce}")).ok_or_else(unsupported)?;
     }
     let ha2 = hash(&algorithm, &format!("{}:{}", inp.method, inp.uri)).ok_or_else(unsupported)?;
     let nc = format!("{:08x}", inp.nc);
     let response = match qop {
-        Some(q) => hash(&algorithm, &format!("{ha1}:{nonce}:{nc}:{cnonce}:{q}:{ha2}")),
+        Some(q) => hash(
+            &algorithm,
+            &format!("{ha1}:{nonce}:{nc}:{cnonce}:{q}:{ha2}"),
+        ),
         None => hash(&algorithm, &format!("{ha1}:{nonce}:{ha2}")),
     }
     .ok_or_else(unsupported)?;
@@ -486,8 +505,86 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(v.contains("response=\"6629fae49393a05397450978507c4ef1\""), "{v}");
+        assert!(
+            v.contains("response=\"6629fae49393a05397450978507c4ef1\""),
+            "{v}"
+        );
         assert!(v.contains("nc=00000001"));
+    }
+
+    #[test]
+    fn rfc7616_sha256_and_md5_vectors() {
+        for (algo, expected) in [
+            (
+                "SHA-256",
+                "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
+            ),
+            ("MD5", "8ca523f5e9506fed4657c9700eebdbec"),
+        ] {
+            let ch = Challenge {
+                scheme: "digest".into(),
+                params: vec![
+                    ("realm".into(), "http-auth@example.org".into()),
+                    ("qop".into(), "auth, auth-int".into()),
+                    ("algorithm".into(), algo.into()),
+                    (
+                        "nonce".into(),
+                        "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v".into(),
+                    ),
+                    (
+                        "opaque".into(),
+                        "FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS".into(),
+                    ),
+                ],
+            };
+            let v = digest_authorization(
+                &ch,
+                &DigestInput {
+                    user: "Mufasa",
+                    password: "Circle of Life",
+                    method: "GET",
+                    uri: "/dir/index.html",
+                    nc: 1,
+                    cnonce: Some("f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ"),
+                },
+            )
+            .unwrap();
+            assert!(
+                v.contains(&format!("response=\"{expected}\"")),
+                "{algo}: {v}"
+            );
+            assert!(v.contains(&format!("algorithm={algo}")));
+        }
+        let bad = Challenge {
+            scheme: "digest".into(),
+            params: vec![
+                ("nonce".into(), "n".into()),
+                ("algorithm".into(), "SHA-999".into()),
+            ],
+        };
+        let input = DigestInput {
+            user: "u",
+            password: "p",
+            method: "GET",
+            uri: "/",
+            nc: 1,
+            cnonce: None,
+        };
+        assert!(matches!(
+            digest_authorization(&bad, &input),
+            Err(Error::Auth { .. })
+        ));
+        let auth_int = Challenge {
+            scheme: "digest".into(),
+            params: vec![
+                ("nonce".into(), "n".into()),
+                ("qop".into(), "auth-int".into()),
+            ],
+        };
+        assert!(matches!(
+            digest_authorization(&auth_int, &input),
+            Err(Error::Auth { .. })
+        ));
     }
 
     #[test]
@@ -501,17 +598,38 @@ mod tests {
         pm.add(Some("f"), "http://g.example.com:80", "10", "j");
         let u = |s: &str| Url::parse(s).unwrap();
         // Most specific prefix wins (urllib: first added).
-        assert_eq!(pm.find(Some("Some Realm"), &u("http://example.com/ni")), Some(("ni", "ni")));
-        assert_eq!(pm.find(Some("Some Realm"), &u("http://example.com/spam")), Some(("joe", "password")));
-        assert_eq!(pm.find(Some("c"), &u("http://example.com/foo/bar")), Some(("foo", "ni")));
+        assert_eq!(
+            pm.find(Some("Some Realm"), &u("http://example.com/ni")),
+            Some(("ni", "ni"))
+        );
+        assert_eq!(
+            pm.find(Some("Some Realm"), &u("http://example.com/spam")),
+            Some(("joe", "password"))
+        );
+        assert_eq!(
+            pm.find(Some("c"), &u("http://example.com/foo/bar")),
+            Some(("foo", "ni"))
+        );
         assert_eq!(pm.find(Some("c"), &u("http://example.com/foobar")), None);
-        assert_eq!(pm.find(Some("Some Realm"), &u("http://c.example.com/")), None);
-        assert_eq!(pm.find(Some("Some Realm"), &u("http://c.example.com:3128/x")), Some(("3", "c")));
-        assert_eq!(pm.find(Some("f"), &u("http://g.example.com/")), Some(("10", "j")));
+        assert_eq!(
+            pm.find(Some("Some Realm"), &u("http://c.example.com/")),
+            None
+        );
+        assert_eq!(
+            pm.find(Some("Some Realm"), &u("http://c.example.com:3128/x")),
+            Some(("3", "c"))
+        );
+        assert_eq!(
+            pm.find(Some("f"), &u("http://g.example.com/")),
+            Some(("10", "j"))
+        );
         assert_eq!(pm.find(Some("other"), &u("http://example.com/")), None);
         pm.add_default("any", "one");
         assert_eq!(pm.find(Some("other"), &u("http://example.com/")), None);
-        assert_eq!(pm.lookup(Some("other"), &u("http://example.com/"), true), Some(("any", "one")));
+        assert_eq!(
+            pm.lookup(Some("other"), &u("http://example.com/"), true),
+            Some(("any", "one"))
+        );
     }
 
     #[test]

@@ -275,7 +275,8 @@ impl Error {
 
     /// Classifies a reqwest error.
     pub(crate) fn from_reqwest(e: reqwest::Error, url: &str) -> Error {
-        let url = Some(url.to_string());
+        let url_str = url.to_string();
+        let url = Some(url_str.clone());
         if e.is_timeout() {
             Error::Timeout {
                 url,
@@ -288,7 +289,7 @@ impl Error {
             }
         } else if e.is_builder() {
             Error::InvalidUrl {
-                url: url.unwrap_or_default(),
+                url: url_str,
                 reason: e.to_string(),
             }
         } else {

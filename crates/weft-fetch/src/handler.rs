@@ -83,8 +83,10 @@ pub fn file_url_to_path(url: &Url) -> Result<PathBuf, Error> {
         }
     }
     // `to_file_path` refuses any host but localhost; rebuild the URL without a host.
-    let mut local = url.clone();
-    let _ = local.set_host(None);
+    let local = Url::parse(&format!("file://{}", url.path())).map_err(|e| Error::InvalidUrl {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
     local.to_file_path().map_err(|()| Error::InvalidUrl {
         url: url.to_string(),
         reason: "not a valid local file path".into(),

@@ -66,6 +66,9 @@ pub(crate) struct Inner {
     max_repeats: usize,
     passwords: RwLock<PasswordManager>,
     preemptive_basic: bool,
+    /// Basic credentials that succeeded, by URL directory: sent up front next time
+    /// (urllib's `HTTPPasswordMgrWithPriorAuth`).
+    prior_auth: RwLock<Vec<(String, HeaderValue)>>,
     cookies: Option<Arc<CookieJar>>,
     timeout: Option<Duration>,
 }
@@ -237,7 +240,13 @@ impl OpenerBuilder {
     }
 
     /// Adds credentials for `realm` (`None`: any realm) under the URL prefix `uri`.
-    pub fn add_password(mut self, realm: Option<&str>, uri: &str, user: &str, password: &str) -> Self {
+    pub fn add_password(
+        mut self,
+        realm: Option<&str>,
+        uri: &str,
+        user: &str,
+        password: &str,
+    ) -> Self {
         self.passwords.add(realm, uri, user, password);
         self
     }
@@ -334,6 +343,7 @@ impl OpenerBuilder {
                 max_repeats: self.max_repeats,
                 passwords: RwLock::new(self.passwords),
                 preemptive_basic: self.preemptive_basic,
+                prior_auth: RwLock::new(Vec::new()),
                 cookies: self.cookies,
                 timeout: self.timeout,
             }),
@@ -344,6 +354,20 @@ impl OpenerBuilder {
 fn same_host(a: &Url, b: &Url) -> bool {
     a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
         && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// `scheme://host:port/dir/` of a URL: the scope where Basic credentials that worked are
+/// sent again up front.
+fn auth_scope(url: &Url) -> String {
+    let path = url.path();
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    format!(
+        "{}://{}:{}{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0),
+        if dir.is_empty() { "/" } else { dir }
+    )
 }
 
 fn is_redirect(s: StatusCode) -> bool {
@@ -408,7 +432,10 @@ impl Opener {
             if let Some(jar) = &inner.cookies {
                 if let Some(v) = jar.header_value(&url) {
                     let merged = match h.get(COOKIE).and_then(|x| x.to_str().ok()) {
-                        Some(own) => HeaderValue::from_str(&format!("{own}; {}", v.to_str().unwrap_or(""))).unwrap_or(v),
+                        Some(own) => {
+                            HeaderValue::from_str(&format!("{own}; {}", v.to_str().unwrap_or("")))
+                                .unwrap_or(v)
+                        }
                         None => v,
                     };
                     h.insert(COOKIE, merged);
@@ -416,10 +443,20 @@ impl Opener {
             }
             if let Some(a) = &auth {
                 h.insert(AUTHORIZATION, a.clone());
-            } else if inner.preemptive_basic && !h.contains_key(AUTHORIZATION) {
-                let pm = inner.passwords.read().unwrap_or_else(|p| p.into_inner());
-                if let Some((u, p)) = pm.lookup(None, &url, on_first_host) {
-                    h.insert(AUTHORIZATION, basic_value(u, p));
+            } else if !h.contains_key(AUTHORIZATION) {
+                let key = auth_scope(&url);
+                let prior = inner.prior_auth.read().unwrap_or_else(|p| p.into_inner());
+                if let Some((_, v)) = prior
+                    .iter()
+                    .filter(|(k, _)| key.starts_with(k.as_str()))
+                    .max_by_key(|(k, _)| k.len())
+                {
+                    h.insert(AUTHORIZATION, v.clone());
+                } else if inner.preemptive_basic {
+                    let pm = inner.passwords.read().unwrap_or_else(|p| p.into_inner());
+                    if let Some((u, p)) = pm.lookup(None, &url, on_first_host) {
+                        h.insert(AUTHORIZATION, basic_value(u, p));
+                    }
                 }
             }
             let mut rb = inner.client.request(method.clone(), url.clone()).headers(h);
@@ -442,9 +479,11 @@ impl Opener {
 
             if status == StatusCode::UNAUTHORIZED && auth_attempts < 3 {
                 let challenges = parse_challenges(resp.headers());
-                let stale = challenges
-                    .iter()
-                    .any(|c| c.scheme == "digest" && c.param("stale").is_some_and(|s| s.eq_ignore_ascii_case("true")));
+                let stale = challenges.iter().any(|c| {
+                    c.scheme == "digest"
+                        && c.param("stale")
+                            .is_some_and(|s| s.eq_ignore_ascii_case("true"))
+                });
                 if auth_attempts == 0 || stale {
                     let value = {
                         let pm = inner.passwords.read().unwrap_or_else(|p| p.into_inner());
@@ -460,12 +499,20 @@ impl Opener {
             }
 
             if inner.follow_redirects && is_redirect(status) {
-                if let Some(loc) = resp.headers().get(LOCATION).or_else(|| resp.headers().get("uri")) {
+                if let Some(loc) = resp
+                    .headers()
+                    .get(LOCATION)
+                    .or_else(|| resp.headers().get("uri"))
+                {
                     let loc = String::from_utf8_lossy(loc.as_bytes()).into_owned();
-                    let next = url.join(loc.trim()).map_err(|e| Error::InvalidUrl {
+                    let mut next = url.join(loc.trim()).map_err(|e| Error::InvalidUrl {
                         url: loc.clone(),
                         reason: format!("bad redirect target: {e}"),
                     })?;
+                    // RFC 9110 10.2.2: a Location without a fragment inherits the original one.
+                    if next.fragment().is_none() && url.fragment().is_some() {
+                        next.set_fragment(url.fragment());
+                    }
                     if !matches!(next.scheme(), "http" | "https") {
                         return Err(Error::RedirectNotAllowed {
                             location: next.to_string(),
@@ -514,8 +561,17 @@ impl Opener {
                 }
             }
 
+            if let Some(a) = &auth {
+                let basic = a.as_bytes().starts_with(b"Basic ");
+                if basic && status.is_success() {
+                    let scope = auth_scope(&url);
+                    let mut prior = inner.prior_auth.write().unwrap_or_else(|p| p.into_inner());
+                    prior.retain(|(k, _)| k != &scope);
+                    prior.push((scope, a.clone()));
+                }
+            }
             let resp_headers = resp.headers().clone();
-            let body_stream = http_body_stream(resp, url.to_string());
+            let body_stream = http_body_stream(resp, url.to_string(), method == Method::HEAD);
             let response = Response::from_stream(url, status, resp_headers, body_stream);
             if status.as_u16() >= 400 {
                 return Err(Error::Http(Box::new(response)));

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
-use futures::stream::{BoxStream, Stream, StreamExt};
+use futures::stream::{BoxStream, StreamExt};
 use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 
 use crate::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
@@ -189,7 +189,8 @@ impl Response {
     /// Reads the rest of the body as UTF-8 (invalid sequences replaced).
     pub async fn text(&mut self) -> Result<String, Error> {
         let v = self.read_to_end().await?;
-        Ok(String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+        Ok(String::from_utf8(v)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 
     fn stream(&mut self) -> &mut BodyStream {
@@ -249,7 +250,10 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// Streams an `AsyncRead` as chunks of up to `cap` bytes.
-pub(crate) fn tokio_reader_stream(reader: impl AsyncRead + Send + 'static, cap: usize) -> BodyStream {
+pub(crate) fn tokio_reader_stream(
+    reader: impl AsyncRead + Send + 'static,
+    cap: usize,
+) -> BodyStream {
     let reader = Box::pin(reader);
     futures::stream::unfold(Some(reader), move |state| async move {
         use tokio::io::AsyncReadExt;
@@ -266,8 +270,13 @@ pub(crate) fn tokio_reader_stream(reader: impl AsyncRead + Send + 'static, cap: 
 
 /// Wraps a reqwest response body: maps errors, and turns a body cut short into
 /// [`Error::ContentTooShort`].
-pub(crate) fn http_body_stream(resp: reqwest::Response, url: String) -> BodyStream {
-    let expected = if resp.status() == StatusCode::NO_CONTENT {
+pub(crate) fn http_body_stream(resp: reqwest::Response, url: String, head: bool) -> BodyStream {
+    let s = resp.status();
+    let expected = if head
+        || s == StatusCode::NO_CONTENT
+        || s == StatusCode::NOT_MODIFIED
+        || s.is_informational()
+    {
         None
     } else {
         content_length(resp.headers())
@@ -326,6 +335,7 @@ pub(crate) fn parse_header_line(line: &str) -> Result<(HeaderName, HeaderValue),
         .ok_or_else(|| Error::InvalidHeader(line.to_string()))?;
     let name = HeaderName::from_bytes(name.trim().as_bytes())
         .map_err(|_| Error::InvalidHeader(line.to_string()))?;
-    let value = HeaderValue::from_str(value.trim()).map_err(|_| Error::InvalidHeader(line.to_string()))?;
+    let value =
+        HeaderValue::from_str(value.trim()).map_err(|_| Error::InvalidHeader(line.to_string()))?;
     Ok((name, value))
 }

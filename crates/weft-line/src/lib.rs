@@ -1,1 +1,80 @@
-//! weft-line: work in progress.
+//! weft-line: line, netstring and length-prefixed framing for weft, the async-Rust
+//! retelling of Twisted's `twisted.protocols.basic`.
+//!
+//! Two ways to use the same framings:
+//!
+//! * **Callbacks**, on weft-core's [`Protocol`](weft_core::Protocol): implement
+//!   [`LineReceiver`] (Twisted's `LineReceiver`: line and raw modes, pausing),
+//!   [`LineOnlyReceiver`] (lines only, fastest), or [`StringReceiver`] (netstrings,
+//!   `Int8/16/32` prefixes), and serve it with [`line_factory`], [`line_only_factory`],
+//!   [`netstring_factory`] or [`intn_factory`].
+//! * **Plain async code**: the tokio-util codecs [`LineCodec`], [`NetstringCodec`] and
+//!   [`IntNCodec`] with `Framed`/`FramedRead` on any tokio stream (see [`codec`]).
+//!
+//! Lines are bytes (any byte, NUL and invalid UTF-8 included), with any delimiter (default
+//! `\r\n`) and Twisted's maximum-length rule (default 16384): a line is accepted iff it is at
+//! most that long, and bytes with no delimiter fail once they reach the maximum plus the
+//! delimiter's length. Over-long lines close the connection with a typed reason
+//! ([`LineError::TooLong`]), not a silent clean close. Parsing is linear (no byte is searched
+//! twice) and zero-copy for whatever arrives in one read; an idle connection holds no buffer.
+//!
+//! The shortest use, a line echo server:
+//!
+//! ```no_run
+//! use weft_core::Reactor;
+//! use weft_line::{line_factory, LineControl, LineReceiver};
+//!
+//! struct Echo;
+//! impl LineReceiver for Echo {
+//!     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+//!         ctl.send_line(line);
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let reactor = Reactor::new();
+//!     let port = reactor.listen("tcp:1234:interface=127.0.0.1", line_factory(|_| Some(Echo))).await?;
+//!     eprintln!("listening on {}", port.local_addr());
+//!     reactor.run().await
+//! }
+//! ```
+//!
+//! Protocols are tested without sockets through
+//! [`MemoryTransport`](weft_core::testing::MemoryTransport):
+//!
+//! ```
+//! use weft_core::testing::MemoryTransport;
+//! # use weft_line::{LineControl, LineProtocol, LineReceiver};
+//! # struct Echo;
+//! # impl LineReceiver for Echo {
+//! #     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) { ctl.send_line(line) }
+//! # }
+//! let mut conn = MemoryTransport::new(LineProtocol::new(Echo));
+//! conn.feed(b"hel");
+//! conn.feed(b"lo\r\n");
+//! assert_eq!(conn.written(), b"hello\r\n");
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod codec;
+mod error;
+mod framing;
+mod line;
+mod line_only;
+mod scan;
+mod string;
+
+pub use codec::{
+    Int16Codec, Int32Codec, Int8Codec, IntNCodec, LineCodec, NetstringCodec, OnTooLong,
+    DEFAULT_DELIMITER, DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_LINE_LENGTH,
+};
+pub use error::{FrameError, LineError};
+pub use framing::PrefixWidth;
+pub use line::{line_factory, LineControl, LineProtocol, LineReceiver};
+pub use line_only::{line_only_factory, LineOnlyControl, LineOnlyProtocol, LineOnlyReceiver};
+pub use string::{
+    intn_factory, netstring_factory, Framing, Int16Protocol, Int32Protocol, Int8Protocol, IntN,
+    IntNProtocol, Netstring, NetstringProtocol, StringControl, StringProtocol, StringReceiver,
+};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// How a server runs its requests: the seed's three ways (one at a time, threads,
 /// processes) plus tokio tasks.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Concurrency {
     /// One request at a time, handled inside the serving loop (the seed's first,

@@ -218,9 +218,17 @@ pub(crate) struct AsyncDgram<H>(pub(crate) Arc<H>);
 pub(crate) struct BlockingDgram<H>(pub(crate) Arc<H>);
 
 hooks_for!(RequestHandler, crate::StreamRequest, AsyncStream);
-hooks_for!(BlockingRequestHandler, crate::BlockingStreamRequest, BlockingStream);
+hooks_for!(
+    BlockingRequestHandler,
+    crate::BlockingStreamRequest,
+    BlockingStream
+);
 hooks_for!(RequestHandler, crate::DatagramRequest, AsyncDgram);
-hooks_for!(BlockingRequestHandler, crate::DatagramRequest, BlockingDgram);
+hooks_for!(
+    BlockingRequestHandler,
+    crate::DatagramRequest,
+    BlockingDgram
+);
 
 /// Extracts a readable message from a panic payload.
 pub(crate) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> HandlerError {

@@ -1,1 +1,69 @@
-//! weft-server: work in progress.
+//! weft-server: Python's `socketserver` (seed chapters 14.2 and 14.3) in async Rust.
+//!
+//! Servers ([`TcpServer`], [`UdpServer`], [`UnixStreamServer`],
+//! [`UnixDatagramServer`]) accept requests and hand each to a request handler
+//! ([`RequestHandler`], async; or [`BlockingRequestHandler`] wrapped in [`Blocking`])
+//! with `setup`, `handle` and `finish`. Stream handlers get a buffered `rfile` and
+//! `wfile` ([`StreamRequest`]); datagram handlers get the packet as `rfile` and a
+//! `wfile` sent back as the reply ([`DatagramRequest`]).
+//!
+//! The life cycle is `socketserver`'s: `serve_forever`, [`ShutdownHandle::shutdown`]
+//! from any task or thread, `handle_request` with a timeout and `handle_timeout`,
+//! `verify_request`, `handle_error` (errors and panics in handlers never stop the
+//! server), `server_address` with the real port, and `close`.
+//!
+//! How requests run is the [`Concurrency`] of the [`ServerConfig`]: `Sequential`
+//! (the seed's first server), `Threads` (`ThreadingMixIn`), `Processes` (a pool of
+//! worker processes; [`fork::ForkingServer`] and [`fork::ForkingDatagramServer`] are
+//! the classic fork per request) and
+//! `Tasks` (the default: a tokio task per request). [`loggers::select_logger`] is the
+//! seed's select-loop logger.
+//!
+//! The seed's server, shortest form:
+//!
+//! ```no_run
+//! use weft_server::{HandlerResult, RequestHandler, StreamRequest, TcpServer};
+//!
+//! struct Handler;
+//! impl RequestHandler<StreamRequest> for Handler {
+//!     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+//!         println!("Got connection from {}", req.client_address());
+//!         req.write_all(b"Thank you for connecting").await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), weft_server::ServerError> {
+//!     TcpServer::bind("0.0.0.0:1234", Handler).await?.serve_forever().await
+//! }
+//! ```
+
+mod addr;
+mod config;
+mod dispatch;
+mod error;
+pub mod fork;
+mod handler;
+pub mod loggers;
+pub mod pool;
+mod request;
+mod server;
+mod shutdown;
+
+pub use addr::Address;
+pub use config::{Concurrency, ProcessPool, ServerConfig};
+#[doc(hidden)]
+pub use dispatch::{DatagramDispatcher, StreamDispatcher};
+pub use dispatch::{DatagramService, StreamService};
+pub use error::{HandlerError, HandlerResult, ServerError};
+pub use handler::{Blocking, BlockingRequestHandler, RequestHandler};
+pub use request::{
+    BlockingStreamRequest, DatagramRequest, ServerInfo, StreamReader, StreamRequest, StreamWriter,
+    TimeoutIo,
+};
+pub use server::{
+    DatagramServer, StreamServer, Tcp, TcpServer, Udp, UdpServer, Unix, UnixDatagramServer,
+    UnixStreamServer,
+};
+pub use shutdown::ShutdownHandle;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf,
+};
 use tokio::time::Sleep;
 
 use crate::addr::Address;
@@ -50,7 +52,9 @@ pub struct TimeoutIo<T> {
 
 impl<T> fmt::Debug for TimeoutIo<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TimeoutIo").field("timeout", &self.timeout).finish()
+        f.debug_struct("TimeoutIo")
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -77,7 +81,9 @@ impl<T> TimeoutIo<T> {
             }
             Poll::Pending => {
                 if let Some(t) = self.timeout {
-                    let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(t)));
+                    let sleep = self
+                        .sleep
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(t)));
                     if sleep.as_mut().poll(cx).is_ready() {
                         self.sleep = None;
                         return Poll::Ready(Err(io::Error::new(
@@ -93,7 +99,11 @@ impl<T> TimeoutIo<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for TimeoutIo<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         let p = Pin::new(&mut this.inner).poll_read(cx, buf);
         this.check(cx, p)
@@ -101,7 +111,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimeoutIo<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for TimeoutIo<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let p = Pin::new(&mut this.inner).poll_write(cx, buf);
         this.check(cx, p)
@@ -150,7 +164,9 @@ pub struct StreamRequest {
 
 impl fmt::Debug for StreamRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamRequest").field("client", &self.client).finish_non_exhaustive()
+        f.debug_struct("StreamRequest")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
     }
 }
 
@@ -217,12 +233,18 @@ pub struct BlockingStreamRequest {
 
 impl fmt::Debug for BlockingStreamRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlockingStreamRequest").field("client", &self.client).finish_non_exhaustive()
+        f.debug_struct("BlockingStreamRequest")
+            .field("client", &self.client)
+            .finish_non_exhaustive()
     }
 }
 
 impl BlockingStreamRequest {
-    pub(crate) fn from_tcp(s: std::net::TcpStream, client: Address, server: Arc<ServerInfo>) -> io::Result<Self> {
+    pub(crate) fn from_tcp(
+        s: std::net::TcpStream,
+        client: Address,
+        server: Arc<ServerInfo>,
+    ) -> io::Result<Self> {
         s.set_nonblocking(false)?;
         s.set_read_timeout(server.config.request_timeout)?;
         s.set_write_timeout(server.config.request_timeout)?;
@@ -320,5 +342,55 @@ impl DatagramRequest {
     /// The whole packet (`request[0]` in Python).
     pub fn packet(&self) -> &[u8] {
         self.rfile.get_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn timeout_io_fails_a_stalled_read_and_resets_on_progress() {
+        let (mut peer, ours) = tokio::io::duplex(64);
+        let mut r = TimeoutIo::new(ours, Some(Duration::from_millis(100)));
+        let mut buf = [0u8; 8];
+        // Progress within the timeout, twice: each read restarts the clock.
+        for _ in 0..2 {
+            let writer = async {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                peer.write_all(b"x").await.unwrap();
+            };
+            let (n, ()) = tokio::join!(r.read(&mut buf), writer);
+            assert_eq!(n.unwrap(), 1);
+        }
+        // Then nothing: TimedOut.
+        let err = r.read(&mut buf).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        // Without a timeout a read just waits.
+        let (_peer2, ours2) = tokio::io::duplex(64);
+        let mut r2 = TimeoutIo::new(ours2, None);
+        let waited = tokio::time::timeout(Duration::from_millis(50), r2.read(&mut buf)).await;
+        assert!(waited.is_err());
+    }
+
+    #[test]
+    fn config_defaults_follow_the_documented_table() {
+        let c = ServerConfig::default();
+        assert_eq!(c.get_backlog(), 128);
+        assert!(c.get_reuse_address());
+        assert!(c.get_block_on_close());
+        assert_eq!(c.get_max_packet_size(), 8192);
+        assert_eq!(c.get_timeout(), None);
+        assert_eq!(c.get_request_timeout(), None);
+        assert!(!c.get_nodelay());
+        assert!(matches!(
+            c.get_concurrency(),
+            crate::Concurrency::Tasks { limit: None }
+        ));
+        assert_eq!(
+            ServerConfig::new().backlog(u32::MAX).get_backlog(),
+            i32::MAX as u32
+        );
     }
 }

@@ -18,6 +18,10 @@ pub(crate) struct State {
 /// `serve_forever` returns immediately (so "start serving in a thread, then shut down"
 /// never hangs, whichever runs first). Requests already being handled are not
 /// interrupted; `close` waits for them (see `block_on_close`).
+///
+/// As in Python, `shutdown().await` from inside a handler of a `Sequential` server would
+/// wait for itself (the loop is waiting for that handler): use [`request`](Self::request)
+/// there.
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     tx: Arc<watch::Sender<State>>,

@@ -1,0 +1,314 @@
+//! The load generator: async client modes, run on a current-thread runtime so the client
+//! takes at most one of the machine's cores.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Length of every line, delimiter included.
+pub const LINE_LEN: usize = 64;
+
+/// Writes line number `seq` of connection `conn` (63 bytes and `\n`) into `out`.
+pub fn make_line(conn: u32, seq: u64, out: &mut [u8]) {
+    const TEMPLATE: &[u8; LINE_LEN] =
+        b"c0000 s0000000000000000 weft-bench line echo payload abcdefghij\n";
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out[..LINE_LEN].copy_from_slice(TEMPLATE);
+    for i in 0..4 {
+        out[1 + i] = HEX[((conn >> (12 - 4 * i)) & 0xf) as usize];
+    }
+    for i in 0..16 {
+        out[7 + i] = HEX[((seq >> (60 - 4 * i)) & 0xf) as usize];
+    }
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let s = TcpStream::connect(addr).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// Result of a line-echo run.
+#[derive(Debug, Clone, Copy)]
+pub struct LineResult {
+    /// Lines echoed and verified.
+    pub lines: u64,
+    /// Wall time from the first write to the last verified line.
+    pub elapsed: Duration,
+}
+
+/// Pipelined line echo: `conns` connections, each keeping `window` lines in flight, sending
+/// for `secs` and then draining. Every echoed line is checked byte for byte and in order.
+/// `before_start` runs once every connection is up, just before the first write.
+pub async fn line_echo(
+    addr: SocketAddr,
+    conns: usize,
+    window: usize,
+    secs: f64,
+    before_start: impl FnOnce(),
+) -> io::Result<LineResult> {
+    let mut streams = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        streams.push(connect(addr).await?);
+    }
+    before_start();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::with_capacity(conns);
+    for (i, s) in streams.into_iter().enumerate() {
+        tasks.push(tokio::spawn(line_conn(s, i as u32, window, deadline)));
+    }
+    let mut lines = 0;
+    for t in tasks {
+        lines += t.await.map_err(io::Error::other)??;
+    }
+    Ok(LineResult {
+        lines,
+        elapsed: start.elapsed(),
+    })
+}
+
+async fn line_conn(mut s: TcpStream, conn: u32, window: usize, deadline: Instant) -> io::Result<u64> {
+    let window = window as u64;
+    let (mut sent, mut recv) = (0u64, 0u64);
+    let mut wbuf = vec![0u8; window as usize * LINE_LEN];
+    let mut rbuf = vec![0u8; 64 * 1024];
+    let mut rlen = 0;
+    let mut expected = [0u8; LINE_LEN];
+    let mut sending = true;
+    loop {
+        if sending && Instant::now() >= deadline {
+            sending = false;
+        }
+        if sending && sent - recv < window {
+            let n = (window - (sent - recv)) as usize;
+            for k in 0..n {
+                make_line(conn, sent + k as u64, &mut wbuf[k * LINE_LEN..]);
+            }
+            s.write_all(&wbuf[..n * LINE_LEN]).await?;
+            sent += n as u64;
+        }
+        if sent == recv {
+            return Ok(recv);
+        }
+        let n = s.read(&mut rbuf[rlen..]).await?;
+        if n == 0 {
+            return Err(bad(format!(
+                "conn {conn}: server closed after {recv} of {sent} lines"
+            )));
+        }
+        rlen += n;
+        let mut pos = 0;
+        while rlen - pos >= LINE_LEN {
+            make_line(conn, recv, &mut expected);
+            let got = &rbuf[pos..pos + LINE_LEN];
+            if got != expected {
+                return Err(bad(format!(
+                    "conn {conn}: line {recv} echoed wrong: {:?}",
+                    String::from_utf8_lossy(got)
+                )));
+            }
+            pos += LINE_LEN;
+            recv += 1;
+        }
+        if recv > sent {
+            return Err(bad(format!("conn {conn}: more lines echoed than sent")));
+        }
+        rbuf.copy_within(pos..rlen, 0);
+        rlen -= pos;
+    }
+}
+
+/// Result of a connection-rate run.
+#[derive(Debug, Clone)]
+pub struct RateResult {
+    /// Connections completed (connect, one line echoed, close).
+    pub conns: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Per-connection latency (connect to echo verified), sorted, in microseconds.
+    pub latencies_us: Vec<u32>,
+}
+
+impl RateResult {
+    /// The `p`-th percentile latency in microseconds.
+    pub fn percentile(&self, p: f64) -> u32 {
+        if self.latencies_us.is_empty() {
+            return 0;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p / 100.0).round() as usize;
+        self.latencies_us[i]
+    }
+}
+
+/// Connection rate: `parallel` clients, each in a loop connecting, sending one line, reading
+/// its echo and closing, for `secs`.
+pub async fn conn_rate(
+    addr: SocketAddr,
+    parallel: usize,
+    secs: f64,
+    before_start: impl FnOnce(),
+) -> io::Result<RateResult> {
+    before_start();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for i in 0..parallel {
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut line = [0u8; LINE_LEN];
+            let mut got = [0u8; LINE_LEN];
+            let mut seq = 0u64;
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                let mut s = connect(addr).await?;
+                make_line(i as u32, seq, &mut line);
+                s.write_all(&line).await?;
+                s.read_exact(&mut got).await?;
+                if got != line {
+                    return Err(bad(format!("conn-rate: wrong echo {:?}", String::from_utf8_lossy(&got))));
+                }
+                drop(s);
+                lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                seq += 1;
+            }
+            Ok::<_, io::Error>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.map_err(io::Error::other)??);
+    }
+    let elapsed = start.elapsed();
+    all.sort_unstable();
+    Ok(RateResult {
+        conns: all.len() as u64,
+        elapsed,
+        latencies_us: all,
+    })
+}
+
+/// Result of a bulk run.
+#[derive(Debug, Clone, Copy)]
+pub struct BulkResult {
+    /// Bytes echoed and verified.
+    pub bytes: u64,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+fn pattern(offset: u64, out: &mut [u8]) {
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = ((offset + i as u64) % 251) as u8;
+    }
+}
+
+/// Bulk byte echo over one connection: a writer sends 64 KiB chunks for `secs`, then shuts
+/// down its side; a reader checks every byte echoed.
+pub async fn bulk(addr: SocketAddr, secs: f64, before_start: impl FnOnce()) -> io::Result<BulkResult> {
+    const CHUNK: usize = 64 * 1024;
+    let s = connect(addr).await?;
+    let (mut r, mut w) = s.into_split();
+    // A chunk of the 251-periodic pattern, with slack so any offset can be sliced out of it.
+    let mut pat = vec![0u8; CHUNK + 251];
+    pattern(0, &mut pat);
+    before_start();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let pat_w = pat.clone();
+    let writer = tokio::spawn(async move {
+        let mut off = 0u64;
+        while Instant::now() < deadline {
+            let p = (off % 251) as usize;
+            w.write_all(&pat_w[p..p + CHUNK]).await?;
+            off += CHUNK as u64;
+        }
+        w.shutdown().await?;
+        Ok::<_, io::Error>((off, w))
+    });
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0u64;
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        let mut k = 0;
+        while k < n {
+            let m = (n - k).min(CHUNK);
+            let p = ((got + k as u64) % 251) as usize;
+            if buf[k..k + m] != pat[p..p + m] {
+                return Err(bad(format!("bulk: wrong byte near offset {}", got + k as u64)));
+            }
+            k += m;
+        }
+        got += n as u64;
+    }
+    let elapsed = start.elapsed();
+    let (sent, _w) = writer.await.map_err(io::Error::other)??;
+    if sent != got {
+        return Err(bad(format!("bulk: sent {sent} bytes, got {got} back")));
+    }
+    Ok(BulkResult {
+        bytes: got,
+        elapsed,
+    })
+}
+
+/// Idle connections held open: `k` connections, before and after each carried one line.
+pub struct IdleConns {
+    streams: Vec<TcpStream>,
+}
+
+impl IdleConns {
+    /// Opens `k` connections (no data).
+    pub async fn open(addr: SocketAddr, k: usize) -> io::Result<Self> {
+        let mut streams = Vec::with_capacity(k);
+        for _ in 0..k {
+            streams.push(connect(addr).await?);
+        }
+        Ok(Self { streams })
+    }
+
+    /// Sends one line on every connection and checks its echo.
+    pub async fn one_line_each(&mut self) -> io::Result<()> {
+        let mut line = [0u8; LINE_LEN];
+        let mut got = [0u8; LINE_LEN];
+        for (i, s) in self.streams.iter_mut().enumerate() {
+            make_line(i as u32, 0, &mut line);
+            s.write_all(&line).await?;
+        }
+        for (i, s) in self.streams.iter_mut().enumerate() {
+            make_line(i as u32, 0, &mut line);
+            s.read_exact(&mut got).await?;
+            if got != line {
+                return Err(bad("idle: wrong echo".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Warms a server up: `n` connections exchanging a few hundred lines each at once, so every
+/// worker thread's buffers exist before memory is measured.
+pub async fn warm_up(addr: SocketAddr, n: usize) -> io::Result<()> {
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        tasks.push(tokio::spawn(async move {
+            let s = connect(addr).await?;
+            let far = Instant::now() + Duration::from_millis(100);
+            line_conn(s, i as u32, 64, far).await
+        }));
+    }
+    for t in tasks {
+        t.await.map_err(io::Error::other)??;
+    }
+    Ok(())
+}

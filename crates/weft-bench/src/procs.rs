@@ -1,0 +1,205 @@
+//! Child server processes and what `/proc` says about them (CPU time, RSS), plus machine info.
+
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How to start one server under test.
+#[derive(Debug, Clone)]
+pub struct ServerCmd {
+    /// Program.
+    pub program: PathBuf,
+    /// Arguments.
+    pub args: Vec<String>,
+}
+
+/// A running server; killed on drop.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    /// Starts `cmd` and waits (up to 60 s) for its `listening on HOST:PORT` stderr line.
+    pub fn start(cmd: &ServerCmd) -> io::Result<Self> {
+        let mut child = Command::new(&cmd.program)
+            .args(&cmd.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", cmd.program.display())))?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        // Keeps draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            let mut seen = Vec::new();
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(t) = tx.as_ref() {
+                    if let Some(addr) = parse_listening(&line) {
+                        let _ = t.send(Ok(addr));
+                        tx = None;
+                    } else if seen.len() < 20 {
+                        seen.push(line);
+                    }
+                }
+            }
+            if let Some(t) = tx {
+                let _ = t.send(Err(seen.join("\n")));
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(out)) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::other(format!(
+                    "{} {:?} exited without `listening on`:\n{out}",
+                    cmd.program.display(),
+                    cmd.args
+                )));
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::other(format!(
+                    "{} {:?}: no `listening on` line within 60 s",
+                    cmd.program.display(),
+                    cmd.args
+                )));
+            }
+        };
+        Ok(Self { child, addr })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// User + system CPU time so far, in seconds.
+    pub fn cpu_secs(&self) -> io::Result<f64> {
+        cpu_secs(self.pid())
+    }
+
+    /// Resident set size in KiB.
+    pub fn rss_kib(&self) -> io::Result<u64> {
+        rss_kib(self.pid())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Finds `HOST:PORT` in a line starting with (or containing) `listening on`.
+pub fn parse_listening(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("listening on")? + "listening on".len()..];
+    rest.split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+        .filter(|t| !t.is_empty())
+        .find_map(|t| {
+            let t = t.trim_start_matches("tcp:").trim_start_matches("tcp://");
+            t.parse().ok()
+        })
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// utime + stime of a process from `/proc/PID/stat`, in seconds.
+pub fn cpu_secs(pid: u32) -> io::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = &stat[stat.rfind(')').ok_or_else(|| io::Error::other("bad stat"))? + 1..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `after` starts at field 3.
+    let parse = |i: usize| -> io::Result<f64> {
+        f.get(i)
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(|v| v as f64)
+            .ok_or_else(|| io::Error::other("bad stat field"))
+    };
+    Ok((parse(11)? + parse(12)?) / clock_ticks())
+}
+
+/// VmRSS of a process from `/proc/PID/status`, in KiB.
+pub fn rss_kib(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| io::Error::other("no VmRSS"))
+}
+
+/// The 1-minute load average.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn command_out(cmd: &str, args: &[&str]) -> Option<String> {
+    let o = Command::new(cmd).args(args).output().ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// Machine description for the report.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// CPU model.
+    pub cpu: String,
+    /// Logical CPUs available.
+    pub nproc: usize,
+    /// Kernel release.
+    pub kernel: String,
+    /// Date (UTC).
+    pub date: String,
+    /// rustc version.
+    pub rustc: String,
+}
+
+impl Machine {
+    /// Reads the machine info.
+    pub fn detect() -> Self {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("model name"))
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Self {
+            cpu,
+            nproc: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "unknown".into()),
+            date: command_out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default(),
+            rustc: command_out("rustc", &["--version"]).unwrap_or_else(|| "rustc ?".into()),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The servers the bench starts as child processes: the hand-written tokio references and
+//! weft stand-ins (used only when the `weft` binary cannot serve).
+//!
+//! Every server prints `listening on HOST:PORT` as its first stderr line, like `weft serve`.
+
+use std::io;
+use std::net::SocketAddr;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Which hand-written server to run.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// Reference tokio line echo (LF).
+    RefLine,
+    /// Reference tokio byte echo.
+    RefEcho,
+    /// weft-core byte echo (stand-in for `weft serve echo`).
+    WeftEcho,
+    /// weft-line `LineReceiver` echo (stand-in for `weft serve line-echo`).
+    WeftLine,
+    /// The floor: the least a tokio byte echo can hold per connection (no buffer while
+    /// idle; a stack buffer while reading). Only for the idle-memory comparison.
+    Floor,
+}
+
+/// Runs a server until killed, on a multi-thread runtime with `workers` workers.
+pub fn serve(kind: Kind, listen: SocketAddr, workers: usize) -> io::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match kind {
+            Kind::RefLine => ref_server(listen, ref_line_conn).await,
+            Kind::RefEcho => ref_server(listen, ref_echo_conn).await,
+            Kind::WeftEcho => weft_echo(listen).await,
+            Kind::WeftLine => weft_line_echo(listen).await,
+            Kind::Floor => ref_server(listen, floor_conn).await,
+        }
+    })
+}
+
+async fn ref_server<F, Fut>(listen: SocketAddr, conn: F) -> io::Result<()>
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: std::future::Future<Output = io::Result<()>> + Send + 'static,
+{
+    let listener = TcpListener::bind(listen).await?;
+    eprintln!("listening on {}", listener.local_addr()?);
+    loop {
+        let (s, _) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = s.set_nodelay(true);
+        tokio::spawn(conn(s));
+    }
+}
+
+/// The reference line echo: the best straightforward tokio code. One task per connection, a
+/// `BytesMut` read buffer, a memchr scan, every complete line copied to a `BytesMut` write
+/// buffer and one `write_all` per read batch. Buffers (8 KiB each) live as long as the
+/// connection.
+async fn ref_line_conn(mut s: TcpStream) -> io::Result<()> {
+    let mut rbuf = BytesMut::with_capacity(8192);
+    let mut wbuf = BytesMut::with_capacity(8192);
+    loop {
+        if rbuf.capacity() - rbuf.len() < 1024 {
+            rbuf.reserve(8192);
+        }
+        if s.read_buf(&mut rbuf).await? == 0 {
+            return Ok(());
+        }
+        let mut start = 0;
+        while let Some(i) = memchr::memchr(b'\n', &rbuf[start..]) {
+            wbuf.extend_from_slice(&rbuf[start..start + i]);
+            wbuf.extend_from_slice(b"\n");
+            start += i + 1;
+        }
+        rbuf.advance(start);
+        if !wbuf.is_empty() {
+            s.write_all(&wbuf).await?;
+            wbuf.clear();
+        }
+    }
+}
+
+/// The reference byte echo: one task per connection, read up to 64 KiB, `write_all` it back.
+async fn ref_echo_conn(mut s: TcpStream) -> io::Result<()> {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        if s.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+        s.write_all(&buf).await?;
+        buf.clear();
+    }
+}
+
+/// A minimal tokio echo: while idle the connection's task holds only the socket (the read
+/// buffer lives on the stack between awaits, the rare unsent rest in a short-lived `Vec`).
+async fn floor_conn(mut s: TcpStream) -> io::Result<()> {
+    loop {
+        s.readable().await?;
+        let rest = {
+            let mut buf = [0u8; 4096];
+            let n = match s.try_read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            };
+            let done = match s.try_write(&buf[..n]) {
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e),
+            };
+            buf[done..n].to_vec()
+        };
+        if !rest.is_empty() {
+            s.write_all(&rest).await?;
+        }
+    }
+}
+
+struct Echo;
+impl weft_core::Protocol for Echo {
+    fn data_received(&mut self, data: &[u8], t: &mut weft_core::Transport) {
+        t.write(data);
+    }
+}
+
+struct LineEcho;
+impl weft_line::LineReceiver for LineEcho {
+    const DELIMITER: &'static [u8] = b"\n";
+    fn line_received(&mut self, line: &[u8], ctl: &mut weft_line::LineControl<'_>) {
+        ctl.send_line(line);
+    }
+}
+
+fn endpoint(listen: SocketAddr) -> String {
+    format!("tcp:{}:interface={}", listen.port(), listen.ip())
+}
+
+async fn weft_echo(listen: SocketAddr) -> io::Result<()> {
+    let reactor = weft_core::Reactor::new();
+    let port = reactor
+        .listen(&endpoint(listen), weft_core::factory_fn(|_| Some(Echo)))
+        .await?;
+    eprintln!("listening on {}", port.local_addr());
+    reactor.run().await
+}
+
+async fn weft_line_echo(listen: SocketAddr) -> io::Result<()> {
+    let reactor = weft_core::Reactor::new();
+    let port = reactor
+        .listen(
+            &endpoint(listen),
+            weft_line::line_factory(|_| Some(LineEcho)),
+        )
+        .await?;
+    eprintln!("listening on {}", port.local_addr());
+    reactor.run().await
+}

@@ -1,0 +1,335 @@
+//! `weft fetch URL` (urlretrieve) and `weft cat URL` (urlopen).
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::io::AsyncWriteExt;
+use weft_fetch::header::{HeaderValue, CONTENT_TYPE};
+use weft_fetch::{CookieJar, Opener, Progress, Request, RetrieveOptions, Url};
+
+use crate::exit::{self, Failure};
+
+/// The options `fetch` and `cat` share (curl's names).
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Credentials, sent with Basic or Digest when the server asks (401).
+    #[arg(short = 'u', long = "user", value_name = "USER:PASS")]
+    pub user: Option<String>,
+
+    /// A Netscape cookies.txt file: loaded before the request (if it exists), saved after.
+    #[arg(long, value_name = "FILE")]
+    pub cookie_jar: Option<PathBuf>,
+
+    /// An extra request header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// Give up when connecting, or waiting for data, takes longer than SECS.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
+
+    /// The request method (default GET, or POST with -d).
+    #[arg(short = 'X', long = "request", value_name = "METHOD")]
+    pub method: Option<String>,
+
+    /// A request body (POST unless -X says otherwise); `@FILE` reads it from FILE.
+    #[arg(short = 'd', long = "data", value_name = "DATA")]
+    pub data: Option<String>,
+}
+
+/// Parses a positive number of seconds (fractions allowed).
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
+        return Err(format!("{s:?} is not a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Arguments of `weft fetch`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Without -o, the file is named after the last segment of the URL's path (index.html for a
+directory) and saved in the current directory. It appears there only once complete; on
+failure nothing is left behind (with --resume, the partial data stays in PATH.part).
+A progress bar is drawn on stderr when both stdout and stderr are terminals (not with -q).
+The last line on stdout is the path the file was saved to.")]
+pub struct FetchArgs {
+    /// The URL (http, https, file, data).
+    pub url: String,
+
+    /// Where to save the file (in a directory: under the default name).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+
+    /// No progress bar.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Continue a partial download (PATH.part, or an existing PATH) with a Range request.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Request options.
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// Arguments of `weft cat`.
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// The URL (http, https, file, data).
+    pub url: String,
+
+    /// Request options.
+    #[command(flatten)]
+    pub http: HttpArgs,
+}
+
+/// An opener configured from the command line, and the cookie jar to save afterwards.
+struct Client {
+    opener: Opener,
+    jar: Option<(Arc<CookieJar>, PathBuf)>,
+}
+
+impl Client {
+    /// Builds the opener: credentials, cookie jar, timeouts.
+    fn new(args: &HttpArgs) -> Result<Client, Failure> {
+        let mut builder = Opener::builder();
+        if let Some(user) = &args.user {
+            let (name, password) = user.split_once(':').unwrap_or((user.as_str(), ""));
+            builder = builder.credentials(name, password);
+        }
+        let jar = match &args.cookie_jar {
+            Some(path) => {
+                let jar = if path.exists() {
+                    CookieJar::load(path)?
+                } else {
+                    CookieJar::new()
+                };
+                let jar = Arc::new(jar);
+                builder = builder.cookie_jar(jar.clone());
+                Some((jar, path.clone()))
+            }
+            None => None,
+        };
+        if let Some(t) = args.timeout {
+            builder = builder.connect_timeout(t).read_timeout(t);
+        }
+        Ok(Client {
+            opener: builder.build()?,
+            jar,
+        })
+    }
+
+    /// Saves the cookie jar, if one was given.
+    fn save_cookies(&self) -> Result<(), Failure> {
+        if let Some((jar, path)) = &self.jar {
+            jar.save(path)?;
+        }
+        Ok(())
+    }
+
+    /// Saves the cookies after `result`; the first failure wins.
+    fn finish(&self, result: Result<(), Failure>) -> Result<(), Failure> {
+        let saved = self.save_cookies();
+        result.and(saved)
+    }
+}
+
+/// Builds the request: URL, method, headers, body.
+fn build_request(url: &str, args: &HttpArgs) -> Result<Request, Failure> {
+    let mut req = Request::new(url)?;
+    for line in &args.headers {
+        req = req.header_line(line)?;
+    }
+    if let Some(data) = &args.data {
+        let body = match data.strip_prefix('@') {
+            Some(file) => {
+                let path = Path::new(file);
+                std::fs::read(path).map_err(|e| Failure::local_io(path, &e))?
+            }
+            None => data.clone().into_bytes(),
+        };
+        if !req.headers().contains_key(CONTENT_TYPE) {
+            req = req.header(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
+        }
+        req = req.body(body);
+    }
+    if let Some(method) = &args.method {
+        if weft_fetch::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).is_err() {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!("invalid method {method:?}"),
+            ));
+        }
+        req = req.method(method);
+    }
+    Ok(req)
+}
+
+/// The file name `fetch` uses without `-o`: the last segment of the URL's path.
+pub fn default_output(url: &Url) -> PathBuf {
+    let name = match url.scheme() {
+        "http" | "https" | "file" | "ftp" => url
+            .path_segments()
+            .and_then(|mut segs| segs.next_back())
+            .map(percent_decode)
+            .filter(|s| !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\\', '\0']))
+            .unwrap_or_else(|| "index.html".to_owned()),
+        _ => "download".to_owned(),
+    };
+    PathBuf::from(name)
+}
+
+/// Decodes `%XX` escapes (invalid ones are kept as they are).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let (hi, lo) = (bytes[i + 1], bytes[i + 2]);
+            if hi.is_ascii_hexdigit() && lo.is_ascii_hexdigit() {
+                let digit = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                out.push(digit(hi) * 16 + digit(lo));
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A progress bar on stderr, if both stdout and stderr are terminals and `-q` was not given.
+fn progress_bar(quiet: bool) -> Option<ProgressBar> {
+    if quiet || !std::io::stdout().is_terminal() || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(ProgressBar::with_draw_target(
+        None,
+        ProgressDrawTarget::stderr(),
+    ))
+}
+
+/// Styles `bar` for a known total (a bar) or an unknown one (a spinner).
+fn style_bar(bar: &ProgressBar, total: Option<u64>) {
+    let template = match total {
+        Some(_) => "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+        None => "{spinner} {bytes} {binary_bytes_per_sec}",
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    match total {
+        Some(total) => bar.set_length(total),
+        None => bar.unset_length(),
+    }
+}
+
+/// Runs `weft fetch`.
+pub async fn run_fetch(args: FetchArgs) -> Result<(), Failure> {
+    let client = Client::new(&args.http)?;
+    let req = build_request(&args.url, &args.http)?;
+    let dest = match &args.output {
+        // `-o DIR/`: the default name, in that directory.
+        Some(dir) if dir.is_dir() => dir.join(default_output(req.url())),
+        Some(path) => path.clone(),
+        None => default_output(req.url()),
+    };
+    let opts = RetrieveOptions::new().dest(&dest).resume(args.resume);
+    let bar = progress_bar(args.quiet);
+    let result = match &bar {
+        Some(bar) => {
+            let b = bar.clone();
+            let mut styled = false;
+            let mut hook = move |p: &Progress| {
+                if !styled {
+                    style_bar(&b, p.total);
+                    styled = true;
+                }
+                b.set_position(p.bytes_done);
+            };
+            client.opener.retrieve(req, &opts, Some(&mut hook)).await
+        }
+        None => client.opener.retrieve(req, &opts, None).await,
+    };
+    if let Some(bar) = &bar {
+        // The path (or the error) then gets a line of its own.
+        bar.finish_and_clear();
+    }
+    let result = result.map(|(path, _headers)| {
+        println!("{}", path.display());
+    });
+    client.finish(result.map_err(Failure::from))
+}
+
+/// Runs `weft cat`.
+pub async fn run_cat(args: CatArgs) -> Result<(), Failure> {
+    let client = Client::new(&args.http)?;
+    let req = build_request(&args.url, &args.http)?;
+    let result = cat(&client.opener, req).await;
+    client.finish(result)
+}
+
+/// Streams the body to stdout.
+async fn cat(opener: &Opener, req: Request) -> Result<(), Failure> {
+    let mut resp = opener.open(req).await?;
+    let mut stdout = tokio::io::stdout();
+    while let Some(chunk) = resp.chunk().await? {
+        match stdout.write_all(&chunk).await {
+            Ok(()) => {}
+            // `weft cat URL | head`: the reader is gone; that is not an error.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(e) => return Err(Failure::new(exit::LOCAL_IO, format!("stdout: {e}"))),
+        }
+    }
+    match stdout.flush().await {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::new(exit::LOCAL_IO, format!("stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names() {
+        let name = |u: &str| default_output(&Url::parse(u).unwrap());
+        assert_eq!(name("http://x/a/b.tar.gz"), PathBuf::from("b.tar.gz"));
+        assert_eq!(name("http://x/a/"), PathBuf::from("index.html"));
+        assert_eq!(name("http://x"), PathBuf::from("index.html"));
+        assert_eq!(name("http://x/my%20file"), PathBuf::from("my file"));
+        assert_eq!(name("http://x/a/%2e%2e"), PathBuf::from("index.html"));
+        assert_eq!(name("http://x/a%2Fb"), PathBuf::from("index.html"));
+        assert_eq!(name("data:,hello"), PathBuf::from("download"));
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_secs("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("abc").is_err());
+        assert!(parse_secs("inf").is_err());
+    }
+
+    #[test]
+    fn percent() {
+        assert_eq!(percent_decode("a%20b%zz%4"), "a b%zz%4");
+    }
+}

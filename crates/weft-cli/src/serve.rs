@@ -1,0 +1,177 @@
+//! `weft serve PROTOCOL [--listen ENDPOINT]`.
+
+use clap::{Args, ValueEnum};
+use tokio::signal::unix::{signal, SignalKind};
+use weft_core::{factory_fn, Address, Protocol, Reactor, ServerEndpoint};
+use weft_line::LineProtocol;
+
+use crate::exit::{self, Failure};
+use crate::wire;
+
+/// The default endpoint: port 1234 of the loopback interface.
+pub const DEFAULT_LISTEN: &str = "tcp:1234:interface=127.0.0.1";
+
+/// The protocols `weft serve` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolName {
+    /// The seed's SimpleLogger: prints who connects, the data as it arrives, who leaves.
+    Logger,
+    /// The LineReceiver logger: prints who connects, each line, who leaves.
+    LineLogger,
+    /// Writes back every byte.
+    Echo,
+    /// Writes back every line, with the delimiter.
+    LineEcho,
+    /// Drops everything (RFC 863).
+    Discard,
+    /// Writes the date and time, then closes (RFC 867).
+    Daytime,
+    /// Streams lines of printable ASCII forever, at the client's pace (RFC 864).
+    Chargen,
+    /// Writes a quote, then closes (RFC 865).
+    Qotd,
+}
+
+/// The line delimiter of the line protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Delimiter {
+    /// `\r\n` (Twisted's default).
+    Crlf,
+    /// `\n`.
+    Lf,
+}
+
+impl Delimiter {
+    /// The delimiter's bytes.
+    pub fn bytes(self) -> &'static [u8] {
+        match self {
+            Delimiter::Crlf => b"\r\n",
+            Delimiter::Lf => b"\n",
+        }
+    }
+}
+
+/// Arguments of `weft serve`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Endpoints (Twisted syntax):
+  tcp:1234:interface=127.0.0.1   port 1234 on the loopback interface (the default)
+  tcp:0:interface=127.0.0.1      a free port (the first stderr line tells which)
+  tcp6:1234:interface=\\:\\:1      IPv6
+  unix:/tmp/weft.sock            a Unix socket
+
+The first line on stderr is `listening on HOST:PORT` (or the socket path).
+Ctrl-C or SIGTERM stops accepting, lets connections finish, and exits.")]
+pub struct ServeArgs {
+    /// The protocol to serve.
+    #[arg(value_enum)]
+    pub protocol: ProtocolName,
+
+    /// Where to listen, as a Twisted endpoint string.
+    #[arg(short, long, value_name = "ENDPOINT", default_value = DEFAULT_LISTEN, value_parser = parse_server_endpoint)]
+    pub listen: ServerEndpoint,
+
+    /// Longest accepted line, delimiter excluded (line protocols); a longer line closes that
+    /// connection.
+    #[arg(long, value_name = "N", default_value_t = weft_line::DEFAULT_MAX_LINE_LENGTH)]
+    pub max_length: usize,
+
+    /// Line delimiter (line protocols).
+    #[arg(long, value_enum, default_value_t = Delimiter::Crlf)]
+    pub delimiter: Delimiter,
+}
+
+/// Parses a server endpoint string for clap.
+fn parse_server_endpoint(s: &str) -> Result<ServerEndpoint, String> {
+    let ep: ServerEndpoint = s.parse().map_err(|e| format!("{e}"))?;
+    if matches!(ep, ServerEndpoint::Udp { .. }) {
+        return Err("udp endpoints are not supported by weft serve (stream protocols only)".into());
+    }
+    Ok(ep)
+}
+
+/// Builds the protocol for one connection.
+fn build(args: &LineOptions, name: ProtocolName, peer: &Address) -> Box<dyn Protocol> {
+    match name {
+        ProtocolName::Logger => Box::new(wire::Logger::new(peer.clone())),
+        ProtocolName::LineLogger => Box::new(
+            LineProtocol::new(wire::LineLogger::new(peer.clone()))
+                .with_delimiter(args.delimiter)
+                .with_max_length(args.max_length),
+        ),
+        ProtocolName::Echo => Box::new(wire::Echo),
+        ProtocolName::LineEcho => Box::new(
+            LineProtocol::new(wire::LineEcho)
+                .with_delimiter(args.delimiter)
+                .with_max_length(args.max_length),
+        ),
+        ProtocolName::Discard => Box::new(wire::Discard),
+        ProtocolName::Daytime => Box::new(wire::Daytime),
+        ProtocolName::Chargen => Box::new(wire::Chargen::default()),
+        ProtocolName::Qotd => Box::new(wire::Qotd),
+    }
+}
+
+/// The framing options of the line protocols.
+#[derive(Debug, Clone, Copy)]
+struct LineOptions {
+    delimiter: &'static [u8],
+    max_length: usize,
+}
+
+/// Runs `weft serve`: listens, prints `listening on ADDR` on stderr, serves until Ctrl-C or
+/// SIGTERM, then shuts down gracefully.
+pub async fn run(args: ServeArgs) -> Result<(), Failure> {
+    let opts = LineOptions {
+        delimiter: args.delimiter.bytes(),
+        max_length: args.max_length,
+    };
+    let name = args.protocol;
+    // Take over SIGINT and SIGTERM before saying we listen: a signal sent right after the
+    // `listening on` line must shut down gracefully, not kill the process.
+    let (mut interrupt, mut terminate) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            return Err(Failure::new(
+                exit::GENERIC,
+                format!("cannot handle signals: {e}"),
+            ))
+        }
+    };
+    let reactor = Reactor::new();
+    let factory = factory_fn(move |peer: &Address| Some(build(&opts, name, peer)));
+    let port = reactor
+        .listen_endpoint(&args.listen, factory)
+        .await
+        .map_err(|e| listen_failure(&args.listen, &e))?;
+    crate::log::open_gate(Some(&format!("listening on {}", port.local_addr())));
+    tracing::info!(protocol = ?name, addr = %port.local_addr(), "serving");
+    tokio::select! {
+        _ = interrupt.recv() => tracing::info!("interrupted; shutting down"),
+        _ = terminate.recv() => tracing::info!("terminated; shutting down"),
+    }
+    reactor.shutdown().await;
+    if let ServerEndpoint::Unix { path, .. } = &args.listen {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+/// The failure for a listen error: a Unix socket path problem is a local I/O error, the rest
+/// (address in use, cannot bind) network errors.
+fn listen_failure(ep: &ServerEndpoint, err: &std::io::Error) -> Failure {
+    match ep {
+        ServerEndpoint::Unix { path, .. }
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            Failure::local_io(path, err)
+        }
+        _ => Failure::network(format_args!("cannot listen on {ep}"), err),
+    }
+}

@@ -1,0 +1,302 @@
+//! Helpers of the end-to-end tests: a `weft serve` child that is always killed, and a tiny
+//! in-process HTTP/1.1 server.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+
+/// The longest any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A `weft serve` child process, killed on drop (even when the test fails).
+pub struct Server {
+    pub child: Child,
+    /// The address from the `listening on ...` line.
+    pub addr: String,
+    /// What the child prints on stdout, as it arrives.
+    pub stdout: Output,
+}
+
+/// Collects a child's stdout in the background.
+#[derive(Clone)]
+pub struct Output(Arc<Mutex<Vec<u8>>>);
+
+impl Output {
+    fn collect(mut out: ChildStdout) -> Output {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = buf.clone();
+        thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = out.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                b.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        Output(buf)
+    }
+
+    /// Everything received so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until the output contains `needle`; panics with the output after [`WAIT`].
+    pub fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = self.text();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {needle:?} in stdout: {text:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Server {
+    /// Starts `weft serve ARGS... --listen tcp:0:interface=127.0.0.1`.
+    pub fn start(args: &[&str]) -> Server {
+        let mut all: Vec<&str> = vec!["serve"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--listen", "tcp:0:interface=127.0.0.1"]);
+        Self::start_raw(&all)
+    }
+
+    /// Starts `weft ARGS...` and waits for its `listening on ADDR` line.
+    pub fn start_raw(args: &[&str]) -> Server {
+        let mut child = Command::new(WEFT)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn weft");
+        let stdout = Output::collect(child.stdout.take().unwrap());
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stderr).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            // Drain the rest so the child never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let mut server = Server {
+            child,
+            addr: String::new(),
+            stdout,
+        };
+        let first = rx.recv_timeout(WAIT).expect("no `listening on` line");
+        server.addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first stderr line {first:?}"))
+            .to_string();
+        server
+    }
+
+    /// Connects a plain TCP client, with read and write timeouts.
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(&self.addr).expect("connect to weft serve");
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.set_write_timeout(Some(WAIT)).unwrap();
+        s
+    }
+
+    /// Waits for the child to exit (after a signal), up to [`WAIT`].
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "weft did not exit");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads until EOF (the server closed), bounded by the stream's read timeout.
+pub fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .expect("read until the server closes");
+    out
+}
+
+/// Reads exactly `n` bytes.
+pub fn read_exact(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut out = vec![0; n];
+    s.read_exact(&mut out).expect("read");
+    out
+}
+
+/// One request as the test HTTP server saw it.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// A response of the test server.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Sent as Content-Length instead of the body's length (to test short bodies).
+    pub content_length: Option<usize>,
+    /// Wait this long before answering.
+    pub delay: Duration,
+    /// Wait this long after the body before closing (a stalled transfer).
+    pub hold: Duration,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+            content_length: None,
+            delay: Duration::ZERO,
+            hold: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// The routing function of a test server.
+pub type Handler = dyn Fn(&Seen) -> Reply + Send + Sync;
+
+/// A tiny HTTP/1.1 server on 127.0.0.1:0 (one request per connection, `Connection: close`).
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    /// Every request received, in order.
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl HttpServer {
+    pub fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> HttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let s = seen.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let handler = handler.clone();
+                let s = s.clone();
+                thread::spawn(move || {
+                    let _ = serve_one(stream, &*handler, &s);
+                });
+            }
+        });
+        HttpServer { addr, seen }
+    }
+
+    /// `http://ADDR/PATH`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn serve_one(
+    mut stream: TcpStream,
+    handler: &Handler,
+    seen: &Mutex<Vec<Seen>>,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(WAIT))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let mut req = Seen {
+        method: parts.next().unwrap_or_default().to_string(),
+        path: parts.next().unwrap_or_default().to_string(),
+        ..Seen::default()
+    };
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 {
+            break;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            req.headers
+                .insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = req
+        .headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    req.body = body;
+    seen.lock().unwrap().push(req.clone());
+    let reply = handler(&req);
+    if !reply.delay.is_zero() {
+        thread::sleep(reply.delay);
+    }
+    let mut head = format!("HTTP/1.1 {} X\r\n", reply.status);
+    for (k, v) in &reply.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        reply.content_length.unwrap_or(reply.body.len())
+    ));
+    stream.write_all(head.as_bytes())?;
+    if req.method != "HEAD" {
+        stream.write_all(&reply.body)?;
+    }
+    stream.flush()?;
+    if !reply.hold.is_zero() {
+        thread::sleep(reply.hold);
+    }
+    stream.shutdown(std::net::Shutdown::Write)?;
+    // Let the client read everything before the socket goes away.
+    let mut sink = [0u8; 1024];
+    while matches!(reader.get_mut().read(&mut sink), Ok(n) if n > 0) {}
+    Ok(())
+}

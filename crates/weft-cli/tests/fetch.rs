@@ -1,0 +1,510 @@
+//! End-to-end tests of `weft fetch` and `weft cat` against an in-process HTTP server.
+
+mod common;
+
+use std::time::Duration;
+
+use assert_cmd::Command as Cmd;
+use common::{HttpServer, Reply, Seen, WAIT, WEFT};
+
+/// 100 000 bytes of a recognisable pattern.
+fn big() -> Vec<u8> {
+    (0..100_000u32).map(|i| (i % 251) as u8).collect()
+}
+
+/// The routes of the test server.
+fn routes(req: &Seen) -> Reply {
+    let path = req.path.as_str();
+    match path {
+        "/hello" => Reply::new(200, "hello world\n"),
+        "/missing" => Reply::new(404, "no such page"),
+        "/broken" => Reply::new(500, "oops"),
+        "/short" => Reply {
+            content_length: Some(100),
+            ..Reply::new(200, "0123456789")
+        },
+        "/stall" => Reply {
+            content_length: Some(1_000_000),
+            hold: Duration::from_secs(5),
+            ..Reply::new(200, vec![b'x'; 20_000])
+        },
+        "/slow" => Reply {
+            delay: Duration::from_secs(5),
+            ..Reply::new(200, "late")
+        },
+        "/echo" => {
+            let mut headers: Vec<_> = req.headers.iter().collect();
+            headers.sort();
+            let mut text = format!("{} {}\n", req.method, req.path);
+            for (k, v) in headers {
+                text.push_str(&format!("{k}: {v}\n"));
+            }
+            text.push_str(&String::from_utf8_lossy(&req.body));
+            Reply::new(200, text)
+        }
+        "/basic" => {
+            // "user:pass"
+            if req.headers.get("authorization").map(String::as_str) == Some("Basic dXNlcjpwYXNz") {
+                Reply::new(200, "welcome")
+            } else {
+                Reply::new(401, "who are you?").header("WWW-Authenticate", "Basic realm=\"test\"")
+            }
+        }
+        "/digest" => match req.headers.get("authorization") {
+            Some(a) if a.starts_with("Digest ") && a.contains("username=\"user\"") => {
+                Reply::new(200, "digest ok")
+            }
+            _ => Reply::new(401, "who are you?").header(
+                "WWW-Authenticate",
+                "Digest realm=\"test\", nonce=\"abc123\", qop=\"auth\", algorithm=MD5",
+            ),
+        },
+        "/cookie/set" => Reply::new(200, "set").header("Set-Cookie", "session=abc123; Path=/"),
+        "/cookie/get" => Reply::new(200, req.headers.get("cookie").cloned().unwrap_or_default()),
+        "/files/big.bin" => {
+            let data = big();
+            match req
+                .headers
+                .get("range")
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.strip_suffix('-'))
+                .and_then(|r| r.parse::<usize>().ok())
+            {
+                Some(start) if start < data.len() => Reply::new(206, data[start..].to_vec())
+                    .header(
+                        "Content-Range",
+                        &format!("bytes {start}-{}/{}", data.len() - 1, data.len()),
+                    ),
+                _ => Reply::new(200, data),
+            }
+        }
+        p if p.starts_with("/loop/") => {
+            let n: u32 = p[6..].parse().unwrap_or(0);
+            Reply::new(302, "").header("Location", &format!("/loop/{}", n + 1))
+        }
+        _ => Reply::new(404, "not found"),
+    }
+}
+
+/// `weft ARGS...`, bounded in time.
+fn weft(args: &[&str]) -> assert_cmd::assert::Assert {
+    Cmd::new(WEFT)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("ALL_PROXY")
+        .timeout(WAIT)
+        .assert()
+}
+
+/// Runs a failing command; checks the exit code and that stderr is one line containing
+/// `needle`; returns stderr.
+fn fails(args: &[&str], code: i32, needle: &str) -> String {
+    let out = weft(args).code(code).get_output().clone();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "stderr not one line: {err:?}");
+    assert!(err.starts_with("weft: "), "{err:?}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+    assert!(!err.contains("panicked"), "{err:?}");
+    err
+}
+
+#[test]
+fn cat_http_body_to_stdout() {
+    let http = HttpServer::start(routes);
+    weft(&["cat", &http.url("/hello")])
+        .success()
+        .stdout("hello world\n")
+        .stderr("");
+}
+
+#[test]
+fn cat_data_and_file_urls() {
+    weft(&["cat", "data:,Hello%2C%20World!"])
+        .success()
+        .stdout("Hello, World!");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("f.txt");
+    std::fs::write(&file, "from a file").unwrap();
+    weft(&["cat", &format!("file://{}", file.display())])
+        .success()
+        .stdout("from a file");
+}
+
+#[test]
+fn cat_http_status_error() {
+    let http = HttpServer::start(routes);
+    fails(&["cat", &http.url("/missing")], 3, "404");
+    fails(&["cat", &http.url("/broken")], 3, "500");
+}
+
+#[test]
+fn cat_too_short() {
+    let http = HttpServer::start(routes);
+    fails(
+        &["cat", &http.url("/short")],
+        6,
+        "too short: got 10 of 100 bytes",
+    );
+}
+
+#[test]
+fn cat_too_many_redirects() {
+    let http = HttpServer::start(routes);
+    fails(&["cat", &http.url("/loop/0")], 9, "too many redirects");
+}
+
+#[test]
+fn cat_unsupported_scheme_and_bad_url() {
+    fails(
+        &["cat", "gopher://example.com/"],
+        7,
+        "unsupported scheme gopher",
+    );
+    fails(&["cat", "not a url"], 7, "not a url");
+}
+
+#[test]
+fn cat_timeout() {
+    let http = HttpServer::start(routes);
+    fails(
+        &["cat", "--timeout", "0.5", &http.url("/slow")],
+        5,
+        "timed out",
+    );
+}
+
+#[test]
+fn cat_connection_refused() {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    fails(&["cat", &format!("http://{addr}/")], 4, "cannot connect");
+}
+
+#[test]
+fn cat_missing_file() {
+    fails(
+        &["cat", "file:///definitely/not/here"],
+        8,
+        "/definitely/not/here",
+    );
+}
+
+#[test]
+fn method_headers_and_body() {
+    let http = HttpServer::start(routes);
+    let out = weft(&[
+        "cat",
+        "-X",
+        "PUT",
+        "-H",
+        "X-Test: yes",
+        "-d",
+        "a=1&b=2",
+        &http.url("/echo"),
+    ])
+    .success()
+    .get_output()
+    .stdout
+    .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.starts_with("PUT /echo\n"), "{text}");
+    assert!(text.contains("x-test: yes\n"), "{text}");
+    assert!(
+        text.contains("content-type: application/x-www-form-urlencoded\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("a=1&b=2"), "{text}");
+    // -d alone makes a POST.
+    let out = weft(&["cat", "-d", "x", &http.url("/echo")])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(String::from_utf8(out).unwrap().starts_with("POST /echo\n"));
+}
+
+#[test]
+fn malformed_header_is_a_usage_error() {
+    let http = HttpServer::start(routes);
+    fails(
+        &["cat", "-H", "no colon here", &http.url("/hello")],
+        2,
+        "header",
+    );
+}
+
+#[test]
+fn basic_auth_on_challenge() {
+    let http = HttpServer::start(routes);
+    fails(&["cat", &http.url("/basic")], 3, "401");
+    weft(&["cat", "-u", "user:pass", &http.url("/basic")])
+        .success()
+        .stdout("welcome");
+    let reqs = http.requests();
+    // The credentials were sent only after the challenge.
+    let last_two = &reqs[reqs.len() - 2..];
+    assert!(!last_two[0].headers.contains_key("authorization"));
+    assert!(last_two[1].headers.contains_key("authorization"));
+}
+
+#[test]
+fn cookie_jar_is_loaded_and_saved() {
+    let http = HttpServer::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let jar = dir.path().join("cookies.txt");
+    let jar_s = jar.to_str().unwrap();
+    weft(&["cat", "--cookie-jar", jar_s, &http.url("/cookie/set")])
+        .success()
+        .stdout("set");
+    let saved = std::fs::read_to_string(&jar).unwrap();
+    assert!(saved.contains("session\tabc123"), "{saved}");
+    weft(&["cat", "--cookie-jar", jar_s, &http.url("/cookie/get")])
+        .success()
+        .stdout("session=abc123");
+}
+
+#[test]
+fn fetch_saves_and_prints_the_path() {
+    let http = HttpServer::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out.bin");
+    let out = weft(&[
+        "fetch",
+        "-o",
+        dest.to_str().unwrap(),
+        &http.url("/files/big.bin"),
+    ])
+    .success()
+    .stderr("") // not a terminal: no progress bar
+    .get_output()
+    .stdout
+    .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.lines().last(), Some(dest.to_str().unwrap()));
+    assert!(std::fs::read(&dest).unwrap() == big());
+}
+
+#[test]
+fn fetch_without_output_names_the_file_after_the_url() {
+    let http = HttpServer::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let out = Cmd::new(WEFT)
+        .args(["fetch", "-q", &http.url("/files/big.bin")])
+        .current_dir(dir.path())
+        .timeout(WAIT)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(String::from_utf8(out).unwrap(), "big.bin\n");
+    assert!(std::fs::read(dir.path().join("big.bin")).unwrap() == big());
+}
+
+#[test]
+fn fetch_resume_continues_a_partial_download() {
+    let http = HttpServer::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("big.bin");
+    std::fs::write(dir.path().join("big.bin.part"), &big()[..30_000]).unwrap();
+    weft(&[
+        "fetch",
+        "--resume",
+        "-o",
+        dest.to_str().unwrap(),
+        &http.url("/files/big.bin"),
+    ])
+    .success();
+    assert!(std::fs::read(&dest).unwrap() == big());
+    assert!(!dir.path().join("big.bin.part").exists());
+    let reqs = http.requests();
+    assert_eq!(
+        reqs.last()
+            .unwrap()
+            .headers
+            .get("range")
+            .map(String::as_str),
+        Some("bytes=30000-")
+    );
+}
+
+#[test]
+fn fetch_too_short_leaves_nothing() {
+    let http = HttpServer::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("short");
+    fails(
+        &["fetch", "-o", dest.to_str().unwrap(), &http.url("/short")],
+        6,
+        "too short: got 10 of 100 bytes",
+    );
+    assert!(!dest.exists());
+    let out = weft(&["fetch", "-o", dest.to_str().unwrap(), &http.url("/short")])
+        .code(6)
+        .get_output()
+        .stdout
+        .clone();
+    assert!(out.is_empty());
+}
+
+#[test]
+fn fetch_into_a_missing_directory_is_a_local_io_error() {
+    let http = HttpServer::start(routes);
+    fails(
+        &["fetch", "-o", "/nonexistent-dir/x/out", &http.url("/hello")],
+        8,
+        "/nonexistent-dir/x",
+    );
+}
+
+#[test]
+fn fetch_http_error() {
+    let http = HttpServer::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("x");
+    fails(
+        &["fetch", "-o", dest.to_str().unwrap(), &http.url("/missing")],
+        3,
+        "404",
+    );
+    assert!(!dest.exists());
+}
+
+#[test]
+fn fetch_into_a_directory_uses_the_default_name() {
+    let http = HttpServer::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let out = weft(&[
+        "fetch",
+        "-o",
+        dir.path().to_str().unwrap(),
+        &http.url("/files/big.bin"),
+    ])
+    .success()
+    .get_output()
+    .stdout
+    .clone();
+    let expected = dir.path().join("big.bin");
+    assert_eq!(
+        String::from_utf8(out).unwrap().trim_end(),
+        expected.to_str().unwrap()
+    );
+    assert!(std::fs::read(expected).unwrap() == big());
+}
+
+#[test]
+fn rust_log_and_verbose_control_tracing() {
+    let http = HttpServer::start(routes);
+    let quiet = weft(&["cat", &http.url("/hello")])
+        .success()
+        .get_output()
+        .stderr
+        .clone();
+    assert!(quiet.is_empty());
+    let out = Cmd::new(WEFT)
+        .args(["cat", &http.url("/hello")])
+        .env("RUST_LOG", "debug")
+        .timeout(WAIT)
+        .assert()
+        .success()
+        .stdout("hello world\n")
+        .get_output()
+        .stderr
+        .clone();
+    assert!(
+        String::from_utf8_lossy(&out).contains("DEBUG"),
+        "no debug output"
+    );
+    let out = weft(&["-vv", "cat", &http.url("/hello")])
+        .success()
+        .get_output()
+        .stderr
+        .clone();
+    assert!(
+        String::from_utf8_lossy(&out).contains("DEBUG"),
+        "no debug output with -vv"
+    );
+}
+
+#[test]
+fn ctrl_c_during_fetch_leaves_nothing() {
+    let http = HttpServer::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out");
+    let mut child = std::process::Command::new(WEFT)
+        .args(["fetch", "-o", dest.to_str().unwrap(), &http.url("/stall")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    // Wait until the transfer has started (the temporary file exists).
+    while std::fs::read_dir(dir.path()).unwrap().count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "download never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("weft fetch ignored Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130));
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn digest_auth_on_challenge() {
+    let http = HttpServer::start(routes);
+    weft(&["cat", "-u", "user:pass", &http.url("/digest")])
+        .success()
+        .stdout("digest ok");
+}
+
+#[test]
+fn data_from_a_file() {
+    let http = HttpServer::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body.txt");
+    std::fs::write(&body, "from file").unwrap();
+    let out = weft(&[
+        "cat",
+        "-d",
+        &format!("@{}", body.display()),
+        &http.url("/echo"),
+    ])
+    .success()
+    .get_output()
+    .stdout
+    .clone();
+    assert!(String::from_utf8(out).unwrap().ends_with("\nfrom file"));
+    let missing = dir.path().join("missing.txt");
+    fails(
+        &[
+            "cat",
+            "-d",
+            &format!("@{}", missing.display()),
+            &http.url("/echo"),
+        ],
+        8,
+        missing.to_str().unwrap(),
+    );
+}

@@ -1,0 +1,271 @@
+//! End-to-end tests of `weft serve`: every protocol answered by a plain `TcpStream` client.
+
+mod common;
+
+use std::io::Write;
+use std::net::Shutdown;
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use assert_cmd::Command as Cmd;
+use common::{read_exact, read_to_end, Server, WAIT, WEFT};
+
+#[test]
+fn listening_line_names_the_real_port() {
+    let server = Server::start(&["echo"]);
+    let (host, port) = server.addr.rsplit_once(':').unwrap();
+    assert_eq!(host, "127.0.0.1");
+    assert_ne!(port.parse::<u16>().unwrap(), 0);
+}
+
+#[test]
+fn logger_prints_connection_data_and_disconnect() {
+    let server = Server::start(&["logger"]);
+    let mut c = server.connect();
+    let me = c.local_addr().unwrap().to_string();
+    server
+        .stdout
+        .wait_for(&format!("Got connection from {me}\n"));
+    // No newline: the logger must print the data at once anyway.
+    c.write_all(b"partial data").unwrap();
+    server.stdout.wait_for("partial data");
+    c.write_all(b" and more\n").unwrap();
+    drop(c);
+    let out = server.stdout.wait_for(&format!("{me} disconnected\n"));
+    assert_eq!(
+        out,
+        format!("Got connection from {me}\npartial data and more\n{me} disconnected\n")
+    );
+}
+
+#[test]
+fn line_logger_prints_each_line() {
+    let server = Server::start(&["line-logger"]);
+    let mut c = server.connect();
+    let me = c.local_addr().unwrap().to_string();
+    c.write_all(b"first\r\nsec").unwrap();
+    server.stdout.wait_for("first\n");
+    c.write_all(b"ond\r\n").unwrap();
+    server.stdout.wait_for("second\n");
+    drop(c);
+    let out = server.stdout.wait_for(&format!("{me} disconnected\n"));
+    assert_eq!(
+        out,
+        format!("Got connection from {me}\nfirst\nsecond\n{me} disconnected\n")
+    );
+}
+
+#[test]
+fn echo_writes_back_every_byte() {
+    let server = Server::start(&["echo"]);
+    let mut c = server.connect();
+    let data: Vec<u8> = (0..=255u8).cycle().take(200_000).collect();
+    let writer = {
+        let mut c = c.try_clone().unwrap();
+        let data = data.clone();
+        thread::spawn(move || {
+            c.write_all(&data).unwrap();
+            c.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let back = read_to_end(&mut c);
+    writer.join().unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back == data);
+}
+
+#[test]
+fn line_echo_echoes_lines_and_drops_over_long_ones() {
+    let server = Server::start(&["line-echo", "--max-length", "8"]);
+    let mut c = server.connect();
+    c.write_all(b"one\r\ntwo\r\nthr").unwrap();
+    assert_eq!(read_exact(&mut c, 10), b"one\r\ntwo\r\n");
+    c.write_all(b"ee\r\n").unwrap();
+    assert_eq!(read_exact(&mut c, 7), b"three\r\n");
+    // A line longer than 8 bytes closes this connection...
+    c.write_all(b"this line is far too long\r\n").unwrap();
+    assert_eq!(read_to_end(&mut c), b"");
+    // ...and the server goes on.
+    let mut c = server.connect();
+    c.write_all(b"again\r\n").unwrap();
+    assert_eq!(read_exact(&mut c, 7), b"again\r\n");
+}
+
+#[test]
+fn line_echo_with_lf_delimiter() {
+    let server = Server::start(&["line-echo", "--delimiter", "lf"]);
+    let mut c = server.connect();
+    c.write_all(b"a\r\nb\n").unwrap();
+    assert_eq!(read_exact(&mut c, 5), b"a\r\nb\n");
+}
+
+#[test]
+fn discard_drops_everything() {
+    let server = Server::start(&["discard"]);
+    let mut c = server.connect();
+    c.write_all(&[b'x'; 100_000]).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_to_end(&mut c), b"");
+}
+
+#[test]
+fn daytime_sends_the_date_and_closes() {
+    let server = Server::start(&["daytime"]);
+    let mut c = server.connect();
+    let text = String::from_utf8(read_to_end(&mut c)).unwrap();
+    // "Wed Nov 25 14:43:49 2026\r\n"
+    assert_eq!(text.len(), 26, "{text:?}");
+    assert!(text.ends_with("\r\n"));
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(fields.len(), 5, "{text:?}");
+    assert!(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(&fields[0]));
+    assert_eq!(fields[3].len(), 8);
+    let year: u32 = fields[4].parse().unwrap();
+    assert!(year >= 2024);
+}
+
+#[test]
+fn qotd_sends_a_quote_and_closes() {
+    let server = Server::start(&["qotd"]);
+    let mut c = server.connect();
+    let text = String::from_utf8(read_to_end(&mut c)).unwrap();
+    assert_eq!(text, "An apple a day keeps the doctor away.\r\n");
+}
+
+#[test]
+fn chargen_streams_rotating_lines() {
+    let server = Server::start(&["chargen"]);
+    let mut c = server.connect();
+    let data = read_exact(&mut c, 74 * 200);
+    for (n, line) in data.chunks(74).enumerate() {
+        assert_eq!(&line[72..], b"\r\n");
+        for (i, &b) in line[..72].iter().enumerate() {
+            assert_eq!(b, b' ' + ((n + i) % 95) as u8, "line {n} col {i}");
+        }
+    }
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn chargen_respects_backpressure() {
+    let server = Server::start(&["chargen"]);
+    // Several clients that never read: the server must not buffer without bound.
+    let clients: Vec<_> = (0..4).map(|_| server.connect()).collect();
+    thread::sleep(Duration::from_millis(1500));
+    let rss = rss_kib(server.child.id());
+    assert!(rss < 64 * 1024, "chargen server grew to {rss} KiB");
+    // And it still serves a reader.
+    let mut c = server.connect();
+    assert_eq!(read_exact(&mut c, 74).len(), 74);
+    drop(clients);
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully() {
+    let mut server = Server::start(&["echo"]);
+    let mut c = server.connect();
+    c.write_all(b"hi").unwrap();
+    assert_eq!(read_exact(&mut c, 2), b"hi");
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The open connection is closed by the shutdown, then the process exits cleanly.
+    assert_eq!(read_to_end(&mut c), b"");
+    let status = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn serves_on_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("echo.sock");
+    let endpoint = format!("unix:{}", path.display());
+    let server = Server::start_raw(&["serve", "echo", "--listen", &endpoint]);
+    assert_eq!(server.addr, path.display().to_string());
+    let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.write_all(b"over unix").unwrap();
+    let mut buf = [0u8; 9];
+    std::io::Read::read_exact(&mut c, &mut buf).unwrap();
+    assert_eq!(&buf, b"over unix");
+}
+
+#[test]
+fn bad_endpoint_is_a_usage_error() {
+    Cmd::new(WEFT)
+        .args(["serve", "echo", "--listen", "tcp:http"])
+        .timeout(WAIT)
+        .assert()
+        .code(2);
+    Cmd::new(WEFT)
+        .args(["serve", "nope"])
+        .timeout(WAIT)
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn port_in_use_is_a_network_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Cmd::new(WEFT)
+        .args([
+            "serve",
+            "echo",
+            "--listen",
+            &format!("tcp:{port}:interface=127.0.0.1"),
+        ])
+        .timeout(WAIT)
+        .assert()
+        .code(4)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("weft: cannot listen on"), "{err}");
+}
+
+#[test]
+fn sigint_shuts_down_gracefully() {
+    let mut server = Server::start(&["line-logger"]);
+    let mut c = server.connect();
+    let me = c.local_addr().unwrap().to_string();
+    c.write_all(b"bye\r\n").unwrap();
+    server.stdout.wait_for("bye\n");
+    let status = Command::new("kill")
+        .args(["-INT", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(read_to_end(&mut c), b"");
+    assert!(server.wait_exit().success());
+    server.stdout.wait_for(&format!("{me} disconnected\n"));
+}
+
+#[test]
+fn listening_line_comes_first_even_with_verbose_logging() {
+    // start_raw fails unless the first stderr line is `listening on ...`.
+    let server = Server::start_raw(&[
+        "-vv",
+        "serve",
+        "echo",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+    ]);
+    let mut c = server.connect();
+    c.write_all(b"x").unwrap();
+    assert_eq!(read_exact(&mut c, 1), b"x");
+}

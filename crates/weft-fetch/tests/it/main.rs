@@ -1,0 +1,9 @@
+//! Integration tests of weft-fetch against real HTTP servers on loopback.
+
+mod auth;
+mod cookies;
+mod globals;
+mod http;
+mod retrieve;
+mod schemes;
+mod server;

@@ -1,0 +1,642 @@
+//! The framings as tokio-util codecs, for plain async code: [`LineCodec`], [`NetstringCodec`]
+//! and the length-prefixed [`IntNCodec`] ([`Int8Codec`], [`Int16Codec`], [`Int32Codec`]).
+//!
+//! Decoded frames are [`Bytes`] split off the read buffer (no copy per frame). Use them with
+//! [`FramedRead`](tokio_util::codec::FramedRead), [`FramedWrite`](tokio_util::codec::FramedWrite)
+//! or [`Framed`](tokio_util::codec::Framed) on any tokio stream:
+//!
+//! ```
+//! use futures::{SinkExt, StreamExt};
+//! use tokio_util::codec::Framed;
+//! use weft_line::LineCodec;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), weft_line::LineError> {
+//! let (client, server) = tokio::io::duplex(1024);
+//! // An echo server in plain async code.
+//! tokio::spawn(async move {
+//!     let mut lines = Framed::new(server, LineCodec::new());
+//!     while let Some(Ok(line)) = lines.next().await {
+//!         if lines.send(line).await.is_err() {
+//!             break;
+//!         }
+//!     }
+//! });
+//! let mut client = Framed::new(client, LineCodec::new());
+//! client.send("hello").await?;
+//! assert_eq!(client.next().await.transpose()?.as_deref(), Some(&b"hello"[..]));
+//! # Ok(()) }
+//! ```
+//!
+//! # Errors and `Framed`
+//!
+//! A decoder error ends the stream (`Framed` yields the error, then `None`). The codecs here
+//! only return an error for a broken stream (an over-long line in the default
+//! [`OnTooLong::Close`] mode, a malformed netstring, a too-long prefix), and keep returning it
+//! if polled again, so garbage after the error is never parsed as frames. The recoverable
+//! choice, [`OnTooLong::Discard`], skips the line without an error: an error would make
+//! `Framed` stall the lines already buffered behind it until new bytes arrive.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::marker::PhantomData;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::framing::{check_len, clamp_max, prefix_bytes, NetstringHeader, PrefixHeader};
+use crate::scan::{LineScanner, Scan};
+use crate::{FrameError, LineError, PrefixWidth};
+
+/// The default line delimiter (Twisted's `LineReceiver.delimiter`).
+pub const DEFAULT_DELIMITER: &[u8] = b"\r\n";
+/// The default maximum line length (Twisted's `LineReceiver.MAX_LENGTH`).
+pub const DEFAULT_MAX_LINE_LENGTH: usize = 16384;
+/// The default maximum frame length of the string framings (Twisted's `MAX_LENGTH`).
+pub const DEFAULT_MAX_FRAME_LENGTH: usize = 99999;
+
+/// What a [`LineCodec`] does with a line longer than its maximum length.
+///
+/// ```
+/// use weft_line::{LineCodec, OnTooLong};
+/// let codec = LineCodec::new().on_too_long(OnTooLong::Discard);
+/// assert_eq!(codec.too_long_policy(), OnTooLong::Discard);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OnTooLong {
+    /// Fail with [`LineError::TooLong`]: the stream is broken (Twisted's default, which drops
+    /// the connection). The default.
+    #[default]
+    Close,
+    /// Skip the line up to and including the next delimiter, log it, count it
+    /// ([`LineCodec::discarded`]), and go on with the next line (tokio-util's `LinesCodec`
+    /// behaviour, without its error item). Memory stays bounded while discarding.
+    Discard,
+}
+
+/// A line codec on bytes: any delimiter, Twisted's maximum-length rule, zero-copy lines.
+///
+/// * Lines are [`Bytes`] (any byte, NUL and invalid UTF-8 included) without their delimiter,
+///   split off the read buffer: no copy per line, and bytes already searched are not
+///   searched again, so decoding is linear however the input is split.
+/// * The delimiter is any non-empty byte string (default `\r\n`); there is no `\n`/`\r\n`
+///   guessing: with `\r\n`, `a\nb\n` is no line yet.
+/// * A complete line is accepted iff it is at most `max_length` bytes (default 16384);
+///   bytes with no delimiter fail once they reach `max_length + delimiter.len()`, so a
+///   `max_length`-byte line whose delimiter is split across reads is fine. The buffer never
+///   holds more than that while searching, even if a peer sends gigabytes with no delimiter.
+/// * At end of stream an unterminated last line is returned (if not too long).
+/// * Encoding writes the line and the delimiter; a line longer than `max_length` or one that
+///   would not decode as itself (it contains the delimiter) is an error.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::{Decoder, Encoder};
+/// use weft_line::{LineCodec, LineError};
+///
+/// let mut codec = LineCodec::new().max_length(5);
+/// let mut buf = BytesMut::from(&b"hi\r\nbye\r"[..]);
+/// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"hi"[..]));
+/// assert_eq!(codec.decode(&mut buf)?, None); // "bye\r": waiting for the rest
+/// buf.extend_from_slice(b"\n");
+/// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"bye"[..]));
+///
+/// buf.extend_from_slice(b"far too long\r\n");
+/// assert!(matches!(codec.decode(&mut buf), Err(LineError::TooLong { max_length: 5 })));
+///
+/// let mut out = BytesMut::new();
+/// codec.encode("ok", &mut out)?;
+/// assert_eq!(&out[..], b"ok\r\n");
+/// # Ok::<(), LineError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct LineCodec {
+    delimiter: Cow<'static, [u8]>,
+    max_length: usize,
+    policy: OnTooLong,
+    scanner: LineScanner,
+    discarding: bool,
+    failed: bool,
+    discarded: u64,
+}
+
+impl Default for LineCodec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LineCodec {
+    /// A codec with delimiter `\r\n`, maximum length 16384 and [`OnTooLong::Close`].
+    ///
+    /// See [`LineCodec`] for an example.
+    pub fn new() -> Self {
+        Self {
+            delimiter: Cow::Borrowed(DEFAULT_DELIMITER),
+            max_length: DEFAULT_MAX_LINE_LENGTH,
+            policy: OnTooLong::Close,
+            scanner: LineScanner::default(),
+            discarding: false,
+            failed: false,
+            discarded: 0,
+        }
+    }
+
+    /// Sets the delimiter (builder style).
+    ///
+    /// # Panics
+    /// If `delimiter` is empty.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Decoder;
+    /// let mut codec = weft_line::LineCodec::new().delimiter(b"\n");
+    /// let mut buf = BytesMut::from(&b"a\r\n"[..]);
+    /// assert_eq!(codec.decode(&mut buf).unwrap().as_deref(), Some(&b"a\r"[..]));
+    /// ```
+    pub fn delimiter(mut self, delimiter: impl Into<Cow<'static, [u8]>>) -> Self {
+        let delimiter = delimiter.into();
+        assert!(!delimiter.is_empty(), "a line delimiter cannot be empty");
+        self.delimiter = delimiter;
+        self.scanner.reset();
+        self
+    }
+
+    /// Sets the maximum line length, delimiter excluded (builder style).
+    ///
+    /// See [`LineCodec`] for an example.
+    pub fn max_length(mut self, max_length: usize) -> Self {
+        self.max_length = max_length;
+        self
+    }
+
+    /// Sets what happens to over-long lines (builder style).
+    ///
+    /// See [`OnTooLong`] for an example.
+    pub fn on_too_long(mut self, policy: OnTooLong) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The delimiter.
+    ///
+    /// ```
+    /// assert_eq!(weft_line::LineCodec::new().get_delimiter(), b"\r\n");
+    /// ```
+    pub fn get_delimiter(&self) -> &[u8] {
+        &self.delimiter
+    }
+
+    /// The maximum line length.
+    ///
+    /// ```
+    /// assert_eq!(weft_line::LineCodec::new().get_max_length(), 16384);
+    /// ```
+    pub fn get_max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// What happens to over-long lines.
+    ///
+    /// See [`OnTooLong`] for an example.
+    pub fn too_long_policy(&self) -> OnTooLong {
+        self.policy
+    }
+
+    /// How many over-long lines were discarded ([`OnTooLong::Discard`]).
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Decoder;
+    /// use weft_line::{LineCodec, OnTooLong};
+    ///
+    /// let mut codec = LineCodec::new().max_length(3).on_too_long(OnTooLong::Discard);
+    /// let mut buf = BytesMut::from(&b"much too long\r\nok\r\n"[..]);
+    /// assert_eq!(codec.decode(&mut buf).unwrap().as_deref(), Some(&b"ok"[..]));
+    /// assert_eq!(codec.discarded(), 1);
+    /// ```
+    pub fn discarded(&self) -> u64 {
+        self.discarded
+    }
+
+    /// True if `line` would be decoded as itself: no delimiter inside it and none formed
+    /// with the delimiter appended.
+    fn encodable(&self, line: &[u8]) -> bool {
+        let d = &self.delimiter[..];
+        if memchr::memmem::find(line, d).is_some() {
+            return false;
+        }
+        // An occurrence starting inside `line` and ending inside the appended delimiter.
+        (1..d.len().min(line.len() + 1))
+            .all(|i| !(line.ends_with(&d[..i]) && d[i..] == d[..d.len() - i]))
+    }
+
+    fn too_long(&mut self, buf: &mut BytesMut) -> Result<(), LineError> {
+        match self.policy {
+            OnTooLong::Close => {
+                tracing::debug!(max_length = self.max_length, "line too long");
+                self.failed = true;
+                buf.clear();
+                Err(LineError::TooLong {
+                    max_length: self.max_length,
+                })
+            }
+            OnTooLong::Discard => {
+                tracing::warn!(max_length = self.max_length, "line too long; discarding it");
+                self.discarded += 1;
+                self.discarding = true;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Decoder for LineCodec {
+    type Item = Bytes;
+    type Error = LineError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, LineError> {
+        if self.failed {
+            buf.clear();
+            return Err(LineError::TooLong {
+                max_length: self.max_length,
+            });
+        }
+        loop {
+            if self.discarding {
+                match self.scanner.scan(buf, &self.delimiter, usize::MAX) {
+                    Scan::Line { consumed, .. } => {
+                        buf.advance(consumed);
+                        self.discarding = false;
+                        continue;
+                    }
+                    _ => {
+                        // Keep only what could be the start of a delimiter.
+                        let keep = (self.delimiter.len() - 1).min(buf.len());
+                        buf.advance(buf.len() - keep);
+                        self.scanner.reset();
+                        return Ok(None);
+                    }
+                }
+            }
+            match self.scanner.scan(buf, &self.delimiter, self.max_length) {
+                Scan::Line { len, consumed } => {
+                    let mut line = buf.split_to(consumed);
+                    line.truncate(len);
+                    return Ok(Some(line.freeze()));
+                }
+                Scan::Incomplete => return Ok(None),
+                Scan::TooLong => self.too_long(buf)?,
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, LineError> {
+        if let Some(line) = self.decode(buf)? {
+            return Ok(Some(line));
+        }
+        if self.discarding {
+            buf.clear();
+            self.discarding = false;
+            return Ok(None);
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        self.scanner.reset();
+        if buf.len() > self.max_length {
+            self.too_long(buf)?;
+            buf.clear();
+            self.discarding = false;
+            return Ok(None);
+        }
+        Ok(Some(buf.split().freeze()))
+    }
+}
+
+impl<T: AsRef<[u8]>> Encoder<T> for LineCodec {
+    type Error = LineError;
+
+    fn encode(&mut self, line: T, dst: &mut BytesMut) -> Result<(), LineError> {
+        let line = line.as_ref();
+        if line.len() > self.max_length {
+            return Err(LineError::TooLong {
+                max_length: self.max_length,
+            });
+        }
+        if !self.encodable(line) {
+            return Err(LineError::DelimiterInLine);
+        }
+        dst.reserve(line.len() + self.delimiter.len());
+        dst.extend_from_slice(line);
+        dst.extend_from_slice(&self.delimiter);
+        Ok(())
+    }
+}
+
+/// The netstring codec: `<decimal length>:<payload>,` (D. J. Bernstein's netstrings,
+/// Twisted's `NetstringReceiver`).
+///
+/// Lengths with a leading zero (`01:a,`), with no digit, with any byte other than digits
+/// before the colon, and payloads not followed by a comma are errors ([`FrameError`]). A
+/// length over the maximum (default 99999) is rejected as soon as its digits exceed it,
+/// before the colon arrives. Payloads are [`Bytes`] split off the read buffer. Encoding a
+/// payload longer than the maximum is an error.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::{Decoder, Encoder};
+/// use weft_line::{FrameError, NetstringCodec};
+///
+/// let mut codec = NetstringCodec::new();
+/// let mut buf = BytesMut::new();
+/// codec.encode(&b"hello"[..], &mut buf)?;
+/// codec.encode(&b""[..], &mut buf)?;
+/// assert_eq!(&buf[..], b"5:hello,0:,");
+/// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"hello"[..]));
+/// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b""[..]));
+///
+/// let mut bad = BytesMut::from(&b"1000000"[..]); // no colon yet, already too long
+/// assert!(matches!(codec.decode(&mut bad), Err(FrameError::TooLong { .. })));
+/// # Ok::<(), FrameError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct NetstringCodec {
+    max_length: usize,
+    header: NetstringHeader,
+    body: Option<usize>,
+    failed: Option<std::sync::Arc<FrameError>>,
+}
+
+impl Default for NetstringCodec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NetstringCodec {
+    /// A codec with the maximum payload length 99999.
+    ///
+    /// See [`NetstringCodec`] for an example.
+    pub fn new() -> Self {
+        Self::with_max_length(DEFAULT_MAX_FRAME_LENGTH)
+    }
+
+    /// A codec with the given maximum payload length.
+    ///
+    /// ```
+    /// assert_eq!(weft_line::NetstringCodec::with_max_length(10).max_length(), 10);
+    /// ```
+    pub fn with_max_length(max_length: usize) -> Self {
+        Self {
+            max_length,
+            header: NetstringHeader::default(),
+            body: None,
+            failed: None,
+        }
+    }
+
+    /// The maximum payload length.
+    ///
+    /// See [`with_max_length`](Self::with_max_length).
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    fn fail(&mut self, buf: &mut BytesMut, err: FrameError) -> FrameError {
+        tracing::debug!(error = %err, "bad netstring");
+        buf.clear();
+        let copy = err.duplicate();
+        self.failed = Some(std::sync::Arc::new(err));
+        copy
+    }
+}
+
+impl Decoder for NetstringCodec {
+    type Item = Bytes;
+    type Error = FrameError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        if let Some(err) = &self.failed {
+            buf.clear();
+            return Err(err.duplicate());
+        }
+        let len = match self.body {
+            Some(len) => len,
+            None => match self.header.push(buf, self.max_length) {
+                Ok((used, Some(len))) => {
+                    buf.advance(used);
+                    self.body = Some(len);
+                    len
+                }
+                Ok((used, None)) => {
+                    buf.advance(used);
+                    return Ok(None);
+                }
+                Err(e) => return Err(self.fail(buf, e)),
+            },
+        };
+        if buf.len() <= len {
+            buf.reserve(len + 1 - buf.len());
+            return Ok(None);
+        }
+        if buf[len] != b',' {
+            let b = buf[len];
+            return Err(self.fail(buf, FrameError::MissingComma(b)));
+        }
+        self.body = None;
+        let mut frame = buf.split_to(len + 1);
+        frame.truncate(len);
+        Ok(Some(frame.freeze()))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        match self.decode(buf)? {
+            Some(frame) => Ok(Some(frame)),
+            None if buf.is_empty() && self.body.is_none() && !self.header.in_progress() => Ok(None),
+            None => Err(FrameError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "stream ended inside a netstring",
+            ))),
+        }
+    }
+}
+
+impl<T: AsRef<[u8]>> Encoder<T> for NetstringCodec {
+    type Error = FrameError;
+
+    fn encode(&mut self, payload: T, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let payload = payload.as_ref();
+        check_len(payload.len() as u64, self.max_length)?;
+        dst.reserve(payload.len() + 24);
+        // Writing to a BytesMut cannot fail.
+        let _ = write!(dst, "{}:", payload.len());
+        dst.extend_from_slice(payload);
+        dst.extend_from_slice(b",");
+        Ok(())
+    }
+}
+
+/// A big-endian length-prefixed codec (Twisted's `IntNStringReceiver`): `W` is `u8`, `u16`
+/// or `u32` (see the aliases [`Int8Codec`], [`Int16Codec`], [`Int32Codec`]).
+///
+/// The maximum length (default 99999, capped to what the prefix can express) is checked on
+/// the prefix, before any payload arrives: an over-long frame is an error as soon as its
+/// prefix is read. Encoding a payload longer than the maximum is an error. Payloads are
+/// [`Bytes`] split off the read buffer.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::{Decoder, Encoder};
+/// use weft_line::{FrameError, Int16Codec};
+///
+/// let mut codec = Int16Codec::new();
+/// let mut buf = BytesMut::new();
+/// codec.encode(&b"foo"[..], &mut buf)?;
+/// assert_eq!(&buf[..], b"\x00\x03foo");
+/// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"foo"[..]));
+///
+/// let mut codec = Int16Codec::with_max_length(10);
+/// let mut buf = BytesMut::from(&b"\x00\x0b"[..]); // 11: rejected before the payload
+/// assert!(matches!(codec.decode(&mut buf), Err(FrameError::TooLong { length: 11, .. })));
+/// # Ok::<(), FrameError>(())
+/// ```
+pub struct IntNCodec<W: PrefixWidth> {
+    max_length: usize,
+    body: Option<usize>,
+    failed: Option<std::sync::Arc<FrameError>>,
+    _width: PhantomData<fn() -> W>,
+}
+
+/// A codec with a 1-byte length prefix.
+pub type Int8Codec = IntNCodec<u8>;
+/// A codec with a 2-byte big-endian length prefix.
+pub type Int16Codec = IntNCodec<u16>;
+/// A codec with a 4-byte big-endian length prefix.
+pub type Int32Codec = IntNCodec<u32>;
+
+impl<W: PrefixWidth> std::fmt::Debug for IntNCodec<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntNCodec")
+            .field("prefix_size", &W::SIZE)
+            .field("max_length", &self.max_length)
+            .field("body", &self.body)
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
+impl<W: PrefixWidth> Clone for IntNCodec<W> {
+    fn clone(&self) -> Self {
+        Self {
+            max_length: self.max_length,
+            body: self.body,
+            failed: self.failed.clone(),
+            _width: PhantomData,
+        }
+    }
+}
+
+impl<W: PrefixWidth> Default for IntNCodec<W> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<W: PrefixWidth> IntNCodec<W> {
+    /// A codec with the maximum length 99999 (capped to the prefix's range).
+    ///
+    /// See [`IntNCodec`] for an example.
+    pub fn new() -> Self {
+        Self::with_max_length(DEFAULT_MAX_FRAME_LENGTH)
+    }
+
+    /// A codec with the given maximum length (capped to the prefix's range).
+    ///
+    /// ```
+    /// assert_eq!(weft_line::Int8Codec::with_max_length(1000).max_length(), 255);
+    /// ```
+    pub fn with_max_length(max_length: usize) -> Self {
+        Self {
+            max_length: clamp_max::<W>(max_length),
+            body: None,
+            failed: None,
+            _width: PhantomData,
+        }
+    }
+
+    /// The maximum payload length.
+    ///
+    /// See [`with_max_length`](Self::with_max_length).
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+}
+
+impl<W: PrefixWidth> Decoder for IntNCodec<W> {
+    type Item = Bytes;
+    type Error = FrameError;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        if let Some(err) = &self.failed {
+            buf.clear();
+            return Err(err.duplicate());
+        }
+        let len = match self.body {
+            Some(len) => len,
+            None => {
+                if buf.len() < W::SIZE {
+                    return Ok(None);
+                }
+                let mut header = PrefixHeader::default();
+                match header.push(&buf[..W::SIZE], W::SIZE, self.max_length) {
+                    Ok((_, Some(len))) => {
+                        buf.advance(W::SIZE);
+                        self.body = Some(len);
+                        len
+                    }
+                    Ok((_, None)) => return Ok(None),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "length prefix too long");
+                        buf.clear();
+                        let copy = e.duplicate();
+                        self.failed = Some(std::sync::Arc::new(e));
+                        return Err(copy);
+                    }
+                }
+            }
+        };
+        if buf.len() < len {
+            buf.reserve(len - buf.len());
+            return Ok(None);
+        }
+        self.body = None;
+        Ok(Some(buf.split_to(len).freeze()))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        match self.decode(buf)? {
+            Some(frame) => Ok(Some(frame)),
+            None if buf.is_empty() && self.body.is_none() => Ok(None),
+            None => Err(FrameError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "stream ended inside a length-prefixed frame",
+            ))),
+        }
+    }
+}
+
+impl<W: PrefixWidth, T: AsRef<[u8]>> Encoder<T> for IntNCodec<W> {
+    type Error = FrameError;
+
+    fn encode(&mut self, payload: T, dst: &mut BytesMut) -> Result<(), FrameError> {
+        let payload = payload.as_ref();
+        check_len(payload.len() as u64, self.max_length)?;
+        let (prefix, from) = prefix_bytes::<W>(payload.len());
+        dst.reserve(W::SIZE + payload.len());
+        dst.extend_from_slice(&prefix[from..]);
+        dst.extend_from_slice(payload);
+        Ok(())
+    }
+}

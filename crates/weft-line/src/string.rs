@@ -1,0 +1,532 @@
+//! [`StringReceiver`]: netstrings and length-prefixed strings (Twisted's
+//! `NetstringReceiver` and `IntNStringReceiver`) on weft-core's [`Protocol`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+
+use bytes::BytesMut;
+use weft_core::{factory_fn, Address, DisconnectReason, FnFactory, Protocol, TimerId, Transport};
+
+use crate::codec::DEFAULT_MAX_FRAME_LENGTH;
+use crate::framing::{check_len, clamp_max, prefix_bytes, NetstringHeader, PrefixHeader};
+use crate::line::KEEP_CAPACITY;
+use crate::{FrameError, PrefixWidth};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A string framing: [`Netstring`] or [`IntN`]. Sealed.
+pub trait Framing: sealed::Sealed + Default + Send + 'static {
+    /// Bytes after the payload (the netstring comma).
+    #[doc(hidden)]
+    const TRAILER: usize;
+    /// Consumes header bytes; the payload length once the header is complete.
+    #[doc(hidden)]
+    fn header(
+        &mut self,
+        data: &[u8],
+        max_length: usize,
+    ) -> Result<(usize, Option<usize>), FrameError>;
+    /// Checks the trailer byte(s).
+    #[doc(hidden)]
+    fn check_trailer(trailer: &[u8]) -> Result<(), FrameError>;
+    /// Writes one frame.
+    #[doc(hidden)]
+    fn write(t: &mut Transport, payload: &[u8]);
+    /// The usable maximum length.
+    #[doc(hidden)]
+    fn clamp(max_length: usize) -> usize;
+}
+
+/// The netstring framing, `<len>:<payload>,` (see [`NetstringProtocol`]).
+#[derive(Debug, Default)]
+pub struct Netstring {
+    header: NetstringHeader,
+}
+
+impl sealed::Sealed for Netstring {}
+impl Framing for Netstring {
+    const TRAILER: usize = 1;
+    fn header(
+        &mut self,
+        data: &[u8],
+        max_length: usize,
+    ) -> Result<(usize, Option<usize>), FrameError> {
+        self.header.push(data, max_length)
+    }
+    fn check_trailer(trailer: &[u8]) -> Result<(), FrameError> {
+        match trailer {
+            [b','] => Ok(()),
+            [b, ..] => Err(FrameError::MissingComma(*b)),
+            [] => Ok(()),
+        }
+    }
+    fn write(t: &mut Transport, payload: &[u8]) {
+        // `<digits>:` formatted on the stack (at most 20 digits).
+        let mut head = [0u8; 21];
+        let mut i = head.len() - 1;
+        head[i] = b':';
+        let mut n = payload.len();
+        loop {
+            i -= 1;
+            head[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        t.write(&head[i..]);
+        t.write(payload);
+        t.write(b",");
+    }
+    fn clamp(max_length: usize) -> usize {
+        max_length
+    }
+}
+
+/// A big-endian length prefix of `W` (`u8`, `u16`, `u32`) (see [`IntNProtocol`]).
+pub struct IntN<W> {
+    header: PrefixHeader,
+    _width: PhantomData<fn() -> W>,
+}
+
+impl<W> fmt::Debug for IntN<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntN")
+            .field("header", &self.header)
+            .finish()
+    }
+}
+
+impl<W> Default for IntN<W> {
+    fn default() -> Self {
+        Self {
+            header: PrefixHeader::default(),
+            _width: PhantomData,
+        }
+    }
+}
+
+impl<W: PrefixWidth> sealed::Sealed for IntN<W> {}
+impl<W: PrefixWidth> Framing for IntN<W> {
+    const TRAILER: usize = 0;
+    fn header(
+        &mut self,
+        data: &[u8],
+        max_length: usize,
+    ) -> Result<(usize, Option<usize>), FrameError> {
+        self.header.push(data, W::SIZE, max_length)
+    }
+    fn check_trailer(_: &[u8]) -> Result<(), FrameError> {
+        Ok(())
+    }
+    fn write(t: &mut Transport, payload: &[u8]) {
+        let (prefix, from) = prefix_bytes::<W>(payload.len());
+        t.write(&prefix[from..]);
+        t.write(payload);
+    }
+    fn clamp(max_length: usize) -> usize {
+        clamp_max::<W>(max_length)
+    }
+}
+
+/// The callbacks of a string protocol (Twisted's `stringReceived` family), run by a
+/// [`NetstringProtocol`] or an [`IntNProtocol`] ([`Int8Protocol`], [`Int16Protocol`],
+/// [`Int32Protocol`]).
+///
+/// A frame longer than the maximum is detected from its header, before its payload
+/// arrives: [`length_limit_exceeded`](Self::length_limit_exceeded) is called; a malformed
+/// netstring calls [`framing_error`](Self::framing_error). Both close the connection by
+/// default, with the [`FrameError`] as the reason. After either, the stream cannot be
+/// re-synchronised: the rest of the input is ignored even if the hook keeps the connection.
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_line::{NetstringProtocol, StringControl, StringReceiver};
+///
+/// #[derive(Default)]
+/// struct Echo(Vec<Vec<u8>>);
+/// impl StringReceiver for Echo {
+///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+///         self.0.push(s.to_vec());
+///         ctl.send_string(s).expect("short enough");
+///     }
+/// }
+/// let mut conn = MemoryTransport::new(NetstringProtocol::new(Echo::default()));
+/// conn.feed(b"5:hello,0:,3:a");
+/// conn.feed(b"bc,");
+/// assert_eq!(conn.protocol().receiver().0, [&b"hello"[..], b"", b"abc"]);
+/// assert_eq!(conn.written(), b"5:hello,0:,3:abc,");
+/// ```
+pub trait StringReceiver: Send + 'static {
+    /// The maximum payload length.
+    const MAX_LENGTH: usize = DEFAULT_MAX_FRAME_LENGTH;
+
+    /// The connection is up.
+    fn connection_made(&mut self, ctl: &mut StringControl<'_>) {
+        let _ = ctl;
+    }
+
+    /// A string arrived (borrowed from the read buffer when it came in one read).
+    fn string_received(&mut self, string: &[u8], ctl: &mut StringControl<'_>);
+
+    /// A frame announces `length` bytes, over the maximum (for a netstring, `length` is the
+    /// value of the digits read so far). The default closes the connection with
+    /// [`FrameError::TooLong`].
+    fn length_limit_exceeded(&mut self, length: u64, ctl: &mut StringControl<'_>) {
+        tracing::debug!(length, "string too long; closing the connection");
+        let max_length = ctl.max_length();
+        ctl.close_with_error(FrameError::TooLong { length, max_length });
+    }
+
+    /// A malformed netstring. The default closes the connection with `error` as the reason.
+    fn framing_error(&mut self, error: FrameError, ctl: &mut StringControl<'_>) {
+        tracing::debug!(%error, "bad frame; closing the connection");
+        ctl.close_with_error(error);
+    }
+
+    /// The peer half-closed: see [`Protocol::eof_received`].
+    fn eof_received(&mut self, ctl: &mut StringControl<'_>) -> bool {
+        let _ = ctl;
+        false
+    }
+
+    /// The connection is gone (called exactly once).
+    fn connection_lost(&mut self, reason: DisconnectReason) {
+        let _ = reason;
+    }
+
+    /// See [`Protocol::pause_writing`].
+    fn pause_writing(&mut self, ctl: &mut StringControl<'_>) {
+        let _ = ctl;
+    }
+
+    /// See [`Protocol::resume_writing`].
+    fn resume_writing(&mut self, ctl: &mut StringControl<'_>) {
+        let _ = ctl;
+    }
+
+    /// A timer armed with [`Transport::call_later`] fired.
+    fn timer_fired(&mut self, timer: TimerId, ctl: &mut StringControl<'_>) {
+        let _ = (timer, ctl);
+    }
+}
+
+/// What a [`StringReceiver`] callback can do: [`send_string`](Self::send_string) in the
+/// connection's framing, and anything the [`Transport`] does (it derefs to it).
+pub struct StringControl<'a> {
+    t: &'a mut Transport,
+    write: fn(&mut Transport, &[u8]),
+    max_length: usize,
+}
+
+impl fmt::Debug for StringControl<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StringControl")
+            .field("max_length", &self.max_length)
+            .finish()
+    }
+}
+
+impl Deref for StringControl<'_> {
+    type Target = Transport;
+    fn deref(&self) -> &Transport {
+        self.t
+    }
+}
+
+impl DerefMut for StringControl<'_> {
+    fn deref_mut(&mut self) -> &mut Transport {
+        self.t
+    }
+}
+
+impl StringControl<'_> {
+    /// Sends `string` as one frame.
+    ///
+    /// # Errors
+    /// [`FrameError::TooLong`] if it is longer than the maximum length (which for the
+    /// length-prefixed framings is at most what the prefix can express: 255 for `Int8`,
+    /// 65535 for `Int16`); nothing is written then.
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{FrameError, Int8Protocol, StringControl, StringReceiver};
+    /// # struct P;
+    /// # impl StringReceiver for P { fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {} }
+    /// let mut conn = MemoryTransport::new(Int8Protocol::new(P));
+    /// conn.with(|p, t| p.with_control(t, |_, ctl| {
+    ///     ctl.send_string(b"foo").unwrap();
+    ///     assert!(matches!(ctl.send_string(vec![0; 256]), Err(FrameError::TooLong { .. })));
+    /// }));
+    /// assert_eq!(conn.written(), b"\x03foo");
+    /// ```
+    pub fn send_string(&mut self, string: impl AsRef<[u8]>) -> Result<(), FrameError> {
+        let s = string.as_ref();
+        check_len(s.len() as u64, self.max_length)?;
+        (self.write)(self.t, s);
+        Ok(())
+    }
+
+    /// The underlying transport.
+    pub fn transport(&mut self) -> &mut Transport {
+        self.t
+    }
+
+    /// The maximum length.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+}
+
+/// Runs a [`StringReceiver`] with the framing `F` as a weft [`Protocol`]. Use the aliases
+/// [`NetstringProtocol`], [`Int8Protocol`], [`Int16Protocol`], [`Int32Protocol`].
+///
+/// Strings inside one read are delivered straight from the read buffer; a string split
+/// across reads is gathered in a buffer allocated for it (bounded by the maximum length,
+/// which is checked on the header first) and released once delivered.
+pub struct StringProtocol<R, F: Framing> {
+    receiver: R,
+    framing: F,
+    body: Option<usize>,
+    buf: BytesMut,
+    max_length: usize,
+    broken: bool,
+}
+
+/// Netstrings (Twisted's `NetstringReceiver`).
+#[doc(alias = "NetstringReceiver")]
+pub type NetstringProtocol<R> = StringProtocol<R, Netstring>;
+/// Length-prefixed strings with a `W` prefix (Twisted's `IntNStringReceiver`).
+#[doc(alias = "IntNStringReceiver")]
+pub type IntNProtocol<R, W> = StringProtocol<R, IntN<W>>;
+/// 1-byte length prefix (Twisted's `Int8StringReceiver`).
+#[doc(alias = "Int8StringReceiver")]
+pub type Int8Protocol<R> = IntNProtocol<R, u8>;
+/// 2-byte big-endian length prefix (Twisted's `Int16StringReceiver`).
+#[doc(alias = "Int16StringReceiver")]
+pub type Int16Protocol<R> = IntNProtocol<R, u16>;
+/// 4-byte big-endian length prefix (Twisted's `Int32StringReceiver`).
+#[doc(alias = "Int32StringReceiver")]
+pub type Int32Protocol<R> = IntNProtocol<R, u32>;
+
+impl<R: fmt::Debug, F: Framing + fmt::Debug> fmt::Debug for StringProtocol<R, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StringProtocol")
+            .field("receiver", &self.receiver)
+            .field("framing", &self.framing)
+            .field("body", &self.body)
+            .field("buffered", &self.buf.len())
+            .field("max_length", &self.max_length)
+            .field("broken", &self.broken)
+            .finish()
+    }
+}
+
+impl<R: StringReceiver, F: Framing> StringProtocol<R, F> {
+    /// Wraps `receiver`, with its `MAX_LENGTH` (capped to what the framing can express).
+    ///
+    /// See [`StringReceiver`] for an example.
+    pub fn new(receiver: R) -> Self {
+        Self {
+            receiver,
+            framing: F::default(),
+            body: None,
+            buf: BytesMut::new(),
+            max_length: F::clamp(R::MAX_LENGTH),
+            broken: false,
+        }
+    }
+
+    /// Uses another maximum length for this connection.
+    ///
+    /// ```
+    /// # use weft_line::{Int16Protocol, StringControl, StringReceiver};
+    /// # struct P;
+    /// # impl StringReceiver for P { fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {} }
+    /// let proto = Int16Protocol::new(P).with_max_length(1 << 20);
+    /// assert_eq!(proto.max_length(), 65535);
+    /// ```
+    pub fn with_max_length(mut self, max_length: usize) -> Self {
+        self.max_length = F::clamp(max_length);
+        self
+    }
+
+    /// The maximum length.
+    pub fn max_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// The receiver.
+    pub fn receiver(&self) -> &R {
+        &self.receiver
+    }
+
+    /// The receiver, mutably.
+    pub fn receiver_mut(&mut self) -> &mut R {
+        &mut self.receiver
+    }
+
+    /// Gives the receiver back.
+    pub fn into_inner(self) -> R {
+        self.receiver
+    }
+
+    /// Runs `f` with a [`StringControl`], e.g. to send a string from outside a callback.
+    ///
+    /// See [`StringControl::send_string`] for an example.
+    pub fn with_control<T>(
+        &mut self,
+        t: &mut Transport,
+        f: impl FnOnce(&mut R, &mut StringControl<'_>) -> T,
+    ) -> T {
+        let mut ctl = StringControl {
+            t,
+            write: F::write,
+            max_length: self.max_length,
+        };
+        f(&mut self.receiver, &mut ctl)
+    }
+
+    fn fail(&mut self, err: FrameError, t: &mut Transport) {
+        self.broken = true;
+        self.buf = BytesMut::new();
+        match err {
+            FrameError::TooLong { length, .. } => {
+                self.with_control(t, |r, c| r.length_limit_exceeded(length, c))
+            }
+            err => self.with_control(t, |r, c| r.framing_error(err, c)),
+        }
+    }
+}
+
+impl<R: StringReceiver, F: Framing> Protocol for StringProtocol<R, F> {
+    fn connection_made(&mut self, t: &mut Transport) {
+        self.with_control(t, |r, c| r.connection_made(c));
+    }
+
+    fn data_received(&mut self, mut data: &[u8], t: &mut Transport) {
+        while !self.broken && !t.is_closing() {
+            let len = match self.body {
+                Some(len) => len,
+                None => {
+                    if data.is_empty() {
+                        return;
+                    }
+                    match self.framing.header(data, self.max_length) {
+                        Ok((used, Some(len))) => {
+                            data = &data[used..];
+                            self.body = Some(len);
+                            len
+                        }
+                        Ok((_, None)) => return,
+                        Err(e) => return self.fail(e, t),
+                    }
+                }
+            };
+            let need = len + F::TRAILER;
+            if self.buf.is_empty() && data.len() >= need {
+                // The whole frame is in this read: no copy.
+                let (frame, rest) = data.split_at(need);
+                data = rest;
+                self.body = None;
+                if let Err(e) = F::check_trailer(&frame[len..]) {
+                    return self.fail(e, t);
+                }
+                self.with_control(t, |r, c| r.string_received(&frame[..len], c));
+            } else {
+                let take = (need - self.buf.len()).min(data.len());
+                self.buf.extend_from_slice(&data[..take]);
+                data = &data[take..];
+                if self.buf.len() < need {
+                    return;
+                }
+                let mut frame = std::mem::take(&mut self.buf);
+                self.body = None;
+                if let Err(e) = F::check_trailer(&frame[len..]) {
+                    return self.fail(e, t);
+                }
+                self.with_control(t, |r, c| r.string_received(&frame[..len], c));
+                if frame.capacity() <= KEEP_CAPACITY && self.buf.capacity() == 0 {
+                    frame.clear();
+                    self.buf = frame;
+                }
+            }
+        }
+    }
+
+    fn eof_received(&mut self, t: &mut Transport) -> bool {
+        self.with_control(t, |r, c| r.eof_received(c))
+    }
+
+    fn connection_lost(&mut self, reason: DisconnectReason) {
+        self.buf = BytesMut::new();
+        self.receiver.connection_lost(reason);
+    }
+
+    fn pause_writing(&mut self, t: &mut Transport) {
+        self.with_control(t, |r, c| r.pause_writing(c));
+    }
+
+    fn resume_writing(&mut self, t: &mut Transport) {
+        self.with_control(t, |r, c| r.resume_writing(c));
+    }
+
+    fn timer_fired(&mut self, timer: TimerId, t: &mut Transport) {
+        self.with_control(t, |r, c| r.timer_fired(timer, c));
+    }
+}
+
+/// A factory serving a [`StringReceiver`] with netstrings.
+///
+/// ```
+/// use weft_core::{Address, Factory};
+/// use weft_line::{netstring_factory, StringControl, StringReceiver};
+///
+/// struct Echo;
+/// impl StringReceiver for Echo {
+///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+///         let _ = ctl.send_string(s);
+///     }
+/// }
+/// let factory = netstring_factory(|_| Some(Echo));
+/// assert!(factory.build_protocol(&Address::Memory("peer".into())).is_some());
+/// ```
+pub fn netstring_factory<R, Fun>(
+    f: Fun,
+) -> FnFactory<impl Fn(&Address) -> Option<NetstringProtocol<R>> + Send + Sync + 'static>
+where
+    R: StringReceiver,
+    Fun: Fn(&Address) -> Option<R> + Send + Sync + 'static,
+{
+    factory_fn(move |addr: &Address| f(addr).map(StringProtocol::new))
+}
+
+/// A factory serving a [`StringReceiver`] with a `W` length prefix
+/// (`intn_factory::<u32, _, _>(..)` for Twisted's `Int32StringReceiver`).
+///
+/// ```
+/// use weft_core::{Address, Factory};
+/// use weft_line::{intn_factory, StringControl, StringReceiver};
+///
+/// struct Echo;
+/// impl StringReceiver for Echo {
+///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+///         let _ = ctl.send_string(s);
+///     }
+/// }
+/// let factory = intn_factory::<u32, _, _>(|_| Some(Echo));
+/// assert!(factory.build_protocol(&Address::Memory("peer".into())).is_some());
+/// ```
+pub fn intn_factory<W, R, Fun>(
+    f: Fun,
+) -> FnFactory<impl Fn(&Address) -> Option<IntNProtocol<R, W>> + Send + Sync + 'static>
+where
+    W: PrefixWidth,
+    R: StringReceiver,
+    Fun: Fn(&Address) -> Option<R> + Send + Sync + 'static,
+{
+    factory_fn(move |addr: &Address| f(addr).map(StringProtocol::new))
+}

@@ -1,0 +1,690 @@
+//! `ForkingMixIn`: blocking servers that fork a child process per request:
+//! [`ForkingServer`] (TCP, Unix stream) and [`ForkingDatagramServer`] (UDP, Unix
+//! datagram).
+//!
+//! Python's `ForkingTCPServer` forks from a single-threaded, blocking server, and that
+//! is the only setting where a fork per request is sound: after `fork()` in a
+//! multi-threaded process, the child has only the forking thread, and locks held by
+//! the other threads (allocator, runtime, stdio) stay held forever. So
+//! these servers are blocking (no tokio) and **refuse to fork** when the process
+//! has more than one thread ([`ServerError::NotSingleThreaded`]): run it from `main`
+//! of a program that has started no threads (no tokio runtime, no test harness).
+//! For async servers use [`crate::Concurrency::Processes`], a
+//! pool of re-executed worker processes.
+//!
+//! Each child runs the [`BlockingRequestHandler`] for its connection and exits with
+//! status 0, or 1 after an error or panic (which the child reports through
+//! `handle_error`); a crash in a child cannot hurt the server or the other children.
+//! The server reaps its children after each request, waits when `max_children` are
+//! running (40 by default, like Python), and waits for them all on
+//! [`close`](ForkingServer::close) when `block_on_close` is set. It never reaps child
+//! processes it did not fork.
+//!
+//! ```no_run
+//! use weft_server::fork::ForkingServer;
+//! use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult, ServerConfig};
+//!
+//! struct Handler;
+//! impl BlockingRequestHandler<BlockingStreamRequest> for Handler {
+//!     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+//!         req.write_all(b"Thank you for connecting")?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! fn main() -> Result<(), weft_server::ServerError> {
+//!     let mut server = ForkingServer::bind_tcp("127.0.0.1:1234", Handler, ServerConfig::new())?;
+//!     server.serve_forever()
+//! }
+//! ```
+
+use std::collections::HashSet;
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+
+use crate::addr::Address;
+use crate::config::{Concurrency, ServerConfig};
+use crate::error::ServerError;
+use crate::handler::{panic_error, run_blocking, BlockingRequestHandler};
+use crate::request::{BlockingStreamRequest, DatagramRequest, ServerInfo};
+
+/// `ForkingMixIn.max_children` when the config does not say.
+pub const DEFAULT_MAX_CHILDREN: usize = 40;
+
+/// How often `serve_forever` wakes up to reap children (`poll_interval`).
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+#[derive(Debug)]
+enum StdListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+enum StdConn {
+    Tcp(std::net::TcpStream, Address),
+    Unix(std::os::unix::net::UnixStream, Address),
+}
+
+impl StdListener {
+    fn set_accept_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        // Linux's accept() honours SO_RCVTIMEO.
+        match self {
+            StdListener::Tcp(l) => SockRef::from(l).set_read_timeout(t),
+            StdListener::Unix(l) => SockRef::from(l).set_read_timeout(t),
+        }
+    }
+
+    fn accept(&self) -> io::Result<StdConn> {
+        match self {
+            StdListener::Tcp(l) => l.accept().map(|(s, a)| StdConn::Tcp(s, Address::Inet(a))),
+            StdListener::Unix(l) => l
+                .accept()
+                .map(|(s, a)| StdConn::Unix(s, Address::from_unix_std(&a))),
+        }
+    }
+}
+
+/// The number of threads of this process, from `/proc/self/status`.
+pub fn thread_count() -> io::Result<usize> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| io::Error::other("no Threads: line in /proc/self/status"))
+}
+
+/// Forks, after checking that this process has a single thread.
+#[allow(unsafe_code)] // fork() is the point of this module.
+fn fork_single_threaded() -> Result<ForkResult, ServerError> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(ServerError::NotSingleThreaded(threads));
+    }
+    // SAFETY: `fork` is unsafe because in a multi-threaded process the child may only
+    // call async-signal-safe functions (other threads' locks are copied in whatever
+    // state they were). We have just checked that this process has exactly one
+    // thread: the one running this function, which cannot start another thread
+    // between the check and the fork. So the child is a complete copy of a
+    // single-threaded process, in which any code may run; it runs the handler and
+    // leaves through `process::exit` without returning into the serve loop.
+    let r = unsafe { nix::unistd::fork() };
+    r.map_err(|e| ServerError::Io(e.into()))
+}
+
+/// The forked children of a server (`active_children`).
+#[derive(Debug)]
+struct Children {
+    active: HashSet<Pid>,
+    max: usize,
+}
+
+impl Children {
+    fn new(config: &ServerConfig) -> Self {
+        let max = match &config.concurrency {
+            Concurrency::Processes(p) => p.max_children,
+            _ => DEFAULT_MAX_CHILDREN,
+        };
+        Children {
+            active: HashSet::new(),
+            max,
+        }
+    }
+
+    /// Reaps finished children; with `block`, waits until fewer than `max` run.
+    fn collect(&mut self, block: bool) {
+        loop {
+            self.active.retain(|pid| {
+                !matches!(
+                    waitpid(*pid, Some(WaitPidFlag::WNOHANG)),
+                    Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) | Err(_)
+                )
+            });
+            if !block || self.active.len() < self.max {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn wait_all(&mut self) {
+        while !self.active.is_empty() {
+            self.collect(false);
+            if !self.active.is_empty() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// The exit status of a child: 0, or 1 after reporting an error to `handle_error`.
+fn child_status<R: Send + 'static, H: BlockingRequestHandler<R>>(
+    handler: &H,
+    client: &Address,
+    result: crate::HandlerResult,
+) -> i32 {
+    let status = match result {
+        Ok(()) => 0,
+        Err(e) => {
+            handler.handle_error(client, &e);
+            1
+        }
+    };
+    let _ = io::Write::flush(&mut io::stdout());
+    status
+}
+
+/// A blocking TCP or Unix stream server that forks a child per connection. See the
+/// [module documentation](self).
+pub struct ForkingServer<H> {
+    listener: Option<StdListener>,
+    handler: Arc<H>,
+    info: Arc<ServerInfo>,
+    children: Children,
+    path: Option<PathBuf>,
+}
+
+impl<H> std::fmt::Debug for ForkingServer<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForkingServer")
+            .field("address", &self.info.address)
+            .field("active_children", &self.children.active.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
+    /// Binds a TCP forking server (`ForkingTCPServer`). `max_children` comes from a
+    /// [`Concurrency::Processes`] in `config`, else [`DEFAULT_MAX_CHILDREN`].
+    pub fn bind_tcp(
+        addr: impl std::net::ToSocketAddrs,
+        handler: H,
+        config: ServerConfig,
+    ) -> Result<Self, ServerError> {
+        let mut last = None;
+        for a in addr.to_socket_addrs()? {
+            let r = (|| {
+                let s = Socket::new(Domain::for_address(a), Type::STREAM, None)?;
+                s.set_reuse_address(config.reuse_address)?;
+                if config.reuse_port {
+                    s.set_reuse_port(true)?;
+                }
+                s.bind(&a.into())?;
+                s.listen(config.backlog)?;
+                io::Result::Ok(s)
+            })();
+            match r {
+                Ok(s) => {
+                    let l = std::net::TcpListener::from(s);
+                    let address = Address::Inet(l.local_addr()?);
+                    return Ok(Self::new(
+                        StdListener::Tcp(l),
+                        address,
+                        config,
+                        None,
+                        handler,
+                    ));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(
+            || ServerError::NoAddress("no address".into()),
+            ServerError::Io,
+        ))
+    }
+
+    /// Binds a Unix stream forking server (`ForkingUnixStreamServer`) at `path`, which
+    /// [`close`](Self::close) (or drop) removes.
+    pub fn bind_unix(
+        path: impl AsRef<Path>,
+        handler: H,
+        config: ServerConfig,
+    ) -> Result<Self, ServerError> {
+        let path = path.as_ref();
+        let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        s.bind(&SockAddr::unix(path)?)?;
+        if let Err(e) = s.listen(config.backlog) {
+            let _ = std::fs::remove_file(path);
+            return Err(e.into());
+        }
+        let l = std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(s));
+        let address = Address::from_unix_std(&l.local_addr()?);
+        Ok(Self::new(
+            StdListener::Unix(l),
+            address,
+            config,
+            Some(path.to_path_buf()),
+            handler,
+        ))
+    }
+
+    fn new(
+        listener: StdListener,
+        address: Address,
+        config: ServerConfig,
+        path: Option<PathBuf>,
+        handler: H,
+    ) -> Self {
+        ForkingServer {
+            listener: Some(listener),
+            handler: Arc::new(handler),
+            children: Children::new(&config),
+            info: Arc::new(ServerInfo {
+                address,
+                config,
+                worker: false,
+            }),
+            path,
+        }
+    }
+
+    /// The address the server is bound to, with the real port.
+    pub fn server_address(&self) -> &Address {
+        &self.info.address
+    }
+
+    /// The server's address and settings.
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    /// The number of forked children not yet reaped (`active_children`).
+    pub fn active_children(&self) -> usize {
+        self.children.active.len()
+    }
+
+    /// Reaps finished children; with `block`, waits until fewer than
+    /// `max_children` run (Python's `collect_children`).
+    pub fn collect_children(&mut self, block: bool) {
+        self.children.collect(block);
+    }
+
+    /// Waits for every child to exit.
+    pub fn wait_children(&mut self) {
+        self.children.wait_all();
+    }
+
+    /// Handles one request (`handle_request`): waits up to the configured `timeout`
+    /// (calling `handle_timeout` if nothing came), then forks a child for the
+    /// connection.
+    pub fn handle_request(&mut self) -> Result<(), ServerError> {
+        let timeout = self.info.config.timeout;
+        self.accept_and_fork(timeout, true).map(drop)
+    }
+
+    /// Handles requests until the server fails. Use
+    /// [`serve_until`](Self::serve_until) to stop it.
+    pub fn serve_forever(&mut self) -> Result<(), ServerError> {
+        self.serve_until(|| false)
+    }
+
+    /// Handles requests until `stop` returns true; `stop` is checked after each
+    /// request and at least every 200 ms (for example, a flag set by a signal handler).
+    pub fn serve_until(&mut self, mut stop: impl FnMut() -> bool) -> Result<(), ServerError> {
+        while !stop() {
+            self.accept_and_fork(Some(POLL_INTERVAL), false)?;
+        }
+        Ok(())
+    }
+
+    /// Returns whether a connection came.
+    fn accept_and_fork(
+        &mut self,
+        timeout: Option<Duration>,
+        call_timeout: bool,
+    ) -> Result<bool, ServerError> {
+        self.collect_children(true);
+        let listener = self.listener.as_ref().ok_or(ServerError::Closed)?;
+        listener.set_accept_timeout(timeout)?;
+        let conn = match listener.accept() {
+            Ok(c) => c,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if call_timeout {
+                    self.handler.handle_timeout(&self.info);
+                }
+                self.collect_children(false);
+                return Ok(false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                return Ok(false);
+            }
+        };
+        let client = match &conn {
+            StdConn::Tcp(_, a) | StdConn::Unix(_, a) => a.clone(),
+        };
+        if !self.handler.verify_request(&client, &self.info) {
+            tracing::debug!(%client, "request refused by verify_request");
+            return Ok(true);
+        }
+        match fork_single_threaded()? {
+            ForkResult::Parent { child } => {
+                tracing::debug!(%client, pid = child.as_raw(), "forked a child");
+                self.children.active.insert(child);
+                drop(conn);
+                self.collect_children(false);
+                Ok(true)
+            }
+            ForkResult::Child => {
+                // The child: close the listening socket, handle, exit, whatever happens
+                // (it must never return into the serve loop, nor remove the parent's
+                // socket file).
+                self.path = None;
+                drop(self.listener.take());
+                let status =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| self.run_child(conn, &client)))
+                        .unwrap_or(1);
+                std::process::exit(status)
+            }
+        }
+    }
+
+    fn run_child(&self, conn: StdConn, client: &Address) -> i32 {
+        let req = match conn {
+            StdConn::Tcp(s, a) => {
+                let nodelay = self.info.config.nodelay;
+                (if nodelay { s.set_nodelay(true) } else { Ok(()) })
+                    .and_then(|()| BlockingStreamRequest::from_tcp(s, a, self.info.clone()))
+            }
+            StdConn::Unix(s, a) => BlockingStreamRequest::from_unix(s, a, self.info.clone()),
+        };
+        let result = match req {
+            Ok(mut req) => {
+                let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    run_blocking(&*self.handler, &mut req)
+                }))
+                .unwrap_or_else(|p| Err(panic_error(p)));
+                if let Err(e) = req.close() {
+                    tracing::debug!(%client, error = %e, "error while closing a connection");
+                }
+                r
+            }
+            Err(e) => Err(e.into()),
+        };
+        child_status(&*self.handler, client, result)
+    }
+
+    /// Closes the listening socket, removes a Unix socket file and, with
+    /// `block_on_close` (the default), waits for every child (`server_close`).
+    pub fn close(mut self) -> Result<(), ServerError> {
+        drop(self.listener.take());
+        if self.info.config.block_on_close {
+            self.wait_children();
+        } else {
+            self.collect_children(false);
+        }
+        Ok(())
+    }
+}
+
+impl<H> Drop for ForkingServer<H> {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum StdDgram {
+    Udp(std::net::UdpSocket),
+    Unix(std::os::unix::net::UnixDatagram),
+}
+
+impl StdDgram {
+    fn set_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            StdDgram::Udp(s) => s.set_read_timeout(t),
+            StdDgram::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Address)> {
+        match self {
+            StdDgram::Udp(s) => s.recv_from(buf).map(|(n, a)| (n, Address::Inet(a))),
+            StdDgram::Unix(s) => s
+                .recv_from(buf)
+                .map(|(n, a)| (n, Address::from_unix_std(&a))),
+        }
+    }
+
+    fn send_to(&self, data: &[u8], to: &Address) -> io::Result<()> {
+        match (self, to) {
+            (StdDgram::Udp(s), Address::Inet(a)) => s.send_to(data, a).map(drop),
+            (StdDgram::Unix(s), Address::Unix(Some(p))) => s.send_to(data, p).map(drop),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot reply to {to}"),
+            )),
+        }
+    }
+}
+
+/// A blocking UDP or Unix datagram server that forks a child per datagram
+/// (`ForkingUDPServer`, `ForkingUnixDatagramServer`); see the
+/// [module documentation](self). The child runs the handler and sends `wfile` back,
+/// as [`crate::DatagramRequest`] describes.
+pub struct ForkingDatagramServer<H> {
+    socket: Option<StdDgram>,
+    handler: Arc<H>,
+    info: Arc<ServerInfo>,
+    children: Children,
+    path: Option<PathBuf>,
+}
+
+impl<H> std::fmt::Debug for ForkingDatagramServer<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForkingDatagramServer")
+            .field("address", &self.info.address)
+            .field("active_children", &self.children.active.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
+    /// Binds a UDP forking server.
+    pub fn bind_udp(
+        addr: impl std::net::ToSocketAddrs,
+        handler: H,
+        config: ServerConfig,
+    ) -> Result<Self, ServerError> {
+        let mut last = None;
+        for a in addr.to_socket_addrs()? {
+            let r = (|| {
+                let s = Socket::new(Domain::for_address(a), Type::DGRAM, None)?;
+                s.set_reuse_address(config.reuse_address)?;
+                s.bind(&a.into())?;
+                io::Result::Ok(std::net::UdpSocket::from(s))
+            })();
+            match r {
+                Ok(s) => {
+                    let address = Address::Inet(s.local_addr()?);
+                    return Ok(Self::new(StdDgram::Udp(s), address, config, None, handler));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(
+            || ServerError::NoAddress("no address".into()),
+            ServerError::Io,
+        ))
+    }
+
+    /// Binds a Unix datagram forking server at `path`, which
+    /// [`close`](Self::close) (or drop) removes.
+    pub fn bind_unix(
+        path: impl AsRef<Path>,
+        handler: H,
+        config: ServerConfig,
+    ) -> Result<Self, ServerError> {
+        let path = path.as_ref();
+        let s = std::os::unix::net::UnixDatagram::bind(path)?;
+        let address = Address::from_unix_std(&s.local_addr()?);
+        Ok(Self::new(
+            StdDgram::Unix(s),
+            address,
+            config,
+            Some(path.to_path_buf()),
+            handler,
+        ))
+    }
+
+    fn new(
+        socket: StdDgram,
+        address: Address,
+        config: ServerConfig,
+        path: Option<PathBuf>,
+        handler: H,
+    ) -> Self {
+        ForkingDatagramServer {
+            socket: Some(socket),
+            handler: Arc::new(handler),
+            children: Children::new(&config),
+            info: Arc::new(ServerInfo {
+                address,
+                config,
+                worker: false,
+            }),
+            path,
+        }
+    }
+
+    /// The address the server is bound to, with the real port.
+    pub fn server_address(&self) -> &Address {
+        &self.info.address
+    }
+
+    /// The server's address and settings.
+    pub fn info(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    /// The number of forked children not yet reaped.
+    pub fn active_children(&self) -> usize {
+        self.children.active.len()
+    }
+
+    /// Handles one datagram, honouring the configured `timeout` (see
+    /// [`ForkingServer::handle_request`]).
+    pub fn handle_request(&mut self) -> Result<(), ServerError> {
+        let timeout = self.info.config.timeout;
+        self.recv_and_fork(timeout, true).map(drop)
+    }
+
+    /// Handles datagrams until the server fails.
+    pub fn serve_forever(&mut self) -> Result<(), ServerError> {
+        self.serve_until(|| false)
+    }
+
+    /// Handles datagrams until `stop` returns true (checked at least every 200 ms).
+    pub fn serve_until(&mut self, mut stop: impl FnMut() -> bool) -> Result<(), ServerError> {
+        while !stop() {
+            self.recv_and_fork(Some(POLL_INTERVAL), false)?;
+        }
+        Ok(())
+    }
+
+    fn recv_and_fork(
+        &mut self,
+        timeout: Option<Duration>,
+        call_timeout: bool,
+    ) -> Result<bool, ServerError> {
+        self.children.collect(true);
+        let socket = self.socket.as_ref().ok_or(ServerError::Closed)?;
+        socket.set_timeout(timeout)?;
+        let mut buf = vec![0u8; self.info.config.max_packet_size];
+        let (n, client) = match socket.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if call_timeout {
+                    self.handler.handle_timeout(&self.info);
+                }
+                self.children.collect(false);
+                return Ok(false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            Err(e) => {
+                tracing::warn!(error = %e, "receive failed");
+                return Ok(false);
+            }
+        };
+        buf.truncate(n);
+        if !self.handler.verify_request(&client, &self.info) {
+            tracing::debug!(%client, "datagram refused by verify_request");
+            return Ok(true);
+        }
+        match fork_single_threaded()? {
+            ForkResult::Parent { child } => {
+                tracing::debug!(%client, pid = child.as_raw(), "forked a child");
+                self.children.active.insert(child);
+                self.children.collect(false);
+                Ok(true)
+            }
+            ForkResult::Child => {
+                // Never return into the serve loop, nor remove the parent's socket file.
+                self.path = None;
+                let status =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| self.run_child(buf, &client)))
+                        .unwrap_or(1);
+                std::process::exit(status)
+            }
+        }
+    }
+
+    fn run_child(&self, packet: Vec<u8>, client: &Address) -> i32 {
+        let mut req = DatagramRequest {
+            rfile: io::Cursor::new(packet),
+            wfile: Vec::new(),
+            client: client.clone(),
+            server: self.info.clone(),
+        };
+        let mut result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| run_blocking(&*self.handler, &mut req)))
+                .unwrap_or_else(|p| Err(panic_error(p)));
+        if !req.wfile.is_empty() {
+            if let Some(s) = &self.socket {
+                result = result.and(s.send_to(&req.wfile, client).map_err(Into::into));
+            }
+        }
+        child_status(&*self.handler, client, result)
+    }
+
+    /// Closes the socket, removes a Unix socket file and, with `block_on_close`,
+    /// waits for every child.
+    pub fn close(mut self) -> Result<(), ServerError> {
+        drop(self.socket.take());
+        if self.info.config.block_on_close {
+            self.children.wait_all();
+        } else {
+            self.children.collect(false);
+        }
+        Ok(())
+    }
+}
+
+impl<H> Drop for ForkingDatagramServer<H> {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}

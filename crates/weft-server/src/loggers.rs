@@ -1,0 +1,105 @@
+//! The seed's select-loop logger (14.3.2), as one task multiplexing every connection.
+//!
+//! The mio `poll` version lives in the `poll_logger` example of the `weft` package, so
+//! that this crate does not depend on mio.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+
+use futures::stream::{SelectAll, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What happened on one connection.
+enum Event {
+    Data(Vec<u8>),
+    Disconnected,
+}
+
+/// One connection as a stream of events: data chunks, then one `Disconnected`.
+fn connection(
+    stream: TcpStream,
+    addr: SocketAddr,
+) -> impl futures::Stream<Item = (SocketAddr, Event)> + Send {
+    futures::stream::unfold(Some(stream), move |state| async move {
+        let mut stream = state?;
+        let mut buf = vec![0u8; 1024];
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => Some(((addr, Event::Disconnected), None)),
+            Ok(n) => {
+                buf.truncate(n);
+                Some(((addr, Event::Data(buf)), Some(stream)))
+            }
+        }
+    })
+}
+
+/// The seed's `select` server: logs every connection on `listener` to `sink`, from a
+/// single task and without a task per connection (the connections are polled together,
+/// as `select()` watches all descriptors), until `stop` resolves.
+///
+/// Writes `Got connection from HOST:PORT\n` for each new client, the data of each
+/// `recv` exactly as it arrives (not held back for a newline), and
+/// `HOST:PORT disconnected\n` when a client goes (at end of stream or on an error, like
+/// the seed). The sink is flushed after every event, so the output of several clients
+/// interleaves chunk by chunk as their data does.
+/// Returns the sink.
+///
+/// ```
+/// use tokio::io::AsyncWriteExt;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let addr = listener.local_addr()?;
+/// let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+/// let logger = tokio::spawn(weft_server::loggers::select_logger(listener, Vec::new(), async {
+///     let _ = stop_rx.await;
+/// }));
+///
+/// let mut client = tokio::net::TcpStream::connect(addr).await?;
+/// let me = client.local_addr()?;
+/// client.write_all(b"hello\n").await?;
+/// drop(client);
+/// tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+/// stop_tx.send(()).unwrap();
+///
+/// let log = String::from_utf8(logger.await.unwrap()?).unwrap();
+/// assert_eq!(log, format!("Got connection from {me}\nhello\n{me} disconnected\n"));
+/// # Ok(()) }
+/// ```
+pub async fn select_logger<W, F>(listener: TcpListener, mut sink: W, stop: F) -> io::Result<W>
+where
+    W: AsyncWrite + Unpin,
+    F: Future<Output = ()>,
+{
+    let mut conns = SelectAll::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    sink.write_all(format!("Got connection from {addr}\n").as_bytes()).await?;
+                    conns.push(Box::pin(connection(stream, addr)));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            Some((addr, event)) = conns.next(), if !conns.is_empty() => match event {
+                Event::Data(data) => {
+                    sink.write_all(&data).await?;
+                }
+                Event::Disconnected => {
+                    sink.write_all(format!("{addr} disconnected\n").as_bytes()).await?;
+                }
+            },
+        }
+        sink.flush().await?;
+    }
+    sink.flush().await?;
+    Ok(sink)
+}

@@ -1,0 +1,720 @@
+//! Tests that need a process to themselves (this binary has no libtest harness):
+//!
+//! - fork per connection ([`ForkingServer`]) must run in a single-threaded process: the
+//!   test re-executes this binary in the `fork-server` role, whose `main` forks;
+//! - the worker-process pool re-executes this binary as its workers;
+//! - the descriptor-leak check counts `/proc/self/fd`, which only works when no other
+//!   test opens sockets at the same time.
+//!
+//! Run `cargo test --test isolated -- NAME` to run only the tests whose name contains
+//! NAME.
+
+// A harness-less test binary reports on stderr like libtest, and its `fork-server`
+// role tells its parent the address over stdout.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weft_server::fork::{thread_count, ForkingDatagramServer, ForkingServer};
+use weft_server::{
+    Blocking, BlockingRequestHandler, BlockingStreamRequest, Concurrency, DatagramRequest,
+    HandlerResult, ProcessPool, RequestHandler, ServerConfig, ServerError, StreamRequest,
+    TcpServer, UdpServer, UnixDatagramServer, UnixStreamServer,
+};
+
+const ROLE: &str = "WEFT_ISOLATED_ROLE";
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Replies `PID LINE`; `panic` panics, `abort` kills the process.
+#[derive(Debug, Clone, Copy)]
+struct PidEcho;
+
+fn reply(line: &[u8]) -> Vec<u8> {
+    match line {
+        b"panic\n" => panic!("Test panic"),
+        b"abort\n" => std::process::abort(),
+        _ => {}
+    }
+    let mut out = format!("{} ", std::process::id()).into_bytes();
+    out.extend_from_slice(line);
+    out
+}
+
+impl BlockingRequestHandler<BlockingStreamRequest> for PidEcho {
+    fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+        let line = req.read_line()?;
+        req.write_all(&reply(&line))?;
+        Ok(())
+    }
+}
+
+impl RequestHandler<StreamRequest> for PidEcho {
+    async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+        let line = req.read_line().await?;
+        req.write_all(&reply(&line)).await?;
+        Ok(())
+    }
+}
+
+impl RequestHandler<DatagramRequest> for PidEcho {
+    async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+        let r = reply(req.packet());
+        req.wfile.extend_from_slice(&r);
+        Ok(())
+    }
+}
+
+impl BlockingRequestHandler<DatagramRequest> for PidEcho {
+    fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+        let r = reply(req.packet());
+        req.wfile.extend_from_slice(&r);
+        Ok(())
+    }
+}
+
+fn main() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+    if let Ok(role) = std::env::var(ROLE) {
+        match role.as_str() {
+            "fork-tcp" | "fork-unix" => fork_server_role(&role),
+            "fork-udp" | "fork-unix-dgram" => fork_dgram_role(&role),
+            other => panic!("unknown role {other}"),
+        }
+        return;
+    }
+    if weft_server::pool::is_worker() {
+        let kind = std::env::args().nth(1).unwrap_or_default();
+        worker_role(&kind);
+        return;
+    }
+    let tests: &[(&str, fn())] = &[
+        ("no_descriptor_or_thread_leaks_after_close", no_leaks),
+        ("forking_tcp_server_forks_a_child_per_connection", || {
+            forking("fork-tcp")
+        }),
+        ("forking_unix_server_forks_a_child_per_connection", || {
+            forking("fork-unix")
+        }),
+        ("forking_udp_server_forks_a_child_per_datagram", || {
+            forking_dgram("fork-udp")
+        }),
+        (
+            "forking_unix_datagram_server_forks_a_child_per_datagram",
+            || forking_dgram("fork-unix-dgram"),
+        ),
+        (
+            "forking_server_refuses_to_fork_a_multi_threaded_process",
+            refuses_multi_threaded,
+        ),
+        ("process_pool_tcp_restarts_dead_workers", pool_tcp),
+        ("process_pool_udp", pool_udp),
+        ("process_pool_unix_stream", pool_unix),
+    ];
+    // Name filters, as libtest takes them; flags (and the values of those that take
+    // one) are ignored.
+    let mut filters = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if matches!(
+            a.as_str(),
+            "--test-threads" | "--skip" | "--format" | "--color" | "--logfile" | "-Z"
+        ) {
+            args.next();
+        } else if !a.starts_with('-') {
+            filters.push(a);
+        }
+    }
+    let mut ran = 0;
+    for (name, test) in tests {
+        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        eprint!("test {name} ... ");
+        let start = Instant::now();
+        test();
+        eprintln!("ok ({:?})", start.elapsed());
+        ran += 1;
+    }
+    eprintln!("isolated: {ran} passed");
+}
+
+// ---------------------------------------------------------------- fork per connection
+
+/// Runs in a fresh, single-threaded process: serves `WEFT_REQUESTS` requests by
+/// forking, then closes (waiting for the children) and exits.
+fn fork_server_role(role: &str) {
+    // The children's expected panics are reported through handle_error: keep the
+    // default hook's message and backtrace out of the test output.
+    std::panic::set_hook(Box::new(|_| {}));
+    let n: usize = std::env::var("WEFT_REQUESTS").unwrap().parse().unwrap();
+    let config = ServerConfig::new().concurrency(Concurrency::Processes(ProcessPool::new(3)));
+    let mut server = if role == "fork-tcp" {
+        ForkingServer::bind_tcp("127.0.0.1:0", PidEcho, config).unwrap()
+    } else {
+        ForkingServer::bind_unix(std::env::var("WEFT_PATH").unwrap(), PidEcho, config).unwrap()
+    };
+    assert_eq!(thread_count().unwrap(), 1);
+    println!("{}", server.server_address());
+    std::io::stdout().flush().unwrap();
+    for _ in 0..n {
+        server.handle_request().unwrap();
+        assert!(server.active_children() <= 3);
+    }
+    server.close().unwrap();
+    println!("closed");
+}
+
+fn fork_dgram_role(role: &str) {
+    std::panic::set_hook(Box::new(|_| {}));
+    let n: usize = std::env::var("WEFT_REQUESTS").unwrap().parse().unwrap();
+    let config = ServerConfig::new();
+    let mut server = if role == "fork-udp" {
+        ForkingDatagramServer::bind_udp("127.0.0.1:0", PidEcho, config).unwrap()
+    } else {
+        ForkingDatagramServer::bind_unix(std::env::var("WEFT_PATH").unwrap(), PidEcho, config)
+            .unwrap()
+    };
+    println!("{}", server.server_address());
+    std::io::stdout().flush().unwrap();
+    for _ in 0..n {
+        server.handle_request().unwrap();
+    }
+    server.close().unwrap();
+    println!("closed");
+}
+
+/// Sends a datagram, waits up to the duration for the reply.
+type Ask = Box<dyn Fn(&[u8], Duration) -> Option<String>>;
+
+fn forking_dgram(role: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fork-dgram.sock");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, role)
+        .env("WEFT_REQUESTS", "5")
+        .env("WEFT_PATH", &path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let server_pid = child.id();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut addr = String::new();
+    out.read_line(&mut addr).unwrap();
+    let addr = addr.trim().to_string();
+    let ask: Ask = if role == "fork-udp" {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = addr.clone();
+        Box::new(move |d, wait| {
+            s.set_read_timeout(Some(wait)).unwrap();
+            s.send_to(d, &addr).unwrap();
+            let mut buf = [0u8; 100];
+            let n = s.recv(&mut buf).ok()?;
+            Some(String::from_utf8(buf[..n].to_vec()).unwrap())
+        })
+    } else {
+        let s = std::os::unix::net::UnixDatagram::bind(dir.path().join("client.sock")).unwrap();
+        let addr = addr.clone();
+        Box::new(move |d, wait| {
+            s.set_read_timeout(Some(wait)).unwrap();
+            s.send_to(d, &addr).unwrap();
+            let mut buf = [0u8; 100];
+            let n = s.recv(&mut buf).ok()?;
+            Some(String::from_utf8(buf[..n].to_vec()).unwrap())
+        })
+    };
+    let mut pids = std::collections::HashSet::new();
+    for i in 0..3 {
+        let r = ask(format!("d{i}").as_bytes(), LIMIT).unwrap();
+        let (pid, rest) = r.split_once(' ').unwrap();
+        assert_eq!(rest, format!("d{i}"));
+        let pid: u32 = pid.parse().unwrap();
+        assert_ne!(pid, server_pid);
+        pids.insert(pid);
+    }
+    assert_eq!(pids.len(), 3, "one child per datagram");
+    let quiet = Duration::from_millis(300);
+    assert_eq!(
+        ask(b"panic\n", quiet),
+        None,
+        "a panicking child sends nothing"
+    );
+    assert!(ask(b"last", LIMIT).unwrap().ends_with(" last"));
+    let status = wait_child(child);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(rest, "closed\n");
+    assert!(!path.exists());
+}
+
+fn wait_child(mut child: Child) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > LIMIT {
+            let _ = child.kill();
+            panic!("child process did not exit in time");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
+
+fn forking(role: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fork.sock");
+    let requests = 7;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .env(ROLE, role)
+        .env("WEFT_REQUESTS", requests.to_string())
+        .env("WEFT_PATH", &path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let server_pid = child.id();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut addr = String::new();
+    out.read_line(&mut addr).unwrap();
+    let addr = addr.trim().to_string();
+    let connect = || -> Box<dyn Conn> {
+        if role == "fork-tcp" {
+            let s = TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(LIMIT)).unwrap();
+            Box::new(s)
+        } else {
+            let s = std::os::unix::net::UnixStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(LIMIT)).unwrap();
+            Box::new(s)
+        }
+    };
+    let ask = |line: &[u8]| -> String {
+        let mut s = connect();
+        s.write_all(line).unwrap();
+        let mut buf = String::new();
+        let _ = s.read_to_string(&mut buf);
+        buf
+    };
+    let mut pids = std::collections::HashSet::new();
+    for i in 0..3 {
+        let r = ask(format!("hello {i}\n").as_bytes());
+        let (pid, rest) = r.split_once(' ').unwrap();
+        assert_eq!(rest, format!("hello {i}\n"));
+        let pid: u32 = pid.parse().unwrap();
+        assert_ne!(
+            pid, server_pid,
+            "handled in a forked child, not in the server"
+        );
+        pids.insert(pid);
+    }
+    assert_eq!(pids.len(), 3, "one child per connection");
+    // A child that panics, and one that crashes, take nobody else down.
+    assert_eq!(ask(b"panic\n"), "");
+    assert_eq!(ask(b"abort\n"), "");
+    // Two at once: the first holds its connection open while the second is served.
+    let mut first = connect();
+    let second = ask(b"second\n");
+    assert!(second.ends_with(" second\n"), "{second}");
+    first.write_all(b"first\n").unwrap();
+    let mut buf = String::new();
+    first.read_to_string(&mut buf).unwrap();
+    assert!(buf.ends_with(" first\n"), "{buf}");
+    drop(first);
+    let status = wait_child(child);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(rest, "closed\n");
+    assert!(!path.exists(), "close removed the socket file");
+}
+
+fn refuses_multi_threaded() {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let helper = std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    let mut server = ForkingServer::bind_tcp("127.0.0.1:0", PidEcho, ServerConfig::new()).unwrap();
+    let addr = server.server_address().as_inet().unwrap();
+    let client = TcpStream::connect(addr).unwrap();
+    match server.handle_request() {
+        Err(ServerError::NotSingleThreaded(n)) => assert!(n >= 2),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(server.active_children(), 0);
+    drop(client);
+    server.close().unwrap();
+    tx.send(()).unwrap();
+    helper.join().unwrap();
+}
+
+// ---------------------------------------------------------------- worker pool
+
+fn worker_role(kind: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = ServerConfig::new().concurrency(Concurrency::Processes(ProcessPool::new(2)));
+        match kind {
+            "worker-tcp" => {
+                let server = TcpServer::bind_with("127.0.0.1:0", PidEcho, config)
+                    .await
+                    .unwrap();
+                assert!(server.info().is_worker());
+                server.serve_forever().await.unwrap();
+                server.close().await.unwrap();
+            }
+            "worker-udp" => {
+                let server = UdpServer::bind_with("127.0.0.1:0", Blocking(PidEcho), config)
+                    .await
+                    .unwrap();
+                assert!(server.info().is_worker());
+                server.serve_forever().await.unwrap();
+                server.close().await.unwrap();
+            }
+            "worker-unix" => {
+                // The path is the parent's; the worker adopts the inherited socket.
+                let server =
+                    UnixStreamServer::bind_with("/nonexistent/ignored.sock", PidEcho, config)
+                        .await
+                        .unwrap();
+                assert!(server.info().is_worker());
+                server.serve_forever().await.unwrap();
+                server.close().await.unwrap();
+            }
+            other => panic!("unknown worker kind {other}"),
+        }
+    });
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn ask_tcp(addr: std::net::SocketAddr, line: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(line).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(LIMIT, s.read_to_end(&mut buf))
+        .await
+        .unwrap();
+    String::from_utf8(buf).unwrap()
+}
+
+fn pool_tcp() {
+    runtime().block_on(async {
+        let pool = ProcessPool::new(2)
+            .args(["worker-tcp"])
+            .grace(Duration::from_secs(5));
+        let config = ServerConfig::new().concurrency(Concurrency::Processes(pool));
+        let server = Arc::new(
+            TcpServer::bind_with("127.0.0.1:0", PidEcho, config)
+                .await
+                .unwrap(),
+        );
+        let addr = server.server_address().as_inet().unwrap();
+        assert!(matches!(
+            server.handle_request().await,
+            Err(ServerError::Unsupported(_))
+        ));
+        let s2 = server.clone();
+        let serving = tokio::spawn(async move { s2.serve_forever().await });
+        wait_for("two workers", || server.worker_pids().len() == 2).await;
+        let before = server.worker_pids();
+        let me = std::process::id();
+        for i in 0..10 {
+            let r = ask_tcp(addr, format!("hi {i}\n").as_bytes()).await;
+            let (pid, rest) = r.split_once(' ').unwrap();
+            let pid: u32 = pid.parse().unwrap();
+            assert_ne!(pid, me);
+            assert!(before.contains(&pid), "{pid} not in {before:?}");
+            assert_eq!(rest, format!("hi {i}\n"));
+        }
+        // A crash kills one worker (and the connection it held) ...
+        assert_eq!(ask_tcp(addr, b"abort\n").await, "");
+        // ... which is restarted, while the other goes on serving.
+        wait_for("a restarted worker", || {
+            let now = server.worker_pids();
+            now.len() == 2 && now != before
+        })
+        .await;
+        let after = server.worker_pids();
+        assert_eq!(
+            after.iter().filter(|p| before.contains(p)).count(),
+            1,
+            "{before:?} -> {after:?}"
+        );
+        for i in 0..10 {
+            let r = ask_tcp(addr, format!("again {i}\n").as_bytes()).await;
+            assert!(r.ends_with(&format!(" again {i}\n")), "{r}");
+        }
+        server.shutdown_handle().shutdown().await;
+        tokio::time::timeout(LIMIT, serving)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(server.worker_pids().is_empty());
+        for pid in after {
+            // Gone and reaped.
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "worker {pid} still there"
+            );
+        }
+        server.close().await.unwrap();
+    });
+}
+
+fn pool_udp() {
+    runtime().block_on(async {
+        let pool = ProcessPool::new(2).args(["worker-udp"]);
+        let config = ServerConfig::new().concurrency(Concurrency::Processes(pool));
+        let server = Arc::new(
+            UdpServer::bind_with("127.0.0.1:0", PidEcho, config)
+                .await
+                .unwrap(),
+        );
+        let addr = server.server_address().as_inet().unwrap();
+        let s2 = server.clone();
+        let serving = tokio::spawn(async move { s2.serve_forever().await });
+        wait_for("two workers", || server.worker_pids().len() == 2).await;
+        let workers = server.worker_pids();
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        for i in 0..10 {
+            client
+                .send_to(format!("d{i}").as_bytes(), addr)
+                .await
+                .unwrap();
+            let mut buf = [0u8; 64];
+            let n = tokio::time::timeout(LIMIT, client.recv(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            let r = std::str::from_utf8(&buf[..n]).unwrap();
+            let (pid, rest) = r.split_once(' ').unwrap();
+            assert!(workers.contains(&pid.parse().unwrap()));
+            assert_eq!(rest, format!("d{i}"));
+        }
+        server.close().await.unwrap();
+        tokio::time::timeout(LIMIT, serving)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(server.worker_pids().is_empty());
+    });
+}
+
+fn pool_unix() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pool.sock");
+    runtime().block_on(async {
+        let pool = ProcessPool::new(2).args(["worker-unix"]);
+        let config = ServerConfig::new().concurrency(Concurrency::Processes(pool));
+        let server = Arc::new(
+            UnixStreamServer::bind_with(&path, PidEcho, config)
+                .await
+                .unwrap(),
+        );
+        let s2 = server.clone();
+        let serving = tokio::spawn(async move { s2.serve_forever().await });
+        wait_for("two workers", || server.worker_pids().len() == 2).await;
+        let workers = server.worker_pids();
+        for i in 0..6 {
+            let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
+            s.write_all(format!("u{i}\n").as_bytes()).await.unwrap();
+            let mut buf = String::new();
+            tokio::time::timeout(LIMIT, s.read_to_string(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            let (pid, rest) = buf.split_once(' ').unwrap();
+            assert!(workers.contains(&pid.parse().unwrap()));
+            assert_eq!(rest, format!("u{i}\n"));
+        }
+        server.close().await.unwrap();
+        tokio::time::timeout(LIMIT, serving)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(server.worker_pids().is_empty());
+        assert!(
+            !path.exists(),
+            "the parent removed its socket file, the workers left it"
+        );
+    });
+}
+
+// ---------------------------------------------------------------- leaks
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn handler_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|c| c.starts_with("weft-server"))
+        .count()
+}
+
+async fn leak_round(dir: &std::path::Path, round: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for mode in [
+        Concurrency::Sequential,
+        Concurrency::tasks(),
+        Concurrency::threads(),
+    ] {
+        let config = ServerConfig::new().concurrency(mode);
+        // TCP, async and blocking handlers.
+        let tcp = Arc::new(
+            TcpServer::bind_with("127.0.0.1:0", PidEcho, config.clone())
+                .await
+                .unwrap(),
+        );
+        let tcp_b = Arc::new(
+            TcpServer::bind_with("127.0.0.1:0", Blocking(PidEcho), config.clone())
+                .await
+                .unwrap(),
+        );
+        let udp = Arc::new(
+            UdpServer::bind_with("127.0.0.1:0", PidEcho, config.clone())
+                .await
+                .unwrap(),
+        );
+        let upath = dir.join(format!("s{round}.sock"));
+        let unix = Arc::new(
+            UnixStreamServer::bind_with(&upath, PidEcho, config.clone())
+                .await
+                .unwrap(),
+        );
+        let dpath = dir.join(format!("d{round}.sock"));
+        let udgram = Arc::new(
+            UnixDatagramServer::bind_with(&dpath, PidEcho, config.clone())
+                .await
+                .unwrap(),
+        );
+        let tasks = vec![
+            tokio::spawn({
+                let s = tcp.clone();
+                async move { s.serve_forever().await }
+            }),
+            tokio::spawn({
+                let s = tcp_b.clone();
+                async move { s.serve_forever().await }
+            }),
+            tokio::spawn({
+                let s = udp.clone();
+                async move { s.serve_forever().await }
+            }),
+            tokio::spawn({
+                let s = unix.clone();
+                async move { s.serve_forever().await }
+            }),
+            tokio::spawn({
+                let s = udgram.clone();
+                async move { s.serve_forever().await }
+            }),
+        ];
+        for a in [tcp.server_address(), tcp_b.server_address()] {
+            let r = ask_tcp(a.as_inet().unwrap(), b"x\n").await;
+            assert!(r.ends_with(" x\n"));
+        }
+        let mut us = tokio::net::UnixStream::connect(&upath).await.unwrap();
+        us.write_all(b"u\n").await.unwrap();
+        let mut buf = Vec::new();
+        us.read_to_end(&mut buf).await.unwrap();
+        assert!(buf.ends_with(b" u\n"));
+        drop(us);
+        let c = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        c.send_to(b"p", udp.server_address().as_inet().unwrap())
+            .await
+            .unwrap();
+        let mut b = [0u8; 64];
+        tokio::time::timeout(LIMIT, c.recv(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        drop(c);
+        let cpath = dir.join(format!("c{round}.sock"));
+        let c = tokio::net::UnixDatagram::bind(&cpath).unwrap();
+        c.send_to(b"p", &dpath).await.unwrap();
+        tokio::time::timeout(LIMIT, c.recv(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        drop(c);
+        std::fs::remove_file(&cpath).unwrap();
+        tcp.close().await.unwrap();
+        tcp_b.close().await.unwrap();
+        udp.close().await.unwrap();
+        unix.close().await.unwrap();
+        udgram.close().await.unwrap();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert!(!upath.exists() && !dpath.exists());
+    }
+}
+
+fn no_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        // Warm up: lazily created runtime resources (blocking pool, stdin, timers).
+        leak_round(dir.path(), 0).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let fds = open_fds();
+        for round in 1..4 {
+            leak_round(dir.path(), round).await;
+        }
+        // test_tcpserver_bind_leak: failed binds release their sockets.
+        let taken = TcpServer::bind("127.0.0.1:0", PidEcho).await.unwrap();
+        let addr = taken.server_address().as_inet().unwrap();
+        let taken_udp = UdpServer::bind("127.0.0.1:0", PidEcho).await.unwrap();
+        let udp_addr = taken_udp.server_address().as_inet().unwrap();
+        let fds_with_taken = open_fds();
+        let no_reuse = ServerConfig::new().reuse_address(false);
+        for _ in 0..200 {
+            assert!(TcpServer::bind(addr, PidEcho).await.is_err());
+            assert!(UdpServer::bind_with(udp_addr, PidEcho, no_reuse.clone())
+                .await
+                .is_err());
+        }
+        assert_eq!(open_fds(), fds_with_taken, "failed binds leaked");
+        taken_udp.close().await.unwrap();
+        taken.close().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(open_fds(), fds, "descriptors leaked");
+        wait_for("handler threads to end", || handler_threads() == 0).await;
+    });
+}

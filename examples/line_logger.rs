@@ -1,0 +1,75 @@
+//! The seed's LineReceiver logger (14.4): prints who connected, every line as it is received,
+//! and who left.
+//!
+//! ```text
+//! cargo run --example line_logger [ADDR]   # default 127.0.0.1:1234; port 0 picks one
+//! nc 127.0.0.1 1234                        # type lines; they appear on the server
+//! ```
+//!
+//! The first stderr line is `listening on HOST:PORT` (the real address). stdout gets
+//! `Got connection from HOST:PORT`, each line (without its delimiter, bytes as received,
+//! flushed at once), then `HOST:PORT disconnected`. Lines end with `\r\n` by default, like
+//! Twisted's `LineReceiver`; `LINE_DELIMITER=lf` makes `\n` the delimiter (handy with `nc`
+//! without `-C`). A line longer than 16384 bytes closes that connection. Ctrl-C shuts down
+//! gracefully.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::Write;
+
+use weft::core::{Address, DisconnectReason, Reactor};
+use weft::line::{line_factory, LineControl, LineProtocol, LineReceiver};
+
+/// The seed's `LoggingProtocol`.
+struct LineLogger {
+    peer: Address,
+}
+
+/// Writes `bytes` and a newline to stdout, flushed at once.
+fn out(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+impl LineReceiver for LineLogger {
+    fn connection_made(&mut self, _ctl: &mut LineControl<'_>) {
+        out(format!("Got connection from {}", self.peer).as_bytes());
+    }
+
+    fn line_received(&mut self, line: &[u8], _ctl: &mut LineControl<'_>) {
+        out(line);
+    }
+
+    fn connection_lost(&mut self, reason: DisconnectReason) {
+        if !reason.is_clean() {
+            tracing::info!(peer = %self.peer, %reason, "connection ended");
+        }
+        out(format!("{} disconnected", self.peer).as_bytes());
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:1234".into());
+    let lf = std::env::var("LINE_DELIMITER").is_ok_and(|d| d.eq_ignore_ascii_case("lf"));
+    let reactor = Reactor::new();
+    let port = if lf {
+        let factory = weft::core::factory_fn(|peer: &Address| {
+            Some(LineProtocol::new(LineLogger { peer: peer.clone() }).with_delimiter(&b"\n"[..]))
+        });
+        reactor.listen_tcp(addr.as_str(), factory).await?
+    } else {
+        let factory = line_factory(|peer: &Address| Some(LineLogger { peer: peer.clone() }));
+        reactor.listen_tcp(addr.as_str(), factory).await?
+    };
+    eprintln!("listening on {}", port.local_addr());
+    // After the first stderr line, so that it stays first whatever RUST_LOG says.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    reactor.run().await
+}

@@ -1,0 +1,46 @@
+//! The seed's socketserver program (14.2): a `TCPServer` with a `StreamRequestHandler` that
+//! thanks each client. Like the seed's, it is synchronous: one client at a time.
+//!
+//! ```text
+//! cargo run --example socketserver_server [ADDR]   # default 127.0.0.1:1234; port 0 picks one
+//! nc 127.0.0.1 1234                                # prints "Thank you for connecting"
+//! ```
+//!
+//! stdout gets `Got connection from HOST:PORT` per client. Ctrl-C stops it.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use weft::server::{
+    Concurrency, HandlerResult, RequestHandler, ServerConfig, StreamRequest, TcpServer,
+};
+
+/// The seed's `Handler(StreamRequestHandler)`.
+struct Handler;
+
+impl RequestHandler<StreamRequest> for Handler {
+    async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+        println!("Got connection from {}", req.client_address());
+        req.write_all(b"Thank you for connecting").await?;
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), weft::server::ServerError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:1234".into());
+    let config = ServerConfig::new().concurrency(Concurrency::Sequential);
+    let server = TcpServer::bind_with(addr.as_str(), Handler, config).await?;
+    eprintln!("listening on {}", server.server_address());
+    let handle = server.shutdown_handle();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        handle.request();
+    });
+    server.serve_forever().await?;
+    server.close().await
+}

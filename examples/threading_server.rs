@@ -1,0 +1,48 @@
+//! The seed's threading server (14.3.1): `ThreadingMixIn` + `TCPServer`, a thread per
+//! connection running a blocking `StreamRequestHandler`.
+//!
+//! ```text
+//! cargo run --example threading_server [ADDR]   # default 127.0.0.1:1234; port 0 picks one
+//! nc 127.0.0.1 1234                              # prints "Thank you for connecting"
+//! ```
+//!
+//! stdout gets `Got connection from HOST:PORT` per client. Ctrl-C stops it; closing waits
+//! for the handler threads still running (`block_on_close`).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use weft::server::{
+    Blocking, BlockingRequestHandler, BlockingStreamRequest, Concurrency, HandlerResult,
+    ServerConfig, TcpServer,
+};
+
+/// The seed's `Handler(StreamRequestHandler)`, blocking: it runs on its own thread.
+struct Handler;
+
+impl BlockingRequestHandler<BlockingStreamRequest> for Handler {
+    fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+        println!("Got connection from {}", req.client_address());
+        req.write_all(b"Thank you for connecting")?;
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), weft::server::ServerError> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:1234".into());
+    let config = ServerConfig::new().concurrency(Concurrency::threads());
+    let server = TcpServer::bind_with(addr.as_str(), Blocking(Handler), config).await?;
+    eprintln!("listening on {}", server.server_address());
+    let handle = server.shutdown_handle();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        handle.request();
+    });
+    server.serve_forever().await?;
+    server.close().await
+}

@@ -1,0 +1,241 @@
+//! The socketserver examples of seed 14.2 and 14.3.
+//!
+//! The logger loops are driven in-process with several clients sending interleaved data:
+//! `select_logger` through `weft::server::loggers`, and the mio `poll_logger` by including
+//! the example's source as a module. The server examples are run as programs when cargo
+//! has built them (`cargo test` builds every example before running tests); the check
+//! that needs them reports a skip otherwise.
+#![allow(clippy::print_stderr)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[allow(dead_code)]
+#[path = "../examples/poll_logger.rs"]
+mod poll_logger;
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A `Write` sink shared with the test.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Three clients take turns sending; `log` must show every event, in order.
+fn interleaved_clients(addr: SocketAddr, log: impl Fn() -> String) {
+    let mut clients: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let names: Vec<String> = clients
+        .iter()
+        .map(|c| c.local_addr().unwrap().to_string())
+        .collect();
+    for n in &names {
+        wait_for("connection lines", || {
+            log().contains(&format!("Got connection from {n}\n"))
+        });
+    }
+    let mut expected: Vec<String> = names
+        .iter()
+        .map(|n| format!("Got connection from {n}"))
+        .collect();
+    for round in 0..3 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            let line = format!("client{i} line{round}\n");
+            c.write_all(line.as_bytes()).unwrap();
+            // Each chunk shows up at once, before the next client sends.
+            wait_for("a data line", || log().ends_with(&line));
+            expected.push(line.trim_end().to_string());
+        }
+    }
+    for (c, n) in clients.into_iter().zip(&names) {
+        drop(c);
+        wait_for("a disconnect line", || {
+            log().ends_with(&format!("{n} disconnected\n"))
+        });
+        expected.push(format!("{n} disconnected"));
+    }
+    let log = log();
+    assert_eq!(log.lines().collect::<Vec<_>>(), expected, "log:\n{log}");
+}
+
+#[test]
+fn poll_logger_with_interleaved_clients() {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let listener = mio::net::TcpListener::from_std(std_listener);
+    let sink = Shared::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let logger = std::thread::spawn({
+        let (mut sink, stop) = (sink.clone(), stop.clone());
+        move || poll_logger::poll_logger(listener, &mut sink, &stop)
+    });
+    interleaved_clients(addr, || sink.text());
+    stop.store(true, Ordering::SeqCst);
+    logger.join().unwrap().unwrap();
+}
+
+#[test]
+fn select_logger_with_interleaved_clients() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    // The tokio sink is a pipe whose reader copies into `Shared`.
+    let (writer, mut reader) = tokio::io::duplex(1 << 16);
+    let sink = Shared::default();
+    let copier = rt.spawn({
+        let sink = sink.clone();
+        async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 4096];
+            loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sink.0.lock().unwrap().extend_from_slice(&buf[..n]),
+                }
+            }
+        }
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let logger = rt.spawn(weft::server::loggers::select_logger(
+        listener,
+        writer,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    interleaved_clients(addr, || sink.text());
+    stop_tx.send(()).unwrap();
+    drop(rt.block_on(logger).unwrap().unwrap());
+    rt.block_on(copier).unwrap();
+}
+
+/// The example binary next to this test binary (`target/<profile>/examples/NAME`).
+fn example(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.parent()?.join("examples").join(name);
+    path.exists().then_some(path)
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts an example on a free port; returns it and the address of its first stderr line.
+fn start(
+    path: &PathBuf,
+    extra: &[&str],
+) -> (Running, String, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(path)
+        .arg("127.0.0.1:0")
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let running = Running(child);
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    let addr = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first stderr line: {first:?}"))
+        .trim()
+        .to_string();
+    assert!(!addr.ends_with(":0"), "the real port: {addr}");
+    (running, addr, out)
+}
+
+#[test]
+fn server_examples_thank_each_client() {
+    for (name, extra) in [
+        ("socketserver_server", &[][..]),
+        ("threading_server", &[][..]),
+        ("forking_server", &[][..]),
+        ("forking_server", &["--pool", "2"][..]),
+    ] {
+        let Some(path) = example(name) else {
+            eprintln!(
+                "skipped: example {name} not built (run `cargo test` or `cargo build --examples`)"
+            );
+            continue;
+        };
+        let (_running, addr, mut out) = start(&path, extra);
+        for _ in 0..3 {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(LIMIT)).unwrap();
+            let me = s.local_addr().unwrap();
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).unwrap();
+            assert_eq!(reply, "Thank you for connecting", "{name}");
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            assert_eq!(line, format!("Got connection from {me}\n"), "{name}");
+        }
+    }
+}
+
+#[test]
+fn logger_examples_log_interleaved_clients() {
+    for name in ["select_logger", "poll_logger"] {
+        let Some(path) = example(name) else {
+            eprintln!("skipped: example {name} not built");
+            continue;
+        };
+        let (_running, addr, out) = start(&path, &[]);
+        let sink = Shared::default();
+        std::thread::spawn({
+            let mut sink = sink.clone();
+            let mut out = out;
+            move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = out.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.write_all(&buf[..n]).unwrap();
+                }
+            }
+        });
+        interleaved_clients(addr.parse().unwrap(), || sink.text());
+    }
+}
