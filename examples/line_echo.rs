@@ -33,9 +33,8 @@ async fn main() -> std::io::Result<()> {
         _ => b"\r\n",
     };
     let reactor = Reactor::new();
-    let factory = factory_fn(move |_: &Address| {
-        Some(LineProtocol::new(LineEcho).with_delimiter(delimiter))
-    });
+    let factory =
+        factory_fn(move |_: &Address| Some(LineProtocol::new(LineEcho).with_delimiter(delimiter)));
     let port = reactor.listen_tcp(addr.as_str(), factory).await?;
     eprintln!("listening on {}", port.local_addr());
     tracing_subscriber::fmt()

@@ -75,7 +75,12 @@ pub async fn line_echo(
     })
 }
 
-async fn line_conn(mut s: TcpStream, conn: u32, window: usize, deadline: Instant) -> io::Result<u64> {
+async fn line_conn(
+    mut s: TcpStream,
+    conn: u32,
+    window: usize,
+    deadline: Instant,
+) -> io::Result<u64> {
     let window = window as u64;
     let (mut sent, mut recv) = (0u64, 0u64);
     let mut wbuf = vec![0u8; window as usize * LINE_LEN];
@@ -173,7 +178,10 @@ pub async fn conn_rate(
                 s.write_all(&line).await?;
                 s.read_exact(&mut got).await?;
                 if got != line {
-                    return Err(bad(format!("conn-rate: wrong echo {:?}", String::from_utf8_lossy(&got))));
+                    return Err(bad(format!(
+                        "conn-rate: wrong echo {:?}",
+                        String::from_utf8_lossy(&got)
+                    )));
                 }
                 drop(s);
                 lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
@@ -212,7 +220,11 @@ fn pattern(offset: u64, out: &mut [u8]) {
 
 /// Bulk byte echo over one connection: a writer sends 64 KiB chunks for `secs`, then shuts
 /// down its side; a reader checks every byte echoed.
-pub async fn bulk(addr: SocketAddr, secs: f64, before_start: impl FnOnce()) -> io::Result<BulkResult> {
+pub async fn bulk(
+    addr: SocketAddr,
+    secs: f64,
+    before_start: impl FnOnce(),
+) -> io::Result<BulkResult> {
     const CHUNK: usize = 64 * 1024;
     let s = connect(addr).await?;
     let (mut r, mut w) = s.into_split();
@@ -245,7 +257,10 @@ pub async fn bulk(addr: SocketAddr, secs: f64, before_start: impl FnOnce()) -> i
             let m = (n - k).min(CHUNK);
             let p = ((got + k as u64) % 251) as usize;
             if buf[k..k + m] != pat[p..p + m] {
-                return Err(bad(format!("bulk: wrong byte near offset {}", got + k as u64)));
+                return Err(bad(format!(
+                    "bulk: wrong byte near offset {}",
+                    got + k as u64
+                )));
             }
             k += m;
         }

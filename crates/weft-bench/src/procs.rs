@@ -129,7 +129,10 @@ fn clock_ticks() -> f64 {
 /// utime + stime of a process from `/proc/PID/stat`, in seconds.
 pub fn cpu_secs(pid: u32) -> io::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = &stat[stat.rfind(')').ok_or_else(|| io::Error::other("bad stat"))? + 1..];
+    let after = &stat[stat
+        .rfind(')')
+        .ok_or_else(|| io::Error::other("bad stat"))?
+        + 1..];
     let f: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 of stat(5); `after` starts at field 3.
     let parse = |i: usize| -> io::Result<f64> {

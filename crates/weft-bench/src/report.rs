@@ -141,6 +141,13 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
+fn range(v: &[f64]) -> Option<(f64, f64)> {
+    (v.len() > 1).then(|| {
+        v.iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+    })
+}
+
 fn fmt_opt(v: Option<f64>, prec: usize) -> String {
     v.map_or_else(|| "–".into(), |v| format!("{v:.prec$}"))
 }
@@ -163,6 +170,8 @@ struct Target {
     weft: Option<f64>,
     reference: Option<f64>,
     ratio: Option<f64>,
+    /// Smallest and largest per-repetition ratio.
+    range: Option<(f64, f64)>,
     goal: String,
     pass: Option<bool>,
 }
@@ -203,20 +212,45 @@ impl Report {
         median(self.line_samples(si, ci).into_iter().map(f).collect())
     }
 
-    /// Median over repetitions of the per-repetition ratio a/b (servers interleaved in time,
-    /// so each ratio compares measurements taken under the same load).
-    fn line_ratio(&self, a: usize, b: usize, ci: usize, f: impl Fn(&LineSample) -> f64) -> Option<f64> {
+    /// The per-repetition ratios a/b (servers interleaved in time, so each ratio compares
+    /// measurements taken under the same load).
+    fn line_ratios(
+        &self,
+        a: usize,
+        b: usize,
+        ci: usize,
+        f: impl Fn(&LineSample) -> f64,
+    ) -> Vec<f64> {
         let xa = self.line_samples(a, ci);
         let xb = self.line_samples(b, ci);
-        median(xa.iter().zip(&xb).map(|(x, y)| f(x) / f(y)).collect())
+        xa.iter().zip(&xb).map(|(x, y)| f(x) / f(y)).collect()
+    }
+
+    /// Median of [`line_ratios`](Self::line_ratios).
+    fn line_ratio(
+        &self,
+        a: usize,
+        b: usize,
+        ci: usize,
+        f: impl Fn(&LineSample) -> f64,
+    ) -> Option<f64> {
+        median(self.line_ratios(a, b, ci, f))
     }
 
     fn rate_samples(&self, si: usize) -> Vec<&RateSample> {
-        self.rate.iter().filter(|(s, _)| *s == si).map(|(_, x)| x).collect()
+        self.rate
+            .iter()
+            .filter(|(s, _)| *s == si)
+            .map(|(_, x)| x)
+            .collect()
     }
 
     fn bulk_samples(&self, si: usize) -> Vec<&BulkSample> {
-        self.bulk.iter().filter(|(s, _)| *s == si).map(|(_, x)| x).collect()
+        self.bulk
+            .iter()
+            .filter(|(s, _)| *s == si)
+            .map(|(_, x)| x)
+            .collect()
     }
 
     fn cfg_name(&self, ci: usize) -> String {
@@ -242,8 +276,10 @@ impl Report {
             if self.line_samples(w, ci).is_empty() {
                 continue;
             }
-            let ratio = self.line_ratio(w, r, ci, |s| s.lines_per_s);
+            let rs = self.line_ratios(w, r, ci, |s| s.lines_per_s);
+            let ratio = median(rs.clone());
             t.push(Target {
+                range: range(&rs),
                 what: format!("line echo lines/s, {}", self.cfg_name(ci)),
                 weft: self.line_median(w, ci, |s| s.lines_per_s),
                 reference: self.line_median(r, ci, |s| s.lines_per_s),
@@ -256,8 +292,10 @@ impl Report {
             if self.line_samples(w, ci).is_empty() {
                 continue;
             }
-            let ratio = self.line_ratio(w, r, ci, |s| s.cpu_us_per_line);
+            let rs = self.line_ratios(w, r, ci, |s| s.cpu_us_per_line);
+            let ratio = median(rs.clone());
             t.push(Target {
+                range: range(&rs),
                 what: format!("server CPU µs/line, {}", self.cfg_name(ci)),
                 weft: self.line_median(w, ci, |s| s.cpu_us_per_line),
                 reference: self.line_median(r, ci, |s| s.cpu_us_per_line),
@@ -268,13 +306,14 @@ impl Report {
         }
         let (rw, rr) = (self.rate_samples(w), self.rate_samples(r));
         if !rw.is_empty() {
-            let ratio = median(
-                rw.iter()
-                    .zip(&rr)
-                    .map(|(a, b)| a.conns_per_s / b.conns_per_s)
-                    .collect(),
-            );
+            let rs: Vec<f64> = rw
+                .iter()
+                .zip(&rr)
+                .map(|(a, b)| a.conns_per_s / b.conns_per_s)
+                .collect();
+            let ratio = median(rs.clone());
             t.push(Target {
+                range: range(&rs),
                 what: "connection rate, conns/s".into(),
                 weft: median(rw.iter().map(|s| s.conns_per_s).collect()),
                 reference: median(rr.iter().map(|s| s.conns_per_s).collect()),
@@ -283,7 +322,10 @@ impl Report {
                 pass: ratio.map(|x| x >= 0.9),
             });
         }
-        for (role, rrole) in [(Role::WeftLine, Role::RefLine), (Role::WeftEcho, Role::RefEcho)] {
+        for (role, rrole) in [
+            (Role::WeftLine, Role::RefLine),
+            (Role::WeftEcho, Role::RefEcho),
+        ] {
             let Some(si) = self.sut(role) else { continue };
             let Some((_, s)) = self.idle.iter().find(|(i, _)| *i == si) else {
                 continue;
@@ -301,6 +343,7 @@ impl Report {
                 weft: Some(worst),
                 reference,
                 ratio: None,
+                range: None,
                 goal: "≤ 1.5 KiB".into(),
                 pass: Some(worst <= 1.5),
             });
@@ -315,9 +358,12 @@ impl Report {
         let _ = writeln!(o, "# weft load benchmark\n");
         let _ = writeln!(
             o,
-            "Generated by `cargo run --release -p weft-bench -- run --write docs/benchmarks.md` \
-             (`just bench`) on **{}**; the whole run took {:.0} s.\n",
-            m.date, self.total_secs
+            "Generated by `cargo run --release -p weft-bench -- {}` on **{}**; the measurements \
+             took {:.0} s (`just bench` runs `cargo run --release -p weft-bench -- run --write \
+             docs/benchmarks.md`).\n",
+            std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+            m.date,
+            self.total_secs
         );
         let _ = writeln!(o, "| Machine | |\n|---|---|");
         let _ = writeln!(o, "| CPU | {} |", m.cpu);
@@ -342,12 +388,17 @@ impl Report {
         let _ = writeln!(
             o,
             "Ratios are weft ÷ the hand-written tokio reference, measured in the same run: the \
-             median over repetitions of the per-repetition ratio.\n"
+             median over repetitions of the per-repetition ratio (in brackets the smallest and \
+             largest per-repetition ratio).\n"
         );
         let _ = writeln!(o, "| Target | weft | reference | ratio | goal | result |");
         let _ = writeln!(o, "|---|---:|---:|---:|---|---|");
         for t in self.targets() {
-            let prec = if t.what.contains("CPU") || t.what.contains("KiB") { 3 } else { 0 };
+            let prec = if t.what.contains("CPU") || t.what.contains("KiB") {
+                3
+            } else {
+                0
+            };
             let fmt = |v: Option<f64>| {
                 if prec == 0 {
                     v.map_or_else(|| "–".into(), fmt_int)
@@ -361,7 +412,11 @@ impl Report {
                 t.what,
                 fmt(t.weft),
                 fmt(t.reference),
-                t.ratio.map_or_else(|| "–".into(), |r| format!("{r:.3}×")),
+                match (t.ratio, t.range) {
+                    (Some(r), Some((lo, hi))) => format!("{r:.3}× ({lo:.2}–{hi:.2})"),
+                    (Some(r), None) => format!("{r:.3}×"),
+                    _ => "–".into(),
+                },
                 t.goal,
                 match t.pass {
                     Some(true) => "**PASS**",
@@ -418,7 +473,12 @@ impl Report {
                         fmt_opt(self.line_median(si, ci, |x| x.cpu_us_per_line), 3),
                         ratio(|x| x.lines_per_s),
                         ratio(|x| x.cpu_us_per_line),
-                        fmt_int(self.line_samples(si, ci).iter().map(|x| x.lines as f64).sum()),
+                        fmt_int(
+                            self.line_samples(si, ci)
+                                .iter()
+                                .map(|x| x.lines as f64)
+                                .sum()
+                        ),
                     );
                 }
             }
@@ -501,7 +561,12 @@ impl Report {
                 let ratio = r
                     .map(|r| self.bulk_samples(r))
                     .and_then(|rv| {
-                        median(v.iter().zip(&rv).map(|(a, b)| a.mb_per_s / b.mb_per_s).collect())
+                        median(
+                            v.iter()
+                                .zip(&rv)
+                                .map(|(a, b)| a.mb_per_s / b.mb_per_s)
+                                .collect(),
+                        )
                     })
                     .map_or_else(|| "–".into(), |x| format!("{x:.3}×"));
                 let _ = writeln!(
@@ -521,13 +586,18 @@ impl Report {
                 .cmd
                 .args
                 .iter()
-                .map(|a| if a.contains('\n') { "<twisted_line_echo.py>".into() } else { a.clone() })
+                .map(|a| {
+                    if a.contains('\n') {
+                        "<twisted_line_echo.py>".into()
+                    } else {
+                        a.clone()
+                    }
+                })
                 .collect();
-            let prog = s
-                .cmd
-                .program
-                .file_name()
-                .map_or_else(|| s.cmd.program.display().to_string(), |f| f.to_string_lossy().into());
+            let prog = s.cmd.program.file_name().map_or_else(
+                || s.cmd.program.display().to_string(),
+                |f| f.to_string_lossy().into(),
+            );
             let _ = writeln!(o, "- **{}**: `{} {}`", s.name, prog, args.join(" "));
         }
         let _ = writeln!(

@@ -130,7 +130,7 @@ fn self_cmd(sub: &str, workers: usize) -> ServerCmd {
     }
 }
 
-fn weft_cmd(bin: &PathBuf, line: bool) -> ServerCmd {
+fn weft_cmd(bin: &std::path::Path, line: bool) -> ServerCmd {
     let mut args: Vec<String> = vec!["serve".into()];
     if line {
         args.extend(["line-echo".into(), "--delimiter".into(), "lf".into()]);
@@ -139,7 +139,7 @@ fn weft_cmd(bin: &PathBuf, line: bool) -> ServerCmd {
     }
     args.extend(["--listen".into(), "tcp:0:interface=127.0.0.1".into()]);
     ServerCmd {
-        program: bin.clone(),
+        program: bin.to_path_buf(),
         args,
     }
 }
@@ -163,7 +163,11 @@ fn probe(cmd: &ServerCmd, rt: &tokio::runtime::Runtime) -> io::Result<()> {
 }
 
 /// Picks the servers under test; returns them and notes for the report.
-fn servers(opts: &RunOpts, rt: &tokio::runtime::Runtime, workers: usize) -> (Vec<Sut>, Vec<String>) {
+fn servers(
+    opts: &RunOpts,
+    rt: &tokio::runtime::Runtime,
+    workers: usize,
+) -> (Vec<Sut>, Vec<String>) {
     let mut notes = Vec::new();
     let mut weft_bin = opts.weft_bin.clone();
     if weft_bin.is_none() && !opts.standin {
@@ -179,7 +183,9 @@ fn servers(opts: &RunOpts, rt: &tokio::runtime::Runtime, workers: usize) -> (Vec
                 Err(e) => log(format!("cannot run cargo: {e}")),
             }
         }
-        weft_bin = crate::exe_dir().map(|d| d.join("weft")).filter(|p| p.exists());
+        weft_bin = crate::exe_dir()
+            .map(|d| d.join("weft"))
+            .filter(|p| p.exists());
     }
     let mut weft_line = None;
     let mut weft_echo = None;
@@ -326,6 +332,7 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
         .build()?;
     let machine = Machine::detect();
     let (suts, mut notes) = servers(&opts, &rt, workers);
+    let t0 = Instant::now();
     let modes: Vec<&str> = opts.modes.split(',').map(str::trim).collect();
     let mut rep = Report::new(machine, opts.clone(), workers, suts.clone());
     rep.load_before = procs::loadavg();
@@ -392,7 +399,11 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
                         let sample = report::LineSample::new(res, cpu);
                         log(format!(
                             "rep {r} line {}x{} {}: {:.0} lines/s, {:.3} us CPU/line",
-                            cfg.conns, cfg.window, s.name, sample.lines_per_s, sample.cpu_us_per_line
+                            cfg.conns,
+                            cfg.window,
+                            s.name,
+                            sample.lines_per_s,
+                            sample.cpu_us_per_line
                         ));
                         rep.line.push((si, ci, sample));
                     }
@@ -474,7 +485,7 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
 
     rep.load_after = procs::loadavg();
     rep.notes = notes;
-    rep.total_secs = elapsed_s();
+    rep.total_secs = t0.elapsed().as_secs_f64();
     let md = rep.markdown();
     println!("{md}");
     if let Some(path) = &opts.write {

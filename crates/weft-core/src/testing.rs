@@ -83,9 +83,9 @@ impl<P: Protocol> MemoryTransport<P> {
         Self { conn }
     }
 
-    /// Delivers `data` to `data_received` (if the connection is open and reading is not
-    /// paused; otherwise the bytes are dropped, as a paused socket would not read them yet —
-    /// check [`is_reading_paused`](Transport::is_reading_paused) first to model that).
+    /// Delivers `data` to `data_received` (ignored once the connection is closing or lost).
+    /// It is delivered even while reading is paused — a test can check
+    /// [`is_reading_paused`](Transport::is_reading_paused) first to model a paused socket.
     ///
     /// See the [module docs](self) for an example.
     pub fn feed(&mut self, data: &[u8]) {

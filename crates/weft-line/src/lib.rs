@@ -40,6 +40,20 @@
 //! }
 //! ```
 //!
+//! # Design notes
+//!
+//! * Protocol callbacks get lines as `&[u8]`: weft-core hands `data_received` a slice of a
+//!   per-thread read buffer, so a line inside one read is passed on as a sub-slice (no copy,
+//!   no allocation). Handing out `Bytes` would cost a copy of every read into a
+//!   reference-counted buffer. Only a partial line at the end of a read is copied, into a
+//!   buffer allocated at that moment and released (or kept, if small) once it empties.
+//! * The codecs own their read buffer, so they hand out `Bytes` split off it, again without
+//!   a copy per line.
+//! * One incremental scanner (it remembers where the search stopped) serves the codec and
+//!   both line protocols: parsing is linear whatever the read sizes (Twisted's
+//!   LineReceiver is quadratic on big reads, its issue 6357).
+//! * Mode switches, handed-back data and pausing run in a loop, never recursively.
+//!
 //! Protocols are tested without sockets through
 //! [`MemoryTransport`](weft_core::testing::MemoryTransport):
 //!

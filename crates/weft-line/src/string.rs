@@ -220,6 +220,7 @@ pub struct StringControl<'a> {
     t: &'a mut Transport,
     write: fn(&mut Transport, &[u8]),
     max_length: usize,
+    paused: &'a mut bool,
 }
 
 impl fmt::Debug for StringControl<'_> {
@@ -279,6 +280,47 @@ impl StringControl<'_> {
     pub fn max_length(&self) -> usize {
         self.max_length
     }
+
+    /// Stops delivering strings (even the ones already received) and stops reading from
+    /// the peer, until [`resume_producing`](Self::resume_producing) (Twisted's
+    /// `IntNStringReceiver` is pausable the same way).
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{Int8Protocol, StringControl, StringReceiver};
+    ///
+    /// #[derive(Default)]
+    /// struct OneAtATime(Vec<Vec<u8>>);
+    /// impl StringReceiver for OneAtATime {
+    ///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+    ///         self.0.push(s.to_vec());
+    ///         ctl.pause_producing();
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(Int8Protocol::new(OneAtATime::default()));
+    /// conn.feed(b"\x01a\x01b");
+    /// assert_eq!(conn.protocol().receiver().0.len(), 1);
+    /// conn.with(|p, t| p.with_control(t, |_, ctl| ctl.resume_producing()));
+    /// assert_eq!(conn.protocol().receiver().0.len(), 2);
+    /// ```
+    pub fn pause_producing(&mut self) {
+        *self.paused = true;
+        self.t.pause_producing();
+    }
+
+    /// Resumes after [`pause_producing`](Self::pause_producing): strings already received
+    /// are delivered as soon as the current callback returns.
+    ///
+    /// See [`pause_producing`](Self::pause_producing).
+    pub fn resume_producing(&mut self) {
+        *self.paused = false;
+        self.t.resume_producing();
+    }
+
+    /// True while delivery is paused.
+    pub fn is_paused(&self) -> bool {
+        *self.paused
+    }
 }
 
 /// Runs a [`StringReceiver`] with the framing `F` as a weft [`Protocol`]. Use the aliases
@@ -287,13 +329,23 @@ impl StringControl<'_> {
 /// Strings inside one read are delivered straight from the read buffer; a string split
 /// across reads is gathered in a buffer allocated for it (bounded by the maximum length,
 /// which is checked on the header first) and released once delivered.
+///
+/// While paused, input is kept unparsed and delivered on resume; a resume made through a
+/// [`TransportHandle`](weft_core::TransportHandle) is noticed by a short timer armed only
+/// while paused with input pending.
 pub struct StringProtocol<R, F: Framing> {
     receiver: R,
     framing: F,
     body: Option<usize>,
+    /// The frame being gathered across reads.
     buf: BytesMut,
+    /// Input not parsed yet because delivery is paused.
+    pending: BytesMut,
     max_length: usize,
     broken: bool,
+    paused: bool,
+    poll: Option<TimerId>,
+    poll_round: u32,
 }
 
 /// Netstrings (Twisted's `NetstringReceiver`).
@@ -321,6 +373,8 @@ impl<R: fmt::Debug, F: Framing + fmt::Debug> fmt::Debug for StringProtocol<R, F>
             .field("buffered", &self.buf.len())
             .field("max_length", &self.max_length)
             .field("broken", &self.broken)
+            .field("paused", &self.paused)
+            .field("pending", &self.pending.len())
             .finish()
     }
 }
@@ -335,8 +389,12 @@ impl<R: StringReceiver, F: Framing> StringProtocol<R, F> {
             framing: F::default(),
             body: None,
             buf: BytesMut::new(),
+            pending: BytesMut::new(),
             max_length: F::clamp(R::MAX_LENGTH),
             broken: false,
+            paused: false,
+            poll: None,
+            poll_round: 0,
         }
     }
 
@@ -382,33 +440,66 @@ impl<R: StringReceiver, F: Framing> StringProtocol<R, F> {
         t: &mut Transport,
         f: impl FnOnce(&mut R, &mut StringControl<'_>) -> T,
     ) -> T {
+        let r = self.call(t, f);
+        self.resume_pending(t);
+        r
+    }
+
+    /// True while delivery is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Runs one receiver callback.
+    fn call<T>(
+        &mut self,
+        t: &mut Transport,
+        f: impl FnOnce(&mut R, &mut StringControl<'_>) -> T,
+    ) -> T {
         let mut ctl = StringControl {
             t,
             write: F::write,
             max_length: self.max_length,
+            paused: &mut self.paused,
         };
         f(&mut self.receiver, &mut ctl)
     }
 
-    fn fail(&mut self, err: FrameError, t: &mut Transport) {
-        self.broken = true;
-        self.buf = BytesMut::new();
-        match err {
-            FrameError::TooLong { length, .. } => {
-                self.with_control(t, |r, c| r.length_limit_exceeded(length, c))
+    /// Delivers input held while paused, once resumed; arms or cancels the timer that
+    /// notices a resume made through a handle.
+    fn resume_pending(&mut self, t: &mut Transport) {
+        if !self.paused && !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            self.parse(&pending, t);
+        }
+        if self.paused && !self.pending.is_empty() && !self.broken && !t.is_closing() {
+            if self.poll.is_none() {
+                let ms = 1u64 << self.poll_round.min(6);
+                self.poll_round += 1;
+                self.poll = Some(t.call_later(std::time::Duration::from_millis(ms)));
             }
-            err => self.with_control(t, |r, c| r.framing_error(err, c)),
+        } else {
+            if let Some(id) = self.poll.take() {
+                t.cancel_timer(id);
+            }
+            self.poll_round = 0;
         }
     }
-}
 
-impl<R: StringReceiver, F: Framing> Protocol for StringProtocol<R, F> {
-    fn connection_made(&mut self, t: &mut Transport) {
-        self.with_control(t, |r, c| r.connection_made(c));
+    /// A resume made directly on the transport (or through a handle) also resumes delivery.
+    fn sync_pause(&mut self, t: &Transport) {
+        if self.paused && !t.is_reading_paused() {
+            self.paused = false;
+        }
     }
 
-    fn data_received(&mut self, mut data: &[u8], t: &mut Transport) {
+    /// Parses `data` until it is used up, delivery is paused, or the stream is broken.
+    fn parse(&mut self, mut data: &[u8], t: &mut Transport) {
         while !self.broken && !t.is_closing() {
+            if self.paused {
+                self.pending.extend_from_slice(data);
+                return;
+            }
             let len = match self.body {
                 Some(len) => len,
                 None => {
@@ -435,7 +526,7 @@ impl<R: StringReceiver, F: Framing> Protocol for StringProtocol<R, F> {
                 if let Err(e) = F::check_trailer(&frame[len..]) {
                     return self.fail(e, t);
                 }
-                self.with_control(t, |r, c| r.string_received(&frame[..len], c));
+                self.call(t, |r, c| r.string_received(&frame[..len], c));
             } else {
                 let take = (need - self.buf.len()).min(data.len());
                 self.buf.extend_from_slice(&data[..take]);
@@ -448,7 +539,7 @@ impl<R: StringReceiver, F: Framing> Protocol for StringProtocol<R, F> {
                 if let Err(e) = F::check_trailer(&frame[len..]) {
                     return self.fail(e, t);
                 }
-                self.with_control(t, |r, c| r.string_received(&frame[..len], c));
+                self.call(t, |r, c| r.string_received(&frame[..len], c));
                 if frame.capacity() <= KEEP_CAPACITY && self.buf.capacity() == 0 {
                     frame.clear();
                     self.buf = frame;
@@ -457,12 +548,44 @@ impl<R: StringReceiver, F: Framing> Protocol for StringProtocol<R, F> {
         }
     }
 
+    fn fail(&mut self, err: FrameError, t: &mut Transport) {
+        self.broken = true;
+        self.buf = BytesMut::new();
+        match err {
+            FrameError::TooLong { length, .. } => {
+                self.call(t, |r, c| r.length_limit_exceeded(length, c))
+            }
+            err => self.call(t, |r, c| r.framing_error(err, c)),
+        }
+    }
+}
+
+impl<R: StringReceiver, F: Framing> Protocol for StringProtocol<R, F> {
+    fn connection_made(&mut self, t: &mut Transport) {
+        self.with_control(t, |r, c| r.connection_made(c));
+    }
+
+    fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+        self.sync_pause(t);
+        if self.broken || t.is_closing() {
+            return;
+        }
+        if self.paused || !self.pending.is_empty() {
+            self.pending.extend_from_slice(data);
+        } else {
+            self.parse(data, t);
+        }
+        self.resume_pending(t);
+    }
+
     fn eof_received(&mut self, t: &mut Transport) -> bool {
         self.with_control(t, |r, c| r.eof_received(c))
     }
 
     fn connection_lost(&mut self, reason: DisconnectReason) {
         self.buf = BytesMut::new();
+        self.pending = BytesMut::new();
+        self.poll = None;
         self.receiver.connection_lost(reason);
     }
 
@@ -475,6 +598,12 @@ impl<R: StringReceiver, F: Framing> Protocol for StringProtocol<R, F> {
     }
 
     fn timer_fired(&mut self, timer: TimerId, t: &mut Transport) {
+        if self.poll == Some(timer) {
+            self.poll = None;
+            self.sync_pause(t);
+            self.resume_pending(t);
+            return;
+        }
         self.with_control(t, |r, c| r.timer_fired(timer, c));
     }
 }

@@ -342,7 +342,29 @@ impl Executor {
 
 fn report(hooks: &dyn Hooks, client: &Address, result: HandlerResult) {
     if let Err(e) = result {
-        hooks.error(client, &e);
+        let reported = std::panic::catch_unwind(AssertUnwindSafe(|| hooks.error(client, &e)));
+        if reported.is_err() {
+            tracing::error!(%client, error = %e, "handle_error panicked while reporting this error");
+        }
+    }
+}
+
+/// `verify_request`, with a panic counting as a refusal reported to `handle_error`
+/// (Python sends exceptions of `verify_request` to `handle_error` too).
+pub(crate) fn verify(hooks: &dyn Hooks, client: &Address, info: &ServerInfo) -> bool {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| hooks.verify(client, info))) {
+        Ok(ok) => ok,
+        Err(p) => {
+            report(hooks, client, Err(panic_error(p)));
+            false
+        }
+    }
+}
+
+/// `handle_timeout`, whose panic is logged and does not stop the server.
+pub(crate) fn timeout(hooks: &dyn Hooks, info: &ServerInfo) {
+    if std::panic::catch_unwind(AssertUnwindSafe(|| hooks.timeout(info))).is_err() {
+        tracing::error!(server = %info.address, "handle_timeout panicked");
     }
 }
 

@@ -164,6 +164,16 @@ impl Children {
     }
 }
 
+/// Runs a server-side hook (`verify_request`, `handle_timeout`) in the serving
+/// process: a panic there is logged and yields `fallback` instead of unwinding out of
+/// the serve loop.
+fn guard_hook<T>(f: impl FnOnce() -> T, fallback: T) -> T {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        tracing::error!("a server hook panicked");
+        fallback
+    })
+}
+
 /// The exit status of a child: 0, or 1 after reporting an error to `handle_error`.
 fn child_status<R: Send + 'static, H: BlockingRequestHandler<R>>(
     handler: &H,
@@ -353,7 +363,7 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
                 ) =>
             {
                 if call_timeout {
-                    self.handler.handle_timeout(&self.info);
+                    guard_hook(|| self.handler.handle_timeout(&self.info), ());
                 }
                 self.collect_children(false);
                 return Ok(false);
@@ -367,7 +377,7 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
         let client = match &conn {
             StdConn::Tcp(_, a) | StdConn::Unix(_, a) => a.clone(),
         };
-        if !self.handler.verify_request(&client, &self.info) {
+        if !guard_hook(|| self.handler.verify_request(&client, &self.info), false) {
             tracing::debug!(%client, "request refused by verify_request");
             return Ok(true);
         }
@@ -616,7 +626,7 @@ impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
                 ) =>
             {
                 if call_timeout {
-                    self.handler.handle_timeout(&self.info);
+                    guard_hook(|| self.handler.handle_timeout(&self.info), ());
                 }
                 self.children.collect(false);
                 return Ok(false);
@@ -628,7 +638,7 @@ impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
             }
         };
         buf.truncate(n);
-        if !self.handler.verify_request(&client, &self.info) {
+        if !guard_hook(|| self.handler.verify_request(&client, &self.info), false) {
             tracing::debug!(%client, "datagram refused by verify_request");
             return Ok(true);
         }

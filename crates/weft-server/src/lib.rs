@@ -19,6 +19,16 @@
 //! `Tasks` (the default: a tokio task per request). [`loggers::select_logger`] is the
 //! seed's select-loop logger.
 //!
+//! Which handler flavour runs where:
+//!
+//! | concurrency | async [`RequestHandler`] | [`Blocking`] handler |
+//! |---|---|---|
+//! | `Sequential` | awaited in the serving loop | on tokio's blocking pool, one at a time |
+//! | `Tasks { limit }` | a tokio task each | a `spawn_blocking` each |
+//! | `Threads { limit }` | a thread each, with a current-thread runtime | a thread each |
+//! | `Processes(pool)` | tasks in each worker process | `spawn_blocking` in each worker |
+//! | [`fork`] servers | — | a forked child each (single-threaded program only) |
+//!
 //! The seed's server, shortest form:
 //!
 //! ```no_run

@@ -256,7 +256,7 @@ impl BlockingStreamRequest {
             client,
             server,
             shutdown: Some(Box::new(move || {
-                let _ = c.shutdown(std::net::Shutdown::Both);
+                let _ = c.shutdown(std::net::Shutdown::Write);
             })),
         })
     }
@@ -277,7 +277,7 @@ impl BlockingStreamRequest {
             client,
             server,
             shutdown: Some(Box::new(move || {
-                let _ = c.shutdown(std::net::Shutdown::Both);
+                let _ = c.shutdown(std::net::Shutdown::Write);
             })),
         })
     }

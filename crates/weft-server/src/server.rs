@@ -12,7 +12,8 @@ use tokio::net::ToSocketAddrs;
 use crate::addr::Address;
 use crate::config::{Concurrency, ServerConfig};
 use crate::dispatch::{
-    Conn, DatagramService, DgramDispatch, DgramSender, Executor, StreamDispatch, StreamService,
+    self, Conn, DatagramService, DgramDispatch, DgramSender, Executor, StreamDispatch,
+    StreamService,
 };
 use crate::error::ServerError;
 use crate::handler::Hooks;
@@ -344,7 +345,7 @@ impl<K, H> StreamServer<K, H> {
         client: Address,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) {
-        if !self.dispatch.verify(&client, &self.core.info) {
+        if !dispatch::verify(&*self.hooks, &client, &self.core.info) {
             tracing::debug!(%client, "request refused by verify_request");
             return;
         }
@@ -405,7 +406,7 @@ impl<K, H> StreamServer<K, H> {
             Some(t) => match tokio::time::timeout(t, listener.accept()).await {
                 Ok(r) => r,
                 Err(_) => {
-                    self.dispatch.timeout(&self.core.info);
+                    dispatch::timeout(&*self.hooks, &self.core.info);
                     return Ok(());
                 }
             },
@@ -484,6 +485,40 @@ impl DgramSocket {
 /// A datagram server over UDP or Unix datagram sockets; use the aliases
 /// [`UdpServer`] and [`UnixDatagramServer`]. Each datagram is one request
 /// ([`crate::DatagramRequest`]); the life cycle is that of [`StreamServer`].
+///
+/// ```
+/// use std::io::Read;
+/// use weft_server::{DatagramRequest, HandlerResult, RequestHandler, UdpServer};
+///
+/// struct Upper;
+/// impl RequestHandler<DatagramRequest> for Upper {
+///     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+///         let mut text = String::new();
+///         req.rfile.read_to_string(&mut text)?;
+///         req.wfile.extend_from_slice(text.to_uppercase().as_bytes());
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = std::sync::Arc::new(UdpServer::bind("127.0.0.1:0", Upper).await?);
+/// let addr = server.server_address().as_inet().unwrap();
+/// let serving = tokio::spawn({
+///     let server = server.clone();
+///     async move { server.serve_forever().await }
+/// });
+///
+/// let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+/// client.send_to(b"hello", addr).await?;
+/// let mut buf = [0u8; 16];
+/// let n = client.recv(&mut buf).await?;
+/// assert_eq!(&buf[..n], b"HELLO");
+///
+/// server.close().await?; // stops serve_forever, releases the socket
+/// serving.await??;
+/// # Ok(()) }
+/// ```
 pub struct DatagramServer<K, H> {
     core: Core,
     socket: Mutex<Option<Arc<DgramSocket>>>,
@@ -632,7 +667,7 @@ impl<K, H> DatagramServer<K, H> {
         client: Address,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) {
-        if !self.dispatch.verify(&client, &self.core.info) {
+        if !dispatch::verify(&*self.hooks, &client, &self.core.info) {
             tracing::debug!(%client, "datagram refused by verify_request");
             return;
         }
@@ -692,7 +727,7 @@ impl<K, H> DatagramServer<K, H> {
             Some(t) => match tokio::time::timeout(t, socket.recv_from(&mut buf)).await {
                 Ok(r) => r,
                 Err(_) => {
-                    self.dispatch.timeout(&self.core.info);
+                    dispatch::timeout(&*self.hooks, &self.core.info);
                     return Ok(());
                 }
             },

@@ -22,6 +22,28 @@ pub(crate) struct State {
 /// As in Python, `shutdown().await` from inside a handler of a `Sequential` server would
 /// wait for itself (the loop is waiting for that handler): use [`request`](Self::request)
 /// there.
+///
+/// ```
+/// use weft_server::{Blocking, Concurrency, ServerConfig, TcpServer};
+/// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+/// # struct Quiet;
+/// # impl BlockingRequestHandler<BlockingStreamRequest> for Quiet {
+/// #     fn handle(&self, _req: &mut BlockingStreamRequest) -> HandlerResult { Ok(()) }
+/// # }
+///
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), weft_server::ServerError> {
+/// let config = ServerConfig::new().concurrency(Concurrency::threads());
+/// let server = TcpServer::bind_with("127.0.0.1:0", Blocking(Quiet), config).await?;
+/// let handle = server.shutdown_handle();
+///
+/// // Python's test_shutdown: stop the server from a plain thread.
+/// let stopper = std::thread::spawn(move || handle.shutdown_blocking());
+/// server.serve_forever().await?; // returns once the thread asked
+/// stopper.join().unwrap();
+/// server.close().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     tx: Arc<watch::Sender<State>>,

@@ -11,8 +11,8 @@ use crate::{chunk_sizes, close_error, fed};
 
 /// Twisted's `LineTester`: delimiter `\n`, MAX_LENGTH 64.
 #[derive(Default, Debug)]
-struct LineTester {
-    received: Vec<Vec<u8>>,
+pub(crate) struct LineTester {
+    pub(crate) received: Vec<Vec<u8>>,
     length: usize,
 }
 
@@ -594,4 +594,91 @@ fn idle_connection_holds_no_buffer_and_big_buffers_are_freed() {
     assert_eq!(conn.protocol().receiver().0, [b"abc".to_vec()]);
     let reason = conn.finish(DisconnectReason::ConnectionDone);
     assert!(reason.is_clean());
+}
+
+#[test]
+fn lines_inside_one_read_are_not_copied() {
+    #[derive(Default)]
+    struct Ptrs(Vec<usize>);
+    impl LineReceiver for Ptrs {
+        fn line_received(&mut self, line: &[u8], _: &mut LineControl<'_>) {
+            self.0.push(line.as_ptr() as usize);
+        }
+    }
+    let mut conn = MemoryTransport::new(LineProtocol::new(Ptrs::default()));
+    conn.feed(b"par");
+    let read = b"tial\r\nfirst\r\nsecond\r\ntail";
+    conn.feed(read);
+    let base = read.as_ptr() as usize;
+    let ptrs = &conn.protocol().receiver().0;
+    assert_eq!(ptrs.len(), 3);
+    // The split line was gathered in the buffer; the next two point into the read itself.
+    assert!(!(base..base + read.len()).contains(&ptrs[0]));
+    assert_eq!(ptrs[1], base + 6);
+    assert_eq!(ptrs[2], base + 13);
+    assert_eq!(conn.protocol().buffered(), 4);
+}
+
+#[test]
+fn a_big_read_of_small_lines_is_linear() {
+    // 200k lines in one read: quadratic buffering (Twisted's #6357) would take minutes.
+    let input = b"abcd\r\n".repeat(200_000);
+    let start = std::time::Instant::now();
+    let mut conn = MemoryTransport::new(LineProtocol::new(Plain::default()));
+    conn.feed(&input);
+    assert_eq!(conn.protocol().receiver().0.len(), 200_000);
+    assert!(start.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn raw_mode_switched_from_outside_delivers_the_pending_tail() {
+    #[derive(Default)]
+    struct Raw(Vec<Vec<u8>>);
+    impl LineReceiver for Raw {
+        fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
+        fn raw_data_received(&mut self, data: &[u8], _: &mut LineControl<'_>) {
+            self.0.push(data.to_vec());
+        }
+    }
+    let mut conn = MemoryTransport::new(LineProtocol::new(Raw::default()));
+    conn.feed(b"line\r\npart");
+    conn.with(|p, t| p.with_control(t, |_, ctl| ctl.set_raw_mode()));
+    assert_eq!(conn.protocol().receiver().0, [b"part".to_vec()]);
+    conn.feed(b"more");
+    assert_eq!(
+        conn.protocol().receiver().0,
+        [b"part".to_vec(), b"more".to_vec()]
+    );
+    // And back, handing bytes in from outside a callback: parsed at once.
+    conn.with(|p, t| p.with_control(t, |_, ctl| ctl.set_line_mode(b"x\r\ny")));
+    assert_eq!(conn.protocol().buffered(), 1);
+}
+
+#[test]
+fn default_raw_data_received_drops_and_eof_closes() {
+    struct NoRaw;
+    impl LineReceiver for NoRaw {
+        fn line_received(&mut self, _: &[u8], ctl: &mut LineControl<'_>) {
+            ctl.set_raw_mode();
+        }
+    }
+    let mut conn = MemoryTransport::new(LineProtocol::new(NoRaw));
+    conn.feed(b"go\r\nraw bytes");
+    assert_eq!(conn.protocol().buffered(), 0);
+    assert!(!conn.is_closing());
+    conn.feed_eof();
+    assert!(conn.is_closing());
+}
+
+#[test]
+fn pause_timer_is_cancelled_on_resume() {
+    let mut conn = MemoryTransport::new(LineProtocol::new(Consuming));
+    conn.feed(b"a\r\nb\r\n");
+    assert_eq!(conn.transport().pending_timers(), 1);
+    conn.with(|p, t| p.resume_producing(t));
+    // "b" was delivered (pausing again) and nothing is pending: no timer left.
+    assert_eq!(conn.transport().pending_timers(), 0);
+    conn.with(|p, t| p.resume_producing(t));
+    assert_eq!(conn.transport().pending_timers(), 0);
+    assert_eq!(conn.written(), b"ab");
 }

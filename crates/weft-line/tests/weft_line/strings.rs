@@ -309,3 +309,64 @@ fn int8_illegal_delivers_the_two_empty_strings_first() {
     );
     assert_eq!(conn.protocol().receiver().exceeded, [97]);
 }
+
+/// Pauses after every string; resumed by a zero timer (Twisted's `test_pausing` shape).
+#[derive(Default)]
+struct PauseEach(Vec<Vec<u8>>);
+impl StringReceiver for PauseEach {
+    fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+        self.0.push(s.to_vec());
+        ctl.pause_producing();
+        ctl.call_later(std::time::Duration::ZERO);
+    }
+    fn timer_fired(&mut self, _: weft_core::TimerId, ctl: &mut StringControl<'_>) {
+        ctl.resume_producing();
+    }
+}
+
+#[test]
+fn intn_pausing_every_chunk_size() {
+    let wire = b"\x00\x03one\x00\x03two\x00\x00\x00\x05three";
+    for size in chunk_sizes(wire) {
+        let mut conn = fed(Int16Protocol::new(PauseEach::default()), wire, size);
+        let mut rounds = 0;
+        while conn.protocol().receiver().0.len() < 4 && rounds < 10 {
+            assert!(conn.protocol().is_paused());
+            conn.fire_due_timers();
+            rounds += 1;
+        }
+        assert_eq!(
+            conn.protocol().receiver().0,
+            [
+                b"one".to_vec(),
+                b"two".to_vec(),
+                Vec::new(),
+                b"three".to_vec()
+            ],
+            "size {size}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn netstring_resume_through_a_handle() {
+    #[derive(Default)]
+    struct PauseFirst(Vec<Vec<u8>>);
+    impl StringReceiver for PauseFirst {
+        fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+            self.0.push(s.to_vec());
+            if self.0.len() == 1 {
+                ctl.pause_producing();
+            }
+        }
+    }
+    let mut conn = MemoryTransport::new(NetstringProtocol::new(PauseFirst::default()));
+    conn.feed(b"1:a,1:b,1:c,");
+    assert_eq!(conn.protocol().receiver().0.len(), 1);
+    let handle = conn.transport_mut().handle();
+    handle.resume_producing().expect("open");
+    conn.run_pending();
+    conn.advance(std::time::Duration::from_millis(100)).await;
+    assert_eq!(conn.protocol().receiver().0.len(), 3);
+    assert_eq!(conn.transport().pending_timers(), 0);
+}

@@ -514,3 +514,51 @@ async fn datagram_reply_only_when_wfile_is_written() {
     server.close().await.unwrap();
     bounded(serving).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn panicking_hooks_do_not_stop_the_server() {
+    #[derive(Clone, Default)]
+    struct Flaky {
+        verified: Arc<AtomicUsize>,
+        errors: Arc<Mutex<Vec<String>>>,
+    }
+    impl RequestHandler<StreamRequest> for Flaky {
+        async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+            let line = req.read_line().await?;
+            req.write_all(&line).await?;
+            Ok(())
+        }
+        fn verify_request(&self, _c: &Address, _s: &ServerInfo) -> bool {
+            if self.verified.fetch_add(1, Ordering::SeqCst) == 0 {
+                panic!("verify panic");
+            }
+            true
+        }
+        fn handle_error(&self, _c: &Address, e: &HandlerError) {
+            self.errors.lock().unwrap().push(e.to_string());
+        }
+        fn handle_timeout(&self, _s: &ServerInfo) {
+            panic!("timeout panic");
+        }
+    }
+    let h = Flaky::default();
+    let config = ServerConfig::new()
+        .concurrency(Concurrency::Sequential)
+        .timeout(Duration::from_millis(20));
+    let server = Arc::new(
+        TcpServer::bind_with("127.0.0.1:0", h.clone(), config)
+            .await
+            .unwrap(),
+    );
+    let addr = server.server_address().as_inet().unwrap();
+    // handle_timeout panics: handle_request still returns.
+    server.handle_request().await.unwrap();
+    let s2 = server.clone();
+    let serving = tokio::spawn(async move { s2.serve_forever().await });
+    // verify_request panics for the first client: refused and reported.
+    assert_eq!(send(addr, b"first\n").await, b"");
+    assert_eq!(send(addr, b"second\n").await, b"second\n");
+    assert!(h.errors.lock().unwrap()[0].contains("verify panic"));
+    server.close().await.unwrap();
+    bounded(serving).await.unwrap().unwrap();
+}
