@@ -33,6 +33,7 @@ async fn main() -> std::io::Result<()> {
         _ => b"\r\n",
     };
     let reactor = Reactor::new();
+    reactor.handle_signals()?; // a Ctrl-C from now on is a clean shutdown
     let factory =
         factory_fn(move |_: &Address| Some(LineProtocol::new(LineEcho).with_delimiter(delimiter)));
     let port = reactor.listen_tcp(addr.as_str(), factory).await?;

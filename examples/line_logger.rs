@@ -56,6 +56,7 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:1234".into());
     let lf = std::env::var("LINE_DELIMITER").is_ok_and(|d| d.eq_ignore_ascii_case("lf"));
     let reactor = Reactor::new();
+    reactor.handle_signals()?; // a Ctrl-C from now on is a clean shutdown
     let port = if lf {
         let factory = weft::core::factory_fn(|peer: &Address| {
             Some(LineProtocol::new(LineLogger { peer: peer.clone() }).with_delimiter(&b"\n"[..]))
