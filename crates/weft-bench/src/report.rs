@@ -625,8 +625,10 @@ impl Report {
             "The client is one current-thread tokio runtime in the bench process, so client and \
              server share the machine's cores; lines/s and conns/s therefore depend on the \
              client too and on other load (see the load average above), while server CPU per \
-             line is the server's own cost. Each measurement runs {} s; numbers within a few \
-             per cent of each other are within noise on a busy machine.",
+             line is the server's own cost. Each measurement runs {} s. On a 2-core machine \
+             shared with other work the per-repetition ratios spread widely (see the brackets \
+             in the targets table): a target whose range straddles the goal is not reliably \
+             met, whatever its median says; rerun with more `--reps` on an idle machine.",
             self.opts.secs
         );
         o

@@ -2,7 +2,7 @@
 
 use clap::{Args, ValueEnum};
 use tokio::signal::unix::{signal, SignalKind};
-use weft_core::{factory_fn, Address, Protocol, Reactor, ServerEndpoint};
+use weft_core::{factory_fn, Address, ListeningPort, Reactor, ServerEndpoint};
 use weft_line::LineProtocol;
 
 use crate::exit::{self, Failure};
@@ -90,25 +90,60 @@ fn parse_server_endpoint(s: &str) -> Result<ServerEndpoint, String> {
     Ok(ep)
 }
 
-/// Builds the protocol for one connection.
-fn build(args: &LineOptions, name: ProtocolName, peer: &Address) -> Box<dyn Protocol> {
+/// Wraps a line receiver in the framing options.
+fn framed<R: weft_line::LineReceiver>(receiver: R, opts: LineOptions) -> LineProtocol<R> {
+    LineProtocol::new(receiver)
+        .with_delimiter(opts.delimiter)
+        .with_max_length(opts.max_length)
+}
+
+/// Listens with the protocol `name`. Each arm has its own concrete factory, so a connection
+/// holds its protocol inline, not behind a `Box<dyn Protocol>` (less memory per connection).
+async fn listen(
+    reactor: &Reactor,
+    ep: &ServerEndpoint,
+    opts: LineOptions,
+    name: ProtocolName,
+) -> std::io::Result<ListeningPort> {
     match name {
-        ProtocolName::Logger => Box::new(wire::Logger::new(peer.clone())),
-        ProtocolName::LineLogger => Box::new(
-            LineProtocol::new(wire::LineLogger::new(peer.clone()))
-                .with_delimiter(args.delimiter)
-                .with_max_length(args.max_length),
-        ),
-        ProtocolName::Echo => Box::new(wire::Echo),
-        ProtocolName::LineEcho => Box::new(
-            LineProtocol::new(wire::LineEcho)
-                .with_delimiter(args.delimiter)
-                .with_max_length(args.max_length),
-        ),
-        ProtocolName::Discard => Box::new(wire::Discard),
-        ProtocolName::Daytime => Box::new(wire::Daytime),
-        ProtocolName::Chargen => Box::new(wire::Chargen::default()),
-        ProtocolName::Qotd => Box::new(wire::Qotd),
+        ProtocolName::Logger => {
+            let f = factory_fn(|peer: &Address| Some(wire::Logger::new(peer.clone())));
+            reactor.listen_endpoint(ep, f).await
+        }
+        ProtocolName::LineLogger => {
+            let f = factory_fn(move |peer: &Address| {
+                Some(framed(wire::LineLogger::new(peer.clone()), opts))
+            });
+            reactor.listen_endpoint(ep, f).await
+        }
+        ProtocolName::Echo => {
+            reactor
+                .listen_endpoint(ep, factory_fn(|_: &Address| Some(wire::Echo)))
+                .await
+        }
+        ProtocolName::LineEcho => {
+            let f = factory_fn(move |_: &Address| Some(framed(wire::LineEcho, opts)));
+            reactor.listen_endpoint(ep, f).await
+        }
+        ProtocolName::Discard => {
+            reactor
+                .listen_endpoint(ep, factory_fn(|_: &Address| Some(wire::Discard)))
+                .await
+        }
+        ProtocolName::Daytime => {
+            reactor
+                .listen_endpoint(ep, factory_fn(|_: &Address| Some(wire::Daytime)))
+                .await
+        }
+        ProtocolName::Chargen => {
+            let f = factory_fn(|_: &Address| Some(wire::Chargen::default()));
+            reactor.listen_endpoint(ep, f).await
+        }
+        ProtocolName::Qotd => {
+            reactor
+                .listen_endpoint(ep, factory_fn(|_: &Address| Some(wire::Qotd)))
+                .await
+        }
     }
 }
 
@@ -142,9 +177,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         }
     };
     let reactor = Reactor::new();
-    let factory = factory_fn(move |peer: &Address| Some(build(&opts, name, peer)));
-    let port = reactor
-        .listen_endpoint(&args.listen, factory)
+    let port = listen(&reactor, &args.listen, opts, name)
         .await
         .map_err(|e| listen_failure(&args.listen, &e))?;
     crate::log::open_gate(Some(&format!("listening on {}", port.local_addr())));

@@ -140,6 +140,8 @@ pub trait ClientFactory: Factory {
 
 /// A [`Factory`] (and [`ClientFactory`] with no-op hooks) from a closure; made by
 /// [`factory_fn`].
+///
+/// See [`factory_fn`] for an example.
 pub struct FnFactory<F> {
     f: F,
 }
@@ -305,6 +307,12 @@ impl Backoff {
     }
 
     /// The first delay.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let mut b = weft_core::Backoff::new().jitter(0.0).initial_delay(Duration::from_millis(250));
+    /// assert_eq!(b.next_delay(), Some(Duration::from_millis(250)));
+    /// ```
     pub fn initial_delay(mut self, d: Duration) -> Self {
         self.initial = d.as_secs_f64();
         self.delay = self.initial;
@@ -312,48 +320,88 @@ impl Backoff {
     }
 
     /// No delay is ever longer than this.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let mut b = weft_core::Backoff::new().max_delay(Duration::from_secs(2));
+    /// assert!((0..10).filter_map(|_| b.next_delay()).all(|d| d <= Duration::from_secs(2)));
+    /// ```
     pub fn max_delay(mut self, d: Duration) -> Self {
         self.max = d.as_secs_f64();
         self
     }
 
     /// Each delay is the previous one times this factor (before jitter).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let mut b = weft_core::Backoff::new().jitter(0.0).factor(2.0);
+    /// let d: Vec<_> = (0..3).filter_map(|_| b.next_delay()).collect();
+    /// assert_eq!(d, [Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)]);
+    /// ```
     pub fn factor(mut self, f: f64) -> Self {
         self.factor = f;
         self
     }
 
     /// Relative standard deviation of the random jitter (0 for none).
+    ///
+    /// ```
+    /// let mut b = weft_core::Backoff::new().jitter(0.0);
+    /// assert_eq!(b.next_delay(), Some(std::time::Duration::from_secs(1)));
+    /// ```
     pub fn jitter(mut self, j: f64) -> Self {
         self.jitter = j.max(0.0);
         self
     }
 
     /// Give up after this many retries (`None`: never).
+    ///
+    /// ```
+    /// let mut b = weft_core::Backoff::new().max_retries(Some(1));
+    /// assert!(b.next_delay().is_some());
+    /// assert!(b.next_delay().is_none());
+    /// ```
     pub fn max_retries(mut self, n: Option<u32>) -> Self {
         self.max_retries = n;
         self
     }
 
     /// Seeds the jitter's random generator (for reproducible tests).
+    ///
+    /// ```
+    /// let mut a = weft_core::Backoff::new().seed(7);
+    /// let mut b = weft_core::Backoff::new().seed(7);
+    /// assert_eq!(a.next_delay(), b.next_delay());
+    /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.rng = seed | 1;
         self
     }
 
     /// Retries made since the last reset.
+    ///
+    /// ```
+    /// let mut b = weft_core::Backoff::new();
+    /// b.next_delay();
+    /// assert_eq!(b.retries(), 1);
+    /// ```
     pub fn retries(&self) -> u32 {
         self.retries
     }
 
     /// Back to the initial delay and no retries counted (Twisted's `resetDelay`, to call after
     /// a successful connection).
+    ///
+    /// See [`Backoff`] for an example.
     pub fn reset_delay(&mut self) {
         self.delay = self.initial;
         self.retries = 0;
     }
 
     /// The delay before the next attempt, or `None` once `max_retries` is used up.
+    ///
+    /// See [`Backoff`] for an example.
     pub fn next_delay(&mut self) -> Option<Duration> {
         self.retries += 1;
         if self.max_retries.is_some_and(|m| self.retries > m) {

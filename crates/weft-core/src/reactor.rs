@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::driver::{drive, RawStream, Signals};
+use crate::driver::{Driver, Hub, RawStream};
 use crate::endpoint::{ClientEndpoint, ServerEndpoint};
 use crate::factory::FactoryUse;
 use crate::protocol::Conn;
@@ -24,7 +24,12 @@ use crate::{
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Default time connections get to drain at shutdown before they are aborted.
+/// Default time connections get to drain at shutdown before they are aborted (5 s); see
+/// [`Reactor::set_drain_timeout`].
+///
+/// ```
+/// assert_eq!(weft_core::DEFAULT_DRAIN_TIMEOUT.as_secs(), 5);
+/// ```
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options for a listening TCP port.
@@ -58,16 +63,22 @@ impl Default for ListenOptions {
 
 impl ListenOptions {
     /// Sets the listen backlog.
+    ///
+    /// See [`ListenOptions`] for an example.
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.backlog = backlog;
         self
     }
     /// Sets TCP_NODELAY on accepted connections.
+    ///
+    /// See [`ListenOptions`] for an example.
     pub fn nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
         self
     }
     /// Sets SO_REUSEADDR on the listening socket.
+    ///
+    /// See [`ListenOptions`] for an example.
     pub fn reuse_address(mut self, on: bool) -> Self {
         self.reuse_address = on;
         self
@@ -75,7 +86,10 @@ impl ListenOptions {
 }
 
 struct Inner {
-    signals: Signals,
+    /// Stops accept loops, UDP ports and pending calls.
+    shutdown: CancellationToken,
+    /// Tells connections to close, then to abort.
+    hub: Arc<Hub>,
     stop: CancellationToken,
     tracker: TaskTracker,
     drain: Mutex<Duration>,
@@ -125,7 +139,7 @@ pub struct Reactor {
 impl fmt::Debug for Reactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reactor")
-            .field("stopping", &self.inner.signals.shutdown.is_cancelled())
+            .field("stopping", &self.inner.shutdown.is_cancelled())
             .field("tasks", &self.inner.tracker.len())
             .finish()
     }
@@ -144,10 +158,8 @@ impl Reactor {
     pub fn new() -> Self {
         Self {
             inner: Arc::new(Inner {
-                signals: Signals {
-                    shutdown: CancellationToken::new(),
-                    force: CancellationToken::new(),
-                },
+                shutdown: CancellationToken::new(),
+                hub: Arc::new(Hub::default()),
                 stop: CancellationToken::new(),
                 tracker: TaskTracker::new(),
                 drain: Mutex::new(DEFAULT_DRAIN_TIMEOUT),
@@ -427,11 +439,8 @@ impl Reactor {
         let mut transport = Transport::new(id, peer, host);
         let handle = with_handle.then(|| transport.handle());
         let conn = Conn::new(protocol, transport);
-        let signals = self.inner.signals.clone();
-        let task = self
-            .inner
-            .tracker
-            .spawn(drive(stream, conn, signals).instrument(span));
+        let driver = Driver::new(stream, conn, self.inner.hub.clone());
+        let task = self.inner.tracker.spawn(driver.instrument(span));
         Some((task, handle))
     }
 
@@ -639,7 +648,7 @@ impl Reactor {
         let (stop2, reset2) = (stop.clone(), reset.clone());
         let task = self.inner.tracker.spawn(async move {
             let mut backoff = backoff;
-            let shutdown = reactor.inner.signals.shutdown.clone();
+            let shutdown = reactor.inner.shutdown.clone();
             loop {
                 let attempt = tokio::select! {
                     _ = stop2.cancelled() => return,
@@ -690,7 +699,7 @@ impl Reactor {
     }
 
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {
-        &self.inner.signals.shutdown
+        &self.inner.shutdown
     }
 
     /// Calls `f` after `delay` on the runtime (Twisted's `callLater`); cancel it with the
@@ -716,7 +725,7 @@ impl Reactor {
     pub fn call_later(&self, delay: Duration, f: impl FnOnce() + Send + 'static) -> DelayedCall {
         let cancel = CancellationToken::new();
         let c = cancel.clone();
-        let shutdown = self.inner.signals.shutdown.clone();
+        let shutdown = self.inner.shutdown.clone();
         let task = self.inner.tracker.spawn(async move {
             tokio::select! {
                 _ = c.cancelled() => {}
@@ -803,7 +812,8 @@ impl Reactor {
     pub async fn shutdown(&self) {
         let drain = *self.inner.drain.lock().unwrap_or_else(|e| e.into_inner());
         self.inner.stop.cancel();
-        self.inner.signals.shutdown.cancel();
+        self.inner.shutdown.cancel();
+        self.inner.hub.trigger(true);
         self.inner.tracker.close();
         if tokio::time::timeout(drain, self.inner.tracker.wait())
             .await
@@ -813,13 +823,33 @@ impl Reactor {
                 left = self.inner.tracker.len(),
                 "drain timeout; aborting connections"
             );
-            self.inner.signals.force.cancel();
+            self.inner.hub.trigger(false);
             self.inner.tracker.wait().await;
         }
     }
 }
 
 /// An established client connection (from [`Reactor::connect_tcp`] and friends).
+///
+/// ```
+/// # use weft_core::{factory_fn, Protocol, Reactor, Transport};
+/// # use std::time::Duration;
+/// # struct Quiet;
+/// # impl Protocol for Quiet { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let reactor = Reactor::new();
+/// let conn = reactor
+///     .connect_tcp(listener.local_addr()?, factory_fn(|_| Some(Quiet)), Duration::from_secs(5))
+///     .await?;
+/// assert_eq!(conn.peer().as_inet(), Some(listener.local_addr()?));
+/// assert!(conn.host().as_inet().is_some());
+/// conn.handle().write("written from outside the protocol").expect("open");
+/// conn.handle().lose_connection().expect("open");
+/// assert!(conn.closed().await.is_clean());
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Connection {
     handle: TransportHandle,
@@ -830,14 +860,20 @@ pub struct Connection {
 
 impl Connection {
     /// A handle to write to and close the connection.
+    ///
+    /// See [`Connection`] for an example.
     pub fn handle(&self) -> &TransportHandle {
         &self.handle
     }
     /// The remote address.
+    ///
+    /// See [`Connection`] for an example.
     pub fn peer(&self) -> &Address {
         &self.peer
     }
     /// The local address.
+    ///
+    /// See [`Connection`] for an example.
     pub fn host(&self) -> &Address {
         &self.host
     }
@@ -852,6 +888,8 @@ impl Connection {
 }
 
 /// A reconnecting client (from [`Reactor::connect_tcp_reconnecting`]).
+///
+/// See [`Reactor::connect_tcp_reconnecting`] for an example.
 #[derive(Debug)]
 pub struct Reconnector {
     stop: CancellationToken,
@@ -861,10 +899,27 @@ pub struct Reconnector {
 
 impl Reconnector {
     /// Stops reconnecting (Twisted's `stopTrying`); a live connection stays up.
+    ///
+    /// ```
+    /// # use weft_core::{factory_fn, Backoff, Protocol, Reactor, Transport};
+    /// # use std::time::Duration;
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let r = Reactor::new().connect_tcp_reconnecting(
+    ///     "127.0.0.1:1", factory_fn(|_| Some(P)), Backoff::new(), Duration::from_secs(1));
+    /// r.reset_delay();
+    /// r.stop_trying();
+    /// r.finished().await; // returns at once: no more attempts
+    /// # }
+    /// ```
     pub fn stop_trying(&self) {
         self.stop.cancel();
     }
     /// Resets the delay to the initial delay before the next retry (Twisted's `resetDelay`).
+    ///
+    /// See [`stop_trying`](Self::stop_trying) for an example.
     pub fn reset_delay(&self) {
         self.reset.store(true, Ordering::Relaxed);
     }
@@ -877,6 +932,8 @@ impl Reconnector {
 }
 
 /// A pending [`Reactor::call_later`].
+///
+/// See [`Reactor::call_later`] and [`DelayedCall::cancel`] for examples.
 #[derive(Debug)]
 pub struct DelayedCall {
     cancel: CancellationToken,
@@ -905,6 +962,8 @@ impl DelayedCall {
 }
 
 /// A listening port (from [`Reactor::listen_tcp`] and friends).
+///
+/// See [`Reactor::listen_unix`] for an example.
 #[derive(Debug)]
 pub struct ListeningPort {
     local: Address,
@@ -994,7 +1053,7 @@ async fn accept_loop<A: Acceptor, F: Factory>(
     use_: &FactoryUse<F>,
 ) {
     let host = acceptor.local();
-    let shutdown = reactor.inner.signals.shutdown.clone();
+    let shutdown = reactor.inner.shutdown.clone();
     loop {
         let accepted = tokio::select! {
             biased;

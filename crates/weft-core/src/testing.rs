@@ -41,6 +41,31 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 48);
 /// What the protocol writes accumulates until you [`take_written`](Self::take_written) it
 /// (which is the "peer reading"): so a test can play a slow reader by not taking it, and see
 /// `pause_writing` once the buffer passes the high water mark.
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_core::{Protocol, Transport};
+///
+/// #[derive(Default)]
+/// struct Chatty { paused: bool }
+/// impl Protocol for Chatty {
+///     fn connection_made(&mut self, t: &mut Transport) {
+///         t.set_write_buffer_limits(8, 2);
+///     }
+///     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+///         t.write(data);
+///     }
+///     fn pause_writing(&mut self, _: &mut Transport) { self.paused = true }
+///     fn resume_writing(&mut self, _: &mut Transport) { self.paused = false }
+/// }
+///
+/// let mut conn = MemoryTransport::new(Chatty::default());
+/// conn.feed(b"more than eight bytes");   // nobody reads: above the high mark
+/// assert!(conn.protocol().paused);
+/// assert!(conn.transport().is_reading_paused());
+/// conn.take_written();                    // the peer reads everything
+/// assert!(!conn.protocol().paused);
+/// ```
 pub struct MemoryTransport<P: Protocol> {
     conn: Conn<P>,
 }
@@ -116,6 +141,15 @@ impl<P: Protocol> MemoryTransport<P> {
     }
 
     /// Everything written and not yet taken.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.transport_mut().write("abc");
+    /// assert_eq!(conn.written(), b"abc");
+    /// ```
     pub fn written(&self) -> &[u8] {
         &self.conn.transport.wbuf
     }
@@ -133,16 +167,37 @@ impl<P: Protocol> MemoryTransport<P> {
 
     /// True once the protocol asked to close (`lose_connection`, `close_with_error`,
     /// `abort_connection`, or a panic).
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// assert!(!conn.is_closing());
+    /// conn.transport_mut().lose_connection();
+    /// assert!(conn.is_closing() && !conn.is_aborted());
+    /// ```
     pub fn is_closing(&self) -> bool {
         self.conn.transport.closing.is_some()
     }
 
     /// True once the protocol aborted (or panicked).
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.transport_mut().abort_connection();
+    /// assert!(conn.is_aborted());
+    /// ```
     pub fn is_aborted(&self) -> bool {
         matches!(self.conn.transport.closing, Some(Closing::Abort))
     }
 
     /// True once the protocol called [`Transport::write_eof`].
+    ///
+    /// See [`Transport::write_eof`] for an example.
     pub fn eof_written(&self) -> bool {
         self.conn.transport.eof_requested
     }
@@ -189,6 +244,15 @@ impl<P: Protocol> MemoryTransport<P> {
     }
 
     /// True once `connection_lost` has been called.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.lose(weft_core::DisconnectReason::Reset);
+    /// assert!(conn.is_lost());
+    /// ```
     pub fn is_lost(&self) -> bool {
         self.conn.is_lost()
     }
@@ -231,7 +295,10 @@ impl<P: Protocol> MemoryTransport<P> {
         self.fire_due_timers();
     }
 
-    /// Fires every timer due at tokio's current time.
+    /// Fires every timer due at tokio's current time (for a test that moves the clock itself,
+    /// e.g. with `tokio::time::advance`).
+    ///
+    /// See [`advance`](Self::advance) for an example of timers in tests.
     pub fn fire_due_timers(&mut self) {
         if !self.conn.is_lost() {
             self.conn.fire_due_timers(tokio::time::Instant::now());
@@ -240,21 +307,35 @@ impl<P: Protocol> MemoryTransport<P> {
     }
 
     /// The protocol.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let conn = MemoryTransport::new(P);
+    /// let _p: &P = conn.protocol();
+    /// ```
     pub fn protocol(&self) -> &P {
         &self.conn.protocol
     }
 
     /// The protocol, mutably.
+    ///
+    /// See [`Protocol`] for an example that inspects the protocol's state.
     pub fn protocol_mut(&mut self) -> &mut P {
         &mut self.conn.protocol
     }
 
     /// The transport the protocol writes to.
+    ///
+    /// See [`Transport::peer`] for an example.
     pub fn transport(&self) -> &Transport {
         &self.conn.transport
     }
 
     /// The transport, mutably (to act as the protocol would).
+    ///
+    /// See [`Transport::pause_producing`] for an example.
     pub fn transport_mut(&mut self) -> &mut Transport {
         &mut self.conn.transport
     }
@@ -277,6 +358,14 @@ impl<P: Protocol> MemoryTransport<P> {
     }
 
     /// Gives the protocol back (without calling `connection_lost`).
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let conn = MemoryTransport::new(P);
+    /// let _p: P = conn.into_protocol();
+    /// ```
     pub fn into_protocol(self) -> P {
         self.conn.protocol
     }

@@ -13,8 +13,14 @@ use tokio::time::Instant;
 use crate::{Address, DisconnectReason};
 
 /// Default high water mark of the outgoing buffer (asyncio's default): 64 KiB.
+///
+/// ```
+/// assert_eq!(weft_core::DEFAULT_HIGH_WATER, 4 * weft_core::DEFAULT_LOW_WATER);
+/// ```
 pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
 /// Default low water mark of the outgoing buffer: a quarter of the high mark.
+///
+/// See [`DEFAULT_HIGH_WATER`] for an example.
 pub const DEFAULT_LOW_WATER: usize = DEFAULT_HIGH_WATER / 4;
 
 /// How a close was asked for.

@@ -57,7 +57,24 @@ pub trait DatagramProtocol: Send + 'static {
     fn stop_protocol(&mut self) {}
 }
 
-/// Sends datagrams from a [`DatagramProtocol`]'s socket.
+/// Sends datagrams from a [`DatagramProtocol`]'s socket; handed to its callbacks.
+///
+/// ```
+/// use weft_core::{DatagramProtocol, DatagramTransport};
+/// use std::net::SocketAddr;
+///
+/// /// Answers each datagram with its length, and stops after "quit".
+/// struct Sizer;
+/// impl DatagramProtocol for Sizer {
+///     fn datagram_received(&mut self, data: &[u8], from: SocketAddr, t: &mut DatagramTransport<'_>) {
+///         if data == b"quit" {
+///             t.stop_listening();
+///         } else {
+///             let _ = t.write_to(data.len().to_string().as_bytes(), from);
+///         }
+///     }
+/// }
+/// ```
 pub struct DatagramTransport<'a> {
     socket: &'a UdpSocket,
     stop: bool,
@@ -87,17 +104,48 @@ impl DatagramTransport<'_> {
     ///
     /// # Errors
     /// The socket's `getsockname` error.
+    ///
+    /// ```
+    /// # use weft_core::{DatagramProtocol, DatagramTransport};
+    /// # use std::net::SocketAddr;
+    /// struct WhereAmI;
+    /// impl DatagramProtocol for WhereAmI {
+    ///     fn start_protocol(&mut self, t: &mut DatagramTransport<'_>) {
+    ///         if let Ok(addr) = t.local_addr() {
+    ///             tracing::info!(%addr, "receiving");
+    ///         }
+    ///     }
+    ///     fn datagram_received(&mut self, _: &[u8], _: SocketAddr, _: &mut DatagramTransport<'_>) {}
+    /// }
+    /// ```
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.local_addr()
     }
 
-    /// Stops listening after this callback.
+    /// Stops listening after this callback (`stop_protocol` follows).
+    ///
+    /// See [`DatagramTransport`] for an example.
     pub fn stop_listening(&mut self) {
         self.stop = true;
     }
 }
 
 /// A listening UDP socket (from [`Reactor::listen_udp`]).
+///
+/// ```
+/// # use weft_core::{DatagramProtocol, DatagramTransport, Reactor};
+/// # use std::net::SocketAddr;
+/// # struct Sink;
+/// # impl DatagramProtocol for Sink {
+/// #     fn datagram_received(&mut self, _: &[u8], _: SocketAddr, _: &mut DatagramTransport<'_>) {}
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let port = Reactor::new().listen_udp("127.0.0.1:0", Sink).await?;
+/// assert_ne!(port.local_addr().port(), 0);
+/// port.stop_listening().await; // stop_protocol has run when this returns
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct UdpPort {
     local: SocketAddr,
@@ -106,11 +154,15 @@ pub struct UdpPort {
 }
 
 impl UdpPort {
-    /// The address actually bound.
+    /// The address actually bound (the real port when 0 was asked for).
+    ///
+    /// See [`UdpPort`] for an example.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
     /// Stops receiving, calls `stop_protocol`, and waits until the socket is closed.
+    ///
+    /// See [`UdpPort`] for an example.
     pub async fn stop_listening(self) {
         self.stop.cancel();
         let _ = self.task.await;

@@ -80,15 +80,25 @@ impl UriPrefix {
 /// the default realm (`None`), then the entry added first. URLs compare scheme, host and port
 /// (a missing port is the scheme's default); a URI given without a scheme matches any scheme.
 ///
+/// # Examples
+///
 /// ```
-/// use weft_fetch::{PasswordManager, Url};
+/// use weft_fetch::{Opener, PasswordManager, Url};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut pm = PasswordManager::new();
 /// pm.add(Some("Some Realm"), "http://example.com/", "joe", "password");
 /// pm.add(Some("Some Realm"), "http://example.com/ni", "ni", "ni");
-/// let u = Url::parse("http://example.com/ni/x").unwrap();
+/// let u = Url::parse("http://example.com/ni/x")?;
 /// assert_eq!(pm.find(Some("Some Realm"), &u), Some(("ni", "ni")));
-/// let other = Url::parse("http://example.org/").unwrap();
+/// let other = Url::parse("http://example.org/")?;
 /// assert_eq!(pm.find(Some("Some Realm"), &other), None);
+///
+/// // Hand it to an opener, which answers 401 challenges with it.
+/// let opener = Opener::builder().password_manager(pm).build()?;
+/// # drop(opener);
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct PasswordManager {
@@ -97,11 +107,43 @@ pub struct PasswordManager {
 
 impl PasswordManager {
     /// An empty manager.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let pm = weft_fetch::PasswordManager::new();
+    /// assert!(pm.is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds credentials for `realm` (`None` = any realm) under the URL prefix `uri`.
+    ///
+    /// `uri` is a URL (`https://host[:port]/path`) or, matching any scheme,
+    /// `host[:port][/path]`. A path prefix matches whole segments: `/ni` covers `/ni` and
+    /// `/ni/x`, not `/nix`. An unparsable `uri` is ignored with a warning.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{PasswordManager, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut pm = PasswordManager::new();
+    /// pm.add(None, "example.com:8080/api", "svc", "k3y");
+    /// pm.add(Some("Admin"), "https://example.com/admin/", "root", "r00t");
+    ///
+    /// let api = Url::parse("http://example.com:8080/api/v1")?;
+    /// assert_eq!(pm.find(Some("any realm"), &api), Some(("svc", "k3y")));
+    /// let nope = Url::parse("http://example.com:8080/apiary")?;
+    /// assert_eq!(pm.find(None, &nope), None);
+    /// let admin = Url::parse("https://example.com/admin/users")?;
+    /// assert_eq!(pm.find(Some("Admin"), &admin), Some(("root", "r00t")));
+    /// assert_eq!(pm.find(Some("Other"), &admin), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add(&mut self, realm: Option<&str>, uri: &str, user: &str, password: &str) {
         match UriPrefix::parse(uri) {
             Some(prefix) => self.entries.push(Entry {
@@ -116,6 +158,22 @@ impl PasswordManager {
 
     /// Adds credentials for any realm and any URL. They are only used for the host of the
     /// original request, never after a redirect to another host (curl's `-u`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{PasswordManager, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut pm = PasswordManager::new();
+    /// pm.add_default("joe", "s3cret");
+    /// assert!(!pm.is_empty());
+    /// // Not tied to a URL, so `find` does not return them; the opener uses them for the
+    /// // host it was asked to open.
+    /// assert_eq!(pm.find(None, &Url::parse("http://example.com/")?), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add_default(&mut self, user: &str, password: &str) {
         self.entries.push(Entry {
             realm: None,
@@ -127,6 +185,27 @@ impl PasswordManager {
 
     /// Finds credentials for `realm` at `url` (entries without a URL prefix are not included:
     /// see [`add_default`](Self::add_default)).
+    ///
+    /// The longest matching path prefix wins, then an exact realm over the default one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{PasswordManager, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut pm = PasswordManager::new();
+    /// pm.add(None, "http://example.com/", "anyone", "a");
+    /// pm.add(Some("Staff"), "http://example.com/", "staff", "s");
+    /// let url = Url::parse("http://example.com/index.html")?;
+    /// assert_eq!(pm.find(Some("Staff"), &url), Some(("staff", "s")));
+    /// assert_eq!(pm.find(Some("Guests"), &url), Some(("anyone", "a")));
+    /// // Another port is another site.
+    /// let other = Url::parse("http://example.com:8080/index.html")?;
+    /// assert_eq!(pm.find(Some("Staff"), &other), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn find(&self, realm: Option<&str>, url: &Url) -> Option<(&str, &str)> {
         self.lookup(realm, url, false)
     }
@@ -161,6 +240,15 @@ impl PasswordManager {
     }
 
     /// True when nothing was added.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut pm = weft_fetch::PasswordManager::new();
+    /// assert!(pm.is_empty());
+    /// pm.add(None, "http://example.com/", "joe", "pw");
+    /// assert!(!pm.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -8,6 +8,25 @@ use crate::header::{HeaderMap, HeaderValue, SET_COOKIE};
 use crate::{Error, Url};
 
 /// One cookie.
+///
+/// # Examples
+///
+/// ```
+/// use weft_fetch::{CookieJar, Url};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let jar = CookieJar::new();
+/// let url = Url::parse("https://www.example.com/shop/cart")?;
+/// jar.set_cookie_str("sid=abc; Domain=example.com; Secure; HttpOnly", &url);
+/// let cookie = &jar.cookies()[0];
+/// assert_eq!((cookie.name.as_str(), cookie.value.as_str()), ("sid", "abc"));
+/// assert_eq!(cookie.domain, "example.com");
+/// assert!(cookie.include_subdomains && cookie.secure && cookie.http_only);
+/// assert_eq!(cookie.path, "/shop"); // the default path: the URL's directory
+/// assert_eq!(cookie.expires, None); // a session cookie
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Cookie {
@@ -80,18 +99,24 @@ fn now() -> u64 {
 
 /// A thread-safe cookie store shared by every request of an [`Opener`](crate::Opener).
 ///
+/// # Examples
+///
 /// ```
 /// use weft_fetch::{CookieJar, Url};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let jar = CookieJar::new();
-/// let url = Url::parse("http://example.com/a/b").unwrap();
+/// let url = Url::parse("http://example.com/a/b")?;
 /// jar.set_cookie_str("id=42; Path=/; Max-Age=3600", &url);
 /// jar.set_cookie_str("s=1; Path=/", &url);
 /// assert_eq!(jar.cookie_header(&url).as_deref(), Some("id=42; s=1"));
-/// let dir = tempfile::tempdir().unwrap();
+/// let dir = tempfile::tempdir()?;
 /// let file = dir.path().join("cookies.txt");
-/// jar.save(&file).unwrap();
-/// let again = CookieJar::load(&file).unwrap();
+/// jar.save(&file)?;
+/// let again = CookieJar::load(&file)?;
 /// assert_eq!(again.cookie_header(&url).as_deref(), Some("id=42; s=1"));
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Default)]
 pub struct CookieJar {
@@ -100,12 +125,51 @@ pub struct CookieJar {
 
 impl CookieJar {
     /// An empty jar.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let jar = weft_fetch::CookieJar::new();
+    /// assert!(jar.cookies().is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Loads a Netscape `cookies.txt` file (an expiry of `0` means a session cookie; lines
     /// starting with `#HttpOnly_` are HttpOnly cookies; other `#` lines are comments).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be read, [`Error::CookieFile`] (with the line
+    /// number) when a line is malformed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{CookieJar, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("cookies.txt");
+    /// std::fs::write(
+    ///     &path,
+    ///     "# Netscape HTTP Cookie File\n\
+    ///      .example.com\tTRUE\t/\tFALSE\t0\tsession\tabc\n\
+    ///      #HttpOnly_example.com\tFALSE\t/app\tFALSE\t4102444800\ttoken\txyz\n",
+    /// )?;
+    /// let jar = CookieJar::load(&path)?;
+    /// let url = Url::parse("http://example.com/app/home")?;
+    /// assert_eq!(jar.cookie_header(&url).as_deref(), Some("token=xyz; session=abc"));
+    /// let sub = Url::parse("http://www.example.com/")?;
+    /// assert_eq!(jar.cookie_header(&sub).as_deref(), Some("session=abc"));
+    ///
+    /// std::fs::write(&path, "example.com\tTRUE\t/\n")?;
+    /// let err = CookieJar::load(&path).unwrap_err();
+    /// assert!(matches!(err, weft_fetch::Error::CookieFile { line: 1, .. }));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn load(path: impl AsRef<Path>) -> Result<CookieJar, Error> {
         let jar = CookieJar::new();
         jar.load_from(path)?;
@@ -113,6 +177,31 @@ impl CookieJar {
     }
 
     /// Adds the cookies of a Netscape `cookies.txt` file to this jar.
+    ///
+    /// A cookie with the same name, domain and path as one already in the jar replaces it.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{CookieJar, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("cookies.txt");
+    /// std::fs::write(&path, "example.com\tFALSE\t/\tFALSE\t0\tfrom_file\t1\n")?;
+    ///
+    /// let jar = CookieJar::new();
+    /// let url = Url::parse("http://example.com/")?;
+    /// jar.set_cookie_str("in_memory=2", &url);
+    /// jar.load_from(&path)?;
+    /// assert_eq!(jar.cookies().len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn load_from(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.to_path_buf(), e))?;
@@ -130,6 +219,28 @@ impl CookieJar {
 
     /// Saves every unexpired cookie, session cookies included (with expiry `0`, as curl does),
     /// in the Netscape format. Writes to a temporary file and renames it into place.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the temporary file cannot be created or written, or renamed to `path`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{CookieJar, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let jar = CookieJar::new();
+    /// jar.set_cookie_str("theme=dark; Max-Age=86400", &Url::parse("https://example.com/")?);
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("cookies.txt");
+    /// jar.save(&path)?;
+    /// let text = std::fs::read_to_string(&path)?;
+    /// assert!(text.starts_with("# Netscape HTTP Cookie File"));
+    /// assert!(text.contains("\ttheme\tdark\n"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         let path = path.as_ref();
         let text = self.to_netscape();
@@ -147,6 +258,20 @@ impl CookieJar {
     }
 
     /// The jar in Netscape `cookies.txt` format.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{CookieJar, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let jar = CookieJar::new();
+    /// jar.set_cookie_str("a=1", &Url::parse("http://example.com/")?);
+    /// let text = jar.to_netscape();
+    /// assert!(text.ends_with("example.com\tFALSE\t/\tFALSE\t0\ta\t1\n"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn to_netscape(&self) -> String {
         let t = now();
         let mut out = String::from("# Netscape HTTP Cookie File\n# This file was generated by weft-fetch. Edit at your own risk.\n\n");
@@ -180,16 +305,72 @@ impl CookieJar {
     }
 
     /// Every cookie (expired ones included until they are replaced).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{CookieJar, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let jar = CookieJar::new();
+    /// let url = Url::parse("http://example.com/")?;
+    /// jar.set_cookie_str("a=1", &url);
+    /// jar.set_cookie_str("b=2", &url);
+    /// jar.set_cookie_str("a=3", &url); // replaces a=1
+    /// let names: Vec<String> = jar
+    ///     .cookies()
+    ///     .into_iter()
+    ///     .map(|c| format!("{}={}", c.name, c.value))
+    ///     .collect();
+    /// assert_eq!(names, ["a=3", "b=2"]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn cookies(&self) -> Vec<Cookie> {
         self.lock().clone()
     }
 
     /// Removes every cookie.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{CookieJar, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let jar = CookieJar::new();
+    /// let url = Url::parse("http://example.com/")?;
+    /// jar.set_cookie_str("a=1", &url);
+    /// jar.clear();
+    /// assert_eq!(jar.cookie_header(&url), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn clear(&self) {
         self.lock().clear();
     }
 
     /// The `Cookie` header value to send to `url`, if any cookie matches (longest paths first).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{CookieJar, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let jar = CookieJar::new();
+    /// jar.set_cookie_str("root=1; Path=/", &Url::parse("http://example.com/")?);
+    /// jar.set_cookie_str("deep=2; Path=/app", &Url::parse("http://example.com/app/x")?);
+    /// jar.set_cookie_str("tls=3; Secure", &Url::parse("https://example.com/")?);
+    ///
+    /// let app = Url::parse("http://example.com/app/page")?;
+    /// assert_eq!(jar.cookie_header(&app).as_deref(), Some("deep=2; root=1"));
+    /// let secure = Url::parse("https://example.com/")?;
+    /// assert_eq!(jar.cookie_header(&secure).as_deref(), Some("root=1; tls=3"));
+    /// assert_eq!(jar.cookie_header(&Url::parse("http://example.org/")?), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn cookie_header(&self, url: &Url) -> Option<String> {
         let t = now();
         let jar = self.lock();
@@ -209,6 +390,24 @@ impl CookieJar {
 
     /// Stores the cookie of one `Set-Cookie` value received from `url`. Returns false when it
     /// was rejected (bad syntax, or a `Domain` the host does not belong to).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{CookieJar, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let jar = CookieJar::new();
+    /// let url = Url::parse("http://www.example.com/")?;
+    /// assert!(jar.set_cookie_str("pref=1; Domain=example.com", &url));
+    /// assert!(!jar.set_cookie_str("evil=1; Domain=attacker.com", &url));
+    /// assert!(!jar.set_cookie_str("no equals sign", &url));
+    /// // An expiry in the past (here Max-Age=0) deletes the cookie.
+    /// assert!(jar.set_cookie_str("pref=; Domain=example.com; Max-Age=0", &url));
+    /// assert!(jar.cookies().is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_cookie_str(&self, set_cookie: &str, url: &Url) -> bool {
         match parse_set_cookie(set_cookie, url) {
             Some(c) => {
@@ -228,6 +427,24 @@ impl CookieJar {
     }
 
     /// Stores every `Set-Cookie` of a response from `url`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::header::{HeaderMap, HeaderValue, SET_COOKIE};
+    /// use weft_fetch::{CookieJar, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut headers = HeaderMap::new();
+    /// headers.append(SET_COOKIE, HeaderValue::from_static("a=1; Path=/"));
+    /// headers.append(SET_COOKIE, HeaderValue::from_static("b=2; Path=/"));
+    /// let url = Url::parse("http://example.com/login")?;
+    /// let jar = CookieJar::new();
+    /// jar.store_response_cookies(&headers, &url);
+    /// assert_eq!(jar.cookie_header(&url).as_deref(), Some("a=1; b=2"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn store_response_cookies(&self, headers: &HeaderMap, url: &Url) {
         for v in headers.get_all(SET_COOKIE) {
             if let Ok(s) = v.to_str() {

@@ -5,6 +5,16 @@ use std::path::PathBuf;
 use crate::response::Response;
 
 /// A boxed underlying cause.
+///
+/// # Examples
+///
+/// ```
+/// use weft_fetch::{BoxError, Error};
+///
+/// let source: BoxError = "connection reset by peer".into();
+/// let err = Error::Network { url: Some("http://example.com/".into()), source };
+/// assert_eq!(err.to_string(), "network error (http://example.com/): connection reset by peer");
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong while opening or reading a URL.
@@ -13,12 +23,21 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// pick an exit code). An HTTP status of 400 or more is [`Error::Http`], which still carries the
 /// whole [`Response`] (status, headers and a readable body), like urllib's `HTTPError`.
 ///
+/// # Examples
+///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use weft_fetch::Error;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// match weft_fetch::urlopen("gopher://example.com/").await {
+///     Err(Error::UnsupportedScheme { scheme }) => assert_eq!(scheme, "gopher"),
+///     other => panic!("unexpected {other:?}"),
+/// }
 /// let err = weft_fetch::urlopen("gopher://example.com/").await.unwrap_err();
 /// assert_eq!(err.kind(), weft_fetch::ErrorKind::UnsupportedScheme);
 /// assert_eq!(err.to_string(), "unsupported scheme gopher");
-/// # });
+/// # }
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -154,6 +173,25 @@ fn fmt_path(path: &Option<PathBuf>) -> String {
 }
 
 /// A coarse classification of [`Error`], for exit codes and retries.
+///
+/// # Examples
+///
+/// ```
+/// use weft_fetch::ErrorKind;
+///
+/// fn exit_code(kind: ErrorKind) -> i32 {
+///     match kind {
+///         ErrorKind::InvalidInput | ErrorKind::UnsupportedScheme => 2,
+///         ErrorKind::Http => 22, // as curl
+///         ErrorKind::Timeout => 28,
+///         _ => 1,
+///     }
+/// }
+///
+/// let err = weft_fetch::Request::new("no scheme here").unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+/// assert_eq!(exit_code(err.kind()), 2);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -184,8 +222,11 @@ pub enum ErrorKind {
 impl Error {
     /// The coarse kind of this error.
     ///
+    /// # Examples
+    ///
     /// ```
     /// use weft_fetch::{Error, ErrorKind};
+    ///
     /// let e = Error::ContentTooShort { expected: 100, got: 3 };
     /// assert_eq!(e.kind(), ErrorKind::ContentTooShort);
     /// assert_eq!(e.to_string(), "too short: got 3 of 100 bytes");
@@ -209,6 +250,22 @@ impl Error {
     }
 
     /// The HTTP status, for [`Error::Http`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{header::HeaderMap, Error, Response, StatusCode, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = Url::parse("http://example.com/missing")?;
+    /// let resp = Response::from_bytes(url, StatusCode::NOT_FOUND, HeaderMap::new(), "gone");
+    /// let err = Error::Http(Box::new(resp));
+    /// assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
+    /// assert_eq!(err.to_string(), "HTTP Error 404: Not Found");
+    /// assert_eq!(Error::ContentTooShort { expected: 2, got: 1 }.status(), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn status(&self) -> Option<crate::StatusCode> {
         match self {
             Error::Http(r) => Some(r.status()),
@@ -217,6 +274,22 @@ impl Error {
     }
 
     /// The error response, for [`Error::Http`]; read its body like any response.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{header::HeaderMap, Error, Response, StatusCode, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = Url::parse("http://example.com/missing")?;
+    /// let resp = Response::from_bytes(url, StatusCode::NOT_FOUND, HeaderMap::new(), "gone");
+    /// let err = Error::Http(Box::new(resp));
+    /// let resp = err.response().expect("an HTTP error has a response");
+    /// assert_eq!(resp.url().as_str(), "http://example.com/missing");
+    /// assert_eq!(resp.content_length(), Some(4));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn response(&self) -> Option<&Response> {
         match self {
             Error::Http(r) => Some(r),
@@ -225,6 +298,23 @@ impl Error {
     }
 
     /// Takes the error response out, for [`Error::Http`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{header::HeaderMap, Error, Response, StatusCode, Url};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = Url::parse("http://example.com/missing")?;
+    /// let resp = Response::from_bytes(url, StatusCode::NOT_FOUND, HeaderMap::new(), "gone");
+    /// let err = Error::Http(Box::new(resp));
+    /// if let Some(mut resp) = err.into_response() {
+    ///     assert_eq!(resp.text().await?, "gone");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn into_response(self) -> Option<Response> {
         match self {
             Error::Http(r) => Some(*r),
@@ -233,31 +323,106 @@ impl Error {
     }
 
     /// True for any timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Error;
+    ///
+    /// let err = Error::Timeout { url: Some("http://example.com/".into()), source: None };
+    /// assert!(err.is_timeout());
+    /// assert_eq!(err.to_string(), "timed out (http://example.com/)");
+    /// // Through `std::io::Error` (as `AsyncRead` reports it) and back:
+    /// let io: std::io::Error = err.into();
+    /// assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+    /// assert!(Error::from(io).is_timeout());
+    /// ```
     pub fn is_timeout(&self) -> bool {
         self.kind() == ErrorKind::Timeout
     }
 
     /// True for an HTTP status >= 400.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{header::HeaderMap, Error, Response, StatusCode, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = Url::parse("http://example.com/missing")?;
+    /// let resp = Response::from_bytes(url, StatusCode::NOT_FOUND, HeaderMap::new(), "gone");
+    /// let err = Error::Http(Box::new(resp));
+    /// assert!(err.is_http());
+    /// assert!(!Error::InvalidHeader("X".into()).is_http());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_http(&self) -> bool {
         self.kind() == ErrorKind::Http
     }
 
     /// True for redirect errors (too many, loop, forbidden target).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Error;
+    ///
+    /// let err = Error::TooManyRedirects { url: "http://example.com/a".into(), count: 10 };
+    /// assert!(err.is_redirect());
+    /// let err = Error::RedirectNotAllowed { location: "file:///etc/passwd".into() };
+    /// assert!(err.is_redirect());
+    /// ```
     pub fn is_redirect(&self) -> bool {
         self.kind() == ErrorKind::Redirect
     }
 
     /// True when the body was shorter than its `Content-Length`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Error;
+    ///
+    /// let err = Error::ContentTooShort { expected: 1000, got: 512 };
+    /// assert!(err.is_content_too_short());
+    /// // Reading a `Response` through `AsyncRead` reports it as an unexpected EOF.
+    /// let io: std::io::Error = err.into();
+    /// assert_eq!(io.kind(), std::io::ErrorKind::UnexpectedEof);
+    /// ```
     pub fn is_content_too_short(&self) -> bool {
         self.kind() == ErrorKind::ContentTooShort
     }
 
     /// True when a connection could not be made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Error;
+    ///
+    /// let err = Error::Connect { url: None, source: "connection refused".into() };
+    /// assert!(err.is_connect());
+    /// assert_eq!(err.to_string(), "cannot connect: connection refused");
+    /// ```
     pub fn is_connect(&self) -> bool {
         self.kind() == ErrorKind::Connect
     }
 
     /// True when the local resource does not exist (missing `file:`) or the server said 404/410.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let dir = tempfile::tempdir()?;
+    /// let url = weft_fetch::Url::from_file_path(dir.path().join("gone.txt")).unwrap();
+    /// let err = weft_fetch::urlopen(url).await.unwrap_err();
+    /// assert!(err.is_not_found());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn is_not_found(&self) -> bool {
         match self {
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
@@ -304,6 +469,18 @@ impl Error {
 impl From<std::io::Error> for Error {
     /// Recovers a weft-fetch error carried inside an `io::Error` (as returned by the
     /// `AsyncRead` implementation of [`Response`]); other I/O errors become [`Error::Io`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{Error, ErrorKind};
+    ///
+    /// let io: std::io::Error = Error::ContentTooShort { expected: 9, got: 4 }.into();
+    /// assert!(matches!(Error::from(io), Error::ContentTooShort { expected: 9, got: 4 }));
+    ///
+    /// let other = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+    /// assert_eq!(Error::from(other).kind(), ErrorKind::Io);
+    /// ```
     fn from(e: std::io::Error) -> Self {
         if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
             match e.into_inner().map(|inner| inner.downcast::<Error>()) {

@@ -13,24 +13,69 @@ use crate::{Error, Request, Response, StatusCode, Url};
 /// Opens URLs of one scheme (urllib's `<scheme>_open`). Register it with
 /// [`OpenerBuilder::handler`](crate::OpenerBuilder::handler).
 ///
+/// # Examples
+///
 /// Any `Fn(Request) -> impl Future<Output = Result<Response, Error>>` is a handler:
 ///
 /// ```
 /// use weft_fetch::{header::HeaderMap, Opener, Request, Response, StatusCode};
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
 /// let opener = Opener::builder()
 ///     .handler("echo", |req: Request| async move {
 ///         let path = req.url().path().to_string();
 ///         Ok(Response::from_bytes(req.url().clone(), StatusCode::OK, HeaderMap::new(), path))
 ///     })
-///     .build()
-///     .unwrap();
-/// let mut r = opener.open("echo://host/hello/world").await.unwrap();
-/// assert_eq!(r.read_to_end().await.unwrap(), b"/hello/world");
-/// # });
+///     .build()?;
+/// let mut r = opener.open("echo://host/hello/world").await?;
+/// assert_eq!(r.read_to_end().await?, b"/hello/world");
+/// # Ok(())
+/// # }
 /// ```
 pub trait SchemeHandler: Send + Sync + 'static {
     /// Opens the request. The URL's scheme is the one this handler was registered under.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the handler reports; it is returned as is by [`Opener::open`](crate::Opener::open).
+    ///
+    /// # Examples
+    ///
+    /// Implementing the trait on a type of your own (here a tiny in-memory file system):
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    ///
+    /// use futures::future::BoxFuture;
+    /// use weft_fetch::header::HeaderMap;
+    /// use weft_fetch::{Error, Opener, Request, Response, SchemeHandler, StatusCode};
+    ///
+    /// struct MemFs(HashMap<String, &'static str>);
+    ///
+    /// impl SchemeHandler for MemFs {
+    ///     fn open(&self, request: Request) -> BoxFuture<'static, Result<Response, Error>> {
+    ///         let url = request.url().clone();
+    ///         let found = self.0.get(url.path()).copied();
+    ///         Box::pin(async move {
+    ///             let (status, body) = match found {
+    ///                 Some(body) => (StatusCode::OK, body),
+    ///                 None => (StatusCode::NOT_FOUND, ""),
+    ///             };
+    ///             Ok(Response::from_bytes(url, status, HeaderMap::new(), body))
+    ///         })
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Error> {
+    /// let fs = MemFs(HashMap::from([("/motd".to_string(), "welcome")]));
+    /// let opener = Opener::builder().handler("mem", fs).build()?;
+    /// assert_eq!(opener.open("mem:///motd").await?.text().await?, "welcome");
+    /// assert_eq!(opener.open("mem:///nope").await?.status(), StatusCode::NOT_FOUND);
+    /// # Ok(())
+    /// # }
+    /// ```
     fn open(&self, request: Request) -> BoxFuture<'static, Result<Response, Error>>;
 }
 
@@ -51,22 +96,56 @@ where
 /// `Content-Type` (guessed from the extension, default `text/plain`), `Content-Length`,
 /// `Last-Modified`.
 ///
+/// # Examples
+///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let dir = tempfile::tempdir().unwrap();
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("f.html");
-/// std::fs::write(&path, "<p>hi</p>\n").unwrap();
-/// let url = weft_fetch::Url::from_file_path(&path).unwrap();
-/// let mut r = weft_fetch::urlopen(url).await.unwrap();
+/// std::fs::write(&path, "<p>hi</p>\n")?;
+/// let url = weft_fetch::Url::from_file_path(&path).expect("an absolute path");
+/// let mut r = weft_fetch::urlopen(url).await?;
 /// assert_eq!(r.header("content-type"), Some("text/html"));
 /// assert_eq!(r.content_length(), Some(10));
-/// assert_eq!(r.read_to_end().await.unwrap(), b"<p>hi</p>\n");
-/// # });
+/// assert_eq!(r.read_to_end().await?, b"<p>hi</p>\n");
+///
+/// // Only local hosts are allowed.
+/// let err = weft_fetch::urlopen("file://example.com/etc/hosts").await.unwrap_err();
+/// assert!(matches!(err, weft_fetch::Error::NotLocalFile { .. }));
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FileHandler;
 
 /// The local path named by a `file:` URL, or an error if it is not local.
+///
+/// The host may be empty, `localhost`, `127.0.0.1` or `[::1]`, without a port.
+///
+/// # Errors
+///
+/// [`Error::NotLocalFile`] for any other host or a port; [`Error::InvalidUrl`] when the
+/// path is not a valid local path.
+///
+/// # Examples
+///
+/// ```
+/// use weft_fetch::{file_url_to_path, Error, Url};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let path = std::env::temp_dir().join("report.txt");
+/// let url = Url::from_file_path(&path).expect("an absolute path");
+/// assert_eq!(file_url_to_path(&url)?, path);
+///
+/// let remote = Url::parse("file://fileserver/share/report.txt")?;
+/// match file_url_to_path(&remote) {
+///     Err(Error::NotLocalFile { host }) => assert_eq!(host, "fileserver"),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 pub fn file_url_to_path(url: &Url) -> Result<PathBuf, Error> {
     if let Some(host) = url.host_str() {
         let local = host.is_empty()
@@ -135,12 +214,23 @@ impl SchemeHandler for FileHandler {
 /// The body is the decoded data; `Content-Type` is the media type (default
 /// `text/plain;charset=US-ASCII`) and `Content-Length` its length. A request body is ignored.
 ///
+/// # Examples
+///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let mut r = weft_fetch::urlopen("data:text/plain;base64,SGVsbG8sIFdvcmxkIQ==").await.unwrap();
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let mut r = weft_fetch::urlopen("data:text/plain;base64,SGVsbG8sIFdvcmxkIQ==").await?;
 /// assert_eq!(r.header("content-type"), Some("text/plain"));
-/// assert_eq!(r.read_to_end().await.unwrap(), b"Hello, World!");
-/// # });
+/// assert_eq!(r.read_to_end().await?, b"Hello, World!");
+///
+/// // Without a media type: US-ASCII text.
+/// let r = weft_fetch::urlopen("data:,A%20brief%20note").await?;
+/// assert_eq!(r.header("content-type"), Some("text/plain;charset=US-ASCII"));
+///
+/// let err = weft_fetch::urlopen("data:no-comma").await.unwrap_err();
+/// assert!(matches!(err, weft_fetch::Error::InvalidDataUrl { .. }));
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct DataHandler;

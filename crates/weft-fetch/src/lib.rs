@@ -18,12 +18,15 @@
 //! never carries credentials or caller-set cookies to another host; a 307/308 after a `POST`
 //! re-sends the body instead of failing; `file:` and `data:` responses report status 200.
 //!
+//! # Examples
+//!
 //! ```
-//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), weft_fetch::Error> {
 //! let mut resp = weft_fetch::urlopen("data:,Hello%2C%20World!").await?;
 //! assert_eq!(resp.read_to_end().await?, b"Hello, World!");
-//! # Ok::<(), weft_fetch::Error>(())
-//! # }).unwrap();
+//! # Ok(())
+//! # }
 //! ```
 
 mod auth;
@@ -57,20 +60,48 @@ static INSTALLED: RwLock<Option<Opener>> = RwLock::new(None);
 
 /// Makes the free functions ([`urlopen`], [`urlretrieve`]) use `opener` from now on.
 ///
+/// # Examples
+///
+/// An opener with a handler for a custom scheme, used by the free [`urlopen`]:
+///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let opener = weft_fetch::Opener::builder().user_agent("demo/1").build().unwrap();
+/// use weft_fetch::{header::HeaderMap, Opener, Request, Response, StatusCode};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let opener = Opener::builder()
+///     .user_agent("demo/1")
+///     .handler("hello", |req: Request| async move {
+///         Ok(Response::from_bytes(req.url().clone(), StatusCode::OK, HeaderMap::new(), "hi"))
+///     })
+///     .build()?;
 /// weft_fetch::install_opener(opener);
-/// assert!(weft_fetch::installed_opener().is_some());
+/// assert_eq!(weft_fetch::urlopen("hello:x").await?.text().await?, "hi");
+///
 /// weft_fetch::urlcleanup(); // also uninstalls it, as urllib does
 /// assert!(weft_fetch::installed_opener().is_none());
-/// # });
+/// assert!(weft_fetch::urlopen("hello:x").await.is_err()); // back to the default opener
+/// # Ok(())
+/// # }
 /// ```
 pub fn install_opener(opener: Opener) {
     *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = Some(opener);
 }
 
 /// The opener set by [`install_opener`], if any.
+///
+/// # Examples
+///
+/// ```
+/// # fn main() -> Result<(), weft_fetch::Error> {
+/// assert!(weft_fetch::installed_opener().is_none()); // the default opener is not "installed"
+///
+/// weft_fetch::install_opener(weft_fetch::Opener::builder().max_redirects(3).build()?);
+/// assert!(weft_fetch::installed_opener().is_some());
+/// # weft_fetch::urlcleanup();
+/// # Ok(())
+/// # }
+/// ```
 pub fn installed_opener() -> Option<Opener> {
     INSTALLED.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
@@ -94,13 +125,31 @@ fn current_opener() -> Result<Opener, Error> {
 
 /// Opens a URL (a `&str`, [`Url`] or [`Request`]) with the installed opener, or a default one.
 ///
+/// See [`Opener::open`] for what each scheme does.
+///
+/// # Errors
+///
+/// Fails with [`Error::InvalidUrl`] for a URL that does not parse,
+/// [`Error::UnsupportedScheme`] for a scheme nobody handles, [`Error::Http`] for an HTTP status
+/// of 400 or more (the response is inside), and with the other [`Error`] variants for
+/// redirect, connection, timeout and local I/O failures.
+///
+/// # Examples
+///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use weft_fetch::ErrorKind;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let mut resp = weft_fetch::urlopen("data:text/plain,hello").await?;
+/// assert_eq!(resp.status(), 200);
+/// assert_eq!(resp.text().await?, "hello");
+///
 /// let err = weft_fetch::urlopen("file:///definitely/not/here").await.unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::Io);
 /// assert!(err.is_not_found());
-/// # });
+/// # Ok(())
+/// # }
 /// ```
 pub async fn urlopen(request: impl IntoRequest) -> Result<Response, Error> {
     let request = request.into_request()?;
@@ -110,14 +159,42 @@ pub async fn urlopen(request: impl IntoRequest) -> Result<Response, Error> {
 /// Downloads a URL to `dest` (or a registered temporary file) and returns the path and the
 /// headers. See [`Opener::retrieve`] for the details and [`Progress`] for the callback.
 ///
+/// # Errors
+///
+/// Everything [`urlopen`] can fail with, plus [`Error::ContentTooShort`] for a truncated body
+/// and [`Error::Io`] when the file cannot be written. On failure nothing is left at `dest`.
+///
+/// # Examples
+///
+/// Without a destination the data goes to a temporary file, removed by [`urlcleanup`]:
+///
 /// ```
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let (path, headers) = weft_fetch::urlretrieve("data:,abc", None, None).await.unwrap();
-/// assert_eq!(std::fs::read(&path).unwrap(), b"abc");
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let (path, headers) = weft_fetch::urlretrieve("data:,abc", None, None).await?;
+/// assert_eq!(std::fs::read(&path)?, b"abc");
 /// assert_eq!(headers["content-length"], "3");
 /// weft_fetch::urlcleanup();
 /// assert!(!path.exists());
-/// # });
+/// # Ok(())
+/// # }
+/// ```
+///
+/// With a destination and a progress callback:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let dir = tempfile::tempdir()?;
+/// let dest = dir.path().join("hello.txt");
+/// let mut done = 0;
+/// let mut hook = |p: &weft_fetch::Progress| done = p.bytes_done;
+/// let (path, _) = weft_fetch::urlretrieve("data:,hello", Some(&dest), Some(&mut hook)).await?;
+/// assert_eq!(path, dest);
+/// assert_eq!(std::fs::read_to_string(&dest)?, "hello");
+/// assert_eq!(done, 5);
+/// # Ok(())
+/// # }
 /// ```
 pub async fn urlretrieve(
     request: impl IntoRequest,
@@ -132,6 +209,28 @@ pub async fn urlretrieve(
 }
 
 /// [`urlretrieve`] with [`RetrieveOptions`] (for example resume).
+///
+/// # Errors
+///
+/// As [`urlretrieve`]. With [`RetrieveOptions::resume`], the partial data of a failed
+/// download stays in `DEST.part` for the next attempt.
+///
+/// # Examples
+///
+/// ```
+/// use weft_fetch::RetrieveOptions;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let dir = tempfile::tempdir()?;
+/// let dest = dir.path().join("data.bin");
+/// let opts = RetrieveOptions::new().dest(&dest).resume(true);
+/// let (path, _headers) = weft_fetch::urlretrieve_with("data:,0123456789", &opts, None).await?;
+/// assert_eq!(path, dest);
+/// assert_eq!(std::fs::read(&dest)?, b"0123456789");
+/// # Ok(())
+/// # }
+/// ```
 pub async fn urlretrieve_with(
     request: impl IntoRequest,
     options: &RetrieveOptions,
@@ -144,6 +243,21 @@ pub async fn urlretrieve_with(
 /// Deletes every temporary file made by [`urlretrieve`] without a destination, and uninstalls
 /// the opener set by [`install_opener`], as urllib does (the default opener is rebuilt on next
 /// use, re-reading the proxy environment variables).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let (tmp, _) = weft_fetch::urlretrieve("data:,scratch", None, None).await?;
+/// assert!(weft_fetch::registered_tempfiles().contains(&tmp));
+///
+/// weft_fetch::urlcleanup();
+/// assert!(!tmp.exists());
+/// assert!(weft_fetch::registered_tempfiles().is_empty());
+/// # Ok(())
+/// # }
+/// ```
 pub fn urlcleanup() {
     retrieve::cleanup_tempfiles();
     *INSTALLED.write().unwrap_or_else(|p| p.into_inner()) = None;

@@ -17,12 +17,58 @@ use crate::response::{http_body_stream, parse_header_line};
 use crate::{Error, Method, Request, Response, StatusCode, Url};
 
 /// The default `User-Agent`: `weft-fetch/VERSION`.
+///
+/// # Examples
+///
+/// ```
+/// use weft_fetch::{Opener, DEFAULT_USER_AGENT};
+///
+/// # fn main() -> Result<(), weft_fetch::Error> {
+/// let opener = Opener::builder()
+///     .user_agent(&format!("my-tool/1.0 {DEFAULT_USER_AGENT}"))
+///     .build()?;
+/// # drop(opener);
+/// assert!(DEFAULT_USER_AGENT.starts_with("weft-fetch/"));
+/// # Ok(())
+/// # }
+/// ```
 pub const DEFAULT_USER_AGENT: &str = concat!("weft-fetch/", env!("CARGO_PKG_VERSION"));
 
 /// Default connect timeout.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use weft_fetch::{Opener, DEFAULT_CONNECT_TIMEOUT};
+///
+/// # fn main() -> Result<(), weft_fetch::Error> {
+/// assert_eq!(DEFAULT_CONNECT_TIMEOUT, Duration::from_secs(30));
+/// // A slow link: twice the default.
+/// let opener = Opener::builder().connect_timeout(DEFAULT_CONNECT_TIMEOUT * 2).build()?;
+/// # drop(opener);
+/// # Ok(())
+/// # }
+/// ```
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default stall timeout: the longest wait for any single read.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use weft_fetch::{Opener, DEFAULT_READ_TIMEOUT};
+///
+/// # fn main() -> Result<(), weft_fetch::Error> {
+/// assert_eq!(DEFAULT_READ_TIMEOUT, Duration::from_secs(120));
+/// let opener = Opener::builder().read_timeout(DEFAULT_READ_TIMEOUT / 4).build()?;
+/// # drop(opener);
+/// # Ok(())
+/// # }
+/// ```
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn ensure_crypto_provider() {
@@ -38,19 +84,30 @@ fn ensure_crypto_provider() {
 /// Opens URLs with a fixed configuration: default headers, timeouts, redirect policy, proxies,
 /// credentials, cookies and scheme handlers. Cheap to clone (shared inside).
 ///
+/// # Examples
+///
 /// ```
 /// use std::time::Duration;
+///
 /// use weft_fetch::Opener;
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
 /// let opener = Opener::builder()
 ///     .header_line("X-Client: demo")
 ///     .read_timeout(Duration::from_secs(10))
 ///     .max_redirects(5)
-///     .build()
-///     .unwrap();
-/// let mut r = opener.open("data:,hello").await.unwrap();
-/// assert_eq!(r.read_to_end().await.unwrap(), b"hello");
-/// # });
+///     .build()?;
+/// let mut r = opener.open("data:,hello").await?;
+/// assert_eq!(r.read_to_end().await?, b"hello");
+///
+/// // Clones share everything, cookies and learned credentials included.
+/// let worker = opener.clone();
+/// tokio::spawn(async move { worker.open("data:,from%20a%20task").await?.text().await })
+///     .await
+///     .expect("task panicked")?;
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct Opener {
@@ -87,6 +144,31 @@ impl fmt::Debug for Opener {
 }
 
 /// Configures an [`Opener`]; see [`Opener::builder`].
+///
+/// Every setting has a default (urllib's, plus weft's fixes), so only what differs needs a
+/// call; [`build`](Self::build) reports the first invalid setting.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use weft_fetch::Opener;
+///
+/// # fn main() -> Result<(), weft_fetch::Error> {
+/// let opener = Opener::builder()
+///     .user_agent("crawler/2.0")
+///     .connect_timeout(Duration::from_secs(5))
+///     .max_redirects(3)
+///     .cookie_store(true)
+///     .build()?;
+/// assert!(opener.cookie_jar().is_some());
+///
+/// let err = Opener::builder().header_line("not a header").build().unwrap_err();
+/// assert!(matches!(err, weft_fetch::Error::InvalidHeader(_)));
+/// # Ok(())
+/// # }
+/// ```
 pub struct OpenerBuilder {
     headers: HeaderMap,
     handlers: HashMap<String, Arc<dyn SchemeHandler>>,
@@ -147,6 +229,21 @@ impl Default for OpenerBuilder {
 
 impl OpenerBuilder {
     /// Sets a default header sent with every request (a request's own header wins).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::header::{HeaderValue, ACCEPT_LANGUAGE};
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder()
+    ///     .header(ACCEPT_LANGUAGE, HeaderValue::from_static("de, en;q=0.5"))
+    ///     .build()?;
+    /// assert!(format!("{opener:?}").contains("de, en;q=0.5"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.insert(name, value);
         self
@@ -154,6 +251,21 @@ impl OpenerBuilder {
 
     /// Sets a default header from a `"Name: value"` line; a malformed line makes
     /// [`build`](Self::build) fail with [`Error::InvalidHeader`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{Error, Opener};
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().header_line("X-Api-Key: 1234").build()?;
+    /// # drop(opener);
+    ///
+    /// let err = Opener::builder().header_line("X-Api-Key 1234").build().unwrap_err();
+    /// assert!(matches!(err, Error::InvalidHeader(_)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn header_line(mut self, line: &str) -> Self {
         match parse_header_line(line) {
             Ok((k, v)) => {
@@ -165,12 +277,43 @@ impl OpenerBuilder {
     }
 
     /// Removes a default header (for example `Accept-Encoding`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::header::ACCEPT_ENCODING;
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().remove_header(ACCEPT_ENCODING).build()?;
+    /// assert!(!format!("{opener:?}").contains("accept-encoding"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn remove_header(mut self, name: HeaderName) -> Self {
         self.headers.remove(name);
         self
     }
 
     /// Sets the `User-Agent`.
+    ///
+    /// A value that is not a valid header value makes [`build`](Self::build) fail with
+    /// [`Error::InvalidHeader`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{Error, Opener};
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().user_agent("Mozilla/5.0 (compatible; weft)").build()?;
+    /// # drop(opener);
+    ///
+    /// let err = Opener::builder().user_agent("bad\nagent").build().unwrap_err();
+    /// assert!(matches!(err, Error::InvalidHeader(_)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn user_agent(self, ua: &str) -> Self {
         match HeaderValue::from_str(ua) {
             Ok(v) => self.header(USER_AGENT, v),
@@ -183,6 +326,21 @@ impl OpenerBuilder {
     }
 
     /// Timeout for establishing a connection (default 30 s; `None`: none).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let quick = Opener::builder().connect_timeout(Duration::from_secs(3)).build()?;
+    /// let patient = Opener::builder().connect_timeout(None).build()?;
+    /// # drop((quick, patient));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn connect_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
         self.connect_timeout = t.into();
         self
@@ -190,24 +348,89 @@ impl OpenerBuilder {
 
     /// Stall timeout: the longest wait for the response or for any single read of the body
     /// (default 120 s; `None`: none). Large downloads are never killed while data flows.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().read_timeout(Duration::from_secs(15)).build()?;
+    /// # drop(opener);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn read_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
         self.read_timeout = t.into();
         self
     }
 
     /// A total deadline per request, body included. Off by default: it kills large downloads.
+    ///
+    /// A [`Request::timeout`] overrides it for one request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use weft_fetch::{Opener, Request};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().timeout(Duration::from_secs(60)).build()?;
+    /// // One request may take longer.
+    /// let req = Request::new("data:,big")?.timeout(Duration::from_secs(600));
+    /// assert_eq!(opener.open(req).await?.text().await?, "big");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
         self.timeout = t.into();
         self
     }
 
     /// Whether to follow redirects (default true). When false, a 3xx is returned as is.
+    ///
+    /// Useful to inspect a `Location` header yourself:
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use weft_fetch::{header::LOCATION, Opener};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().follow_redirects(false).build()?;
+    /// let resp = opener.open("http://127.0.0.1:8000/old-page").await?;
+    /// if resp.status().is_redirection() {
+    ///     assert!(resp.headers().contains_key(LOCATION));
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn follow_redirects(mut self, follow: bool) -> Self {
         self.follow_redirects = follow;
         self
     }
 
     /// The most redirects followed for one request (default 10, as urllib).
+    ///
+    /// One more is [`Error::TooManyRedirects`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().max_redirects(2).build()?;
+    /// # drop(opener);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn max_redirects(mut self, n: usize) -> Self {
         self.max_redirects = n;
         self
@@ -215,12 +438,41 @@ impl OpenerBuilder {
 
     /// How often a redirect may lead to the same URL before it is a
     /// [`Error::RedirectLoop`] (default 4, as urllib).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// // Some login flows bounce through the same URL a few times: allow up to 8 visits.
+    /// let opener = Opener::builder().max_repeats(8).max_redirects(20).build()?;
+    /// # drop(opener);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn max_repeats(mut self, n: usize) -> Self {
         self.max_repeats = n;
         self
     }
 
     /// Sends every http and https request through this proxy (`http://[user:pass@]host:port`).
+    ///
+    /// `file:`, `data:` and custom schemes never go through the proxy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Opener;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().proxy("http://user:pass@127.0.0.1:3128").build()?;
+    /// // Not proxied:
+    /// assert_eq!(opener.open("data:,local").await?.text().await?, "local");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn proxy(mut self, url: &str) -> Self {
         self.proxies.push(url.to_string());
         self
@@ -228,18 +480,62 @@ impl OpenerBuilder {
 
     /// Whether to use the `http_proxy`, `https_proxy`, `all_proxy` and `no_proxy` environment
     /// variables (default true).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// // Ignore http_proxy and friends, for example for a loopback test server.
+    /// let opener = Opener::builder().env_proxies(false).build()?;
+    /// # drop(opener);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn env_proxies(mut self, on: bool) -> Self {
         self.env_proxies = on;
         self
     }
 
     /// Uses this password manager for 401 challenges.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{Opener, PasswordManager};
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let mut pm = PasswordManager::new();
+    /// pm.add(Some("intranet"), "https://wiki.example.com/", "joe", "s3cret");
+    /// pm.add(None, "https://ci.example.com/", "bot", "t0ken");
+    /// let opener = Opener::builder().password_manager(pm).build()?;
+    /// # drop(opener);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn password_manager(mut self, pm: PasswordManager) -> Self {
         self.passwords = pm;
         self
     }
 
     /// Adds credentials for `realm` (`None`: any realm) under the URL prefix `uri`.
+    ///
+    /// They answer Basic and Digest challenges (see [`PasswordManager::add`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder()
+    ///     .add_password(Some("Private"), "http://127.0.0.1:8080/private/", "joe", "s3cret")
+    ///     .build()?;
+    /// # drop(opener);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add_password(
         mut self,
         realm: Option<&str>,
@@ -252,42 +548,162 @@ impl OpenerBuilder {
     }
 
     /// Credentials for any realm, used only on the host of the original request (curl's `-u`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().credentials("joe", "s3cret").build()?;
+    /// # drop(opener);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn credentials(mut self, user: &str, password: &str) -> Self {
         self.passwords.add_default(user, password);
         self
     }
 
     /// Sends Basic credentials before any challenge (never to another host after a redirect).
+    ///
+    /// Saves a round trip with servers known to want Basic authentication.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder()
+    ///     .credentials("deploy", "t0ken")
+    ///     .preemptive_basic(true)
+    ///     .build()?;
+    /// # drop(opener);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn preemptive_basic(mut self, on: bool) -> Self {
         self.preemptive_basic = on;
         self
     }
 
     /// Shares this cookie jar with every request of the opener.
+    ///
+    /// Keep an [`Arc`] of it to save the cookies later (or share one jar between openers).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use weft_fetch::{CookieJar, Opener};
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let dir = tempfile::tempdir()?;
+    /// let jar = Arc::new(CookieJar::new());
+    /// let opener = Opener::builder().cookie_jar(Arc::clone(&jar)).build()?;
+    /// // ... requests through `opener` fill the jar ...
+    /// # drop(opener);
+    /// jar.save(dir.path().join("cookies.txt"))?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn cookie_jar(mut self, jar: Arc<CookieJar>) -> Self {
         self.cookies = Some(jar);
         self
     }
 
     /// Keeps cookies in a fresh in-memory jar (see [`Opener::cookie_jar`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().cookie_store(true).build()?;
+    /// assert!(opener.cookie_jar().is_some());
+    /// let opener = Opener::builder().cookie_store(false).build()?;
+    /// assert!(opener.cookie_jar().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn cookie_store(mut self, on: bool) -> Self {
         self.cookies = on.then(|| Arc::new(CookieJar::new()));
         self
     }
 
     /// Trusts this PEM certificate (in addition to the system roots).
+    ///
+    /// For a private CA or a self-signed test server. A malformed certificate makes
+    /// [`build`](Self::build) fail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    /// let opener = Opener::builder()
+    ///     .add_root_certificate_pem(ca.cert.pem().as_bytes())
+    ///     .build()?;
+    /// # drop(opener);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add_root_certificate_pem(mut self, pem: &[u8]) -> Self {
         self.root_certs.push(pem.to_vec());
         self
     }
 
     /// Whether to keep idle connections for reuse (default true).
+    ///
+    /// Turn it off when the opener outlives the tokio runtime it was first used on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().keep_alive(false).build()?;
+    /// # drop(opener);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn keep_alive(mut self, on: bool) -> Self {
         self.keep_alive = on;
         self
     }
 
     /// Registers a handler for `scheme` (replacing any, including `file`, `data`, `http`).
+    ///
+    /// The scheme is matched case-insensitively. See [`SchemeHandler`] for writing one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{header::HeaderMap, Error, Opener, Request, Response, StatusCode};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder()
+    ///     // Refuse local files.
+    ///     .handler("file", |req: Request| async move {
+    ///         Err(Error::Auth { reason: format!("{} is off limits", req.url()) })
+    ///     })
+    ///     .handler("Upper", |req: Request| async move {
+    ///         let body = req.url().path().to_uppercase();
+    ///         Ok(Response::from_bytes(req.url().clone(), StatusCode::OK, HeaderMap::new(), body))
+    ///     })
+    ///     .build()?;
+    /// assert_eq!(opener.open("upper:shout").await?.text().await?, "SHOUT");
+    /// assert!(opener.open("file:///etc/hosts").await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn handler(mut self, scheme: &str, handler: impl SchemeHandler) -> Self {
         self.handlers
             .insert(scheme.to_ascii_lowercase(), Arc::new(handler));
@@ -295,6 +711,26 @@ impl OpenerBuilder {
     }
 
     /// Builds the opener.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidHeader`] for a bad [`header_line`](Self::header_line) or
+    /// [`user_agent`](Self::user_agent), [`Error::InvalidUrl`] for a bad [`proxy`](Self::proxy),
+    /// [`Error::Network`] for a bad certificate or when the HTTP client cannot be set up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{Error, Opener};
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().build()?;
+    /// # drop(opener);
+    /// let err = Opener::builder().proxy("http://[::1").build().unwrap_err();
+    /// assert!(matches!(err, Error::InvalidUrl { .. }));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn build(self) -> Result<Opener, Error> {
         if let Some(e) = self.error {
             return Err(e);
@@ -376,16 +812,63 @@ fn is_redirect(s: StatusCode) -> bool {
 
 impl Opener {
     /// A builder with urllib's defaults plus weft's fixes.
+    ///
+    /// The defaults: `User-Agent: weft-fetch/VERSION` and `Accept-Encoding: identity`, a
+    /// [connect timeout](DEFAULT_CONNECT_TIMEOUT) of 30 s and a
+    /// [stall timeout](DEFAULT_READ_TIMEOUT) of 120 s, up to 10 redirects, proxies from the
+    /// environment, no cookies, and handlers for `file:` and `data:` besides `http` and `https`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Opener;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().build()?;
+    /// assert_eq!(opener.open("data:,defaults").await?.text().await?, "defaults");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder() -> OpenerBuilder {
         OpenerBuilder::default()
     }
 
     /// The cookie jar, if this opener keeps cookies.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{Opener, Url};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let opener = Opener::builder().cookie_store(true).build()?;
+    /// let jar = opener.cookie_jar().expect("cookie_store(true)");
+    /// let url = Url::parse("http://example.com/")?;
+    /// jar.set_cookie_str("lang=en", &url);
+    /// assert_eq!(jar.cookie_header(&url).as_deref(), Some("lang=en"));
+    /// assert!(Opener::builder().build()?.cookie_jar().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn cookie_jar(&self) -> Option<&Arc<CookieJar>> {
         self.inner.cookies.as_ref()
     }
 
     /// Adds credentials at run time (see [`OpenerBuilder::add_password`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().build()?;
+    /// // Later, for example after asking the user:
+    /// opener.add_password(None, "https://files.example.com/", "joe", "s3cret");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add_password(&self, realm: Option<&str>, uri: &str, user: &str, password: &str) {
         self.inner
             .passwords
@@ -395,6 +878,42 @@ impl Opener {
     }
 
     /// Opens a URL or a [`Request`]. A status >= 400 is [`Error::Http`], carrying the response.
+    ///
+    /// A handler registered for the URL's scheme opens it (built in: `file:` and `data:`);
+    /// otherwise `http` and `https` go through the HTTP client, following redirects and answering
+    /// authentication challenges as configured.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidUrl`] for a URL that does not parse or has no host,
+    /// [`Error::UnsupportedScheme`] for a scheme without a handler, [`Error::Http`] for a status of
+    /// 400 or more, [`Error::TooManyRedirects`], [`Error::RedirectLoop`] and
+    /// [`Error::RedirectNotAllowed`] for redirects, [`Error::Connect`], [`Error::Timeout`] and
+    /// [`Error::Network`] for network failures, [`Error::Auth`] for an authentication challenge
+    /// that cannot be answered, and whatever a [`SchemeHandler`] returns.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{Opener, Request, Url};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("page.html");
+    /// std::fs::write(&path, "<h1>Hi</h1>")?;
+    ///
+    /// let opener = Opener::builder().build()?;
+    /// let url = Url::from_file_path(&path).expect("an absolute path");
+    /// let mut resp = opener.open(&url).await?;
+    /// assert_eq!(resp.header("content-type"), Some("text/html"));
+    /// assert_eq!(resp.text().await?, "<h1>Hi</h1>");
+    ///
+    /// let req = Request::new("data:,payload")?.header_line("X-Trace: 7")?;
+    /// assert_eq!(opener.open(req).await?.text().await?, "payload");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn open(&self, request: impl IntoRequest) -> Result<Response, Error> {
         let request = request.into_request()?;
         let scheme = request.url.scheme().to_ascii_lowercase();

@@ -14,6 +14,24 @@ use crate::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
 use crate::{Error, StatusCode, Url};
 
 /// A stream of body chunks, as a [`SchemeHandler`](crate::SchemeHandler) may produce.
+///
+/// # Examples
+///
+/// ```
+/// use bytes::Bytes;
+/// use futures::StreamExt;
+/// use weft_fetch::{header::HeaderMap, BodyStream, Response, StatusCode, Url};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let chunks = ["one ", "two ", "three"].map(|s| Ok(Bytes::from_static(s.as_bytes())));
+/// let body: BodyStream = futures::stream::iter(chunks).boxed();
+/// let url = Url::parse("count:123")?;
+/// let mut resp = Response::from_stream(url, StatusCode::OK, HeaderMap::new(), body);
+/// assert_eq!(resp.text().await?, "one two three");
+/// # Ok(())
+/// # }
+/// ```
 pub type BodyStream = BoxStream<'static, Result<Bytes, Error>>;
 
 /// An open URL: status, headers, final URL, and a body you read like a file.
@@ -24,17 +42,35 @@ pub type BodyStream = BoxStream<'static, Result<Bytes, Error>>;
 /// [`Error`]s (they take precedence over the `AsyncReadExt` methods of the same name; call those
 /// with `AsyncReadExt::read_to_end(&mut resp, &mut buf)` if you want them).
 ///
+/// # Examples
+///
 /// ```
 /// use tokio::io::AsyncBufReadExt;
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let resp = weft_fetch::urlopen("data:,We%0Agot%0Ahere%0A").await.unwrap();
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let resp = weft_fetch::urlopen("data:,We%0Agot%0Ahere%0A").await?;
 /// let mut lines = resp.lines();
 /// let mut got = Vec::new();
-/// while let Some(line) = lines.next_line().await.unwrap() {
+/// while let Some(line) = lines.next_line().await? {
 ///     got.push(line);
 /// }
 /// assert_eq!(got, ["We", "got", "here"]);
-/// # });
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Copying a body to any `AsyncWrite` with [`tokio::io::copy`]:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let mut resp = weft_fetch::urlopen("data:,copied").await?;
+/// let mut out: Vec<u8> = Vec::new();
+/// let n = tokio::io::copy(&mut resp, &mut out).await?;
+/// assert_eq!((n, &out[..]), (6, &b"copied"[..]));
+/// # Ok(())
+/// # }
 /// ```
 pub struct Response {
     status: StatusCode,
@@ -58,6 +94,27 @@ impl fmt::Debug for Response {
 
 impl Response {
     /// Builds a response from its parts and a body stream. Used by scheme handlers.
+    ///
+    /// # Examples
+    ///
+    /// A body produced piece by piece, as a handler generating data on the fly would:
+    ///
+    /// ```
+    /// use futures::StreamExt;
+    /// use weft_fetch::{header::HeaderMap, Response, StatusCode, Url};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let body = futures::stream::iter(1..=3)
+    ///     .map(|i| Ok(bytes::Bytes::from(format!("line {i}\n"))))
+    ///     .boxed();
+    /// let url = Url::parse("gen:lines")?;
+    /// let mut resp = Response::from_stream(url, StatusCode::OK, HeaderMap::new(), body);
+    /// assert_eq!(resp.content_length(), None); // unknown up front
+    /// assert_eq!(resp.text().await?, "line 1\nline 2\nline 3\n");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_stream(url: Url, status: StatusCode, headers: HeaderMap, body: BodyStream) -> Self {
         Response {
             status,
@@ -71,14 +128,19 @@ impl Response {
 
     /// Builds a response whose body is in memory; sets `Content-Length` unless present.
     ///
+    /// # Examples
+    ///
     /// ```
     /// use weft_fetch::{header::HeaderMap, Response, StatusCode, Url};
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let url = Url::parse("echo://host/hi").unwrap();
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = Url::parse("echo://host/hi")?;
     /// let mut r = Response::from_bytes(url, StatusCode::OK, HeaderMap::new(), "hi");
     /// assert_eq!(r.content_length(), Some(2));
-    /// assert_eq!(r.read_to_end().await.unwrap(), b"hi");
-    /// # });
+    /// assert_eq!(r.read_to_end().await?, b"hi");
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn from_bytes(
         url: Url,
@@ -95,6 +157,23 @@ impl Response {
     }
 
     /// Builds a response that streams from any `AsyncRead` (64 KiB reads).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{header::HeaderMap, Response, StatusCode, Url};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let reader = std::io::Cursor::new(vec![b'x'; 100_000]);
+    /// let url = Url::parse("mem:big")?;
+    /// let mut resp = Response::from_reader(url, StatusCode::OK, HeaderMap::new(), reader);
+    /// let first = resp.chunk().await?.expect("some data");
+    /// assert_eq!(first.len(), 64 * 1024);
+    /// assert_eq!(resp.read_to_end().await?.len(), 100_000 - 64 * 1024);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn from_reader(
         url: Url,
         status: StatusCode,
@@ -107,32 +186,125 @@ impl Response {
 
     /// The status: the HTTP status for `http`/`https`; `200 OK` for `file:` and `data:` (where
     /// urllib says `None`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::StatusCode;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let resp = weft_fetch::urlopen("data:,").await?;
+    /// assert_eq!(resp.status(), StatusCode::OK);
+    /// assert!(resp.status().is_success());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn status(&self) -> StatusCode {
         self.status
     }
 
     /// The response headers (for `file:`: `Content-Type`, `Content-Length`, `Last-Modified`;
     /// for `data:`: `Content-Type`, `Content-Length`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let resp = weft_fetch::urlopen("data:image/svg+xml,<svg/>").await?;
+    /// assert_eq!(resp.headers()[CONTENT_TYPE], "image/svg+xml");
+    /// assert_eq!(resp.headers()[CONTENT_LENGTH], "6");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
     }
 
-    /// One header as a string, if present and visible ASCII.
+    /// One header as a string, if present and visible ASCII. The name is case-insensitive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let resp = weft_fetch::urlopen("data:application/json,{}").await?;
+    /// assert_eq!(resp.header("Content-Type"), Some("application/json"));
+    /// assert_eq!(resp.header("etag"), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The final URL, after redirects (urllib's `geturl()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("notes.txt");
+    /// std::fs::write(&path, "n")?;
+    /// let url = weft_fetch::Url::from_file_path(&path).expect("an absolute path");
+    /// let resp = weft_fetch::urlopen(&url).await?;
+    /// assert_eq!(resp.url(), &url);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn url(&self) -> &Url {
         &self.url
     }
 
     /// The `Content-Length` header, parsed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let resp = weft_fetch::urlopen("data:;base64,AAECAw==").await?;
+    /// assert_eq!(resp.content_length(), Some(4));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn content_length(&self) -> Option<u64> {
         content_length(&self.headers)
     }
 
     /// The next chunk of the body, as it arrives; `None` at the end.
+    ///
+    /// # Errors
+    ///
+    /// The error that ended the body: [`Error::ContentTooShort`] when an HTTP body is cut
+    /// short, [`Error::Timeout`] on a stall, [`Error::Network`] or [`Error::Io`] otherwise (or
+    /// whatever a [`SchemeHandler`](crate::SchemeHandler)'s stream yields). After an error the
+    /// body is at its end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("big.bin");
+    /// std::fs::write(&path, vec![0u8; 300 * 1024])?;
+    /// let url = weft_fetch::Url::from_file_path(&path).expect("an absolute path");
+    /// let mut resp = weft_fetch::urlopen(url).await?;
+    /// let mut total = 0;
+    /// while let Some(chunk) = resp.chunk().await? {
+    ///     total += chunk.len();
+    /// }
+    /// assert_eq!(total, 300 * 1024);
+    /// assert!(resp.chunk().await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, Error> {
         if !self.buf.is_empty() {
             return Ok(Some(std::mem::take(&mut self.buf)));
@@ -159,6 +331,26 @@ impl Response {
 
     /// Reads up to `n` bytes (fewer only at the end of the body); empty at EOF, like Python's
     /// `read(n)`.
+    ///
+    /// # Errors
+    ///
+    /// The error that ended the body: [`Error::ContentTooShort`] when an HTTP body is cut
+    /// short, [`Error::Timeout`] on a stall, [`Error::Network`] or [`Error::Io`] otherwise (or
+    /// whatever a [`SchemeHandler`](crate::SchemeHandler)'s stream yields). After an error the
+    /// body is at its end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let mut resp = weft_fetch::urlopen("data:,Hello%2C%20World!").await?;
+    /// assert_eq!(resp.read(5).await?, "Hello");
+    /// assert_eq!(resp.read(100).await?, ", World!");
+    /// assert!(resp.read(100).await?.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn read(&mut self, n: usize) -> Result<Bytes, Error> {
         let mut out = bytes::BytesMut::new();
         while out.len() < n {
@@ -178,6 +370,25 @@ impl Response {
     }
 
     /// Reads the rest of the body.
+    ///
+    /// # Errors
+    ///
+    /// The error that ended the body: [`Error::ContentTooShort`] when an HTTP body is cut
+    /// short, [`Error::Timeout`] on a stall, [`Error::Network`] or [`Error::Io`] otherwise (or
+    /// whatever a [`SchemeHandler`](crate::SchemeHandler)'s stream yields). After an error the
+    /// body is at its end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let mut resp = weft_fetch::urlopen("data:;base64,AAECAw==").await?;
+    /// assert_eq!(resp.read(1).await?, &[0u8][..]);
+    /// assert_eq!(resp.read_to_end().await?, [1, 2, 3]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn read_to_end(&mut self) -> Result<Vec<u8>, Error> {
         let mut out = Vec::with_capacity(self.content_length().unwrap_or(0).min(1 << 20) as usize);
         while let Some(chunk) = self.chunk().await? {
@@ -187,6 +398,24 @@ impl Response {
     }
 
     /// Reads the rest of the body as UTF-8 (invalid sequences replaced).
+    ///
+    /// # Errors
+    ///
+    /// The error that ended the body: [`Error::ContentTooShort`] when an HTTP body is cut
+    /// short, [`Error::Timeout`] on a stall, [`Error::Network`] or [`Error::Io`] otherwise (or
+    /// whatever a [`SchemeHandler`](crate::SchemeHandler)'s stream yields). After an error the
+    /// body is at its end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let mut resp = weft_fetch::urlopen("data:,caf%C3%A9%FF").await?;
+    /// assert_eq!(resp.text().await?, "café\u{FFFD}");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn text(&mut self) -> Result<String, Error> {
         let v = self.read_to_end().await?;
         Ok(String::from_utf8(v)

@@ -12,6 +12,30 @@ use crate::request::IntoRequest;
 use crate::{Error, Opener, Response, StatusCode};
 
 /// urllib's block size for `reporthook`.
+///
+/// # Examples
+///
+/// A 20000-byte download reports block 0, then three blocks (two full, one partial):
+///
+/// ```
+/// use weft_fetch::{Progress, BLOCK_SIZE};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let dir = tempfile::tempdir()?;
+/// let src = dir.path().join("src.bin");
+/// std::fs::write(&src, vec![7u8; 20_000])?;
+/// let url = weft_fetch::Url::from_file_path(&src).expect("an absolute path");
+///
+/// let mut seen = Vec::new();
+/// let mut hook = |p: &Progress| seen.push((p.block_number, p.bytes_done));
+/// let dest = dir.path().join("copy.bin");
+/// weft_fetch::urlretrieve(url, Some(&dest), Some(&mut hook)).await?;
+/// let b = BLOCK_SIZE as u64;
+/// assert_eq!(seen, [(0, 0), (1, b), (2, 2 * b), (3, 20_000)]);
+/// # Ok(())
+/// # }
+/// ```
 pub const BLOCK_SIZE: usize = 8192;
 
 /// Progress of a download, given to the progress callback.
@@ -20,6 +44,29 @@ pub const BLOCK_SIZE: usize = 8192;
 /// first byte, then once per 8192-byte block received (the last block may be partial), so a
 /// body of `n` bytes gives `1 + ceil(n / 8192)` calls. [`reporthook_args`](Self::reporthook_args)
 /// gives the exact Python arguments; `bytes_done`/`total` are the real figures for a progress bar.
+///
+/// # Examples
+///
+/// A percentage, when the size is known:
+///
+/// ```
+/// use weft_fetch::Progress;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let dir = tempfile::tempdir()?;
+/// let dest = dir.path().join("page.txt");
+/// let mut percent = Vec::new();
+/// let mut hook = |p: &Progress| {
+///     if let Some(total) = p.total.filter(|&t| t > 0) {
+///         percent.push(p.bytes_done * 100 / total);
+///     }
+/// };
+/// weft_fetch::urlretrieve("data:,0123456789", Some(&dest), Some(&mut hook)).await?;
+/// assert_eq!(percent, [0, 100]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Progress {
@@ -36,15 +83,19 @@ pub struct Progress {
 impl Progress {
     /// `(block_number, block_size, total_or_-1)`, exactly the arguments of urllib's `reporthook`.
     ///
+    /// # Examples
+    ///
     /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let dir = tempfile::tempdir().unwrap();
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let dir = tempfile::tempdir()?;
     /// let dest = dir.path().join("out");
     /// let mut calls = Vec::new();
     /// let mut hook = |p: &weft_fetch::Progress| calls.push(p.reporthook_args());
-    /// weft_fetch::urlretrieve("data:,hello", Some(&dest), Some(&mut hook)).await.unwrap();
+    /// weft_fetch::urlretrieve("data:,hello", Some(&dest), Some(&mut hook)).await?;
     /// assert_eq!(calls, [(0, 8192, 5), (1, 8192, 5)]);
-    /// # });
+    /// # Ok(())
+    /// # }
     /// ```
     pub fn reporthook_args(&self) -> (u64, usize, i64) {
         (
@@ -56,9 +107,30 @@ impl Progress {
 }
 
 /// The progress callback type.
+///
+/// Any `FnMut(&Progress) + Send` closure, borrowed mutably, so it can update local state.
+///
+/// # Examples
+///
+/// ```
+/// use weft_fetch::{Progress, ProgressFn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let mut calls = 0;
+/// let mut count = |_: &Progress| calls += 1;
+/// let hook: ProgressFn<'_> = &mut count;
+/// let dir = tempfile::tempdir()?;
+/// weft_fetch::urlretrieve("data:,x", Some(&dir.path().join("x")), Some(hook)).await?;
+/// assert_eq!(calls, 2);
+/// # Ok(())
+/// # }
+/// ```
 pub type ProgressFn<'a> = &'a mut (dyn FnMut(&Progress) + Send);
 
 /// Options of [`Opener::retrieve`].
+///
+/// # Examples
 ///
 /// ```
 /// let opts = weft_fetch::RetrieveOptions::new().dest("big.iso").resume(true);
@@ -72,11 +144,41 @@ pub struct RetrieveOptions {
 
 impl RetrieveOptions {
     /// No destination (a registered temporary file), no resume.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{Opener, RetrieveOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder().build()?;
+    /// let (tmp, _) = opener.retrieve("data:,temp", &RetrieveOptions::new(), None).await?;
+    /// assert!(weft_fetch::registered_tempfiles().contains(&tmp));
+    /// # weft_fetch::urlcleanup();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Where to put the file. It appears there only once complete.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::RetrieveOptions;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let dir = tempfile::tempdir()?;
+    /// let opts = RetrieveOptions::new().dest(dir.path().join("index.html"));
+    /// let (path, _) = weft_fetch::urlretrieve_with("data:,<html></html>", &opts, None).await?;
+    /// assert_eq!(path, dir.path().join("index.html"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn dest(mut self, path: impl Into<PathBuf>) -> Self {
         self.dest = Some(path.into());
         self
@@ -85,12 +187,43 @@ impl RetrieveOptions {
     /// Continue a partial download (`DEST.part`, or an existing `DEST`) with
     /// `Range: bytes=N-`; start over when the server answers 200. On failure the partial data
     /// is kept in `DEST.part` for the next attempt. Needs a destination.
+    ///
+    /// # Examples
+    ///
+    /// A leftover `.part` file; this source ignores `Range` (like a server answering 200), so
+    /// the download starts over and the result is still complete:
+    ///
+    /// ```
+    /// use weft_fetch::RetrieveOptions;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let dir = tempfile::tempdir()?;
+    /// let dest = dir.path().join("log.txt");
+    /// std::fs::write(dir.path().join("log.txt.part"), "line 1\n")?;
+    ///
+    /// let opts = RetrieveOptions::new().dest(&dest).resume(true);
+    /// weft_fetch::urlretrieve_with("data:,line%201%0Aline%202%0A", &opts, None).await?;
+    /// assert_eq!(std::fs::read_to_string(&dest)?, "line 1\nline 2\n");
+    /// assert!(!dir.path().join("log.txt.part").exists());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn resume(mut self, on: bool) -> Self {
         self.resume = on;
         self
     }
 
     /// Whether resume is on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::RetrieveOptions;
+    ///
+    /// assert!(!RetrieveOptions::new().is_resume());
+    /// assert!(RetrieveOptions::new().dest("a.bin").resume(true).is_resume());
+    /// ```
     pub fn is_resume(&self) -> bool {
         self.resume
     }
@@ -104,6 +237,21 @@ fn registry() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
 
 /// The temporary files created by `urlretrieve` without a destination and not yet removed by
 /// [`urlcleanup`](crate::urlcleanup).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_fetch::Error> {
+/// let (a, _) = weft_fetch::urlretrieve("data:,a", None, None).await?;
+/// let (b, _) = weft_fetch::urlretrieve("data:,b", None, None).await?;
+/// let files = weft_fetch::registered_tempfiles();
+/// assert!(files.contains(&a) && files.contains(&b));
+/// weft_fetch::urlcleanup();
+/// assert!(weft_fetch::registered_tempfiles().is_empty());
+/// # Ok(())
+/// # }
+/// ```
 pub fn registered_tempfiles() -> Vec<PathBuf> {
     registry().clone()
 }
@@ -187,6 +335,39 @@ impl Opener {
     /// registered for [`urlcleanup`](crate::urlcleanup); a `file:` URL without a destination
     /// returns the local path without copying. A body shorter than its `Content-Length` is
     /// [`Error::ContentTooShort`].
+    ///
+    /// # Errors
+    ///
+    /// Everything [`open`](Opener::open) can fail with, [`Error::ContentTooShort`] for a
+    /// truncated body, and [`Error::Io`] when the file cannot be created, written or renamed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::{Opener, Progress, RetrieveOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let dir = tempfile::tempdir()?;
+    /// let src = dir.path().join("report.csv");
+    /// std::fs::write(&src, "a,b\n1,2\n")?;
+    /// let url = weft_fetch::Url::from_file_path(&src).expect("an absolute path");
+    ///
+    /// let opener = Opener::builder().build()?;
+    /// let opts = RetrieveOptions::new().dest(dir.path().join("copy.csv"));
+    /// let mut last = None;
+    /// let mut hook = |p: &Progress| last = Some((p.bytes_done, p.total));
+    /// let (path, headers) = opener.retrieve(&url, &opts, Some(&mut hook)).await?;
+    /// assert_eq!(std::fs::read_to_string(path)?, "a,b\n1,2\n");
+    /// assert_eq!(headers["content-type"], "text/csv");
+    /// assert_eq!(last, Some((8, Some(8))));
+    ///
+    /// // A `file:` URL without a destination is not copied.
+    /// let (path, _) = opener.retrieve(&url, &RetrieveOptions::new(), None).await?;
+    /// assert_eq!(path, src);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn retrieve(
         &self,
         request: impl IntoRequest,

@@ -49,18 +49,60 @@ use crate::scan::{LineScanner, Scan};
 use crate::{FrameError, LineError, PrefixWidth};
 
 /// The default line delimiter (Twisted's `LineReceiver.delimiter`).
+///
+/// # Examples
+///
+/// ```
+/// use weft_line::{LineCodec, DEFAULT_DELIMITER};
+///
+/// assert_eq!(DEFAULT_DELIMITER, b"\r\n");
+/// assert_eq!(LineCodec::new().get_delimiter(), DEFAULT_DELIMITER);
+/// ```
 pub const DEFAULT_DELIMITER: &[u8] = b"\r\n";
 /// The default maximum line length (Twisted's `LineReceiver.MAX_LENGTH`).
+///
+/// # Examples
+///
+/// ```
+/// use weft_line::{LineCodec, DEFAULT_MAX_LINE_LENGTH};
+///
+/// assert_eq!(DEFAULT_MAX_LINE_LENGTH, 16384);
+/// assert_eq!(LineCodec::new().get_max_length(), DEFAULT_MAX_LINE_LENGTH);
+/// ```
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 16384;
 /// The default maximum frame length of the string framings (Twisted's `MAX_LENGTH`).
+///
+/// # Examples
+///
+/// ```
+/// use weft_line::{Int32Codec, NetstringCodec, DEFAULT_MAX_FRAME_LENGTH};
+///
+/// assert_eq!(DEFAULT_MAX_FRAME_LENGTH, 99999);
+/// assert_eq!(NetstringCodec::new().max_length(), DEFAULT_MAX_FRAME_LENGTH);
+/// assert_eq!(Int32Codec::new().max_length(), DEFAULT_MAX_FRAME_LENGTH);
+/// ```
 pub const DEFAULT_MAX_FRAME_LENGTH: usize = 99999;
 
 /// What a [`LineCodec`] does with a line longer than its maximum length.
 ///
+/// # Examples
+///
 /// ```
-/// use weft_line::{LineCodec, OnTooLong};
-/// let codec = LineCodec::new().on_too_long(OnTooLong::Discard);
-/// assert_eq!(codec.too_long_policy(), OnTooLong::Discard);
+/// use bytes::BytesMut;
+/// use tokio_util::codec::Decoder;
+/// use weft_line::{LineCodec, LineError, OnTooLong};
+///
+/// // The default, `Close`: the stream is broken.
+/// let mut codec = LineCodec::new().max_length(3);
+/// assert_eq!(codec.too_long_policy(), OnTooLong::Close);
+/// let mut buf = BytesMut::from(&b"toolong\r\nok\r\n"[..]);
+/// assert!(matches!(codec.decode(&mut buf), Err(LineError::TooLong { max_length: 3 })));
+///
+/// // `Discard`: the long line is skipped, the next one comes through.
+/// let mut codec = LineCodec::new().max_length(3).on_too_long(OnTooLong::Discard);
+/// let mut buf = BytesMut::from(&b"toolong\r\nok\r\n"[..]);
+/// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"ok"[..]));
+/// # Ok::<(), LineError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -89,6 +131,16 @@ pub enum OnTooLong {
 /// * At end of stream an unterminated last line is returned (if not too long).
 /// * Encoding writes the line and the delimiter; a line longer than `max_length` or one that
 ///   would not decode as itself (it contains the delimiter) is an error.
+///
+/// # Errors
+///
+/// Decoding fails with [`LineError::TooLong`] on an over-long line (with the default
+/// [`OnTooLong::Close`]; every later call fails the same way), and with [`LineError::Io`]
+/// when the underlying stream fails (through `Framed`). Encoding fails with
+/// [`LineError::TooLong`] for a line over the maximum and with [`LineError::DelimiterInLine`]
+/// for a line that contains the delimiter; nothing is written then.
+///
+/// # Examples
 ///
 /// ```
 /// use bytes::BytesMut;
@@ -130,7 +182,23 @@ impl Default for LineCodec {
 impl LineCodec {
     /// A codec with delimiter `\r\n`, maximum length 16384 and [`OnTooLong::Close`].
     ///
-    /// See [`LineCodec`] for an example.
+    /// # Examples
+    ///
+    /// Reading lines from any `AsyncRead` (here a byte slice) with `FramedRead`:
+    ///
+    /// ```
+    /// use futures::TryStreamExt;
+    /// use tokio_util::codec::FramedRead;
+    /// use weft_line::LineCodec;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_line::LineError> {
+    /// let input: &[u8] = b"one\r\ntwo\r\nthree";
+    /// let lines: Vec<_> = FramedRead::new(input, LineCodec::new()).try_collect().await?;
+    /// // The unterminated last line is returned at end of stream.
+    /// assert_eq!(lines, [&b"one"[..], b"two", b"three"]);
+    /// # Ok(()) }
+    /// ```
     pub fn new() -> Self {
         Self {
             delimiter: Cow::Borrowed(DEFAULT_DELIMITER),
@@ -146,14 +214,20 @@ impl LineCodec {
     /// Sets the delimiter (builder style).
     ///
     /// # Panics
+    ///
     /// If `delimiter` is empty.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use bytes::BytesMut;
     /// use tokio_util::codec::Decoder;
-    /// let mut codec = weft_line::LineCodec::new().delimiter(b"\n");
+    /// use weft_line::LineCodec;
+    ///
+    /// let mut codec = LineCodec::new().delimiter(b"\n");
     /// let mut buf = BytesMut::from(&b"a\r\n"[..]);
-    /// assert_eq!(codec.decode(&mut buf).unwrap().as_deref(), Some(&b"a\r"[..]));
+    /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"a\r"[..]));
+    /// # Ok::<(), weft_line::LineError>(())
     /// ```
     pub fn delimiter(mut self, delimiter: impl Into<Cow<'static, [u8]>>) -> Self {
         let delimiter = delimiter.into();
@@ -165,7 +239,22 @@ impl LineCodec {
 
     /// Sets the maximum line length, delimiter excluded (builder style).
     ///
-    /// See [`LineCodec`] for an example.
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Decoder;
+    /// use weft_line::{LineCodec, LineError};
+    ///
+    /// let mut codec = LineCodec::new().max_length(4);
+    /// // Exactly 4 bytes is fine, even with the delimiter split off.
+    /// let mut buf = BytesMut::from(&b"abcd\r"[..]);
+    /// assert_eq!(codec.decode(&mut buf)?, None);
+    /// buf.extend_from_slice(b"\nabcde\r\n");
+    /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"abcd"[..]));
+    /// assert!(matches!(codec.decode(&mut buf), Err(LineError::TooLong { max_length: 4 })));
+    /// # Ok::<(), LineError>(())
+    /// ```
     pub fn max_length(mut self, max_length: usize) -> Self {
         self.max_length = max_length;
         self
@@ -173,7 +262,16 @@ impl LineCodec {
 
     /// Sets what happens to over-long lines (builder style).
     ///
-    /// See [`OnTooLong`] for an example.
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_line::{LineCodec, OnTooLong};
+    ///
+    /// let codec = LineCodec::new().on_too_long(OnTooLong::Discard);
+    /// assert_eq!(codec.too_long_policy(), OnTooLong::Discard);
+    /// ```
+    ///
+    /// See [`OnTooLong`] for both behaviours.
     pub fn on_too_long(mut self, policy: OnTooLong) -> Self {
         self.policy = policy;
         self
@@ -181,8 +279,13 @@ impl LineCodec {
 
     /// The delimiter.
     ///
+    /// # Examples
+    ///
     /// ```
-    /// assert_eq!(weft_line::LineCodec::new().get_delimiter(), b"\r\n");
+    /// use weft_line::LineCodec;
+    ///
+    /// assert_eq!(LineCodec::new().get_delimiter(), b"\r\n");
+    /// assert_eq!(LineCodec::new().delimiter(&b"\0"[..]).get_delimiter(), b"\0");
     /// ```
     pub fn get_delimiter(&self) -> &[u8] {
         &self.delimiter
@@ -190,8 +293,13 @@ impl LineCodec {
 
     /// The maximum line length.
     ///
+    /// # Examples
+    ///
     /// ```
-    /// assert_eq!(weft_line::LineCodec::new().get_max_length(), 16384);
+    /// use weft_line::LineCodec;
+    ///
+    /// assert_eq!(LineCodec::new().get_max_length(), 16384);
+    /// assert_eq!(LineCodec::new().max_length(80).get_max_length(), 80);
     /// ```
     pub fn get_max_length(&self) -> usize {
         self.max_length
@@ -199,12 +307,20 @@ impl LineCodec {
 
     /// What happens to over-long lines.
     ///
-    /// See [`OnTooLong`] for an example.
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_line::{LineCodec, OnTooLong};
+    ///
+    /// assert_eq!(LineCodec::new().too_long_policy(), OnTooLong::Close);
+    /// ```
     pub fn too_long_policy(&self) -> OnTooLong {
         self.policy
     }
 
     /// How many over-long lines were discarded ([`OnTooLong::Discard`]).
+    ///
+    /// # Examples
     ///
     /// ```
     /// use bytes::BytesMut;
@@ -213,8 +329,9 @@ impl LineCodec {
     ///
     /// let mut codec = LineCodec::new().max_length(3).on_too_long(OnTooLong::Discard);
     /// let mut buf = BytesMut::from(&b"much too long\r\nok\r\n"[..]);
-    /// assert_eq!(codec.decode(&mut buf).unwrap().as_deref(), Some(&b"ok"[..]));
+    /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"ok"[..]));
     /// assert_eq!(codec.discarded(), 1);
+    /// # Ok::<(), weft_line::LineError>(())
     /// ```
     pub fn discarded(&self) -> u64 {
         self.discarded
@@ -256,6 +373,28 @@ impl Decoder for LineCodec {
     type Item = Bytes;
     type Error = LineError;
 
+    /// Splits the first complete line off `buf`, without its delimiter; `None` until one
+    /// has arrived.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::TooLong`] when the first line is over the maximum length in the
+    /// [`OnTooLong::Close`] mode; the buffer is cleared and every later call fails too.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Decoder;
+    /// use weft_line::LineCodec;
+    ///
+    /// let mut codec = LineCodec::new();
+    /// let mut buf = BytesMut::from(&b"a\r\nb"[..]);
+    /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"a"[..]));
+    /// assert_eq!(codec.decode(&mut buf)?, None);
+    /// assert_eq!(&buf[..], b"b");
+    /// # Ok::<(), weft_line::LineError>(())
+    /// ```
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, LineError> {
         if self.failed {
             buf.clear();
@@ -292,6 +431,28 @@ impl Decoder for LineCodec {
         }
     }
 
+    /// Like [`decode`](Self::decode), and at end of stream returns an unterminated last
+    /// line as a line.
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Self::decode); an unterminated last line over the maximum length is
+    /// [`LineError::TooLong`] in the [`OnTooLong::Close`] mode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Decoder;
+    /// use weft_line::LineCodec;
+    ///
+    /// let mut codec = LineCodec::new();
+    /// let mut buf = BytesMut::from(&b"no newline"[..]);
+    /// assert_eq!(codec.decode(&mut buf)?, None);
+    /// assert_eq!(codec.decode_eof(&mut buf)?.as_deref(), Some(&b"no newline"[..]));
+    /// assert_eq!(codec.decode_eof(&mut buf)?, None);
+    /// # Ok::<(), weft_line::LineError>(())
+    /// ```
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, LineError> {
         if let Some(line) = self.decode(buf)? {
             return Ok(Some(line));
@@ -318,6 +479,29 @@ impl Decoder for LineCodec {
 impl<T: AsRef<[u8]>> Encoder<T> for LineCodec {
     type Error = LineError;
 
+    /// Appends `line` and the delimiter to `dst`.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError::TooLong`] if `line` is longer than the maximum length, and
+    /// [`LineError::DelimiterInLine`] if it would not be read back as one line (it contains
+    /// the delimiter, or forms one with the delimiter appended). `dst` is untouched then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Encoder;
+    /// use weft_line::{LineCodec, LineError};
+    ///
+    /// let mut codec = LineCodec::new();
+    /// let mut out = BytesMut::new();
+    /// codec.encode("hello", &mut out)?;
+    /// assert_eq!(&out[..], b"hello\r\n");
+    /// assert!(matches!(codec.encode("a\r\nb", &mut out), Err(LineError::DelimiterInLine)));
+    /// assert_eq!(&out[..], b"hello\r\n");
+    /// # Ok::<(), LineError>(())
+    /// ```
     fn encode(&mut self, line: T, dst: &mut BytesMut) -> Result<(), LineError> {
         let line = line.as_ref();
         if line.len() > self.max_length {
@@ -343,6 +527,15 @@ impl<T: AsRef<[u8]>> Encoder<T> for LineCodec {
 /// length over the maximum (default 99999) is rejected as soon as its digits exceed it,
 /// before the colon arrives. Payloads are [`Bytes`] split off the read buffer. Encoding a
 /// payload longer than the maximum is an error.
+///
+/// # Errors
+///
+/// Decoding fails with a [`FrameError`] on a malformed or over-long netstring (the stream
+/// is broken: the buffer is cleared and every later call fails the same way), and at end of
+/// stream inside a netstring with [`FrameError::Io`] (`UnexpectedEof`). Encoding fails with
+/// [`FrameError::TooLong`] for a payload over the maximum.
+///
+/// # Examples
 ///
 /// ```
 /// use bytes::BytesMut;
@@ -378,15 +571,39 @@ impl Default for NetstringCodec {
 impl NetstringCodec {
     /// A codec with the maximum payload length 99999.
     ///
-    /// See [`NetstringCodec`] for an example.
+    /// # Examples
+    ///
+    /// ```
+    /// use futures::TryStreamExt;
+    /// use tokio_util::codec::FramedRead;
+    /// use weft_line::NetstringCodec;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_line::FrameError> {
+    /// let input: &[u8] = b"3:abc,0:,2:hi,";
+    /// let frames: Vec<_> = FramedRead::new(input, NetstringCodec::new()).try_collect().await?;
+    /// assert_eq!(frames, [&b"abc"[..], b"", b"hi"]);
+    /// # Ok(()) }
+    /// ```
     pub fn new() -> Self {
         Self::with_max_length(DEFAULT_MAX_FRAME_LENGTH)
     }
 
     /// A codec with the given maximum payload length.
     ///
+    /// # Examples
+    ///
     /// ```
-    /// assert_eq!(weft_line::NetstringCodec::with_max_length(10).max_length(), 10);
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Encoder;
+    /// use weft_line::{FrameError, NetstringCodec};
+    ///
+    /// let mut codec = NetstringCodec::with_max_length(3);
+    /// let mut out = BytesMut::new();
+    /// codec.encode("abc", &mut out)?;
+    /// assert!(matches!(codec.encode("abcd", &mut out), Err(FrameError::TooLong { length: 4, max_length: 3 })));
+    /// assert_eq!(&out[..], b"3:abc,");
+    /// # Ok::<(), FrameError>(())
     /// ```
     pub fn with_max_length(max_length: usize) -> Self {
         Self {
@@ -399,7 +616,14 @@ impl NetstringCodec {
 
     /// The maximum payload length.
     ///
-    /// See [`with_max_length`](Self::with_max_length).
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_line::NetstringCodec;
+    ///
+    /// assert_eq!(NetstringCodec::new().max_length(), 99999);
+    /// assert_eq!(NetstringCodec::with_max_length(10).max_length(), 10);
+    /// ```
     pub fn max_length(&self) -> usize {
         self.max_length
     }
@@ -417,6 +641,29 @@ impl Decoder for NetstringCodec {
     type Item = Bytes;
     type Error = FrameError;
 
+    /// Splits the first complete netstring's payload off `buf`; `None` until it has arrived.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::TooLong`], [`FrameError::LeadingZero`], [`FrameError::EmptyLength`],
+    /// [`FrameError::InvalidLength`] or [`FrameError::MissingComma`] for a netstring that
+    /// breaks the stream; the buffer is cleared and every later call fails the same way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Decoder;
+    /// use weft_line::{FrameError, NetstringCodec};
+    ///
+    /// let mut codec = NetstringCodec::new();
+    /// let mut buf = BytesMut::from(&b"5:hel"[..]);
+    /// assert_eq!(codec.decode(&mut buf)?, None);
+    /// buf.extend_from_slice(b"lo,5:world;");
+    /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"hello"[..]));
+    /// assert!(matches!(codec.decode(&mut buf), Err(FrameError::MissingComma(b';'))));
+    /// # Ok::<(), FrameError>(())
+    /// ```
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         if let Some(err) = &self.failed {
             buf.clear();
@@ -451,6 +698,26 @@ impl Decoder for NetstringCodec {
         Ok(Some(frame.freeze()))
     }
 
+    /// Like [`decode`](Self::decode), and checks that the stream did not end inside a
+    /// netstring.
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Self::decode), and [`FrameError::Io`] with
+    /// [`UnexpectedEof`](std::io::ErrorKind::UnexpectedEof) for a truncated netstring.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Decoder;
+    /// use weft_line::{FrameError, NetstringCodec};
+    ///
+    /// let mut codec = NetstringCodec::new();
+    /// let mut buf = BytesMut::from(&b"5:hel"[..]);
+    /// let err = codec.decode_eof(&mut buf).unwrap_err();
+    /// assert!(matches!(err, FrameError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof));
+    /// ```
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         match self.decode(buf)? {
             Some(frame) => Ok(Some(frame)),
@@ -466,6 +733,25 @@ impl Decoder for NetstringCodec {
 impl<T: AsRef<[u8]>> Encoder<T> for NetstringCodec {
     type Error = FrameError;
 
+    /// Appends `payload` as a netstring to `dst`.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::TooLong`] if `payload` is longer than the maximum length; `dst` is
+    /// untouched then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Encoder;
+    /// use weft_line::NetstringCodec;
+    ///
+    /// let mut out = BytesMut::new();
+    /// NetstringCodec::new().encode("hello world!", &mut out)?;
+    /// assert_eq!(&out[..], b"12:hello world!,");
+    /// # Ok::<(), weft_line::FrameError>(())
+    /// ```
     fn encode(&mut self, payload: T, dst: &mut BytesMut) -> Result<(), FrameError> {
         let payload = payload.as_ref();
         check_len(payload.len() as u64, self.max_length)?;
@@ -485,6 +771,15 @@ impl<T: AsRef<[u8]>> Encoder<T> for NetstringCodec {
 /// the prefix, before any payload arrives: an over-long frame is an error as soon as its
 /// prefix is read. Encoding a payload longer than the maximum is an error. Payloads are
 /// [`Bytes`] split off the read buffer.
+///
+/// # Errors
+///
+/// Decoding fails with [`FrameError::TooLong`] as soon as a prefix announces more than the
+/// maximum (the stream is broken: every later call fails the same way), and at end of stream
+/// inside a frame with [`FrameError::Io`] (`UnexpectedEof`). Encoding fails with
+/// [`FrameError::TooLong`] for a payload over the maximum.
+///
+/// # Examples
 ///
 /// ```
 /// use bytes::BytesMut;
@@ -509,11 +804,57 @@ pub struct IntNCodec<W: PrefixWidth> {
     _width: PhantomData<fn() -> W>,
 }
 
-/// A codec with a 1-byte length prefix.
+/// A codec with a 1-byte length prefix (payloads of at most 255 bytes).
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::{Decoder, Encoder};
+/// use weft_line::{FrameError, Int8Codec};
+///
+/// let mut codec = Int8Codec::new();
+/// assert_eq!(codec.max_length(), 255);
+/// let mut buf = BytesMut::new();
+/// codec.encode("hi", &mut buf)?;
+/// assert_eq!(&buf[..], b"\x02hi");
+/// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"hi"[..]));
+/// assert!(matches!(codec.encode([0u8; 256], &mut buf), Err(FrameError::TooLong { .. })));
+/// # Ok::<(), FrameError>(())
+/// ```
 pub type Int8Codec = IntNCodec<u8>;
-/// A codec with a 2-byte big-endian length prefix.
+/// A codec with a 2-byte big-endian length prefix (payloads of at most 65535 bytes).
+///
+/// # Examples
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::Encoder;
+/// use weft_line::Int16Codec;
+///
+/// let mut buf = BytesMut::new();
+/// Int16Codec::new().encode(vec![b'x'; 258], &mut buf)?;
+/// assert_eq!(&buf[..2], [1, 2]); // 258, big-endian
+/// assert_eq!(buf.len(), 2 + 258);
+/// # Ok::<(), weft_line::FrameError>(())
+/// ```
 pub type Int16Codec = IntNCodec<u16>;
 /// A codec with a 4-byte big-endian length prefix.
+///
+/// # Examples
+///
+/// ```
+/// use futures::TryStreamExt;
+/// use tokio_util::codec::FramedRead;
+/// use weft_line::Int32Codec;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), weft_line::FrameError> {
+/// let input: &[u8] = b"\0\0\0\x03abc\0\0\0\0";
+/// let frames: Vec<_> = FramedRead::new(input, Int32Codec::new()).try_collect().await?;
+/// assert_eq!(frames, [&b"abc"[..], b""]);
+/// # Ok(()) }
+/// ```
 pub type Int32Codec = IntNCodec<u32>;
 
 impl<W: PrefixWidth> std::fmt::Debug for IntNCodec<W> {
@@ -547,15 +888,28 @@ impl<W: PrefixWidth> Default for IntNCodec<W> {
 impl<W: PrefixWidth> IntNCodec<W> {
     /// A codec with the maximum length 99999 (capped to the prefix's range).
     ///
-    /// See [`IntNCodec`] for an example.
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_line::{Int16Codec, Int32Codec, Int8Codec};
+    ///
+    /// assert_eq!(Int8Codec::new().max_length(), 255);
+    /// assert_eq!(Int16Codec::new().max_length(), 65535);
+    /// assert_eq!(Int32Codec::new().max_length(), 99999);
+    /// ```
     pub fn new() -> Self {
         Self::with_max_length(DEFAULT_MAX_FRAME_LENGTH)
     }
 
     /// A codec with the given maximum length (capped to the prefix's range).
     ///
+    /// # Examples
+    ///
     /// ```
-    /// assert_eq!(weft_line::Int8Codec::with_max_length(1000).max_length(), 255);
+    /// use weft_line::{Int32Codec, Int8Codec};
+    ///
+    /// assert_eq!(Int8Codec::with_max_length(1000).max_length(), 255);
+    /// assert_eq!(Int32Codec::with_max_length(1 << 20).max_length(), 1 << 20);
     /// ```
     pub fn with_max_length(max_length: usize) -> Self {
         Self {
@@ -568,7 +922,13 @@ impl<W: PrefixWidth> IntNCodec<W> {
 
     /// The maximum payload length.
     ///
-    /// See [`with_max_length`](Self::with_max_length).
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_line::Int16Codec;
+    ///
+    /// assert_eq!(Int16Codec::with_max_length(512).max_length(), 512);
+    /// ```
     pub fn max_length(&self) -> usize {
         self.max_length
     }
@@ -578,6 +938,29 @@ impl<W: PrefixWidth> Decoder for IntNCodec<W> {
     type Item = Bytes;
     type Error = FrameError;
 
+    /// Splits the first complete frame's payload off `buf`; `None` until it has arrived.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::TooLong`] as soon as a prefix announces more than the maximum; the
+    /// buffer is cleared and every later call fails the same way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Decoder;
+    /// use weft_line::Int16Codec;
+    ///
+    /// let mut codec = Int16Codec::new();
+    /// let mut buf = BytesMut::from(&b"\x00"[..]);
+    /// assert_eq!(codec.decode(&mut buf)?, None); // half a prefix
+    /// buf.extend_from_slice(b"\x02o");
+    /// assert_eq!(codec.decode(&mut buf)?, None); // half a payload
+    /// buf.extend_from_slice(b"k");
+    /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"ok"[..]));
+    /// # Ok::<(), weft_line::FrameError>(())
+    /// ```
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         if let Some(err) = &self.failed {
             buf.clear();
@@ -615,6 +998,25 @@ impl<W: PrefixWidth> Decoder for IntNCodec<W> {
         Ok(Some(buf.split_to(len).freeze()))
     }
 
+    /// Like [`decode`](Self::decode), and checks that the stream did not end inside a frame.
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`](Self::decode), and [`FrameError::Io`] with
+    /// [`UnexpectedEof`](std::io::ErrorKind::UnexpectedEof) for a truncated frame.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Decoder;
+    /// use weft_line::{FrameError, Int8Codec};
+    ///
+    /// let mut codec = Int8Codec::new();
+    /// let mut buf = BytesMut::from(&b"\x05abc"[..]);
+    /// let err = codec.decode_eof(&mut buf).unwrap_err();
+    /// assert!(matches!(err, FrameError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof));
+    /// ```
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         match self.decode(buf)? {
             Some(frame) => Ok(Some(frame)),
@@ -630,6 +1032,25 @@ impl<W: PrefixWidth> Decoder for IntNCodec<W> {
 impl<W: PrefixWidth, T: AsRef<[u8]>> Encoder<T> for IntNCodec<W> {
     type Error = FrameError;
 
+    /// Appends the big-endian length of `payload`, then `payload`, to `dst`.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::TooLong`] if `payload` is longer than the maximum length; `dst` is
+    /// untouched then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Encoder;
+    /// use weft_line::Int32Codec;
+    ///
+    /// let mut out = BytesMut::new();
+    /// Int32Codec::new().encode("abc", &mut out)?;
+    /// assert_eq!(&out[..], b"\0\0\0\x03abc");
+    /// # Ok::<(), weft_line::FrameError>(())
+    /// ```
     fn encode(&mut self, payload: T, dst: &mut BytesMut) -> Result<(), FrameError> {
         let payload = payload.as_ref();
         check_len(payload.len() as u64, self.max_length)?;

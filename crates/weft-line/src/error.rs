@@ -8,10 +8,41 @@ use std::io;
 /// `connection_lost` then gets a
 /// [`DisconnectReason::ProtocolError`](weft_core::DisconnectReason::ProtocolError) carrying it.
 ///
+/// # Examples
+///
 /// ```
-/// use weft_line::LineError;
+/// use bytes::BytesMut;
+/// use tokio_util::codec::{Decoder, Encoder};
+/// use weft_line::{LineCodec, LineError};
+///
 /// let err = LineError::TooLong { max_length: 4 };
 /// assert_eq!(err.to_string(), "line longer than 4 bytes");
+///
+/// let mut codec = LineCodec::new().max_length(4);
+/// let mut out = BytesMut::new();
+/// assert!(matches!(codec.encode("12345", &mut out), Err(LineError::TooLong { max_length: 4 })));
+/// assert!(matches!(codec.encode("a\r\nb", &mut out), Err(LineError::DelimiterInLine)));
+///
+/// // I/O errors convert, so `?` works in code mixing both.
+/// let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+/// assert!(matches!(LineError::from(io), LineError::Io(_)));
+/// ```
+///
+/// The reason a line protocol closes with:
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_line::{LineControl, LineError, LineProtocol, LineReceiver};
+///
+/// struct Short;
+/// impl LineReceiver for Short {
+///     const MAX_LENGTH: usize = 8;
+///     fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
+/// }
+/// let mut conn = MemoryTransport::new(LineProtocol::new(Short));
+/// conn.feed(b"this line is too long\r\n");
+/// let reason = conn.close_reason().expect("closing");
+/// assert!(matches!(reason.protocol_error::<LineError>(), Some(LineError::TooLong { max_length: 8 })));
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -33,10 +64,23 @@ pub enum LineError {
 /// Errors of netstring and length-prefixed framing ([`NetstringCodec`](crate::NetstringCodec),
 /// [`IntNCodec`](crate::IntNCodec) and the string protocols).
 ///
+/// # Examples
+///
 /// ```
-/// use weft_line::FrameError;
+/// use bytes::BytesMut;
+/// use tokio_util::codec::Decoder;
+/// use weft_line::{FrameError, NetstringCodec};
+///
 /// let err = FrameError::TooLong { length: 100_000, max_length: 99_999 };
 /// assert_eq!(err.to_string(), "frame of 100000 bytes exceeds the maximum of 99999");
+///
+/// // What each malformed netstring gives.
+/// let decode = |input: &[u8]| NetstringCodec::new().decode(&mut BytesMut::from(input));
+/// assert!(matches!(decode(b"01:a,"), Err(FrameError::LeadingZero)));
+/// assert!(matches!(decode(b":a,"), Err(FrameError::EmptyLength)));
+/// assert!(matches!(decode(b"1x"), Err(FrameError::InvalidLength(b'x'))));
+/// assert!(matches!(decode(b"1:ab"), Err(FrameError::MissingComma(b'b'))));
+/// assert!(matches!(decode(b"100000:"), Err(FrameError::TooLong { length: 100_000, .. })));
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

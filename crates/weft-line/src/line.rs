@@ -40,7 +40,9 @@ pub(crate) const KEEP_CAPACITY: usize = 2048;
 ///   already received; resuming delivers them at once, without waiting for new data.
 /// * Once the connection is closing, no more lines are delivered.
 ///
-/// # Example: the seed's logger
+/// # Examples
+///
+/// The seed's logger:
 ///
 /// ```
 /// use weft_core::{testing::MemoryTransport, DisconnectReason};
@@ -78,21 +80,126 @@ pub(crate) const KEEP_CAPACITY: usize = 2048;
 /// ```
 pub trait LineReceiver: Send + 'static {
     /// The initial line delimiter (any non-empty byte string).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Unix;
+    /// impl LineReceiver for Unix {
+    ///     const DELIMITER: &'static [u8] = b"\n";
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    ///         ctl.send_line(line);
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Unix));
+    /// conn.feed(b"one\ntwo\n");
+    /// assert_eq!(conn.written(), b"one\ntwo\n");
+    /// ```
     const DELIMITER: &'static [u8] = DEFAULT_DELIMITER;
     /// The initial maximum line length, delimiter excluded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Short;
+    /// impl LineReceiver for Short {
+    ///     const MAX_LENGTH: usize = 5;
+    ///     fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Short));
+    /// conn.feed(b"12345\r\n");
+    /// assert!(!conn.is_closing());
+    /// conn.feed(b"123456\r\n");
+    /// assert!(conn.is_closing());
+    /// ```
     const MAX_LENGTH: usize = DEFAULT_MAX_LINE_LENGTH;
 
     /// The connection is up.
+    ///
+    /// # Examples
+    ///
+    /// A greeting:
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Smtp;
+    /// impl LineReceiver for Smtp {
+    ///     fn connection_made(&mut self, ctl: &mut LineControl<'_>) {
+    ///         ctl.send_line("220 ready");
+    ///     }
+    ///     fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
+    /// }
+    /// let conn = MemoryTransport::new(LineProtocol::new(Smtp));
+    /// assert_eq!(conn.written(), b"220 ready\r\n");
+    /// ```
     fn connection_made(&mut self, ctl: &mut LineControl<'_>) {
         let _ = ctl;
     }
 
     /// A line arrived, without its delimiter. `line` is borrowed from the read buffer: copy
     /// what you keep.
+    ///
+    /// # Examples
+    ///
+    /// A running total of the numbers sent, one per line:
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Sum(i64);
+    /// impl LineReceiver for Sum {
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    ///         match std::str::from_utf8(line).ok().and_then(|s| s.trim().parse::<i64>().ok()) {
+    ///             Some(n) => {
+    ///                 self.0 += n;
+    ///                 ctl.send_line(self.0.to_string());
+    ///             }
+    ///             None => ctl.send_line("not a number"),
+    ///         }
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Sum(0)));
+    /// conn.feed(b"2\r\n40\r\nx\r\n");
+    /// assert_eq!(conn.written(), b"2\r\n42\r\nnot a number\r\n");
+    /// ```
     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>);
 
     /// Bytes arrived in raw mode (see [`LineControl::set_raw_mode`]). The default logs and
     /// drops them.
+    ///
+    /// # Examples
+    ///
+    /// After a `RAW` line, everything is echoed upper-cased, as it arrives:
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Shout;
+    /// impl LineReceiver for Shout {
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    ///         if line == b"RAW" {
+    ///             ctl.set_raw_mode();
+    ///         }
+    ///     }
+    ///     fn raw_data_received(&mut self, data: &[u8], ctl: &mut LineControl<'_>) {
+    ///         ctl.write(data.to_ascii_uppercase());
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Shout));
+    /// conn.feed(b"hi\r\nRAW\r\nab");
+    /// conn.feed(b"c\r\n");
+    /// assert_eq!(conn.written(), b"ABC\r\n");
+    /// ```
     fn raw_data_received(&mut self, data: &[u8], ctl: &mut LineControl<'_>) {
         let _ = ctl;
         tracing::warn!(
@@ -105,34 +212,210 @@ pub trait LineReceiver: Send + 'static {
     /// line, its delimiter if it came, and what followed); it is dropped afterwards unless
     /// handed back with [`LineControl::set_line_mode`]. The default closes the connection
     /// (after flushing) with the reason [`LineError::TooLong`].
+    ///
+    /// # Examples
+    ///
+    /// Answering an error and going on with the next line instead of closing:
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Lenient;
+    /// impl LineReceiver for Lenient {
+    ///     const MAX_LENGTH: usize = 4;
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    ///         ctl.send_line(line);
+    ///     }
+    ///     fn line_length_exceeded(&mut self, data: &[u8], ctl: &mut LineControl<'_>) {
+    ///         ctl.send_line("ERR line too long");
+    ///         // Skip the long line and hand back what follows it. (A real protocol would
+    ///         // also skip the rest of the line when its delimiter has not come yet.)
+    ///         if let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+    ///             ctl.set_line_mode(&data[end + 2..]);
+    ///         }
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Lenient));
+    /// conn.feed(b"much too long\r\nok\r\n");
+    /// assert_eq!(conn.written(), b"ERR line too long\r\nok\r\n");
+    /// assert!(!conn.is_closing());
+    /// ```
     fn line_length_exceeded(&mut self, data: &[u8], ctl: &mut LineControl<'_>) {
         tracing::debug!(len = data.len(), "line too long; closing the connection");
         let max_length = ctl.max_length();
         ctl.close_with_error(LineError::TooLong { max_length });
     }
 
-    /// The peer half-closed: see [`Protocol::eof_received`].
+    /// The peer half-closed: see [`Protocol::eof_received`]. Return true to keep the
+    /// connection open for writing; the default returns false (close after flushing).
+    ///
+    /// # Examples
+    ///
+    /// A summary sent once the peer is done:
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Count(usize);
+    /// impl LineReceiver for Count {
+    ///     fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {
+    ///         self.0 += 1;
+    ///     }
+    ///     fn eof_received(&mut self, ctl: &mut LineControl<'_>) -> bool {
+    ///         ctl.send_line(format!("{} lines", self.0));
+    ///         false // close once that is written
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Count(0)));
+    /// conn.feed(b"a\r\nb\r\n");
+    /// conn.feed_eof();
+    /// assert_eq!(conn.written(), b"2 lines\r\n");
+    /// assert!(conn.is_closing());
+    /// ```
     fn eof_received(&mut self, ctl: &mut LineControl<'_>) -> bool {
         let _ = ctl;
         false
     }
 
     /// The connection is gone (called exactly once).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::{testing::MemoryTransport, DisconnectReason};
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// #[derive(Default)]
+    /// struct Watch(Option<DisconnectReason>);
+    /// impl LineReceiver for Watch {
+    ///     fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
+    ///     fn connection_lost(&mut self, reason: DisconnectReason) {
+    ///         self.0 = Some(reason);
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Watch::default()));
+    /// conn.lose(DisconnectReason::Reset);
+    /// assert!(matches!(conn.protocol().receiver().0, Some(DisconnectReason::Reset)));
+    /// ```
     fn connection_lost(&mut self, reason: DisconnectReason) {
         let _ = reason;
     }
 
     /// The outgoing buffer is over its high water mark: see [`Protocol::pause_writing`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// #[derive(Default)]
+    /// struct Flow { blocked: bool }
+    /// impl LineReceiver for Flow {
+    ///     fn connection_made(&mut self, ctl: &mut LineControl<'_>) {
+    ///         ctl.set_write_buffer_limits(4, 0);
+    ///     }
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    ///         ctl.send_line(line);
+    ///     }
+    ///     fn pause_writing(&mut self, _: &mut LineControl<'_>) {
+    ///         self.blocked = true;
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Flow::default()));
+    /// conn.feed(b"hello\r\n"); // 7 bytes waiting: over the high water mark of 4
+    /// assert!(conn.protocol().receiver().blocked);
+    /// ```
     fn pause_writing(&mut self, ctl: &mut LineControl<'_>) {
         let _ = ctl;
     }
 
     /// The outgoing buffer drained: see [`Protocol::resume_writing`].
+    ///
+    /// # Examples
+    ///
+    /// Reading from the peer only while it keeps up with what we write:
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Polite;
+    /// impl LineReceiver for Polite {
+    ///     fn connection_made(&mut self, ctl: &mut LineControl<'_>) {
+    ///         ctl.set_write_buffer_limits(4, 0);
+    ///     }
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    ///         ctl.send_line(line);
+    ///     }
+    ///     fn pause_writing(&mut self, ctl: &mut LineControl<'_>) {
+    ///         ctl.pause_producing();
+    ///     }
+    ///     fn resume_writing(&mut self, ctl: &mut LineControl<'_>) {
+    ///         ctl.resume_producing();
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Polite));
+    /// conn.feed(b"hello\r\n");
+    /// assert!(conn.protocol().is_paused());
+    /// conn.take_written(); // the peer reads it all
+    /// assert!(!conn.protocol().is_paused());
+    /// ```
     fn resume_writing(&mut self, ctl: &mut LineControl<'_>) {
         let _ = ctl;
     }
 
     /// A timer armed with [`Transport::call_later`] fired.
+    ///
+    /// # Examples
+    ///
+    /// An idle timeout, restarted by every line:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_core::{testing::MemoryTransport, TimerId};
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Idle(Option<TimerId>);
+    /// impl Idle {
+    ///     fn restart(&mut self, ctl: &mut LineControl<'_>) {
+    ///         if let Some(old) = self.0.take() {
+    ///             ctl.cancel_timer(old);
+    ///         }
+    ///         self.0 = Some(ctl.call_later(Duration::from_secs(30)));
+    ///     }
+    /// }
+    /// impl LineReceiver for Idle {
+    ///     fn connection_made(&mut self, ctl: &mut LineControl<'_>) {
+    ///         self.restart(ctl);
+    ///     }
+    ///     fn line_received(&mut self, _: &[u8], ctl: &mut LineControl<'_>) {
+    ///         self.restart(ctl);
+    ///     }
+    ///     fn timer_fired(&mut self, timer: TimerId, ctl: &mut LineControl<'_>) {
+    ///         if self.0 == Some(timer) {
+    ///             ctl.send_line("idle timeout");
+    ///             ctl.lose_connection();
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()?;
+    /// # rt.block_on(async {
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Idle(None)));
+    /// conn.advance(Duration::from_secs(20)).await;
+    /// conn.feed(b"still here\r\n");
+    /// conn.advance(Duration::from_secs(20)).await;
+    /// assert!(!conn.is_closing());
+    /// conn.advance(Duration::from_secs(10)).await;
+    /// assert!(conn.is_closing());
+    /// assert_eq!(conn.written(), b"idle timeout\r\n");
+    /// # });
+    /// # Ok(()) }
+    /// ```
     fn timer_fired(&mut self, timer: TimerId, ctl: &mut LineControl<'_>) {
         let _ = (timer, ctl);
     }
@@ -189,6 +472,30 @@ impl fmt::Debug for LineState {
 /// [`Transport`] (it derefs to it, so `ctl.write(..)`, `ctl.peer()`, `ctl.lose_connection()`
 /// work; its own [`pause_producing`](Self::pause_producing) and
 /// [`resume_producing`](Self::resume_producing) also pause line delivery).
+///
+/// # Examples
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_line::{LineControl, LineProtocol, LineReceiver};
+///
+/// struct Hello;
+/// impl LineReceiver for Hello {
+///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+///         if line == b"quit" {
+///             ctl.send_line("bye");
+///             ctl.lose_connection(); // a Transport method, through Deref
+///         } else {
+///             let peer = ctl.peer().to_string();
+///             ctl.send_line(format!("hello {peer}"));
+///         }
+///     }
+/// }
+/// let mut conn = MemoryTransport::new(LineProtocol::new(Hello));
+/// conn.feed(b"hi\r\nquit\r\nignored\r\n");
+/// assert_eq!(conn.written(), b"hello 127.0.0.1:54321\r\nbye\r\n");
+/// assert!(conn.is_closing());
+/// ```
 pub struct LineControl<'a> {
     t: &'a mut Transport,
     st: &'a mut LineState,
@@ -229,22 +536,46 @@ impl LineControl<'_> {
     /// Writes `line` followed by the delimiter (Twisted's `sendLine`; like it, the line is
     /// not checked for embedded delimiters).
     ///
-    /// See [`LineReceiver`] for an example.
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Banner;
+    /// impl LineReceiver for Banner {
+    ///     fn connection_made(&mut self, ctl: &mut LineControl<'_>) {
+    ///         ctl.send_line("welcome"); // &str,
+    ///         ctl.send_line(b"\xffbytes"); // bytes,
+    ///         ctl.send_line(format!("{} users", 3)); // or anything AsRef<[u8]>
+    ///     }
+    ///     fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
+    /// }
+    /// let conn = MemoryTransport::new(LineProtocol::new(Banner));
+    /// assert_eq!(conn.written(), b"welcome\r\n\xffbytes\r\n3 users\r\n");
+    /// ```
     pub fn send_line(&mut self, line: impl AsRef<[u8]>) {
         self.t.write(line);
         self.t.write(&*self.st.delimiter);
     }
 
-    /// The underlying transport.
+    /// The underlying transport (the control also derefs to it).
+    ///
+    /// # Examples
     ///
     /// ```
-    /// # use weft_line::{LineControl, LineReceiver};
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
     /// struct Bye;
     /// impl LineReceiver for Bye {
     ///     fn line_received(&mut self, _: &[u8], ctl: &mut LineControl<'_>) {
     ///         ctl.transport().lose_connection();
     ///     }
     /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Bye));
+    /// conn.feed(b"anything\r\n");
+    /// assert!(conn.is_closing());
     /// ```
     pub fn transport(&mut self) -> &mut Transport {
         self.t
@@ -337,15 +668,22 @@ impl LineControl<'_> {
 
     /// True in raw mode.
     ///
+    /// # Examples
+    ///
     /// ```
-    /// # use weft_line::{LineControl, LineReceiver};
+    /// # use weft_core::testing::MemoryTransport;
+    /// # use weft_line::{LineControl, LineProtocol, LineReceiver};
     /// # struct P;
     /// # impl LineReceiver for P {
     /// fn line_received(&mut self, _: &[u8], ctl: &mut LineControl<'_>) {
+    ///     assert!(!ctl.is_raw_mode());
     ///     ctl.set_raw_mode();
     ///     assert!(ctl.is_raw_mode());
     /// }
     /// # }
+    /// # let mut conn = MemoryTransport::new(LineProtocol::new(P));
+    /// # conn.feed(b"go\r\n");
+    /// # assert!(!conn.is_closing());
     /// ```
     pub fn is_raw_mode(&self) -> bool {
         self.st.raw
@@ -421,7 +759,30 @@ impl LineControl<'_> {
     /// as soon as the current callback returns. Does nothing after
     /// [`stop_producing`](Self::stop_producing).
     ///
-    /// See [`pause_producing`](Self::pause_producing).
+    /// # Examples
+    ///
+    /// A `HOLD` line holds the lines after it until the next callback resumes:
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// #[derive(Default)]
+    /// struct Hold(Vec<Vec<u8>>);
+    /// impl LineReceiver for Hold {
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    ///         self.0.push(line.to_vec());
+    ///         if line == b"HOLD" {
+    ///             ctl.pause_producing();
+    ///         }
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Hold::default()));
+    /// conn.feed(b"HOLD\r\na\r\nb\r\n");
+    /// assert_eq!(conn.protocol().receiver().0.len(), 1);
+    /// conn.with(|p, t| p.with_control(t, |_, ctl| ctl.resume_producing()));
+    /// assert_eq!(conn.protocol().receiver().0, [&b"HOLD"[..], b"a", b"b"]);
+    /// ```
     pub fn resume_producing(&mut self) {
         if !self.st.stopped {
             self.st.paused = false;
@@ -431,8 +792,11 @@ impl LineControl<'_> {
 
     /// Stops for good: no more lines, and the connection closes (Twisted's `stopProducing`).
     ///
+    /// # Examples
+    ///
     /// ```
-    /// # use weft_line::{LineControl, LineReceiver};
+    /// # use weft_core::testing::MemoryTransport;
+    /// # use weft_line::{LineControl, LineProtocol, LineReceiver};
     /// # struct P;
     /// # impl LineReceiver for P {
     /// fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
@@ -442,6 +806,9 @@ impl LineControl<'_> {
     ///     }
     /// }
     /// # }
+    /// # let mut conn = MemoryTransport::new(LineProtocol::new(P));
+    /// # conn.feed(b"stop\r\n");
+    /// # assert!(conn.is_closing());
     /// ```
     pub fn stop_producing(&mut self) {
         self.st.paused = true;
@@ -451,14 +818,44 @@ impl LineControl<'_> {
 
     /// True while line delivery is paused.
     ///
-    /// See [`stop_producing`](Self::stop_producing).
+    /// # Examples
+    ///
+    /// ```
+    /// # use weft_core::testing::MemoryTransport;
+    /// # use weft_line::{LineControl, LineProtocol, LineReceiver};
+    /// # struct P;
+    /// # impl LineReceiver for P {
+    /// fn line_received(&mut self, _: &[u8], ctl: &mut LineControl<'_>) {
+    ///     assert!(!ctl.is_paused());
+    ///     ctl.pause_producing();
+    ///     assert!(ctl.is_paused());
+    /// }
+    /// # }
+    /// # let mut conn = MemoryTransport::new(LineProtocol::new(P));
+    /// # conn.feed(b"x\r\n");
+    /// # assert!(conn.protocol().is_paused());
+    /// ```
     pub fn is_paused(&self) -> bool {
         self.st.paused
     }
 
     /// The current delimiter.
     ///
-    /// See [`set_delimiter`](Self::set_delimiter).
+    /// # Examples
+    ///
+    /// ```
+    /// # use weft_core::testing::MemoryTransport;
+    /// # use weft_line::{LineControl, LineProtocol, LineReceiver};
+    /// # struct P;
+    /// # impl LineReceiver for P {
+    /// fn connection_made(&mut self, ctl: &mut LineControl<'_>) {
+    ///     assert_eq!(ctl.delimiter(), b"\r\n");
+    /// }
+    /// # fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
+    /// # }
+    /// # let conn = MemoryTransport::new(LineProtocol::new(P));
+    /// # assert!(!conn.is_closing());
+    /// ```
     pub fn delimiter(&self) -> &[u8] {
         &self.st.delimiter
     }
@@ -466,18 +863,32 @@ impl LineControl<'_> {
     /// Changes the delimiter, from the next line on.
     ///
     /// # Panics
+    ///
     /// If `delimiter` is empty.
     ///
+    /// # Examples
+    ///
+    /// A first line chooses the delimiter of the rest:
+    ///
     /// ```
-    /// # use weft_line::{LineControl, LineReceiver};
-    /// # struct P;
-    /// # impl LineReceiver for P {
-    /// fn connection_made(&mut self, ctl: &mut LineControl<'_>) {
-    ///     ctl.set_delimiter(&b"\n"[..]);
-    ///     assert_eq!(ctl.delimiter(), b"\n");
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// #[derive(Default)]
+    /// struct Negotiate(Vec<Vec<u8>>);
+    /// impl LineReceiver for Negotiate {
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    ///         if line == b"USE LF" {
+    ///             ctl.set_delimiter(&b"\n"[..]);
+    ///             assert_eq!(ctl.delimiter(), b"\n");
+    ///         } else {
+    ///             self.0.push(line.to_vec());
+    ///         }
+    ///     }
     /// }
-    /// # fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
-    /// # }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Negotiate::default()));
+    /// conn.feed(b"USE LF\r\none\ntwo\n");
+    /// assert_eq!(conn.protocol().receiver().0, [&b"one"[..], b"two"]);
     /// ```
     pub fn set_delimiter(&mut self, delimiter: impl Into<Cow<'static, [u8]>>) {
         let delimiter = delimiter.into();
@@ -488,16 +899,22 @@ impl LineControl<'_> {
 
     /// The current maximum line length.
     ///
+    /// # Examples
+    ///
     /// ```
-    /// # use weft_line::{LineControl, LineReceiver};
+    /// # use weft_core::testing::MemoryTransport;
+    /// # use weft_line::{LineControl, LineProtocol, LineReceiver};
     /// # struct P;
     /// # impl LineReceiver for P {
     /// fn connection_made(&mut self, ctl: &mut LineControl<'_>) {
+    ///     assert_eq!(ctl.max_length(), 16384);
     ///     ctl.set_max_length(100);
     ///     assert_eq!(ctl.max_length(), 100);
     /// }
     /// # fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
     /// # }
+    /// # let conn = MemoryTransport::new(LineProtocol::new(P));
+    /// # assert!(!conn.is_closing());
     /// ```
     pub fn max_length(&self) -> usize {
         self.st.max_length
@@ -505,7 +922,30 @@ impl LineControl<'_> {
 
     /// Changes the maximum line length, from now on.
     ///
-    /// See [`max_length`](Self::max_length).
+    /// # Examples
+    ///
+    /// Longer lines allowed once the peer asked for them:
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// #[derive(Default)]
+    /// struct Cmd(Vec<Vec<u8>>);
+    /// impl LineReceiver for Cmd {
+    ///     const MAX_LENGTH: usize = 8;
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    ///         if line == b"BIG" {
+    ///             ctl.set_max_length(64);
+    ///         }
+    ///         self.0.push(line.to_vec());
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Cmd::default()));
+    /// conn.feed(b"BIG\r\na line longer than eight bytes\r\n");
+    /// assert_eq!(conn.protocol().receiver().0.len(), 2);
+    /// assert!(!conn.is_closing());
+    /// ```
     pub fn set_max_length(&mut self, max_length: usize) {
         self.st.max_length = max_length;
     }
@@ -559,7 +999,27 @@ fn call<R, T>(
 /// while paused with lines pending; resumes from a callback or from
 /// [`resume_producing`](Self::resume_producing) deliver at once.
 ///
-/// See [`LineReceiver`] for an example, and [`line_factory`] to serve it.
+/// See [`line_factory`] to serve it.
+///
+/// # Examples
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_line::{LineControl, LineProtocol, LineReceiver};
+///
+/// struct Echo;
+/// impl LineReceiver for Echo {
+///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+///         ctl.send_line(line);
+///     }
+/// }
+/// let mut conn = MemoryTransport::new(LineProtocol::new(Echo));
+/// // Lines split across reads any way come out whole.
+/// for chunk in b"hello\r\nworld\r\n".chunks(3) {
+///     conn.feed(chunk);
+/// }
+/// assert_eq!(conn.written(), b"hello\r\nworld\r\n");
+/// ```
 pub struct LineProtocol<R> {
     receiver: R,
     st: LineState,
@@ -577,7 +1037,19 @@ impl<R: fmt::Debug> fmt::Debug for LineProtocol<R> {
 impl<R: LineReceiver> LineProtocol<R> {
     /// Wraps `receiver`, with its `DELIMITER` and `MAX_LENGTH`.
     ///
-    /// See [`LineReceiver`] for an example.
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Quiet;
+    /// impl LineReceiver for Quiet {
+    ///     fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
+    /// }
+    /// let proto = LineProtocol::new(Quiet);
+    /// assert_eq!(proto.buffered(), 0);
+    /// assert!(!proto.is_paused());
+    /// ```
     pub fn new(receiver: R) -> Self {
         Self {
             receiver,
@@ -599,7 +1071,10 @@ impl<R: LineReceiver> LineProtocol<R> {
     /// Uses another delimiter for this connection.
     ///
     /// # Panics
+    ///
     /// If `delimiter` is empty.
+    ///
+    /// # Examples
     ///
     /// ```
     /// # use weft_core::testing::MemoryTransport;
@@ -622,7 +1097,19 @@ impl<R: LineReceiver> LineProtocol<R> {
 
     /// Uses another maximum line length for this connection.
     ///
-    /// See [`with_delimiter`](Self::with_delimiter).
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineError, LineProtocol, LineReceiver};
+    /// # struct P;
+    /// # impl LineReceiver for P { fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {} }
+    ///
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(P).with_max_length(3));
+    /// conn.feed(b"abc\r\nabcd\r\n");
+    /// let reason = conn.close_reason().expect("closing");
+    /// assert!(matches!(reason.protocol_error(), Some(LineError::TooLong { max_length: 3 })));
+    /// ```
     pub fn with_max_length(mut self, max_length: usize) -> Self {
         self.st.max_length = max_length;
         self
@@ -630,17 +1117,70 @@ impl<R: LineReceiver> LineProtocol<R> {
 
     /// The receiver.
     ///
-    /// See [`LineReceiver`] for an example.
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Count(usize);
+    /// impl LineReceiver for Count {
+    ///     fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {
+    ///         self.0 += 1;
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Count(0)));
+    /// conn.feed(b"a\r\nb\r\nc");
+    /// assert_eq!(conn.protocol().receiver().0, 2);
+    /// ```
     pub fn receiver(&self) -> &R {
         &self.receiver
     }
 
     /// The receiver, mutably.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Prefix(String);
+    /// impl LineReceiver for Prefix {
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    ///         let out = [self.0.as_bytes(), line].concat();
+    ///         ctl.send_line(out);
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Prefix("> ".into())));
+    /// conn.protocol_mut().receiver_mut().0 = "# ".into();
+    /// conn.feed(b"hi\r\n");
+    /// assert_eq!(conn.written(), b"# hi\r\n");
+    /// ```
     pub fn receiver_mut(&mut self) -> &mut R {
         &mut self.receiver
     }
 
     /// Gives the receiver back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// #[derive(Default)]
+    /// struct Collect(Vec<String>);
+    /// impl LineReceiver for Collect {
+    ///     fn line_received(&mut self, line: &[u8], _: &mut LineControl<'_>) {
+    ///         self.0.push(String::from_utf8_lossy(line).into_owned());
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Collect::default()));
+    /// conn.feed(b"x\r\ny\r\n");
+    /// let lines = conn.into_protocol().into_inner().0;
+    /// assert_eq!(lines, ["x", "y"]);
+    /// ```
     pub fn into_inner(self) -> R {
         self.receiver
     }
@@ -661,6 +1201,19 @@ impl<R: LineReceiver> LineProtocol<R> {
     }
 
     /// True while line delivery is paused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weft_core::testing::MemoryTransport;
+    /// # use weft_line::{LineControl, LineProtocol, LineReceiver};
+    /// # struct P;
+    /// # impl LineReceiver for P { fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {} }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(P));
+    /// assert!(!conn.protocol().is_paused());
+    /// conn.with(|p, t| p.pause_producing(t));
+    /// assert!(conn.protocol().is_paused());
+    /// ```
     pub fn is_paused(&self) -> bool {
         self.st.paused
     }
@@ -688,16 +1241,53 @@ impl<R: LineReceiver> LineProtocol<R> {
         r
     }
 
-    /// Pauses line delivery and reading (as [`LineControl::pause_producing`]).
+    /// Pauses line delivery and reading (as [`LineControl::pause_producing`]), from outside
+    /// the callbacks.
     ///
-    /// See [`LineControl::pause_producing`].
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Echo;
+    /// impl LineReceiver for Echo {
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    ///         ctl.send_line(line);
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Echo));
+    /// conn.with(|p, t| p.pause_producing(t));
+    /// assert!(conn.transport().is_reading_paused());
+    /// conn.feed(b"held\r\n"); // a read already under way: kept, not delivered
+    /// assert_eq!(conn.written(), b"");
+    /// assert_eq!(conn.protocol().buffered(), 6);
+    /// ```
     pub fn pause_producing(&mut self, t: &mut Transport) {
         self.with_control(t, |_, ctl| ctl.pause_producing());
     }
 
     /// Resumes, and delivers the lines already buffered now (Twisted's `resumeProducing`).
     ///
-    /// See [`LineControl::pause_producing`] for an example.
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{LineControl, LineProtocol, LineReceiver};
+    ///
+    /// struct Echo;
+    /// impl LineReceiver for Echo {
+    ///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    ///         ctl.send_line(line);
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Echo));
+    /// conn.with(|p, t| p.pause_producing(t));
+    /// conn.feed(b"one\r\ntwo\r\n");
+    /// assert_eq!(conn.written(), b"");
+    /// conn.with(|p, t| p.resume_producing(t)); // delivered at once, no new data needed
+    /// assert_eq!(conn.written(), b"one\r\ntwo\r\n");
+    /// ```
     pub fn resume_producing(&mut self, t: &mut Transport) {
         self.with_control(t, |_, ctl| ctl.resume_producing());
     }
@@ -936,6 +1526,30 @@ impl<R: LineReceiver> Protocol for LineProtocol<R> {
 
 /// A factory serving a [`LineReceiver`]: `f` builds the receiver for each connection (or
 /// `None` to refuse it), and each is wrapped in a [`LineProtocol`].
+///
+/// # Examples
+///
+/// Refusing some peers:
+///
+/// ```
+/// use weft_core::{Address, Factory};
+/// use weft_line::{line_factory, LineControl, LineReceiver};
+///
+/// struct Echo;
+/// impl LineReceiver for Echo {
+///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+///         ctl.send_line(line);
+///     }
+/// }
+/// let factory = line_factory(|addr| match addr {
+///     Address::Memory(name) if name.starts_with("banned") => None,
+///     _ => Some(Echo),
+/// });
+/// assert!(factory.build_protocol(&Address::Memory("friend".into())).is_some());
+/// assert!(factory.build_protocol(&Address::Memory("banned-1".into())).is_none());
+/// ```
+///
+/// Serving it on TCP:
 ///
 /// ```no_run
 /// use weft_core::Reactor;

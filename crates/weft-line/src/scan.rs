@@ -65,7 +65,9 @@ impl LineScanner {
             match memchr::memchr(last, &buf[from..limit]) {
                 Some(i) => {
                     let j = from + i;
-                    if &buf[j + 1 - d..=j] == delim {
+                    // `buf[j]` is the delimiter's last byte: compare only the rest (nothing
+                    // for the common one-byte delimiter).
+                    if buf[j + 1 - d..j] == delim[..d - 1] {
                         self.searched = 0;
                         return Scan::Line {
                             len: j + 1 - d,

@@ -8,6 +8,21 @@ use std::path::{Path, PathBuf};
 ///
 /// `Display` prints `HOST:PORT` for IP addresses (`[::1]:80` for IPv6), the path for
 /// Unix sockets and `(unnamed)` for unnamed Unix sockets (Python shows `''`).
+///
+/// # Examples
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use weft_server::Address;
+///
+/// let inet = Address::from("[::1]:80".parse::<SocketAddr>()?);
+/// assert_eq!(inet.to_string(), "[::1]:80");
+///
+/// let unix = Address::Unix(Some("/run/echo.sock".into()));
+/// assert_eq!(unix.to_string(), "/run/echo.sock");
+/// assert_eq!(Address::Unix(None).to_string(), "(unnamed)");
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Address {
     /// An IPv4 or IPv6 address with its port.
@@ -18,6 +33,18 @@ pub enum Address {
 
 impl Address {
     /// The IP socket address, if this is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::SocketAddr;
+    /// use weft_server::Address;
+    ///
+    /// let addr: SocketAddr = "127.0.0.1:8000".parse()?;
+    /// assert_eq!(Address::Inet(addr).as_inet(), Some(addr));
+    /// assert_eq!(Address::Unix(None).as_inet(), None);
+    /// # Ok::<(), std::net::AddrParseError>(())
+    /// ```
     pub fn as_inet(&self) -> Option<SocketAddr> {
         match self {
             Address::Inet(a) => Some(*a),
@@ -26,6 +53,17 @@ impl Address {
     }
 
     /// The Unix socket path, if this is a named Unix socket.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use weft_server::Address;
+    ///
+    /// let named = Address::Unix(Some("/run/echo.sock".into()));
+    /// assert_eq!(named.as_path(), Some(Path::new("/run/echo.sock")));
+    /// assert_eq!(Address::Unix(None).as_path(), None);
+    /// ```
     pub fn as_path(&self) -> Option<&Path> {
         match self {
             Address::Unix(Some(p)) => Some(p),

@@ -6,6 +6,32 @@ use std::time::Duration;
 
 /// How a server runs its requests: the seed's three ways (one at a time, threads,
 /// processes) plus tokio tasks.
+///
+/// Set it with [`ServerConfig::concurrency`]; the default is
+/// [`Concurrency::tasks()`].
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::{Concurrency, ServerConfig};
+///
+/// // One request at a time, like the seed's first server.
+/// let sequential = ServerConfig::new().concurrency(Concurrency::Sequential);
+/// assert!(matches!(sequential.get_concurrency(), Concurrency::Sequential));
+///
+/// // At most 8 handler threads at once (`ThreadingMixIn` with a cap).
+/// let threads = ServerConfig::new().concurrency(Concurrency::Threads { limit: Some(8) });
+/// assert!(matches!(
+///     threads.get_concurrency(),
+///     Concurrency::Threads { limit: Some(8) }
+/// ));
+///
+/// // The default: a tokio task per request, no limit.
+/// assert!(matches!(
+///     ServerConfig::new().get_concurrency(),
+///     Concurrency::Tasks { limit: None }
+/// ));
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Concurrency {
@@ -35,11 +61,32 @@ pub enum Concurrency {
 
 impl Concurrency {
     /// `Tasks` without a limit (the default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::Concurrency;
+    ///
+    /// assert!(matches!(Concurrency::tasks(), Concurrency::Tasks { limit: None }));
+    /// assert!(matches!(Concurrency::default(), Concurrency::Tasks { limit: None }));
+    /// ```
     pub fn tasks() -> Self {
         Concurrency::Tasks { limit: None }
     }
 
     /// `Threads` without a limit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{Concurrency, ServerConfig};
+    ///
+    /// let config = ServerConfig::new().concurrency(Concurrency::threads());
+    /// assert!(matches!(
+    ///     config.get_concurrency(),
+    ///     Concurrency::Threads { limit: None }
+    /// ));
+    /// ```
     pub fn threads() -> Self {
         Concurrency::Threads { limit: None }
     }
@@ -78,6 +125,38 @@ impl Default for Concurrency {
 /// reach its server's `bind` in the worker too (see [`crate::pool::is_worker`]).
 /// While a worker is being spawned, the listening descriptor is briefly inheritable:
 /// a process spawned at the same moment by another thread inherits it too.
+///
+/// # Examples
+///
+/// A program whose `main` serves with four worker processes: the parent supervises
+/// the workers, each worker (the same program, re-executed) adopts the inherited
+/// socket in `bind_with` and serves it. This example starts processes, so it is only
+/// compiled here.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use weft_server::{Concurrency, ProcessPool, ServerConfig, TcpServer};
+/// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+/// # struct Echo;
+/// # impl RequestHandler<StreamRequest> for Echo {
+/// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+/// #         let line = req.read_line().await?;
+/// #         req.write_all(&line).await?;
+/// #         Ok(())
+/// #     }
+/// # }
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), weft_server::ServerError> {
+///     let pool = ProcessPool::new(4).grace(Duration::from_secs(2));
+///     let config = ServerConfig::new().concurrency(Concurrency::Processes(pool));
+///     let server = TcpServer::bind_with("127.0.0.1:8000", Echo, config).await?;
+///     // In the parent: start and supervise the workers until shutdown.
+///     // In a worker: serve the inherited socket until the parent says stop.
+///     server.serve_forever().await?;
+///     server.close().await
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ProcessPool {
     /// The number of worker processes (`ForkingMixIn.max_children`, 40 in Python).
@@ -91,7 +170,22 @@ pub struct ProcessPool {
 }
 
 impl ProcessPool {
-    /// A pool of `max_children` workers running the current executable.
+    /// A pool of `max_children` workers running the current executable (at least
+    /// one), with the current arguments and a grace period of 5 seconds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_server::ProcessPool;
+    ///
+    /// let pool = ProcessPool::new(4);
+    /// assert_eq!(pool.max_children, 4);
+    /// assert!(pool.program.is_none() && pool.args.is_none());
+    /// assert_eq!(pool.grace, Duration::from_secs(5));
+    ///
+    /// assert_eq!(ProcessPool::new(0).max_children, 1);
+    /// ```
     pub fn new(max_children: usize) -> Self {
         ProcessPool {
             max_children: max_children.max(1),
@@ -102,12 +196,35 @@ impl ProcessPool {
     }
 
     /// Run `program` as the worker instead of the current executable.
+    ///
+    /// The program must bind its server the same way (see [`crate::pool`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use weft_server::ProcessPool;
+    ///
+    /// let pool = ProcessPool::new(2).program("/usr/local/bin/echo-worker");
+    /// assert_eq!(pool.program.as_deref(), Some(Path::new("/usr/local/bin/echo-worker")));
+    /// ```
     pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
         self.program = Some(program.into());
         self
     }
 
     /// Give the workers these arguments instead of the current process's.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::ffi::OsString;
+    /// use weft_server::ProcessPool;
+    ///
+    /// let pool = ProcessPool::new(2).args(["serve", "--port", "8000"]);
+    /// let expected: Vec<OsString> = vec!["serve".into(), "--port".into(), "8000".into()];
+    /// assert_eq!(pool.args, Some(expected));
+    /// ```
     pub fn args<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -118,6 +235,16 @@ impl ProcessPool {
     }
 
     /// How long workers get to stop gracefully before they are killed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_server::ProcessPool;
+    ///
+    /// let pool = ProcessPool::new(2).grace(Duration::from_millis(500));
+    /// assert_eq!(pool.grace, Duration::from_millis(500));
+    /// ```
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -138,6 +265,8 @@ impl ProcessPool {
 /// | `max_packet_size` | 8192 | `UDPServer.max_packet_size = 8192` |
 /// | `request_timeout` | `None` | `StreamRequestHandler.timeout = None` |
 /// | `nodelay` | `false` | `StreamRequestHandler.disable_nagle_algorithm = False` |
+///
+/// # Examples
 ///
 /// ```
 /// use std::time::Duration;
@@ -181,47 +310,141 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// The defaults (see the table above).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::ServerConfig;
+    ///
+    /// let config = ServerConfig::new();
+    /// assert_eq!(config.get_backlog(), 128);
+    /// assert_eq!(config.get_max_packet_size(), 8192);
+    /// assert!(config.get_reuse_address() && config.get_block_on_close());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The listen backlog (`request_queue_size`) of stream servers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::ServerConfig;
+    ///
+    /// let config = ServerConfig::new().backlog(5); // Python's request_queue_size
+    /// assert_eq!(config.get_backlog(), 5);
+    /// ```
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
         self
     }
 
     /// Set `SO_REUSEADDR` before binding (`allow_reuse_address`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::ServerConfig;
+    ///
+    /// let config = ServerConfig::new().reuse_address(false);
+    /// assert!(!config.get_reuse_address());
+    /// ```
     pub fn reuse_address(mut self, on: bool) -> Self {
         self.reuse_address = on;
         self
     }
 
     /// Set `SO_REUSEPORT` before binding (`allow_reuse_port`, Python 3.11).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{ServerConfig, TcpServer};
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Quiet;
+    /// # impl RequestHandler<StreamRequest> for Quiet {
+    /// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Two servers sharing one port: the kernel spreads connections over both.
+    /// let config = ServerConfig::new().reuse_port(true);
+    /// let first = TcpServer::bind_with("127.0.0.1:0", Quiet, config.clone()).await?;
+    /// let addr = first.server_address().as_inet().ok_or("not an IP address")?;
+    /// let second = TcpServer::bind_with(addr, Quiet, config).await?;
+    /// assert_eq!(second.server_address(), first.server_address());
+    /// # first.close().await?;
+    /// # second.close().await?;
+    /// # Ok(()) }
+    /// ```
     pub fn reuse_port(mut self, on: bool) -> Self {
         self.reuse_port = on;
         self
     }
 
     /// How long `handle_request` waits for a request before calling `handle_timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_server::ServerConfig;
+    ///
+    /// let config = ServerConfig::new().timeout(Duration::from_millis(250));
+    /// assert_eq!(config.get_timeout(), Some(Duration::from_millis(250)));
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
     /// The concurrency model.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{Concurrency, ServerConfig};
+    ///
+    /// let config = ServerConfig::new().concurrency(Concurrency::Tasks { limit: Some(100) });
+    /// assert!(matches!(
+    ///     config.get_concurrency(),
+    ///     Concurrency::Tasks { limit: Some(100) }
+    /// ));
+    /// ```
     pub fn concurrency(mut self, concurrency: Concurrency) -> Self {
         self.concurrency = concurrency;
         self
     }
 
     /// Whether `close` waits for running handlers (tasks, threads, forked children).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::ServerConfig;
+    ///
+    /// // `close` returns at once; running handlers finish on their own.
+    /// let config = ServerConfig::new().block_on_close(false);
+    /// assert!(!config.get_block_on_close());
+    /// ```
     pub fn block_on_close(mut self, on: bool) -> Self {
         self.block_on_close = on;
         self
     }
 
     /// The largest datagram a datagram server receives; longer ones are truncated.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::ServerConfig;
+    ///
+    /// let config = ServerConfig::new().max_packet_size(65_507);
+    /// assert_eq!(config.get_max_packet_size(), 65_507);
+    /// assert_eq!(ServerConfig::new().max_packet_size(0).get_max_packet_size(), 1);
+    /// ```
     pub fn max_packet_size(mut self, size: usize) -> Self {
         self.max_packet_size = size.max(1);
         self
@@ -229,53 +452,146 @@ impl ServerConfig {
 
     /// A timeout for each read and write of a stream request (`StreamRequestHandler.timeout`):
     /// an operation that makes no progress for that long fails with `TimedOut`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_server::ServerConfig;
+    ///
+    /// // Drop clients that stall for more than 30 seconds.
+    /// let config = ServerConfig::new().request_timeout(Duration::from_secs(30));
+    /// assert_eq!(config.get_request_timeout(), Some(Duration::from_secs(30)));
+    /// ```
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = Some(timeout);
         self
     }
 
     /// Set `TCP_NODELAY` on accepted TCP connections (`disable_nagle_algorithm`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::ServerConfig;
+    ///
+    /// let config = ServerConfig::new().nodelay(true);
+    /// assert!(config.get_nodelay());
+    /// ```
     pub fn nodelay(mut self, on: bool) -> Self {
         self.nodelay = on;
         self
     }
 
     /// The listen backlog.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::ServerConfig;
+    ///
+    /// assert_eq!(ServerConfig::new().get_backlog(), 128);
+    /// assert_eq!(ServerConfig::new().backlog(1024).get_backlog(), 1024);
+    /// ```
     pub fn get_backlog(&self) -> u32 {
         u32::try_from(self.backlog).unwrap_or(0)
     }
 
     /// Whether `SO_REUSEADDR` is set.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::ServerConfig;
+    ///
+    /// assert!(ServerConfig::new().get_reuse_address());
+    /// assert!(!ServerConfig::new().reuse_address(false).get_reuse_address());
+    /// ```
     pub fn get_reuse_address(&self) -> bool {
         self.reuse_address
     }
 
     /// The `handle_request` timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_server::ServerConfig;
+    ///
+    /// assert_eq!(ServerConfig::new().get_timeout(), None);
+    /// let config = ServerConfig::new().timeout(Duration::from_secs(1));
+    /// assert_eq!(config.get_timeout(), Some(Duration::from_secs(1)));
+    /// ```
     pub fn get_timeout(&self) -> Option<Duration> {
         self.timeout
     }
 
     /// The concurrency model.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{Concurrency, ServerConfig};
+    ///
+    /// let config = ServerConfig::new().concurrency(Concurrency::Sequential);
+    /// assert!(matches!(config.get_concurrency(), Concurrency::Sequential));
+    /// ```
     pub fn get_concurrency(&self) -> &Concurrency {
         &self.concurrency
     }
 
     /// Whether `close` waits for running handlers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::ServerConfig;
+    ///
+    /// assert!(ServerConfig::new().get_block_on_close());
+    /// ```
     pub fn get_block_on_close(&self) -> bool {
         self.block_on_close
     }
 
     /// The largest datagram received.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::ServerConfig;
+    ///
+    /// assert_eq!(ServerConfig::new().get_max_packet_size(), 8192);
+    /// ```
     pub fn get_max_packet_size(&self) -> usize {
         self.max_packet_size
     }
 
     /// The per-operation timeout of stream requests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_server::ServerConfig;
+    ///
+    /// assert_eq!(ServerConfig::new().get_request_timeout(), None);
+    /// let config = ServerConfig::new().request_timeout(Duration::from_secs(5));
+    /// assert_eq!(config.get_request_timeout(), Some(Duration::from_secs(5)));
+    /// ```
     pub fn get_request_timeout(&self) -> Option<Duration> {
         self.request_timeout
     }
 
     /// Whether `TCP_NODELAY` is set on accepted connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::ServerConfig;
+    ///
+    /// assert!(!ServerConfig::new().get_nodelay());
+    /// ```
     pub fn get_nodelay(&self) -> bool {
         self.nodelay
     }

@@ -105,6 +105,40 @@ impl std::fmt::Debug for DatagramDispatcher {
 /// its handler: any [`RequestHandler<StreamRequest>`], or a
 /// [`BlockingRequestHandler<BlockingStreamRequest>`] wrapped in [`Blocking`].
 /// Implemented by this crate only.
+///
+/// # Examples
+///
+/// Code generic over the handler flavour takes `H: StreamService`:
+///
+/// ```
+/// use weft_server::{Blocking, ServerError, StreamService, TcpServer};
+/// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+/// # use weft_server::{RequestHandler, StreamRequest};
+/// # struct AsyncEcho;
+/// # impl RequestHandler<StreamRequest> for AsyncEcho {
+/// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+/// # }
+/// # struct BlockingEcho;
+/// # impl BlockingRequestHandler<BlockingStreamRequest> for BlockingEcho {
+/// #     fn handle(&self, _req: &mut BlockingStreamRequest) -> HandlerResult { Ok(()) }
+/// # }
+///
+/// async fn local_server<H: StreamService>(handler: H) -> Result<TcpServer<H>, ServerError> {
+///     TcpServer::bind("127.0.0.1:0", handler).await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+/// let a = local_server(AsyncEcho).await?; // a RequestHandler<StreamRequest>
+/// let b = local_server(Blocking(BlockingEcho)).await?; // a blocking one, wrapped
+/// assert_ne!(a.server_address(), b.server_address());
+/// a.close().await?;
+/// b.close().await?;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 pub trait StreamService: Send + Sync + 'static {
     /// Erases the handler type.
     #[doc(hidden)]
@@ -115,6 +149,37 @@ pub trait StreamService: Send + Sync + 'static {
 /// accepts as its handler: any [`RequestHandler<DatagramRequest>`], or a
 /// [`BlockingRequestHandler<DatagramRequest>`] wrapped in [`Blocking`].
 /// Implemented by this crate only.
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::{Blocking, DatagramService, ServerError, UdpServer};
+/// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult, RequestHandler};
+/// # struct AsyncAck;
+/// # impl RequestHandler<DatagramRequest> for AsyncAck {
+/// #     async fn handle(&self, _req: &mut DatagramRequest) -> HandlerResult { Ok(()) }
+/// # }
+/// # struct BlockingAck;
+/// # impl BlockingRequestHandler<DatagramRequest> for BlockingAck {
+/// #     fn handle(&self, _req: &mut DatagramRequest) -> HandlerResult { Ok(()) }
+/// # }
+///
+/// async fn local_server<H: DatagramService>(handler: H) -> Result<UdpServer<H>, ServerError> {
+///     UdpServer::bind("127.0.0.1:0", handler).await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+/// let a = local_server(AsyncAck).await?; // a RequestHandler<DatagramRequest>
+/// let b = local_server(Blocking(BlockingAck)).await?; // a blocking one, wrapped
+/// assert_ne!(a.server_address(), b.server_address());
+/// a.close().await?;
+/// b.close().await?;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 pub trait DatagramService: Send + Sync + 'static {
     /// Erases the handler type.
     #[doc(hidden)]

@@ -56,6 +56,19 @@ use crate::handler::{panic_error, run_blocking, BlockingRequestHandler};
 use crate::request::{BlockingStreamRequest, DatagramRequest, ServerInfo};
 
 /// `ForkingMixIn.max_children` when the config does not say.
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::fork::DEFAULT_MAX_CHILDREN;
+/// use weft_server::{Concurrency, ProcessPool, ServerConfig};
+///
+/// assert_eq!(DEFAULT_MAX_CHILDREN, 40); // as in Python
+///
+/// // A different cap comes from a `Processes` concurrency in the config.
+/// let config = ServerConfig::new().concurrency(Concurrency::Processes(ProcessPool::new(8)));
+/// # let _ = config;
+/// ```
 pub const DEFAULT_MAX_CHILDREN: usize = 40;
 
 /// How often `serve_forever` wakes up to reap children (`poll_interval`).
@@ -92,6 +105,26 @@ impl StdListener {
 }
 
 /// The number of threads of this process, from `/proc/self/status`.
+///
+/// # Errors
+///
+/// Fails if `/proc/self/status` cannot be read or has no `Threads:` line (a system
+/// without Linux's `/proc`).
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::fork::thread_count;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let before = thread_count()?;
+/// let (tx, rx) = std::sync::mpsc::channel::<()>();
+/// let helper = std::thread::spawn(move || rx.recv());
+/// assert_eq!(thread_count()?, before + 1); // too many to fork now
+/// drop(tx);
+/// let _ = helper.join();
+/// # Ok(()) }
+/// ```
 pub fn thread_count() -> io::Result<usize> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     status
@@ -193,6 +226,33 @@ fn child_status<R: Send + 'static, H: BlockingRequestHandler<R>>(
 
 /// A blocking TCP or Unix stream server that forks a child per connection. See the
 /// [module documentation](self).
+///
+/// # Examples
+///
+/// The life cycle of a forking server, in the `main` of a program that has started no
+/// threads. This example forks for each connection, so it is only compiled here.
+///
+/// ```no_run
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use weft_server::fork::ForkingServer;
+/// use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult, ServerConfig};
+///
+/// struct Thanks;
+/// impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+///     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+///         req.write_all(b"Thank you for connecting")?;
+///         Ok(())
+///     }
+/// }
+///
+/// static STOP: AtomicBool = AtomicBool::new(false); // set by a signal handler, say
+///
+/// fn main() -> Result<(), weft_server::ServerError> {
+///     let mut server = ForkingServer::bind_tcp("127.0.0.1:8000", Thanks, ServerConfig::new())?;
+///     server.serve_until(|| STOP.load(Ordering::Relaxed))?;
+///     server.close() // waits for the children
+/// }
+/// ```
 pub struct ForkingServer<H> {
     listener: Option<StdListener>,
     handler: Arc<H>,
@@ -213,6 +273,33 @@ impl<H> std::fmt::Debug for ForkingServer<H> {
 impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
     /// Binds a TCP forking server (`ForkingTCPServer`). `max_children` comes from a
     /// [`Concurrency::Processes`] in `config`, else [`DEFAULT_MAX_CHILDREN`].
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Io`] if the address cannot be resolved or no address it
+    /// resolves to can be bound and listened on, and [`ServerError::NoAddress`] if it
+    /// resolves to nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// # struct Thanks;
+    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    /// #         req.write_all(b"Thank you for connecting")?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
+    /// assert_ne!(server.server_address().as_inet().ok_or("not an IP address")?.port(), 0);
+    /// server.close()?;
+    /// # Ok(()) }
+    /// ```
     pub fn bind_tcp(
         addr: impl std::net::ToSocketAddrs,
         handler: H,
@@ -253,6 +340,35 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
 
     /// Binds a Unix stream forking server (`ForkingUnixStreamServer`) at `path`, which
     /// [`close`](Self::close) (or drop) removes.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Io`] if the socket cannot be bound at `path` (`AddrInUse`
+    /// if the file exists, `NotFound` if its directory does not) or cannot listen.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// # struct Thanks;
+    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    /// #         req.write_all(b"Thank you for connecting")?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("thanks.sock");
+    /// let server = ForkingServer::bind_unix(&path, Thanks, ServerConfig::new())?;
+    /// assert_eq!(server.server_address().as_path(), Some(path.as_path()));
+    /// server.close()?;
+    /// assert!(!path.exists());
+    /// # Ok(()) }
+    /// ```
     pub fn bind_unix(
         path: impl AsRef<Path>,
         handler: H,
@@ -297,27 +413,133 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
     }
 
     /// The address the server is bound to, with the real port.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// # struct Thanks;
+    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    /// #         req.write_all(b"Thank you for connecting")?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// assert!(addr.ip().is_loopback() && addr.port() != 0);
+    /// # Ok(()) }
+    /// ```
     pub fn server_address(&self) -> &Address {
         &self.info.address
     }
 
     /// The server's address and settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_server::fork::ForkingServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// # struct Thanks;
+    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    /// #         req.write_all(b"Thank you for connecting")?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = ServerConfig::new().request_timeout(Duration::from_secs(10));
+    /// let server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, config)?;
+    /// assert_eq!(server.info().address(), server.server_address());
+    /// assert_eq!(server.info().config().get_request_timeout(), Some(Duration::from_secs(10)));
+    /// # Ok(()) }
+    /// ```
     pub fn info(&self) -> &ServerInfo {
         &self.info
     }
 
     /// The number of forked children not yet reaped (`active_children`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// # struct Thanks;
+    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    /// #         req.write_all(b"Thank you for connecting")?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
+    /// assert_eq!(server.active_children(), 0); // nothing forked yet
+    /// # Ok(()) }
+    /// ```
     pub fn active_children(&self) -> usize {
         self.children.active.len()
     }
 
     /// Reaps finished children; with `block`, waits until fewer than
     /// `max_children` run (Python's `collect_children`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// # struct Thanks;
+    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    /// #         req.write_all(b"Thank you for connecting")?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
+    /// server.collect_children(false); // reap what has finished, without waiting
+    /// assert_eq!(server.active_children(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn collect_children(&mut self, block: bool) {
         self.children.collect(block);
     }
 
     /// Waits for every child to exit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// # struct Thanks;
+    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    /// #         req.write_all(b"Thank you for connecting")?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
+    /// server.wait_children(); // returns at once: no children
+    /// assert_eq!(server.active_children(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn wait_children(&mut self) {
         self.children.wait_all();
     }
@@ -325,6 +547,54 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
     /// Handles one request (`handle_request`): waits up to the configured `timeout`
     /// (calling `handle_timeout` if nothing came), then forks a child for the
     /// connection.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::NotSingleThreaded`] if a connection came while the process
+    /// runs more than one thread (nothing is forked then), and [`ServerError::Io`] if
+    /// `fork` or setting the accept timeout fails. Failed accepts are logged, not
+    /// returned; errors of the handler go to its `handle_error` in the child.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use weft_server::fork::ForkingServer;
+    /// use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// use weft_server::{ServerConfig, ServerError, ServerInfo};
+    ///
+    /// struct Thanks(Arc<AtomicBool>);
+    /// impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    ///     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    ///         req.write_all(b"Thank you for connecting")?;
+    ///         Ok(())
+    ///     }
+    ///     fn handle_timeout(&self, _server: &ServerInfo) {
+    ///         self.0.store(true, Ordering::SeqCst);
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let timed_out = Arc::new(AtomicBool::new(false));
+    /// let config = ServerConfig::new().timeout(Duration::from_millis(20));
+    /// let mut server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks(timed_out.clone()), config)?;
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    ///
+    /// // Nobody connects: `handle_timeout` runs, nothing is forked.
+    /// server.handle_request()?;
+    /// assert!(timed_out.load(Ordering::SeqCst));
+    ///
+    /// // A connection while another thread runs: the server refuses to fork.
+    /// let _client = std::net::TcpStream::connect(addr)?;
+    /// let (tx, rx) = std::sync::mpsc::channel::<()>();
+    /// let other = std::thread::spawn(move || rx.recv());
+    /// assert!(matches!(server.handle_request(), Err(ServerError::NotSingleThreaded(2))));
+    /// drop(tx);
+    /// let _ = other.join();
+    /// # Ok(()) }
+    /// ```
     pub fn handle_request(&mut self) -> Result<(), ServerError> {
         let timeout = self.info.config.timeout;
         self.accept_and_fork(timeout, true).map(drop)
@@ -332,12 +602,69 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
 
     /// Handles requests until the server fails. Use
     /// [`serve_until`](Self::serve_until) to stop it.
+    ///
+    /// # Errors
+    ///
+    /// As for [`handle_request`](Self::handle_request): in particular
+    /// [`ServerError::NotSingleThreaded`] once a connection comes while the process has
+    /// more than one thread.
+    ///
+    /// # Examples
+    ///
+    /// Forks for each connection and never returns on its own, so this is only compiled:
+    ///
+    /// ```no_run
+    /// use weft_server::fork::ForkingServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// # struct Thanks;
+    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    /// #         req.write_all(b"Thank you for connecting")?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// fn main() -> Result<(), weft_server::ServerError> {
+    ///     let mut server = ForkingServer::bind_tcp("127.0.0.1:8000", Thanks, ServerConfig::new())?;
+    ///     server.serve_forever() // a child per connection, until an error
+    /// }
+    /// ```
     pub fn serve_forever(&mut self) -> Result<(), ServerError> {
         self.serve_until(|| false)
     }
 
     /// Handles requests until `stop` returns true; `stop` is checked after each
     /// request and at least every 200 ms (for example, a flag set by a signal handler).
+    ///
+    /// # Errors
+    ///
+    /// As for [`handle_request`](Self::handle_request).
+    ///
+    /// # Examples
+    ///
+    /// Serving for a while (nobody connects here, so nothing is forked):
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use weft_server::fork::ForkingServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// # struct Thanks;
+    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    /// #         req.write_all(b"Thank you for connecting")?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
+    /// let deadline = Instant::now() + Duration::from_millis(100);
+    /// server.serve_until(|| Instant::now() >= deadline)?; // serves for about 100 ms
+    /// server.close()?;
+    /// # Ok(()) }
+    /// ```
     pub fn serve_until(&mut self, mut stop: impl FnMut() -> bool) -> Result<(), ServerError> {
         while !stop() {
             self.accept_and_fork(Some(POLL_INTERVAL), false)?;
@@ -430,6 +757,33 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
 
     /// Closes the listening socket, removes a Unix socket file and, with
     /// `block_on_close` (the default), waits for every child (`server_close`).
+    ///
+    /// # Errors
+    ///
+    /// None at present: the `Result` is always `Ok`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// # struct Thanks;
+    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    /// #         req.write_all(b"Thank you for connecting")?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("thanks.sock");
+    /// let server = ForkingServer::bind_unix(&path, Thanks, ServerConfig::new())?;
+    /// server.close()?; // waits for the children, removes the socket file
+    /// assert!(!path.exists());
+    /// # Ok(()) }
+    /// ```
     pub fn close(mut self) -> Result<(), ServerError> {
         drop(self.listener.take());
         if self.info.config.block_on_close {
@@ -488,6 +842,29 @@ impl StdDgram {
 /// (`ForkingUDPServer`, `ForkingUnixDatagramServer`); see the
 /// [module documentation](self). The child runs the handler and sends `wfile` back,
 /// as [`crate::DatagramRequest`] describes.
+///
+/// # Examples
+///
+/// In the `main` of a program that has started no threads. This example forks for
+/// each datagram, so it is only compiled here.
+///
+/// ```no_run
+/// use weft_server::fork::ForkingDatagramServer;
+/// use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult, ServerConfig};
+///
+/// struct Ack;
+/// impl BlockingRequestHandler<DatagramRequest> for Ack {
+///     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+///         req.wfile.extend_from_slice(b"ack");
+///         Ok(())
+///     }
+/// }
+///
+/// fn main() -> Result<(), weft_server::ServerError> {
+///     let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:9000", Ack, ServerConfig::new())?;
+///     server.serve_forever()
+/// }
+/// ```
 pub struct ForkingDatagramServer<H> {
     socket: Option<StdDgram>,
     handler: Arc<H>,
@@ -507,6 +884,32 @@ impl<H> std::fmt::Debug for ForkingDatagramServer<H> {
 
 impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
     /// Binds a UDP forking server.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Io`] if the address cannot be resolved or no address it
+    /// resolves to can be bound, and [`ServerError::NoAddress`] if it resolves to nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingDatagramServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
+    /// # struct Ack;
+    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
+    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile.extend_from_slice(b"ack");
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, ServerConfig::new())?;
+    /// assert_ne!(server.server_address().as_inet().ok_or("not an IP address")?.port(), 0);
+    /// server.close()?;
+    /// # Ok(()) }
+    /// ```
     pub fn bind_udp(
         addr: impl std::net::ToSocketAddrs,
         handler: H,
@@ -536,6 +939,35 @@ impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
 
     /// Binds a Unix datagram forking server at `path`, which
     /// [`close`](Self::close) (or drop) removes.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Io`] if the socket cannot be bound at `path` (`AddrInUse`
+    /// if the file exists, `NotFound` if its directory does not).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingDatagramServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
+    /// # struct Ack;
+    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
+    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile.extend_from_slice(b"ack");
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("ack.sock");
+    /// let server = ForkingDatagramServer::bind_unix(&path, Ack, ServerConfig::new())?;
+    /// assert_eq!(server.server_address().as_path(), Some(path.as_path()));
+    /// drop(server); // dropping removes the file too
+    /// assert!(!path.exists());
+    /// # Ok(()) }
+    /// ```
     pub fn bind_unix(
         path: impl AsRef<Path>,
         handler: H,
@@ -574,33 +1006,177 @@ impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
     }
 
     /// The address the server is bound to, with the real port.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingDatagramServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
+    /// # struct Ack;
+    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
+    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile.extend_from_slice(b"ack");
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, ServerConfig::new())?;
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// assert!(addr.ip().is_loopback() && addr.port() != 0);
+    /// # Ok(()) }
+    /// ```
     pub fn server_address(&self) -> &Address {
         &self.info.address
     }
 
     /// The server's address and settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingDatagramServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
+    /// # struct Ack;
+    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
+    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile.extend_from_slice(b"ack");
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = ServerConfig::new().max_packet_size(512);
+    /// let server = ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, config)?;
+    /// assert_eq!(server.info().config().get_max_packet_size(), 512);
+    /// # Ok(()) }
+    /// ```
     pub fn info(&self) -> &ServerInfo {
         &self.info
     }
 
     /// The number of forked children not yet reaped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingDatagramServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
+    /// # struct Ack;
+    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
+    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile.extend_from_slice(b"ack");
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, ServerConfig::new())?;
+    /// assert_eq!(server.active_children(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn active_children(&self) -> usize {
         self.children.active.len()
     }
 
     /// Handles one datagram, honouring the configured `timeout` (see
     /// [`ForkingServer::handle_request`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`ForkingServer::handle_request`]: [`ServerError::NotSingleThreaded`] if a
+    /// datagram came while the process runs more than one thread, [`ServerError::Io`] if
+    /// `fork` fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_server::fork::ForkingDatagramServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
+    /// # struct Ack;
+    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
+    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile.extend_from_slice(b"ack");
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = ServerConfig::new().timeout(Duration::from_millis(20));
+    /// let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, config)?;
+    /// server.handle_request()?; // no datagram: `handle_timeout` runs, nothing is forked
+    /// assert_eq!(server.active_children(), 0);
+    /// # Ok(()) }
+    /// ```
     pub fn handle_request(&mut self) -> Result<(), ServerError> {
         let timeout = self.info.config.timeout;
         self.recv_and_fork(timeout, true).map(drop)
     }
 
     /// Handles datagrams until the server fails.
+    ///
+    /// # Errors
+    ///
+    /// As for [`handle_request`](Self::handle_request).
+    ///
+    /// # Examples
+    ///
+    /// Forks for each datagram and never returns on its own, so this is only compiled:
+    ///
+    /// ```no_run
+    /// use weft_server::fork::ForkingDatagramServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
+    /// # struct Ack;
+    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
+    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile.extend_from_slice(b"ack");
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// fn main() -> Result<(), weft_server::ServerError> {
+    ///     let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:9000", Ack, ServerConfig::new())?;
+    ///     server.serve_forever() // a child per datagram, until an error
+    /// }
+    /// ```
     pub fn serve_forever(&mut self) -> Result<(), ServerError> {
         self.serve_until(|| false)
     }
 
     /// Handles datagrams until `stop` returns true (checked at least every 200 ms).
+    ///
+    /// # Errors
+    ///
+    /// As for [`handle_request`](Self::handle_request).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use weft_server::fork::ForkingDatagramServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
+    /// # struct Ack;
+    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
+    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile.extend_from_slice(b"ack");
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, ServerConfig::new())?;
+    /// let deadline = Instant::now() + Duration::from_millis(100);
+    /// server.serve_until(|| Instant::now() >= deadline)?; // nobody sends: nothing forks
+    /// server.close()?;
+    /// # Ok(()) }
+    /// ```
     pub fn serve_until(&mut self, mut stop: impl FnMut() -> bool) -> Result<(), ServerError> {
         while !stop() {
             self.recv_and_fork(Some(POLL_INTERVAL), false)?;
@@ -680,6 +1256,33 @@ impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
 
     /// Closes the socket, removes a Unix socket file and, with `block_on_close`,
     /// waits for every child.
+    ///
+    /// # Errors
+    ///
+    /// None at present: the `Result` is always `Ok`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingDatagramServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
+    /// # struct Ack;
+    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
+    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile.extend_from_slice(b"ack");
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("ack.sock");
+    /// let server = ForkingDatagramServer::bind_unix(&path, Ack, ServerConfig::new())?;
+    /// server.close()?;
+    /// assert!(!path.exists());
+    /// # Ok(()) }
+    /// ```
     pub fn close(mut self) -> Result<(), ServerError> {
         drop(self.socket.take());
         if self.info.config.block_on_close {

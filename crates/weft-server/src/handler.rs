@@ -24,6 +24,8 @@ use crate::request::ServerInfo;
 /// The server-level hooks of `socketserver` (`verify_request`, `handle_error`,
 /// `handle_timeout`) are default methods here too.
 ///
+/// # Examples
+///
 /// ```
 /// use weft_server::{HandlerResult, RequestHandler, StreamRequest, TcpServer};
 ///
@@ -55,15 +57,136 @@ use crate::request::ServerInfo;
 /// ```
 pub trait RequestHandler<R: Send + 'static>: Send + Sync + 'static {
     /// Runs before `handle`; an error skips `handle` (but not `finish`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    ///
+    /// /// The first line must be the password; then the client is welcome.
+    /// struct Guarded;
+    /// impl RequestHandler<StreamRequest> for Guarded {
+    ///     async fn setup(&self, req: &mut StreamRequest) -> HandlerResult {
+    ///         if req.read_line().await? != b"open sesame\n" {
+    ///             return Err("wrong password".into()); // skips `handle`
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    ///         req.write_all(b"welcome\n").await?;
+    ///         Ok(())
+    ///     }
+    ///     async fn finish(&self, req: &mut StreamRequest) -> HandlerResult {
+    ///         req.write_all(b"bye\n").await?; // runs either way
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// # let server = weft_server::TcpServer::bind("127.0.0.1:0", Guarded).await?;
+    /// # let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// # let handle = server.shutdown_handle();
+    /// # let serving = tokio::spawn(async move { server.serve_forever().await });
+    /// # use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// for (password, expected) in [("open sesame", "welcome\nbye\n"), ("let me in", "bye\n")] {
+    ///     let mut client = tokio::net::TcpStream::connect(addr).await?;
+    ///     client.write_all(format!("{password}\n").as_bytes()).await?;
+    ///     let mut reply = String::new();
+    ///     client.read_to_string(&mut reply).await?;
+    ///     assert_eq!(reply, expected);
+    /// }
+    /// # handle.shutdown().await;
+    /// # serving.await??;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     fn setup(&self, request: &mut R) -> impl Future<Output = HandlerResult> + Send {
         let _ = request;
         async { Ok(()) }
     }
 
     /// Handles the request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    ///
+    /// struct Echo;
+    /// impl RequestHandler<StreamRequest> for Echo {
+    ///     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    ///         let line = req.read_line().await?;
+    ///         req.write_all(&line).await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// # let server = weft_server::TcpServer::bind("127.0.0.1:0", Echo).await?;
+    /// # let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// # let handle = server.shutdown_handle();
+    /// # let serving = tokio::spawn(async move { server.serve_forever().await });
+    /// # use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// let mut client = tokio::net::TcpStream::connect(addr).await?;
+    /// client.write_all(b"hi\n").await?;
+    /// let mut reply = String::new();
+    /// client.read_to_string(&mut reply).await?;
+    /// assert_eq!(reply, "hi\n");
+    /// # handle.shutdown().await;
+    /// # serving.await??;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     fn handle(&self, request: &mut R) -> impl Future<Output = HandlerResult> + Send;
 
     /// Runs after `handle`, even if it failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    ///
+    /// struct Counted {
+    ///     finished: Arc<AtomicUsize>,
+    /// }
+    /// impl RequestHandler<StreamRequest> for Counted {
+    ///     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult {
+    ///         Err("this handler always fails".into())
+    ///     }
+    ///     async fn finish(&self, _req: &mut StreamRequest) -> HandlerResult {
+    ///         self.finished.fetch_add(1, Ordering::SeqCst); // still runs
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let finished = Arc::new(AtomicUsize::new(0));
+    /// let handler = Counted { finished: finished.clone() };
+    /// let server = weft_server::TcpServer::bind("127.0.0.1:0", handler).await?;
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// # let handle = server.shutdown_handle();
+    /// # let serving = tokio::spawn(async move { server.serve_forever().await });
+    ///
+    /// # use tokio::io::AsyncReadExt;
+    /// let mut client = tokio::net::TcpStream::connect(addr).await?;
+    /// client.read_to_end(&mut Vec::new()).await?; // the server closes after `finish`
+    /// assert_eq!(finished.load(Ordering::SeqCst), 1);
+    /// # handle.shutdown().await;
+    /// # serving.await??;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     fn finish(&self, request: &mut R) -> impl Future<Output = HandlerResult> + Send {
         let _ = request;
         async { Ok(()) }
@@ -71,17 +194,139 @@ pub trait RequestHandler<R: Send + 'static>: Send + Sync + 'static {
 
     /// Called for each new request before anything else; `false` closes the
     /// connection (or drops the datagram) without handling it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::net::IpAddr;
+    /// use weft_server::{Address, HandlerResult, RequestHandler, ServerInfo, StreamRequest};
+    ///
+    /// /// Serves the listed hosts only.
+    /// struct AllowList(Vec<IpAddr>);
+    /// impl RequestHandler<StreamRequest> for AllowList {
+    ///     fn verify_request(&self, client: &Address, _server: &ServerInfo) -> bool {
+    ///         client.as_inet().is_some_and(|a| self.0.contains(&a.ip()))
+    ///     }
+    ///     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    ///         req.write_all(b"hello, friend\n").await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let handler = AllowList(vec!["10.1.2.3".parse()?]);
+    /// let server = weft_server::TcpServer::bind("127.0.0.1:0", handler).await?;
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// # let handle = server.shutdown_handle();
+    /// # let serving = tokio::spawn(async move { server.serve_forever().await });
+    ///
+    /// // 127.0.0.1 is not on the list: the connection is closed unanswered.
+    /// # use tokio::io::AsyncReadExt;
+    /// let mut client = tokio::net::TcpStream::connect(addr).await?;
+    /// let mut reply = Vec::new();
+    /// client.read_to_end(&mut reply).await?;
+    /// assert!(reply.is_empty());
+    /// # handle.shutdown().await;
+    /// # serving.await??;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     fn verify_request(&self, client: &Address, server: &ServerInfo) -> bool {
         let _ = (client, server);
         true
     }
 
     /// Called with an error or panic of `setup`/`handle`/`finish`; logs it by default.
+    ///
+    /// # Examples
+    ///
+    /// The server goes on either way; this hook only decides what is reported, and how.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weft_server::{Address, Concurrency, HandlerError, HandlerResult, ServerConfig};
+    /// use weft_server::{RequestHandler, StreamRequest, TcpServer};
+    ///
+    /// struct Strict {
+    ///     errors: Arc<Mutex<Vec<String>>>,
+    /// }
+    /// impl RequestHandler<StreamRequest> for Strict {
+    ///     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    ///         let line = String::from_utf8(req.read_line().await?)?;
+    ///         let _n: u32 = line.trim().parse()?;
+    ///         Ok(())
+    ///     }
+    ///     fn handle_error(&self, client: &Address, error: &HandlerError) {
+    ///         let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+    ///         errors.push(format!("{client}: {error}"));
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let errors = Arc::new(Mutex::new(Vec::new()));
+    /// // `Sequential`: `handle_request` returns after the handler and its `handle_error`.
+    /// let config = ServerConfig::new().concurrency(Concurrency::Sequential);
+    /// let handler = Strict { errors: errors.clone() };
+    /// let server = TcpServer::bind_with("127.0.0.1:0", handler, config).await?;
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    ///
+    /// # use tokio::io::AsyncWriteExt;
+    /// let mut client = tokio::net::TcpStream::connect(addr).await?;
+    /// client.write_all(b"forty-two\n").await?;
+    /// server.handle_request().await?;
+    ///
+    /// let errors = errors.lock().unwrap_or_else(|e| e.into_inner());
+    /// assert_eq!(errors.len(), 1);
+    /// assert!(errors[0].ends_with("invalid digit found in string"));
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     fn handle_error(&self, client: &Address, error: &HandlerError) {
         tracing::error!(%client, %error, "error while handling a request");
     }
 
     /// Called by `handle_request` when no request came within the server's timeout.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use weft_server::{HandlerResult, RequestHandler, ServerConfig, ServerInfo, StreamRequest};
+    ///
+    /// struct Idle {
+    ///     timed_out: Arc<AtomicBool>,
+    /// }
+    /// impl RequestHandler<StreamRequest> for Idle {
+    ///     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult {
+    ///         Ok(())
+    ///     }
+    ///     fn handle_timeout(&self, _server: &ServerInfo) {
+    ///         self.timed_out.store(true, Ordering::SeqCst);
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let timed_out = Arc::new(AtomicBool::new(false));
+    /// let config = ServerConfig::new().timeout(Duration::from_millis(20));
+    /// let handler = Idle { timed_out: timed_out.clone() };
+    /// let server = weft_server::TcpServer::bind_with("127.0.0.1:0", handler, config).await?;
+    ///
+    /// server.handle_request().await?; // nobody connects
+    /// assert!(timed_out.load(Ordering::SeqCst));
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     fn handle_timeout(&self, server: &ServerInfo) {
         let _ = server;
     }
@@ -90,6 +335,8 @@ pub trait RequestHandler<R: Send + 'static>: Send + Sync + 'static {
 /// A blocking request handler, for [`crate::Concurrency::Threads`] and
 /// [`crate::fork::ForkingServer`] (wrap it in [`Blocking`] to give it to the async
 /// servers). `R` is [`crate::BlockingStreamRequest`] or [`crate::DatagramRequest`].
+///
+/// # Examples
 ///
 /// ```
 /// use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
@@ -104,32 +351,247 @@ pub trait RequestHandler<R: Send + 'static>: Send + Sync + 'static {
 /// ```
 pub trait BlockingRequestHandler<R: Send + 'static>: Send + Sync + 'static {
     /// Runs before `handle`; an error skips `handle` (but not `finish`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    ///
+    /// struct Guarded;
+    /// impl BlockingRequestHandler<BlockingStreamRequest> for Guarded {
+    ///     fn setup(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    ///         if req.read_line()? != b"open sesame\n" {
+    ///             return Err("wrong password".into()); // skips `handle`
+    ///         }
+    ///         Ok(())
+    ///     }
+    ///     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    ///         req.write_all(b"welcome\n")?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// # let server = weft_server::TcpServer::bind("127.0.0.1:0", weft_server::Blocking(Guarded)).await?;
+    /// # let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// # let handle = server.shutdown_handle();
+    /// # let serving = tokio::spawn(async move { server.serve_forever().await });
+    /// # use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// let mut client = tokio::net::TcpStream::connect(addr).await?;
+    /// client.write_all(b"let me in\n").await?;
+    /// let mut reply = String::new();
+    /// client.read_to_string(&mut reply).await?;
+    /// assert_eq!(reply, ""); // refused in `setup`
+    /// # handle.shutdown().await;
+    /// # serving.await??;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     fn setup(&self, request: &mut R) -> HandlerResult {
         let _ = request;
         Ok(())
     }
 
     /// Handles the request.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use weft_server::{Blocking, BlockingRequestHandler, DatagramRequest, HandlerResult, UdpServer};
+    ///
+    /// struct Upper;
+    /// impl BlockingRequestHandler<DatagramRequest> for Upper {
+    ///     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    ///         let mut text = String::new();
+    ///         req.rfile.read_to_string(&mut text)?;
+    ///         req.wfile = text.to_uppercase().into_bytes();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = UdpServer::bind("127.0.0.1:0", Blocking(Upper)).await?;
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// # let handle = server.shutdown_handle();
+    /// # let serving = tokio::spawn(async move { server.serve_forever().await });
+    /// let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    /// client.send_to(b"quiet", addr).await?;
+    /// let mut buf = [0u8; 16];
+    /// let n = client.recv(&mut buf).await?;
+    /// assert_eq!(&buf[..n], b"QUIET");
+    /// # handle.shutdown().await;
+    /// # serving.await??;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     fn handle(&self, request: &mut R) -> HandlerResult;
 
     /// Runs after `handle`, even if it failed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    ///
+    /// struct Polite;
+    /// impl BlockingRequestHandler<BlockingStreamRequest> for Polite {
+    ///     fn handle(&self, _req: &mut BlockingStreamRequest) -> HandlerResult {
+    ///         Err("nothing to say".into())
+    ///     }
+    ///     fn finish(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    ///         req.write_all(b"goodbye\n")?; // runs although `handle` failed
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// # let server = weft_server::TcpServer::bind("127.0.0.1:0", weft_server::Blocking(Polite)).await?;
+    /// # let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// # let handle = server.shutdown_handle();
+    /// # let serving = tokio::spawn(async move { server.serve_forever().await });
+    /// # use tokio::io::AsyncReadExt;
+    /// let mut client = tokio::net::TcpStream::connect(addr).await?;
+    /// let mut reply = String::new();
+    /// client.read_to_string(&mut reply).await?;
+    /// assert_eq!(reply, "goodbye\n");
+    /// # handle.shutdown().await;
+    /// # serving.await??;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     fn finish(&self, request: &mut R) -> HandlerResult {
         let _ = request;
         Ok(())
     }
 
     /// See [`RequestHandler::verify_request`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{Address, BlockingRequestHandler, BlockingStreamRequest};
+    /// use weft_server::{HandlerResult, ServerInfo};
+    ///
+    /// /// Serves nobody: every connection is closed unanswered.
+    /// struct Closed;
+    /// impl BlockingRequestHandler<BlockingStreamRequest> for Closed {
+    ///     fn verify_request(&self, _client: &Address, _server: &ServerInfo) -> bool {
+    ///         false
+    ///     }
+    ///     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    ///         req.write_all(b"never sent")?;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// # let server = weft_server::TcpServer::bind("127.0.0.1:0", weft_server::Blocking(Closed)).await?;
+    /// # let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// # let handle = server.shutdown_handle();
+    /// # let serving = tokio::spawn(async move { server.serve_forever().await });
+    /// # use tokio::io::AsyncReadExt;
+    /// let mut client = tokio::net::TcpStream::connect(addr).await?;
+    /// let mut reply = Vec::new();
+    /// client.read_to_end(&mut reply).await?;
+    /// assert!(reply.is_empty());
+    /// # handle.shutdown().await;
+    /// # serving.await??;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     fn verify_request(&self, client: &Address, server: &ServerInfo) -> bool {
         let _ = (client, server);
         true
     }
 
     /// See [`RequestHandler::handle_error`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use weft_server::{Address, Blocking, BlockingRequestHandler, BlockingStreamRequest};
+    /// use weft_server::{Concurrency, HandlerError, HandlerResult, ServerConfig, TcpServer};
+    ///
+    /// struct Failing {
+    ///     errors: Arc<Mutex<Vec<String>>>,
+    /// }
+    /// impl BlockingRequestHandler<BlockingStreamRequest> for Failing {
+    ///     fn handle(&self, _req: &mut BlockingStreamRequest) -> HandlerResult {
+    ///         Err("out of coffee".into())
+    ///     }
+    ///     fn handle_error(&self, _client: &Address, error: &HandlerError) {
+    ///         self.errors.lock().unwrap_or_else(|e| e.into_inner()).push(error.to_string());
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let errors = Arc::new(Mutex::new(Vec::new()));
+    /// let config = ServerConfig::new().concurrency(Concurrency::Sequential);
+    /// let handler = Blocking(Failing { errors: errors.clone() });
+    /// let server = TcpServer::bind_with("127.0.0.1:0", handler, config).await?;
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    ///
+    /// let _client = tokio::net::TcpStream::connect(addr).await?;
+    /// server.handle_request().await?; // handler and `handle_error` have run
+    /// assert_eq!(*errors.lock().unwrap_or_else(|e| e.into_inner()), ["out of coffee"]);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     fn handle_error(&self, client: &Address, error: &HandlerError) {
         tracing::error!(%client, %error, "error while handling a request");
     }
 
     /// See [`RequestHandler::handle_timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use weft_server::{Blocking, BlockingRequestHandler, DatagramRequest, HandlerResult};
+    /// use weft_server::{ServerConfig, ServerInfo, UdpServer};
+    ///
+    /// struct Idle(Arc<AtomicUsize>);
+    /// impl BlockingRequestHandler<DatagramRequest> for Idle {
+    ///     fn handle(&self, _req: &mut DatagramRequest) -> HandlerResult {
+    ///         Ok(())
+    ///     }
+    ///     fn handle_timeout(&self, _server: &ServerInfo) {
+    ///         self.0.fetch_add(1, Ordering::SeqCst);
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let timeouts = Arc::new(AtomicUsize::new(0));
+    /// let config = ServerConfig::new().timeout(Duration::from_millis(20));
+    /// let server = UdpServer::bind_with("127.0.0.1:0", Blocking(Idle(timeouts.clone())), config).await?;
+    /// server.handle_request().await?; // no datagram comes
+    /// server.handle_request().await?;
+    /// assert_eq!(timeouts.load(Ordering::SeqCst), 2);
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     fn handle_timeout(&self, server: &ServerInfo) {
         let _ = server;
     }
@@ -137,6 +599,8 @@ pub trait BlockingRequestHandler<R: Send + 'static>: Send + Sync + 'static {
 
 /// Marks a [`BlockingRequestHandler`] for an async server: its requests run on a
 /// thread (`Threads`), on tokio's blocking pool (`Sequential`, `Tasks`, workers).
+///
+/// # Examples
 ///
 /// ```
 /// use weft_server::{Blocking, Concurrency, ServerConfig, TcpServer};

@@ -2,6 +2,22 @@
 //!
 //! The mio `poll` version lives in the `poll_logger` example of the `weft` package, so
 //! that this crate does not depend on mio.
+//!
+//! # Examples
+//!
+//! The seed's logger on port 1234, logging to standard output until Ctrl-C:
+//!
+//! ```no_run
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let listener = tokio::net::TcpListener::bind("0.0.0.0:1234").await?;
+//!     let stop = async {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!     };
+//!     weft_server::loggers::select_logger(listener, tokio::io::stdout(), stop).await?;
+//!     Ok(())
+//! }
+//! ```
 
 use std::future::Future;
 use std::io;
@@ -45,6 +61,18 @@ fn connection(
 /// the seed). The sink is flushed after every event, so the output of several clients
 /// interleaves chunk by chunk as their data does.
 /// Returns the sink.
+///
+/// # Errors
+///
+/// The first error writing to or flushing `sink`. Failed accepts are logged and
+/// retried; a connection's read error counts as its disconnection.
+///
+/// # Cancel safety
+///
+/// Dropping the future drops the listener, every connection and the sink with it:
+/// resolve `stop` instead to get the sink back.
+///
+/// # Examples
 ///
 /// ```
 /// use tokio::io::AsyncWriteExt;

@@ -1,6 +1,39 @@
 //! The worker-process pool of [`crate::Concurrency::Processes`]:
 //! the parent starts workers that inherit the listening socket, restarts the ones that
 //! die, and stops them on shutdown. See [`ProcessPool`] for the design.
+//!
+//! # Examples
+//!
+//! The worker is the same program: its `main` reaches the same `bind_with`, which
+//! adopts the inherited socket instead of binding. Whatever else `main` does (here,
+//! a one-time setup) can be skipped in workers with [`is_worker`]. This example starts
+//! processes, so it is only compiled here.
+//!
+//! ```no_run
+//! use weft_server::{pool, Concurrency, ProcessPool, ServerConfig, TcpServer};
+//! # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+//! # struct Echo;
+//! # impl RequestHandler<StreamRequest> for Echo {
+//! #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+//! #         let line = req.read_line().await?;
+//! #         req.write_all(&line).await?;
+//! #         Ok(())
+//! #     }
+//! # }
+//! # fn prepare_data_directory() -> std::io::Result<()> { Ok(()) }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     if !pool::is_worker() {
+//!         prepare_data_directory()?; // once, in the parent
+//!     }
+//!     let config = ServerConfig::new().concurrency(Concurrency::Processes(ProcessPool::new(4)));
+//!     let server = TcpServer::bind_with("127.0.0.1:8000", Echo, config).await?;
+//!     server.serve_forever().await?; // parent: supervise; worker: serve
+//!     server.close().await?;
+//!     Ok(())
+//! }
+//! ```
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::process::Stdio;
@@ -18,16 +51,54 @@ use crate::shutdown::{ServingGuard, ShutdownHandle};
 
 /// The environment variable that tells a worker which descriptor is its inherited
 /// listening socket.
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::pool::LISTEN_FD_ENV;
+///
+/// assert_eq!(LISTEN_FD_ENV, "WEFT_SERVER_LISTEN_FD");
+/// // Set in workers only (a doc test is not one).
+/// let inherited_fd = std::env::var(LISTEN_FD_ENV).ok();
+/// # let _ = inherited_fd;
+/// ```
 pub const LISTEN_FD_ENV: &str = "WEFT_SERVER_LISTEN_FD";
 
 /// The environment variable with the pid of the pool's parent: a process whose parent is
 /// another (say, a program started by a worker, which inherits the environment but not
 /// the descriptor) is not a worker.
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::pool::PARENT_PID_ENV;
+///
+/// assert_eq!(PARENT_PID_ENV, "WEFT_SERVER_PARENT_PID");
+/// // A worker's parent is the pool's parent; anything else merely inherited the variable.
+/// let is_pool_child = std::env::var(PARENT_PID_ENV)
+///     .ok()
+///     .and_then(|pid| pid.parse::<u32>().ok())
+///     == Some(std::os::unix::process::parent_id());
+/// assert_eq!(is_pool_child, weft_server::pool::is_worker());
+/// ```
 pub const PARENT_PID_ENV: &str = "WEFT_SERVER_PARENT_PID";
 
 /// Whether this process is a worker of a [`ProcessPool`]: the next server bound in it
 /// adopts the inherited socket. Programs whose `main` does more than run the server
 /// can check this to skip the rest.
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::pool;
+///
+/// if pool::is_worker() {
+///     // A worker: only bind and serve.
+/// } else {
+///     // The parent (or a program without a pool): do the one-time work too.
+/// }
+/// assert!(!pool::is_worker()); // a doc test was not started by a pool
+/// ```
 pub fn is_worker() -> bool {
     std::env::var_os(LISTEN_FD_ENV).is_some()
         && std::env::var(PARENT_PID_ENV)

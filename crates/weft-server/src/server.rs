@@ -22,22 +22,243 @@ use crate::request::ServerInfo;
 use crate::shutdown::ShutdownHandle;
 
 /// Marker for TCP servers ([`TcpServer`]).
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::{StreamServer, Tcp, TcpServer};
+/// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+/// # struct Quiet;
+/// # impl RequestHandler<StreamRequest> for Quiet {
+/// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+/// let server: StreamServer<Tcp, Quiet> = TcpServer::bind("127.0.0.1:0", Quiet).await?;
+/// assert!(server.server_address().as_inet().is_some());
+/// server.close().await?;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 #[derive(Debug)]
 pub enum Tcp {}
 /// Marker for UDP servers ([`UdpServer`]).
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::{DatagramServer, Udp, UdpServer};
+/// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+/// # struct Quiet;
+/// # impl RequestHandler<DatagramRequest> for Quiet {
+/// #     async fn handle(&self, _req: &mut DatagramRequest) -> HandlerResult { Ok(()) }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+/// let server: DatagramServer<Udp, Quiet> = UdpServer::bind("127.0.0.1:0", Quiet).await?;
+/// assert!(server.server_address().as_inet().is_some());
+/// server.close().await?;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 #[derive(Debug)]
 pub enum Udp {}
 /// Marker for Unix-domain servers ([`UnixStreamServer`], [`UnixDatagramServer`]).
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::{StreamServer, Unix, UnixStreamServer};
+/// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+/// # struct Quiet;
+/// # impl RequestHandler<StreamRequest> for Quiet {
+/// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("quiet.sock");
+/// let server: StreamServer<Unix, Quiet> = UnixStreamServer::bind(&path, Quiet).await?;
+/// assert_eq!(server.server_address().as_path(), Some(path.as_path()));
+/// server.close().await?;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 #[derive(Debug)]
 pub enum Unix {}
 
 /// A TCP server (`socketserver.TCPServer`).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use weft_server::{HandlerResult, RequestHandler, StreamRequest, TcpServer};
+///
+/// struct Echo;
+/// impl RequestHandler<StreamRequest> for Echo {
+///     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+///         let line = req.read_line().await?;
+///         req.write_all(&line).await?;
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+/// let server = Arc::new(TcpServer::bind("127.0.0.1:0", Echo).await?);
+/// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+/// let serving = tokio::spawn({
+///     let server = server.clone();
+///     async move { server.serve_forever().await }
+/// });
+///
+/// let mut client = tokio::net::TcpStream::connect(addr).await?;
+/// client.write_all(b"hello\n").await?;
+/// let mut reply = String::new();
+/// client.read_to_string(&mut reply).await?;
+/// assert_eq!(reply, "hello\n");
+///
+/// server.close().await?;
+/// serving.await??;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 pub type TcpServer<H> = StreamServer<Tcp, H>;
 /// A Unix stream server (`socketserver.UnixStreamServer`).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use weft_server::UnixStreamServer;
+/// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+/// # struct Echo;
+/// # impl RequestHandler<StreamRequest> for Echo {
+/// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+/// #         let line = req.read_line().await?;
+/// #         req.write_all(&line).await?;
+/// #         Ok(())
+/// #     }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("echo.sock");
+/// let server = Arc::new(UnixStreamServer::bind(&path, Echo).await?);
+/// let serving = tokio::spawn({
+///     let server = server.clone();
+///     async move { server.serve_forever().await }
+/// });
+///
+/// let mut client = tokio::net::UnixStream::connect(&path).await?;
+/// client.write_all(b"hello\n").await?;
+/// let mut reply = String::new();
+/// client.read_to_string(&mut reply).await?;
+/// assert_eq!(reply, "hello\n");
+///
+/// server.close().await?; // also removes the socket file
+/// serving.await??;
+/// assert!(!path.exists());
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 pub type UnixStreamServer<H> = StreamServer<Unix, H>;
 /// A UDP server (`socketserver.UDPServer`).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use weft_server::UdpServer;
+/// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+/// # struct Echo;
+/// # impl RequestHandler<DatagramRequest> for Echo {
+/// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+/// #         req.wfile = req.packet().to_vec();
+/// #         Ok(())
+/// #     }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+/// let server = Arc::new(UdpServer::bind("127.0.0.1:0", Echo).await?);
+/// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+/// let serving = tokio::spawn({
+///     let server = server.clone();
+///     async move { server.serve_forever().await }
+/// });
+///
+/// let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+/// client.send_to(b"ping", addr).await?;
+/// let mut buf = [0u8; 16];
+/// let n = client.recv(&mut buf).await?;
+/// assert_eq!(&buf[..n], b"ping");
+///
+/// server.close().await?;
+/// serving.await??;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 pub type UdpServer<H> = DatagramServer<Udp, H>;
 /// A Unix datagram server (`socketserver.UnixDatagramServer`).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use weft_server::UnixDatagramServer;
+/// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+/// # struct Echo;
+/// # impl RequestHandler<DatagramRequest> for Echo {
+/// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+/// #         req.wfile = req.packet().to_vec();
+/// #         Ok(())
+/// #     }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("server.sock");
+/// let server = Arc::new(UnixDatagramServer::bind(&path, Echo).await?);
+/// let serving = tokio::spawn({
+///     let server = server.clone();
+///     async move { server.serve_forever().await }
+/// });
+///
+/// // The client binds a path of its own, or the reply has nowhere to go.
+/// let client = tokio::net::UnixDatagram::bind(dir.path().join("client.sock"))?;
+/// client.send_to(b"ping", &path).await?;
+/// let mut buf = [0u8; 16];
+/// let n = client.recv(&mut buf).await?;
+/// assert_eq!(&buf[..n], b"ping");
+///
+/// server.close().await?;
+/// serving.await??;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 pub type UnixDatagramServer<H> = DatagramServer<Unix, H>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -196,6 +417,54 @@ async fn accept_failed(e: std::io::Error) {
 /// [`close`](Self::close) (`server_close`), which releases the socket, removes a Unix
 /// socket file and (with `block_on_close`) waits for running handlers. Dropping the
 /// server releases the socket and the file too, without waiting.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+/// use weft_server::{HandlerResult, RequestHandler, StreamRequest, TcpServer};
+///
+/// /// Answers each line with its length, until the client hangs up.
+/// struct Lengths;
+/// impl RequestHandler<StreamRequest> for Lengths {
+///     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+///         let mut lines = req.lines();
+///         let mut replies = Vec::new();
+///         while let Some(line) = lines.next_line().await? {
+///             replies.push(format!("{}\n", line.len()));
+///         }
+///         for reply in replies {
+///             req.write_all(reply.as_bytes()).await?;
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+/// let server = Arc::new(TcpServer::bind("127.0.0.1:0", Lengths).await?);
+/// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+/// let serving = tokio::spawn({
+///     let server = server.clone();
+///     async move { server.serve_forever().await }
+/// });
+///
+/// let mut client = tokio::net::TcpStream::connect(addr).await?;
+/// client.write_all(b"a\nabc\n").await?;
+/// client.shutdown().await?; // end of the request
+/// let mut replies = BufReader::new(client).lines();
+/// assert_eq!(replies.next_line().await?.as_deref(), Some("1"));
+/// assert_eq!(replies.next_line().await?.as_deref(), Some("3"));
+/// assert_eq!(replies.next_line().await?, None);
+///
+/// server.close().await?;
+/// serving.await??;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
 pub struct StreamServer<K, H> {
     core: Core,
     listener: Mutex<Option<Arc<Listener>>>,
@@ -219,11 +488,79 @@ impl<H: StreamService> StreamServer<Tcp, H> {
     ///
     /// In a worker process of a [`crate::ProcessPool`] this adopts the inherited
     /// listening socket instead of binding.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Io`] if the address cannot be resolved, or if no address
+    /// it resolves to can be bound and listened on (`AddrInUse` for a port taken by
+    /// another listening socket, `PermissionDenied` for a privileged port),
+    /// [`ServerError::NoAddress`] if it resolves to nothing, and, in a pool worker,
+    /// [`ServerError::Worker`] if the inherited socket is unusable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::TcpServer;
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Echo;
+    /// # impl RequestHandler<StreamRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    /// #         let line = req.read_line().await?;
+    /// #         req.write_all(&line).await?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = TcpServer::bind("127.0.0.1:0", Echo).await?;
+    /// let port = server.server_address().as_inet().ok_or("not an IP address")?.port();
+    /// assert_ne!(port, 0);
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn bind(addr: impl ToSocketAddrs, handler: H) -> Result<Self, ServerError> {
         Self::bind_with(addr, handler, ServerConfig::default()).await
     }
 
     /// Binds a TCP server with `config`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`bind`](Self::bind).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_server::{ServerConfig, TcpServer};
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Echo;
+    /// # impl RequestHandler<StreamRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    /// #         let line = req.read_line().await?;
+    /// #         req.write_all(&line).await?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let config = ServerConfig::new()
+    ///     .backlog(16)
+    ///     .nodelay(true)
+    ///     .request_timeout(Duration::from_secs(30));
+    /// let server = TcpServer::bind_with("127.0.0.1:0", Echo, config).await?;
+    /// assert_eq!(server.info().config().get_backlog(), 16);
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn bind_with(
         addr: impl ToSocketAddrs,
         handler: H,
@@ -254,11 +591,88 @@ impl<H: StreamService> StreamServer<Tcp, H> {
 impl<H: StreamService> StreamServer<Unix, H> {
     /// Binds a Unix stream server at `path` with the default [`ServerConfig`]. The
     /// path must not exist; [`close`](Self::close) (or drop) removes it.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Io`] if the socket cannot be bound at `path` (`AddrInUse`
+    /// if the file exists, `NotFound` if its directory does not, `InvalidInput` if the
+    /// path is too long for a socket address) or cannot listen, and, in a pool worker,
+    /// [`ServerError::Worker`] if the inherited socket is unusable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::ErrorKind;
+    /// use weft_server::{ServerError, UnixStreamServer};
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Echo;
+    /// # impl RequestHandler<StreamRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    /// #         let line = req.read_line().await?;
+    /// #         req.write_all(&line).await?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("echo.sock");
+    /// let server = UnixStreamServer::bind(&path, Echo).await?;
+    /// assert!(path.exists());
+    ///
+    /// // The path is taken now.
+    /// match UnixStreamServer::bind(&path, Echo).await {
+    ///     Err(ServerError::Io(e)) => assert_eq!(e.kind(), ErrorKind::AddrInUse),
+    ///     other => panic!("expected AddrInUse, got {other:?}"),
+    /// }
+    ///
+    /// server.close().await?;
+    /// assert!(!path.exists());
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn bind(path: impl AsRef<Path>, handler: H) -> Result<Self, ServerError> {
         Self::bind_with(path, handler, ServerConfig::default()).await
     }
 
     /// Binds a Unix stream server at `path` with `config`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`bind`](Self::bind).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{Concurrency, ServerConfig, UnixStreamServer};
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Echo;
+    /// # impl RequestHandler<StreamRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    /// #         let line = req.read_line().await?;
+    /// #         req.write_all(&line).await?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let dir = tempfile::tempdir()?;
+    /// let config = ServerConfig::new().concurrency(Concurrency::Sequential);
+    /// let server = UnixStreamServer::bind_with(dir.path().join("echo.sock"), Echo, config).await?;
+    /// assert!(matches!(
+    ///     server.info().config().get_concurrency(),
+    ///     Concurrency::Sequential
+    /// ));
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn bind_with(
         path: impl AsRef<Path>,
         handler: H,
@@ -316,21 +730,135 @@ impl<K, H: StreamService> StreamServer<K, H> {
 
 impl<K, H> StreamServer<K, H> {
     /// The address the server is bound to, with the real port (`server_address`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::TcpServer;
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Echo;
+    /// # impl RequestHandler<StreamRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    /// #         let line = req.read_line().await?;
+    /// #         req.write_all(&line).await?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = TcpServer::bind("127.0.0.1:0", Echo).await?;
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// assert!(addr.ip().is_loopback());
+    /// assert_ne!(addr.port(), 0); // the port the kernel picked
+    /// tokio::net::TcpStream::connect(addr).await?; // connects (the backlog holds it)
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn server_address(&self) -> &Address {
         &self.core.info.address
     }
 
     /// The server's address and settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{ServerConfig, TcpServer};
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Echo;
+    /// # impl RequestHandler<StreamRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    /// #         let line = req.read_line().await?;
+    /// #         req.write_all(&line).await?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let config = ServerConfig::new().max_packet_size(1024);
+    /// let server = TcpServer::bind_with("127.0.0.1:0", Echo, config).await?;
+    /// let info = server.info();
+    /// assert_eq!(info.address(), server.server_address());
+    /// assert_eq!(info.config().get_max_packet_size(), 1024);
+    /// assert!(!info.is_worker());
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn info(&self) -> &ServerInfo {
         &self.core.info
     }
 
     /// A handle to stop [`serve_forever`](Self::serve_forever) from elsewhere.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::TcpServer;
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Echo;
+    /// # impl RequestHandler<StreamRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    /// #         let line = req.read_line().await?;
+    /// #         req.write_all(&line).await?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = TcpServer::bind("127.0.0.1:0", Echo).await?;
+    /// let handle = server.shutdown_handle(); // cheap to clone, usable from any thread
+    /// let serving = tokio::spawn(async move { server.serve_forever().await });
+    ///
+    /// handle.shutdown().await;
+    /// serving.await??;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.core.shutdown.clone()
     }
 
     /// The process ids of the live workers of a [`crate::ProcessPool`].
+    ///
+    /// # Examples
+    ///
+    /// Empty unless the server runs [`Concurrency::Processes`] and is serving (the parent
+    /// starts its workers in [`serve_forever`](Self::serve_forever)).
+    ///
+    /// ```
+    /// use weft_server::TcpServer;
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Echo;
+    /// # impl RequestHandler<StreamRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    /// #         let line = req.read_line().await?;
+    /// #         req.write_all(&line).await?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// // Only the parent of a process pool has workers.
+    /// let server = TcpServer::bind("127.0.0.1:0", Echo).await?;
+    /// assert!(server.worker_pids().is_empty());
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn worker_pids(&self) -> Vec<u32> {
         lock(&self.core.workers).iter().flatten().copied().collect()
     }
@@ -365,6 +893,62 @@ impl<K, H> StreamServer<K, H> {
     ///
     /// Handler errors and panics go to `handle_error`; failed accepts are logged; the
     /// server goes on either way. Returns `Err` only if the server is closed.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Closed`] if the server was closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops the loop, as a shutdown would, and loses no connection
+    /// waiting in the backlog (accepting is cancel safe). Requests already running as
+    /// tasks or threads carry on. But a request being handled inside the loop (with
+    /// [`Concurrency::Sequential`]) is abandoned mid-way and its connection closed, and in
+    /// the parent of a process pool the workers are killed at once instead of being given
+    /// their `grace`: prefer [`ShutdownHandle::shutdown`] for a graceful stop.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// use weft_server::TcpServer;
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Echo;
+    /// # impl RequestHandler<StreamRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    /// #         let line = req.read_line().await?;
+    /// #         req.write_all(&line).await?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = Arc::new(TcpServer::bind("127.0.0.1:0", Echo).await?);
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// let handle = server.shutdown_handle();
+    /// let serving = tokio::spawn({
+    ///     let server = server.clone();
+    ///     async move { server.serve_forever().await }
+    /// });
+    ///
+    /// for word in ["one", "two"] {
+    ///     let mut client = tokio::net::TcpStream::connect(addr).await?;
+    ///     client.write_all(format!("{word}\n").as_bytes()).await?;
+    ///     let mut reply = String::new();
+    ///     client.read_to_string(&mut reply).await?;
+    ///     assert_eq!(reply, format!("{word}\n"));
+    /// }
+    ///
+    /// handle.shutdown().await; // serve_forever returns...
+    /// serving.await??;
+    /// server.close().await?; // ...and close waits for the handlers
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn serve_forever(&self) -> Result<(), ServerError> {
         let mut guard = self.core.shutdown.begin();
         let listener = self.listener()?;
@@ -394,6 +978,71 @@ impl<K, H> StreamServer<K, H> {
     /// Handles one request (`handle_request`): waits up to the configured `timeout`
     /// for a connection and calls the handler's `handle_timeout` if none came.
     /// Not available in the parent of a process pool.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Closed`] if the server was closed, and
+    /// [`ServerError::Unsupported`] in the parent of a process pool. A failed accept is
+    /// logged, not returned.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits loses no connection (accepting is cancel safe).
+    /// Once a connection is accepted, with [`Concurrency::Sequential`] the handler runs
+    /// inside this future: dropping it then abandons that request. Use the configured
+    /// `timeout` rather than wrapping the call in `tokio::time::timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// use weft_server::{Concurrency, ServerConfig, ServerInfo, TcpServer};
+    /// use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    ///
+    /// struct Echo {
+    ///     timeouts: Arc<AtomicUsize>,
+    /// }
+    /// impl RequestHandler<StreamRequest> for Echo {
+    ///     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    ///         let line = req.read_line().await?;
+    ///         req.write_all(&line).await?;
+    ///         Ok(())
+    ///     }
+    ///     fn handle_timeout(&self, _server: &ServerInfo) {
+    ///         self.timeouts.fetch_add(1, Ordering::SeqCst);
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let timeouts = Arc::new(AtomicUsize::new(0));
+    /// let config = ServerConfig::new()
+    ///     .concurrency(Concurrency::Sequential)
+    ///     .timeout(Duration::from_millis(50));
+    /// let handler = Echo { timeouts: timeouts.clone() };
+    /// let server = TcpServer::bind_with("127.0.0.1:0", handler, config).await?;
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    ///
+    /// // Nobody connects within 50 ms: `handle_timeout` runs.
+    /// server.handle_request().await?;
+    /// assert_eq!(timeouts.load(Ordering::SeqCst), 1);
+    ///
+    /// // A client is waiting: its request is handled (inline, being `Sequential`).
+    /// let mut client = tokio::net::TcpStream::connect(addr).await?;
+    /// client.write_all(b"once\n").await?;
+    /// server.handle_request().await?;
+    /// let mut reply = String::new();
+    /// client.read_to_string(&mut reply).await?;
+    /// assert_eq!(reply, "once\n");
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn handle_request(&self) -> Result<(), ServerError> {
         if self.core.pool().is_some() {
             return Err(ServerError::Unsupported(
@@ -422,6 +1071,44 @@ impl<K, H> StreamServer<K, H> {
     /// Stops serving (as [`ShutdownHandle::shutdown`]), releases the socket, removes a
     /// Unix socket file and, with `block_on_close` (the default), waits for running
     /// handlers (`server_close`). Closing twice is harmless.
+    ///
+    /// # Errors
+    ///
+    /// None at present: the `Result` is always `Ok`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use weft_server::{ServerError, TcpServer};
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Echo;
+    /// # impl RequestHandler<StreamRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    /// #         let line = req.read_line().await?;
+    /// #         req.write_all(&line).await?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = Arc::new(TcpServer::bind("127.0.0.1:0", Echo).await?);
+    /// let serving = tokio::spawn({
+    ///     let server = server.clone();
+    ///     async move { server.serve_forever().await }
+    /// });
+    /// # while !server.shutdown_handle().is_serving() { tokio::task::yield_now().await }
+    ///
+    /// server.close().await?; // stops serve_forever too
+    /// serving.await??;
+    /// server.close().await?; // harmless
+    /// assert!(matches!(server.serve_forever().await, Err(ServerError::Closed)));
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn close(&self) -> Result<(), ServerError> {
         self.core.shutdown.shutdown().await;
         drop(lock(&self.listener).take());
@@ -486,6 +1173,8 @@ impl DgramSocket {
 /// [`UdpServer`] and [`UnixDatagramServer`]. Each datagram is one request
 /// ([`crate::DatagramRequest`]); the life cycle is that of [`StreamServer`].
 ///
+/// # Examples
+///
 /// ```
 /// use std::io::Read;
 /// use weft_server::{DatagramRequest, HandlerResult, RequestHandler, UdpServer};
@@ -539,11 +1228,72 @@ impl<K, H> std::fmt::Debug for DatagramServer<K, H> {
 
 impl<H: DatagramService> DatagramServer<Udp, H> {
     /// Binds a UDP server with the default [`ServerConfig`].
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Io`] if the address cannot be resolved or no address it
+    /// resolves to can be bound (`AddrInUse`, `PermissionDenied`),
+    /// [`ServerError::NoAddress`] if it resolves to nothing, and, in a pool worker,
+    /// [`ServerError::Worker`] if the inherited socket is unusable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::UdpServer;
+    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+    /// # struct Echo;
+    /// # impl RequestHandler<DatagramRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile = req.packet().to_vec();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = UdpServer::bind("127.0.0.1:0", Echo).await?;
+    /// assert_ne!(server.server_address().as_inet().ok_or("not an IP address")?.port(), 0);
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn bind(addr: impl ToSocketAddrs, handler: H) -> Result<Self, ServerError> {
         Self::bind_with(addr, handler, ServerConfig::default()).await
     }
 
     /// Binds a UDP server with `config`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`bind`](Self::bind).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{ServerConfig, UdpServer};
+    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+    /// # struct Echo;
+    /// # impl RequestHandler<DatagramRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile = req.packet().to_vec();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// // Datagrams longer than 512 bytes are truncated.
+    /// let config = ServerConfig::new().max_packet_size(512);
+    /// let server = UdpServer::bind_with("127.0.0.1:0", Echo, config).await?;
+    /// assert_eq!(server.info().config().get_max_packet_size(), 512);
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn bind_with(
         addr: impl ToSocketAddrs,
         handler: H,
@@ -574,11 +1324,75 @@ impl<H: DatagramService> DatagramServer<Udp, H> {
 impl<H: DatagramService> DatagramServer<Unix, H> {
     /// Binds a Unix datagram server at `path` with the default [`ServerConfig`]. To
     /// get replies, clients must bind their own socket to a path.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Io`] if the socket cannot be bound at `path` (`AddrInUse`
+    /// if the file exists, `NotFound` if its directory does not, `InvalidInput` if the
+    /// path is too long for a socket address), and, in a pool worker,
+    /// [`ServerError::Worker`] if the inherited socket is unusable.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::UnixDatagramServer;
+    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+    /// # struct Echo;
+    /// # impl RequestHandler<DatagramRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile = req.packet().to_vec();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("echo.sock");
+    /// let server = UnixDatagramServer::bind(&path, Echo).await?;
+    /// assert_eq!(server.server_address().as_path(), Some(path.as_path()));
+    /// server.close().await?;
+    /// assert!(!path.exists());
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn bind(path: impl AsRef<Path>, handler: H) -> Result<Self, ServerError> {
         Self::bind_with(path, handler, ServerConfig::default()).await
     }
 
     /// Binds a Unix datagram server at `path` with `config`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`bind`](Self::bind).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{ServerConfig, UnixDatagramServer};
+    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+    /// # struct Echo;
+    /// # impl RequestHandler<DatagramRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile = req.packet().to_vec();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let dir = tempfile::tempdir()?;
+    /// let config = ServerConfig::new().max_packet_size(2048);
+    /// let server = UnixDatagramServer::bind_with(dir.path().join("echo.sock"), Echo, config).await?;
+    /// assert_eq!(server.info().config().get_max_packet_size(), 2048);
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn bind_with(
         path: impl AsRef<Path>,
         handler: H,
@@ -638,21 +1452,128 @@ impl<K, H: DatagramService> DatagramServer<K, H> {
 
 impl<K, H> DatagramServer<K, H> {
     /// The address the server is bound to, with the real port (`server_address`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::UdpServer;
+    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+    /// # struct Echo;
+    /// # impl RequestHandler<DatagramRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile = req.packet().to_vec();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = UdpServer::bind("127.0.0.1:0", Echo).await?;
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// assert!(addr.ip().is_loopback());
+    /// assert_ne!(addr.port(), 0); // the port the kernel picked
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn server_address(&self) -> &Address {
         &self.core.info.address
     }
 
     /// The server's address and settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::UdpServer;
+    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+    /// # struct Echo;
+    /// # impl RequestHandler<DatagramRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile = req.packet().to_vec();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = UdpServer::bind("127.0.0.1:0", Echo).await?;
+    /// let info = server.info();
+    /// assert_eq!(info.address(), server.server_address());
+    /// assert_eq!(info.config().get_max_packet_size(), 8192);
+    /// assert!(!info.is_worker());
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn info(&self) -> &ServerInfo {
         &self.core.info
     }
 
     /// A handle to stop [`serve_forever`](Self::serve_forever) from elsewhere.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::UdpServer;
+    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+    /// # struct Echo;
+    /// # impl RequestHandler<DatagramRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile = req.packet().to_vec();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = UdpServer::bind("127.0.0.1:0", Echo).await?;
+    /// let handle = server.shutdown_handle();
+    /// let serving = tokio::spawn(async move { server.serve_forever().await });
+    ///
+    /// handle.shutdown().await;
+    /// serving.await??;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         self.core.shutdown.clone()
     }
 
     /// The process ids of the live workers of a [`crate::ProcessPool`].
+    ///
+    /// # Examples
+    ///
+    /// Empty unless the server runs [`Concurrency::Processes`] and is serving.
+    ///
+    /// ```
+    /// use weft_server::UdpServer;
+    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+    /// # struct Echo;
+    /// # impl RequestHandler<DatagramRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile = req.packet().to_vec();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// // Only the parent of a process pool has workers.
+    /// let server = UdpServer::bind("127.0.0.1:0", Echo).await?;
+    /// assert!(server.worker_pids().is_empty());
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn worker_pids(&self) -> Vec<u32> {
         lock(&self.core.workers).iter().flatten().copied().collect()
     }
@@ -685,6 +1606,59 @@ impl<K, H> DatagramServer<K, H> {
 
     /// Handles datagrams until [`ShutdownHandle::shutdown`]; see
     /// [`StreamServer::serve_forever`].
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Closed`] if the server was closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`StreamServer::serve_forever`]: dropping the future stops the loop and
+    /// loses no datagram (receiving is cancel safe), but abandons a datagram being handled
+    /// inside the loop with [`Concurrency::Sequential`] and kills the workers of a process
+    /// pool at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use weft_server::UdpServer;
+    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+    /// # struct Echo;
+    /// # impl RequestHandler<DatagramRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile = req.packet().to_vec();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = Arc::new(UdpServer::bind("127.0.0.1:0", Echo).await?);
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// let handle = server.shutdown_handle();
+    /// let serving = tokio::spawn({
+    ///     let server = server.clone();
+    ///     async move { server.serve_forever().await }
+    /// });
+    ///
+    /// let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    /// client.connect(addr).await?;
+    /// for word in [&b"one"[..], b"two"] {
+    ///     client.send(word).await?;
+    ///     let mut buf = [0u8; 16];
+    ///     let n = client.recv(&mut buf).await?;
+    ///     assert_eq!(&buf[..n], word);
+    /// }
+    ///
+    /// handle.shutdown().await;
+    /// serving.await??;
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn serve_forever(&self) -> Result<(), ServerError> {
         let mut guard = self.core.shutdown.begin();
         let socket = self.socket()?;
@@ -714,6 +1688,56 @@ impl<K, H> DatagramServer<K, H> {
 
     /// Handles one datagram, honouring the configured `timeout` (see
     /// [`StreamServer::handle_request`]).
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Closed`] if the server was closed, and
+    /// [`ServerError::Unsupported`] in the parent of a process pool. A failed receive is
+    /// logged, not returned.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`StreamServer::handle_request`]: dropping the future while it waits loses
+    /// no datagram; with [`Concurrency::Sequential`], dropping it while the handler runs
+    /// abandons that datagram.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_server::{Concurrency, ServerConfig, UdpServer};
+    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+    /// # struct Echo;
+    /// # impl RequestHandler<DatagramRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile = req.packet().to_vec();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let config = ServerConfig::new()
+    ///     .concurrency(Concurrency::Sequential)
+    ///     .timeout(Duration::from_millis(50));
+    /// let server = UdpServer::bind_with("127.0.0.1:0", Echo, config).await?;
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    ///
+    /// // Nothing arrives within 50 ms: the handler's `handle_timeout` runs, and that is all.
+    /// server.handle_request().await?;
+    ///
+    /// let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    /// client.send_to(b"ping", addr).await?;
+    /// server.handle_request().await?; // handles this one datagram
+    /// let mut buf = [0u8; 16];
+    /// let n = client.recv(&mut buf).await?;
+    /// assert_eq!(&buf[..n], b"ping");
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn handle_request(&self) -> Result<(), ServerError> {
         if self.core.pool().is_some() {
             return Err(ServerError::Unsupported(
@@ -742,6 +1766,35 @@ impl<K, H> DatagramServer<K, H> {
 
     /// Stops serving, releases the socket (and the Unix socket file) and, with
     /// `block_on_close`, waits for running handlers.
+    ///
+    /// # Errors
+    ///
+    /// None at present: the `Result` is always `Ok`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{ServerError, UdpServer};
+    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+    /// # struct Echo;
+    /// # impl RequestHandler<DatagramRequest> for Echo {
+    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+    /// #         req.wfile = req.packet().to_vec();
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = UdpServer::bind("127.0.0.1:0", Echo).await?;
+    /// server.close().await?;
+    /// server.close().await?; // harmless
+    /// assert!(matches!(server.handle_request().await, Err(ServerError::Closed)));
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn close(&self) -> Result<(), ServerError> {
         self.core.shutdown.shutdown().await;
         drop(lock(&self.socket).take());

@@ -23,6 +23,8 @@ pub(crate) struct State {
 /// wait for itself (the loop is waiting for that handler): use [`request`](Self::request)
 /// there.
 ///
+/// # Examples
+///
 /// ```
 /// use weft_server::{Blocking, Concurrency, ServerConfig, TcpServer};
 /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
@@ -59,11 +61,90 @@ impl Default for ShutdownHandle {
 
 impl ShutdownHandle {
     /// Ask the loop to stop, without waiting.
+    ///
+    /// # Examples
+    ///
+    /// A `quit` command that stops a `Sequential` server from inside its handler, where
+    /// [`shutdown`](Self::shutdown) would wait for itself:
+    ///
+    /// ```
+    /// use std::sync::{Arc, OnceLock};
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// use weft_server::{Concurrency, ServerConfig, ShutdownHandle, TcpServer};
+    /// use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    ///
+    /// struct Quit(Arc<OnceLock<ShutdownHandle>>);
+    /// impl RequestHandler<StreamRequest> for Quit {
+    ///     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    ///         if req.read_line().await? == b"quit\n" {
+    ///             if let Some(handle) = self.0.get() {
+    ///                 handle.request(); // not `shutdown().await`: the loop is waiting for us
+    ///             }
+    ///             req.write_all(b"bye\n").await?;
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let slot = Arc::new(OnceLock::new());
+    /// let config = ServerConfig::new().concurrency(Concurrency::Sequential);
+    /// let server = TcpServer::bind_with("127.0.0.1:0", Quit(slot.clone()), config).await?;
+    /// let _ = slot.set(server.shutdown_handle());
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    ///
+    /// let client = tokio::spawn(async move {
+    ///     let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    ///     stream.write_all(b"quit\n").await?;
+    ///     let mut reply = String::new();
+    ///     stream.read_to_string(&mut reply).await?;
+    ///     std::io::Result::Ok(reply)
+    /// });
+    /// server.serve_forever().await?; // returns after the `quit`
+    /// assert_eq!(client.await??, "bye\n");
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn request(&self) {
         self.tx.send_modify(|s| s.requested = true);
     }
 
     /// Ask the loop to stop and wait until it has.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in the sense that matters: the stop is requested when the future is
+    /// first polled, and dropping the future after that (say, in `tokio::time::timeout`)
+    /// only gives up the waiting; the server still stops.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::TcpServer;
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Quiet;
+    /// # impl RequestHandler<StreamRequest> for Quiet {
+    /// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = TcpServer::bind("127.0.0.1:0", Quiet).await?;
+    /// let handle = server.shutdown_handle();
+    /// let serving = tokio::spawn(async move { server.serve_forever().await });
+    ///
+    /// handle.shutdown().await;
+    /// assert!(!handle.is_serving());
+    /// serving.await??;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub async fn shutdown(&self) {
         self.request();
         let mut rx = self.tx.subscribe();
@@ -73,16 +154,104 @@ impl ShutdownHandle {
     /// [`shutdown`](Self::shutdown) for synchronous code: blocks the calling thread.
     /// Do not call it from a thread that drives the server's runtime (it would wait
     /// for itself); from any other thread it is fine.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::TcpServer;
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Quiet;
+    /// # impl RequestHandler<StreamRequest> for Quiet {
+    /// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = TcpServer::bind("127.0.0.1:0", Quiet).await?;
+    /// let handle = server.shutdown_handle();
+    ///
+    /// // A plain thread, not a thread of the runtime.
+    /// let stopper = std::thread::spawn(move || handle.shutdown_blocking());
+    /// server.serve_forever().await?;
+    /// stopper.join().map_err(|_| "the stopping thread panicked")?;
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn shutdown_blocking(&self) {
         futures::executor::block_on(self.shutdown());
     }
 
     /// Whether a serving loop is running.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use weft_server::TcpServer;
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Quiet;
+    /// # impl RequestHandler<StreamRequest> for Quiet {
+    /// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = Arc::new(TcpServer::bind("127.0.0.1:0", Quiet).await?);
+    /// let handle = server.shutdown_handle();
+    /// assert!(!handle.is_serving());
+    ///
+    /// let serving = tokio::spawn({
+    ///     let server = server.clone();
+    ///     async move { server.serve_forever().await }
+    /// });
+    /// while !handle.is_serving() {
+    ///     tokio::task::yield_now().await; // let the loop start
+    /// }
+    ///
+    /// handle.shutdown().await;
+    /// assert!(!handle.is_serving());
+    /// serving.await??;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn is_serving(&self) -> bool {
         self.tx.borrow().serving
     }
 
     /// Whether a stop was requested and not yet acted on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::TcpServer;
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Quiet;
+    /// # impl RequestHandler<StreamRequest> for Quiet {
+    /// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = TcpServer::bind("127.0.0.1:0", Quiet).await?;
+    /// let handle = server.shutdown_handle();
+    ///
+    /// // Asking before the loop runs: the request stays pending...
+    /// handle.request();
+    /// assert!(handle.is_requested());
+    ///
+    /// // ...and the next `serve_forever` returns at once, clearing it.
+    /// server.serve_forever().await?;
+    /// assert!(!handle.is_requested());
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
     pub fn is_requested(&self) -> bool {
         self.tx.borrow().requested
     }
