@@ -27,14 +27,17 @@ serve:
 ci:
     bash .ci/run
 
-# Load benchmarks and criterion benches (writes docs/benchmarks.md where a bench reports).
+# The load benchmark (writes docs/benchmarks.md), then the criterion benches.
 bench:
-    cargo bench --workspace
+    cargo run --release -p weft-bench -- run --write docs/benchmarks.md
+    cargo bench -p weft-line
+    cargo bench -p weft-fetch
 
 # Heavier soak tests, ignored by default.
 soak:
     cargo test --workspace --release -- --ignored
 
-# Fuzz every decoder for a bounded time (needs cargo-fuzz and a nightly toolchain).
+# Fuzz every decoder and the endpoint parser for a bounded time each (needs `cargo install
+# cargo-fuzz`; RUSTC_BOOTSTRAP lets the stable toolchain take cargo-fuzz's -Z flags).
 fuzz SECS="60":
-    cd fuzz && for t in $(cargo fuzz list); do cargo fuzz run $t -- -max_total_time={{SECS}}; done
+    cd fuzz && for t in $(cargo fuzz list); do RUSTC_BOOTSTRAP=1 cargo fuzz run -s none $t -- -max_total_time={{SECS}}; done

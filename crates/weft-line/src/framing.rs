@@ -11,15 +11,47 @@ mod sealed {
 /// The width of a big-endian length prefix: implemented for `u8`, `u16` and `u32`
 /// (Twisted's `Int8StringReceiver`, `Int16StringReceiver`, `Int32StringReceiver`).
 ///
+/// # Examples
+///
 /// ```
 /// use weft_line::PrefixWidth;
+///
 /// assert_eq!(<u16 as PrefixWidth>::SIZE, 2);
 /// assert_eq!(<u16 as PrefixWidth>::MAX_LEN, 65_535);
 /// ```
 pub trait PrefixWidth: sealed::Sealed + Send + Sync + 'static {
     /// Bytes in the prefix.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Encoder;
+    /// use weft_line::{IntNCodec, PrefixWidth};
+    ///
+    /// fn framed_len<W: PrefixWidth>(payload: &[u8]) -> Result<usize, weft_line::FrameError> {
+    ///     let mut out = BytesMut::new();
+    ///     IntNCodec::<W>::new().encode(payload, &mut out)?;
+    ///     assert_eq!(out.len(), W::SIZE + payload.len());
+    ///     Ok(out.len())
+    /// }
+    /// assert_eq!(framed_len::<u8>(b"abc")?, 4);
+    /// assert_eq!(framed_len::<u32>(b"abc")?, 7);
+    /// # Ok::<(), weft_line::FrameError>(())
+    /// ```
     const SIZE: usize;
     /// The largest length the prefix can express.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_line::{Int8Codec, PrefixWidth};
+    ///
+    /// assert_eq!(<u8 as PrefixWidth>::MAX_LEN, 255);
+    /// assert_eq!(<u32 as PrefixWidth>::MAX_LEN, u64::from(u32::MAX));
+    /// // Maximum lengths are capped to it.
+    /// assert_eq!(Int8Codec::with_max_length(1 << 20).max_length() as u64, <u8 as PrefixWidth>::MAX_LEN);
+    /// ```
     const MAX_LEN: u64;
 }
 

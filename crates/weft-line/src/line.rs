@@ -1108,7 +1108,7 @@ impl<R: LineReceiver> LineProtocol<R> {
     /// let mut conn = MemoryTransport::new(LineProtocol::new(P).with_max_length(3));
     /// conn.feed(b"abc\r\nabcd\r\n");
     /// let reason = conn.close_reason().expect("closing");
-    /// assert!(matches!(reason.protocol_error(), Some(LineError::TooLong { max_length: 3 })));
+    /// assert!(matches!(reason.protocol_error::<LineError>(), Some(LineError::TooLong { max_length: 3 })));
     /// ```
     pub fn with_max_length(mut self, max_length: usize) -> Self {
         self.st.max_length = max_length;

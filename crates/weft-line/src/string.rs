@@ -18,6 +18,32 @@ mod sealed {
 }
 
 /// A string framing: [`Netstring`] or [`IntN`]. Sealed.
+///
+/// # Examples
+///
+/// Code generic over the framing:
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_line::{Framing, IntN, Netstring, StringControl, StringProtocol, StringReceiver};
+///
+/// struct Echo;
+/// impl StringReceiver for Echo {
+///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+///         if let Err(e) = ctl.send_string(s) {
+///             ctl.close_with_error(e);
+///         }
+///     }
+/// }
+///
+/// fn echo<F: Framing>(input: &[u8]) -> Vec<u8> {
+///     let mut conn = MemoryTransport::new(StringProtocol::<_, F>::new(Echo));
+///     conn.feed(input);
+///     conn.written().to_vec()
+/// }
+/// assert_eq!(echo::<Netstring>(b"2:hi,"), b"2:hi,");
+/// assert_eq!(echo::<IntN<u16>>(b"\x00\x02hi"), b"\x00\x02hi");
+/// ```
 pub trait Framing: sealed::Sealed + Default + Send + 'static {
     /// Bytes after the payload (the netstring comma).
     #[doc(hidden)]
@@ -41,6 +67,24 @@ pub trait Framing: sealed::Sealed + Default + Send + 'static {
 }
 
 /// The netstring framing, `<len>:<payload>,` (see [`NetstringProtocol`]).
+///
+/// # Examples
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_line::{Netstring, StringControl, StringProtocol, StringReceiver};
+///
+/// struct Ack;
+/// impl StringReceiver for Ack {
+///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+///         let _ = ctl.send_string(format!("got {}", s.len()));
+///     }
+/// }
+/// // The same as `NetstringProtocol::new(Ack)`.
+/// let mut conn = MemoryTransport::new(StringProtocol::<_, Netstring>::new(Ack));
+/// conn.feed(b"3:abc,");
+/// assert_eq!(conn.written(), b"5:got 3,");
+/// ```
 #[derive(Debug, Default)]
 pub struct Netstring {
     header: NetstringHeader,
@@ -87,6 +131,24 @@ impl Framing for Netstring {
 }
 
 /// A big-endian length prefix of `W` (`u8`, `u16`, `u32`) (see [`IntNProtocol`]).
+///
+/// # Examples
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_line::{IntN, StringControl, StringProtocol, StringReceiver};
+///
+/// struct Ack;
+/// impl StringReceiver for Ack {
+///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+///         let _ = ctl.send_string(format!("got {}", s.len()));
+///     }
+/// }
+/// // The same as `Int16Protocol::new(Ack)`.
+/// let mut conn = MemoryTransport::new(StringProtocol::<_, IntN<u16>>::new(Ack));
+/// conn.feed(b"\x00\x03abc");
+/// assert_eq!(conn.written(), b"\x00\x05got 3");
+/// ```
 pub struct IntN<W> {
     header: PrefixHeader,
     _width: PhantomData<fn() -> W>,
@@ -142,6 +204,8 @@ impl<W: PrefixWidth> Framing for IntN<W> {
 /// default, with the [`FrameError`] as the reason. After either, the stream cannot be
 /// re-synchronised: the rest of the input is ignored even if the hook keeps the connection.
 ///
+/// # Examples
+///
 /// ```
 /// use weft_core::testing::MemoryTransport;
 /// use weft_line::{NetstringProtocol, StringControl, StringReceiver};
@@ -151,7 +215,9 @@ impl<W: PrefixWidth> Framing for IntN<W> {
 /// impl StringReceiver for Echo {
 ///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
 ///         self.0.push(s.to_vec());
-///         ctl.send_string(s).expect("short enough");
+///         if let Err(e) = ctl.send_string(s) {
+///             ctl.close_with_error(e);
+///         }
 ///     }
 /// }
 /// let mut conn = MemoryTransport::new(NetstringProtocol::new(Echo::default()));
@@ -161,20 +227,112 @@ impl<W: PrefixWidth> Framing for IntN<W> {
 /// assert_eq!(conn.written(), b"5:hello,0:,3:abc,");
 /// ```
 pub trait StringReceiver: Send + 'static {
-    /// The maximum payload length.
+    /// The maximum payload length (capped to what the framing's prefix can express).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{FrameError, NetstringProtocol, StringControl, StringReceiver};
+    ///
+    /// struct Small;
+    /// impl StringReceiver for Small {
+    ///     const MAX_LENGTH: usize = 100;
+    ///     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {}
+    /// }
+    /// let mut conn = MemoryTransport::new(NetstringProtocol::new(Small));
+    /// conn.feed(b"101:"); // rejected from the header alone
+    /// let reason = conn.close_reason().expect("closing");
+    /// assert!(matches!(
+    ///     reason.protocol_error::<FrameError>(),
+    ///     Some(FrameError::TooLong { length: 101, max_length: 100 })
+    /// ));
+    /// ```
     const MAX_LENGTH: usize = DEFAULT_MAX_FRAME_LENGTH;
 
     /// The connection is up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{Int8Protocol, StringControl, StringReceiver};
+    ///
+    /// struct Hello;
+    /// impl StringReceiver for Hello {
+    ///     fn connection_made(&mut self, ctl: &mut StringControl<'_>) {
+    ///         let _ = ctl.send_string("hello");
+    ///     }
+    ///     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {}
+    /// }
+    /// let conn = MemoryTransport::new(Int8Protocol::new(Hello));
+    /// assert_eq!(conn.written(), b"\x05hello");
+    /// ```
     fn connection_made(&mut self, ctl: &mut StringControl<'_>) {
         let _ = ctl;
     }
 
     /// A string arrived (borrowed from the read buffer when it came in one read).
+    ///
+    /// # Examples
+    ///
+    /// A key-value store over netstrings: `set k v` and `get k`:
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{NetstringProtocol, StringControl, StringReceiver};
+    ///
+    /// #[derive(Default)]
+    /// struct Store(HashMap<Vec<u8>, Vec<u8>>);
+    /// impl StringReceiver for Store {
+    ///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+    ///         let mut words = s.splitn(3, |&b| b == b' ');
+    ///         let reply = match (words.next(), words.next(), words.next()) {
+    ///             (Some(b"set"), Some(k), Some(v)) => {
+    ///                 self.0.insert(k.to_vec(), v.to_vec());
+    ///                 b"ok".to_vec()
+    ///             }
+    ///             (Some(b"get"), Some(k), None) => self.0.get(k).cloned().unwrap_or_default(),
+    ///             _ => b"?".to_vec(),
+    ///         };
+    ///         let _ = ctl.send_string(reply);
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(NetstringProtocol::new(Store::default()));
+    /// conn.feed(b"9:set a one,5:get a,");
+    /// assert_eq!(conn.written(), b"2:ok,3:one,");
+    /// ```
     fn string_received(&mut self, string: &[u8], ctl: &mut StringControl<'_>);
 
     /// A frame announces `length` bytes, over the maximum (for a netstring, `length` is the
     /// value of the digits read so far). The default closes the connection with
     /// [`FrameError::TooLong`].
+    ///
+    /// # Examples
+    ///
+    /// Telling the peer why before closing:
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{Int16Protocol, StringControl, StringReceiver};
+    ///
+    /// struct Limited(Option<u64>);
+    /// impl StringReceiver for Limited {
+    ///     const MAX_LENGTH: usize = 10;
+    ///     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {}
+    ///     fn length_limit_exceeded(&mut self, length: u64, ctl: &mut StringControl<'_>) {
+    ///         self.0 = Some(length);
+    ///         let _ = ctl.send_string("too long");
+    ///         ctl.lose_connection();
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(Int16Protocol::new(Limited(None)));
+    /// conn.feed(b"\x00\x0bhello world");
+    /// assert_eq!(conn.protocol().receiver().0, Some(11));
+    /// assert_eq!(conn.written(), b"\x00\x08too long");
+    /// assert!(conn.is_closing());
+    /// ```
     fn length_limit_exceeded(&mut self, length: u64, ctl: &mut StringControl<'_>) {
         tracing::debug!(length, "string too long; closing the connection");
         let max_length = ctl.max_length();
@@ -182,33 +340,193 @@ pub trait StringReceiver: Send + 'static {
     }
 
     /// A malformed netstring. The default closes the connection with `error` as the reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{FrameError, NetstringProtocol, StringControl, StringReceiver};
+    ///
+    /// #[derive(Default)]
+    /// struct Logged(Vec<String>);
+    /// impl StringReceiver for Logged {
+    ///     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {}
+    ///     fn framing_error(&mut self, error: FrameError, ctl: &mut StringControl<'_>) {
+    ///         self.0.push(error.to_string());
+    ///         ctl.close_with_error(error);
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(NetstringProtocol::new(Logged::default()));
+    /// conn.feed(b"3:abc;");
+    /// assert_eq!(conn.protocol().receiver().0, ["netstring not terminated by a comma (found 0x3b)"]);
+    /// let reason = conn.close_reason().expect("closing");
+    /// assert!(matches!(reason.protocol_error::<FrameError>(), Some(FrameError::MissingComma(b';'))));
+    /// ```
     fn framing_error(&mut self, error: FrameError, ctl: &mut StringControl<'_>) {
         tracing::debug!(%error, "bad frame; closing the connection");
         ctl.close_with_error(error);
     }
 
-    /// The peer half-closed: see [`Protocol::eof_received`].
+    /// The peer half-closed: see [`Protocol::eof_received`]. Return true to keep the
+    /// connection open for writing; the default returns false (close after flushing).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{Int32Protocol, StringControl, StringReceiver};
+    ///
+    /// struct Total(usize);
+    /// impl StringReceiver for Total {
+    ///     fn string_received(&mut self, s: &[u8], _: &mut StringControl<'_>) {
+    ///         self.0 += s.len();
+    ///     }
+    ///     fn eof_received(&mut self, ctl: &mut StringControl<'_>) -> bool {
+    ///         let _ = ctl.send_string(self.0.to_string());
+    ///         false
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(Int32Protocol::new(Total(0)));
+    /// conn.feed(b"\0\0\0\x02ab\0\0\0\x01c");
+    /// conn.feed_eof();
+    /// assert_eq!(conn.written(), b"\0\0\0\x013");
+    /// assert!(conn.is_closing());
+    /// ```
     fn eof_received(&mut self, ctl: &mut StringControl<'_>) -> bool {
         let _ = ctl;
         false
     }
 
     /// The connection is gone (called exactly once).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::{testing::MemoryTransport, DisconnectReason};
+    /// use weft_line::{NetstringProtocol, StringControl, StringReceiver};
+    ///
+    /// #[derive(Default)]
+    /// struct Watch { lost: usize }
+    /// impl StringReceiver for Watch {
+    ///     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {}
+    ///     fn connection_lost(&mut self, reason: DisconnectReason) {
+    ///         assert!(!reason.is_clean());
+    ///         self.lost += 1;
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(NetstringProtocol::new(Watch::default()));
+    /// conn.lose(DisconnectReason::Aborted);
+    /// conn.lose(DisconnectReason::Aborted); // called once only
+    /// assert_eq!(conn.protocol().receiver().lost, 1);
+    /// ```
     fn connection_lost(&mut self, reason: DisconnectReason) {
         let _ = reason;
     }
 
-    /// See [`Protocol::pause_writing`].
+    /// The outgoing buffer is over its high water mark: see [`Protocol::pause_writing`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{Int8Protocol, StringControl, StringReceiver};
+    ///
+    /// #[derive(Default)]
+    /// struct Flow { blocked: bool }
+    /// impl StringReceiver for Flow {
+    ///     fn connection_made(&mut self, ctl: &mut StringControl<'_>) {
+    ///         ctl.set_write_buffer_limits(4, 0);
+    ///     }
+    ///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+    ///         let _ = ctl.send_string(s);
+    ///     }
+    ///     fn pause_writing(&mut self, _: &mut StringControl<'_>) {
+    ///         self.blocked = true;
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(Int8Protocol::new(Flow::default()));
+    /// conn.feed(b"\x05hello");
+    /// assert!(conn.protocol().receiver().blocked);
+    /// ```
     fn pause_writing(&mut self, ctl: &mut StringControl<'_>) {
         let _ = ctl;
     }
 
-    /// See [`Protocol::resume_writing`].
+    /// The outgoing buffer drained: see [`Protocol::resume_writing`].
+    ///
+    /// # Examples
+    ///
+    /// Pausing delivery while the peer is slow:
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{Int8Protocol, StringControl, StringReceiver};
+    ///
+    /// struct Polite;
+    /// impl StringReceiver for Polite {
+    ///     fn connection_made(&mut self, ctl: &mut StringControl<'_>) {
+    ///         ctl.set_write_buffer_limits(4, 0);
+    ///     }
+    ///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+    ///         let _ = ctl.send_string(s);
+    ///     }
+    ///     fn pause_writing(&mut self, ctl: &mut StringControl<'_>) {
+    ///         ctl.pause_producing();
+    ///     }
+    ///     fn resume_writing(&mut self, ctl: &mut StringControl<'_>) {
+    ///         ctl.resume_producing();
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(Int8Protocol::new(Polite));
+    /// conn.feed(b"\x05hello");
+    /// assert!(conn.protocol().is_paused());
+    /// conn.take_written();
+    /// assert!(!conn.protocol().is_paused());
+    /// ```
     fn resume_writing(&mut self, ctl: &mut StringControl<'_>) {
         let _ = ctl;
     }
 
     /// A timer armed with [`Transport::call_later`] fired.
+    ///
+    /// # Examples
+    ///
+    /// Closing a connection that sends nothing within 5 seconds:
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use weft_core::{testing::MemoryTransport, TimerId};
+    /// use weft_line::{NetstringProtocol, StringControl, StringReceiver};
+    ///
+    /// struct Login { done: bool }
+    /// impl StringReceiver for Login {
+    ///     fn connection_made(&mut self, ctl: &mut StringControl<'_>) {
+    ///         ctl.call_later(Duration::from_secs(5));
+    ///     }
+    ///     fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {
+    ///         self.done = true;
+    ///     }
+    ///     fn timer_fired(&mut self, _: TimerId, ctl: &mut StringControl<'_>) {
+    ///         if !self.done {
+    ///             ctl.abort_connection();
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// # let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build()?;
+    /// # rt.block_on(async {
+    /// let mut slow = MemoryTransport::new(NetstringProtocol::new(Login { done: false }));
+    /// let mut quick = MemoryTransport::new(NetstringProtocol::new(Login { done: false }));
+    /// quick.feed(b"4:user,");
+    /// tokio::time::sleep(Duration::from_secs(5)).await;
+    /// slow.fire_due_timers();
+    /// quick.fire_due_timers();
+    /// assert!(slow.is_aborted());
+    /// assert!(!quick.is_closing());
+    /// # });
+    /// # Ok(()) }
+    /// ```
     fn timer_fired(&mut self, timer: TimerId, ctl: &mut StringControl<'_>) {
         let _ = (timer, ctl);
     }
@@ -216,6 +534,26 @@ pub trait StringReceiver: Send + 'static {
 
 /// What a [`StringReceiver`] callback can do: [`send_string`](Self::send_string) in the
 /// connection's framing, and anything the [`Transport`] does (it derefs to it).
+///
+/// # Examples
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_line::{NetstringProtocol, StringControl, StringReceiver};
+///
+/// struct Whoami;
+/// impl StringReceiver for Whoami {
+///     fn string_received(&mut self, _: &[u8], ctl: &mut StringControl<'_>) {
+///         let peer = ctl.peer().to_string(); // a Transport method, through Deref
+///         if let Err(e) = ctl.send_string(peer) {
+///             ctl.close_with_error(e);
+///         }
+///     }
+/// }
+/// let mut conn = MemoryTransport::new(NetstringProtocol::new(Whoami));
+/// conn.feed(b"0:,");
+/// assert_eq!(conn.written(), b"15:127.0.0.1:54321,");
+/// ```
 pub struct StringControl<'a> {
     t: &'a mut Transport,
     write: fn(&mut Transport, &[u8]),
@@ -248,21 +586,25 @@ impl StringControl<'_> {
     /// Sends `string` as one frame.
     ///
     /// # Errors
+    ///
     /// [`FrameError::TooLong`] if it is longer than the maximum length (which for the
     /// length-prefixed framings is at most what the prefix can express: 255 for `Int8`,
     /// 65535 for `Int16`); nothing is written then.
+    ///
+    /// # Examples
     ///
     /// ```
     /// use weft_core::testing::MemoryTransport;
     /// use weft_line::{FrameError, Int8Protocol, StringControl, StringReceiver};
     /// # struct P;
     /// # impl StringReceiver for P { fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {} }
+    ///
     /// let mut conn = MemoryTransport::new(Int8Protocol::new(P));
-    /// conn.with(|p, t| p.with_control(t, |_, ctl| {
-    ///     ctl.send_string(b"foo").unwrap();
-    ///     assert!(matches!(ctl.send_string(vec![0; 256]), Err(FrameError::TooLong { .. })));
-    /// }));
+    /// conn.with(|p, t| p.with_control(t, |_, ctl| ctl.send_string(b"foo")))?;
+    /// let too_long = conn.with(|p, t| p.with_control(t, |_, ctl| ctl.send_string(vec![0; 256])));
+    /// assert!(matches!(too_long, Err(FrameError::TooLong { length: 256, max_length: 255 })));
     /// assert_eq!(conn.written(), b"\x03foo");
+    /// # Ok::<(), FrameError>(())
     /// ```
     pub fn send_string(&mut self, string: impl AsRef<[u8]>) -> Result<(), FrameError> {
         let s = string.as_ref();
@@ -271,12 +613,45 @@ impl StringControl<'_> {
         Ok(())
     }
 
-    /// The underlying transport.
+    /// The underlying transport (the control also derefs to it).
+    ///
+    /// # Examples
+    ///
+    /// Half-closing after the last answer:
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{NetstringProtocol, StringControl, StringReceiver};
+    ///
+    /// struct OneShot;
+    /// impl StringReceiver for OneShot {
+    ///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+    ///         let _ = ctl.send_string(s);
+    ///         ctl.transport().write_eof();
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(NetstringProtocol::new(OneShot));
+    /// conn.feed(b"2:ok,");
+    /// assert_eq!(conn.written(), b"2:ok,");
+    /// assert!(conn.eof_written());
+    /// ```
     pub fn transport(&mut self) -> &mut Transport {
         self.t
     }
 
     /// The maximum length.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weft_core::testing::MemoryTransport;
+    /// # use weft_line::{Int8Protocol, StringControl, StringReceiver};
+    /// # struct P;
+    /// # impl StringReceiver for P { fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {} }
+    /// let mut conn = MemoryTransport::new(Int8Protocol::new(P));
+    /// let max = conn.with(|p, t| p.with_control(t, |_, ctl| ctl.max_length()));
+    /// assert_eq!(max, 255); // what a 1-byte prefix can express
+    /// ```
     pub fn max_length(&self) -> usize {
         self.max_length
     }
@@ -284,6 +659,8 @@ impl StringControl<'_> {
     /// Stops delivering strings (even the ones already received) and stops reading from
     /// the peer, until [`resume_producing`](Self::resume_producing) (Twisted's
     /// `IntNStringReceiver` is pausable the same way).
+    ///
+    /// # Examples
     ///
     /// ```
     /// use weft_core::testing::MemoryTransport;
@@ -311,13 +688,47 @@ impl StringControl<'_> {
     /// Resumes after [`pause_producing`](Self::pause_producing): strings already received
     /// are delivered as soon as the current callback returns.
     ///
-    /// See [`pause_producing`](Self::pause_producing).
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{NetstringProtocol, StringControl, StringReceiver};
+    ///
+    /// #[derive(Default)]
+    /// struct Got(Vec<Vec<u8>>);
+    /// impl StringReceiver for Got {
+    ///     fn string_received(&mut self, s: &[u8], _: &mut StringControl<'_>) {
+    ///         self.0.push(s.to_vec());
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(NetstringProtocol::new(Got::default()));
+    /// conn.with(|p, t| p.with_control(t, |_, ctl| ctl.pause_producing()));
+    /// conn.feed(b"1:a,1:b,");
+    /// assert!(conn.protocol().receiver().0.is_empty());
+    /// conn.with(|p, t| p.with_control(t, |_, ctl| ctl.resume_producing()));
+    /// assert_eq!(conn.protocol().receiver().0, [b"a", b"b"]);
+    /// ```
     pub fn resume_producing(&mut self) {
         *self.paused = false;
         self.t.resume_producing();
     }
 
     /// True while delivery is paused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weft_core::testing::MemoryTransport;
+    /// # use weft_line::{NetstringProtocol, StringControl, StringReceiver};
+    /// # struct P;
+    /// # impl StringReceiver for P { fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {} }
+    /// let mut conn = MemoryTransport::new(NetstringProtocol::new(P));
+    /// conn.with(|p, t| p.with_control(t, |_, ctl| {
+    ///     assert!(!ctl.is_paused());
+    ///     ctl.pause_producing();
+    ///     assert!(ctl.is_paused());
+    /// }));
+    /// ```
     pub fn is_paused(&self) -> bool {
         *self.paused
     }
@@ -333,6 +744,27 @@ impl StringControl<'_> {
 /// While paused, input is kept unparsed and delivered on resume; a resume made through a
 /// [`TransportHandle`](weft_core::TransportHandle) is noticed by a short timer armed only
 /// while paused with input pending.
+///
+/// # Examples
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_line::{Int32Protocol, StringControl, StringReceiver};
+///
+/// #[derive(Default)]
+/// struct Sizes(Vec<usize>);
+/// impl StringReceiver for Sizes {
+///     fn string_received(&mut self, s: &[u8], _: &mut StringControl<'_>) {
+///         self.0.push(s.len());
+///     }
+/// }
+/// let mut conn = MemoryTransport::new(Int32Protocol::new(Sizes::default()));
+/// // Frames split anywhere, prefix included, come out whole.
+/// for chunk in b"\0\0\0\x03abc\0\0\0\0\0\0\0\x01z".chunks(2) {
+///     conn.feed(chunk);
+/// }
+/// assert_eq!(conn.protocol().receiver().0, [3, 0, 1]);
+/// ```
 pub struct StringProtocol<R, F: Framing> {
     receiver: R,
     framing: F,
@@ -349,18 +781,89 @@ pub struct StringProtocol<R, F: Framing> {
 }
 
 /// Netstrings (Twisted's `NetstringReceiver`).
+///
+/// # Examples
+///
+/// ```
+/// # use weft_core::testing::MemoryTransport;
+/// # use weft_line::{NetstringProtocol, StringControl, StringReceiver};
+/// # struct P;
+/// # impl StringReceiver for P { fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {} }
+/// let mut conn = MemoryTransport::new(NetstringProtocol::new(P));
+/// conn.feed(b"01:x,"); // a leading zero is a framing error
+/// assert!(conn.is_closing());
+/// ```
 #[doc(alias = "NetstringReceiver")]
 pub type NetstringProtocol<R> = StringProtocol<R, Netstring>;
 /// Length-prefixed strings with a `W` prefix (Twisted's `IntNStringReceiver`).
+///
+/// # Examples
+///
+/// ```
+/// # use weft_core::testing::MemoryTransport;
+/// # use weft_line::{IntNProtocol, StringControl, StringReceiver};
+/// # struct P;
+/// # impl StringReceiver for P { fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {} }
+/// let proto: IntNProtocol<P, u16> = IntNProtocol::new(P);
+/// assert_eq!(proto.max_length(), 65535);
+/// ```
 #[doc(alias = "IntNStringReceiver")]
 pub type IntNProtocol<R, W> = StringProtocol<R, IntN<W>>;
 /// 1-byte length prefix (Twisted's `Int8StringReceiver`).
+///
+/// # Examples
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_line::{Int8Protocol, StringControl, StringReceiver};
+///
+/// struct Len;
+/// impl StringReceiver for Len {
+///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+///         let _ = ctl.send_string(s.len().to_string());
+///     }
+/// }
+/// let mut conn = MemoryTransport::new(Int8Protocol::new(Len));
+/// conn.feed(b"\x03abc");
+/// assert_eq!(conn.written(), b"\x013");
+/// ```
 #[doc(alias = "Int8StringReceiver")]
 pub type Int8Protocol<R> = IntNProtocol<R, u8>;
 /// 2-byte big-endian length prefix (Twisted's `Int16StringReceiver`).
+///
+/// # Examples
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_line::{Int16Protocol, StringControl, StringReceiver};
+///
+/// #[derive(Default)]
+/// struct Got(Vec<Vec<u8>>);
+/// impl StringReceiver for Got {
+///     fn string_received(&mut self, s: &[u8], _: &mut StringControl<'_>) {
+///         self.0.push(s.to_vec());
+///     }
+/// }
+/// let mut conn = MemoryTransport::new(Int16Protocol::new(Got::default()));
+/// conn.feed(&[0x01, 0x00]); // 256 bytes announced
+/// conn.feed(&[b'x'; 256]);
+/// assert_eq!(conn.protocol().receiver().0[0].len(), 256);
+/// ```
 #[doc(alias = "Int16StringReceiver")]
 pub type Int16Protocol<R> = IntNProtocol<R, u16>;
 /// 4-byte big-endian length prefix (Twisted's `Int32StringReceiver`).
+///
+/// # Examples
+///
+/// ```
+/// # use weft_core::testing::MemoryTransport;
+/// # use weft_line::{Int32Protocol, StringControl, StringReceiver};
+/// # struct P;
+/// # impl StringReceiver for P { fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {} }
+/// let mut conn = MemoryTransport::new(Int32Protocol::new(P));
+/// conn.feed(b"\0\x01\x86\xa0"); // 100000 > 99999: rejected before any payload
+/// assert!(conn.is_closing());
+/// ```
 #[doc(alias = "Int32StringReceiver")]
 pub type Int32Protocol<R> = IntNProtocol<R, u32>;
 
@@ -382,7 +885,16 @@ impl<R: fmt::Debug, F: Framing + fmt::Debug> fmt::Debug for StringProtocol<R, F>
 impl<R: StringReceiver, F: Framing> StringProtocol<R, F> {
     /// Wraps `receiver`, with its `MAX_LENGTH` (capped to what the framing can express).
     ///
-    /// See [`StringReceiver`] for an example.
+    /// # Examples
+    ///
+    /// ```
+    /// # use weft_core::testing::MemoryTransport;
+    /// # use weft_line::{Int8Protocol, NetstringProtocol, StringControl, StringReceiver};
+    /// # struct P;
+    /// # impl StringReceiver for P { fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {} }
+    /// assert_eq!(NetstringProtocol::new(P).max_length(), 99999);
+    /// assert_eq!(Int8Protocol::new(P).max_length(), 255);
+    /// ```
     pub fn new(receiver: R) -> Self {
         Self {
             receiver,
@@ -398,7 +910,10 @@ impl<R: StringReceiver, F: Framing> StringProtocol<R, F> {
         }
     }
 
-    /// Uses another maximum length for this connection.
+    /// Uses another maximum length for this connection (capped to what the framing can
+    /// express).
+    ///
+    /// # Examples
     ///
     /// ```
     /// # use weft_line::{Int16Protocol, StringControl, StringReceiver};
@@ -413,28 +928,104 @@ impl<R: StringReceiver, F: Framing> StringProtocol<R, F> {
     }
 
     /// The maximum length.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use weft_core::testing::MemoryTransport;
+    /// # use weft_line::{NetstringProtocol, StringControl, StringReceiver};
+    /// # struct P;
+    /// # impl StringReceiver for P { fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {} }
+    /// let proto = NetstringProtocol::new(P).with_max_length(1024);
+    /// assert_eq!(proto.max_length(), 1024);
+    /// ```
     pub fn max_length(&self) -> usize {
         self.max_length
     }
 
     /// The receiver.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{NetstringProtocol, StringControl, StringReceiver};
+    ///
+    /// struct Last(Vec<u8>);
+    /// impl StringReceiver for Last {
+    ///     fn string_received(&mut self, s: &[u8], _: &mut StringControl<'_>) {
+    ///         self.0 = s.to_vec();
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(NetstringProtocol::new(Last(Vec::new())));
+    /// conn.feed(b"5:first,6:second,");
+    /// assert_eq!(conn.protocol().receiver().0, b"second");
+    /// ```
     pub fn receiver(&self) -> &R {
         &self.receiver
     }
 
     /// The receiver, mutably.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{Int8Protocol, StringControl, StringReceiver};
+    ///
+    /// struct Tagged(u8);
+    /// impl StringReceiver for Tagged {
+    ///     fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+    ///         let _ = ctl.send_string([&[self.0][..], s].concat());
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(Int8Protocol::new(Tagged(b'a')));
+    /// conn.protocol_mut().receiver_mut().0 = b'b';
+    /// conn.feed(b"\x01x");
+    /// assert_eq!(conn.written(), b"\x02bx");
+    /// ```
     pub fn receiver_mut(&mut self) -> &mut R {
         &mut self.receiver
     }
 
     /// Gives the receiver back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{NetstringProtocol, StringControl, StringReceiver};
+    ///
+    /// #[derive(Default)]
+    /// struct Got(Vec<Vec<u8>>);
+    /// impl StringReceiver for Got {
+    ///     fn string_received(&mut self, s: &[u8], _: &mut StringControl<'_>) {
+    ///         self.0.push(s.to_vec());
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(NetstringProtocol::new(Got::default()));
+    /// conn.feed(b"1:a,0:,");
+    /// let Got(strings) = conn.into_protocol().into_inner();
+    /// assert_eq!(strings, [&b"a"[..], b""]);
+    /// ```
     pub fn into_inner(self) -> R {
         self.receiver
     }
 
     /// Runs `f` with a [`StringControl`], e.g. to send a string from outside a callback.
     ///
-    /// See [`StringControl::send_string`] for an example.
+    /// # Examples
+    ///
+    /// ```
+    /// # use weft_core::testing::MemoryTransport;
+    /// # use weft_line::{NetstringProtocol, StringControl, StringReceiver};
+    /// # struct P;
+    /// # impl StringReceiver for P { fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {} }
+    /// let mut conn = MemoryTransport::new(NetstringProtocol::new(P));
+    /// conn.with(|p, t| p.with_control(t, |_, ctl| ctl.send_string("push")))?;
+    /// assert_eq!(conn.written(), b"4:push,");
+    /// # Ok::<(), weft_line::FrameError>(())
+    /// ```
     pub fn with_control<T>(
         &mut self,
         t: &mut Transport,
@@ -446,6 +1037,24 @@ impl<R: StringReceiver, F: Framing> StringProtocol<R, F> {
     }
 
     /// True while delivery is paused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_line::{Int8Protocol, StringControl, StringReceiver};
+    ///
+    /// struct PauseOnEach;
+    /// impl StringReceiver for PauseOnEach {
+    ///     fn string_received(&mut self, _: &[u8], ctl: &mut StringControl<'_>) {
+    ///         ctl.pause_producing();
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(Int8Protocol::new(PauseOnEach));
+    /// assert!(!conn.protocol().is_paused());
+    /// conn.feed(b"\x01a");
+    /// assert!(conn.protocol().is_paused());
+    /// ```
     pub fn is_paused(&self) -> bool {
         self.paused
     }
@@ -610,6 +1219,8 @@ impl<R: StringReceiver, F: Framing> Protocol for StringProtocol<R, F> {
 
 /// A factory serving a [`StringReceiver`] with netstrings.
 ///
+/// # Examples
+///
 /// ```
 /// use weft_core::{Address, Factory};
 /// use weft_line::{netstring_factory, StringControl, StringReceiver};
@@ -635,6 +1246,8 @@ where
 
 /// A factory serving a [`StringReceiver`] with a `W` length prefix
 /// (`intn_factory::<u32, _, _>(..)` for Twisted's `Int32StringReceiver`).
+///
+/// # Examples
 ///
 /// ```
 /// use weft_core::{Address, Factory};

@@ -626,7 +626,8 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
     /// # }
     ///
     /// fn main() -> Result<(), weft_server::ServerError> {
-    ///     let mut server = ForkingServer::bind_tcp("127.0.0.1:8000", Thanks, ServerConfig::new())?;
+    ///     let config = ServerConfig::new();
+    ///     let mut server = ForkingServer::bind_tcp("127.0.0.1:8000", Thanks, config)?;
     ///     server.serve_forever() // a child per connection, until an error
     /// }
     /// ```
@@ -861,7 +862,8 @@ impl StdDgram {
 /// }
 ///
 /// fn main() -> Result<(), weft_server::ServerError> {
-///     let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:9000", Ack, ServerConfig::new())?;
+///     let config = ServerConfig::new();
+///     let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:9000", Ack, config)?;
 ///     server.serve_forever()
 /// }
 /// ```
@@ -1141,7 +1143,8 @@ impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
     /// # }
     ///
     /// fn main() -> Result<(), weft_server::ServerError> {
-    ///     let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:9000", Ack, ServerConfig::new())?;
+    ///     let config = ServerConfig::new();
+///     let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:9000", Ack, config)?;
     ///     server.serve_forever() // a child per datagram, until an error
     /// }
     /// ```

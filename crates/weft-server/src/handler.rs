@@ -401,7 +401,8 @@ pub trait BlockingRequestHandler<R: Send + 'static>: Send + Sync + 'static {
     ///
     /// ```
     /// use std::io::Read;
-    /// use weft_server::{Blocking, BlockingRequestHandler, DatagramRequest, HandlerResult, UdpServer};
+    /// use weft_server::{Blocking, BlockingRequestHandler, DatagramRequest, HandlerResult};
+    /// use weft_server::UdpServer;
     ///
     /// struct Upper;
     /// impl BlockingRequestHandler<DatagramRequest> for Upper {
@@ -584,7 +585,8 @@ pub trait BlockingRequestHandler<R: Send + 'static>: Send + Sync + 'static {
     /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
     /// let timeouts = Arc::new(AtomicUsize::new(0));
     /// let config = ServerConfig::new().timeout(Duration::from_millis(20));
-    /// let server = UdpServer::bind_with("127.0.0.1:0", Blocking(Idle(timeouts.clone())), config).await?;
+    /// let handler = Blocking(Idle(timeouts.clone()));
+    /// let server = UdpServer::bind_with("127.0.0.1:0", handler, config).await?;
     /// server.handle_request().await?; // no datagram comes
     /// server.handle_request().await?;
     /// assert_eq!(timeouts.load(Ordering::SeqCst), 2);

@@ -1386,7 +1386,8 @@ impl<H: DatagramService> DatagramServer<Unix, H> {
     /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
     /// let dir = tempfile::tempdir()?;
     /// let config = ServerConfig::new().max_packet_size(2048);
-    /// let server = UnixDatagramServer::bind_with(dir.path().join("echo.sock"), Echo, config).await?;
+    /// let path = dir.path().join("echo.sock");
+    /// let server = UnixDatagramServer::bind_with(&path, Echo, config).await?;
     /// assert_eq!(server.info().config().get_max_packet_size(), 2048);
     /// server.close().await?;
     /// # Ok::<_, Box<dyn std::error::Error>>(())
