@@ -1144,7 +1144,7 @@ impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
     ///
     /// fn main() -> Result<(), weft_server::ServerError> {
     ///     let config = ServerConfig::new();
-///     let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:9000", Ack, config)?;
+    ///     let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:9000", Ack, config)?;
     ///     server.serve_forever() // a child per datagram, until an error
     /// }
     /// ```
