@@ -11,7 +11,7 @@
 //! makes `\n` the delimiter. Ctrl-C shuts down gracefully.
 #![allow(clippy::print_stderr)]
 
-use weft::core::{factory_fn, Address, Reactor};
+use weft::core::{Address, Reactor, factory_fn};
 use weft::line::{LineControl, LineProtocol, LineReceiver};
 
 /// Sends every line back.

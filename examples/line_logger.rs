@@ -17,7 +17,7 @@
 use std::io::Write;
 
 use weft::core::{Address, DisconnectReason, Reactor};
-use weft::line::{line_factory, LineControl, LineProtocol, LineReceiver};
+use weft::line::{LineControl, LineProtocol, LineReceiver, line_factory};
 
 /// The seed's `LoggingProtocol`.
 struct LineLogger {

@@ -12,7 +12,7 @@
 
 use std::io::Write;
 
-use weft::core::{factory_fn, Address, DisconnectReason, Protocol, Reactor, Transport};
+use weft::core::{Address, DisconnectReason, Protocol, Reactor, Transport, factory_fn};
 
 /// The seed's `SimpleLogger`.
 struct SimpleLogger {

@@ -2,13 +2,13 @@
 //! Each is bounded to a few seconds; heavier variants are `#[ignore]`d (`just soak`).
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use weft::core::{factory_fn, DisconnectReason, Protocol, Reactor, Transport};
+use weft::core::{DisconnectReason, Protocol, Reactor, Transport, factory_fn};
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weft::core::{Address, ListeningPort, Reactor};
-use weft::line::{line_factory, LineControl, LineReceiver};
+use weft::line::{LineControl, LineReceiver, line_factory};
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -64,13 +64,13 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
                 {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
-                        return Err(Failure::network(format!("cannot connect to {target}"), &e))
+                        return Err(Failure::network(format!("cannot connect to {target}"), &e));
                     }
                     Err(_) => {
                         return Err(Failure::new(
                             exit::TIMEOUT,
                             format!("cannot connect to {target}: timed out after {timeout:?}"),
-                        ))
+                        ));
                     }
                 };
             let _ = stream.set_nodelay(true);
@@ -83,13 +83,13 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
             let stream = match tokio::time::timeout(*timeout, UnixStream::connect(path)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    return Err(Failure::network(format!("cannot connect to {target}"), &e))
+                    return Err(Failure::network(format!("cannot connect to {target}"), &e));
                 }
                 Err(_) => {
                     return Err(Failure::new(
                         exit::TIMEOUT,
                         format!("cannot connect to {target}: timed out after {timeout:?}"),
-                    ))
+                    ));
                 }
             };
             tracing::info!(peer = %target, "connected");

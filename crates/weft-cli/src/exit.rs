@@ -113,14 +113,14 @@ pub fn fetch_message(err: &weft_fetch::Error) -> String {
                 "cannot connect{}: {}",
                 url_suffix(url),
                 root_cause(source.as_ref())
-            )
+            );
         }
         Error::Network { url, source } => {
             return format!(
                 "network error{}: {}",
                 url_suffix(url),
                 root_cause(source.as_ref())
-            )
+            );
         }
         Error::Timeout { url, .. } => return format!("timed out{}", url_suffix(url)),
         _ => {}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::io::AsyncWriteExt;
-use weft_fetch::header::{HeaderValue, CONTENT_TYPE};
+use weft_fetch::header::{CONTENT_TYPE, HeaderValue};
 use weft_fetch::{CookieJar, Opener, Progress, Request, RetrieveOptions, Url};
 
 use crate::exit::{self, Failure};

@@ -5,8 +5,8 @@
 use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
 
-use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// Log output held back while the gate is closed (`None` once it is open).
 static HELD: Mutex<Option<Vec<u8>>> = Mutex::new(Some(Vec::new()));

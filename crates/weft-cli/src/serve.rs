@@ -1,8 +1,8 @@
 //! `weft serve PROTOCOL [--listen ENDPOINT]`.
 
 use clap::{Args, ValueEnum};
-use tokio::signal::unix::{signal, SignalKind};
-use weft_core::{factory_fn, Address, ListeningPort, Reactor, ServerEndpoint};
+use tokio::signal::unix::{SignalKind, signal};
+use weft_core::{Address, ListeningPort, Reactor, ServerEndpoint, factory_fn};
 use weft_line::LineProtocol;
 
 use crate::exit::{self, Failure};
@@ -173,7 +173,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             return Err(Failure::new(
                 exit::GENERIC,
                 format!("cannot handle signals: {e}"),
-            ))
+            ));
         }
     };
     let reactor = Reactor::new();

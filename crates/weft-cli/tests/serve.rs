@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use assert_cmd::Command as Cmd;
-use common::{read_exact, read_to_end, Server, WAIT, WEFT};
+use common::{Server, WAIT, WEFT, read_exact, read_to_end};
 
 #[test]
 fn listening_line_names_the_real_port() {

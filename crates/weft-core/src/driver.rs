@@ -13,7 +13,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
 
 use crate::protocol::Conn;
-use crate::transport::{pool, Closing};
+use crate::transport::{Closing, pool};
 use crate::{DisconnectReason, Protocol};
 
 /// The socket operations the driver needs; implemented for TCP and Unix streams.
@@ -371,7 +371,7 @@ fn flush<S: RawStream, P: Protocol>(
                 return Err(DisconnectReason::Io(std::sync::Arc::new(io::Error::new(
                     io::ErrorKind::WriteZero,
                     "socket accepted no bytes",
-                ))))
+                ))));
             }
             Ok(n) => conn.transport.consume(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

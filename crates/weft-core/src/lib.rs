@@ -53,14 +53,14 @@ mod udp;
 
 pub use address::Address;
 pub use endpoint::{ClientEndpoint, EndpointError, ServerEndpoint};
-pub use factory::{factory_fn, Backoff, ClientFactory, Factory, FnFactory};
+pub use factory::{Backoff, ClientFactory, Factory, FnFactory, factory_fn};
 pub use protocol::Protocol;
 pub use reactor::{
-    Connection, DelayedCall, ListenOptions, ListeningPort, Reactor, Reconnector,
-    DEFAULT_DRAIN_TIMEOUT,
+    Connection, DEFAULT_DRAIN_TIMEOUT, DelayedCall, ListenOptions, ListeningPort, Reactor,
+    Reconnector,
 };
 pub use reason::DisconnectReason;
 pub use transport::{
-    ConnectionClosed, TimerId, Transport, TransportHandle, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER,
+    ConnectionClosed, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, TimerId, Transport, TransportHandle,
 };
 pub use udp::{DatagramProtocol, DatagramTransport, UdpPort};

@@ -1,7 +1,7 @@
 //! The [`Protocol`] trait and the engine that calls it (shared by sockets and the in-memory
 //! transport).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use tokio::time::Instant;
 

@@ -763,7 +763,7 @@ impl Reactor {
     /// # }
     /// ```
     pub fn handle_signals(&self) -> io::Result<()> {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::{SignalKind, signal};
         if self.inner.signals_installed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }

@@ -3,16 +3,16 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::Reactor;
 use crate::reason::panic_message;
 use crate::transport::pool;
-use crate::Reactor;
 
 /// A UDP protocol: one instance per listening socket (Twisted's `DatagramProtocol`).
 ///

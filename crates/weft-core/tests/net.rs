@@ -2,16 +2,16 @@
 //! half-close, refusal, backpressure, shutdown, UDP and Unix.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use weft_core::{
-    factory_fn, Address, DatagramProtocol, DatagramTransport, DisconnectReason, Factory, Protocol,
-    Reactor, Transport,
+    Address, DatagramProtocol, DatagramTransport, DisconnectReason, Factory, Protocol, Reactor,
+    Transport, factory_fn,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -474,10 +474,12 @@ async fn connect_unix_and_tcp_clients() {
     assert_eq!(f.lost.load(Ordering::SeqCst), 1);
 
     drop(listener);
-    assert!(reactor
-        .connect_tcp(addr, f.clone(), Duration::from_secs(5))
-        .await
-        .is_err());
+    assert!(
+        reactor
+            .connect_tcp(addr, f.clone(), Duration::from_secs(5))
+            .await
+            .is_err()
+    );
     assert_eq!(f.failed.load(Ordering::SeqCst), 1);
 
     let dir = tempfile::tempdir().unwrap();

@@ -3,10 +3,10 @@
 use std::future::Future;
 use std::path::PathBuf;
 
-use futures::future::BoxFuture;
 use futures::FutureExt;
+use futures::future::BoxFuture;
 
-use crate::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LAST_MODIFIED};
+use crate::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LAST_MODIFIED};
 use crate::response::tokio_reader_stream;
 use crate::{Error, Request, Response, StatusCode, Url};
 

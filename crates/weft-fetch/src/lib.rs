@@ -44,13 +44,13 @@ use std::sync::RwLock;
 pub use auth::PasswordManager;
 pub use cookies::{Cookie, CookieJar};
 pub use error::{BoxError, Error, ErrorKind};
-pub use handler::{file_url_to_path, DataHandler, FileHandler, SchemeHandler};
+pub use handler::{DataHandler, FileHandler, SchemeHandler, file_url_to_path};
 pub use opener::{
-    Opener, OpenerBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT, Opener, OpenerBuilder,
 };
 pub use request::{IntoRequest, Request};
 pub use response::{BodyStream, Response};
-pub use retrieve::{registered_tempfiles, Progress, ProgressFn, RetrieveOptions, BLOCK_SIZE};
+pub use retrieve::{BLOCK_SIZE, Progress, ProgressFn, RetrieveOptions, registered_tempfiles};
 
 pub use reqwest::header;
 pub use reqwest::{Method, StatusCode};

@@ -5,14 +5,14 @@ use std::fmt;
 use std::sync::{Arc, Once, RwLock};
 use std::time::Duration;
 
-use crate::auth::{authorization_for, parse_challenges, PasswordManager};
+use crate::auth::{PasswordManager, authorization_for, parse_challenges};
 use crate::cookies::CookieJar;
 use crate::handler::{DataHandler, FileHandler, SchemeHandler};
 use crate::header::{
-    HeaderMap, HeaderName, HeaderValue, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_LENGTH,
-    CONTENT_TYPE, COOKIE, LOCATION, PROXY_AUTHORIZATION, USER_AGENT,
+    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName,
+    HeaderValue, LOCATION, PROXY_AUTHORIZATION, USER_AGENT,
 };
-use crate::request::{basic_value, IntoRequest};
+use crate::request::{IntoRequest, basic_value};
 use crate::response::{http_body_stream, parse_header_line};
 use crate::{Error, Method, Request, Response, StatusCode, Url};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 
-use crate::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use crate::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use crate::response::parse_header_line;
 use crate::{Error, Method, Url};
 

@@ -10,7 +10,7 @@ use bytes::{Buf, Bytes};
 use futures::stream::{BoxStream, StreamExt};
 use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 
-use crate::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH};
+use crate::header::{CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue};
 use crate::{Error, StatusCode, Url};
 
 /// A stream of body chunks, as a [`SchemeHandler`](crate::SchemeHandler) may produce.

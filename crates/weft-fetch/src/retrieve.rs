@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use bytes::Bytes;
 
 use crate::handler::file_url_to_path;
-use crate::header::{HeaderMap, HeaderValue, CONTENT_RANGE, RANGE};
+use crate::header::{CONTENT_RANGE, HeaderMap, HeaderValue, RANGE};
 use crate::request::IntoRequest;
 use crate::{Error, Opener, Response, StatusCode};
 

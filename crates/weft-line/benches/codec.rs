@@ -4,7 +4,7 @@
 use std::hint::black_box;
 
 use bytes::BytesMut;
-use criterion::{criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
 use tokio_util::codec::{Decoder, LinesCodec};
 use weft_line::LineCodec;
 

@@ -44,7 +44,7 @@ use std::marker::PhantomData;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::framing::{check_len, clamp_max, prefix_bytes, NetstringHeader, PrefixHeader};
+use crate::framing::{NetstringHeader, PrefixHeader, check_len, clamp_max, prefix_bytes};
 use crate::scan::{LineScanner, Scan};
 use crate::{FrameError, LineError, PrefixWidth};
 

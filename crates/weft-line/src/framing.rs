@@ -112,7 +112,7 @@ impl NetstringHeader {
                             return Err(FrameError::TooLong {
                                 length: next.unwrap_or(u64::MAX),
                                 max_length,
-                            })
+                            });
                         }
                     }
                 }

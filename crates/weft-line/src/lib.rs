@@ -81,14 +81,15 @@ mod scan;
 mod string;
 
 pub use codec::{
-    Int16Codec, Int32Codec, Int8Codec, IntNCodec, LineCodec, NetstringCodec, OnTooLong,
-    DEFAULT_DELIMITER, DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_LINE_LENGTH,
+    DEFAULT_DELIMITER, DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_LINE_LENGTH, Int8Codec, Int16Codec,
+    Int32Codec, IntNCodec, LineCodec, NetstringCodec, OnTooLong,
 };
 pub use error::{FrameError, LineError};
 pub use framing::PrefixWidth;
-pub use line::{line_factory, LineControl, LineProtocol, LineReceiver};
-pub use line_only::{line_only_factory, LineOnlyControl, LineOnlyProtocol, LineOnlyReceiver};
+pub use line::{LineControl, LineProtocol, LineReceiver, line_factory};
+pub use line_only::{LineOnlyControl, LineOnlyProtocol, LineOnlyReceiver, line_only_factory};
 pub use string::{
-    intn_factory, netstring_factory, Framing, Int16Protocol, Int32Protocol, Int8Protocol, IntN,
-    IntNProtocol, Netstring, NetstringProtocol, StringControl, StringProtocol, StringReceiver,
+    Framing, Int8Protocol, Int16Protocol, Int32Protocol, IntN, IntNProtocol, Netstring,
+    NetstringProtocol, StringControl, StringProtocol, StringReceiver, intn_factory,
+    netstring_factory,
 };

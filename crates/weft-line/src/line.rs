@@ -7,11 +7,11 @@ use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use weft_core::{factory_fn, Address, DisconnectReason, FnFactory, Protocol, TimerId, Transport};
+use weft_core::{Address, DisconnectReason, FnFactory, Protocol, TimerId, Transport, factory_fn};
 
-use crate::codec::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE_LENGTH};
-use crate::scan::{complete_tail, Completion, LineScanner, Scan};
 use crate::LineError;
+use crate::codec::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE_LENGTH};
+use crate::scan::{Completion, LineScanner, Scan, complete_tail};
 
 /// A pending buffer emptied with at most this capacity is kept for the next partial line;
 /// a bigger one is freed.

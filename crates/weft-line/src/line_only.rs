@@ -5,12 +5,12 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 
 use bytes::BytesMut;
-use weft_core::{factory_fn, Address, DisconnectReason, FnFactory, Protocol, TimerId, Transport};
+use weft_core::{Address, DisconnectReason, FnFactory, Protocol, TimerId, Transport, factory_fn};
 
+use crate::LineError;
 use crate::codec::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE_LENGTH};
 use crate::line::KEEP_CAPACITY;
-use crate::scan::{complete_tail, Completion, LineScanner, Scan};
-use crate::LineError;
+use crate::scan::{Completion, LineScanner, Scan, complete_tail};
 
 /// The callbacks of a lines-only protocol (Twisted's `LineOnlyReceiver`), run by a
 /// [`LineOnlyProtocol`]: no raw mode and no pausing, so the parse loop is the simplest.

@@ -6,10 +6,10 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
 use bytes::BytesMut;
-use weft_core::{factory_fn, Address, DisconnectReason, FnFactory, Protocol, TimerId, Transport};
+use weft_core::{Address, DisconnectReason, FnFactory, Protocol, TimerId, Transport, factory_fn};
 
 use crate::codec::DEFAULT_MAX_FRAME_LENGTH;
-use crate::framing::{check_len, clamp_max, prefix_bytes, NetstringHeader, PrefixHeader};
+use crate::framing::{NetstringHeader, PrefixHeader, check_len, clamp_max, prefix_bytes};
 use crate::line::KEEP_CAPACITY;
 use crate::{FrameError, PrefixWidth};
 

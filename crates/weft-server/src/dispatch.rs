@@ -13,8 +13,8 @@ use crate::addr::Address;
 use crate::config::{Concurrency, ServerConfig};
 use crate::error::HandlerResult;
 use crate::handler::{
-    panic_error, run_async, run_blocking, AsyncDgram, AsyncStream, Blocking, BlockingDgram,
-    BlockingRequestHandler, BlockingStream, Hooks, Job, RequestHandler,
+    AsyncDgram, AsyncStream, Blocking, BlockingDgram, BlockingRequestHandler, BlockingStream,
+    Hooks, Job, RequestHandler, panic_error, run_async, run_blocking,
 };
 use crate::request::{BlockingStreamRequest, DatagramRequest, ServerInfo, StreamRequest};
 
@@ -44,13 +44,13 @@ impl DgramSender {
                     return Err(io::Error::new(
                         io::ErrorKind::NotConnected,
                         "the client's Unix datagram socket is unnamed: no address to reply to",
-                    ))
+                    ));
                 }
                 _ => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
                         "address family mismatch",
-                    ))
+                    ));
                 }
             };
             match r {

@@ -102,7 +102,9 @@ pub enum ServerError {
     #[error("not supported: {0}")]
     Unsupported(&'static str),
     /// Forking was refused because the process runs more than one thread.
-    #[error("refusing to fork: the process has {0} threads (fork is only sound from a single-threaded process)")]
+    #[error(
+        "refusing to fork: the process has {0} threads (fork is only sound from a single-threaded process)"
+    )]
     NotSingleThreaded(usize),
     /// A worker process could not be started.
     #[error("could not start a worker process: {0}")]

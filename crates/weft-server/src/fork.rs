@@ -45,14 +45,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 
 use crate::addr::Address;
 use crate::config::{Concurrency, ServerConfig};
 use crate::error::ServerError;
-use crate::handler::{panic_error, run_blocking, BlockingRequestHandler};
+use crate::handler::{BlockingRequestHandler, panic_error, run_blocking};
 use crate::request::{BlockingStreamRequest, DatagramRequest, ServerInfo};
 
 /// `ForkingMixIn.max_children` when the config does not say.

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weft_server::fork::{thread_count, ForkingDatagramServer, ForkingServer};
+use weft_server::fork::{ForkingDatagramServer, ForkingServer, thread_count};
 use weft_server::{
     Blocking, BlockingRequestHandler, BlockingStreamRequest, Concurrency, DatagramRequest,
     HandlerResult, ProcessPool, RequestHandler, ServerConfig, ServerError, StreamRequest,
@@ -706,9 +706,11 @@ fn no_leaks() {
         let no_reuse = ServerConfig::new().reuse_address(false);
         for _ in 0..200 {
             assert!(TcpServer::bind(addr, PidEcho).await.is_err());
-            assert!(UdpServer::bind_with(udp_addr, PidEcho, no_reuse.clone())
-                .await
-                .is_err());
+            assert!(
+                UdpServer::bind_with(udp_addr, PidEcho, no_reuse.clone())
+                    .await
+                    .is_err()
+            );
         }
         assert_eq!(open_fds(), fds_with_taken, "failed binds leaked");
         taken_udp.close().await.unwrap();

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use md5::{Digest, Md5};
 use weft_fetch::{ErrorKind, Opener, Request, StatusCode};
 
-use crate::server::{resp, within, Seen, Server};
+use crate::server::{Seen, Server, resp, within};
 
 const BASIC_OK: &str = "Basic dXNlcjpwYXNz"; // user:pass
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use weft_fetch::{CookieJar, Opener};
 
-use crate::server::{resp, within, Server};
+use crate::server::{Server, resp, within};
 
 #[tokio::test]
 async fn cookies_set_then_sent_and_file_round_trip() {

@@ -1,9 +1,9 @@
 //! The free functions and their global state (installed opener, temp file registry).
 //! Everything touching globals is in this one test so that it runs sequentially.
 
-use weft_fetch::{install_opener, registered_tempfiles, urlcleanup, urlopen, urlretrieve, Opener};
+use weft_fetch::{Opener, install_opener, registered_tempfiles, urlcleanup, urlopen, urlretrieve};
 
-use crate::server::{resp, within, Server};
+use crate::server::{Server, resp, within};
 
 #[tokio::test]
 async fn install_retrieve_cleanup() {

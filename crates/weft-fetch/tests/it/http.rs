@@ -6,7 +6,7 @@ use bytes::Bytes;
 use tokio::io::AsyncBufReadExt;
 use weft_fetch::{Error, ErrorKind, Opener, Request, StatusCode};
 
-use crate::server::{chunked, opener, resp, stalling, within, Server};
+use crate::server::{Server, chunked, opener, resp, stalling, within};
 
 #[tokio::test]
 async fn get_with_default_headers_and_lines() {
@@ -111,10 +111,12 @@ async fn post_put_and_header_overrides() {
         );
         assert_eq!(seen[1].header("accept-encoding").as_deref(), Some("gzip"));
         assert_eq!(seen[1].header("x-default").as_deref(), Some("mine"));
-        assert!(Request::new("http://x/")
-            .unwrap()
-            .header_line("no colon")
-            .is_err());
+        assert!(
+            Request::new("http://x/")
+                .unwrap()
+                .header_line("no colon")
+                .is_err()
+        );
     })
     .await;
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use weft_fetch::{Error, Progress, RetrieveOptions};
 
-use crate::server::{chunked, opener, resp, stream_resp, within, Seen, Server};
+use crate::server::{Seen, Server, chunked, opener, resp, stream_resp, within};
 
 fn body_of(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
@@ -260,10 +260,11 @@ async fn file_urls_and_large_body() {
             .unwrap();
         let got = std::fs::read(&dest).unwrap();
         assert_eq!(got.len(), N);
-        assert!(got
-            .chunks(65536)
-            .enumerate()
-            .all(|(i, c)| c.iter().all(|&b| b == (i % 256) as u8)));
+        assert!(
+            got.chunks(65536)
+                .enumerate()
+                .all(|(i, c)| c.iter().all(|&b| b == (i % 256) as u8))
+        );
     })
     .await;
 }

@@ -4,7 +4,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use tokio_util::codec::{Decoder, Encoder, Framed, FramedRead};
 use weft_line::{
-    FrameError, Int16Codec, Int32Codec, Int8Codec, LineCodec, LineError, NetstringCodec, OnTooLong,
+    FrameError, Int8Codec, Int16Codec, Int32Codec, LineCodec, LineError, NetstringCodec, OnTooLong,
 };
 
 use crate::chunk_sizes;
@@ -257,9 +257,11 @@ fn netstring_codec_vectors() {
     // A stream ending inside a frame is an error at EOF.
     assert!(decode_chunked(NetstringCodec::new(), b"3:ab", 1).is_err());
     let mut out = BytesMut::new();
-    assert!(NetstringCodec::with_max_length(2)
-        .encode(&b"abc"[..], &mut out)
-        .is_err());
+    assert!(
+        NetstringCodec::with_max_length(2)
+            .encode(&b"abc"[..], &mut out)
+            .is_err()
+    );
 }
 
 #[test]
@@ -272,9 +274,11 @@ fn intn_codecs() {
         .encode(vec![0u8; 255], &mut out)
         .expect("255 fits");
     assert!(Int8Codec::new().encode(vec![0u8; 256], &mut out).is_err());
-    assert!(Int16Codec::new()
-        .encode(vec![0u8; 65_536], &mut out)
-        .is_err());
+    assert!(
+        Int16Codec::new()
+            .encode(vec![0u8; 65_536], &mut out)
+            .is_err()
+    );
     assert_eq!(Int16Codec::with_max_length(usize::MAX).max_length(), 65_535);
 
     let wire = b"\x00\x00\x00\x04ubar\x00\x00\x00\x00";

@@ -10,9 +10,9 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, FramedRead};
 use weft_core::{DisconnectReason, ListeningPort, Reactor};
 use weft_line::{
-    intn_factory, line_factory, line_only_factory, netstring_factory, Int32Codec, LineCodec,
-    LineControl, LineError, LineOnlyControl, LineOnlyReceiver, LineReceiver, NetstringCodec,
-    StringControl, StringReceiver,
+    Int32Codec, LineCodec, LineControl, LineError, LineOnlyControl, LineOnlyReceiver, LineReceiver,
+    NetstringCodec, StringControl, StringReceiver, intn_factory, line_factory, line_only_factory,
+    netstring_factory,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder};
 use weft_core::testing::MemoryTransport;
 use weft_line::{
-    Int16Codec, Int32Codec, Int32Protocol, Int8Codec, LineCodec, LineControl, LineProtocol,
+    Int8Codec, Int16Codec, Int32Codec, Int32Protocol, LineCodec, LineControl, LineProtocol,
     LineReceiver, NetstringCodec, NetstringProtocol, StringControl, StringReceiver,
 };
 

@@ -2,7 +2,7 @@
 
 use weft_core::testing::MemoryTransport;
 use weft_line::{
-    FrameError, Int16Protocol, Int32Protocol, Int8Protocol, NetstringProtocol, StringControl,
+    FrameError, Int8Protocol, Int16Protocol, Int32Protocol, NetstringProtocol, StringControl,
     StringReceiver,
 };
 
