@@ -1,7 +1,6 @@
 //! Fault tests: peers that misbehave, resources that run out, shutdown under load.
 //! Each is bounded to a few seconds; heavier variants are `#[ignore]`d (`just soak`).
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -10,20 +9,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use weft::core::{DisconnectReason, Protocol, Reactor, Transport, factory_fn};
 
-const LIMIT: Duration = Duration::from_secs(30);
-
-async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("test step timed out")
-}
-
-/// Lets a test open a few thousand sockets whatever the default soft limit is.
-fn raise_fd_limit() {
-    if let Ok((_, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
-        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, hard.min(65536), hard);
-    }
-}
+mod common;
+use common::{announce_port, raise_fd_limit, spawn_server_child, within};
 
 struct Echo;
 impl Protocol for Echo {
@@ -187,15 +174,6 @@ async fn graceful_shutdown_under_load_flushes_and_loses_each_connection_once() {
     assert_eq!(reactor.active_tasks(), 0);
 }
 
-/// Kills the child process when dropped.
-struct ChildGuard(Child);
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, s)| s).unwrap_or("");
@@ -224,10 +202,7 @@ fn fd_limited_echo_server() {
             .listen_tcp("127.0.0.1:0", factory_fn(|_| Some(Echo)))
             .await
             .unwrap();
-        #[allow(clippy::print_stdout)]
-        {
-            println!("PORT {}", port.local_addr().as_inet().unwrap().port());
-        }
+        announce_port(port.local_addr().as_inet().unwrap().port());
         tokio::time::sleep(Duration::from_secs(60)).await;
     });
 }
@@ -235,36 +210,8 @@ fn fd_limited_echo_server() {
 #[tokio::test]
 async fn accept_backs_off_when_descriptors_run_out() {
     raise_fd_limit();
-    let exe = std::env::current_exe().unwrap();
-    let child = Command::new(exe)
-        .args([
-            "fd_limited_echo_server",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("WEFT_FD_CHILD", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = ChildGuard(child);
-    let pid = child.0.id();
-    let stdout = child.0.stdout.take().unwrap();
-    let port: u16 = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            // libtest prints "test NAME ... " on the same line first.
-            if let Some((_, p)) = line.split_once("PORT ") {
-                return p.trim().parse().unwrap();
-            }
-        }
-        panic!("child exited without a port");
-    })
-    .await
-    .unwrap();
+    let (mut child, port) = spawn_server_child("fd_limited_echo_server", "WEFT_FD_CHILD").await;
+    let pid = child.pid();
 
     // Exhaust the child's descriptors: far more connections than its limit.
     let mut hogs = Vec::new();

@@ -2,7 +2,6 @@
 //! that never read. Bounded to a few seconds each; heavier variants are `#[ignore]`d
 //! (`just soak`).
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -10,19 +9,8 @@ use tokio::net::TcpStream;
 use weft::core::{Address, ListeningPort, Reactor};
 use weft::line::{LineControl, LineReceiver, line_factory};
 
-const LIMIT: Duration = Duration::from_secs(60);
-
-async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, f)
-        .await
-        .expect("test step timed out")
-}
-
-fn raise_fd_limit() {
-    if let Ok((_, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
-        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, hard.min(65536), hard);
-    }
-}
+mod common;
+use common::{announce_port, raise_fd_limit, spawn_server_child, within};
 
 /// Echoes every line back (the `weft serve line-echo` protocol).
 struct LineEcho;
@@ -116,15 +104,6 @@ async fn two_hundred_peers_reset_mid_line_then_a_client_is_served() {
 
 // ---- child-process server, so its memory can be read from /proc ----
 
-/// Kills the child process when dropped.
-struct ChildGuard(Child);
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -149,43 +128,13 @@ fn child_line_echo_server() {
     rt.block_on(async {
         let reactor = Reactor::new();
         let port = line_echo_server(&reactor).await;
-        #[allow(clippy::print_stdout)]
-        {
-            println!("PORT {}", port.local_addr().as_inet().unwrap().port());
-        }
+        announce_port(port.local_addr().as_inet().unwrap().port());
         tokio::time::sleep(Duration::from_secs(120)).await;
     });
 }
 
-async fn spawn_child() -> (ChildGuard, u16) {
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_line_echo_server",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("WEFT_SOAK_CHILD", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = ChildGuard(child);
-    let stdout = child.0.stdout.take().unwrap();
-    let port = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let line = line.unwrap();
-            if let Some((_, p)) = line.split_once("PORT ") {
-                return p.trim().parse::<u16>().unwrap();
-            }
-        }
-        panic!("child exited without a port");
-    })
-    .await
-    .unwrap();
-    (child, port)
+async fn spawn_child() -> (common::ChildGuard, u16) {
+    spawn_server_child("child_line_echo_server", "WEFT_SOAK_CHILD").await
 }
 
 /// Warms the server up (per-thread buffers, allocator arenas) so later readings compare like
@@ -197,7 +146,7 @@ async fn warm_up(port: u16) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_without_delimiter_is_closed_at_the_limit_and_memory_stays_flat() {
     let (child, port) = spawn_child().await;
-    let pid = child.0.id();
+    let pid = child.pid();
     warm_up(port).await;
     let before = rss_kib(pid);
     // 50 peers each stream up to 4 MiB with no delimiter.
@@ -246,7 +195,7 @@ async fn a_stream_without_delimiter_is_closed_at_the_limit_and_memory_stays_flat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_that_never_read_keep_server_memory_bounded() {
     let (child, port) = spawn_child().await;
-    let pid = child.0.id();
+    let pid = child.pid();
     warm_up(port).await;
     let before = rss_kib(pid);
     // 50 peers send lines as fast as they can and never read the echoes.

@@ -1,0 +1,79 @@
+//! Helpers shared by the facade's fault and soak tests.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Bounds every await of a test.
+pub async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("test step timed out")
+}
+
+/// Lets a test open a few thousand sockets whatever the default soft limit is.
+pub fn raise_fd_limit() {
+    if let Ok((_, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, hard.min(65536), hard);
+    }
+}
+
+/// Kills the child process when dropped, even if the test fails.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the ignored test `name` of this same test binary as a server in a child process
+/// (`env_key=1` tells it to act), and returns it with the port it printed as `PORT n`.
+pub async fn spawn_server_child(name: &str, env_key: &str) -> (ChildGuard, u16) {
+    let child = Command::new(std::env::current_exe().expect("test binary path"))
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(env_key, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the child server");
+    let mut child = ChildGuard(child);
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let port = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("child stdout");
+            // libtest prints "test NAME ... " on the same line first.
+            if let Some((_, p)) = line.split_once("PORT ") {
+                return p.trim().parse::<u16>().expect("a port number");
+            }
+        }
+        panic!("child exited without a port");
+    })
+    .await
+    .expect("port reader");
+    (child, port)
+}
+
+/// Prints the port for the parent of [`spawn_server_child`].
+pub fn announce_port(port: u16) {
+    #[allow(clippy::print_stdout)]
+    {
+        println!("PORT {port}");
+    }
+}
