@@ -3,7 +3,7 @@
 use clap::{Args, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 use weft_core::{Address, ListeningPort, Reactor, ServerEndpoint, factory_fn};
-use weft_line::LineProtocol;
+use weft_line::{LineOnlyProtocol, LineProtocol};
 
 use crate::exit::{self, Failure};
 use crate::wire;
@@ -122,7 +122,13 @@ async fn listen(
                 .await
         }
         ProtocolName::LineEcho => {
-            let f = factory_fn(move |_: &Address| Some(framed(wire::LineEcho, opts)));
+            let f = factory_fn(move |_: &Address| {
+                Some(
+                    LineOnlyProtocol::new(wire::LineEcho)
+                        .with_delimiter(opts.delimiter)
+                        .with_max_length(opts.max_length),
+                )
+            });
             reactor.listen_endpoint(ep, f).await
         }
         ProtocolName::Discard => {

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use weft_core::{Address, DisconnectReason, Protocol, Transport};
-use weft_line::{LineControl, LineReceiver};
+use weft_line::{LineControl, LineOnlyControl, LineOnlyReceiver, LineReceiver};
 
 /// Writes `bytes` to stdout and flushes at once; errors (a closed stdout) are ignored, so a
 /// logger never takes its connection down because nobody reads its output.
@@ -82,12 +82,13 @@ impl LineReceiver for LineLogger {
     }
 }
 
-/// Echoes every line back, with the delimiter.
+/// Echoes every line back, with the delimiter. A `LineOnlyReceiver`: it needs neither raw
+/// mode nor pausing, so it takes weft-line's fastest path.
 #[derive(Debug, Default)]
 pub struct LineEcho;
 
-impl LineReceiver for LineEcho {
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+impl LineOnlyReceiver for LineEcho {
+    fn line_received(&mut self, line: &[u8], ctl: &mut LineOnlyControl<'_>) {
         ctl.send_line(line);
     }
 }

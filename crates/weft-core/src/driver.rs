@@ -25,6 +25,11 @@ pub(crate) trait RawStream: Send + Sync + 'static {
     fn shutdown_write(&self) -> io::Result<()>;
     /// Makes the coming close send a reset (SO_LINGER 0).
     fn set_reset_on_close(&self);
+    /// Forgets read readiness after a short read, which (with epoll's edge-triggered events)
+    /// shows the socket's receive queue was drained: saves the `EAGAIN` read that would
+    /// otherwise follow every wakeup. tokio's own `poll_read` does the same. Race-free: tokio
+    /// clears only the readiness it reported, not an event that arrived since.
+    fn clear_read_readiness(&self);
 }
 
 macro_rules! raw_stream {
@@ -47,6 +52,11 @@ macro_rules! raw_stream {
             }
             fn set_reset_on_close(&self) {
                 let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+            }
+            fn clear_read_readiness(&self) {
+                let _ = self.try_io(tokio::io::Interest::READABLE, || {
+                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                });
             }
         }
     };
@@ -252,6 +262,9 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
                 let res = pool::with_read_buffer(|buf| match stream.try_read(buf) {
                     Ok(0) => Ok(false),
                     Ok(n) => {
+                        if n < buf.len() {
+                            stream.clear_read_readiness();
+                        }
                         // While closing, input is read and discarded.
                         if conn.transport.closing.is_none() {
                             conn.data(&buf[..n]);

@@ -176,6 +176,44 @@ impl Transport {
         self.wbuf.extend_from_slice(data);
     }
 
+    /// Buffers the concatenation of `parts` with one capacity check (a gathered write:
+    /// a line and its delimiter, a header and its payload).
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// struct P;
+    /// impl Protocol for P {
+    ///     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+    ///         t.write_slices(&[data, b"\r\n"]);
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.feed(b"line");
+    /// assert_eq!(conn.written(), b"line\r\n");
+    /// ```
+    #[inline]
+    pub fn write_slices(&mut self, parts: &[&[u8]]) {
+        if matches!(self.closing, Some(Closing::Abort)) || self.eof_requested {
+            return;
+        }
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 {
+            return;
+        }
+        if self.wbuf.capacity() == 0 {
+            self.wbuf = pool::take_write_buffer();
+        }
+        self.wbuf.reserve(total);
+        for part in parts {
+            match part.len() {
+                0 => {}
+                // A one-byte delimiter: no memmove call for a single byte.
+                1 => self.wbuf.extend_from_slice(&[part[0]]),
+                _ => self.wbuf.extend_from_slice(part),
+            }
+        }
+    }
+
     /// Buffers every item of `seq`, in order (Twisted's `writeSequence`).
     ///
     /// ```

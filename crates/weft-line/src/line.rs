@@ -555,8 +555,7 @@ impl LineControl<'_> {
     /// assert_eq!(conn.written(), b"welcome\r\n\xffbytes\r\n3 users\r\n");
     /// ```
     pub fn send_line(&mut self, line: impl AsRef<[u8]>) {
-        self.t.write(line);
-        self.t.write(&*self.st.delimiter);
+        self.t.write_slices(&[line.as_ref(), &self.st.delimiter]);
     }
 
     /// The underlying transport (the control also derefs to it).

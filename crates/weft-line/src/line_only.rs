@@ -383,8 +383,7 @@ impl LineOnlyControl<'_> {
     /// assert_eq!(conn.written(), b"hi\r\nhi\r\n");
     /// ```
     pub fn send_line(&mut self, line: impl AsRef<[u8]>) {
-        self.t.write(line);
-        self.t.write(self.delimiter);
+        self.t.write_slices(&[line.as_ref(), self.delimiter]);
     }
 
     /// The underlying transport (the control also derefs to it).

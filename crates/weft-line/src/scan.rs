@@ -67,7 +67,7 @@ impl LineScanner {
                     let j = from + i;
                     // `buf[j]` is the delimiter's last byte: compare only the rest (nothing
                     // for the common one-byte delimiter).
-                    if buf[j + 1 - d..j] == delim[..d - 1] {
+                    if d == 1 || buf[j + 1 - d..j] == delim[..d - 1] {
                         self.searched = 0;
                         return Scan::Line {
                             len: j + 1 - d,
