@@ -2,16 +2,33 @@
 //!
 //! This facade re-exports the weft crates so an application needs one dependency:
 //!
-//! - [`core`] ([`weft_core`]): Twisted-style `Protocol` / `Factory` / `Transport` over tokio,
+//! - [`core`](mod@core) ([`weft_core`]): Twisted-style `Protocol` / `Factory` / `Transport` over tokio,
 //!   reactor-style listen and connect, endpoints, timers, graceful shutdown.
-//! - [`line`] ([`weft_line`]): `LineReceiver` and friends, also as tokio-util codecs.
-//! - [`server`] ([`weft_server`]): socketserver-style servers and request handlers.
-//! - [`fetch`] ([`weft_fetch`]): `urlopen`, `urlretrieve`, `urlcleanup` and urllib2-style openers.
+//! - [`line`](mod@line) ([`weft_line`]): `LineReceiver` and friends, also as tokio-util codecs.
+//! - [`server`](mod@server) ([`weft_server`]): socketserver-style servers and request handlers.
+//! - [`fetch`](mod@fetch) ([`weft_fetch`]): `urlopen`, `urlretrieve`, `urlcleanup` and urllib2-style openers.
+//!
+//! The seed's LineReceiver idea in a few lines, tested without a socket:
 //!
 //! ```
-//! use weft::core::Protocol;
-//! let _ = std::any::type_name::<dyn Protocol>();
+//! use weft::core::testing::MemoryTransport;
+//! use weft::line::{LineControl, LineProtocol, LineReceiver};
+//!
+//! struct Shout;
+//! impl LineReceiver for Shout {
+//!     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+//!         ctl.send_line(line.to_ascii_uppercase());
+//!     }
+//! }
+//!
+//! let mut conn = MemoryTransport::new(LineProtocol::new(Shout));
+//! conn.feed(b"hello\r\nwor");
+//! conn.feed(b"ld\r\n");
+//! assert_eq!(conn.written(), b"HELLO\r\nWORLD\r\n");
 //! ```
+//!
+//! Serve it with `weft::core::Reactor::listen` and `weft::line::line_factory`; the README
+//! shows the commands, `docs/guide.md` every program of the seed.
 
 pub use weft_core as core;
 pub use weft_fetch as fetch;
