@@ -218,13 +218,13 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
             GRACEFUL if !self.shutting_down => return Poll::Ready(Event::Shutdown),
             _ => {}
         }
-        let t = &mut self.conn.transport;
-        if let Some(rx) = t.cmd_rx.as_mut() {
+        if let Some(rx) = self.conn.transport.cmd_rx.as_mut() {
             if let Poll::Ready(Some(cmd)) = rx.poll_recv(cx) {
-                t.apply(cmd);
+                self.conn.apply_command(cmd);
                 return Poll::Ready(Event::Command);
             }
         }
+        let t = &mut self.conn.transport;
         if !t.wbuf.is_empty() && self.stream.poll_write_ready(cx).is_ready() {
             return Poll::Ready(Event::Writable);
         }

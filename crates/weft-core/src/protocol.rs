@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use tokio::time::Instant;
 
 use crate::reason::panic_message;
-use crate::transport::Closing;
+use crate::transport::{Closing, Command};
 use crate::{DisconnectReason, TimerId, Transport};
 
 /// One instance per connection: the callbacks of a byte-stream protocol (Twisted's `Protocol`,
@@ -98,6 +98,14 @@ pub trait Protocol: Send + 'static {
     fn timer_fired(&mut self, timer: TimerId, transport: &mut Transport) {
         let _ = (timer, transport);
     }
+
+    /// Reading was paused and another task resumed it through
+    /// [`TransportHandle::resume_producing`](crate::TransportHandle::resume_producing). (A
+    /// resume the protocol makes itself, with [`Transport::resume_producing`], does not call
+    /// this: it already knows.) A protocol that holds input while paused delivers it here.
+    fn reading_resumed(&mut self, transport: &mut Transport) {
+        let _ = transport;
+    }
 }
 
 impl<P: Protocol + ?Sized> Protocol for Box<P> {
@@ -121,6 +129,9 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
     }
     fn timer_fired(&mut self, id: TimerId, t: &mut Transport) {
         (**self).timer_fired(id, t)
+    }
+    fn reading_resumed(&mut self, t: &mut Transport) {
+        (**self).reading_resumed(t)
     }
 }
 
@@ -182,6 +193,15 @@ impl<P: Protocol> Conn<P> {
         }
     }
 
+    /// Applies one command from a handle; a resume of paused reading is told to the protocol.
+    pub(crate) fn apply_command(&mut self, cmd: Command) {
+        let resumes = matches!(cmd, Command::ResumeProducing) && self.transport.user_paused;
+        self.transport.apply(cmd);
+        if resumes {
+            self.call(|p, t| p.reading_resumed(t));
+        }
+    }
+
     /// Drains commands sent through handles.
     pub(crate) fn run_commands(&mut self) {
         while let Some(cmd) = self
@@ -190,7 +210,7 @@ impl<P: Protocol> Conn<P> {
             .as_mut()
             .and_then(|rx| rx.try_recv().ok())
         {
-            self.transport.apply(cmd);
+            self.apply_command(cmd);
         }
         self.check_water();
     }

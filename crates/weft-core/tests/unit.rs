@@ -370,3 +370,33 @@ mod fuzzish {
         }
     }
 }
+
+#[test]
+fn a_handle_resume_of_paused_reading_is_told_to_the_protocol() {
+    #[derive(Default)]
+    struct Held(usize);
+    impl Protocol for Held {
+        fn data_received(&mut self, _: &[u8], t: &mut Transport) {
+            t.pause_producing();
+        }
+        fn reading_resumed(&mut self, _: &mut Transport) {
+            self.0 += 1;
+        }
+    }
+    let mut conn = MemoryTransport::new(Held::default());
+    let handle = conn.transport_mut().handle();
+    // Not paused: a resume is nothing to report.
+    handle.resume_producing().unwrap();
+    conn.run_pending();
+    assert_eq!(conn.protocol().0, 0);
+    conn.feed(b"x");
+    assert!(conn.transport().is_reading_paused());
+    handle.resume_producing().unwrap();
+    conn.run_pending();
+    assert_eq!(conn.protocol().0, 1);
+    assert!(!conn.transport().is_reading_paused());
+    // A resume the protocol makes itself is not reported back to it.
+    conn.feed(b"y");
+    conn.with(|_, t| t.resume_producing());
+    assert_eq!(conn.protocol().0, 1);
+}

@@ -4,7 +4,6 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use weft_core::{Address, DisconnectReason, FnFactory, Protocol, TimerId, Transport, factory_fn};
@@ -450,9 +449,6 @@ struct LineState {
     raw: bool,
     paused: bool,
     stopped: bool,
-    /// The timer that checks for a resume made through a `TransportHandle`.
-    poll: Option<TimerId>,
-    poll_round: u32,
 }
 
 impl fmt::Debug for LineState {
@@ -994,9 +990,9 @@ fn call<R, T>(
 /// searched twice.
 ///
 /// A resume made from another task through a
-/// [`TransportHandle`](weft_core::TransportHandle) is noticed by a short timer, armed only
-/// while paused with lines pending; resumes from a callback or from
-/// [`resume_producing`](Self::resume_producing) deliver at once.
+/// [`TransportHandle`](weft_core::TransportHandle) delivers the lines held while paused at once
+/// (through [`Protocol::reading_resumed`]), as do resumes from a callback or from
+/// [`resume_producing`](Self::resume_producing).
 ///
 /// See [`line_factory`] to serve it.
 ///
@@ -1061,8 +1057,6 @@ impl<R: LineReceiver> LineProtocol<R> {
                 raw: false,
                 paused: false,
                 stopped: false,
-                poll: None,
-                poll_round: 0,
             },
         }
     }
@@ -1418,24 +1412,6 @@ impl<R: LineReceiver> LineProtocol<R> {
             self.st.scanner.reset();
             self.run(Src::Owned(b), 0, out, t);
         }
-        self.settle(t);
-    }
-
-    /// Arms or cancels the timer that notices a resume made through a handle.
-    fn settle(&mut self, t: &mut Transport) {
-        let st = &mut self.st;
-        if st.paused && !st.stopped && !st.buf.is_empty() && !t.is_closing() {
-            if st.poll.is_none() {
-                let ms = 1u64 << st.poll_round.min(6);
-                st.poll_round += 1;
-                st.poll = Some(t.call_later(Duration::from_millis(ms)));
-            }
-        } else {
-            if let Some(id) = st.poll.take() {
-                t.cancel_timer(id);
-            }
-            st.poll_round = 0;
-        }
     }
 }
 
@@ -1489,7 +1465,6 @@ impl<R: LineReceiver> Protocol for LineProtocol<R> {
             self.st.scanner.reset();
             self.run(Src::Owned(b), 0, Outcome::default(), t);
         }
-        self.settle(t);
     }
 
     fn eof_received(&mut self, t: &mut Transport) -> bool {
@@ -1499,7 +1474,6 @@ impl<R: LineReceiver> Protocol for LineProtocol<R> {
     fn connection_lost(&mut self, reason: DisconnectReason) {
         self.st.buf = BytesMut::new();
         self.st.tail = false;
-        self.st.poll = None;
         self.receiver.connection_lost(reason);
     }
 
@@ -1513,13 +1487,13 @@ impl<R: LineReceiver> Protocol for LineProtocol<R> {
     }
 
     fn timer_fired(&mut self, timer: TimerId, t: &mut Transport) {
-        if self.st.poll == Some(timer) {
-            self.st.poll = None;
-            self.sync_pause(t);
-            self.after_callback(Outcome::default(), t);
-            return;
-        }
         self.with_control(t, |r, c| r.timer_fired(timer, c));
+    }
+
+    /// A resume through a handle: deliver the lines held while paused, now.
+    fn reading_resumed(&mut self, t: &mut Transport) {
+        self.sync_pause(t);
+        self.after_callback(Outcome::default(), t);
     }
 }
 

@@ -776,8 +776,6 @@ pub struct StringProtocol<R, F: Framing> {
     max_length: usize,
     broken: bool,
     paused: bool,
-    poll: Option<TimerId>,
-    poll_round: u32,
 }
 
 /// Netstrings (Twisted's `NetstringReceiver`).
@@ -905,8 +903,6 @@ impl<R: StringReceiver, F: Framing> StringProtocol<R, F> {
             max_length: F::clamp(R::MAX_LENGTH),
             broken: false,
             paused: false,
-            poll: None,
-            poll_round: 0,
         }
     }
 
@@ -1074,24 +1070,11 @@ impl<R: StringReceiver, F: Framing> StringProtocol<R, F> {
         f(&mut self.receiver, &mut ctl)
     }
 
-    /// Delivers input held while paused, once resumed; arms or cancels the timer that
-    /// notices a resume made through a handle.
+    /// Delivers input held while paused, once resumed.
     fn resume_pending(&mut self, t: &mut Transport) {
         if !self.paused && !self.pending.is_empty() {
             let pending = std::mem::take(&mut self.pending);
             self.parse(&pending, t);
-        }
-        if self.paused && !self.pending.is_empty() && !self.broken && !t.is_closing() {
-            if self.poll.is_none() {
-                let ms = 1u64 << self.poll_round.min(6);
-                self.poll_round += 1;
-                self.poll = Some(t.call_later(std::time::Duration::from_millis(ms)));
-            }
-        } else {
-            if let Some(id) = self.poll.take() {
-                t.cancel_timer(id);
-            }
-            self.poll_round = 0;
         }
     }
 
@@ -1194,7 +1177,6 @@ impl<R: StringReceiver, F: Framing> Protocol for StringProtocol<R, F> {
     fn connection_lost(&mut self, reason: DisconnectReason) {
         self.buf = BytesMut::new();
         self.pending = BytesMut::new();
-        self.poll = None;
         self.receiver.connection_lost(reason);
     }
 
@@ -1207,13 +1189,13 @@ impl<R: StringReceiver, F: Framing> Protocol for StringProtocol<R, F> {
     }
 
     fn timer_fired(&mut self, timer: TimerId, t: &mut Transport) {
-        if self.poll == Some(timer) {
-            self.poll = None;
-            self.sync_pause(t);
-            self.resume_pending(t);
-            return;
-        }
         self.with_control(t, |r, c| r.timer_fired(timer, c));
+    }
+
+    /// A resume through a handle: deliver the strings held while paused, now.
+    fn reading_resumed(&mut self, t: &mut Transport) {
+        self.sync_pause(t);
+        self.resume_pending(t);
     }
 }
 

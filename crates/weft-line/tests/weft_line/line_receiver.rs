@@ -671,13 +671,17 @@ fn default_raw_data_received_drops_and_eof_closes() {
 }
 
 #[test]
-fn pause_timer_is_cancelled_on_resume() {
+fn pausing_polls_nothing_and_a_handle_resume_delivers_at_once() {
     let mut conn = MemoryTransport::new(LineProtocol::new(Consuming));
     conn.feed(b"a\r\nb\r\n");
-    assert_eq!(conn.transport().pending_timers(), 1);
-    conn.with(|p, t| p.resume_producing(t));
-    // "b" was delivered (pausing again) and nothing is pending: no timer left.
+    // Paused after "a" with "b" held: no polling timer (weft-core calls reading_resumed).
     assert_eq!(conn.transport().pending_timers(), 0);
+    assert_eq!(conn.written(), b"a");
+    let handle = conn.transport_mut().handle();
+    handle.resume_producing().unwrap();
+    conn.run_pending();
+    // "b" was delivered (pausing again) without new data.
+    assert_eq!(conn.written(), b"ab");
     conn.with(|p, t| p.resume_producing(t));
     assert_eq!(conn.transport().pending_timers(), 0);
     assert_eq!(conn.written(), b"ab");
