@@ -167,13 +167,23 @@ impl Transport {
     /// ```
     pub fn write(&mut self, data: impl AsRef<[u8]>) {
         let data = data.as_ref();
-        if data.is_empty() || matches!(self.closing, Some(Closing::Abort)) || self.eof_requested {
-            return;
+        if let Some(buf) = self.buffer_for(data.len()) {
+            buf.extend_from_slice(data);
+        }
+    }
+
+    /// The write buffer with room for `len` more bytes (taken from the pool if the connection
+    /// holds none), or `None` when there is nothing to write or writes are ignored.
+    #[inline]
+    fn buffer_for(&mut self, len: usize) -> Option<&mut BytesMut> {
+        if len == 0 || matches!(self.closing, Some(Closing::Abort)) || self.eof_requested {
+            return None;
         }
         if self.wbuf.capacity() == 0 {
             self.wbuf = pool::take_write_buffer();
         }
-        self.wbuf.extend_from_slice(data);
+        self.wbuf.reserve(len);
+        Some(&mut self.wbuf)
     }
 
     /// Buffers the concatenation of `parts` with one capacity check (a gathered write:
@@ -193,23 +203,16 @@ impl Transport {
     /// ```
     #[inline]
     pub fn write_slices(&mut self, parts: &[&[u8]]) {
-        if matches!(self.closing, Some(Closing::Abort)) || self.eof_requested {
-            return;
-        }
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        if total == 0 {
+        let Some(buf) = self.buffer_for(total) else {
             return;
-        }
-        if self.wbuf.capacity() == 0 {
-            self.wbuf = pool::take_write_buffer();
-        }
-        self.wbuf.reserve(total);
+        };
         for part in parts {
             match part.len() {
                 0 => {}
                 // A one-byte delimiter: no memmove call for a single byte.
-                1 => self.wbuf.extend_from_slice(&[part[0]]),
-                _ => self.wbuf.extend_from_slice(part),
+                1 => buf.extend_from_slice(&[part[0]]),
+                _ => buf.extend_from_slice(part),
             }
         }
     }

@@ -74,17 +74,24 @@ impl Protocol for Recorder {
     }
 }
 
+/// A reactor serving `factory` on a free loopback port, and that port's address.
+async fn serve<F: Factory>(factory: F) -> (Reactor, SocketAddr) {
+    let reactor = Reactor::new();
+    let port = reactor.listen_tcp("127.0.0.1:0", factory).await.unwrap();
+    let addr = port.local_addr().as_inet().unwrap();
+    (reactor, addr)
+}
+
+/// [`serve`], then one client connected to it.
+async fn serve_and_connect<F: Factory>(factory: F) -> (Reactor, TcpStream) {
+    let (reactor, addr) = serve(factory).await;
+    let client = within(TcpStream::connect(addr)).await.unwrap();
+    (reactor, client)
+}
+
 async fn recorder_server() -> (Reactor, SocketAddr, mpsc::UnboundedReceiver<Ev>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let reactor = Reactor::new();
-    let port = reactor
-        .listen_tcp(
-            "127.0.0.1:0",
-            factory_fn(move |_| Some(Recorder { tx: tx.clone() })),
-        )
-        .await
-        .unwrap();
-    let addr = port.local_addr().as_inet().unwrap();
+    let (reactor, addr) = serve(factory_fn(move |_| Some(Recorder { tx: tx.clone() }))).await;
     (reactor, addr, rx)
 }
 
@@ -207,14 +214,7 @@ impl Protocol for Burst {
 
 #[tokio::test]
 async fn half_close_still_delivers_every_reply() {
-    let reactor = Reactor::new();
-    let port = reactor
-        .listen_tcp("127.0.0.1:0", factory_fn(|_| Some(Burst)))
-        .await
-        .unwrap();
-    let mut c = TcpStream::connect(port.local_addr().as_inet().unwrap())
-        .await
-        .unwrap();
+    let (reactor, mut c) = serve_and_connect(factory_fn(|_| Some(Burst))).await;
     let request = vec![b'x'; 1000];
     c.write_all(&request).await.unwrap();
     c.shutdown().await.unwrap(); // FIN right after the request
@@ -226,22 +226,13 @@ async fn half_close_still_delivers_every_reply() {
 
 #[tokio::test]
 async fn refused_build_protocol_closes_at_once() {
-    let reactor = Reactor::new();
     let built = Arc::new(AtomicUsize::new(0));
     let b = built.clone();
-    let port = reactor
-        .listen_tcp(
-            "127.0.0.1:0",
-            factory_fn(move |_| {
-                b.fetch_add(1, Ordering::SeqCst);
-                None::<Burst>
-            }),
-        )
-        .await
-        .unwrap();
-    let mut c = TcpStream::connect(port.local_addr().as_inet().unwrap())
-        .await
-        .unwrap();
+    let (reactor, mut c) = serve_and_connect(factory_fn(move |_| {
+        b.fetch_add(1, Ordering::SeqCst);
+        None::<Burst>
+    }))
+    .await;
     let mut got = Vec::new();
     let n = within(c.read_to_end(&mut got)).await.unwrap_or(0);
     assert_eq!(n, 0);
@@ -270,25 +261,16 @@ impl Protocol for Flood {
 
 #[tokio::test]
 async fn slow_reader_is_bounded_by_the_high_water_mark() {
-    let reactor = Reactor::new();
     let paused = Arc::new(AtomicUsize::new(0));
     let max_buffer = Arc::new(AtomicUsize::new(0));
     let (p, m) = (paused.clone(), max_buffer.clone());
-    let port = reactor
-        .listen_tcp(
-            "127.0.0.1:0",
-            factory_fn(move |_| {
-                Some(Flood {
-                    paused: p.clone(),
-                    max_buffer: m.clone(),
-                })
-            }),
-        )
-        .await
-        .unwrap();
-    let c = TcpStream::connect(port.local_addr().as_inet().unwrap())
-        .await
-        .unwrap();
+    let (reactor, c) = serve_and_connect(factory_fn(move |_| {
+        Some(Flood {
+            paused: p.clone(),
+            max_buffer: m.clone(),
+        })
+    }))
+    .await;
     let (_r, mut w) = c.into_split();
     // Send 64 MiB and never read: the writer must stall, not the server grow.
     let chunk = vec![7u8; 64 * 1024];
@@ -344,15 +326,8 @@ async fn graceful_shutdown_loses_every_connection_once() {
 /// A peer that never closes: shutdown must still finish, through the drain deadline.
 #[tokio::test]
 async fn shutdown_aborts_after_the_drain_deadline() {
-    let reactor = Reactor::new();
+    let (reactor, c) = serve_and_connect(factory_fn(|_| Some(Burst))).await;
     reactor.set_drain_timeout(Duration::from_millis(300));
-    let port = reactor
-        .listen_tcp("127.0.0.1:0", factory_fn(|_| Some(Burst)))
-        .await
-        .unwrap();
-    let c = TcpStream::connect(port.local_addr().as_inet().unwrap())
-        .await
-        .unwrap();
     let (_r, mut w) = c.into_split();
     // Fill the server's output (we never read), so its graceful close cannot finish.
     w.write_all(&[1u8; 4096]).await.unwrap();
@@ -508,14 +483,7 @@ async fn transport_handle_writes_from_another_task() {
             });
         }
     }
-    let reactor = Reactor::new();
-    let port = reactor
-        .listen_tcp("127.0.0.1:0", factory_fn(|_| Some(Later)))
-        .await
-        .unwrap();
-    let mut c = TcpStream::connect(port.local_addr().as_inet().unwrap())
-        .await
-        .unwrap();
+    let (reactor, mut c) = serve_and_connect(factory_fn(|_| Some(Later))).await;
     c.write_all(b"abc").await.unwrap();
     let mut got = String::new();
     within(c.read_to_string(&mut got)).await.unwrap();
@@ -536,14 +504,7 @@ async fn protocol_timers_fire_on_the_connection() {
             t.lose_connection();
         }
     }
-    let reactor = Reactor::new();
-    let port = reactor
-        .listen_tcp("127.0.0.1:0", factory_fn(|_| Some(Idle)))
-        .await
-        .unwrap();
-    let mut c = TcpStream::connect(port.local_addr().as_inet().unwrap())
-        .await
-        .unwrap();
+    let (reactor, mut c) = serve_and_connect(factory_fn(|_| Some(Idle))).await;
     let mut got = String::new();
     within(c.read_to_string(&mut got)).await.unwrap();
     assert_eq!(got, "idle timeout");
