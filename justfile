@@ -31,6 +31,7 @@ ci:
 bench:
     cargo run --release -p weft-bench -- run --write docs/benchmarks.md
     cargo bench -p weft-line
+    cargo bench -p weft-bench
     cargo bench -p weft-fetch
 
 # Heavier soak tests, ignored by default.

@@ -14,6 +14,7 @@
 
 mod load;
 mod procs;
+mod reference;
 mod report;
 mod run;
 mod servers;

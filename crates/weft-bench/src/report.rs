@@ -377,7 +377,7 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "| settings | {} s per measurement × {} repetitions (servers interleaved), {} runtime workers in every Rust server, loopback only |\n",
+            "| settings | {} s per measurement × {} repetitions (servers interleaved, in reverse order every other repetition), {} runtime workers in every Rust server, loopback only |\n",
             self.opts.secs, self.opts.reps, self.workers
         );
         for n in &self.notes {

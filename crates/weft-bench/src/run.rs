@@ -54,6 +54,10 @@ pub struct RunOpts {
     /// Only these modes (comma-separated: line,rate,idle,bulk).
     #[arg(long, default_value = "line,rate,idle,bulk")]
     pub modes: String,
+    /// Line-echo loads as `CONNSxWINDOW`, comma-separated (default: `1xW,CxW,1x1` from
+    /// `--conns` and `--window`); the first two are the ones checked against the targets.
+    #[arg(long)]
+    pub line_loads: Option<String>,
     /// A quick smoke run: 1 s per measurement, 1 repetition, 1000 idle connections.
     #[arg(long)]
     pub quick: bool,
@@ -351,21 +355,24 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
         }
     }
 
-    let cfgs = [
-        LineCfg {
-            conns: 1,
-            window: opts.window,
-        },
-        LineCfg {
-            conns: opts.conns,
-            window: opts.window,
-        },
-        LineCfg {
-            conns: 1,
-            window: 1,
-        },
-    ];
-    rep.line_cfgs = cfgs.to_vec();
+    let cfgs = match &opts.line_loads {
+        Some(list) => parse_line_loads(list)?,
+        None => vec![
+            LineCfg {
+                conns: 1,
+                window: opts.window,
+            },
+            LineCfg {
+                conns: opts.conns,
+                window: opts.window,
+            },
+            LineCfg {
+                conns: 1,
+                window: 1,
+            },
+        ],
+    };
+    rep.line_cfgs = cfgs.clone();
 
     let need_running = modes.iter().any(|m| matches!(*m, "line" | "rate" | "bulk"));
     if need_running {
@@ -380,9 +387,16 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
             running.push(Some(srv));
         }
         for r in 0..opts.reps {
+            // Every other repetition runs the servers in reverse order, so that a drift in the
+            // machine's load over a repetition does not always favour the same server.
+            let order: Vec<(usize, &Sut)> = if r % 2 == 0 {
+                suts.iter().enumerate().collect()
+            } else {
+                suts.iter().enumerate().rev().collect()
+            };
             if modes.contains(&"line") {
                 for (ci, cfg) in cfgs.iter().enumerate() {
-                    for (si, s) in suts.iter().enumerate() {
+                    for &(si, s) in &order {
                         if !s.role.is_line() {
                             continue;
                         }
@@ -410,7 +424,7 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
                 }
             }
             if modes.contains(&"rate") {
-                for (si, s) in suts.iter().enumerate() {
+                for &(si, s) in &order {
                     if !s.role.is_line() {
                         continue;
                     }
@@ -434,7 +448,7 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
                 }
             }
             if modes.contains(&"bulk") {
-                for (si, s) in suts.iter().enumerate() {
+                for &(si, s) in &order {
                     if !s.role.is_bulk() {
                         continue;
                     }
@@ -493,4 +507,42 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
         log(format!("wrote {}", path.display()));
     }
     Ok(())
+}
+
+/// Parses `--line-loads`: `CONNSxWINDOW` items, comma-separated.
+fn parse_line_loads(list: &str) -> io::Result<Vec<LineCfg>> {
+    let bad = |item: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("--line-loads: `{item}` is not CONNSxWINDOW (e.g. 50x64)"),
+        )
+    };
+    list.split(',')
+        .map(|item| {
+            let (c, w) = item.trim().split_once('x').ok_or_else(|| bad(item))?;
+            let conns: usize = c.parse().map_err(|_| bad(item))?;
+            let window: usize = w.parse().map_err(|_| bad(item))?;
+            if conns == 0 || window == 0 {
+                return Err(bad(item));
+            }
+            Ok(LineCfg { conns, window })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_loads_parse_and_reject_garbage() {
+        let v = parse_line_loads("1x64, 50x8").unwrap();
+        assert_eq!(
+            (v[0].conns, v[0].window, v[1].conns, v[1].window),
+            (1, 64, 50, 8)
+        );
+        for bad in ["", "50", "0x4", "4x0", "ax4"] {
+            assert!(parse_line_loads(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 }

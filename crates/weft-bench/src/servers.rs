@@ -6,7 +6,7 @@
 use std::io;
 use std::net::SocketAddr;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -78,13 +78,7 @@ async fn ref_line_conn(mut s: TcpStream) -> io::Result<()> {
         if s.read_buf(&mut rbuf).await? == 0 {
             return Ok(());
         }
-        let mut start = 0;
-        while let Some(i) = memchr::memchr(b'\n', &rbuf[start..]) {
-            wbuf.extend_from_slice(&rbuf[start..start + i]);
-            wbuf.extend_from_slice(b"\n");
-            start += i + 1;
-        }
-        rbuf.advance(start);
+        crate::reference::echo_lines(&mut rbuf, &mut wbuf);
         if !wbuf.is_empty() {
             s.write_all(&wbuf).await?;
             wbuf.clear();

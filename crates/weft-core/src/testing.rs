@@ -165,6 +165,30 @@ impl<P: Protocol> MemoryTransport<P> {
         out
     }
 
+    /// The peer reads the first `n` bytes written (all of them if fewer are buffered), as a
+    /// socket flush does: the bytes are dropped without a copy, the emptied buffer goes back
+    /// to the pool, and the protocol may get `resume_writing`. Returns how many were read.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.transport_mut().write("hello");
+    /// assert_eq!(conn.consume_written(2), 2);
+    /// assert_eq!(conn.written(), b"llo");
+    /// assert_eq!(conn.consume_written(100), 3);
+    /// assert!(conn.written().is_empty());
+    /// ```
+    pub fn consume_written(&mut self, n: usize) -> usize {
+        let n = n.min(self.conn.transport.wbuf.len());
+        if n > 0 {
+            self.conn.transport.consume(n);
+        }
+        self.conn.check_water();
+        n
+    }
+
     /// True once the protocol asked to close (`lose_connection`, `close_with_error`,
     /// `abort_connection`, or a panic).
     ///

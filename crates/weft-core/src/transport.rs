@@ -103,6 +103,8 @@ pub struct Transport {
     pub(crate) wbuf: BytesMut,
     pub(crate) closing: Option<Closing>,
     pub(crate) eof_requested: bool,
+    /// Set once writes are ignored (after an abort or `write_eof`): one flag for the hot path.
+    writes_shut: bool,
     pub(crate) user_paused: bool,
     pub(crate) write_paused: bool,
     high: usize,
@@ -136,6 +138,7 @@ impl Transport {
             wbuf: BytesMut::new(),
             closing: None,
             eof_requested: false,
+            writes_shut: false,
             user_paused: false,
             write_paused: false,
             high: DEFAULT_HIGH_WATER,
@@ -176,7 +179,7 @@ impl Transport {
     /// holds none), or `None` when there is nothing to write or writes are ignored.
     #[inline]
     fn buffer_for(&mut self, len: usize) -> Option<&mut BytesMut> {
-        if len == 0 || matches!(self.closing, Some(Closing::Abort)) || self.eof_requested {
+        if len == 0 || self.writes_shut {
             return None;
         }
         if self.wbuf.capacity() == 0 {
@@ -313,6 +316,7 @@ impl Transport {
     /// ```
     pub fn abort_connection(&mut self) {
         self.closing = Some(Closing::Abort);
+        self.writes_shut = true;
         self.release_buffer();
     }
 
@@ -337,6 +341,7 @@ impl Transport {
     /// ```
     pub fn write_eof(&mut self) {
         self.eof_requested = true;
+        self.writes_shut = true;
     }
 
     /// True once `lose_connection`, `close_with_error` or `abort_connection` was called.

@@ -550,6 +550,7 @@ impl LineControl<'_> {
     /// let conn = MemoryTransport::new(LineProtocol::new(Banner));
     /// assert_eq!(conn.written(), b"welcome\r\n\xffbytes\r\n3 users\r\n");
     /// ```
+    #[inline]
     pub fn send_line(&mut self, line: impl AsRef<[u8]>) {
         self.t.write_slices(&[line.as_ref(), &self.st.delimiter]);
     }

@@ -382,6 +382,7 @@ impl LineOnlyControl<'_> {
     /// conn.feed(b"hi\r\n");
     /// assert_eq!(conn.written(), b"hi\r\nhi\r\n");
     /// ```
+    #[inline]
     pub fn send_line(&mut self, line: impl AsRef<[u8]>) {
         self.t.write_slices(&[line.as_ref(), self.delimiter]);
     }
@@ -730,6 +731,31 @@ impl<R: LineOnlyReceiver> Protocol for LineOnlyProtocol<R> {
                 }
                 Completion::Incomplete => return,
             }
+        }
+        if let &[delim] = ctl.delimiter {
+            // The common one-byte delimiter: the same search and length rule as the scanner's
+            // (a line is accepted iff it is at most `max_length` bytes), without its state.
+            let bound = ctl.max_length.saturating_add(1);
+            while !data.is_empty() && !ctl.t.is_closing() {
+                let limit = data.len().min(bound);
+                match memchr::memchr(delim, &data[..limit]) {
+                    Some(i) => {
+                        self.receiver.line_received(&data[..i], &mut ctl);
+                        data = &data[i + 1..];
+                    }
+                    None if data.len() >= bound => {
+                        self.receiver.line_length_exceeded(data, &mut ctl);
+                        return;
+                    }
+                    None => {
+                        self.buf.extend_from_slice(data);
+                        // Everything held has been searched.
+                        self.scanner.set_searched(self.buf.len());
+                        return;
+                    }
+                }
+            }
+            return;
         }
         while !data.is_empty() && !ctl.t.is_closing() {
             match self.scanner.scan(data, ctl.delimiter, ctl.max_length) {

@@ -50,6 +50,7 @@ impl LineScanner {
     /// Looks for the first line of `buf`. Between two calls `buf` may only grow at its end;
     /// once a line (or `TooLong`) is returned the state resets, for a buffer that starts
     /// after it. `delim` must not be empty.
+    #[inline]
     pub(crate) fn scan(&mut self, buf: &[u8], delim: &[u8], max_length: usize) -> Scan {
         let d = delim.len();
         debug_assert!(d > 0, "empty delimiter");

@@ -7,8 +7,9 @@ use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder};
 use weft_core::testing::MemoryTransport;
 use weft_line::{
-    Int8Codec, Int16Codec, Int32Codec, Int32Protocol, LineCodec, LineControl, LineProtocol,
-    LineReceiver, NetstringCodec, NetstringProtocol, StringControl, StringReceiver,
+    Int8Codec, Int16Codec, Int32Codec, Int32Protocol, LineCodec, LineControl, LineOnlyControl,
+    LineOnlyProtocol, LineOnlyReceiver, LineProtocol, LineReceiver, NetstringCodec,
+    NetstringProtocol, StringControl, StringReceiver,
 };
 
 /// Cuts `wire` at the (sorted, deduplicated) points.
@@ -59,6 +60,37 @@ impl LineReceiver for Lines {
     fn line_received(&mut self, line: &[u8], _: &mut LineControl<'_>) {
         self.0.push(line.to_vec());
     }
+}
+
+/// Lines, and whether the length limit was hit (after which the connection closes).
+#[derive(Default)]
+struct OnlyLines {
+    lines: Vec<Vec<u8>>,
+    exceeded: bool,
+}
+impl LineOnlyReceiver for OnlyLines {
+    fn line_received(&mut self, line: &[u8], _: &mut LineOnlyControl<'_>) {
+        self.lines.push(line.to_vec());
+    }
+    fn line_length_exceeded(&mut self, _: &[u8], ctl: &mut LineOnlyControl<'_>) {
+        self.exceeded = true;
+        ctl.lose_connection();
+    }
+}
+
+/// What Twisted's length rule gives for the whole input: every line up to the first one
+/// longer than `max`; a rest with no delimiter fails once it reaches `max + delimiter.len()`.
+fn expected_lines(input: &[u8], delim: &[u8], max: usize) -> (Vec<Vec<u8>>, bool) {
+    let mut lines = Vec::new();
+    let mut rest = input;
+    while let Some(i) = rest.windows(delim.len()).position(|w| w == delim) {
+        if i > max {
+            return (lines, true);
+        }
+        lines.push(rest[..i].to_vec());
+        rest = &rest[i + delim.len()..];
+    }
+    (lines, rest.len() >= max + delim.len())
 }
 
 #[derive(Default)]
@@ -162,6 +194,27 @@ proptest! {
         }
         prop_assert_eq!(&conn.protocol().receiver().0, &frames);
         prop_assert_eq!(conn.protocol().buffered(), 0);
+    }
+
+    /// `LineOnlyProtocol` (whose one-byte delimiter has its own search loop) applies the
+    /// length rule exactly, whatever the chunking and the delimiter.
+    #[test]
+    fn line_only_protocol_follows_the_length_rule(
+        input in prop::collection::vec(prop::sample::select(b"ab\r\n".to_vec()), 0..120),
+        delim in prop::sample::select(vec![&b"\n"[..], b"\r\n", b"a", b"ab"]),
+        max in 0usize..12,
+        cuts in cuts(),
+    ) {
+        let mut conn = MemoryTransport::new(
+            LineOnlyProtocol::new(OnlyLines::default()).with_delimiter(delim).with_max_length(max),
+        );
+        for piece in split(&input, &cuts) {
+            conn.feed(piece);
+        }
+        let (lines, exceeded) = expected_lines(&input, delim, max);
+        let got = conn.protocol().receiver();
+        prop_assert_eq!(&got.lines, &lines);
+        prop_assert_eq!(got.exceeded, exceeded);
     }
 
     #[test]
