@@ -618,7 +618,9 @@ impl Report {
              cargo run --release -p weft-bench -- run --install-twisted --write docs/benchmarks.md\n\
              # a quick smoke run, or only some modes:\n\
              cargo run --release -p weft-bench -- run --quick\n\
-             cargo run --release -p weft-bench -- run --modes line,rate --reps 5\n```\n"
+             cargo run --release -p weft-bench -- run --modes line,rate --reps 5\n\
+             # one line-echo load, many repetitions (CONNSxWINDOW):\n\
+             cargo run --release -p weft-bench -- run --modes line --line-loads 50x64 --reps 30\n```\n"
         );
         let _ = writeln!(
             o,
@@ -628,7 +630,9 @@ impl Report {
              line is the server's own cost. Each measurement runs {} s. On a 2-core machine \
              shared with other work the per-repetition ratios spread widely (see the brackets \
              in the targets table): a target whose range straddles the goal is not reliably \
-             met, whatever its median says; rerun with more `--reps` on an idle machine.",
+             met, whatever its median says; rerun with more `--reps` on an idle machine. For the \
+             user-space cost alone, free of this noise, `cargo bench -p weft-bench` compares \
+             weft's line path with the reference's loop in memory.",
             self.opts.secs
         );
         o

@@ -216,11 +216,25 @@ impl<P: Protocol> Conn<P> {
     }
 
     /// Calls `pause_writing`/`resume_writing` when the buffer crosses the water marks.
+    #[inline]
     pub(crate) fn check_water(&mut self) {
+        let t = &self.transport;
+        let len = t.write_buffer_size();
+        let crossed = if t.write_paused {
+            len <= t.low_water()
+        } else {
+            len > t.high_water()
+        };
+        if crossed {
+            self.water_crossed(len);
+        }
+    }
+
+    #[cold]
+    fn water_crossed(&mut self, len: usize) {
         if self.panicked.is_some() || self.lost {
             return;
         }
-        let len = self.transport.write_buffer_size();
         if !self.transport.write_paused && len > self.transport.high_water() {
             self.transport.write_paused = true;
             self.call(|p, t| p.pause_writing(t));

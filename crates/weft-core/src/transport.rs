@@ -577,9 +577,13 @@ impl Transport {
 
     /// Marks `n` bytes as sent, returning the buffer to the pool once it is empty.
     pub(crate) fn consume(&mut self, n: usize) {
-        self.wbuf.advance(n);
-        if self.wbuf.is_empty() {
+        if n >= self.wbuf.len() {
+            // All written: `clear` keeps the buffer's start where it is, so returning it to
+            // the pool needs no reclaiming of space that `advance` would have skipped.
+            self.wbuf.clear();
             self.release_buffer();
+        } else {
+            self.wbuf.advance(n);
         }
     }
 
