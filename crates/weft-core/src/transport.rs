@@ -424,10 +424,37 @@ impl Transport {
         self.user_paused = false;
     }
 
-    /// True while reading is paused, by [`pause_producing`](Self::pause_producing) or because
-    /// the outgoing buffer is above its high water mark.
+    /// True between [`pause_producing`](Self::pause_producing) and
+    /// [`resume_producing`](Self::resume_producing), whoever called them (the protocol, or
+    /// another task through a [`TransportHandle`]). Backpressure is not counted: see
+    /// [`is_reading_paused`](Self::is_reading_paused).
     ///
-    /// See [`pause_producing`](Self::pause_producing) for an example.
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// struct Flood;
+    /// impl Protocol for Flood {
+    ///     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+    ///         t.write(data.repeat(100_000)); // far above the high water mark
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(Flood);
+    /// conn.feed(b"x");
+    /// assert!(conn.transport().is_reading_paused()); // backpressure
+    /// assert!(!conn.transport().is_producing_paused()); // but nobody paused
+    /// conn.transport_mut().pause_producing();
+    /// assert!(conn.transport().is_producing_paused());
+    /// ```
+    pub fn is_producing_paused(&self) -> bool {
+        self.user_paused
+    }
+
+    /// True while the connection does not read from the peer: paused by
+    /// [`pause_producing`](Self::pause_producing) (see
+    /// [`is_producing_paused`](Self::is_producing_paused)), or because the outgoing buffer is
+    /// above its high water mark, until it drains to the low one.
+    ///
+    /// See [`pause_producing`](Self::pause_producing) and
+    /// [`is_producing_paused`](Self::is_producing_paused) for examples.
     pub fn is_reading_paused(&self) -> bool {
         self.user_paused || self.write_paused
     }

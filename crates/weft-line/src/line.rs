@@ -1288,7 +1288,7 @@ impl<R: LineReceiver> LineProtocol<R> {
 
     /// A resume made directly on the transport (or through a handle) also resumes lines.
     fn sync_pause(&mut self, t: &Transport) {
-        if self.st.paused && !self.st.stopped && !t.is_reading_paused() {
+        if self.st.paused && !self.st.stopped && !t.is_producing_paused() {
             self.st.paused = false;
         }
     }

@@ -1080,7 +1080,7 @@ impl<R: StringReceiver, F: Framing> StringProtocol<R, F> {
 
     /// A resume made directly on the transport (or through a handle) also resumes delivery.
     fn sync_pause(&mut self, t: &Transport) {
-        if self.paused && !t.is_reading_paused() {
+        if self.paused && !t.is_producing_paused() {
             self.paused = false;
         }
     }
