@@ -72,11 +72,7 @@ fn main() -> Result<(), ServerError> {
                 let server = TcpServer::bind_with(addr.as_str(), Handler, config).await?;
                 if !server.info().is_worker() {
                     eprintln!("listening on {}", server.server_address());
-                    let handle = server.shutdown_handle();
-                    tokio::spawn(async move {
-                        let _ = tokio::signal::ctrl_c().await;
-                        handle.request();
-                    });
+                    server.shutdown_handle().request_on_signals()?;
                 }
                 server.serve_forever().await?;
                 server.close().await

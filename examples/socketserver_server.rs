@@ -36,11 +36,7 @@ async fn main() -> Result<(), weft::server::ServerError> {
     let config = ServerConfig::new().concurrency(Concurrency::Sequential);
     let server = TcpServer::bind_with(addr.as_str(), Handler, config).await?;
     eprintln!("listening on {}", server.server_address());
-    let handle = server.shutdown_handle();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        handle.request();
-    });
+    server.shutdown_handle().request_on_signals()?; // Ctrl-C stops serving cleanly
     server.serve_forever().await?;
     server.close().await
 }

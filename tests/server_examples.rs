@@ -199,7 +199,7 @@ fn server_examples_thank_each_client() {
             );
             continue;
         };
-        let (_running, addr, mut out) = start(&path, extra);
+        let (mut running, addr, mut out) = start(&path, extra);
         for _ in 0..3 {
             let mut s = TcpStream::connect(&addr).unwrap();
             s.set_read_timeout(Some(LIMIT)).unwrap();
@@ -211,6 +211,30 @@ fn server_examples_thank_each_client() {
             out.read_line(&mut line).unwrap();
             assert_eq!(line, format!("Got connection from {me}\n"), "{name}");
         }
+        // Ctrl-C stops the async servers cleanly (`ShutdownHandle::request_on_signals`);
+        // the fork-per-request server keeps Python's behaviour (the signal ends it).
+        if name != "forking_server" || !extra.is_empty() {
+            assert_exits_cleanly_on_sigint(&mut running, name);
+        }
+    }
+}
+
+/// Sends SIGINT and waits (bounded) for a successful exit.
+fn assert_exits_cleanly_on_sigint(running: &mut Running, name: &str) {
+    let pid = running.0.id().to_string();
+    let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(sent.success(), "kill -INT {pid}");
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            assert!(status.success(), "{name} exited with {status} after SIGINT");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} still running {LIMIT:?} after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -184,6 +184,52 @@ impl ShutdownHandle {
         futures::executor::block_on(self.shutdown());
     }
 
+    /// Requests a stop on the first SIGINT (Ctrl-C) or SIGTERM: what a `KeyboardInterrupt`
+    /// does to Python's `serve_forever`, but clean: the loop returns `Ok`, and `close` then
+    /// waits for the requests being handled. Call it from within a tokio runtime; the
+    /// handlers are installed before it returns, so a signal from then on is caught.
+    ///
+    /// tokio never uninstalls a signal handler: once this was called, SIGINT and SIGTERM
+    /// no longer kill the process by default, and signals after the first are ignored.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error if a handler cannot be installed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use weft_server::TcpServer;
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Quiet;
+    /// # impl RequestHandler<StreamRequest> for Quiet {
+    /// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = TcpServer::bind("127.0.0.1:1234", Quiet).await?;
+    /// server.shutdown_handle().request_on_signals()?;
+    /// server.serve_forever().await?; // until Ctrl-C
+    /// server.close().await?; // waits for the requests in flight
+    /// # Ok(()) }
+    /// ```
+    pub fn request_on_signals(&self) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let handle = self.clone();
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            tracing::info!(signal = name, "stopping the server");
+            handle.request();
+        });
+        Ok(())
+    }
+
     /// Whether a serving loop is running.
     ///
     /// # Examples
