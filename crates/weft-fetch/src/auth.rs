@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use md5::Digest as _;
 
-use crate::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use crate::header::{HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use crate::{Error, Url};
 
 #[derive(Debug, Clone)]
@@ -272,8 +272,14 @@ impl Challenge {
 
 /// Parses every challenge in every `WWW-Authenticate` header.
 pub(crate) fn parse_challenges(headers: &HeaderMap) -> Vec<Challenge> {
+    parse_challenges_in(headers, WWW_AUTHENTICATE)
+}
+
+/// Parses every challenge in every header `name` (`WWW-Authenticate` or
+/// `Proxy-Authenticate`).
+pub(crate) fn parse_challenges_in(headers: &HeaderMap, name: HeaderName) -> Vec<Challenge> {
     let mut out = Vec::new();
-    for v in headers.get_all(WWW_AUTHENTICATE) {
+    for v in headers.get_all(name) {
         if let Ok(s) = v.to_str() {
             parse_challenge_str(s, &mut out);
         }
@@ -487,29 +493,45 @@ pub(crate) fn digest_authorization(ch: &Challenge, inp: &DigestInput<'_>) -> Res
     Ok(v)
 }
 
-/// Chooses a challenge and builds the `Authorization` header for it. Digest is preferred over
-/// Basic, as urllib tries its Digest handler first.
+/// True if a Digest challenge says `stale=true`: the nonce expired, the credentials were right,
+/// so one more try is worth it.
+pub(crate) fn any_stale(challenges: &[Challenge]) -> bool {
+    challenges.iter().any(|c| {
+        c.scheme == "digest"
+            && c.param("stale")
+                .is_some_and(|s| s.eq_ignore_ascii_case("true"))
+    })
+}
+
+/// The request-target of `url` in origin form (`/path?query`), the Digest `uri` for a server.
+pub(crate) fn origin_form(url: &Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
+    }
+}
+
+/// Chooses a challenge and builds the `Authorization` (or `Proxy-Authorization`) header for
+/// it. Digest is preferred over Basic, as urllib tries its Digest handler first. Credentials
+/// are looked up for `url`; `uri` is the request-target the Digest response covers.
 pub(crate) fn authorization_for(
     challenges: &[Challenge],
     pm: &PasswordManager,
     url: &Url,
     allow_any: bool,
     method: &str,
+    uri: &str,
 ) -> Result<Option<HeaderValue>, Error> {
     let find = |realm: Option<&str>| pm.lookup(realm, url, allow_any);
     if let Some(ch) = challenges.iter().find(|c| c.scheme == "digest") {
         if let Some((user, password)) = find(ch.param("realm")) {
-            let uri = match url.query() {
-                Some(q) => format!("{}?{q}", url.path()),
-                None => url.path().to_string(),
-            };
             let v = digest_authorization(
                 ch,
                 &DigestInput {
                     user,
                     password,
                     method,
-                    uri: &uri,
+                    uri,
                     nc: 1,
                     cnonce: None,
                 },

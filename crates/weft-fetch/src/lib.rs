@@ -291,7 +291,7 @@ mod no_panic {
             let mut pm = PasswordManager::new();
             pm.add(None, &s, "u", "p");
             pm.add_default("u", "p");
-            let _ = crate::auth::authorization_for(&chs, &pm, &url, true, "GET");
+            let _ = crate::auth::authorization_for(&chs, &pm, &url, true, "GET", "/");
             let _ = crate::response::parse_header_line(&s);
             let _ = Request::new(&s);
         }

@@ -5,12 +5,15 @@ use std::fmt;
 use std::sync::{Arc, Once, RwLock};
 use std::time::Duration;
 
-use crate::auth::{PasswordManager, authorization_for, parse_challenges};
+use crate::auth::{
+    PasswordManager, any_stale, authorization_for, origin_form, parse_challenges,
+    parse_challenges_in,
+};
 use crate::cookies::CookieJar;
 use crate::handler::{DataHandler, FileHandler, SchemeHandler};
 use crate::header::{
     ACCEPT_ENCODING, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName,
-    HeaderValue, LOCATION, PROXY_AUTHORIZATION, USER_AGENT,
+    HeaderValue, LOCATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, USER_AGENT,
 };
 use crate::request::{IntoRequest, basic_value};
 use crate::response::{http_body_stream, parse_header_line};
@@ -122,6 +125,9 @@ pub(crate) struct Inner {
     max_redirects: usize,
     max_repeats: usize,
     passwords: RwLock<PasswordManager>,
+    /// Credentials for 407 challenges of the proxy, and the proxy they are looked up under.
+    proxy_passwords: PasswordManager,
+    proxy_url: Option<Url>,
     preemptive_basic: bool,
     /// Basic credentials that succeeded, by URL directory: sent up front next time
     /// (urllib's `HTTPPasswordMgrWithPriorAuth`).
@@ -181,6 +187,7 @@ pub struct OpenerBuilder {
     proxies: Vec<String>,
     env_proxies: bool,
     passwords: PasswordManager,
+    proxy_passwords: PasswordManager,
     preemptive_basic: bool,
     cookies: Option<Arc<CookieJar>>,
     root_certs: Vec<Vec<u8>>,
@@ -218,6 +225,7 @@ impl Default for OpenerBuilder {
             proxies: Vec::new(),
             env_proxies: true,
             passwords: PasswordManager::new(),
+            proxy_passwords: PasswordManager::new(),
             preemptive_basic: false,
             cookies: None,
             root_certs: Vec::new(),
@@ -547,6 +555,41 @@ impl OpenerBuilder {
         self
     }
 
+    /// Adds credentials for the proxy's 407 challenges (urllib's `ProxyBasicAuthHandler` and
+    /// `ProxyDigestAuthHandler`): `realm` as for [`add_password`](Self::add_password), `uri`
+    /// the proxy's URL (any URL matches when no [`proxy`](Self::proxy) is set, e.g. with
+    /// `http_proxy`).
+    ///
+    /// They answer Basic and Digest challenges on plain-http requests, which a proxy sees
+    /// whole. An https request reaches its server through a `CONNECT` tunnel that reqwest
+    /// opens itself: for that, put the credentials in the proxy URL
+    /// (`http://user:pass@host:port`), which sends them as Basic up front.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Opener;
+    ///
+    /// # fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder()
+    ///     .proxy("http://127.0.0.1:3128")
+    ///     .add_proxy_password(Some("squid"), "http://127.0.0.1:3128", "joe", "s3cret")
+    ///     .build()?;
+    /// # drop(opener);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn add_proxy_password(
+        mut self,
+        realm: Option<&str>,
+        uri: &str,
+        user: &str,
+        password: &str,
+    ) -> Self {
+        self.proxy_passwords.add(realm, uri, user, password);
+        self
+    }
+
     /// Credentials for any realm, used only on the host of the original request (curl's `-u`).
     ///
     /// # Examples
@@ -778,6 +821,8 @@ impl OpenerBuilder {
                 max_redirects: self.max_redirects,
                 max_repeats: self.max_repeats,
                 passwords: RwLock::new(self.passwords),
+                proxy_passwords: self.proxy_passwords,
+                proxy_url: self.proxies.first().and_then(|p| Url::parse(p).ok()),
                 preemptive_basic: self.preemptive_basic,
                 prior_auth: RwLock::new(Vec::new()),
                 cookies: self.cookies,
@@ -945,6 +990,8 @@ impl Opener {
         let mut hops = 0usize;
         let mut auth: Option<HeaderValue> = None;
         let mut auth_attempts = 0u32;
+        let mut proxy_auth: Option<HeaderValue> = None;
+        let mut proxy_attempts = 0u32;
         loop {
             let on_first_host = same_host(&url, &first);
             let mut h = headers.clone();
@@ -978,6 +1025,9 @@ impl Opener {
                     }
                 }
             }
+            if let Some(a) = &proxy_auth {
+                h.insert(PROXY_AUTHORIZATION, a.clone());
+            }
             let mut rb = inner.client.request(method.clone(), url.clone()).headers(h);
             if let Some(b) = &body {
                 rb = rb.body(b.clone());
@@ -998,20 +1048,51 @@ impl Opener {
 
             if status == StatusCode::UNAUTHORIZED && auth_attempts < 3 {
                 let challenges = parse_challenges(resp.headers());
-                let stale = challenges.iter().any(|c| {
-                    c.scheme == "digest"
-                        && c.param("stale")
-                            .is_some_and(|s| s.eq_ignore_ascii_case("true"))
-                });
+                let stale = any_stale(&challenges);
                 if auth_attempts == 0 || stale {
                     let value = {
                         let pm = inner.passwords.read().unwrap_or_else(|p| p.into_inner());
-                        authorization_for(&challenges, &pm, &url, on_first_host, method.as_str())?
+                        authorization_for(
+                            &challenges,
+                            &pm,
+                            &url,
+                            on_first_host,
+                            method.as_str(),
+                            &origin_form(&url),
+                        )?
                     };
                     if let Some(v) = value {
                         tracing::debug!(%url, "retrying with credentials");
                         auth = Some(v);
                         auth_attempts += 1;
+                        continue;
+                    }
+                }
+            }
+
+            if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED
+                && proxy_attempts < 3
+                && !inner.proxy_passwords.is_empty()
+            {
+                let challenges = parse_challenges_in(resp.headers(), PROXY_AUTHENTICATE);
+                let stale = any_stale(&challenges);
+                if proxy_attempts == 0 || stale {
+                    // A proxy sees the request-target in absolute form: that is what a
+                    // Digest response covers.
+                    let mut target = url.clone();
+                    target.set_fragment(None);
+                    let value = authorization_for(
+                        &challenges,
+                        &inner.proxy_passwords,
+                        inner.proxy_url.as_ref().unwrap_or(&url),
+                        true,
+                        method.as_str(),
+                        target.as_str(),
+                    )?;
+                    if let Some(v) = value {
+                        tracing::debug!(%url, "retrying with proxy credentials");
+                        proxy_auth = Some(v);
+                        proxy_attempts += 1;
                         continue;
                     }
                 }
@@ -1075,6 +1156,8 @@ impl Opener {
                     tracing::debug!(from = %url, to = %next, status = status.as_u16(), "redirect");
                     auth = None;
                     auth_attempts = 0;
+                    proxy_auth = None;
+                    proxy_attempts = 0;
                     url = next;
                     continue;
                 }
