@@ -22,6 +22,7 @@ pub(crate) trait RawStream: Send + Sync + 'static {
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize>;
     fn shutdown_write(&self) -> io::Result<()>;
     /// Makes the coming close send a reset (SO_LINGER 0).
     fn set_reset_on_close(&self);
@@ -46,6 +47,9 @@ macro_rules! raw_stream {
             }
             fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
                 <$t>::try_write(self, buf)
+            }
+            fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+                <$t>::try_write_vectored(self, bufs)
             }
             fn shutdown_write(&self) -> io::Result<()> {
                 socket2::SockRef::from(self).shutdown(std::net::Shutdown::Write)
@@ -267,7 +271,11 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
                         }
                         // While closing, input is read and discarded.
                         if conn.transport.closing.is_none() {
-                            conn.data(&buf[..n]);
+                            let data = &buf[..n];
+                            conn.transport.in_read = true;
+                            pool::with_read_window(data, || conn.data(data));
+                            conn.transport.in_read = false;
+                            send_direct(stream, conn, data)?;
                         }
                         Ok(true)
                     }
@@ -371,6 +379,43 @@ fn discard_pending_input<S: RawStream>(stream: &S) {
             }
         }
     });
+}
+
+/// Sends a write that `data_received` left in the read buffer (`data`), with whatever it
+/// buffered after it in one vectored write; keeps what the socket does not take.
+fn send_direct<S: RawStream, P: Protocol>(
+    stream: &S,
+    conn: &mut Conn<P>,
+    data: &[u8],
+) -> io::Result<()> {
+    let (off, len) = conn.transport.direct;
+    if len == 0 {
+        return Ok(());
+    }
+    let bytes = &data[off as usize..(off + len) as usize];
+    let t = &mut conn.transport;
+    let sent = if t.wbuf.is_empty() {
+        stream.try_write(bytes)
+    } else {
+        stream.try_write_vectored(&[io::IoSlice::new(bytes), io::IoSlice::new(&t.wbuf)])
+    };
+    let (sent, err) = match sent {
+        Ok(n) => (n, None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            (0, None)
+        }
+        Err(e) => (0, Some(e)),
+    };
+    t.settle_direct(bytes, sent);
+    match err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Writes as much of the outgoing buffer as the socket takes now.

@@ -1,6 +1,6 @@
 //! The [`Transport`] a protocol writes to, and the cross-task [`TransportHandle`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
@@ -105,6 +105,14 @@ pub struct Transport {
     pub(crate) eof_requested: bool,
     /// Set once writes are ignored (after an abort or `write_eof`): one flag for the hot path.
     writes_shut: bool,
+    /// Set by the socket driver while `data_received` runs on its read buffer: a large write
+    /// of those very bytes may then be recorded in `direct` instead of copied.
+    pub(crate) in_read: bool,
+    /// A write not copied yet: `(offset, len)` of bytes in the read buffer of the running
+    /// `data_received` (`len` 0: none). Always ahead of `wbuf`, which was empty when it was
+    /// recorded; the driver sends it from the read buffer as soon as the callback returns and
+    /// copies into `wbuf` only what the socket did not take.
+    pub(crate) direct: (u32, u32),
     pub(crate) user_paused: bool,
     pub(crate) write_paused: bool,
     high: usize,
@@ -139,6 +147,8 @@ impl Transport {
             closing: None,
             eof_requested: false,
             writes_shut: false,
+            in_read: false,
+            direct: (0, 0),
             user_paused: false,
             write_paused: false,
             high: DEFAULT_HIGH_WATER,
@@ -156,6 +166,10 @@ impl Transport {
     /// Buffers `data` for sending. Never blocks. Ignored after `abort_connection` and `write_eof`;
     /// still sent after `lose_connection` (the close waits for it).
     ///
+    /// Echoing what `data_received` was given costs no copy when it is large (2 KiB or more)
+    /// and nothing else is buffered: the connection's task sends it straight from its read
+    /// buffer once the callback returns.
+    ///
     /// ```
     /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
     /// struct Echo;
@@ -170,6 +184,19 @@ impl Transport {
     /// ```
     pub fn write(&mut self, data: impl AsRef<[u8]>) {
         let data = data.as_ref();
+        if self.in_read
+            && data.len() >= pool::DIRECT_MIN
+            && self.wbuf.is_empty()
+            && self.direct.1 == 0
+            && !self.writes_shut
+        {
+            if let Some(off) = pool::read_offset(data) {
+                // Echoing (part of) what was just read: the driver writes it from the read
+                // buffer itself, saving the copy.
+                self.direct = (off, data.len() as u32);
+                return;
+            }
+        }
         if let Some(buf) = self.buffer_for(data.len()) {
             buf.extend_from_slice(data);
         }
@@ -317,6 +344,7 @@ impl Transport {
     pub fn abort_connection(&mut self) {
         self.closing = Some(Closing::Abort);
         self.writes_shut = true;
+        self.direct = (0, 0);
         self.release_buffer();
     }
 
@@ -470,7 +498,7 @@ impl Transport {
     /// assert_eq!(conn.transport().write_buffer_size(), 5);
     /// ```
     pub fn write_buffer_size(&self) -> usize {
-        self.wbuf.len()
+        self.wbuf.len() + self.direct.1 as usize
     }
 
     /// Sets the high and low water marks of the outgoing buffer (defaults 64 KiB and 16 KiB).
@@ -612,6 +640,26 @@ impl Transport {
         } else {
             self.wbuf.advance(n);
         }
+    }
+
+    /// Settles a `direct` write after `sent` of its bytes (`bytes`, from the read buffer) and
+    /// of what followed in `wbuf` went out: whatever was not sent is kept, in order.
+    pub(crate) fn settle_direct(&mut self, bytes: &[u8], sent: usize) {
+        self.direct = (0, 0);
+        if sent >= bytes.len() {
+            let rest = sent - bytes.len();
+            if rest > 0 {
+                self.consume(rest);
+            }
+            return;
+        }
+        let unsent = &bytes[sent..];
+        let mut buf = pool::take_write_buffer();
+        buf.reserve(unsent.len() + self.wbuf.len());
+        buf.extend_from_slice(unsent);
+        buf.extend_from_slice(&self.wbuf);
+        self.release_buffer();
+        self.wbuf = buf;
     }
 
     pub(crate) fn release_buffer(&mut self) {
@@ -790,7 +838,13 @@ pub(crate) mod pool {
     const KEEP_MAX: usize = 256 * 1024;
     const POOLED: usize = 16;
 
+    /// Writes at least this long of bytes still in the read buffer are sent from it without
+    /// a copy (below it, copying costs less than the bookkeeping).
+    pub(crate) const DIRECT_MIN: usize = 2048;
+
     thread_local! {
+        /// The bytes handed to the running `data_received` (address, length); (0, 0): none.
+        static READ_WINDOW: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
         static READ: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         static WRITE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     }
@@ -807,6 +861,29 @@ pub(crate) mod pool {
             // Re-entered (a protocol driving another connection by hand): use a fresh buffer.
             Err(_) => f(&mut vec![0; READ_SIZE]),
         })
+    }
+
+    /// Runs `f` with `data` marked as the bytes of the running `data_received`.
+    pub(crate) fn with_read_window<R>(data: &[u8], f: impl FnOnce() -> R) -> R {
+        /// Restores the previous window, even on unwind.
+        struct Restore((usize, usize));
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                READ_WINDOW.with(|w| w.set(self.0));
+            }
+        }
+        let _restore =
+            Restore(READ_WINDOW.with(|w| w.replace((data.as_ptr() as usize, data.len()))));
+        f()
+    }
+
+    /// Where `data` starts within the bytes of the running `data_received`, if it lies wholly
+    /// inside them (compares addresses only).
+    pub(crate) fn read_offset(data: &[u8]) -> Option<u32> {
+        let (base, len) = READ_WINDOW.with(Cell::get);
+        let start = data.as_ptr() as usize;
+        let off = start.checked_sub(base)?;
+        (len != 0 && off + data.len() <= len).then_some(off as u32)
     }
 
     pub(crate) fn take_write_buffer() -> BytesMut {
@@ -828,5 +905,72 @@ pub(crate) mod pool {
                 p.push(buf);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport() -> Transport {
+        Transport::new(0, Address::Unix(None), Address::Unix(None))
+    }
+
+    #[test]
+    fn an_unsent_direct_write_goes_ahead_of_the_buffer() {
+        let mut t = transport();
+        t.write("XYZ");
+        t.direct = (0, 6);
+        assert_eq!(t.write_buffer_size(), 9);
+        t.settle_direct(b"abcdef", 2);
+        assert_eq!(&t.wbuf[..], b"cdefXYZ");
+        assert_eq!(t.direct, (0, 0));
+    }
+
+    #[test]
+    fn a_sent_direct_write_takes_its_share_of_the_buffer() {
+        let mut t = transport();
+        t.write("XYZ");
+        t.direct = (0, 3);
+        t.settle_direct(b"abc", 5);
+        assert_eq!(&t.wbuf[..], b"Z");
+        t.direct = (0, 3);
+        t.settle_direct(b"abc", 4);
+        assert!(t.wbuf.is_empty());
+        t.direct = (0, 3);
+        t.settle_direct(b"abc", 0);
+        assert_eq!(&t.wbuf[..], b"abc");
+    }
+
+    #[test]
+    fn only_bytes_of_the_running_read_are_written_directly() {
+        let read = vec![b'r'; 3 * pool::DIRECT_MIN];
+        let other = vec![b'o'; 3 * pool::DIRECT_MIN];
+        let mut t = transport();
+        // Outside a driver's read: copied.
+        t.write(&read[..]);
+        assert_eq!(t.direct, (0, 0));
+        assert_eq!(t.wbuf.len(), read.len());
+
+        let mut t = transport();
+        t.in_read = true;
+        pool::with_read_window(&read, || {
+            t.write(&other[..]); // not from the read buffer: copied
+            assert_eq!(t.direct, (0, 0));
+        });
+        let mut t = transport();
+        t.in_read = true;
+        pool::with_read_window(&read, || {
+            t.write(&read[10..10 + pool::DIRECT_MIN]);
+            assert_eq!(t.direct, (10, pool::DIRECT_MIN as u32));
+            t.write(&read[..pool::DIRECT_MIN]); // a second one queues behind it: copied
+            assert_eq!(t.wbuf.len(), pool::DIRECT_MIN);
+            t.write(&read[..10]); // and a small one too
+        });
+        assert_eq!(t.write_buffer_size(), 2 * pool::DIRECT_MIN + 10);
+        // The window is gone once the callback returned.
+        assert_eq!(pool::read_offset(&read), None);
+        t.abort_connection();
+        assert_eq!(t.direct, (0, 0), "an abort drops it");
     }
 }
