@@ -54,6 +54,7 @@ use crate::config::{Concurrency, ServerConfig};
 use crate::error::ServerError;
 use crate::handler::{BlockingRequestHandler, panic_error, run_blocking};
 use crate::request::{BlockingStreamRequest, DatagramRequest, ServerInfo};
+use crate::server::bind_first;
 
 /// `ForkingMixIn.max_children` when the config does not say.
 ///
@@ -224,183 +225,101 @@ fn child_status<R: Send + 'static, H: BlockingRequestHandler<R>>(
     status
 }
 
-/// A blocking TCP or Unix stream server that forks a child per connection. See the
+/// A blocking server that forks a child per request: [`ForkingServer`] (TCP, Unix
+/// stream) or [`ForkingDatagramServer`] (UDP, Unix datagram). See the
 /// [module documentation](self).
+///
+/// `S` is the server's socket, [`StreamSocket`] or [`DatagramSocket`], and `H` its
+/// handler; write the aliases rather than `Forking` itself. The accessors and the
+/// serving methods are the same for both kinds; binding is that of each kind.
 ///
 /// # Examples
 ///
-/// The life cycle of a forking server, in the `main` of a program that has started no
-/// threads. This example forks for each connection, so it is only compiled here.
-///
-/// ```no_run
-/// use std::sync::atomic::{AtomicBool, Ordering};
-/// use weft_server::fork::ForkingServer;
-/// use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult, ServerConfig};
-///
-/// struct Thanks;
-/// impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-///     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-///         req.write_all(b"Thank you for connecting")?;
-///         Ok(())
-///     }
-/// }
-///
-/// static STOP: AtomicBool = AtomicBool::new(false); // set by a signal handler, say
-///
-/// fn main() -> Result<(), weft_server::ServerError> {
-///     let mut server = ForkingServer::bind_tcp("127.0.0.1:8000", Thanks, ServerConfig::new())?;
-///     server.serve_until(|| STOP.load(Ordering::Relaxed))?;
-///     server.close() // waits for the children
-/// }
 /// ```
-pub struct ForkingServer<H> {
-    listener: Option<StdListener>,
+/// use weft_server::fork::{DatagramSocket, Forking, ForkingDatagramServer};
+/// use weft_server::ServerConfig;
+/// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
+/// # struct Ack;
+/// # impl BlockingRequestHandler<DatagramRequest> for Ack {
+/// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+/// #         req.wfile.extend_from_slice(b"ack");
+/// #         Ok(())
+/// #     }
+/// # }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server: Forking<DatagramSocket, Ack> =
+///     ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, ServerConfig::new())?;
+/// assert_eq!(server.active_children(), 0);
+/// server.close()?;
+/// # Ok(()) }
+/// ```
+pub struct Forking<S, H> {
+    socket: Option<S>,
     handler: Arc<H>,
     info: Arc<ServerInfo>,
     children: Children,
     path: Option<PathBuf>,
 }
 
-impl<H> std::fmt::Debug for ForkingServer<H> {
+mod sealed {
+    use std::time::Duration;
+
+    use crate::error::ServerError;
+    use crate::handler::BlockingRequestHandler;
+
+    /// The sockets of a [`Forking`](super::Forking) server: what differs between the
+    /// stream and the datagram kind.
+    pub trait Socket: Sized {
+        /// The name `Debug` shows.
+        const NAME: &'static str;
+        /// What is logged when receiving a request fails.
+        const FAILED: &'static str;
+        /// What is logged when `verify_request` refuses a request.
+        const REFUSED: &'static str;
+        /// The request a handler of this kind gets.
+        type Request: Send + 'static;
+
+        /// Sets how long receiving a request may block.
+        fn set_timeout(&self, t: Option<Duration>) -> std::io::Result<()>;
+
+        /// Waits up to `timeout` for a request and forks a child for it; returns
+        /// whether one came.
+        fn fork_next<H: BlockingRequestHandler<Self::Request>>(
+            server: &mut super::Forking<Self, H>,
+            timeout: Option<Duration>,
+            call_timeout: bool,
+        ) -> Result<bool, ServerError>;
+    }
+}
+
+impl<S: sealed::Socket, H> std::fmt::Debug for Forking<S, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ForkingServer")
+        f.debug_struct(S::NAME)
             .field("address", &self.info.address)
             .field("active_children", &self.children.active.len())
             .finish_non_exhaustive()
     }
 }
 
-impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
-    /// Binds a TCP forking server (`ForkingTCPServer`). `max_children` comes from a
-    /// [`Concurrency::Processes`] in `config`, else [`DEFAULT_MAX_CHILDREN`].
-    ///
-    /// # Errors
-    ///
-    /// Returns [`ServerError::Io`] if the address cannot be resolved or no address it
-    /// resolves to can be bound and listened on, and [`ServerError::NoAddress`] if it
-    /// resolves to nothing.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// # struct Thanks;
-    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    /// #         req.write_all(b"Thank you for connecting")?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
-    /// assert_ne!(server.server_address().as_inet().ok_or("not an IP address")?.port(), 0);
-    /// server.close()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn bind_tcp(
-        addr: impl std::net::ToSocketAddrs,
-        handler: H,
-        config: ServerConfig,
-    ) -> Result<Self, ServerError> {
-        let mut last = None;
-        for a in addr.to_socket_addrs()? {
-            let r = (|| {
-                let s = Socket::new(Domain::for_address(a), Type::STREAM, None)?;
-                s.set_reuse_address(config.reuse_address)?;
-                if config.reuse_port {
-                    s.set_reuse_port(true)?;
-                }
-                s.bind(&a.into())?;
-                s.listen(config.backlog)?;
-                io::Result::Ok(s)
-            })();
-            match r {
-                Ok(s) => {
-                    let l = std::net::TcpListener::from(s);
-                    let address = Address::Inet(l.local_addr()?);
-                    return Ok(Self::new(
-                        StdListener::Tcp(l),
-                        address,
-                        config,
-                        None,
-                        handler,
-                    ));
-                }
-                Err(e) => last = Some(e),
-            }
+impl<S, H> Drop for Forking<S, H> {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_file(p);
         }
-        Err(last.map_or_else(
-            || ServerError::NoAddress("no address".into()),
-            ServerError::Io,
-        ))
     }
+}
 
-    /// Binds a Unix stream forking server (`ForkingUnixStreamServer`) at `path`, which
-    /// [`close`](Self::close) (or drop) removes.
-    ///
-    /// # Errors
-    ///
-    /// Returns [`ServerError::Io`] if the socket cannot be bound at `path` (`AddrInUse`
-    /// if the file exists, `NotFound` if its directory does not) or cannot listen.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// # struct Thanks;
-    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    /// #         req.write_all(b"Thank you for connecting")?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let dir = tempfile::tempdir()?;
-    /// let path = dir.path().join("thanks.sock");
-    /// let server = ForkingServer::bind_unix(&path, Thanks, ServerConfig::new())?;
-    /// assert_eq!(server.server_address().as_path(), Some(path.as_path()));
-    /// server.close()?;
-    /// assert!(!path.exists());
-    /// # Ok(()) }
-    /// ```
-    pub fn bind_unix(
-        path: impl AsRef<Path>,
-        handler: H,
-        config: ServerConfig,
-    ) -> Result<Self, ServerError> {
-        let path = path.as_ref();
-        let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        s.bind(&SockAddr::unix(path)?)?;
-        if let Err(e) = s.listen(config.backlog) {
-            let _ = std::fs::remove_file(path);
-            return Err(e.into());
-        }
-        let l = std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(s));
-        let address = Address::from_unix_std(&l.local_addr()?);
-        Ok(Self::new(
-            StdListener::Unix(l),
-            address,
-            config,
-            Some(path.to_path_buf()),
-            handler,
-        ))
-    }
-
+impl<S, H> Forking<S, H> {
     fn new(
-        listener: StdListener,
+        socket: S,
         address: Address,
         config: ServerConfig,
         path: Option<PathBuf>,
         handler: H,
     ) -> Self {
-        ForkingServer {
-            listener: Some(listener),
+        Forking {
+            socket: Some(socket),
             handler: Arc::new(handler),
             children: Children::new(&config),
             info: Arc::new(ServerInfo {
@@ -544,16 +463,71 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
         self.children.wait_all();
     }
 
-    /// Handles one request (`handle_request`): waits up to the configured `timeout`
-    /// (calling `handle_timeout` if nothing came), then forks a child for the
-    /// connection.
+    /// Closes the socket (listening or datagram), removes a Unix socket file and, with
+    /// `block_on_close` (the default), waits for every child (`server_close`).
     ///
     /// # Errors
     ///
-    /// Returns [`ServerError::NotSingleThreaded`] if a connection came while the process
+    /// None at present: the `Result` is always `Ok`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::{ForkingDatagramServer, ForkingServer};
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// # struct Thanks;
+    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    /// #         req.write_all(b"Thank you for connecting")?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # struct Ack;
+    /// # impl BlockingRequestHandler<weft_server::DatagramRequest> for Ack {
+    /// #     fn handle(&self, req: &mut weft_server::DatagramRequest) -> HandlerResult {
+    /// #         req.wfile.extend_from_slice(b"ack");
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("thanks.sock");
+    /// let server = ForkingServer::bind_unix(&path, Thanks, ServerConfig::new())?;
+    /// server.close()?; // waits for the children, removes the socket file
+    /// assert!(!path.exists());
+    ///
+    /// // The same for a datagram server.
+    /// let path = dir.path().join("ack.sock");
+    /// let server = ForkingDatagramServer::bind_unix(&path, Ack, ServerConfig::new())?;
+    /// server.close()?;
+    /// assert!(!path.exists());
+    /// # Ok(()) }
+    /// ```
+    pub fn close(mut self) -> Result<(), ServerError> {
+        drop(self.socket.take());
+        if self.info.config.block_on_close {
+            self.wait_children();
+        } else {
+            self.collect_children(false);
+        }
+        Ok(())
+    }
+}
+
+impl<S: sealed::Socket, H: BlockingRequestHandler<S::Request>> Forking<S, H> {
+    /// Handles one request (`handle_request`): waits up to the configured `timeout`
+    /// (calling `handle_timeout` if nothing came), then forks a child for the
+    /// connection or datagram.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::NotSingleThreaded`] if a request came while the process
     /// runs more than one thread (nothing is forked then), and [`ServerError::Io`] if
-    /// `fork` or setting the accept timeout fails. Failed accepts are logged, not
-    /// returned; errors of the handler go to its `handle_error` in the child.
+    /// `fork` or setting the receive timeout fails. Failed accepts and receives are
+    /// logged, not returned; errors of the handler go to its `handle_error` in the child.
     ///
     /// # Examples
     ///
@@ -597,7 +571,7 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
     /// ```
     pub fn handle_request(&mut self) -> Result<(), ServerError> {
         let timeout = self.info.config.timeout;
-        self.accept_and_fork(timeout, true).map(drop)
+        S::fork_next(self, timeout, true).map(drop)
     }
 
     /// Handles requests until the server fails. Use
@@ -606,7 +580,7 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
     /// # Errors
     ///
     /// As for [`handle_request`](Self::handle_request): in particular
-    /// [`ServerError::NotSingleThreaded`] once a connection comes while the process has
+    /// [`ServerError::NotSingleThreaded`] once a request comes while the process has
     /// more than one thread.
     ///
     /// # Examples
@@ -668,22 +642,26 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
     /// ```
     pub fn serve_until(&mut self, mut stop: impl FnMut() -> bool) -> Result<(), ServerError> {
         while !stop() {
-            self.accept_and_fork(Some(POLL_INTERVAL), false)?;
+            S::fork_next(self, Some(POLL_INTERVAL), false)?;
         }
         Ok(())
     }
 
-    /// Returns whether a connection came.
-    fn accept_and_fork(
+    /// Waits up to `timeout` for a request (`receive`: a connection or a datagram, and
+    /// the client's address), then forks a child that runs `child` for it and exits.
+    /// Returns whether a request came.
+    fn fork_one<C>(
         &mut self,
         timeout: Option<Duration>,
         call_timeout: bool,
+        receive: impl FnOnce(&S, &ServerInfo) -> io::Result<(C, Address)>,
+        child: impl FnOnce(&mut Self, C, &Address) -> i32,
     ) -> Result<bool, ServerError> {
-        self.collect_children(true);
-        let listener = self.listener.as_ref().ok_or(ServerError::Closed)?;
-        listener.set_accept_timeout(timeout)?;
-        let conn = match listener.accept() {
-            Ok(c) => c,
+        self.children.collect(true);
+        let socket = self.socket.as_ref().ok_or(ServerError::Closed)?;
+        socket.set_timeout(timeout)?;
+        let (request, client) = match receive(socket, &self.info) {
+            Ok(r) => r,
             Err(e)
                 if matches!(
                     e.kind(),
@@ -693,42 +671,234 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
                 if call_timeout {
                     guard_hook(|| self.handler.handle_timeout(&self.info), ());
                 }
-                self.collect_children(false);
+                self.children.collect(false);
                 return Ok(false);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                tracing::warn!(error = %e, "{}", S::FAILED);
                 return Ok(false);
             }
         };
-        let client = match &conn {
-            StdConn::Tcp(_, a) | StdConn::Unix(_, a) => a.clone(),
-        };
         if !guard_hook(|| self.handler.verify_request(&client, &self.info), false) {
-            tracing::debug!(%client, "request refused by verify_request");
+            tracing::debug!(%client, "{}", S::REFUSED);
             return Ok(true);
         }
         match fork_single_threaded()? {
-            ForkResult::Parent { child } => {
-                tracing::debug!(%client, pid = child.as_raw(), "forked a child");
-                self.children.active.insert(child);
-                drop(conn);
-                self.collect_children(false);
+            ForkResult::Parent { child: pid } => {
+                tracing::debug!(%client, pid = pid.as_raw(), "forked a child");
+                self.children.active.insert(pid);
+                drop(request);
+                self.children.collect(false);
                 Ok(true)
             }
             ForkResult::Child => {
-                // The child: close the listening socket, handle, exit, whatever happens
-                // (it must never return into the serve loop, nor remove the parent's
-                // socket file).
+                // The child handles and exits, whatever happens: it must never return
+                // into the serve loop, nor remove the parent's socket file.
                 self.path = None;
-                drop(self.listener.take());
                 let status =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| self.run_child(conn, &client)))
+                    std::panic::catch_unwind(AssertUnwindSafe(|| child(self, request, &client)))
                         .unwrap_or(1);
                 std::process::exit(status)
             }
         }
+    }
+}
+/// A blocking TCP or Unix stream server that forks a child per connection. See the
+/// [module documentation](self).
+///
+/// # Examples
+///
+/// The life cycle of a forking server, in the `main` of a program that has started no
+/// threads. This example forks for each connection, so it is only compiled here.
+///
+/// ```no_run
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use weft_server::fork::ForkingServer;
+/// use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult, ServerConfig};
+///
+/// struct Thanks;
+/// impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+///     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+///         req.write_all(b"Thank you for connecting")?;
+///         Ok(())
+///     }
+/// }
+///
+/// static STOP: AtomicBool = AtomicBool::new(false); // set by a signal handler, say
+///
+/// fn main() -> Result<(), weft_server::ServerError> {
+///     let mut server = ForkingServer::bind_tcp("127.0.0.1:8000", Thanks, ServerConfig::new())?;
+///     server.serve_until(|| STOP.load(Ordering::Relaxed))?;
+///     server.close() // waits for the children
+/// }
+/// ```
+pub type ForkingServer<H> = Forking<StreamSocket, H>;
+
+/// The listening socket of a [`ForkingServer`] (TCP or Unix stream). Only named in
+/// types; its contents are private.
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::fork::{Forking, ForkingServer, StreamSocket};
+/// use weft_server::ServerConfig;
+/// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+/// # struct Thanks;
+/// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+/// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+/// #         req.write_all(b"Thank you for connecting")?;
+/// #         Ok(())
+/// #     }
+/// # }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server: Forking<StreamSocket, Thanks> =
+///     ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
+/// assert!(format!("{server:?}").starts_with("ForkingServer"));
+/// server.close()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct StreamSocket(StdListener);
+
+impl sealed::Socket for StreamSocket {
+    const NAME: &'static str = "ForkingServer";
+    const FAILED: &'static str = "accept failed";
+    const REFUSED: &'static str = "request refused by verify_request";
+    type Request = BlockingStreamRequest;
+
+    fn set_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.0.set_accept_timeout(t)
+    }
+
+    fn fork_next<H: BlockingRequestHandler<BlockingStreamRequest>>(
+        server: &mut ForkingServer<H>,
+        timeout: Option<Duration>,
+        call_timeout: bool,
+    ) -> Result<bool, ServerError> {
+        server.fork_one(
+            timeout,
+            call_timeout,
+            |listener, _| {
+                let conn = listener.0.accept()?;
+                let client = match &conn {
+                    StdConn::Tcp(_, a) | StdConn::Unix(_, a) => a.clone(),
+                };
+                Ok((conn, client))
+            },
+            |child, conn, client| {
+                // The child closes its copy of the listening socket.
+                drop(child.socket.take());
+                child.run_child(conn, client)
+            },
+        )
+    }
+}
+impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
+    /// Binds a TCP forking server (`ForkingTCPServer`). `max_children` comes from a
+    /// [`Concurrency::Processes`] in `config`, else [`DEFAULT_MAX_CHILDREN`].
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Io`] if the address cannot be resolved or no address it
+    /// resolves to can be bound and listened on, and [`ServerError::NoAddress`] if it
+    /// resolves to nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// # struct Thanks;
+    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    /// #         req.write_all(b"Thank you for connecting")?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
+    /// assert_ne!(server.server_address().as_inet().ok_or("not an IP address")?.port(), 0);
+    /// server.close()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn bind_tcp(
+        addr: impl std::net::ToSocketAddrs,
+        handler: H,
+        config: ServerConfig,
+    ) -> Result<Self, ServerError> {
+        let addrs: Vec<_> = addr.to_socket_addrs()?.collect();
+        let s = bind_first(&addrs, |a| {
+            let s = Socket::new(Domain::for_address(a), Type::STREAM, None)?;
+            s.set_reuse_address(config.reuse_address)?;
+            if config.reuse_port {
+                s.set_reuse_port(true)?;
+            }
+            s.bind(&a.into())?;
+            s.listen(config.backlog)?;
+            Ok(s)
+        })?;
+        let l = std::net::TcpListener::from(s);
+        let address = Address::Inet(l.local_addr()?);
+        let socket = StreamSocket(StdListener::Tcp(l));
+        Ok(Self::new(socket, address, config, None, handler))
+    }
+
+    /// Binds a Unix stream forking server (`ForkingUnixStreamServer`) at `path`, which
+    /// [`close`](Self::close) (or drop) removes.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`ServerError::Io`] if the socket cannot be bound at `path` (`AddrInUse`
+    /// if the file exists, `NotFound` if its directory does not) or cannot listen.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::fork::ForkingServer;
+    /// use weft_server::ServerConfig;
+    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+    /// # struct Thanks;
+    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+    /// #         req.write_all(b"Thank you for connecting")?;
+    /// #         Ok(())
+    /// #     }
+    /// # }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("thanks.sock");
+    /// let server = ForkingServer::bind_unix(&path, Thanks, ServerConfig::new())?;
+    /// assert_eq!(server.server_address().as_path(), Some(path.as_path()));
+    /// server.close()?;
+    /// assert!(!path.exists());
+    /// # Ok(()) }
+    /// ```
+    pub fn bind_unix(
+        path: impl AsRef<Path>,
+        handler: H,
+        config: ServerConfig,
+    ) -> Result<Self, ServerError> {
+        let path = path.as_ref();
+        let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        s.bind(&SockAddr::unix(path)?)?;
+        if let Err(e) = s.listen(config.backlog) {
+            let _ = std::fs::remove_file(path);
+            return Err(e.into());
+        }
+        let l = std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(s));
+        let address = Address::from_unix_std(&l.local_addr()?);
+        Ok(Self::new(
+            StreamSocket(StdListener::Unix(l)),
+            address,
+            config,
+            Some(path.to_path_buf()),
+            handler,
+        ))
     }
 
     fn run_child(&self, conn: StdConn, client: &Address) -> i32 {
@@ -754,53 +924,6 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
             Err(e) => Err(e.into()),
         };
         child_status(&*self.handler, client, result)
-    }
-
-    /// Closes the listening socket, removes a Unix socket file and, with
-    /// `block_on_close` (the default), waits for every child (`server_close`).
-    ///
-    /// # Errors
-    ///
-    /// None at present: the `Result` is always `Ok`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// # struct Thanks;
-    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    /// #         req.write_all(b"Thank you for connecting")?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let dir = tempfile::tempdir()?;
-    /// let path = dir.path().join("thanks.sock");
-    /// let server = ForkingServer::bind_unix(&path, Thanks, ServerConfig::new())?;
-    /// server.close()?; // waits for the children, removes the socket file
-    /// assert!(!path.exists());
-    /// # Ok(()) }
-    /// ```
-    pub fn close(mut self) -> Result<(), ServerError> {
-        drop(self.listener.take());
-        if self.info.config.block_on_close {
-            self.wait_children();
-        } else {
-            self.collect_children(false);
-        }
-        Ok(())
-    }
-}
-
-impl<H> Drop for ForkingServer<H> {
-    fn drop(&mut self) {
-        if let Some(p) = self.path.take() {
-            let _ = std::fs::remove_file(p);
-        }
     }
 }
 
@@ -867,23 +990,63 @@ impl StdDgram {
 ///     server.serve_forever()
 /// }
 /// ```
-pub struct ForkingDatagramServer<H> {
-    socket: Option<StdDgram>,
-    handler: Arc<H>,
-    info: Arc<ServerInfo>,
-    children: Children,
-    path: Option<PathBuf>,
-}
+pub type ForkingDatagramServer<H> = Forking<DatagramSocket, H>;
 
-impl<H> std::fmt::Debug for ForkingDatagramServer<H> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ForkingDatagramServer")
-            .field("address", &self.info.address)
-            .field("active_children", &self.children.active.len())
-            .finish_non_exhaustive()
+/// The socket of a [`ForkingDatagramServer`] (UDP or Unix datagram). Only named in
+/// types; its contents are private.
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::fork::{DatagramSocket, Forking, ForkingDatagramServer};
+/// use weft_server::ServerConfig;
+/// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
+/// # struct Ack;
+/// # impl BlockingRequestHandler<DatagramRequest> for Ack {
+/// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+/// #         req.wfile.extend_from_slice(b"ack");
+/// #         Ok(())
+/// #     }
+/// # }
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server: Forking<DatagramSocket, Ack> =
+///     ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, ServerConfig::new())?;
+/// assert!(format!("{server:?}").starts_with("ForkingDatagramServer"));
+/// server.close()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct DatagramSocket(StdDgram);
+
+impl sealed::Socket for DatagramSocket {
+    const NAME: &'static str = "ForkingDatagramServer";
+    const FAILED: &'static str = "receive failed";
+    const REFUSED: &'static str = "datagram refused by verify_request";
+    type Request = DatagramRequest;
+
+    fn set_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.0.set_timeout(t)
+    }
+
+    fn fork_next<H: BlockingRequestHandler<DatagramRequest>>(
+        server: &mut ForkingDatagramServer<H>,
+        timeout: Option<Duration>,
+        call_timeout: bool,
+    ) -> Result<bool, ServerError> {
+        server.fork_one(
+            timeout,
+            call_timeout,
+            |socket, info| {
+                let mut buf = vec![0u8; info.config.max_packet_size];
+                let (n, client) = socket.0.recv_from(&mut buf)?;
+                buf.truncate(n);
+                Ok((buf, client))
+            },
+            |child, packet, client| child.run_child(packet, client),
+        )
     }
 }
-
 impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
     /// Binds a UDP forking server.
     ///
@@ -917,26 +1080,16 @@ impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
         handler: H,
         config: ServerConfig,
     ) -> Result<Self, ServerError> {
-        let mut last = None;
-        for a in addr.to_socket_addrs()? {
-            let r = (|| {
-                let s = Socket::new(Domain::for_address(a), Type::DGRAM, None)?;
-                s.set_reuse_address(config.reuse_address)?;
-                s.bind(&a.into())?;
-                io::Result::Ok(std::net::UdpSocket::from(s))
-            })();
-            match r {
-                Ok(s) => {
-                    let address = Address::Inet(s.local_addr()?);
-                    return Ok(Self::new(StdDgram::Udp(s), address, config, None, handler));
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.map_or_else(
-            || ServerError::NoAddress("no address".into()),
-            ServerError::Io,
-        ))
+        let addrs: Vec<_> = addr.to_socket_addrs()?.collect();
+        let s = bind_first(&addrs, |a| {
+            let s = Socket::new(Domain::for_address(a), Type::DGRAM, None)?;
+            s.set_reuse_address(config.reuse_address)?;
+            s.bind(&a.into())?;
+            Ok(std::net::UdpSocket::from(s))
+        })?;
+        let address = Address::Inet(s.local_addr()?);
+        let socket = DatagramSocket(StdDgram::Udp(s));
+        Ok(Self::new(socket, address, config, None, handler))
     }
 
     /// Binds a Unix datagram forking server at `path`, which
@@ -979,264 +1132,12 @@ impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
         let s = std::os::unix::net::UnixDatagram::bind(path)?;
         let address = Address::from_unix_std(&s.local_addr()?);
         Ok(Self::new(
-            StdDgram::Unix(s),
+            DatagramSocket(StdDgram::Unix(s)),
             address,
             config,
             Some(path.to_path_buf()),
             handler,
         ))
-    }
-
-    fn new(
-        socket: StdDgram,
-        address: Address,
-        config: ServerConfig,
-        path: Option<PathBuf>,
-        handler: H,
-    ) -> Self {
-        ForkingDatagramServer {
-            socket: Some(socket),
-            handler: Arc::new(handler),
-            children: Children::new(&config),
-            info: Arc::new(ServerInfo {
-                address,
-                config,
-                worker: false,
-            }),
-            path,
-        }
-    }
-
-    /// The address the server is bound to, with the real port.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingDatagramServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
-    /// # struct Ack;
-    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
-    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-    /// #         req.wfile.extend_from_slice(b"ack");
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let server = ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, ServerConfig::new())?;
-    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
-    /// assert!(addr.ip().is_loopback() && addr.port() != 0);
-    /// # Ok(()) }
-    /// ```
-    pub fn server_address(&self) -> &Address {
-        &self.info.address
-    }
-
-    /// The server's address and settings.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingDatagramServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
-    /// # struct Ack;
-    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
-    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-    /// #         req.wfile.extend_from_slice(b"ack");
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let config = ServerConfig::new().max_packet_size(512);
-    /// let server = ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, config)?;
-    /// assert_eq!(server.info().config().get_max_packet_size(), 512);
-    /// # Ok(()) }
-    /// ```
-    pub fn info(&self) -> &ServerInfo {
-        &self.info
-    }
-
-    /// The number of forked children not yet reaped.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingDatagramServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
-    /// # struct Ack;
-    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
-    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-    /// #         req.wfile.extend_from_slice(b"ack");
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let server = ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, ServerConfig::new())?;
-    /// assert_eq!(server.active_children(), 0);
-    /// # Ok(()) }
-    /// ```
-    pub fn active_children(&self) -> usize {
-        self.children.active.len()
-    }
-
-    /// Handles one datagram, honouring the configured `timeout` (see
-    /// [`ForkingServer::handle_request`]).
-    ///
-    /// # Errors
-    ///
-    /// As for [`ForkingServer::handle_request`]: [`ServerError::NotSingleThreaded`] if a
-    /// datagram came while the process runs more than one thread, [`ServerError::Io`] if
-    /// `fork` fails.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use weft_server::fork::ForkingDatagramServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
-    /// # struct Ack;
-    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
-    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-    /// #         req.wfile.extend_from_slice(b"ack");
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let config = ServerConfig::new().timeout(Duration::from_millis(20));
-    /// let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, config)?;
-    /// server.handle_request()?; // no datagram: `handle_timeout` runs, nothing is forked
-    /// assert_eq!(server.active_children(), 0);
-    /// # Ok(()) }
-    /// ```
-    pub fn handle_request(&mut self) -> Result<(), ServerError> {
-        let timeout = self.info.config.timeout;
-        self.recv_and_fork(timeout, true).map(drop)
-    }
-
-    /// Handles datagrams until the server fails.
-    ///
-    /// # Errors
-    ///
-    /// As for [`handle_request`](Self::handle_request).
-    ///
-    /// # Examples
-    ///
-    /// Forks for each datagram and never returns on its own, so this is only compiled:
-    ///
-    /// ```no_run
-    /// use weft_server::fork::ForkingDatagramServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
-    /// # struct Ack;
-    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
-    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-    /// #         req.wfile.extend_from_slice(b"ack");
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// fn main() -> Result<(), weft_server::ServerError> {
-    ///     let config = ServerConfig::new();
-    ///     let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:9000", Ack, config)?;
-    ///     server.serve_forever() // a child per datagram, until an error
-    /// }
-    /// ```
-    pub fn serve_forever(&mut self) -> Result<(), ServerError> {
-        self.serve_until(|| false)
-    }
-
-    /// Handles datagrams until `stop` returns true (checked at least every 200 ms).
-    ///
-    /// # Errors
-    ///
-    /// As for [`handle_request`](Self::handle_request).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use weft_server::fork::ForkingDatagramServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
-    /// # struct Ack;
-    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
-    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-    /// #         req.wfile.extend_from_slice(b"ack");
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, ServerConfig::new())?;
-    /// let deadline = Instant::now() + Duration::from_millis(100);
-    /// server.serve_until(|| Instant::now() >= deadline)?; // nobody sends: nothing forks
-    /// server.close()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn serve_until(&mut self, mut stop: impl FnMut() -> bool) -> Result<(), ServerError> {
-        while !stop() {
-            self.recv_and_fork(Some(POLL_INTERVAL), false)?;
-        }
-        Ok(())
-    }
-
-    fn recv_and_fork(
-        &mut self,
-        timeout: Option<Duration>,
-        call_timeout: bool,
-    ) -> Result<bool, ServerError> {
-        self.children.collect(true);
-        let socket = self.socket.as_ref().ok_or(ServerError::Closed)?;
-        socket.set_timeout(timeout)?;
-        let mut buf = vec![0u8; self.info.config.max_packet_size];
-        let (n, client) = match socket.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if call_timeout {
-                    guard_hook(|| self.handler.handle_timeout(&self.info), ());
-                }
-                self.children.collect(false);
-                return Ok(false);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
-            Err(e) => {
-                tracing::warn!(error = %e, "receive failed");
-                return Ok(false);
-            }
-        };
-        buf.truncate(n);
-        if !guard_hook(|| self.handler.verify_request(&client, &self.info), false) {
-            tracing::debug!(%client, "datagram refused by verify_request");
-            return Ok(true);
-        }
-        match fork_single_threaded()? {
-            ForkResult::Parent { child } => {
-                tracing::debug!(%client, pid = child.as_raw(), "forked a child");
-                self.children.active.insert(child);
-                self.children.collect(false);
-                Ok(true)
-            }
-            ForkResult::Child => {
-                // Never return into the serve loop, nor remove the parent's socket file.
-                self.path = None;
-                let status =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| self.run_child(buf, &client)))
-                        .unwrap_or(1);
-                std::process::exit(status)
-            }
-        }
     }
 
     fn run_child(&self, packet: Vec<u8>, client: &Address) -> i32 {
@@ -1250,57 +1151,10 @@ impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
             std::panic::catch_unwind(AssertUnwindSafe(|| run_blocking(&*self.handler, &mut req)))
                 .unwrap_or_else(|p| Err(panic_error(p)));
         if !req.wfile.is_empty() {
-            if let Some(s) = &self.socket {
+            if let Some(DatagramSocket(s)) = &self.socket {
                 result = result.and(s.send_to(&req.wfile, client).map_err(Into::into));
             }
         }
         child_status(&*self.handler, client, result)
-    }
-
-    /// Closes the socket, removes a Unix socket file and, with `block_on_close`,
-    /// waits for every child.
-    ///
-    /// # Errors
-    ///
-    /// None at present: the `Result` is always `Ok`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingDatagramServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
-    /// # struct Ack;
-    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
-    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-    /// #         req.wfile.extend_from_slice(b"ack");
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let dir = tempfile::tempdir()?;
-    /// let path = dir.path().join("ack.sock");
-    /// let server = ForkingDatagramServer::bind_unix(&path, Ack, ServerConfig::new())?;
-    /// server.close()?;
-    /// assert!(!path.exists());
-    /// # Ok(()) }
-    /// ```
-    pub fn close(mut self) -> Result<(), ServerError> {
-        drop(self.socket.take());
-        if self.info.config.block_on_close {
-            self.children.wait_all();
-        } else {
-            self.children.collect(false);
-        }
-        Ok(())
-    }
-}
-
-impl<H> Drop for ForkingDatagramServer<H> {
-    fn drop(&mut self) {
-        if let Some(p) = self.path.take() {
-            let _ = std::fs::remove_file(p);
-        }
     }
 }

@@ -73,7 +73,7 @@ pub use request::{
     TimeoutIo,
 };
 pub use server::{
-    DatagramServer, StreamServer, Tcp, TcpServer, Udp, UdpServer, Unix, UnixDatagramServer,
-    UnixStreamServer,
+    Datagram, DatagramServer, Server, Stream, StreamServer, Tcp, TcpServer, Udp, UdpServer, Unix,
+    UnixDatagramServer, UnixStreamServer,
 };
 pub use shutdown::ShutdownHandle;

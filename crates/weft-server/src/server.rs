@@ -1,5 +1,8 @@
 //! The servers: [`StreamServer`] ([`TcpServer`], [`UnixStreamServer`]) and
 //! [`DatagramServer`] ([`UdpServer`], [`UnixDatagramServer`]).
+//!
+//! Both are a [`Server`]: one struct, with the accessors every kind shares, and a
+//! kind part ([`Stream`] or [`Datagram`]) that holds the socket and the handler.
 
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -355,7 +358,7 @@ async fn resolve(addr: impl ToSocketAddrs) -> Result<Vec<std::net::SocketAddr>, 
 }
 
 /// Tries each address in turn, like `TcpListener::bind`.
-fn bind_first<T>(
+pub(crate) fn bind_first<T>(
     addrs: &[std::net::SocketAddr],
     mut f: impl FnMut(std::net::SocketAddr) -> std::io::Result<T>,
 ) -> Result<T, ServerError> {
@@ -407,6 +410,191 @@ async fn accept_failed(e: std::io::Error) {
     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
 }
 
+/// A server of any kind: [`StreamServer`] ([`TcpServer`], [`UnixStreamServer`]) or
+/// [`DatagramServer`] ([`UdpServer`], [`UnixDatagramServer`]).
+///
+/// The parameter is the kind of server, [`Stream`] or [`Datagram`]; write the aliases
+/// rather than `Server` itself. The accessors ([`server_address`](Self::server_address),
+/// [`info`](Self::info), [`shutdown_handle`](Self::shutdown_handle),
+/// [`worker_pids`](Self::worker_pids)) are the same for every kind; binding and
+/// serving are those of each kind.
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::{Datagram, Server, Stream, Tcp, TcpServer, Udp, UdpServer};
+/// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler, StreamRequest};
+/// # struct Quiet;
+/// # impl RequestHandler<StreamRequest> for Quiet {
+/// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+/// # }
+/// # impl RequestHandler<DatagramRequest> for Quiet {
+/// #     async fn handle(&self, _req: &mut DatagramRequest) -> HandlerResult { Ok(()) }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+/// let tcp: Server<Stream<Tcp, Quiet>> = TcpServer::bind("127.0.0.1:0", Quiet).await?;
+/// let udp: Server<Datagram<Udp, Quiet>> = UdpServer::bind("127.0.0.1:0", Quiet).await?;
+/// // The same accessors on both.
+/// assert!(tcp.server_address().as_inet().is_some());
+/// assert!(udp.server_address().as_inet().is_some());
+/// tcp.close().await?;
+/// udp.close().await?;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
+pub struct Server<T> {
+    core: Core,
+    kind: T,
+}
+
+mod sealed {
+    /// The kinds of [`Server`](super::Server): [`Stream`](super::Stream) and
+    /// [`Datagram`](super::Datagram).
+    pub trait Kind {
+        /// The name `Debug` shows.
+        const NAME: &'static str;
+    }
+}
+
+impl<T: sealed::Kind> std::fmt::Debug for Server<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct(T::NAME)
+            .field("address", &self.core.info.address)
+            .field("config", &self.core.info.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Server<T> {
+    /// The address the server is bound to, with the real port (`server_address`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{TcpServer, UdpServer};
+    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Quiet;
+    /// # impl RequestHandler<StreamRequest> for Quiet {
+    /// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+    /// # }
+    /// # impl RequestHandler<DatagramRequest> for Quiet {
+    /// #     async fn handle(&self, _req: &mut DatagramRequest) -> HandlerResult { Ok(()) }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = TcpServer::bind("127.0.0.1:0", Quiet).await?;
+    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+    /// assert!(addr.ip().is_loopback());
+    /// assert_ne!(addr.port(), 0); // the port the kernel picked
+    /// tokio::net::TcpStream::connect(addr).await?; // connects (the backlog holds it)
+    /// server.close().await?;
+    ///
+    /// let server = UdpServer::bind("127.0.0.1:0", Quiet).await?;
+    /// assert_ne!(server.server_address().as_inet().ok_or("not an IP address")?.port(), 0);
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
+    pub fn server_address(&self) -> &Address {
+        &self.core.info.address
+    }
+
+    /// The server's address and settings.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{ServerConfig, TcpServer};
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Quiet;
+    /// # impl RequestHandler<StreamRequest> for Quiet {
+    /// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let config = ServerConfig::new().max_packet_size(1024);
+    /// let server = TcpServer::bind_with("127.0.0.1:0", Quiet, config).await?;
+    /// let info = server.info();
+    /// assert_eq!(info.address(), server.server_address());
+    /// assert_eq!(info.config().get_max_packet_size(), 1024);
+    /// assert!(!info.is_worker());
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
+    pub fn info(&self) -> &ServerInfo {
+        &self.core.info
+    }
+
+    /// A handle to stop [`serve_forever`](StreamServer::serve_forever) from elsewhere.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::UdpServer;
+    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+    /// # struct Quiet;
+    /// # impl RequestHandler<DatagramRequest> for Quiet {
+    /// #     async fn handle(&self, _req: &mut DatagramRequest) -> HandlerResult { Ok(()) }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// let server = UdpServer::bind("127.0.0.1:0", Quiet).await?;
+    /// let handle = server.shutdown_handle(); // cheap to clone, usable from any thread
+    /// let serving = tokio::spawn(async move { server.serve_forever().await });
+    ///
+    /// handle.shutdown().await;
+    /// serving.await??;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.core.shutdown.clone()
+    }
+
+    /// The process ids of the live workers of a [`crate::ProcessPool`].
+    ///
+    /// # Examples
+    ///
+    /// Empty unless the server runs [`Concurrency::Processes`] and is serving (the parent
+    /// starts its workers in [`serve_forever`](StreamServer::serve_forever)).
+    ///
+    /// ```
+    /// use weft_server::TcpServer;
+    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+    /// # struct Quiet;
+    /// # impl RequestHandler<StreamRequest> for Quiet {
+    /// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+    /// # }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+    /// // Only the parent of a process pool has workers.
+    /// let server = TcpServer::bind("127.0.0.1:0", Quiet).await?;
+    /// assert!(server.worker_pids().is_empty());
+    /// server.close().await?;
+    /// # Ok::<_, Box<dyn std::error::Error>>(())
+    /// # }).await?
+    /// # }
+    /// ```
+    pub fn worker_pids(&self) -> Vec<u32> {
+        lock(&self.core.workers).iter().flatten().copied().collect()
+    }
+}
 /// A stream server over TCP or Unix sockets; use the aliases [`TcpServer`] and
 /// [`UnixStreamServer`].
 ///
@@ -465,20 +653,45 @@ async fn accept_failed(e: std::io::Error) {
 /// # }).await?
 /// # }
 /// ```
-pub struct StreamServer<K, H> {
-    core: Core,
+pub type StreamServer<K, H> = Server<Stream<K, H>>;
+
+/// The stream part of a [`StreamServer`]: the listening socket and the handler. `K` is
+/// [`Tcp`] or [`Unix`], `H` the handler. Only named in types; the fields are private.
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::{Server, Stream, Tcp, TcpServer};
+/// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
+/// # struct Quiet;
+/// # impl RequestHandler<StreamRequest> for Quiet {
+/// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+/// let server: Server<Stream<Tcp, Quiet>> = TcpServer::bind("127.0.0.1:0", Quiet).await?;
+/// assert!(format!("{server:?}").starts_with("StreamServer"));
+/// server.close().await?;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
+pub struct Stream<K, H> {
     listener: Mutex<Option<Arc<Listener>>>,
     dispatch: Arc<dyn StreamDispatch>,
     hooks: Arc<dyn Hooks>,
     _kind: PhantomData<fn() -> (K, H)>,
 }
 
-impl<K, H> std::fmt::Debug for StreamServer<K, H> {
+impl<K, H> sealed::Kind for Stream<K, H> {
+    const NAME: &'static str = "StreamServer";
+}
+
+impl<K, H> std::fmt::Debug for Stream<K, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamServer")
-            .field("address", &self.core.info.address)
-            .field("config", &self.core.info.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Stream").finish_non_exhaustive()
     }
 }
 
@@ -718,153 +931,21 @@ impl<K, H: StreamService> StreamServer<K, H> {
     ) -> Self {
         tracing::debug!(%address, worker, "server bound");
         let dispatch = handler.into_dispatcher().0;
-        StreamServer {
+        Server {
             core: Core::new(address, config, worker, path),
-            listener: Mutex::new(Some(Arc::new(listener))),
-            hooks: Arc::new(StreamHooks(dispatch.clone())),
-            dispatch,
-            _kind: PhantomData,
+            kind: Stream {
+                listener: Mutex::new(Some(Arc::new(listener))),
+                hooks: Arc::new(Forward(dispatch.clone())),
+                dispatch,
+                _kind: PhantomData,
+            },
         }
     }
 }
 
 impl<K, H> StreamServer<K, H> {
-    /// The address the server is bound to, with the real port (`server_address`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::TcpServer;
-    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
-    /// # struct Echo;
-    /// # impl RequestHandler<StreamRequest> for Echo {
-    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
-    /// #         let line = req.read_line().await?;
-    /// #         req.write_all(&line).await?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// let server = TcpServer::bind("127.0.0.1:0", Echo).await?;
-    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
-    /// assert!(addr.ip().is_loopback());
-    /// assert_ne!(addr.port(), 0); // the port the kernel picked
-    /// tokio::net::TcpStream::connect(addr).await?; // connects (the backlog holds it)
-    /// server.close().await?;
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    pub fn server_address(&self) -> &Address {
-        &self.core.info.address
-    }
-
-    /// The server's address and settings.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::{ServerConfig, TcpServer};
-    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
-    /// # struct Echo;
-    /// # impl RequestHandler<StreamRequest> for Echo {
-    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
-    /// #         let line = req.read_line().await?;
-    /// #         req.write_all(&line).await?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// let config = ServerConfig::new().max_packet_size(1024);
-    /// let server = TcpServer::bind_with("127.0.0.1:0", Echo, config).await?;
-    /// let info = server.info();
-    /// assert_eq!(info.address(), server.server_address());
-    /// assert_eq!(info.config().get_max_packet_size(), 1024);
-    /// assert!(!info.is_worker());
-    /// server.close().await?;
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    pub fn info(&self) -> &ServerInfo {
-        &self.core.info
-    }
-
-    /// A handle to stop [`serve_forever`](Self::serve_forever) from elsewhere.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::TcpServer;
-    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
-    /// # struct Echo;
-    /// # impl RequestHandler<StreamRequest> for Echo {
-    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
-    /// #         let line = req.read_line().await?;
-    /// #         req.write_all(&line).await?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// let server = TcpServer::bind("127.0.0.1:0", Echo).await?;
-    /// let handle = server.shutdown_handle(); // cheap to clone, usable from any thread
-    /// let serving = tokio::spawn(async move { server.serve_forever().await });
-    ///
-    /// handle.shutdown().await;
-    /// serving.await??;
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        self.core.shutdown.clone()
-    }
-
-    /// The process ids of the live workers of a [`crate::ProcessPool`].
-    ///
-    /// # Examples
-    ///
-    /// Empty unless the server runs [`Concurrency::Processes`] and is serving (the parent
-    /// starts its workers in [`serve_forever`](Self::serve_forever)).
-    ///
-    /// ```
-    /// use weft_server::TcpServer;
-    /// # use weft_server::{HandlerResult, RequestHandler, StreamRequest};
-    /// # struct Echo;
-    /// # impl RequestHandler<StreamRequest> for Echo {
-    /// #     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
-    /// #         let line = req.read_line().await?;
-    /// #         req.write_all(&line).await?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// // Only the parent of a process pool has workers.
-    /// let server = TcpServer::bind("127.0.0.1:0", Echo).await?;
-    /// assert!(server.worker_pids().is_empty());
-    /// server.close().await?;
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    pub fn worker_pids(&self) -> Vec<u32> {
-        lock(&self.core.workers).iter().flatten().copied().collect()
-    }
-
     fn listener(&self) -> Result<Arc<Listener>, ServerError> {
-        lock(&self.listener).clone().ok_or(ServerError::Closed)
+        lock(&self.kind.listener).clone().ok_or(ServerError::Closed)
     }
 
     async fn process(
@@ -873,16 +954,17 @@ impl<K, H> StreamServer<K, H> {
         client: Address,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) {
-        if !dispatch::verify(&*self.hooks, &client, &self.core.info) {
+        if !dispatch::verify(&*self.kind.hooks, &client, &self.core.info) {
             tracing::debug!(%client, "request refused by verify_request");
             return;
         }
         let job = self
+            .kind
             .dispatch
             .job(conn, client.clone(), self.core.info.clone());
         self.core
             .exec
-            .run(job, client, self.hooks.clone(), permit)
+            .run(job, client, self.kind.hooks.clone(), permit)
             .await;
     }
 
@@ -1055,7 +1137,7 @@ impl<K, H> StreamServer<K, H> {
             Some(t) => match tokio::time::timeout(t, listener.accept()).await {
                 Ok(r) => r,
                 Err(_) => {
-                    dispatch::timeout(&*self.hooks, &self.core.info);
+                    dispatch::timeout(&*self.kind.hooks, &self.core.info);
                     return Ok(());
                 }
             },
@@ -1111,29 +1193,17 @@ impl<K, H> StreamServer<K, H> {
     /// ```
     pub async fn close(&self) -> Result<(), ServerError> {
         self.core.shutdown.shutdown().await;
-        drop(lock(&self.listener).take());
+        drop(lock(&self.kind.listener).take());
         self.core.close().await;
         Ok(())
     }
 }
 
-struct StreamHooks(Arc<dyn StreamDispatch>);
+/// Hands a dispatcher's hooks on as a `dyn Hooks` (the dispatch traits extend
+/// [`Hooks`], but upcasting a trait object needs Rust 1.86, above this crate's MSRV).
+struct Forward<D: ?Sized>(Arc<D>);
 
-impl Hooks for StreamHooks {
-    fn verify(&self, client: &Address, server: &ServerInfo) -> bool {
-        self.0.verify(client, server)
-    }
-    fn error(&self, client: &Address, error: &crate::HandlerError) {
-        self.0.error(client, error)
-    }
-    fn timeout(&self, server: &ServerInfo) {
-        self.0.timeout(server)
-    }
-}
-
-struct DgramHooks(Arc<dyn DgramDispatch>);
-
-impl Hooks for DgramHooks {
+impl<D: Hooks + ?Sized> Hooks for Forward<D> {
     fn verify(&self, client: &Address, server: &ServerInfo) -> bool {
         self.0.verify(client, server)
     }
@@ -1208,8 +1278,32 @@ impl DgramSocket {
 /// serving.await??;
 /// # Ok(()) }
 /// ```
-pub struct DatagramServer<K, H> {
-    core: Core,
+pub type DatagramServer<K, H> = Server<Datagram<K, H>>;
+
+/// The datagram part of a [`DatagramServer`]: the socket and the handler. `K` is
+/// [`Udp`] or [`Unix`], `H` the handler. Only named in types; the fields are private.
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::{Datagram, Server, Udp, UdpServer};
+/// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
+/// # struct Quiet;
+/// # impl RequestHandler<DatagramRequest> for Quiet {
+/// #     async fn handle(&self, _req: &mut DatagramRequest) -> HandlerResult { Ok(()) }
+/// # }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
+/// let server: Server<Datagram<Udp, Quiet>> = UdpServer::bind("127.0.0.1:0", Quiet).await?;
+/// assert!(format!("{server:?}").starts_with("DatagramServer"));
+/// server.close().await?;
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// # }).await?
+/// # }
+/// ```
+pub struct Datagram<K, H> {
     socket: Mutex<Option<Arc<DgramSocket>>>,
     sender: Mutex<Option<Arc<DgramSender>>>,
     dispatch: Arc<dyn DgramDispatch>,
@@ -1217,12 +1311,13 @@ pub struct DatagramServer<K, H> {
     _kind: PhantomData<fn() -> (K, H)>,
 }
 
-impl<K, H> std::fmt::Debug for DatagramServer<K, H> {
+impl<K, H> sealed::Kind for Datagram<K, H> {
+    const NAME: &'static str = "DatagramServer";
+}
+
+impl<K, H> std::fmt::Debug for Datagram<K, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatagramServer")
-            .field("address", &self.core.info.address)
-            .field("config", &self.core.info.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Datagram").finish_non_exhaustive()
     }
 }
 
@@ -1440,147 +1535,22 @@ impl<K, H: DatagramService> DatagramServer<K, H> {
     ) -> Self {
         tracing::debug!(%address, worker, "server bound");
         let dispatch = handler.into_dispatcher().0;
-        DatagramServer {
+        Server {
             core: Core::new(address, config, worker, path),
-            socket: Mutex::new(Some(Arc::new(socket))),
-            sender: Mutex::new(Some(Arc::new(sender))),
-            hooks: Arc::new(DgramHooks(dispatch.clone())),
-            dispatch,
-            _kind: PhantomData,
+            kind: Datagram {
+                socket: Mutex::new(Some(Arc::new(socket))),
+                sender: Mutex::new(Some(Arc::new(sender))),
+                hooks: Arc::new(Forward(dispatch.clone())),
+                dispatch,
+                _kind: PhantomData,
+            },
         }
     }
 }
 
 impl<K, H> DatagramServer<K, H> {
-    /// The address the server is bound to, with the real port (`server_address`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::UdpServer;
-    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
-    /// # struct Echo;
-    /// # impl RequestHandler<DatagramRequest> for Echo {
-    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-    /// #         req.wfile = req.packet().to_vec();
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// let server = UdpServer::bind("127.0.0.1:0", Echo).await?;
-    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
-    /// assert!(addr.ip().is_loopback());
-    /// assert_ne!(addr.port(), 0); // the port the kernel picked
-    /// server.close().await?;
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    pub fn server_address(&self) -> &Address {
-        &self.core.info.address
-    }
-
-    /// The server's address and settings.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::UdpServer;
-    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
-    /// # struct Echo;
-    /// # impl RequestHandler<DatagramRequest> for Echo {
-    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-    /// #         req.wfile = req.packet().to_vec();
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// let server = UdpServer::bind("127.0.0.1:0", Echo).await?;
-    /// let info = server.info();
-    /// assert_eq!(info.address(), server.server_address());
-    /// assert_eq!(info.config().get_max_packet_size(), 8192);
-    /// assert!(!info.is_worker());
-    /// server.close().await?;
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    pub fn info(&self) -> &ServerInfo {
-        &self.core.info
-    }
-
-    /// A handle to stop [`serve_forever`](Self::serve_forever) from elsewhere.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::UdpServer;
-    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
-    /// # struct Echo;
-    /// # impl RequestHandler<DatagramRequest> for Echo {
-    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-    /// #         req.wfile = req.packet().to_vec();
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// let server = UdpServer::bind("127.0.0.1:0", Echo).await?;
-    /// let handle = server.shutdown_handle();
-    /// let serving = tokio::spawn(async move { server.serve_forever().await });
-    ///
-    /// handle.shutdown().await;
-    /// serving.await??;
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    pub fn shutdown_handle(&self) -> ShutdownHandle {
-        self.core.shutdown.clone()
-    }
-
-    /// The process ids of the live workers of a [`crate::ProcessPool`].
-    ///
-    /// # Examples
-    ///
-    /// Empty unless the server runs [`Concurrency::Processes`] and is serving.
-    ///
-    /// ```
-    /// use weft_server::UdpServer;
-    /// # use weft_server::{DatagramRequest, HandlerResult, RequestHandler};
-    /// # struct Echo;
-    /// # impl RequestHandler<DatagramRequest> for Echo {
-    /// #     async fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-    /// #         req.wfile = req.packet().to_vec();
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// // Only the parent of a process pool has workers.
-    /// let server = UdpServer::bind("127.0.0.1:0", Echo).await?;
-    /// assert!(server.worker_pids().is_empty());
-    /// server.close().await?;
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    pub fn worker_pids(&self) -> Vec<u32> {
-        lock(&self.core.workers).iter().flatten().copied().collect()
-    }
-
     fn socket(&self) -> Result<Arc<DgramSocket>, ServerError> {
-        lock(&self.socket).clone().ok_or(ServerError::Closed)
+        lock(&self.kind.socket).clone().ok_or(ServerError::Closed)
     }
 
     async fn process(
@@ -1589,19 +1559,20 @@ impl<K, H> DatagramServer<K, H> {
         client: Address,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) {
-        if !dispatch::verify(&*self.hooks, &client, &self.core.info) {
+        if !dispatch::verify(&*self.kind.hooks, &client, &self.core.info) {
             tracing::debug!(%client, "datagram refused by verify_request");
             return;
         }
-        let Some(sender) = lock(&self.sender).clone() else {
+        let Some(sender) = lock(&self.kind.sender).clone() else {
             return;
         };
         let job = self
+            .kind
             .dispatch
             .job(packet, client.clone(), self.core.info.clone(), sender);
         self.core
             .exec
-            .run(job, client, self.hooks.clone(), permit)
+            .run(job, client, self.kind.hooks.clone(), permit)
             .await;
     }
 
@@ -1752,7 +1723,7 @@ impl<K, H> DatagramServer<K, H> {
             Some(t) => match tokio::time::timeout(t, socket.recv_from(&mut buf)).await {
                 Ok(r) => r,
                 Err(_) => {
-                    dispatch::timeout(&*self.hooks, &self.core.info);
+                    dispatch::timeout(&*self.kind.hooks, &self.core.info);
                     return Ok(());
                 }
             },
@@ -1798,8 +1769,8 @@ impl<K, H> DatagramServer<K, H> {
     /// ```
     pub async fn close(&self) -> Result<(), ServerError> {
         self.core.shutdown.shutdown().await;
-        drop(lock(&self.socket).take());
-        drop(lock(&self.sender).take());
+        drop(lock(&self.kind.socket).take());
+        drop(lock(&self.kind.sender).take());
         self.core.close().await;
         Ok(())
     }
