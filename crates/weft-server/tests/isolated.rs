@@ -116,6 +116,7 @@ fn main() {
         ("process_pool_tcp_restarts_dead_workers", pool_tcp),
         ("process_pool_udp", pool_udp),
         ("process_pool_unix_stream", pool_unix),
+        ("process_pool_unix_datagram", pool_unix_dgram),
     ];
     // Name filters, as libtest takes them; flags (and the values of those that take
     // one) are ignored.
@@ -394,6 +395,18 @@ fn worker_role(kind: &str) {
                 server.serve_forever().await.unwrap();
                 server.close().await.unwrap();
             }
+            "worker-unix-dgram" => {
+                let server = UnixDatagramServer::bind_with(
+                    "/nonexistent/ignored.sock",
+                    Blocking(PidEcho),
+                    config,
+                )
+                .await
+                .unwrap();
+                assert!(server.info().is_worker());
+                server.serve_forever().await.unwrap();
+                server.close().await.unwrap();
+            }
             other => panic!("unknown worker kind {other}"),
         }
     });
@@ -495,40 +508,50 @@ fn pool_udp() {
     runtime().block_on(async {
         let pool = ProcessPool::new(2).args(["worker-udp"]);
         let config = ServerConfig::new().concurrency(Concurrency::Processes(pool));
-        let server = Arc::new(
-            UdpServer::bind_with("127.0.0.1:0", PidEcho, config)
-                .await
-                .unwrap(),
-        );
-        let addr = server.server_address().as_inet().unwrap();
-        let s2 = server.clone();
-        let serving = tokio::spawn(async move { s2.serve_forever().await });
-        wait_for("two workers", || server.worker_pids().len() == 2).await;
-        let workers = server.worker_pids();
-        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        for i in 0..10 {
-            client
-                .send_to(format!("d{i}").as_bytes(), addr)
-                .await
-                .unwrap();
-            let mut buf = [0u8; 64];
-            let n = tokio::time::timeout(LIMIT, client.recv(&mut buf))
-                .await
-                .unwrap()
-                .unwrap();
-            let r = std::str::from_utf8(&buf[..n]).unwrap();
-            let (pid, rest) = r.split_once(' ').unwrap();
-            assert!(workers.contains(&pid.parse().unwrap()));
-            assert_eq!(rest, format!("d{i}"));
-        }
-        server.close().await.unwrap();
-        tokio::time::timeout(LIMIT, serving)
+        let server = UdpServer::bind_with("127.0.0.1:0", PidEcho, config)
             .await
-            .unwrap()
-            .unwrap()
             .unwrap();
-        assert!(server.worker_pids().is_empty());
+        let addr = server.server_address().as_inet().unwrap();
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let client = &client;
+        serve_datagrams_through_pool(server, move |msg| async move {
+            client.send_to(&msg, addr).await.unwrap();
+            let mut buf = [0u8; 64];
+            let n = client.recv(&mut buf).await.unwrap();
+            buf[..n].to_vec()
+        })
+        .await;
     });
+}
+
+/// Serves `server` (a pool parent) while ten datagrams go through `ask` and come back from
+/// its workers, then closes it: the workers are gone.
+async fn serve_datagrams_through_pool<K, Fut>(
+    server: weft_server::DatagramServer<K, PidEcho>,
+    mut ask: impl FnMut(Vec<u8>) -> Fut,
+) where
+    K: Send + Sync + 'static,
+    Fut: std::future::Future<Output = Vec<u8>>,
+{
+    let server = Arc::new(server);
+    let s2 = server.clone();
+    let serving = tokio::spawn(async move { s2.serve_forever().await });
+    wait_for("two workers", || server.worker_pids().len() == 2).await;
+    let workers = server.worker_pids();
+    for i in 0..10 {
+        let msg = format!("d{i}");
+        let reply = tokio::time::timeout(LIMIT, ask(msg.clone().into_bytes()))
+            .await
+            .unwrap();
+        assert_worker_reply(&workers, &reply, &msg);
+    }
+    server.close().await.unwrap();
+    tokio::time::timeout(LIMIT, serving)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(server.worker_pids().is_empty());
 }
 
 fn pool_unix() {
@@ -555,9 +578,7 @@ fn pool_unix() {
                 .await
                 .unwrap()
                 .unwrap();
-            let (pid, rest) = buf.split_once(' ').unwrap();
-            assert!(workers.contains(&pid.parse().unwrap()));
-            assert_eq!(rest, format!("u{i}\n"));
+            assert_worker_reply(&workers, buf.as_bytes(), &format!("u{i}\n"));
         }
         server.close().await.unwrap();
         tokio::time::timeout(LIMIT, serving)
@@ -571,6 +592,40 @@ fn pool_unix() {
             "the parent removed its socket file, the workers left it"
         );
     });
+}
+
+fn pool_unix_dgram() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pool-dgram.sock");
+    runtime().block_on(async {
+        let pool = ProcessPool::new(2).args(["worker-unix-dgram"]);
+        let config = ServerConfig::new().concurrency(Concurrency::Processes(pool));
+        let server = UnixDatagramServer::bind_with(&path, PidEcho, config)
+            .await
+            .unwrap();
+        // A client needs an address of its own to get replies.
+        let client = tokio::net::UnixDatagram::bind(dir.path().join("client.sock")).unwrap();
+        let (client, to) = (&client, &path);
+        serve_datagrams_through_pool(server, move |msg| async move {
+            client.send_to(&msg, to).await.unwrap();
+            let mut buf = [0u8; 64];
+            let n = client.recv(&mut buf).await.unwrap();
+            buf[..n].to_vec()
+        })
+        .await;
+        assert!(!path.exists(), "the parent removed its socket file");
+    });
+}
+
+/// A worker's reply is `PID DATA`: `DATA` is `want` and `PID` one of `workers`.
+fn assert_worker_reply(workers: &[u32], reply: &[u8], want: &str) {
+    let r = std::str::from_utf8(reply).unwrap();
+    let (pid, rest) = r.split_once(' ').unwrap();
+    assert!(
+        workers.contains(&pid.parse().unwrap()),
+        "{r:?} from {workers:?}"
+    );
+    assert_eq!(rest, want);
 }
 
 // ---------------------------------------------------------------- leaks
