@@ -19,9 +19,9 @@ pub struct RunOpts {
     #[arg(long, default_value_t = 1.0)]
     pub secs: f64,
     /// Repetitions of every measurement (servers interleaved; medians reported). Many short
-    /// repetitions rather than a few long ones: on a shared machine a single ratio spreads by
-    /// about ±15%, and the median of 15 pins it down to a few percent.
-    #[arg(long, default_value_t = 15)]
+    /// repetitions rather than a few long ones: on a shared 2-core machine a single ratio
+    /// spreads by ±15% or more, and only the median of some 30 pins it down to about ±3%.
+    #[arg(long, default_value_t = 30)]
     pub reps: usize,
     /// Lines in flight per connection in the pipelined line-echo modes.
     #[arg(long, default_value_t = 64)]
