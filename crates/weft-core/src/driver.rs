@@ -20,17 +20,18 @@ use crate::{DisconnectReason, Protocol};
 pub(crate) trait RawStream: Send + Sync + 'static {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Reads what is there (`WouldBlock` if nothing). After a short read, which (with epoll's
+    /// edge-triggered events) shows the receive queue was drained, it forgets the read
+    /// readiness, saving the `EAGAIN` read that would otherwise follow every wakeup — as
+    /// tokio's own `poll_read` does, and race-free in the same way: only the readiness event
+    /// seen *before* the read is cleared, so data arriving during the read keeps the socket
+    /// readable (clearing afterwards would lose that wakeup).
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
     fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize>;
     fn shutdown_write(&self) -> io::Result<()>;
     /// Makes the coming close send a reset (SO_LINGER 0).
     fn set_reset_on_close(&self);
-    /// Forgets read readiness after a short read, which (with epoll's edge-triggered events)
-    /// shows the socket's receive queue was drained: saves the `EAGAIN` read that would
-    /// otherwise follow every wakeup. tokio's own `poll_read` does the same. Race-free: tokio
-    /// clears only the readiness it reported, not an event that arrived since.
-    fn clear_read_readiness(&self);
 }
 
 macro_rules! raw_stream {
@@ -42,8 +43,25 @@ macro_rules! raw_stream {
             fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 <$t>::poll_write_ready(self, cx)
             }
-            fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-                <$t>::try_read(self, buf)
+            fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+                use std::io::Read;
+                let mut got = None;
+                // `try_io` captures the readiness event before running the closure and clears
+                // exactly that event when the closure says `WouldBlock`: a short read says so
+                // (its count kept aside).
+                let r = self.try_io(tokio::io::Interest::READABLE, || {
+                    let n = (&*socket2::SockRef::from(self)).read(buf)?;
+                    got = Some(n);
+                    if n > 0 && n < buf.len() {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    } else {
+                        Ok(n)
+                    }
+                });
+                match got {
+                    Some(n) => Ok(n),
+                    None => r,
+                }
             }
             fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
                 <$t>::try_write(self, buf)
@@ -56,11 +74,6 @@ macro_rules! raw_stream {
             }
             fn set_reset_on_close(&self) {
                 let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
-            }
-            fn clear_read_readiness(&self) {
-                let _ = self.try_io(tokio::io::Interest::READABLE, || {
-                    Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                });
             }
         }
     };
@@ -263,12 +276,9 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
             }
             Event::Readable => {
                 let stream = &self.stream;
-                let res = pool::with_read_buffer(|buf| match stream.try_read(buf) {
+                let res = pool::with_read_buffer(|buf| match stream.read_some(buf) {
                     Ok(0) => Ok(false),
                     Ok(n) => {
-                        if n < buf.len() {
-                            stream.clear_read_readiness();
-                        }
                         // While closing, input is read and discarded.
                         if conn.transport.closing.is_none() {
                             let data = &buf[..n];
@@ -373,7 +383,7 @@ impl<S: RawStream, P: Protocol> Drop for Driver<S, P> {
 fn discard_pending_input<S: RawStream>(stream: &S) {
     pool::with_read_buffer(|buf| {
         for _ in 0..16 {
-            match stream.try_read(buf) {
+            match stream.read_some(buf) {
                 Ok(n) if n > 0 => continue,
                 _ => break,
             }
