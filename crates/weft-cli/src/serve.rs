@@ -35,18 +35,21 @@ pub enum ProtocolName {
 /// The line delimiter of the line protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Delimiter {
-    /// `\r\n` (Twisted's default).
+    /// `\n` or `\r\n`, what `nc` and `telnet` send: line-logger prints lines without the
+    /// `\r`, line-echo sends each line back as it came.
+    Any,
+    /// `\r\n` only (Twisted's default).
     Crlf,
-    /// `\n`.
+    /// `\n` only (a `\r` before it belongs to the line).
     Lf,
 }
 
 impl Delimiter {
-    /// The delimiter's bytes.
+    /// The delimiter's bytes (for `Any`, the `\n` that ends both kinds of line).
     pub fn bytes(self) -> &'static [u8] {
         match self {
             Delimiter::Crlf => b"\r\n",
-            Delimiter::Lf => b"\n",
+            Delimiter::Lf | Delimiter::Any => b"\n",
         }
     }
 }
@@ -77,7 +80,7 @@ pub struct ServeArgs {
     pub max_length: usize,
 
     /// Line delimiter (line protocols).
-    #[arg(long, value_enum, default_value_t = Delimiter::Crlf)]
+    #[arg(long, value_enum, default_value_t = Delimiter::Any)]
     pub delimiter: Delimiter,
 }
 
@@ -94,7 +97,7 @@ fn parse_server_endpoint(s: &str) -> Result<ServerEndpoint, String> {
 fn framed<R: weft_line::LineReceiver>(receiver: R, opts: LineOptions) -> LineProtocol<R> {
     LineProtocol::new(receiver)
         .with_delimiter(opts.delimiter)
-        .with_max_length(opts.max_length)
+        .with_max_length(opts.framing_max())
 }
 
 /// Listens with the protocol `name`. Each arm has its own concrete factory, so a connection
@@ -112,7 +115,10 @@ async fn listen(
         }
         ProtocolName::LineLogger => {
             let f = factory_fn(move |peer: &Address| {
-                Some(framed(wire::LineLogger::new(peer.clone()), opts))
+                Some(framed(
+                    wire::LineLogger::new(peer.clone()).any_ending(opts.any_ending()),
+                    opts,
+                ))
             });
             reactor.listen_endpoint(ep, f).await
         }
@@ -124,9 +130,9 @@ async fn listen(
         ProtocolName::LineEcho => {
             let f = factory_fn(move |_: &Address| {
                 Some(
-                    LineOnlyProtocol::new(wire::LineEcho)
+                    LineOnlyProtocol::new(wire::LineEcho::new(opts.any_ending()))
                         .with_delimiter(opts.delimiter)
-                        .with_max_length(opts.max_length),
+                        .with_max_length(opts.framing_max()),
                 )
             });
             reactor.listen_endpoint(ep, f).await
@@ -158,6 +164,21 @@ async fn listen(
 struct LineOptions {
     delimiter: &'static [u8],
     max_length: usize,
+    /// `--delimiter any`: lines end in `\n`, with or without a `\r` before it.
+    any: bool,
+}
+
+impl LineOptions {
+    /// The framing's limit: with `any`, one more byte for a `\r`, which the receiver then
+    /// strips before checking `max_length` itself.
+    fn framing_max(self) -> usize {
+        self.max_length.saturating_add(usize::from(self.any))
+    }
+
+    /// For the receivers: `Some(max_length)` when lines may end in `\r\n` or `\n`.
+    fn any_ending(self) -> Option<usize> {
+        self.any.then_some(self.max_length)
+    }
 }
 
 /// Runs `weft serve`: listens, prints `listening on ADDR` on stderr, serves until Ctrl-C or
@@ -166,6 +187,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let opts = LineOptions {
         delimiter: args.delimiter.bytes(),
         max_length: args.max_length,
+        any: args.delimiter == Delimiter::Any,
     };
     let name = args.protocol;
     // Take over SIGINT and SIGTERM before saying we listen: a signal sent right after the

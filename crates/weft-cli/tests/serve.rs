@@ -269,3 +269,25 @@ fn listening_line_comes_first_even_with_verbose_logging() {
     c.write_all(b"x").unwrap();
     assert_eq!(read_exact(&mut c, 1), b"x");
 }
+
+#[test]
+fn line_protocols_take_lines_from_nc_and_telnet_alike_by_default() {
+    // nc sends `\n`, telnet `\r\n`: the logger prints both without the `\r`.
+    let server = Server::start(&["line-logger"]);
+    let mut c = server.connect();
+    let me = c.local_addr().unwrap().to_string();
+    c.write_all(b"from nc\nfrom telnet\r\n").unwrap();
+    let out = server.stdout.wait_for("from telnet\n");
+    assert_eq!(
+        out,
+        format!("Got connection from {me}\nfrom nc\nfrom telnet\n")
+    );
+
+    // The echo sends each line back as it came; the length limit ignores the `\r`.
+    let server = Server::start(&["line-echo", "--max-length", "8"]);
+    let mut c = server.connect();
+    c.write_all(b"lf\ncrlf\r\n12345678\r\n").unwrap();
+    assert_eq!(read_exact(&mut c, 19), b"lf\ncrlf\r\n12345678\r\n");
+    c.write_all(b"123456789\r\n").unwrap();
+    assert_eq!(read_to_end(&mut c), b"", "9 bytes before the \\r: too long");
+}
