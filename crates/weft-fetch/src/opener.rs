@@ -6,7 +6,7 @@ use std::sync::{Arc, Once, RwLock};
 use std::time::Duration;
 
 use crate::auth::{
-    PasswordManager, any_stale, authorization_for, origin_form, parse_challenges,
+    Challenge, PasswordManager, any_stale, authorization_for, origin_form, parse_challenges,
     parse_challenges_in,
 };
 use crate::cookies::CookieJar;
@@ -832,6 +832,36 @@ impl OpenerBuilder {
     }
 }
 
+/// The credentials answering one kind of challenge (a server's 401 or a proxy's 407) during
+/// one `open`: the header value to send, and how many challenges were answered.
+#[derive(Default)]
+struct Answer {
+    value: Option<HeaderValue>,
+    attempts: u32,
+}
+
+impl Answer {
+    /// Answers `challenges` with what `build` makes of them: the first time, or again only
+    /// when a Digest nonce went stale, and at most three times. True: send the request again.
+    fn retry(
+        &mut self,
+        challenges: &[Challenge],
+        build: impl FnOnce(&[Challenge]) -> Result<Option<HeaderValue>, Error>,
+    ) -> Result<bool, Error> {
+        if self.attempts >= 3 || (self.attempts > 0 && !any_stale(challenges)) {
+            return Ok(false);
+        }
+        match build(challenges)? {
+            Some(v) => {
+                self.value = Some(v);
+                self.attempts += 1;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
 fn same_host(a: &Url, b: &Url) -> bool {
     a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
         && a.port_or_known_default() == b.port_or_known_default()
@@ -988,10 +1018,8 @@ impl Opener {
         let timeout = req.timeout.or(inner.timeout);
         let mut visits: HashMap<String, usize> = HashMap::new();
         let mut hops = 0usize;
-        let mut auth: Option<HeaderValue> = None;
-        let mut auth_attempts = 0u32;
-        let mut proxy_auth: Option<HeaderValue> = None;
-        let mut proxy_attempts = 0u32;
+        let mut auth = Answer::default();
+        let mut proxy_auth = Answer::default();
         loop {
             let on_first_host = same_host(&url, &first);
             let mut h = headers.clone();
@@ -1007,7 +1035,7 @@ impl Opener {
                     h.insert(COOKIE, merged);
                 }
             }
-            if let Some(a) = &auth {
+            if let Some(a) = &auth.value {
                 h.insert(AUTHORIZATION, a.clone());
             } else if !h.contains_key(AUTHORIZATION) {
                 let key = auth_scope(&url);
@@ -1025,7 +1053,7 @@ impl Opener {
                     }
                 }
             }
-            if let Some(a) = &proxy_auth {
+            if let Some(a) = &proxy_auth.value {
                 h.insert(PROXY_AUTHORIZATION, a.clone());
             }
             let mut rb = inner.client.request(method.clone(), url.clone()).headers(h);
@@ -1046,56 +1074,45 @@ impl Opener {
                 jar.store_response_cookies(resp.headers(), &url);
             }
 
-            if status == StatusCode::UNAUTHORIZED && auth_attempts < 3 {
-                let challenges = parse_challenges(resp.headers());
-                let stale = any_stale(&challenges);
-                if auth_attempts == 0 || stale {
-                    let value = {
-                        let pm = inner.passwords.read().unwrap_or_else(|p| p.into_inner());
-                        authorization_for(
-                            &challenges,
-                            &pm,
-                            &url,
-                            on_first_host,
-                            method.as_str(),
-                            &origin_form(&url),
-                        )?
-                    };
-                    if let Some(v) = value {
-                        tracing::debug!(%url, "retrying with credentials");
-                        auth = Some(v);
-                        auth_attempts += 1;
-                        continue;
-                    }
-                }
+            if status == StatusCode::UNAUTHORIZED
+                && auth.retry(&parse_challenges(resp.headers()), |challenges| {
+                    let pm = inner.passwords.read().unwrap_or_else(|p| p.into_inner());
+                    authorization_for(
+                        challenges,
+                        &pm,
+                        &url,
+                        on_first_host,
+                        method.as_str(),
+                        &origin_form(&url),
+                    )
+                })?
+            {
+                tracing::debug!(%url, "retrying with credentials");
+                continue;
             }
 
             if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED
-                && proxy_attempts < 3
                 && !inner.proxy_passwords.is_empty()
+                && proxy_auth.retry(
+                    &parse_challenges_in(resp.headers(), PROXY_AUTHENTICATE),
+                    |challenges| {
+                        // A proxy sees the request-target in absolute form: that is what a
+                        // Digest response covers.
+                        let mut target = url.clone();
+                        target.set_fragment(None);
+                        authorization_for(
+                            challenges,
+                            &inner.proxy_passwords,
+                            inner.proxy_url.as_ref().unwrap_or(&url),
+                            true,
+                            method.as_str(),
+                            target.as_str(),
+                        )
+                    },
+                )?
             {
-                let challenges = parse_challenges_in(resp.headers(), PROXY_AUTHENTICATE);
-                let stale = any_stale(&challenges);
-                if proxy_attempts == 0 || stale {
-                    // A proxy sees the request-target in absolute form: that is what a
-                    // Digest response covers.
-                    let mut target = url.clone();
-                    target.set_fragment(None);
-                    let value = authorization_for(
-                        &challenges,
-                        &inner.proxy_passwords,
-                        inner.proxy_url.as_ref().unwrap_or(&url),
-                        true,
-                        method.as_str(),
-                        target.as_str(),
-                    )?;
-                    if let Some(v) = value {
-                        tracing::debug!(%url, "retrying with proxy credentials");
-                        proxy_auth = Some(v);
-                        proxy_attempts += 1;
-                        continue;
-                    }
-                }
+                tracing::debug!(%url, "retrying with proxy credentials");
+                continue;
             }
 
             if inner.follow_redirects && is_redirect(status) {
@@ -1154,16 +1171,14 @@ impl Opener {
                         headers.remove(PROXY_AUTHORIZATION);
                     }
                     tracing::debug!(from = %url, to = %next, status = status.as_u16(), "redirect");
-                    auth = None;
-                    auth_attempts = 0;
-                    proxy_auth = None;
-                    proxy_attempts = 0;
+                    auth = Answer::default();
+                    proxy_auth = Answer::default();
                     url = next;
                     continue;
                 }
             }
 
-            if let Some(a) = &auth {
+            if let Some(a) = &auth.value {
                 let basic = a.as_bytes().starts_with(b"Basic ");
                 if basic && status.is_success() {
                     let scope = auth_scope(&url);
