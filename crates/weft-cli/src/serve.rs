@@ -116,7 +116,7 @@ async fn listen(
         ProtocolName::LineLogger => {
             let f = factory_fn(move |peer: &Address| {
                 Some(framed(
-                    wire::LineLogger::new(peer.clone()).any_ending(opts.any_ending()),
+                    wire::LineLogger::new(peer.clone(), opts.any_ending()),
                     opts,
                 ))
             });

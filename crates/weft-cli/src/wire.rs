@@ -62,16 +62,11 @@ pub struct LineLogger {
 }
 
 impl LineLogger {
-    /// A line logger for a connection from `peer`.
-    pub fn new(peer: Address) -> Self {
-        Self { peer, any: None }
-    }
-
-    /// Lines end in `\n` with or without a `\r` (framed on `\n`): the `\r` is not printed,
-    /// and a line longer than `max` without it closes the connection.
-    pub fn any_ending(mut self, max: Option<usize>) -> Self {
-        self.any = max;
-        self
+    /// A line logger for a connection from `peer`; `any`: `Some(max)` when lines end in `\n`
+    /// with or without a `\r` (framed on `\n`): the `\r` is not printed, and a line longer
+    /// than `max` without it closes the connection.
+    pub fn new(peer: Address, any: Option<usize>) -> Self {
+        Self { peer, any }
     }
 }
 

@@ -409,23 +409,23 @@ fn send_direct<S: RawStream, P: Protocol>(
     } else {
         stream.try_write_vectored(&[io::IoSlice::new(bytes), io::IoSlice::new(&t.wbuf)])
     };
-    let (sent, err) = match sent {
-        Ok(n) => (n, None),
+    let sent = match sent {
+        Ok(n) => n,
         Err(e)
             if matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
             ) =>
         {
-            (0, None)
+            0
         }
-        Err(e) => (0, Some(e)),
+        Err(e) => {
+            t.settle_direct(bytes, 0);
+            return Err(e);
+        }
     };
     t.settle_direct(bytes, sent);
-    match err {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 /// Writes as much of the outgoing buffer as the socket takes now.
