@@ -642,6 +642,16 @@ fn handler_threads() -> usize {
         .count()
 }
 
+/// Spawns `serve_forever` of each server (each an `Arc`); the join handles, in order.
+macro_rules! serve_all {
+    ($($server:expr),* $(,)?) => {
+        vec![$(tokio::spawn({
+            let s = $server.clone();
+            async move { s.serve_forever().await }
+        })),*]
+    };
+}
+
 async fn leak_round(dir: &std::path::Path, round: usize) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     for mode in [
@@ -678,28 +688,7 @@ async fn leak_round(dir: &std::path::Path, round: usize) {
                 .await
                 .unwrap(),
         );
-        let tasks = vec![
-            tokio::spawn({
-                let s = tcp.clone();
-                async move { s.serve_forever().await }
-            }),
-            tokio::spawn({
-                let s = tcp_b.clone();
-                async move { s.serve_forever().await }
-            }),
-            tokio::spawn({
-                let s = udp.clone();
-                async move { s.serve_forever().await }
-            }),
-            tokio::spawn({
-                let s = unix.clone();
-                async move { s.serve_forever().await }
-            }),
-            tokio::spawn({
-                let s = udgram.clone();
-                async move { s.serve_forever().await }
-            }),
-        ];
+        let tasks = serve_all!(tcp, tcp_b, udp, unix, udgram);
         for a in [tcp.server_address(), tcp_b.server_address()] {
             let r = ask_tcp(a.as_inet().unwrap(), b"x\n").await;
             assert!(r.ends_with(" x\n"));
