@@ -2,7 +2,7 @@
 //! framing: `\r\n` delimiters, lines up to 16384 bytes).
 //!
 //! ```text
-//! cargo run --example line_echo [ADDR]   # default 127.0.0.1:1234; port 0 picks one
+//! cargo run --example line_echo [ADDR]   # default 127.0.0.1:1234; port 0 picks one; ADDR is HOST:PORT, :PORT or an endpoint string (tcp:0:interface=127.0.0.1)
 //! nc -C 127.0.0.1 1234                   # -C sends CRLF line ends
 //! ```
 //!
@@ -36,8 +36,8 @@ async fn main() -> std::io::Result<()> {
     reactor.handle_signals()?; // a Ctrl-C from now on is a clean shutdown
     let factory =
         factory_fn(move |_: &Address| Some(LineProtocol::new(LineEcho).with_delimiter(delimiter)));
-    let port = reactor.listen_tcp(addr.as_str(), factory).await?;
-    eprintln!("listening on {}", port.local_addr());
+    let port = reactor.listen(&addr, factory).await?;
+    eprintln!("listening on {}", port.local_addr().listening());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)

@@ -1,4 +1,4 @@
-//! `weft serve PROTOCOL [--listen ENDPOINT]`.
+//! `weft serve PROTOCOL [--listen ENDPOINT]...`.
 
 use clap::{Args, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
@@ -57,22 +57,26 @@ impl Delimiter {
 /// Arguments of `weft serve`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Endpoints (Twisted syntax):
+Where to listen (an endpoint string, Twisted syntax, or a plain form):
   tcp:1234:interface=127.0.0.1   port 1234 on the loopback interface (the default)
+  127.0.0.1:1234                 the same
   tcp:0:interface=127.0.0.1      a free port (the first stderr line tells which)
-  tcp6:1234:interface=\\:\\:1      IPv6
-  unix:/tmp/weft.sock            a Unix socket
+  tcp:1234, :1234, 1234          port 1234 on every IPv4 interface (said on stderr)
+  tcp6:1234:interface=\\:\\:1      IPv6; also [::1]:1234
+  unix:/tmp/weft.sock            a Unix socket; also /tmp/weft.sock, ./weft.sock
 
-The first line on stderr is `listening on HOST:PORT` (or the socket path).
+--listen may be given several times: one protocol served on every endpoint.
+The first lines on stderr are `listening on HOST:PORT` (or the socket path), one per
+endpoint, with ` (all interfaces)` after an address on every interface.
 Ctrl-C or SIGTERM stops accepting, lets connections finish, and exits.")]
 pub struct ServeArgs {
     /// The protocol to serve.
     #[arg(value_enum)]
     pub protocol: ProtocolName,
 
-    /// Where to listen, as a Twisted endpoint string.
-    #[arg(short, long, value_name = "ENDPOINT", default_value = DEFAULT_LISTEN, value_parser = parse_server_endpoint)]
-    pub listen: ServerEndpoint,
+    /// Where to listen: an endpoint string or HOST:PORT, :PORT, PORT, /path (repeatable).
+    #[arg(short, long, value_name = "ENDPOINT", default_value = DEFAULT_LISTEN, value_parser = parse_server_endpoint, action = clap::ArgAction::Append)]
+    pub listen: Vec<ServerEndpoint>,
 
     /// Longest accepted line, delimiter excluded (line protocols); a longer line closes that
     /// connection.
@@ -205,18 +209,30 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         }
     };
     let reactor = Reactor::new();
-    let port = listen(&reactor, &args.listen, opts, name)
-        .await
-        .map_err(|e| listen_failure(&args.listen, &e))?;
-    crate::log::open_gate(Some(&format!("listening on {}", port.local_addr())));
-    tracing::info!(protocol = ?name, addr = %port.local_addr(), "serving");
+    let mut ports = Vec::with_capacity(args.listen.len());
+    for ep in &args.listen {
+        let port = listen(&reactor, ep, opts, name)
+            .await
+            .map_err(|e| listen_failure(ep, &e))?;
+        ports.push(port);
+    }
+    let announce: Vec<String> = ports
+        .iter()
+        .map(|p| format!("listening on {}", p.local_addr().listening()))
+        .collect();
+    crate::log::open_gate(Some(&announce.join("\n")));
+    for port in &ports {
+        tracing::info!(protocol = ?name, addr = %port.local_addr(), "serving");
+    }
     tokio::select! {
         _ = interrupt.recv() => tracing::info!("interrupted; shutting down"),
         _ = terminate.recv() => tracing::info!("terminated; shutting down"),
     }
     reactor.shutdown().await;
-    if let ServerEndpoint::Unix { path, .. } = &args.listen {
-        let _ = std::fs::remove_file(path);
+    for ep in &args.listen {
+        if let ServerEndpoint::Unix { path, .. } = ep {
+            let _ = std::fs::remove_file(path);
+        }
     }
     Ok(())
 }
