@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Bounds every await of a test.
@@ -19,13 +20,19 @@ pub fn raise_fd_limit() {
     }
 }
 
-/// Kills the child process when dropped, even if the test fails.
-pub struct ChildGuard(pub Child);
+/// Kills the child process when dropped, even if the test fails; keeps what it wrote to
+/// stderr.
+pub struct ChildGuard(pub Child, Arc<Mutex<Vec<String>>>);
 
 impl ChildGuard {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.0.id()
+    }
+
+    /// The lines the child wrote to stderr so far (its logs).
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.1.lock().unwrap().clone()
     }
 }
 
@@ -49,10 +56,21 @@ pub async fn spawn_server_child(name: &str, env_key: &str) -> (ChildGuard, u16) 
         ])
         .env(env_key, "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the child server");
-    let mut child = ChildGuard(child);
+    let mut child = ChildGuard(child, Arc::default());
+    let stderr = child.0.stderr.take().expect("piped stderr");
+    let lines = child.1.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            lines.lock().unwrap().push(line);
+        }
+    });
     let stdout = child.0.stdout.take().expect("piped stdout");
     let port = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
