@@ -38,7 +38,8 @@ async fn main() -> Result<(), weft::server::ServerError> {
         weft::core::ServerEndpoint::parse_tcp(&addr).map_err(std::io::Error::from)?,
         Handler,
         config,
-    ).await?;
+    )
+    .await?;
     server.shutdown_handle().request_on_signals()?; // before announcing: Ctrl-C from now on stops serving cleanly
     eprintln!("listening on {}", server.server_address());
     server.serve_forever().await?;
