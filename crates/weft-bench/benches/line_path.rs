@@ -85,7 +85,9 @@ fn weft_line(data: &[u8]) -> usize {
 /// `LINE_PATH_RUNS=N`: echo the 64-byte input N times with one implementation, for an
 /// instruction count under cachegrind; false when the variable is not set.
 fn count_only() -> bool {
-    let Some(runs) = std::env::var("LINE_PATH_RUNS").ok().and_then(|n| n.parse::<usize>().ok())
+    let Some(runs) = std::env::var("LINE_PATH_RUNS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
     else {
         return false;
     };
