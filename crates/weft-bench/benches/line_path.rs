@@ -60,8 +60,9 @@ fn reference(data: &[u8]) -> usize {
     out
 }
 
-fn weft(data: &[u8]) -> usize {
-    let mut conn = MemoryTransport::new(LineOnlyProtocol::new(Echo).with_delimiter(&b"\n"[..]));
+/// Echoes `data` through `proto` in 4 KiB reads, consuming the output after each.
+fn echo<P: weft_core::Protocol>(proto: P, data: &[u8]) -> usize {
+    let mut conn = MemoryTransport::new(proto);
     let mut out = 0;
     for read in data.chunks(READ) {
         conn.feed(read);
@@ -71,15 +72,12 @@ fn weft(data: &[u8]) -> usize {
     out
 }
 
+fn weft(data: &[u8]) -> usize {
+    echo(LineOnlyProtocol::new(Echo).with_delimiter(b"\n"), data)
+}
+
 fn weft_line(data: &[u8]) -> usize {
-    let mut conn = MemoryTransport::new(LineProtocol::new(Echo).with_delimiter(&b"\n"[..]));
-    let mut out = 0;
-    for read in data.chunks(READ) {
-        conn.feed(read);
-        out += black_box(conn.written()).len();
-        conn.consume_written(usize::MAX);
-    }
-    out
+    echo(LineProtocol::new(Echo).with_delimiter(b"\n"), data)
 }
 
 /// `LINE_PATH_RUNS=N`: echo the 64-byte input N times with one implementation, for an

@@ -9,8 +9,8 @@ use tokio_util::codec::{Decoder, Encoder};
 use weft_core::testing::MemoryTransport;
 use weft_line::{
     Delimiter, Int8Codec, Int16Codec, Int32Codec, Int32Protocol, LineCodec, LineControl,
-    LineOnlyControl, LineOnlyProtocol, LineOnlyReceiver, LineProtocol, LineReceiver,
-    NetstringCodec, NetstringProtocol, StringControl, StringReceiver,
+    LineOnlyProtocol, LineProtocol, LineReceiver, NetstringCodec, NetstringProtocol, StringControl,
+    StringReceiver,
 };
 
 /// Cuts `wire` at the (sorted, deduplicated) points.
@@ -60,22 +60,6 @@ struct Lines(Vec<Vec<u8>>);
 impl LineReceiver for Lines {
     fn line_received(&mut self, line: &[u8], _: &mut LineControl<'_>) {
         self.0.push(line.to_vec());
-    }
-}
-
-/// Lines, and whether the length limit was hit (after which the connection closes).
-#[derive(Default)]
-struct OnlyLines {
-    lines: Vec<Vec<u8>>,
-    exceeded: bool,
-}
-impl LineOnlyReceiver for OnlyLines {
-    fn line_received(&mut self, line: &[u8], _: &mut LineOnlyControl<'_>) {
-        self.lines.push(line.to_vec());
-    }
-    fn line_length_exceeded(&mut self, _: &[u8], ctl: &mut LineOnlyControl<'_>) {
-        self.exceeded = true;
-        ctl.lose_connection();
     }
 }
 
@@ -265,7 +249,7 @@ proptest! {
         cuts in cuts(),
     ) {
         let mut conn = MemoryTransport::new(
-            LineOnlyProtocol::new(OnlyLines::default()).with_delimiter(delim).with_max_length(max),
+            LineOnlyProtocol::new(Recorder::default()).with_delimiter(delim).with_max_length(max),
         );
         for piece in split(&input, &cuts) {
             conn.feed(piece);
