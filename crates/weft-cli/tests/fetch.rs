@@ -103,6 +103,20 @@ fn weft(args: &[&str]) -> assert_cmd::assert::Assert {
         .assert()
 }
 
+/// `weft fetch -q URL` run in `dir` (so the file gets its default name there); its stdout.
+fn fetch_in(dir: &std::path::Path, url: &str) -> String {
+    let out = Cmd::new(WEFT)
+        .args(["fetch", "-q", url])
+        .current_dir(dir)
+        .timeout(WAIT)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).unwrap()
+}
+
 /// Runs a failing command; checks the exit code and that stderr is one line containing
 /// `needle`; returns stderr.
 fn fails(args: &[&str], code: i32, needle: &str) -> String {
@@ -297,16 +311,8 @@ fn fetch_saves_and_prints_the_path() {
 fn fetch_without_output_names_the_file_after_the_url() {
     let http = HttpServer::start(routes);
     let dir = tempfile::tempdir().unwrap();
-    let out = Cmd::new(WEFT)
-        .args(["fetch", "-q", &http.url("/files/big.bin")])
-        .current_dir(dir.path())
-        .timeout(WAIT)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert_eq!(String::from_utf8(out).unwrap(), "big.bin\n");
+    let out = fetch_in(dir.path(), &http.url("/files/big.bin"));
+    assert_eq!(out, "big.bin\n");
     assert!(std::fs::read(dir.path().join("big.bin")).unwrap() == big());
 }
 
@@ -576,15 +582,7 @@ fn a_bad_cookie_jar_line_is_skipped_with_a_warning() {
 fn default_names_carry_no_control_characters() {
     let http = HttpServer::start(|_| Reply::new(200, "x"));
     let dir = tempfile::tempdir().unwrap();
-    let out = Cmd::new(WEFT)
-        .args(["fetch", "-q", &http.url("/a%0Ab%1B%5B2J")])
-        .current_dir(dir.path())
-        .timeout(WAIT)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert_eq!(String::from_utf8(out).unwrap(), "a%0Ab%1B[2J\n");
+    let out = fetch_in(dir.path(), &http.url("/a%0Ab%1B%5B2J"));
+    assert_eq!(out, "a%0Ab%1B[2J\n");
     assert!(dir.path().join("a%0Ab%1B[2J").is_file());
 }
