@@ -193,7 +193,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let reactor = Reactor::new();
     let mut ports = Vec::with_capacity(args.listen.len());
     for ep in &args.listen {
-        let port = listen(&reactor, ep, opts, name)
+        let port = listen(&reactor, ep, opts.clone(), name)
             .await
             .map_err(|e| listen_failure(ep, &e))?;
         ports.push(port);
