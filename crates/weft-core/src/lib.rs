@@ -44,6 +44,7 @@ mod address;
 mod driver;
 pub mod endpoint;
 mod factory;
+pub mod policies;
 mod protocol;
 mod reactor;
 mod reason;
@@ -59,7 +60,7 @@ pub use reactor::{
     Connection, DEFAULT_DRAIN_TIMEOUT, DelayedCall, ListenOptions, ListeningPort, Reactor,
     Reconnector,
 };
-pub use reason::DisconnectReason;
+pub use reason::{DisconnectReason, TimeoutKind};
 pub use transport::{
     ConnectionClosed, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, TimerId, Transport, TransportHandle,
 };
