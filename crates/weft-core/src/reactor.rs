@@ -1072,6 +1072,7 @@ async fn accept_loop<A: Acceptor, F: Factory>(
                 // EMFILE, ENFILE, ENOBUFS, ENOMEM: out of resources. Back off instead of
                 // spinning; serving resumes when descriptors free up.
                 tracing::error!(error = %e, "accept failed; backing off 100 ms");
+                metrics::counter!(crate::policies::names::ACCEPT_PAUSES).increment(1);
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = shutdown.cancelled() => break,

@@ -31,6 +31,54 @@ pub mod names {
     pub const ACCEPT_PAUSES: &str = "weft_accept_pauses_total";
 }
 
+/// Gives the installed recorder a description and unit for each of weft's metrics (the
+/// `# HELP` lines of a Prometheus scrape). Call it once after installing a recorder; without
+/// one it does nothing.
+///
+/// ```
+/// weft_core::policies::describe_metrics();
+/// ```
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_counter!(
+        names::CONNECTIONS_ACCEPTED,
+        Unit::Count,
+        "Connections accepted."
+    );
+    describe_counter!(
+        names::CONNECTIONS_REFUSED,
+        Unit::Count,
+        "Connections refused by a limit or a factory, closed at once."
+    );
+    describe_gauge!(
+        names::CONNECTIONS_OPEN,
+        Unit::Count,
+        "Connections open now."
+    );
+    describe_counter!(
+        names::CONNECTIONS_CLOSED,
+        Unit::Count,
+        "Connections closed, by reason."
+    );
+    describe_counter!(
+        names::BYTES_RECEIVED,
+        Unit::Bytes,
+        "Bytes received from peers."
+    );
+    describe_counter!(names::BYTES_SENT, Unit::Bytes, "Bytes written to peers.");
+    describe_counter!(names::LINES_RECEIVED, Unit::Count, "Lines received.");
+    describe_counter!(
+        names::PROTOCOL_PANICS,
+        Unit::Count,
+        "Connections closed because a protocol callback panicked."
+    );
+    describe_counter!(
+        names::ACCEPT_PAUSES,
+        Unit::Count,
+        "Times an accept loop paused for lack of file descriptors or memory."
+    );
+}
+
 /// Byte counts are handed to the recorder when they reach this much, and at close: a busy
 /// connection does not call the recorder per read.
 const FLUSH_EVERY: u64 = 64 * 1024;
@@ -111,6 +159,15 @@ pub struct Metered<P> {
     bytes_in: u64,
     bytes_out: u64,
     lines: u64,
+}
+
+impl<P> Metered<P> {
+    /// The wrapped protocol.
+    ///
+    /// See [`Limited::inner`](super::Limited::inner) for an example.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
 }
 
 impl<P> Metered<P> {

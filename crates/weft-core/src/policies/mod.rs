@@ -54,7 +54,7 @@ mod timeout;
 mod traffic;
 
 pub use limit::{Busy, LimitPerPeer, LimitTotal, Limited, NoOverflow, Overflowing};
-pub use meter::{Metered, Metrics, names};
+pub use meter::{Metered, Metrics, describe_metrics, names};
 pub use throttle::{Throttle, Throttled};
 pub use timeout::{
     IdleTimeout, IdleTimer, Idled, LineTimed, LineTimeout, TimerOutcome, timeout_connection,
@@ -205,6 +205,35 @@ impl<Pol: Policy> Policy for Option<Pol> {
             Some(pol) => pol.build(addr, inner).map(Either::Left),
             None => inner().map(Either::Right),
         }
+    }
+}
+
+/// A policy whose protocol is built on the heap (`Box`): for an `Option` of a policy that is
+/// usually off, since an `Option`'s protocol is as large as the policy's, `Some` or `None`.
+/// Boxed, the `None` case costs a pointer's room in every connection instead (and the `Some`
+/// case one allocation per connection).
+///
+/// ```
+/// use weft_core::policies::{Boxed, FactoryExt, Throttle};
+/// use weft_core::{factory_fn, Protocol, Transport};
+/// struct P;
+/// impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+/// let rate: Option<u64> = None; // from a setting
+/// let f = factory_fn(|_| Some(P)).with(rate.map(|r| Boxed(Throttle::new().per_connection(r))));
+/// # let _ = f;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Boxed<Pol>(pub Pol);
+
+impl<Pol: Policy> Policy for Boxed<Pol> {
+    type Protocol<P: Protocol> = Box<Pol::Protocol<P>>;
+
+    fn build<P: Protocol>(
+        &self,
+        addr: &Address,
+        inner: impl FnOnce() -> Option<P>,
+    ) -> Option<Self::Protocol<P>> {
+        self.0.build(addr, inner).map(Box::new)
     }
 }
 

@@ -537,24 +537,40 @@ fn a_panicking_protocol_gives_its_slot_back() {
 
 // ---- ThrottlingTests ------------------------------------------------------------------------
 
-/// ThrottlingTests.test_readLimit: over the read rate, reading pauses; it resumes once the
-/// rate allows. Nothing is dropped.
+/// ThrottlingTests.test_readLimit: over the read rate, reading pauses and what was already
+/// read is handed over in slices at the rate; reading resumes once it is all delivered.
+/// Nothing is dropped, and the order is kept.
 #[tokio::test(start_paused = true)]
 async fn throttle_pauses_reading_over_the_rate() {
     let mut conn = connect(
         Throttle::new().read_per_connection(1000),
         Recorder::default(),
     );
-    conn.feed(&[b'x'; 100]); // the burst
+    conn.feed(&[b'a'; 100]); // the burst
     assert!(!conn.transport().is_reading_paused());
-    conn.feed(&[b'x'; 1000]); // 1000 over: 1 s of debt
+    let big: Vec<u8> = (0..1000u32).map(|i| b'0' + (i % 10) as u8).collect();
+    conn.feed(&big); // one socket read far over the rate
     assert!(conn.transport().is_reading_paused());
-    assert!(!conn.transport().is_producing_paused() || conn.transport().is_reading_paused());
-    conn.advance(Duration::from_millis(990)).await;
-    assert!(conn.transport().is_reading_paused());
-    conn.advance(Duration::from_millis(20)).await;
-    assert!(!conn.transport().is_reading_paused());
-    assert_eq!(conn.written().len(), 1100, "every byte delivered");
+    assert_eq!(conn.written().len(), 150, "the burst, then one slice");
+    let mut resumed_at = None;
+    for ms in (10..=1500).step_by(10) {
+        conn.advance(Duration::from_millis(10)).await;
+        if ms == 500 {
+            let n = conn.written().len();
+            assert!((550..=650).contains(&n), "{n} bytes after 0.5 s");
+        }
+        if resumed_at.is_none() && !conn.transport().is_reading_paused() {
+            resumed_at = Some(ms);
+        }
+    }
+    let resumed_at = resumed_at.expect("reading resumed");
+    assert!(
+        (900..=1050).contains(&resumed_at),
+        "resumed after {resumed_at} ms"
+    );
+    let mut want = vec![b'a'; 100];
+    want.extend_from_slice(&big);
+    assert!(conn.written() == want, "every byte delivered, in order");
 }
 
 /// ThrottlingTests.test_writeLimit / test_writeSequence: over the write rate the protocol is
@@ -596,25 +612,38 @@ async fn throttle_keeps_the_protocols_own_pause_apart() {
     #[derive(Default)]
     struct Pauser {
         seen_paused: Vec<bool>,
+        got: Vec<u8>,
     }
     impl Protocol for Pauser {
         fn data_received(&mut self, data: &[u8], t: &mut Transport) {
             self.seen_paused.push(t.is_producing_paused());
-            if data == b"stop" {
+            self.got.extend_from_slice(data);
+            if data.ends_with(b"stop") {
                 t.pause_producing();
             }
         }
     }
-    let mut conn = connect(Throttle::new().read_per_connection(10), Pauser::default());
-    conn.feed(b"0123456789");
-    conn.feed(b"stop");
-    assert!(conn.transport().is_producing_paused());
-    conn.advance(Duration::from_secs(3)).await; // the throttle lets go
+    // 100 B/s: a burst of 10 bytes, slices of 5.
+    let throttle = Throttle::new().read_per_connection(100);
+    let mut conn =
+        MemoryTransport::new(throttle.build(&addr(), || Some(Pauser::default())).unwrap());
+    conn.feed(b"0123456789012345stop");
+    assert!(conn.transport().is_reading_paused());
+    for _ in 0..300 {
+        conn.advance(Duration::from_millis(10)).await;
+    }
+    let p = conn.protocol().inner();
+    assert_eq!(p.got, b"0123456789012345stop");
+    assert!(p.seen_paused.len() > 1, "delivered in slices");
+    assert!(
+        p.seen_paused.iter().all(|&paused| !paused),
+        "{:?}",
+        p.seen_paused
+    );
     assert!(
         conn.transport().is_producing_paused(),
         "the protocol's pause stays"
     );
-    assert!(conn.transport().is_reading_paused());
 }
 
 /// The factory-wide rate is shared: two connections together get the one rate.

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::time::Instant;
 
 use super::Policy;
@@ -199,6 +200,32 @@ fn take_own(b: &mut Option<Bucket>, n: usize, now: Instant) -> Duration {
     b.as_mut().map_or(Duration::ZERO, |b| b.take(n, now))
 }
 
+/// Bytes a bucket has now (negative: in debt), `f64::INFINITY` without a bucket.
+fn tokens_shared(b: &Option<Mutex<Bucket>>, now: Instant) -> f64 {
+    match b {
+        Some(m) => {
+            let mut b = m.lock().unwrap_or_else(|e| e.into_inner());
+            b.take(0, now);
+            b.tokens
+        }
+        None => f64::INFINITY,
+    }
+}
+
+fn tokens_own(b: &mut Option<Bucket>, now: Instant) -> f64 {
+    match b {
+        Some(b) => {
+            b.take(0, now);
+            b.tokens
+        }
+        None => f64::INFINITY,
+    }
+}
+
+/// Input over the read rate is handed to the protocol in slices of this much of a second's
+/// worth, so the rate is smooth however much one socket read returned.
+const SLICES_PER_SEC: u64 = 20;
+
 impl Policy for Throttle {
     type Protocol<P: Protocol> = Throttled<P>;
 
@@ -210,11 +237,22 @@ impl Policy for Throttle {
         let now = Instant::now();
         let shared = (self.shared.read.is_some() || self.shared.write.is_some())
             .then(|| self.shared.clone());
+        let shared_read = self
+            .shared
+            .read
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).rate as u64);
+        let slowest = match (self.read, shared_read) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Some(Throttled {
             inner: inner()?,
             read: self.read.map(|r| Bucket::new(r, now)),
             write: self.write.map(|r| Bucket::new(r, now)),
             shared,
+            read_slice: slowest.map_or(0, |r| (r / SLICES_PER_SEC).max(1) as usize),
+            held: BytesMut::new(),
             timer: None,
             read_blocked: false,
             write_blocked: false,
@@ -230,8 +268,13 @@ pub struct Throttled<P> {
     read: Option<Bucket>,
     write: Option<Bucket>,
     shared: Option<Arc<Shared>>,
+    /// The most input handed over at once when over the rate (0: no read limit).
+    read_slice: usize,
+    /// Input read but not handed over yet (at most one socket read: reading is paused
+    /// meanwhile).
+    held: BytesMut,
     timer: Option<TimerId>,
-    /// Over the read rate: reading is paused.
+    /// Over the read rate, or holding input: reading is paused.
     read_blocked: bool,
     /// Over the write rate: the inner protocol was told `pause_writing`, reading is paused.
     write_blocked: bool,
@@ -245,9 +288,19 @@ impl<P: fmt::Debug> fmt::Debug for Throttled<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Throttled")
             .field("inner", &self.inner)
+            .field("held", &self.held.len())
             .field("read_blocked", &self.read_blocked)
             .field("write_blocked", &self.write_blocked)
             .finish()
+    }
+}
+
+impl<P> Throttled<P> {
+    /// The wrapped protocol.
+    ///
+    /// See [`Limited::inner`](super::Limited::inner) for an example.
+    pub fn inner(&self) -> &P {
+        &self.inner
     }
 }
 
@@ -262,7 +315,7 @@ impl<P: Protocol> Throttled<P> {
         set_paused(t, self.inner_paused);
         let before = t.write_buffer_size();
         let r = f(&mut self.inner, t);
-        self.inner_paused = t.is_producing_paused();
+        let was_paused = std::mem::replace(&mut self.inner_paused, t.is_producing_paused());
         let wrote = t.write_buffer_size().saturating_sub(before);
         if wrote > 0 {
             let now = Instant::now();
@@ -274,6 +327,10 @@ impl<P: Protocol> Throttled<P> {
                 self.block_writing(t);
                 self.arm(t, wait);
             }
+        }
+        if was_paused && !self.inner_paused && !self.held.is_empty() {
+            // The protocol resumed itself: hand it what is held.
+            self.arm(t, Duration::ZERO);
         }
         self.sync(t);
         r
@@ -301,17 +358,85 @@ impl<P: Protocol> Throttled<P> {
         }
     }
 
-    /// The throttle's timer fired: unblock what the rates allow now, wait more for the rest.
+    /// The bytes the read buckets allow now (negative: in debt).
+    fn read_tokens(&mut self, now: Instant) -> f64 {
+        let mut tokens = tokens_own(&mut self.read, now);
+        if let Some(s) = &self.shared {
+            tokens = tokens.min(tokens_shared(&s.read, now));
+        }
+        tokens
+    }
+
+    /// Takes `n` bytes from the read buckets; returns the wait their debt asks for.
+    fn take_read(&mut self, n: usize, now: Instant) -> Duration {
+        let mut wait = take_own(&mut self.read, n, now);
+        if let Some(s) = &self.shared {
+            wait = wait.max(take_shared(&s.read, n, now));
+        }
+        wait
+    }
+
+    /// How much of `len` held or arriving bytes to hand over now.
+    fn share(&mut self, len: usize, now: Instant) -> usize {
+        let tokens = self.read_tokens(now);
+        if tokens < 0.0 {
+            return 0;
+        }
+        len.min((tokens as usize).max(self.read_slice))
+    }
+
+    /// When the read side may go on: the debt paid, and, while holding, a slice's worth.
+    fn read_wait(&mut self, now: Instant) -> Duration {
+        let tokens = self.read_tokens(now);
+        let want = if self.held.is_empty() {
+            0.0
+        } else {
+            self.read_slice as f64
+        };
+        if tokens >= want || !tokens.is_finite() {
+            return Duration::ZERO;
+        }
+        let rate = self.slowest_read_rate();
+        Duration::from_secs_f64((want - tokens) / rate).max(Duration::from_millis(1))
+    }
+
+    fn slowest_read_rate(&self) -> f64 {
+        let own = self.read.as_ref().map_or(f64::INFINITY, |b| b.rate);
+        let shared = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.read.as_ref())
+            .map_or(f64::INFINITY, |m| {
+                m.lock().unwrap_or_else(|e| e.into_inner()).rate
+            });
+        own.min(shared)
+    }
+
+    /// The throttle's timer fired: hand over held input, unblock what the rates allow now,
+    /// wait more for the rest.
     fn recheck(&mut self, t: &mut Transport) {
         let now = Instant::now();
-        let mut wait_r = take_own(&mut self.read, 0, now);
+        if t.is_closing() {
+            // Input is discarded while closing; so is what was held.
+            self.held.clear();
+        } else if !self.held.is_empty() && !self.inner_paused {
+            let k = self.share(self.held.len(), now);
+            if k > 0 {
+                self.take_read(k, now);
+                let chunk = self.held.split_to(k);
+                self.call(t, |p, t| p.data_received(&chunk, t));
+            }
+        }
+        let wait_r = if self.inner_paused && !self.held.is_empty() {
+            // Held until the protocol resumes (`call` and `reading_resumed` re-arm).
+            Duration::ZERO
+        } else {
+            self.read_wait(now)
+        };
+        self.read_blocked = !self.held.is_empty() || !wait_r.is_zero();
         let mut wait_w = take_own(&mut self.write, 0, now);
         if let Some(s) = &self.shared {
-            wait_r = wait_r.max(take_shared(&s.read, 0, now));
             wait_w = wait_w.max(take_shared(&s.write, 0, now));
-        }
-        if self.read_blocked && wait_r.is_zero() {
-            self.read_blocked = false;
         }
         if self.write_blocked && wait_w.is_zero() {
             self.write_blocked = false;
@@ -319,11 +444,11 @@ impl<P: Protocol> Throttled<P> {
                 self.call(t, |p, t| p.resume_writing(t));
             }
         }
-        let wait = match (self.read_blocked, self.write_blocked) {
-            (true, true) => wait_r.max(wait_w),
-            (true, false) => wait_r,
-            (false, true) => wait_w,
-            (false, false) => Duration::ZERO,
+        let wait = match (wait_r.is_zero(), self.write_blocked) {
+            (false, true) => wait_r.max(wait_w),
+            (false, false) => wait_r,
+            (true, true) => wait_w,
+            (true, false) => Duration::ZERO,
         };
         if !wait.is_zero() {
             self.arm(t, wait);
@@ -338,16 +463,31 @@ impl<P: Protocol> Protocol for Throttled<P> {
     }
 
     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
-        let now = Instant::now();
-        let mut wait = take_own(&mut self.read, data.len(), now);
-        if let Some(s) = &self.shared {
-            wait = wait.max(take_shared(&s.read, data.len(), now));
+        if self.read_slice == 0 || data.is_empty() {
+            return self.call(t, |p, t| p.data_received(data, t));
         }
-        if !wait.is_zero() {
+        if !self.held.is_empty() {
+            // Reading is paused while holding; a transport that delivers anyway keeps order.
+            self.held.extend_from_slice(data);
+            return;
+        }
+        let now = Instant::now();
+        let k = self.share(data.len(), now);
+        let (now_part, rest) = data.split_at(k);
+        self.take_read(k, now);
+        if !rest.is_empty() {
+            self.held.extend_from_slice(rest);
+        }
+        let wait = self.read_wait(now);
+        if !wait.is_zero() || !self.held.is_empty() {
             self.read_blocked = true;
             self.arm(t, wait);
         }
-        self.call(t, |p, t| p.data_received(data, t))
+        if !now_part.is_empty() {
+            self.call(t, |p, t| p.data_received(now_part, t));
+        } else {
+            self.sync(t);
+        }
     }
 
     fn eof_received(&mut self, t: &mut Transport) -> bool {
@@ -382,11 +522,14 @@ impl<P: Protocol> Protocol for Throttled<P> {
     }
 
     fn reading_resumed(&mut self, t: &mut Transport) {
-        // Another task resumed reading: if the inner protocol had paused, it is told; the
-        // throttle's own pause stays.
+        // Another task resumed reading: if the inner protocol had paused, it is told (and gets
+        // what is held); the throttle's own pause stays.
         let was_paused = self.inner_paused;
         self.inner_paused = false;
         if was_paused {
+            if !self.held.is_empty() {
+                self.arm(t, Duration::ZERO);
+            }
             self.call(t, |p, t| p.reading_resumed(t));
         } else {
             self.sync(t);

@@ -259,10 +259,11 @@ impl Policy for IdleTimeout {
         _: &Address,
         inner: impl FnOnce() -> Option<P>,
     ) -> Option<Idled<P>> {
+        let mut timer = IdleTimer::new();
+        timer.period = Some(self.period);
         Some(Idled {
             inner: inner()?,
-            period: self.period,
-            timer: IdleTimer::new(),
+            timer,
         })
     }
 }
@@ -271,7 +272,6 @@ impl Policy for IdleTimeout {
 #[derive(Debug)]
 pub struct Idled<P> {
     inner: P,
-    period: Duration,
     timer: IdleTimer,
 }
 
@@ -304,8 +304,8 @@ impl<P> Idled<P> {
 
 impl<P: Protocol> Protocol for Idled<P> {
     fn connection_made(&mut self, t: &mut Transport) {
-        self.timer.set_timeout(t, Some(self.period));
-        self.inner.connection_made(t);
+        self.timer.start(t, Instant::now());
+        self.call(t, |p, t| p.connection_made(t));
     }
 
     #[inline]
@@ -428,6 +428,15 @@ pub struct LineTimed<P> {
     inner: P,
     timer: IdleTimer,
     end: u8,
+}
+
+impl<P> LineTimed<P> {
+    /// The wrapped protocol.
+    ///
+    /// See [`Limited::inner`](super::Limited::inner) for an example.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
 }
 
 impl<P: Protocol> Protocol for LineTimed<P> {

@@ -82,6 +82,15 @@ pub struct Logged<P> {
     bytes_out: u64,
 }
 
+impl<P> Logged<P> {
+    /// The wrapped protocol.
+    ///
+    /// See [`Limited::inner`](super::Limited::inner) for an example.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+}
+
 const TARGET: &str = "weft::traffic";
 
 impl<P: Protocol> Logged<P> {
