@@ -44,6 +44,7 @@ mod address;
 mod driver;
 pub mod endpoint;
 mod factory;
+pub mod listener;
 pub mod policies;
 mod protocol;
 mod reactor;
@@ -55,10 +56,10 @@ mod udp;
 pub use address::Address;
 pub use endpoint::{ClientEndpoint, EndpointError, ServerEndpoint};
 pub use factory::{Backoff, ClientFactory, Factory, FnFactory, factory_fn};
+pub use listener::ListenOptions;
 pub use protocol::Protocol;
 pub use reactor::{
-    Connection, DEFAULT_DRAIN_TIMEOUT, DelayedCall, ListenOptions, ListeningPort, Reactor,
-    Reconnector,
+    Connection, DEFAULT_DRAIN_TIMEOUT, DelayedCall, ListeningPort, Reactor, Reconnector,
 };
 pub use reason::{DisconnectReason, TimeoutKind};
 pub use transport::{
