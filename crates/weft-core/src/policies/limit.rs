@@ -254,7 +254,7 @@ impl Drop for Slot {
 
 /// A connection's protocol holding a slot under [`LimitTotal`] or [`LimitPerPeer`].
 pub struct Limited<P> {
-    inner: P,
+    pub(super) inner: P,
     _slot: Slot,
 }
 
@@ -263,21 +263,6 @@ impl<P: fmt::Debug> fmt::Debug for Limited<P> {
         f.debug_struct("Limited")
             .field("inner", &self.inner)
             .finish()
-    }
-}
-
-impl<P> Limited<P> {
-    /// The wrapped protocol.
-    ///
-    /// ```
-    /// use weft_core::policies::{Busy, LimitPerPeer, Policy};
-    /// let limited = LimitPerPeer::new(1)
-    ///     .build(&weft_core::Address::Memory("x".into()), || Some(Busy::new("hi")))
-    ///     .unwrap();
-    /// assert_eq!(limited.inner().message(), b"hi");
-    /// ```
-    pub fn inner(&self) -> &P {
-        &self.inner
     }
 }
 
@@ -320,7 +305,7 @@ impl Busy {
 
     /// The message.
     ///
-    /// See [`Limited::inner`] for an example.
+    /// See [`Wrapped`](super::Wrapped) for an example.
     pub fn message(&self) -> &[u8] {
         &self.message
     }

@@ -1,7 +1,7 @@
 //! Connection metrics through the [`metrics`] facade.
 
-use super::Policy;
-use crate::{Address, DisconnectReason, Protocol, TimerId, Transport};
+use super::{Policy, forward};
+use crate::{Address, DisconnectReason, Protocol, Transport};
 
 /// The names of the metrics weft records (Prometheus style; counters end in `_total`).
 ///
@@ -154,20 +154,11 @@ impl Policy for Metrics {
 /// The protocol [`Metrics`] builds around `P`.
 #[derive(Debug)]
 pub struct Metered<P> {
-    inner: P,
+    pub(super) inner: P,
     line_end: Option<u8>,
     bytes_in: u64,
     bytes_out: u64,
     lines: u64,
-}
-
-impl<P> Metered<P> {
-    /// The wrapped protocol.
-    ///
-    /// See [`Limited::inner`](super::Limited::inner) for an example.
-    pub fn inner(&self) -> &P {
-        &self.inner
-    }
 }
 
 impl<P> Metered<P> {
@@ -217,10 +208,6 @@ impl<P: Protocol> Protocol for Metered<P> {
         }
     }
 
-    fn eof_received(&mut self, t: &mut Transport) -> bool {
-        self.call(t, |p, t| p.eof_received(t))
-    }
-
     fn connection_lost(&mut self, reason: DisconnectReason) {
         metrics::counter!(names::CONNECTIONS_CLOSED, "reason" => reason.label()).increment(1);
         if matches!(reason, DisconnectReason::Panicked(_)) {
@@ -230,10 +217,6 @@ impl<P: Protocol> Protocol for Metered<P> {
         self.inner.connection_lost(reason)
     }
 
-    fn pause_writing(&mut self, t: &mut Transport) {
-        self.call(t, |p, t| p.pause_writing(t))
-    }
-
     fn resume_writing(&mut self, t: &mut Transport) {
         self.call(t, |p, t| p.resume_writing(t));
         if self.bytes_out >= FLUSH_EVERY {
@@ -241,11 +224,5 @@ impl<P: Protocol> Protocol for Metered<P> {
         }
     }
 
-    fn timer_fired(&mut self, id: TimerId, t: &mut Transport) {
-        self.call(t, |p, t| p.timer_fired(id, t))
-    }
-
-    fn reading_resumed(&mut self, t: &mut Transport) {
-        self.call(t, |p, t| p.reading_resumed(t))
-    }
+    forward!(call: eof_received, pause_writing, timer_fired, reading_resumed);
 }

@@ -284,8 +284,37 @@ impl<A: Protocol, B: Protocol> Protocol for Either<A, B> {
 }
 
 /// Forwards the listed callbacks of a wrapper protocol (a struct with an `inner` field) to
-/// its inner protocol unchanged.
+/// its inner protocol unchanged; `forward!(call: ...)` forwards them through the wrapper's own
+/// `fn call(&mut self, t, f)`, which runs `f` on the inner protocol with its bookkeeping around.
 macro_rules! forward {
+    (call: $($cb:ident),+ $(,)?) => {
+        $($crate::policies::forward!(@call $cb);)+
+    };
+    (@call eof_received) => {
+        fn eof_received(&mut self, t: &mut $crate::Transport) -> bool {
+            self.call(t, |p, t| p.eof_received(t))
+        }
+    };
+    (@call pause_writing) => {
+        fn pause_writing(&mut self, t: &mut $crate::Transport) {
+            self.call(t, |p, t| p.pause_writing(t))
+        }
+    };
+    (@call resume_writing) => {
+        fn resume_writing(&mut self, t: &mut $crate::Transport) {
+            self.call(t, |p, t| p.resume_writing(t))
+        }
+    };
+    (@call timer_fired) => {
+        fn timer_fired(&mut self, id: $crate::TimerId, t: &mut $crate::Transport) {
+            self.call(t, |p, t| p.timer_fired(id, t))
+        }
+    };
+    (@call reading_resumed) => {
+        fn reading_resumed(&mut self, t: &mut $crate::Transport) {
+            self.call(t, |p, t| p.reading_resumed(t))
+        }
+    };
     (connection_made) => {
         fn connection_made(&mut self, t: &mut $crate::Transport) {
             self.inner.connection_made(t)
@@ -331,6 +360,41 @@ macro_rules! forward {
     };
 }
 pub(crate) use forward;
+
+/// `inner()`, the wrapped protocol, for each policy's protocol.
+macro_rules! inner_accessors {
+    ($($ty:ident),+) => {$(
+        impl<P> $ty<P> {
+            /// The wrapped protocol.
+            ///
+            /// ```
+            /// use weft_core::policies::{Busy, LimitPerPeer, Policy};
+            /// let limited = LimitPerPeer::new(1)
+            ///     .build(&weft_core::Address::Memory("x".into()), || Some(Busy::new("hi")))
+            ///     .unwrap();
+            /// assert_eq!(limited.inner().message(), b"hi");
+            /// ```
+            pub fn inner(&self) -> &P {
+                &self.inner
+            }
+
+            /// The wrapped protocol, mutably.
+            ///
+            /// ```
+            /// use weft_core::policies::{Busy, LimitPerPeer, Policy};
+            /// let mut limited = LimitPerPeer::new(1)
+            ///     .build(&weft_core::Address::Memory("x".into()), || Some(Busy::new("hi")))
+            ///     .unwrap();
+            /// let _busy: &mut Busy = limited.inner_mut();
+            /// ```
+            pub fn inner_mut(&mut self) -> &mut P {
+                &mut self.inner
+            }
+        }
+    )+};
+}
+
+inner_accessors!(Idled, LineTimed, Limited, Throttled, Logged, Metered);
 
 #[cfg(test)]
 mod tests;

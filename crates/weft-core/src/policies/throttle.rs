@@ -264,7 +264,7 @@ impl Policy for Throttle {
 
 /// The protocol [`Throttle`] builds around `P`.
 pub struct Throttled<P> {
-    inner: P,
+    pub(super) inner: P,
     read: Option<Bucket>,
     write: Option<Bucket>,
     shared: Option<Arc<Shared>>,
@@ -292,15 +292,6 @@ impl<P: fmt::Debug> fmt::Debug for Throttled<P> {
             .field("read_blocked", &self.read_blocked)
             .field("write_blocked", &self.write_blocked)
             .finish()
-    }
-}
-
-impl<P> Throttled<P> {
-    /// The wrapped protocol.
-    ///
-    /// See [`Limited::inner`](super::Limited::inner) for an example.
-    pub fn inner(&self) -> &P {
-        &self.inner
     }
 }
 

@@ -271,25 +271,11 @@ impl Policy for IdleTimeout {
 /// The protocol [`IdleTimeout`] builds around `P`.
 #[derive(Debug)]
 pub struct Idled<P> {
-    inner: P,
+    pub(super) inner: P,
     timer: IdleTimer,
 }
 
 impl<P> Idled<P> {
-    /// The wrapped protocol.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// use weft_core::policies::{Busy, IdleTimeout, Policy};
-    /// use weft_core::Address;
-    /// let timeout = IdleTimeout::new(Duration::from_secs(1));
-    /// let p = timeout.build(&Address::Memory("x".into()), || Some(Busy::new("busy\r\n")));
-    /// assert_eq!(p.unwrap().inner().message(), b"busy\r\n");
-    /// ```
-    pub fn inner(&self) -> &P {
-        &self.inner
-    }
-
     /// Runs a callback of the inner protocol; writing counts as activity.
     #[inline]
     fn call<R>(&mut self, t: &mut Transport, f: impl FnOnce(&mut P, &mut Transport) -> R) -> R {
@@ -315,18 +301,6 @@ impl<P: Protocol> Protocol for Idled<P> {
         self.inner.data_received(data, t);
     }
 
-    fn eof_received(&mut self, t: &mut Transport) -> bool {
-        self.call(t, |p, t| p.eof_received(t))
-    }
-
-    fn pause_writing(&mut self, t: &mut Transport) {
-        self.call(t, |p, t| p.pause_writing(t))
-    }
-
-    fn resume_writing(&mut self, t: &mut Transport) {
-        self.call(t, |p, t| p.resume_writing(t))
-    }
-
     fn timer_fired(&mut self, id: TimerId, t: &mut Transport) {
         match self.timer.timer_fired(id, t) {
             TimerOutcome::NotMine => self.call(t, |p, t| p.timer_fired(id, t)),
@@ -335,11 +309,8 @@ impl<P: Protocol> Protocol for Idled<P> {
         }
     }
 
-    fn reading_resumed(&mut self, t: &mut Transport) {
-        self.call(t, |p, t| p.reading_resumed(t))
-    }
-
     forward!(connection_lost);
+    forward!(call: eof_received, pause_writing, resume_writing, reading_resumed);
 }
 
 /// Closes connections whose current line is not finished within a period: a line must
@@ -425,18 +396,9 @@ impl Policy for LineTimeout {
 /// The protocol [`LineTimeout`] builds around `P`.
 #[derive(Debug)]
 pub struct LineTimed<P> {
-    inner: P,
+    pub(super) inner: P,
     timer: IdleTimer,
     end: u8,
-}
-
-impl<P> LineTimed<P> {
-    /// The wrapped protocol.
-    ///
-    /// See [`Limited::inner`](super::Limited::inner) for an example.
-    pub fn inner(&self) -> &P {
-        &self.inner
-    }
 }
 
 impl<P: Protocol> Protocol for LineTimed<P> {

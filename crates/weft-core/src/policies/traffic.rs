@@ -75,20 +75,11 @@ impl Policy for TrafficLog {
 /// The protocol [`TrafficLog`] builds around `P`.
 #[derive(Debug)]
 pub struct Logged<P> {
-    inner: P,
+    pub(super) inner: P,
     max_dump: usize,
     id: u64,
     bytes_in: u64,
     bytes_out: u64,
-}
-
-impl<P> Logged<P> {
-    /// The wrapped protocol.
-    ///
-    /// See [`Limited::inner`](super::Limited::inner) for an example.
-    pub fn inner(&self) -> &P {
-        &self.inner
-    }
 }
 
 const TARGET: &str = "weft::traffic";
