@@ -52,11 +52,12 @@ pub enum Delimiter {
 }
 
 impl Delimiter {
-    /// The delimiter's bytes (for `Any`, the `\n` that ends both kinds of line).
-    pub fn bytes(self) -> &'static [u8] {
+    /// The library's delimiter.
+    pub fn framing(self) -> weft_line::Delimiter {
         match self {
-            Delimiter::Crlf => b"\r\n",
-            Delimiter::Lf | Delimiter::Any => b"\n",
+            Delimiter::Any => weft_line::Delimiter::ANY,
+            Delimiter::Crlf => weft_line::Delimiter::from(b"\r\n"),
+            Delimiter::Lf => weft_line::Delimiter::from(b"\n"),
         }
     }
 }
@@ -141,18 +142,19 @@ struct Policies {
 }
 
 impl Policies {
-    /// Wraps `factory` in the policies that are on, `lines` the delimiter of a line protocol.
+    /// Wraps `factory` in the policies that are on; `lines`: the last byte of a line
+    /// protocol's delimiter.
     /// The usually-off ones are boxed, so when off they cost a connection a pointer's room,
     /// not their state's.
-    fn apply<F: Factory>(self, factory: F, lines: Option<&'static [u8]>) -> impl Factory + use<F> {
+    fn apply<F: Factory>(self, factory: F, lines: Option<u8>) -> impl Factory + use<F> {
         let line = self
             .line
             .zip(lines)
-            .map(|(d, delim)| Boxed(LineTimeout::new(d).with_delimiter(delim)));
+            .map(|(d, end)| Boxed(LineTimeout::new(d).with_delimiter(&[end])));
         let metrics = self.metrics.then(|| {
             let m = Metrics::new();
             Boxed(match lines {
-                Some(delim) => m.count_lines(delim),
+                Some(end) => m.count_lines(&[end]),
                 None => m,
             })
         });
@@ -180,10 +182,10 @@ fn parse_server_endpoint(s: &str) -> Result<ServerEndpoint, String> {
 }
 
 /// Wraps a line receiver in the framing options.
-fn framed<R: weft_line::LineReceiver>(receiver: R, opts: LineOptions) -> LineProtocol<R> {
+fn framed<R: weft_line::LineReceiver>(receiver: R, opts: &LineOptions) -> LineProtocol<R> {
     LineProtocol::new(receiver)
-        .with_delimiter(opts.delimiter)
-        .with_max_length(opts.framing_max())
+        .with_delimiter(opts.delimiter.clone())
+        .with_max_length(opts.max_length)
 }
 
 /// Listens with the protocol `name`. Each arm has its own concrete factory, so a connection
@@ -195,7 +197,8 @@ async fn listen(
     name: ProtocolName,
     policies: Policies,
 ) -> std::io::Result<ListeningPort> {
-    let lines = Some(opts.delimiter);
+    // What ends a line, for the line timeout and the line count: the delimiter's last byte.
+    let lines = opts.delimiter.as_bytes().last().copied();
     match name {
         ProtocolName::Logger => {
             let f = factory_fn(|peer: &Address| Some(wire::Logger::new(peer.clone())));
@@ -203,10 +206,7 @@ async fn listen(
         }
         ProtocolName::LineLogger => {
             let f = factory_fn(move |peer: &Address| {
-                Some(framed(
-                    wire::LineLogger::new(peer.clone(), opts.any_ending()),
-                    opts,
-                ))
+                Some(framed(wire::LineLogger::new(peer.clone()), &opts))
             });
             reactor.listen_endpoint(ep, policies.apply(f, lines)).await
         }
@@ -221,9 +221,9 @@ async fn listen(
         ProtocolName::LineEcho => {
             let f = factory_fn(move |_: &Address| {
                 Some(
-                    LineOnlyProtocol::new(wire::LineEcho::new(opts.any_ending()))
-                        .with_delimiter(opts.delimiter)
-                        .with_max_length(opts.framing_max()),
+                    LineOnlyProtocol::new(wire::LineEcho)
+                        .with_delimiter(opts.delimiter.clone())
+                        .with_max_length(opts.max_length),
                 )
             });
             reactor.listen_endpoint(ep, policies.apply(f, lines)).await
@@ -260,34 +260,18 @@ async fn listen(
 }
 
 /// The framing options of the line protocols.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct LineOptions {
-    delimiter: &'static [u8],
+    delimiter: weft_line::Delimiter,
     max_length: usize,
-    /// `--delimiter any`: lines end in `\n`, with or without a `\r` before it.
-    any: bool,
-}
-
-impl LineOptions {
-    /// The framing's limit: with `any`, one more byte for a `\r`, which the receiver then
-    /// strips before checking `max_length` itself.
-    fn framing_max(self) -> usize {
-        self.max_length.saturating_add(usize::from(self.any))
-    }
-
-    /// For the receivers: `Some(max_length)` when lines may end in `\r\n` or `\n`.
-    fn any_ending(self) -> Option<usize> {
-        self.any.then_some(self.max_length)
-    }
 }
 
 /// Runs `weft serve`: listens, prints `listening on ADDR` on stderr, serves until Ctrl-C or
 /// SIGTERM, then shuts down gracefully.
 pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let opts = LineOptions {
-        delimiter: args.delimiter.bytes(),
+        delimiter: args.delimiter.framing(),
         max_length: args.max_length,
-        any: args.delimiter == Delimiter::Any,
     };
     let name = args.protocol;
     let line_protocol = matches!(name, ProtocolName::LineLogger | ProtocolName::LineEcho);
