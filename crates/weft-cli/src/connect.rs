@@ -257,15 +257,8 @@ async fn datagrams(host: &str, port: u16, wait: Duration) -> Result<(), Failure>
             }
             received = socket.recv(&mut buf) => {
                 let n = received.map_err(|e| failed(&e))?;
-                let written = async {
-                    stdout.write_all(&buf[..n]).await?;
-                    stdout.flush().await
-                }
-                .await;
-                match written {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-                    Err(e) => return Err(Failure::new(exit::LOCAL_IO, format!("stdout: {e}"))),
+                if !print(&mut stdout, &buf[..n]).await? {
+                    return Ok(());
                 }
                 if !stdin_open {
                     quiet.as_mut().reset(tokio::time::Instant::now() + wait);
@@ -305,16 +298,10 @@ where
             Ok(n) => n,
             Err(e) => break Err(Failure::network(format!("connection to {target}"), &e)),
         };
-        let written = async {
-            stdout.write_all(&buf[..n]).await?;
-            stdout.flush().await
-        }
-        .await;
-        match written {
-            Ok(()) => {}
-            // Nobody reads our output any more (`weft connect ... | head`): stop quietly.
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break Ok(()),
-            Err(e) => break Err(Failure::new(exit::LOCAL_IO, format!("stdout: {e}"))),
+        match print(&mut stdout, &buf[..n]).await {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(failure) => break Err(failure),
         }
     };
     tracing::debug!("server closed the connection");
@@ -328,4 +315,19 @@ where
         upstream.abort();
     }
     result
+}
+
+/// Writes what the peer sent to stdout at once. False when nobody reads stdout any more
+/// (`weft connect ... | head`): the caller stops quietly.
+async fn print(stdout: &mut tokio::io::Stdout, bytes: &[u8]) -> Result<bool, Failure> {
+    let written = async {
+        stdout.write_all(bytes).await?;
+        stdout.flush().await
+    }
+    .await;
+    match written {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Failure::new(exit::LOCAL_IO, format!("stdout: {e}"))),
+    }
 }

@@ -27,6 +27,21 @@ fn answering_server() -> (String, thread::JoinHandle<Vec<u8>>) {
     (addr, handle)
 }
 
+/// Runs `weft ARGS` with `stdin`; expects exit `code` and one line on stderr, which it returns.
+fn one_line_failure(args: &[&str], stdin: impl Into<Vec<u8>>, code: i32) -> String {
+    let out = Cmd::new(WEFT)
+        .args(args)
+        .write_stdin(stdin)
+        .timeout(WAIT)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
+}
+
 #[test]
 fn stdin_to_socket_half_close_then_socket_to_stdout() {
     let (addr, server) = answering_server();
@@ -120,16 +135,7 @@ fn refused_connection_is_a_network_error() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
-    let out = Cmd::new(WEFT)
-        .args(["connect", &addr])
-        .write_stdin("")
-        .timeout(WAIT)
-        .assert()
-        .code(4)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_failure(&["connect", &addr], "", 4);
     assert!(err.contains(&format!("cannot connect to {addr}")), "{err}");
 }
 
@@ -158,17 +164,8 @@ fn nc_two_argument_form() {
 
 #[test]
 fn two_argument_form_needs_a_host_and_a_port() {
-    for args in [["unix:/tmp/x", "80"], ["127.0.0.1", "http"]] {
-        let out = Cmd::new(WEFT)
-            .arg("connect")
-            .args(args)
-            .timeout(WAIT)
-            .assert()
-            .code(2)
-            .get_output()
-            .clone();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(err.lines().count(), 1, "{err}");
+    for (host, port) in [("unix:/tmp/x", "80"), ("127.0.0.1", "http")] {
+        one_line_failure(&["connect", host, port], "", 2);
     }
 }
 
@@ -229,41 +226,20 @@ fn udp_to_a_closed_port_is_a_network_error() {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         s.local_addr().unwrap().to_string()
     };
-    let out = Cmd::new(WEFT)
-        .args(["connect", "-u", &addr])
-        .write_stdin("anyone?\n")
-        .timeout(WAIT)
-        .assert()
-        .code(4)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_failure(&["connect", "-u", &addr], "anyone?\n", 4);
     assert!(err.contains(&format!("nobody listens on {addr}")), "{err}");
 }
 
 #[test]
 fn udp_needs_a_host_and_port() {
-    Cmd::new(WEFT)
-        .args(["connect", "-u", "unix:/tmp/weft-none.sock"])
-        .timeout(WAIT)
-        .assert()
-        .code(2);
+    one_line_failure(&["connect", "-u", "unix:/tmp/weft-none.sock"], "", 2);
 }
 
 #[test]
 fn udp_line_longer_than_a_datagram_is_refused() {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = socket.local_addr().unwrap().to_string();
-    let out = Cmd::new(WEFT)
-        .args(["connect", "-u", &addr])
-        .write_stdin(vec![b'x'; 70_000])
-        .timeout(WAIT)
-        .assert()
-        .code(1)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = one_line_failure(&["connect", "-u", &addr], vec![b'x'; 70_000], 1);
     assert!(err.contains("does not fit in a datagram"), "{err}");
     socket.set_nonblocking(true).unwrap();
     let mut buf = [0u8; 16];
