@@ -72,6 +72,10 @@ Where to listen (an endpoint string, Twisted syntax, or a plain form):
   tcp:1234, :1234, 1234          port 1234 on every IPv4 interface (said on stderr)
   tcp6:1234:interface=\\:\\:1      IPv6; also [::1]:1234
   unix:/tmp/weft.sock            a Unix socket; also /tmp/weft.sock, ./weft.sock
+  tcp:1234:reusePort=1           SO_REUSEPORT: several instances share the port
+  haproxy:tcp:1234               behind HAProxy/nginx/NLB: a PROXY v1 or v2 header first
+  haproxy:headerTimeout=2:trusted=10.0.0.0/8:tcp:1234   with its options
+  systemd:domain=INET:index=0    a socket passed by systemd (also name=NAME)
 
 --listen may be given several times: one protocol served on every endpoint.
 The first lines on stderr are `listening on HOST:PORT` (or the socket path), one per
@@ -337,10 +341,13 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     for port in &ports {
         tracing::info!(protocol = ?name, addr = %port.local_addr(), "serving");
     }
+    // Under systemd (Type=notify), ready once every endpoint listens.
+    weft_core::systemd::notify_ready();
     tokio::select! {
         _ = interrupt.recv() => tracing::info!("interrupted; shutting down"),
         _ = terminate.recv() => tracing::info!("terminated; shutting down"),
     }
+    weft_core::systemd::notify_stopping();
     reactor.shutdown().await;
     for ep in &args.listen {
         if let ServerEndpoint::Unix { path, .. } = ep {

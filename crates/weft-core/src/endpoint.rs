@@ -21,6 +21,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::proxy::{Cidr, ProxyOptions};
+
 /// What is wrong with an endpoint string.
 ///
 /// ```
@@ -75,6 +77,20 @@ pub enum EndpointError {
         /// The endpoint, as an endpoint string.
         endpoint: String,
     },
+    /// An argument whose value is not one of those it takes.
+    #[error("invalid {key} {value:?} (expected {expected})")]
+    InvalidValue {
+        /// The argument's name.
+        key: &'static str,
+        /// What was given.
+        value: String,
+        /// What it takes.
+        expected: &'static str,
+    },
+    /// A combination of arguments or endpoint types that does not make sense (the message
+    /// says which).
+    #[error("{0}")]
+    Conflict(&'static str),
 }
 
 /// An endpoint error is an `InvalidInput` I/O error, so a program's `main` can use `?` on it.
@@ -101,11 +117,11 @@ impl From<EndpointError> for std::io::Error {
 /// ```
 pub const FORMS: &str = "expected HOST:PORT, [IPv6]:PORT, :PORT, PORT, a Unix socket path \
 starting with / or ./, or an endpoint string (tcp:PORT:interface=IP, tcp6:PORT, unix:PATH, \
-udp:PORT)";
+udp:PORT, haproxy:ENDPOINT, systemd:domain=INET:index=N)";
 
 /// The endpoint types this parser knows: a string starting with one of them and `:` is an
 /// endpoint string; anything else is tried as a plain form.
-const KINDS: &[&str] = &["tcp", "tcp6", "unix", "udp", "udp6"];
+const KINDS: &[&str] = &["tcp", "tcp6", "unix", "udp", "udp6", "haproxy", "systemd"];
 
 /// Where to listen: parsed from a Twisted server endpoint string or a plain form (see the
 /// [module](self) documentation).
@@ -117,6 +133,10 @@ const KINDS: &[&str] = &["tcp", "tcp6", "unix", "udp", "udp6"];
 /// | `tcp6:1234:interface=\:\:1` | IPv6 (interface default `::`) |
 /// | `unix:/tmp/sock` or `unix:address=/tmp/sock:mode=660:backlog=50` | Unix socket, octal mode |
 /// | `udp:5353:interface=127.0.0.1` | UDP |
+/// | `tcp:1234:reusePort=1` | SO_REUSEPORT: several processes (or listeners) share the port |
+/// | `haproxy:tcp:1234` | a PROXY protocol (v1 or v2) header first on every connection |
+/// | `haproxy:headerTimeout=2:trusted=10.0.0.0/8:tcp:1234` | with the wrapper's options |
+/// | `systemd:domain=INET:index=0`, `systemd:domain=UNIX:name=web` | a socket passed by systemd |
 /// | `127.0.0.1:1234`, `[::1]:1234`, `:1234`, `1234`, `/tmp/sock`, `./sock` | the plain forms |
 ///
 /// ```
@@ -136,6 +156,11 @@ pub enum ServerEndpoint {
         addr: SocketAddr,
         /// Listen backlog, if given.
         backlog: Option<u32>,
+        /// SO_REUSEPORT (`reusePort=1`): other sockets with the option may bind the same port,
+        /// and the kernel spreads new connections over them. A listener that closes resets
+        /// the connections still queued on it, so an instance drains by stopping accepting
+        /// only as it exits (or uses systemd socket activation, which keeps one queue).
+        reuse_port: bool,
     },
     /// A Unix stream socket.
     Unix {
@@ -151,6 +176,45 @@ pub enum ServerEndpoint {
         /// Interface and port.
         addr: SocketAddr,
     },
+    /// `haproxy:[OPTIONS:]ENDPOINT`: every connection starts with a PROXY protocol header
+    /// (v1 or v2), which gives the client's real address; a connection without a valid one
+    /// within the header timeout is closed before the protocol sees it.
+    Proxied {
+        /// The endpoint that accepts the connections (tcp, tcp6, unix or systemd).
+        inner: Box<ServerEndpoint>,
+        /// `headerTimeout=SECS` and `trusted=CIDR,...`.
+        options: ProxyOptions,
+    },
+    /// `systemd:domain=INET|INET6|UNIX:index=N|name=NAME`: a listening socket passed by
+    /// systemd socket activation (`LISTEN_PID`, `LISTEN_FDS`, `LISTEN_FDNAMES`).
+    Systemd {
+        /// The socket family the unit must have passed.
+        domain: SocketDomain,
+        /// Which of the passed sockets.
+        socket: SystemdSocket,
+    },
+}
+
+/// The family of a socket passed by systemd (`domain=` of a `systemd:` endpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SocketDomain {
+    /// `INET`: TCP over IPv4.
+    Inet,
+    /// `INET6`: TCP over IPv6.
+    Inet6,
+    /// `UNIX`: a Unix stream socket.
+    Unix,
+}
+
+/// Which passed socket a `systemd:` endpoint takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SystemdSocket {
+    /// `index=N`: the N-th passed descriptor (fd 3 + N).
+    Index(usize),
+    /// `name=NAME`: the descriptor whose `FileDescriptorName=` is NAME.
+    Name(String),
 }
 
 impl ServerEndpoint {
@@ -166,7 +230,8 @@ impl ServerEndpoint {
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         match self {
             Self::Tcp { addr, .. } | Self::Udp { addr } => Some(*addr),
-            Self::Unix { .. } => None,
+            Self::Proxied { inner, .. } => inner.socket_addr(),
+            Self::Unix { .. } | Self::Systemd { .. } => None,
         }
     }
 
@@ -402,6 +467,7 @@ impl FromStr for ServerEndpoint {
                     return Ok(Self::Tcp {
                         addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
                         backlog: None,
+                        reuse_port: false,
                     });
                 }
                 Some(Plain::HostPort(host, port)) => {
@@ -409,6 +475,7 @@ impl FromStr for ServerEndpoint {
                     return Ok(Self::Tcp {
                         addr: SocketAddr::new(ip, port),
                         backlog: None,
+                        reuse_port: false,
                     });
                 }
                 None if s.is_empty() => return Err(EndpointError::Empty),
@@ -416,9 +483,31 @@ impl FromStr for ServerEndpoint {
             }
         }
         let (kind, args) = tokenize(s)?;
-        match kind.as_str() {
+        Self::from_parts(s, &kind, args)
+    }
+}
+
+/// `1`/`true`/`yes` or `0`/`false`/`no`.
+fn flag(key: &'static str, v: &str) -> Result<bool, EndpointError> {
+    match v {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" => Ok(false),
+        _ => Err(EndpointError::InvalidValue {
+            key,
+            value: v.to_owned(),
+            expected: "1 or 0",
+        }),
+    }
+}
+
+impl ServerEndpoint {
+    /// Builds the endpoint of type `kind` from its arguments (`s` is the whole string, for
+    /// messages).
+    fn from_parts(s: &str, kind: &str, args: Vec<Arg>) -> Result<Self, EndpointError> {
+        match kind {
             "tcp" | "tcp6" => {
-                let mut a = bind(args, &["port", "interface", "backlog"])?.into_iter();
+                let names = ["port", "interface", "backlog", "reusePort"];
+                let mut a = bind(args, &names)?.into_iter();
                 let port = port(a.next().flatten())?;
                 let ip = interface(a.next().flatten(), kind == "tcp6")?;
                 let backlog = a
@@ -426,10 +515,44 @@ impl FromStr for ServerEndpoint {
                     .flatten()
                     .map(|b| number("backlog", &b))
                     .transpose()?;
+                let reuse_port = a
+                    .next()
+                    .flatten()
+                    .map(|v| flag("reusePort", &v))
+                    .transpose()?
+                    .unwrap_or(false);
                 Ok(Self::Tcp {
                     addr: SocketAddr::new(ip, port),
                     backlog,
+                    reuse_port,
                 })
+            }
+            "haproxy" => Self::proxied(args),
+            "systemd" => {
+                let mut a = bind(args, &["domain", "index", "name"])?.into_iter();
+                let domain = match a.next().flatten().as_deref() {
+                    Some("INET") => SocketDomain::Inet,
+                    Some("INET6") => SocketDomain::Inet6,
+                    Some("UNIX") => SocketDomain::Unix,
+                    Some(other) => {
+                        return Err(EndpointError::InvalidValue {
+                            key: "domain",
+                            value: other.to_owned(),
+                            expected: "INET, INET6 or UNIX",
+                        });
+                    }
+                    None => return Err(EndpointError::Missing("domain (INET, INET6 or UNIX)")),
+                };
+                let socket = match (a.next().flatten(), a.next().flatten()) {
+                    (Some(i), None) => SystemdSocket::Index(number("index", &i)?),
+                    (None, Some(n)) if !n.is_empty() => SystemdSocket::Name(n),
+                    _ => {
+                        return Err(EndpointError::Conflict(
+                            "give exactly one of index=N and name=NAME",
+                        ));
+                    }
+                };
+                Ok(Self::Systemd { domain, socket })
             }
             "udp" | "udp6" => {
                 let mut a = bind(args, &["port", "interface"])?.into_iter();
@@ -471,6 +594,60 @@ impl FromStr for ServerEndpoint {
                 })
             }
             _ => Err(EndpointError::UnknownType(s.to_owned())),
+        }
+    }
+
+    /// `haproxy:` arguments: the wrapper's own `key=value` options first, then the inner
+    /// endpoint's type and arguments.
+    fn proxied(args: Vec<Arg>) -> Result<Self, EndpointError> {
+        let mut options = ProxyOptions::default();
+        let mut it = args.into_iter();
+        let inner_kind = loop {
+            match it.next() {
+                Some(Arg::Keyword(k, v)) if k == "headerTimeout" => {
+                    let secs: f64 = number("headerTimeout", &v)?;
+                    options.header_timeout = Duration::try_from_secs_f64(secs)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .ok_or(EndpointError::InvalidNumber {
+                            key: "headerTimeout".into(),
+                            value: v,
+                        })?;
+                }
+                Some(Arg::Keyword(k, v)) if k == "trusted" => {
+                    options.trusted = v
+                        .split(',')
+                        .map(|c| c.trim().parse::<Cidr>())
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| EndpointError::InvalidValue {
+                            key: "trusted",
+                            value: v.clone(),
+                            expected: r"IP networks separated by commas, e.g. 10.0.0.0/8,\:\:1",
+                        })?;
+                }
+                Some(Arg::Keyword(k, _)) => return Err(EndpointError::UnknownArgument(k)),
+                Some(Arg::Positional(kind)) => break kind,
+                None => {
+                    return Err(EndpointError::Missing(
+                        "the endpoint after haproxy: (e.g. haproxy:tcp:1234)",
+                    ));
+                }
+            }
+        };
+        let rest: Vec<Arg> = it.collect();
+        let inner = Self::from_parts(&inner_kind, &inner_kind, rest)?;
+        match &inner {
+            Self::Udp { .. } => Err(EndpointError::Conflict(
+                "haproxy: wraps stream endpoints (tcp, tcp6, unix, systemd), not udp",
+            )),
+            Self::Proxied { .. } => Err(EndpointError::Conflict("haproxy: given twice")),
+            Self::Unix { .. } if !options.trusted.is_empty() => Err(EndpointError::Conflict(
+                "trusted= takes IP networks: a unix socket's peers have none (use its mode=)",
+            )),
+            _ => Ok(Self::Proxied {
+                inner: Box::new(inner),
+                options,
+            }),
         }
     }
 }
@@ -542,7 +719,11 @@ fn escape(s: &str) -> String {
 impl fmt::Display for ServerEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Tcp { addr, backlog } => {
+            Self::Tcp {
+                addr,
+                backlog,
+                reuse_port,
+            } => {
                 let kind = if addr.is_ipv6() { "tcp6" } else { "tcp" };
                 write!(
                     f,
@@ -553,7 +734,35 @@ impl fmt::Display for ServerEndpoint {
                 if let Some(b) = backlog {
                     write!(f, ":backlog={b}")?;
                 }
+                if *reuse_port {
+                    f.write_str(":reusePort=1")?;
+                }
                 Ok(())
+            }
+            Self::Proxied { inner, options } => {
+                f.write_str("haproxy:")?;
+                if options.header_timeout != crate::proxy::DEFAULT_HEADER_TIMEOUT {
+                    write!(f, "headerTimeout={}:", options.header_timeout.as_secs_f64())?;
+                }
+                if !options.trusted.is_empty() {
+                    let list: Vec<String> =
+                        options.trusted.iter().map(ToString::to_string).collect();
+                    write!(f, "trusted={}:", escape(&list.join(",")))?;
+                }
+                inner.fmt(f)
+            }
+            Self::Systemd { domain, socket } => {
+                let domain = match domain {
+                    SocketDomain::Inet => "INET",
+                    SocketDomain::Inet6 => "INET6",
+                    SocketDomain::Unix => "UNIX",
+                };
+                match socket {
+                    SystemdSocket::Index(i) => write!(f, "systemd:domain={domain}:index={i}"),
+                    SystemdSocket::Name(n) => {
+                        write!(f, "systemd:domain={domain}:name={}", escape(n))
+                    }
+                }
             }
             Self::Unix {
                 path,

@@ -47,14 +47,16 @@ mod factory;
 pub mod listener;
 pub mod policies;
 mod protocol;
+pub mod proxy;
 mod reactor;
 mod reason;
+pub mod systemd;
 pub mod testing;
 mod transport;
 mod udp;
 
 pub use address::Address;
-pub use endpoint::{ClientEndpoint, EndpointError, ServerEndpoint};
+pub use endpoint::{ClientEndpoint, EndpointError, ServerEndpoint, SocketDomain, SystemdSocket};
 pub use factory::{Backoff, ClientFactory, Factory, FnFactory, factory_fn};
 pub use listener::ListenOptions;
 pub use protocol::Protocol;

@@ -74,6 +74,7 @@ use tokio::time::Instant;
 
 use crate::Address;
 use crate::endpoint::ServerEndpoint;
+use crate::proxy::{ProxyHeader, ProxyOptions};
 
 /// How long `accept` waits when the process or system is out of descriptors or memory.
 const BACKOFF: Duration = Duration::from_millis(100);
@@ -250,12 +251,30 @@ impl Listener {
     /// ```
     pub async fn bind_with(endpoint: &ServerEndpoint, opts: ListenOptions) -> io::Result<Listener> {
         match endpoint {
-            ServerEndpoint::Tcp { addr, backlog } => {
+            ServerEndpoint::Tcp {
+                addr,
+                backlog,
+                reuse_port,
+            } => {
                 let opts = ListenOptions {
                     backlog: backlog.unwrap_or(opts.backlog),
+                    reuse_port: opts.reuse_port || *reuse_port,
                     ..opts
                 };
                 Self::bind_tcp(*addr, opts)
+            }
+            ServerEndpoint::Proxied { inner, options } => {
+                let mut listener = Box::pin(Self::bind_with(inner, opts)).await?;
+                let mut setup = listener.setup.as_deref().cloned().unwrap_or_default();
+                setup.proxy = Some(options.clone());
+                listener.setup = Some(Arc::new(setup));
+                Ok(listener)
+            }
+            ServerEndpoint::Systemd { domain, socket } => {
+                match crate::systemd::take(*domain, socket).map_err(io::Error::other)? {
+                    crate::systemd::Taken::Tcp(l) => Self::from_std_tcp(l),
+                    crate::systemd::Taken::Unix(l) => Self::from_std_unix(l),
+                }
             }
             ServerEndpoint::Unix {
                 path,
@@ -695,23 +714,63 @@ impl Incoming {
         Ok(Established {
             stream: self.stream,
             socket_peer: self.peer.clone(),
+            socket_host: self.host.clone(),
             peer: self.peer,
             host: self.host,
+            proxy: None,
         })
     }
 }
 
-/// The per-connection work of an endpoint kind (PROXY header, TLS handshake), shared by
-/// every connection of one [`Listener`]. Plain tcp/unix have none (`Listener::setup` is
-/// `None`), and no kind has any yet: kinds with setup add a variant (or turn this into a
-/// struct of optional layers, PROXY then TLS) and their steps to [`Setup::run`].
-#[derive(Debug)]
-enum Setup {}
+/// The per-connection work of an endpoint kind, shared by every connection of one
+/// [`Listener`]: a struct of optional layers, run in order (the PROXY header is read in clear
+/// first, so `haproxy:` composes with whatever comes after it). Plain tcp/unix have none
+/// (`Listener::setup` is `None`).
+#[derive(Debug, Clone, Default)]
+struct Setup {
+    /// `haproxy:`: a PROXY protocol header before anything else.
+    proxy: Option<ProxyOptions>,
+}
 
 impl Setup {
     /// Turns an accepted connection into an established one.
-    async fn run(&self, _incoming: Incoming) -> io::Result<Established> {
-        match *self {}
+    async fn run(&self, incoming: Incoming) -> io::Result<Established> {
+        let Incoming {
+            stream, peer, host, ..
+        } = incoming;
+        let mut conn = Established {
+            stream,
+            socket_peer: peer.clone(),
+            socket_host: host.clone(),
+            peer,
+            host,
+            proxy: None,
+        };
+        if let Some(opts) = &self.proxy {
+            let header = match &mut conn.stream {
+                Stream::Tcp(s) => crate::proxy::read_header(s, &conn.socket_peer, opts).await,
+                Stream::Unix(s) => crate::proxy::read_header(s, &conn.socket_peer, opts).await,
+            }
+            .map_err(|e| {
+                use crate::proxy::ProxyError as E;
+                let kind = match e {
+                    E::Timeout(_) => io::ErrorKind::TimedOut,
+                    E::Untrusted(_) => io::ErrorKind::PermissionDenied,
+                    E::Truncated(_) => io::ErrorKind::UnexpectedEof,
+                    _ => io::ErrorKind::InvalidData,
+                };
+                io::Error::new(kind, e)
+            })?;
+            // LOCAL (a health check) and UNKNOWN keep the socket's own addresses.
+            if let Some(source) = &header.source {
+                conn.peer = source.clone();
+            }
+            if let Some(destination) = &header.destination {
+                conn.host = destination.clone();
+            }
+            conn.proxy = Some(header);
+        }
+        Ok(conn)
     }
 }
 
@@ -729,6 +788,10 @@ pub struct Established {
     pub host: Address,
     /// The socket's own peer (a proxy's address when a PROXY header named another client).
     pub socket_peer: Address,
+    /// The socket's own local address (the header's destination is in `host`).
+    pub socket_host: Address,
+    /// The PROXY header the connection started with (`haproxy:` endpoints), TLVs included.
+    pub proxy: Option<ProxyHeader>,
 }
 
 /// The byte stream of an [`Established`] connection: `AsyncRead + AsyncWrite` whatever the

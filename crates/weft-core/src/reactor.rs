@@ -19,6 +19,7 @@ use crate::endpoint::{ClientEndpoint, ServerEndpoint};
 use crate::factory::FactoryUse;
 use crate::listener::{Established, ListenOptions, Listener, Stream};
 use crate::protocol::Conn;
+use crate::transport::Origin;
 use crate::{
     Address, Backoff, ClientFactory, DisconnectReason, Factory, Transport, TransportHandle,
 };
@@ -348,11 +349,26 @@ impl Reactor {
 
     fn spawn_established<F: Factory>(&self, conn: Established, factory: &Arc<F>) {
         let Established {
-            stream, peer, host, ..
+            stream,
+            peer,
+            host,
+            socket_peer,
+            socket_host,
+            proxy,
+            ..
         } = conn;
+        // Only a connection that came through a PROXY header carries where it really came
+        // from (boxed: the others pay one pointer).
+        let origin = proxy.map(|proxy| {
+            Box::new(Origin {
+                socket_peer,
+                socket_host,
+                proxy,
+            })
+        });
         let _ = match stream {
-            Stream::Tcp(s) => self.spawn_connection(s, peer, host, factory, false),
-            Stream::Unix(s) => self.spawn_connection(s, peer, host, factory, false),
+            Stream::Tcp(s) => self.spawn_connection(s, peer, host, origin, factory, false),
+            Stream::Unix(s) => self.spawn_connection(s, peer, host, origin, factory, false),
         };
     }
 
@@ -361,6 +377,7 @@ impl Reactor {
         stream: S,
         peer: Address,
         host: Address,
+        origin: Option<Box<Origin>>,
         factory: &Arc<F>,
         with_handle: bool,
     ) -> Option<(JoinHandle<DisconnectReason>, Option<TransportHandle>)> {
@@ -381,6 +398,7 @@ impl Reactor {
         let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("conn", id, peer = %peer);
         let mut transport = Transport::new(id, peer, host);
+        transport.origin = origin;
         let handle = with_handle.then(|| transport.handle());
         let conn = Conn::new(protocol, transport);
         let driver = Driver::new(stream, conn, self.inner.hub.clone());
@@ -533,7 +551,7 @@ impl Reactor {
     ) -> io::Result<Connection> {
         let factory = use_.factory().clone();
         let Some((task, handle)) =
-            self.spawn_connection(stream, peer.clone(), host.clone(), &factory, true)
+            self.spawn_connection(stream, peer.clone(), host.clone(), None, &factory, true)
         else {
             let e = io::Error::new(
                 io::ErrorKind::ConnectionRefused,

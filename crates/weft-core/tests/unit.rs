@@ -16,6 +16,7 @@ fn server_endpoints_parse() {
             ServerEndpoint::Tcp {
                 addr: "0.0.0.0:1234".parse().unwrap(),
                 backlog: None,
+                reuse_port: false,
             },
         ),
         (
@@ -23,6 +24,7 @@ fn server_endpoints_parse() {
             ServerEndpoint::Tcp {
                 addr: "127.0.0.1:1234".parse().unwrap(),
                 backlog: Some(50),
+                reuse_port: false,
             },
         ),
         (
@@ -30,6 +32,7 @@ fn server_endpoints_parse() {
             ServerEndpoint::Tcp {
                 addr: "[::1]:80".parse().unwrap(),
                 backlog: None,
+                reuse_port: false,
             },
         ),
         (
@@ -37,6 +40,7 @@ fn server_endpoints_parse() {
             ServerEndpoint::Tcp {
                 addr: "[::]:80".parse().unwrap(),
                 backlog: None,
+                reuse_port: false,
             },
         ),
         (
