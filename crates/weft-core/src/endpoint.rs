@@ -506,8 +506,21 @@ impl ServerEndpoint {
     fn from_parts(s: &str, kind: &str, args: Vec<Arg>) -> Result<Self, EndpointError> {
         match kind {
             "tcp" | "tcp6" => {
-                let names = ["port", "interface", "backlog", "reusePort"];
-                let mut a = bind(args, &names)?.into_iter();
+                // reusePort is a weft extension: keyword only, so Twisted's three positional
+                // arguments keep their meaning.
+                let mut reuse = None;
+                let mut rest = Vec::with_capacity(args.len());
+                for arg in args {
+                    match arg {
+                        Arg::Keyword(k, v) if k == "reusePort" => {
+                            if reuse.replace(v).is_some() {
+                                return Err(EndpointError::Duplicate(k));
+                            }
+                        }
+                        other => rest.push(other),
+                    }
+                }
+                let mut a = bind(rest, &["port", "interface", "backlog"])?.into_iter();
                 let port = port(a.next().flatten())?;
                 let ip = interface(a.next().flatten(), kind == "tcp6")?;
                 let backlog = a
@@ -515,9 +528,7 @@ impl ServerEndpoint {
                     .flatten()
                     .map(|b| number("backlog", &b))
                     .transpose()?;
-                let reuse_port = a
-                    .next()
-                    .flatten()
+                let reuse_port = reuse
                     .map(|v| flag("reusePort", &v))
                     .transpose()?
                     .unwrap_or(false);
@@ -626,8 +637,8 @@ impl ServerEndpoint {
                         })?;
                 }
                 Some(Arg::Keyword(k, _)) => return Err(EndpointError::UnknownArgument(k)),
-                Some(Arg::Positional(kind)) => break kind,
-                None => {
+                Some(Arg::Positional(kind)) if !kind.is_empty() => break kind,
+                Some(Arg::Positional(_)) | None => {
                     return Err(EndpointError::Missing(
                         "the endpoint after haproxy: (e.g. haproxy:tcp:1234)",
                     ));

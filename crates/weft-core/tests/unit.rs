@@ -459,3 +459,72 @@ fn a_handle_resume_of_paused_reading_is_told_to_the_protocol() {
     conn.with(|_, t| t.resume_producing());
     assert_eq!(conn.protocol().0, 1);
 }
+
+/// Issue 14: `haproxy:` wraps any stream endpoint with its options first; `systemd:` takes
+/// exactly one of index= and name=; `reusePort=1` on tcp. Each prints back as it parses.
+#[test]
+fn deployment_endpoints_parse_and_print_back() {
+    use weft_core::{SocketDomain, SystemdSocket};
+    let ok = [
+        "haproxy:tcp:1234:interface=127.0.0.1",
+        "haproxy:headerTimeout=2:tcp:1234:interface=0.0.0.0",
+        r"haproxy:trusted=10.0.0.0/8,\:\:1:tcp6:443:interface=\:\:",
+        "haproxy:unix:/run/weft.sock",
+        "haproxy:systemd:domain=INET:index=0",
+        "systemd:domain=INET6:name=web",
+        "systemd:domain=UNIX:index=2",
+        "tcp:80:interface=0.0.0.0:reusePort=1",
+    ];
+    for s in ok {
+        let ep: ServerEndpoint = s.parse().unwrap_or_else(|e| panic!("{s}: {e}"));
+        let again: ServerEndpoint = ep.to_string().parse().unwrap();
+        assert_eq!(again, ep, "{s} -> {ep}");
+    }
+    let ep: ServerEndpoint = "haproxy:headerTimeout=0.5:trusted=10.0.0.0/8:tcp:80"
+        .parse()
+        .unwrap();
+    let ServerEndpoint::Proxied { inner, options } = ep else {
+        panic!("{ep:?}")
+    };
+    assert_eq!(options.header_timeout, Duration::from_millis(500));
+    assert!(options.trusted[0].contains("10.9.8.7".parse().unwrap()));
+    assert_eq!(inner.socket_addr(), Some("0.0.0.0:80".parse().unwrap()));
+    assert_eq!(
+        "systemd:domain=INET:name=web".parse::<ServerEndpoint>(),
+        Ok(ServerEndpoint::Systemd {
+            domain: SocketDomain::Inet,
+            socket: SystemdSocket::Name("web".into())
+        })
+    );
+    let bad: &[(&str, &str)] = &[
+        ("haproxy:", "missing the endpoint after haproxy:"),
+        (
+            "haproxy:headerTimeout=2",
+            "missing the endpoint after haproxy:",
+        ),
+        ("haproxy:headerTimeout=0:tcp:1", "invalid headerTimeout"),
+        ("haproxy:trusted=nonsense:tcp:1", "invalid trusted"),
+        ("haproxy:colour=red:tcp:1", "unknown argument \"colour\""),
+        ("haproxy:udp:53", "not udp"),
+        ("haproxy:haproxy:tcp:1", "haproxy: given twice"),
+        (
+            "haproxy:trusted=10.0.0.0/8:unix:/x",
+            "trusted= takes IP networks",
+        ),
+        ("systemd:index=0", "missing domain"),
+        ("systemd:domain=IPX:index=0", "invalid domain \"IPX\""),
+        (
+            "systemd:domain=INET",
+            "exactly one of index=N and name=NAME",
+        ),
+        (
+            "systemd:domain=INET:index=0:name=x",
+            "exactly one of index=N and name=NAME",
+        ),
+        ("tcp:80:reusePort=maybe", "invalid reusePort"),
+    ];
+    for (s, says) in bad {
+        let e = s.parse::<ServerEndpoint>().unwrap_err().to_string();
+        assert!(e.contains(says), "{s}: {e}");
+    }
+}
