@@ -455,3 +455,21 @@ fn line_examples_take_plain_nc_lines() {
     c.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"from nc\nfrom telnet\r\n");
 }
+
+/// Issue 14: the logger examples behind a proxy print the client the PROXY header names.
+#[test]
+fn logger_examples_print_the_client_behind_a_proxy() {
+    for name in ["line_logger", "twisted_logger"] {
+        let Some(path) = example(name) else {
+            eprintln!("skipped: example {name} not built");
+            continue;
+        };
+        let (_running, addr, mut out) = start(&path, "haproxy:tcp:0:interface=127.0.0.1", &[]);
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\nhello\n")
+            .unwrap();
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "Got connection from 192.0.2.1:56324\n", "{name}");
+    }
+}

@@ -104,7 +104,9 @@ pub enum EndpointError {
 /// ```
 impl From<EndpointError> for std::io::Error {
     fn from(e: EndpointError) -> Self {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
+        // The message itself, so that even a `main` that prints errors with `{:?}` shows the
+        // accepted forms.
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
     }
 }
 

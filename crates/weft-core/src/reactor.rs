@@ -159,9 +159,7 @@ impl Reactor {
         endpoint: &str,
         factory: F,
     ) -> io::Result<ListeningPort> {
-        let ep: ServerEndpoint = endpoint
-            .parse()
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let ep: ServerEndpoint = endpoint.parse().map_err(io::Error::from)?;
         self.listen_endpoint(&ep, factory).await
     }
 
