@@ -2,7 +2,9 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// Bounds every await of a test.
@@ -39,6 +41,17 @@ impl Drop for ChildGuard {
 /// Runs the ignored test `name` of this same test binary as a server in a child process
 /// (`env_key=1` tells it to act), and returns it with the port it printed as `PORT n`.
 pub async fn spawn_server_child(name: &str, env_key: &str) -> (ChildGuard, u16) {
+    let (name, env_key) = (name.to_owned(), env_key.to_owned());
+    let (child, port, _rest) = tokio::task::spawn_blocking(move || spawn_child(&name, &env_key))
+        .await
+        .expect("spawn the child server");
+    (child, port)
+}
+
+/// [`spawn_server_child`] for tests without a runtime; also returns what the child prints
+/// on stdout after its port, line by line (the child's stdout is drained to its end either
+/// way, so it never blocks on or fails writing to a full or closed pipe).
+pub fn spawn_child(name: &str, env_key: &str) -> (ChildGuard, u16, mpsc::Receiver<String>) {
     let child = Command::new(std::env::current_exe().expect("test binary path"))
         .args([
             name,
@@ -54,20 +67,24 @@ pub async fn spawn_server_child(name: &str, env_key: &str) -> (ChildGuard, u16) 
         .expect("spawn the child server");
     let mut child = ChildGuard(child);
     let stdout = child.0.stdout.take().expect("piped stdout");
-    let port = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let line = line.expect("child stdout");
-            // libtest prints "test NAME ... " on the same line first.
-            if let Some((_, p)) = line.split_once("PORT ") {
-                return p.trim().parse::<u16>().expect("a port number");
-            }
+    let mut lines = BufReader::new(stdout).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("child exited without a port")
+            .expect("child stdout");
+        // libtest prints "test NAME ... " on the same line first.
+        if let Some((_, p)) = line.split_once("PORT ") {
+            break p.trim().parse::<u16>().expect("a port number");
         }
-        panic!("child exited without a port");
-    })
-    .await
-    .expect("port reader");
-    (child, port)
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, port, rx)
 }
 
 /// Prints the port for the parent of [`spawn_server_child`].
