@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// Bounds every await of a test.
@@ -21,13 +21,19 @@ pub fn raise_fd_limit() {
     }
 }
 
-/// Kills the child process when dropped, even if the test fails.
-pub struct ChildGuard(pub Child);
+/// Kills the child process when dropped, even if the test fails; keeps what it wrote to
+/// stderr.
+pub struct ChildGuard(pub Child, Arc<Mutex<Vec<String>>>);
 
 impl ChildGuard {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.0.id()
+    }
+
+    /// The lines the child wrote to stderr so far (its logs).
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.1.lock().unwrap().clone()
     }
 }
 
@@ -62,10 +68,17 @@ pub fn spawn_child(name: &str, env_key: &str) -> (ChildGuard, u16, mpsc::Receive
         ])
         .env(env_key, "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the child server");
-    let mut child = ChildGuard(child);
+    let mut child = ChildGuard(child, Arc::default());
+    let stderr = child.0.stderr.take().expect("piped stderr");
+    let logged = child.1.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            logged.lock().unwrap().push(line);
+        }
+    });
     let stdout = child.0.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     let port = loop {
