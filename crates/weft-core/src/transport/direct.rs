@@ -84,6 +84,24 @@ impl Direct {
     }
 }
 
+impl Transport {
+    /// The bytes a callback wrote since `mark` (the
+    /// [`write_buffer_size`](Transport::write_buffer_size) taken before it): a direct write
+    /// recorded meanwhile (its bytes are in `read`, the slice `data_received` got), then what
+    /// was appended to the buffer. Valid only between the two points of one callback (nothing
+    /// is flushed during a callback).
+    pub(crate) fn written_since<'a>(&'a self, mark: usize, read: &'a [u8]) -> [&'a [u8]; 2] {
+        let (off, len) = (self.direct.off as usize, self.direct.len as usize);
+        let direct = if len != 0 && mark == 0 {
+            read.get(off..off + len).unwrap_or(&[])
+        } else {
+            &[]
+        };
+        let from = mark.saturating_sub(len).min(self.wbuf.len());
+        [direct, &self.wbuf[from..]]
+    }
+}
+
 /// Where `data` starts within the bytes of the running `data_received`, if it lies wholly
 /// inside them (compares addresses only).
 fn read_offset(data: &[u8]) -> Option<u32> {
