@@ -29,11 +29,11 @@ use crate::{Error, Method, Request, Response, StatusCode, Url};
 /// use weft_fetch::{Opener, DEFAULT_USER_AGENT};
 ///
 /// # fn main() -> Result<(), weft_fetch::Error> {
+/// assert!(DEFAULT_USER_AGENT.starts_with("weft-fetch/"));
 /// let opener = Opener::builder()
 ///     .user_agent(&format!("my-tool/1.0 {DEFAULT_USER_AGENT}"))
 ///     .build()?;
-/// # drop(opener);
-/// assert!(DEFAULT_USER_AGENT.starts_with("weft-fetch/"));
+/// assert!(format!("{opener:?}").contains("my-tool/1.0 weft-fetch/"));
 /// # Ok(())
 /// # }
 /// ```
@@ -52,7 +52,7 @@ pub const DEFAULT_USER_AGENT: &str = concat!("weft-fetch/", env!("CARGO_PKG_VERS
 /// assert_eq!(DEFAULT_CONNECT_TIMEOUT, Duration::from_secs(30));
 /// // A slow link: twice the default.
 /// let opener = Opener::builder().connect_timeout(DEFAULT_CONNECT_TIMEOUT * 2).build()?;
-/// # drop(opener);
+/// assert!(format!("{opener:?}").contains("connect_timeout: Some(60s)"));
 /// # Ok(())
 /// # }
 /// ```
@@ -70,7 +70,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// # fn main() -> Result<(), weft_fetch::Error> {
 /// assert_eq!(DEFAULT_READ_TIMEOUT, Duration::from_secs(120));
 /// let opener = Opener::builder().read_timeout(DEFAULT_READ_TIMEOUT / 4).build()?;
-/// # drop(opener);
+/// assert!(format!("{opener:?}").contains("read_timeout: Some(30s)"));
 /// # Ok(())
 /// # }
 /// ```
@@ -137,6 +137,26 @@ pub(crate) struct Inner {
     cookies: Option<Arc<CookieJar>>,
     timeout: Option<Duration>,
     on_exchange: Option<ExchangeHook>,
+    settings: Settings,
+}
+
+/// What an opener was configured with, as its `Debug` shows it (never a password).
+#[derive(Debug, Clone)]
+#[expect(dead_code, reason = "kept to be shown by Debug; the client holds the live settings")]
+struct Settings {
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+    timeout: Option<Duration>,
+    follow_redirects: bool,
+    max_redirects: usize,
+    max_repeats: usize,
+    proxies: Vec<String>,
+    env_proxies: bool,
+    credentials: usize,
+    proxy_credentials: usize,
+    preemptive_basic: bool,
+    extra_root_certificates: usize,
+    keep_alive: bool,
 }
 
 impl fmt::Debug for Opener {
@@ -146,8 +166,8 @@ impl fmt::Debug for Opener {
         f.debug_struct("Opener")
             .field("headers", &self.inner.headers)
             .field("schemes", &schemes)
-            .field("max_redirects", &self.inner.max_redirects)
             .field("cookies", &self.inner.cookies.is_some())
+            .field("settings", &self.inner.settings)
             .finish_non_exhaustive()
     }
 }
@@ -272,6 +292,7 @@ type ExchangeHook = Arc<dyn Fn(&Exchange) + Send + Sync>;
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "an OpenerBuilder does nothing until .build()"]
 pub struct OpenerBuilder {
     headers: HeaderMap,
     handlers: HashMap<String, Arc<dyn SchemeHandler>>,
@@ -298,7 +319,7 @@ impl fmt::Debug for OpenerBuilder {
         f.debug_struct("OpenerBuilder")
             .field("headers", &self.headers)
             .field("max_redirects", &self.max_redirects)
-            .field("proxies", &self.proxies)
+            .field("proxies", &redacted(&self.proxies))
             .finish_non_exhaustive()
     }
 }
@@ -366,7 +387,7 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().header_line("X-Api-Key: 1234").build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains(r#""x-api-key": "1234""#));
     ///
     /// let err = Opener::builder().header_line("X-Api-Key 1234").build().unwrap_err();
     /// assert!(matches!(err, Error::InvalidHeader(_)));
@@ -414,7 +435,7 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().user_agent("Mozilla/5.0 (compatible; weft)").build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("Mozilla/5.0 (compatible; weft)"));
     ///
     /// let err = Opener::builder().user_agent("bad\nagent").build().unwrap_err();
     /// assert!(matches!(err, Error::InvalidHeader(_)));
@@ -443,8 +464,9 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let quick = Opener::builder().connect_timeout(Duration::from_secs(3)).build()?;
+    /// assert!(format!("{quick:?}").contains("connect_timeout: Some(3s)"));
     /// let patient = Opener::builder().connect_timeout(None).build()?;
-    /// # drop((quick, patient));
+    /// assert!(format!("{patient:?}").contains("connect_timeout: None"));
     /// # Ok(())
     /// # }
     /// ```
@@ -465,7 +487,7 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().read_timeout(Duration::from_secs(15)).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("read_timeout: Some(15s)"));
     /// # Ok(())
     /// # }
     /// ```
@@ -534,7 +556,7 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().max_redirects(2).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("max_redirects: 2"));
     /// # Ok(())
     /// # }
     /// ```
@@ -554,7 +576,7 @@ impl OpenerBuilder {
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// // Some login flows bounce through the same URL a few times: allow up to 8 visits.
     /// let opener = Opener::builder().max_repeats(8).max_redirects(20).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("max_repeats: 8"));
     /// # Ok(())
     /// # }
     /// ```
@@ -575,6 +597,8 @@ impl OpenerBuilder {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().proxy("http://user:pass@127.0.0.1:3128").build()?;
+    /// // Shown without its password:
+    /// assert!(format!("{opener:?}").contains(r#"proxies: ["http://***@127.0.0.1:3128"]"#));
     /// // Not proxied:
     /// assert_eq!(opener.open("data:,local").await?.text().await?, "local");
     /// # Ok(())
@@ -596,7 +620,7 @@ impl OpenerBuilder {
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// // Ignore http_proxy and friends, for example for a loopback test server.
     /// let opener = Opener::builder().env_proxies(false).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("env_proxies: false"));
     /// # Ok(())
     /// # }
     /// ```
@@ -617,7 +641,7 @@ impl OpenerBuilder {
     /// pm.add(Some("intranet"), "https://wiki.example.com/", "joe", "s3cret");
     /// pm.add(None, "https://ci.example.com/", "bot", "t0ken");
     /// let opener = Opener::builder().password_manager(pm).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("credentials: 2"));
     /// # Ok(())
     /// # }
     /// ```
@@ -639,7 +663,8 @@ impl OpenerBuilder {
     /// let opener = Opener::builder()
     ///     .add_password(Some("Private"), "http://127.0.0.1:8080/private/", "joe", "s3cret")
     ///     .build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("credentials: 1"));
+    /// assert!(!format!("{opener:?}").contains("s3cret"));
     /// # Ok(())
     /// # }
     /// ```
@@ -674,7 +699,7 @@ impl OpenerBuilder {
     ///     .proxy("http://127.0.0.1:3128")
     ///     .add_proxy_password(Some("squid"), "http://127.0.0.1:3128", "joe", "s3cret")
     ///     .build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("proxy_credentials: 1"));
     /// # Ok(())
     /// # }
     /// ```
@@ -698,7 +723,8 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().credentials("joe", "s3cret").build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("credentials: 1"));
+    /// assert!(!format!("{opener:?}").contains("s3cret"));
     /// # Ok(())
     /// # }
     /// ```
@@ -722,7 +748,7 @@ impl OpenerBuilder {
     ///     .credentials("deploy", "t0ken")
     ///     .preemptive_basic(true)
     ///     .build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("preemptive_basic: true"));
     /// # Ok(())
     /// # }
     /// ```
@@ -746,8 +772,8 @@ impl OpenerBuilder {
     /// let dir = tempfile::tempdir()?;
     /// let jar = Arc::new(CookieJar::new());
     /// let opener = Opener::builder().cookie_jar(Arc::clone(&jar)).build()?;
-    /// // ... requests through `opener` fill the jar ...
-    /// # drop(opener);
+    /// // Requests through `opener` fill the jar; it is the same jar:
+    /// assert!(Arc::ptr_eq(opener.cookie_jar().expect("a jar"), &jar));
     /// jar.save(dir.path().join("cookies.txt"))?;
     /// # Ok(())
     /// # }
@@ -792,7 +818,7 @@ impl OpenerBuilder {
     /// let opener = Opener::builder()
     ///     .add_root_certificate_pem(ca.cert.pem().as_bytes())
     ///     .build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("extra_root_certificates: 1"));
     /// # Ok(())
     /// # }
     /// ```
@@ -812,7 +838,7 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().keep_alive(false).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("keep_alive: false"));
     /// # Ok(())
     /// # }
     /// ```
@@ -899,7 +925,7 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains(r#"schemes: ["data", "file"]"#));
     /// let err = Opener::builder().proxy("http://[::1").build().unwrap_err();
     /// assert!(matches!(err, Error::InvalidUrl { .. }));
     /// # Ok(())
@@ -943,6 +969,21 @@ impl OpenerBuilder {
             url: None,
             source: Box::new(e),
         })?;
+        let settings = Settings {
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            timeout: self.timeout,
+            follow_redirects: self.follow_redirects,
+            max_redirects: self.max_redirects,
+            max_repeats: self.max_repeats,
+            proxies: redacted(&self.proxies),
+            env_proxies: self.env_proxies,
+            credentials: self.passwords.len(),
+            proxy_credentials: self.proxy_passwords.len(),
+            preemptive_basic: self.preemptive_basic,
+            extra_root_certificates: self.root_certs.len(),
+            keep_alive: self.keep_alive,
+        };
         Ok(Opener {
             inner: Arc::new(Inner {
                 client,
@@ -959,6 +1000,7 @@ impl OpenerBuilder {
                 cookies: self.cookies,
                 timeout: self.timeout,
                 on_exchange: self.on_exchange,
+                settings,
             }),
         })
     }
@@ -992,6 +1034,14 @@ impl Answer {
             None => Ok(false),
         }
     }
+}
+
+/// Proxy URLs as they may be shown.
+fn redacted(proxies: &[String]) -> Vec<String> {
+    proxies
+        .iter()
+        .map(|p| crate::error::redact_str(p))
+        .collect()
 }
 
 /// Same scheme, host and port: where credentials may follow a redirect (curl's rule, after
