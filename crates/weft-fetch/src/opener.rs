@@ -123,26 +123,21 @@ pub(crate) struct Inner {
     client: reqwest::Client,
     headers: HeaderMap,
     handlers: HashMap<String, Arc<dyn SchemeHandler>>,
-    follow_redirects: bool,
-    max_redirects: usize,
-    max_repeats: usize,
     passwords: RwLock<PasswordManager>,
     /// Credentials for 407 challenges of the proxy, and the proxy they are looked up under.
     proxy_passwords: PasswordManager,
     proxy_url: Option<Url>,
-    preemptive_basic: bool,
     /// Basic credentials that succeeded, by URL directory: sent up front next time
     /// (urllib's `HTTPPasswordMgrWithPriorAuth`).
     prior_auth: RwLock<Vec<(String, HeaderValue)>>,
     cookies: Option<Arc<CookieJar>>,
-    timeout: Option<Duration>,
     on_exchange: Option<ExchangeHook>,
     settings: Settings,
 }
 
-/// What an opener was configured with, as its `Debug` shows it (never a password).
+/// An opener's settings: what the builder sets, the opener follows, and `Debug` shows (never a
+/// password: credentials are counted, proxies redacted).
 #[derive(Debug, Clone)]
-#[expect(dead_code, reason = "kept to be shown by Debug; the client holds the live settings")]
 struct Settings {
     connect_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
@@ -150,11 +145,15 @@ struct Settings {
     follow_redirects: bool,
     max_redirects: usize,
     max_repeats: usize,
+    #[expect(dead_code, reason = "filled by build() to be shown by Debug")]
     proxies: Vec<String>,
     env_proxies: bool,
+    #[expect(dead_code, reason = "filled by build() to be shown by Debug")]
     credentials: usize,
+    #[expect(dead_code, reason = "filled by build() to be shown by Debug")]
     proxy_credentials: usize,
     preemptive_basic: bool,
+    #[expect(dead_code, reason = "filled by build() to be shown by Debug")]
     extra_root_certificates: usize,
     keep_alive: bool,
 }
@@ -294,22 +293,14 @@ type ExchangeHook = Arc<dyn Fn(&Exchange) + Send + Sync>;
 /// ```
 #[must_use = "an OpenerBuilder does nothing until .build()"]
 pub struct OpenerBuilder {
+    settings: Settings,
     headers: HeaderMap,
     handlers: HashMap<String, Arc<dyn SchemeHandler>>,
-    connect_timeout: Option<Duration>,
-    read_timeout: Option<Duration>,
-    timeout: Option<Duration>,
-    follow_redirects: bool,
-    max_redirects: usize,
-    max_repeats: usize,
     proxies: Vec<String>,
-    env_proxies: bool,
     passwords: PasswordManager,
     proxy_passwords: PasswordManager,
-    preemptive_basic: bool,
     cookies: Option<Arc<CookieJar>>,
     root_certs: Vec<Vec<u8>>,
-    keep_alive: bool,
     on_exchange: Option<ExchangeHook>,
     error: Option<Error>,
 }
@@ -318,7 +309,7 @@ impl fmt::Debug for OpenerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenerBuilder")
             .field("headers", &self.headers)
-            .field("max_redirects", &self.max_redirects)
+            .field("max_redirects", &self.settings.max_redirects)
             .field("proxies", &redacted(&self.proxies))
             .finish_non_exhaustive()
     }
@@ -333,22 +324,28 @@ impl Default for OpenerBuilder {
         handlers.insert("file".into(), Arc::new(FileHandler));
         handlers.insert("data".into(), Arc::new(DataHandler));
         OpenerBuilder {
+            settings: Settings {
+                connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+                read_timeout: Some(DEFAULT_READ_TIMEOUT),
+                timeout: None,
+                follow_redirects: true,
+                max_redirects: 10,
+                max_repeats: 4,
+                proxies: Vec::new(),
+                env_proxies: true,
+                credentials: 0,
+                proxy_credentials: 0,
+                preemptive_basic: false,
+                extra_root_certificates: 0,
+                keep_alive: true,
+            },
             headers,
             handlers,
-            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
-            read_timeout: Some(DEFAULT_READ_TIMEOUT),
-            timeout: None,
-            follow_redirects: true,
-            max_redirects: 10,
-            max_repeats: 4,
             proxies: Vec::new(),
-            env_proxies: true,
             passwords: PasswordManager::new(),
             proxy_passwords: PasswordManager::new(),
-            preemptive_basic: false,
             cookies: None,
             root_certs: Vec::new(),
-            keep_alive: true,
             on_exchange: None,
             error: None,
         }
@@ -471,7 +468,7 @@ impl OpenerBuilder {
     /// # }
     /// ```
     pub fn connect_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
-        self.connect_timeout = t.into();
+        self.settings.connect_timeout = t.into();
         self
     }
 
@@ -492,7 +489,7 @@ impl OpenerBuilder {
     /// # }
     /// ```
     pub fn read_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
-        self.read_timeout = t.into();
+        self.settings.read_timeout = t.into();
         self
     }
 
@@ -517,7 +514,7 @@ impl OpenerBuilder {
     /// # }
     /// ```
     pub fn timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
-        self.timeout = t.into();
+        self.settings.timeout = t.into();
         self
     }
 
@@ -541,7 +538,7 @@ impl OpenerBuilder {
     /// # }
     /// ```
     pub fn follow_redirects(mut self, follow: bool) -> Self {
-        self.follow_redirects = follow;
+        self.settings.follow_redirects = follow;
         self
     }
 
@@ -561,7 +558,7 @@ impl OpenerBuilder {
     /// # }
     /// ```
     pub fn max_redirects(mut self, n: usize) -> Self {
-        self.max_redirects = n;
+        self.settings.max_redirects = n;
         self
     }
 
@@ -581,7 +578,7 @@ impl OpenerBuilder {
     /// # }
     /// ```
     pub fn max_repeats(mut self, n: usize) -> Self {
-        self.max_repeats = n;
+        self.settings.max_repeats = n;
         self
     }
 
@@ -625,7 +622,7 @@ impl OpenerBuilder {
     /// # }
     /// ```
     pub fn env_proxies(mut self, on: bool) -> Self {
-        self.env_proxies = on;
+        self.settings.env_proxies = on;
         self
     }
 
@@ -753,7 +750,7 @@ impl OpenerBuilder {
     /// # }
     /// ```
     pub fn preemptive_basic(mut self, on: bool) -> Self {
-        self.preemptive_basic = on;
+        self.settings.preemptive_basic = on;
         self
     }
 
@@ -843,7 +840,7 @@ impl OpenerBuilder {
     /// # }
     /// ```
     pub fn keep_alive(mut self, on: bool) -> Self {
-        self.keep_alive = on;
+        self.settings.keep_alive = on;
         self
     }
 
@@ -939,16 +936,16 @@ impl OpenerBuilder {
         let mut cb = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(30));
-        if !self.env_proxies {
+        if !self.settings.env_proxies {
             cb = cb.no_proxy();
         }
-        if let Some(t) = self.connect_timeout {
+        if let Some(t) = self.settings.connect_timeout {
             cb = cb.connect_timeout(t);
         }
-        if let Some(t) = self.read_timeout {
+        if let Some(t) = self.settings.read_timeout {
             cb = cb.read_timeout(t);
         }
-        if !self.keep_alive {
+        if !self.settings.keep_alive {
             cb = cb.pool_max_idle_per_host(0);
         }
         for p in &self.proxies {
@@ -970,35 +967,22 @@ impl OpenerBuilder {
             source: Box::new(e),
         })?;
         let settings = Settings {
-            connect_timeout: self.connect_timeout,
-            read_timeout: self.read_timeout,
-            timeout: self.timeout,
-            follow_redirects: self.follow_redirects,
-            max_redirects: self.max_redirects,
-            max_repeats: self.max_repeats,
             proxies: redacted(&self.proxies),
-            env_proxies: self.env_proxies,
             credentials: self.passwords.len(),
             proxy_credentials: self.proxy_passwords.len(),
-            preemptive_basic: self.preemptive_basic,
             extra_root_certificates: self.root_certs.len(),
-            keep_alive: self.keep_alive,
+            ..self.settings
         };
         Ok(Opener {
             inner: Arc::new(Inner {
                 client,
                 headers: self.headers,
                 handlers: self.handlers,
-                follow_redirects: self.follow_redirects,
-                max_redirects: self.max_redirects,
-                max_repeats: self.max_repeats,
                 passwords: RwLock::new(self.passwords),
                 proxy_passwords: self.proxy_passwords,
                 proxy_url: self.proxies.first().and_then(|p| Url::parse(p).ok()),
-                preemptive_basic: self.preemptive_basic,
                 prior_auth: RwLock::new(Vec::new()),
                 cookies: self.cookies,
-                timeout: self.timeout,
                 on_exchange: self.on_exchange,
                 settings,
             }),
@@ -1221,7 +1205,7 @@ impl Opener {
         let mut method = req.get_method();
         let mut body = req.body.clone();
         let mut headers = req.effective_headers(&inner.headers, true);
-        let timeout = req.timeout.or(inner.timeout);
+        let timeout = req.timeout.or(inner.settings.timeout);
         let mut visits: HashMap<String, usize> = HashMap::new();
         let mut hops = 0usize;
         let mut auth = Answer::default();
@@ -1252,7 +1236,7 @@ impl Opener {
                     .max_by_key(|(k, _)| k.len())
                 {
                     h.insert(AUTHORIZATION, v.clone());
-                } else if inner.preemptive_basic {
+                } else if inner.settings.preemptive_basic {
                     let pm = inner.passwords.read().unwrap_or_else(|p| p.into_inner());
                     if let Some((u, p)) = pm.lookup(None, &url, on_first_host) {
                         h.insert(AUTHORIZATION, basic_value(u, p));
@@ -1332,7 +1316,7 @@ impl Opener {
                 continue;
             }
 
-            if inner.follow_redirects && is_redirect(status) {
+            if inner.settings.follow_redirects && is_redirect(status) {
                 if let Some(loc) = resp
                     .headers()
                     .get(LOCATION)
@@ -1353,14 +1337,14 @@ impl Opener {
                         });
                     }
                     hops += 1;
-                    if hops > inner.max_redirects {
+                    if hops > inner.settings.max_redirects {
                         return Err(Error::TooManyRedirects {
                             url: redact(&url),
                             count: hops - 1,
                         });
                     }
                     let seen = visits.entry(next.to_string()).or_insert(0);
-                    if *seen >= inner.max_repeats {
+                    if *seen >= inner.settings.max_repeats {
                         return Err(Error::RedirectLoop {
                             url: redact(&next),
                             visits: *seen + 1,
