@@ -1253,26 +1253,7 @@ impl<R: Receiver<F>, F: Framing> Protocol for FramedProtocol<R, F> {
 /// assert!(factory.build_protocol(&Address::Memory("banned-1".into())).is_none());
 /// ```
 ///
-/// Serving it on TCP:
-///
-/// ```no_run
-/// use weft_core::Reactor;
-/// use weft_line::{framed_factory, Control, Receiver};
-///
-/// struct Echo;
-/// impl Receiver for Echo {
-///     fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
-///         ctl.send_line(line);
-///     }
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> std::io::Result<()> {
-/// let reactor = Reactor::new();
-/// reactor.listen("tcp:1234:interface=127.0.0.1", framed_factory(|_addr| Some(Echo))).await?;
-/// reactor.run().await
-/// # }
-/// ```
+/// Serving it on TCP: see the crate's first example.
 pub fn framed_factory<F, R, Fun>(
     f: Fun,
 ) -> FnFactory<impl Fn(&Address) -> Option<FramedProtocol<R, F>> + Send + Sync + 'static>
