@@ -144,7 +144,7 @@ const KINDS: &[&str] = &["tcp", "tcp6", "unix", "udp", "udp6", "haproxy", "syste
 /// ```
 /// use weft_core::ServerEndpoint;
 /// let ep: ServerEndpoint = "tcp:1234:interface=127.0.0.1".parse().unwrap();
-/// assert_eq!(ep, ServerEndpoint::Tcp { addr: "127.0.0.1:1234".parse().unwrap(), backlog: None });
+/// assert_eq!(ep, ServerEndpoint::Tcp { addr: "127.0.0.1:1234".parse().unwrap(), backlog: None, reuse_port: false });
 /// assert_eq!(ep.to_string(), "tcp:1234:interface=127.0.0.1");
 /// assert_eq!("127.0.0.1:1234".parse::<ServerEndpoint>(), Ok(ep));
 /// assert_eq!(":80".parse::<ServerEndpoint>().unwrap().to_string(), "tcp:80:interface=0.0.0.0");
