@@ -48,6 +48,7 @@ mod protocol;
 mod reactor;
 mod reason;
 pub mod testing;
+pub mod tls;
 mod transport;
 mod udp;
 

@@ -259,6 +259,10 @@ impl Reactor {
                 io::ErrorKind::InvalidInput,
                 "a udp endpoint needs a DatagramProtocol: use listen_udp",
             )),
+            ServerEndpoint::Tls { .. } => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TLS endpoints are served through weft_core::listener",
+            )),
         }
     }
 
@@ -577,6 +581,10 @@ impl Reactor {
                     Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
                 }
             }
+            ClientEndpoint::Tls { .. } => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TLS client endpoints are not connected yet",
+            )),
         }
     }
 
