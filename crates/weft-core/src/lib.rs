@@ -49,6 +49,7 @@ mod reactor;
 mod reason;
 pub mod testing;
 pub mod tls;
+mod tls_io;
 mod transport;
 mod udp;
 

@@ -259,10 +259,34 @@ impl Reactor {
                 io::ErrorKind::InvalidInput,
                 "a udp endpoint needs a DatagramProtocol: use listen_udp",
             )),
-            ServerEndpoint::Tls { .. } => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "TLS endpoints are served through weft_core::listener",
-            )),
+            ServerEndpoint::Tls { addr, backlog, tls } => {
+                let server_tls = crate::tls::ServerTls::load(tls)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let mut opts = ListenOptions::default();
+                if let Some(b) = backlog {
+                    opts.backlog = *b;
+                }
+                let socket = if addr.is_ipv4() {
+                    TcpSocket::new_v4()?
+                } else {
+                    TcpSocket::new_v6()?
+                };
+                socket.set_reuseaddr(opts.reuse_address)?;
+                socket.bind(*addr)?;
+                let listener = socket.listen(opts.backlog)?;
+                let local = Address::Inet(listener.local_addr()?);
+                tracing::info!(addr = %local, "listening (TLS)");
+                let acceptor = TlsAcceptor {
+                    tcp: TcpAcceptor {
+                        listener,
+                        nodelay: opts.nodelay,
+                    },
+                    tls: server_tls.clone(),
+                };
+                let mut port = self.spawn_accept_loop(acceptor, local, None, Arc::new(factory));
+                port.tls = Some(server_tls);
+                Ok(port)
+            }
         }
     }
 
@@ -413,6 +437,7 @@ impl Reactor {
             local,
             stop,
             task: Some(task),
+            tls: None,
         }
     }
 
@@ -511,6 +536,72 @@ impl Reactor {
         self.client_connection(stream, target_addr, host, use_)
     }
 
+    /// Connects over TLS to `addr`, verifying the server's certificate for `server_name`
+    /// with `config` (see [`ClientTlsOptions::config`](crate::tls::ClientTlsOptions::config));
+    /// the protocol is built once the handshake is done, and sees what it negotiated in
+    /// [`Transport::tls`]. `timeout` bounds the connect and the handshake together.
+    ///
+    /// # Errors
+    /// As [`connect_tcp`](Self::connect_tcp); a failed handshake is an `InvalidData` error
+    /// carrying the [`rustls::Error`] (an unknown issuer, a name mismatch, the server's alert).
+    ///
+    /// ```no_run
+    /// # use weft_core::{factory_fn, Protocol, Reactor, Transport};
+    /// # use std::time::Duration;
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = weft_core::tls::ClientTlsOptions::default().config()?; // the system's roots
+    /// let conn = Reactor::new()
+    ///     .connect_tls("example.com:443", "example.com", config, factory_fn(|_| Some(P)), Duration::from_secs(10))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_tls<F: ClientFactory>(
+        &self,
+        addr: impl tokio::net::ToSocketAddrs,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+        factory: F,
+        timeout: Duration,
+    ) -> io::Result<Connection> {
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let factory = Arc::new(factory);
+        let use_ = FactoryUse::new(factory.clone());
+        let target = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
+        })?;
+        let target_addr = Address::Inet(target);
+        factory.started_connecting(&target_addr);
+        let attempt = async {
+            let tcp = TcpStream::connect(target).await?;
+            let _ = tcp.set_nodelay(true);
+            tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+        };
+        let tls = match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                factory.client_connection_failed(&target_addr, &e);
+                return Err(e);
+            }
+            Err(_) => {
+                let e = io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("TLS connect to {target} timed out"),
+                );
+                factory.client_connection_failed(&target_addr, &e);
+                return Err(e);
+            }
+        };
+        let (tcp, conn) = tls.into_inner();
+        let host = Address::Inet(tcp.local_addr()?);
+        let socket = crate::tls_io::TlsSocket::new(tcp, conn, Some(server_name.to_owned()));
+        self.client_connection(socket, target_addr, host, use_)
+    }
+
     /// Connects to a Unix stream socket at `path`; see [`connect_tcp`](Self::connect_tcp).
     ///
     /// # Errors
@@ -581,10 +672,31 @@ impl Reactor {
                     Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
                 }
             }
-            ClientEndpoint::Tls { .. } => Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "TLS client endpoints are not connected yet",
-            )),
+            ClientEndpoint::Tls {
+                host,
+                port,
+                timeout,
+                tls,
+                via,
+            } => {
+                let config = tls
+                    .config()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let (to_host, to_port) = match via.as_deref() {
+                    None => (host.as_str(), *port),
+                    Some(ClientEndpoint::Tcp { host, port, .. }) => (host.as_str(), *port),
+                    Some(other) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::Unsupported,
+                            format!(
+                                "TLS over {other:?} is not supported yet (endpoint= takes tcp:)"
+                            ),
+                        ));
+                    }
+                };
+                self.connect_tls((to_host, to_port), host, config, factory, *timeout)
+                    .await
+            }
         }
     }
 
@@ -977,6 +1089,7 @@ pub struct ListeningPort {
     local: Address,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
+    tls: Option<crate::tls::ServerTls>,
 }
 
 impl ListeningPort {
@@ -985,6 +1098,21 @@ impl ListeningPort {
     /// See [`Reactor`] for an example.
     pub fn local_addr(&self) -> &Address {
         &self.local
+    }
+
+    /// Re-reads the certificate files of an `ssl:`/`tls:` port and serves the new ones to
+    /// connections made from now on; connections already up keep theirs.
+    ///
+    /// # Errors
+    /// A [`TlsError`](crate::tls::TlsError) naming the file and what is wrong with it: the
+    /// port then keeps serving the certificates it had. `None` for a port without TLS.
+    pub fn reload_tls(&self) -> Option<Result<(), crate::tls::TlsError>> {
+        self.tls.as_ref().map(crate::tls::ServerTls::reload)
+    }
+
+    /// The TLS configuration of an `ssl:`/`tls:` port.
+    pub fn tls(&self) -> Option<&crate::tls::ServerTls> {
+        self.tls.as_ref()
     }
 
     /// Stops accepting new connections (existing ones go on), and waits until the port is
@@ -1006,6 +1134,17 @@ trait Acceptor: Send + 'static {
         &self,
     ) -> impl std::future::Future<Output = io::Result<(Self::Stream, Address)>> + Send;
     fn local(&self) -> Address;
+    /// Runs an accepted connection.
+    fn start<F: Factory>(
+        &self,
+        reactor: &Reactor,
+        stream: Self::Stream,
+        peer: Address,
+        host: Address,
+        factory: &Arc<F>,
+    ) {
+        let _ = reactor.spawn_connection(stream, peer, host, factory, false);
+    }
 }
 
 struct TcpAcceptor {
@@ -1043,6 +1182,50 @@ impl Acceptor for UnixListener {
     }
 }
 
+/// Accepts TCP connections of an `ssl:`/`tls:` port; the handshake runs in the connection's
+/// own task, bounded by the handshake timeout.
+struct TlsAcceptor {
+    tcp: TcpAcceptor,
+    tls: crate::tls::ServerTls,
+}
+
+impl Acceptor for TlsAcceptor {
+    type Stream = TcpStream;
+    async fn accept(&self) -> io::Result<(TcpStream, Address)> {
+        self.tcp.accept().await
+    }
+    fn local(&self) -> Address {
+        self.tcp.local()
+    }
+    fn start<F: Factory>(
+        &self,
+        reactor: &Reactor,
+        stream: TcpStream,
+        peer: Address,
+        host: Address,
+        factory: &Arc<F>,
+    ) {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.config());
+        let timeout = self.tls.options().handshake_timeout;
+        let (reactor2, factory) = (reactor.clone(), factory.clone());
+        let span = tracing::debug_span!("tls handshake", peer = %peer);
+        reactor.inner.tracker.spawn(
+            async move {
+                match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let (tcp, conn) = tls.into_inner();
+                        let socket = crate::tls_io::TlsSocket::new(tcp, conn, None);
+                        let _ = reactor2.spawn_connection(socket, peer, host, &factory, false);
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(?timeout, "TLS handshake timed out; dropped"),
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
 /// True for accept errors that concern one connection only (the loop just goes on).
 fn is_connection_error(e: &io::Error) -> bool {
     matches!(
@@ -1071,7 +1254,7 @@ async fn accept_loop<A: Acceptor, F: Factory>(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let _ = reactor.spawn_connection(stream, peer, host.clone(), use_.factory(), false);
+                acceptor.start(reactor, stream, peer, host.clone(), use_.factory());
             }
             Err(e) if is_connection_error(&e) => {
                 tracing::debug!(error = %e, "accept failed for one connection");

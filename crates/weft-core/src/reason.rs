@@ -41,6 +41,13 @@ pub enum DisconnectReason {
     /// [`Transport::close_with_error`](crate::Transport::close_with_error)
     /// (for example "line too long").
     ProtocolError(Arc<dyn StdError + Send + Sync>),
+    /// TLS failed: the handshake (a certificate the peer refused or we refused, no common
+    /// version or cipher, an alert from the peer: see [`rustls::Error::AlertReceived`]) or a
+    /// corrupt record.
+    Tls(Arc<rustls::Error>),
+    /// The TLS peer closed the TCP connection without sending `close_notify` first: what it
+    /// sent may have been cut short (a clean TLS close is [`ConnectionDone`](Self::ConnectionDone)).
+    TlsTruncated,
 }
 
 impl DisconnectReason {
@@ -74,6 +81,14 @@ impl DisconnectReason {
 
     /// Classifies an I/O error from a socket read or write.
     pub(crate) fn from_io(err: io::Error) -> Self {
+        if let Some(inner) = err.get_ref() {
+            if let Some(e) = inner.downcast_ref::<rustls::Error>() {
+                return Self::Tls(Arc::new(e.clone()));
+            }
+            if inner.is::<crate::tls_io::Truncated>() {
+                return Self::TlsTruncated;
+            }
+        }
         match err.kind() {
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::BrokenPipe
@@ -94,6 +109,10 @@ impl fmt::Display for DisconnectReason {
             Self::Shutdown => f.write_str("connection was closed by a shutdown"),
             Self::Panicked(msg) => write!(f, "protocol panicked: {msg}"),
             Self::ProtocolError(e) => write!(f, "protocol error: {e}"),
+            Self::Tls(e) => write!(f, "TLS error: {e}"),
+            Self::TlsTruncated => f.write_str(
+                "the TLS peer closed the connection without close_notify (data may be truncated)",
+            ),
         }
     }
 }

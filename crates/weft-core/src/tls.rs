@@ -839,3 +839,44 @@ impl ClientTlsOptions {
         Ok(Arc::new(config))
     }
 }
+
+/// What a TLS connection negotiated, from [`Transport::tls`](crate::Transport::tls): the
+/// version, ALPN protocol, the name the client asked for, and the peer's verified certificate
+/// chain (a client certificate under `clientCA=`, the server's for a client).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsInfo {
+    /// `TLSv1_3` or `TLSv1_2`.
+    pub version: Option<rustls::ProtocolVersion>,
+    /// The ALPN protocol agreed on, if any.
+    pub alpn: Option<Vec<u8>>,
+    /// The SNI name the client sent (server side), or the name verified (client side).
+    pub server_name: Option<String>,
+    /// The peer's certificate chain, leaf first; empty when it sent none.
+    pub peer_certificates: Vec<CertificateDer<'static>>,
+}
+
+impl TlsInfo {
+    /// What `conn` negotiated; `server_name` is the name a client verified (a server reads
+    /// the SNI name from `conn`).
+    pub(crate) fn new(conn: &rustls::Connection, server_name: Option<&str>) -> Self {
+        let sni = match conn {
+            rustls::Connection::Server(s) => s.server_name(),
+            rustls::Connection::Client(_) => server_name,
+        };
+        TlsInfo {
+            version: conn.protocol_version(),
+            alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+            server_name: sni.map(str::to_owned),
+            peer_certificates: conn
+                .peer_certificates()
+                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The peer's leaf certificate (DER), if it sent one.
+    pub fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.peer_certificates.first()
+    }
+}
