@@ -62,9 +62,15 @@ Endpoints (Twisted syntax):
   tcp:0:interface=127.0.0.1      a free port (the first stderr line tells which)
   tcp6:1234:interface=\\:\\:1      IPv6
   unix:/tmp/weft.sock            a Unix socket
+  ssl:8443:privateKey=key.pem:certKey=cert.pem
+                                 TLS with one certificate (certKey defaults to the key file)
+  tls:./pems:port=8443           TLS with every *.pem in ./pems, chosen by SNI
+                                 (try: weft cert self-signed --name localhost --out pems)
+  TLS options: :alpn=h2,http/1.1 :handshakeTimeout=SECS (10) :clientCA=ca.pem (mutual TLS)
 
 The first line on stderr is `listening on HOST:PORT` (or the socket path).
-Ctrl-C or SIGTERM stops accepting, lets connections finish, and exits.")]
+Ctrl-C or SIGTERM stops accepting, lets connections finish, and exits. SIGHUP re-reads the
+certificates of a TLS endpoint (a failed reload keeps the previous ones and says why).")]
 pub struct ServeArgs {
     /// The protocol to serve.
     #[arg(value_enum)]
@@ -210,15 +216,44 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         .map_err(|e| listen_failure(&args.listen, &e))?;
     crate::log::open_gate(Some(&format!("listening on {}", port.local_addr())));
     tracing::info!(protocol = ?name, addr = %port.local_addr(), "serving");
-    tokio::select! {
-        _ = interrupt.recv() => tracing::info!("interrupted; shutting down"),
-        _ = terminate.recv() => tracing::info!("terminated; shutting down"),
+    // SIGHUP re-reads the certificates of an ssl:/tls: endpoint (new connections get them).
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => {
+                tracing::info!("interrupted; shutting down");
+                break;
+            }
+            _ = terminate.recv() => {
+                tracing::info!("terminated; shutting down");
+                break;
+            }
+            Some(()) = async { hangup.as_mut()?.recv().await } => reload(&port),
+        }
     }
     reactor.shutdown().await;
     if let ServerEndpoint::Unix { path, .. } = &args.listen {
         let _ = std::fs::remove_file(path);
     }
     Ok(())
+}
+
+/// Reloads the port's TLS certificates (SIGHUP) and says how it went on stderr.
+fn reload(port: &ListeningPort) {
+    match port.reload_tls() {
+        None => eprintln!("SIGHUP: nothing to reload (not a TLS endpoint)"),
+        Some(Ok(())) => {
+            let names = port.tls().map(|t| t.names()).unwrap_or_default();
+            if names.is_empty() {
+                eprintln!("reloaded TLS certificates");
+            } else {
+                eprintln!("reloaded TLS certificates for {}", names.join(", "));
+            }
+        }
+        Some(Err(e)) => {
+            eprintln!("TLS reload failed, still serving the previous certificates: {e}");
+        }
+    }
 }
 
 /// The failure for a listen error: a Unix socket path problem is a local I/O error, the rest

@@ -565,8 +565,6 @@ impl Reactor {
         factory: F,
         timeout: Duration,
     ) -> io::Result<Connection> {
-        let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let factory = Arc::new(factory);
         let use_ = FactoryUse::new(factory.clone());
         let target = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
@@ -574,13 +572,7 @@ impl Reactor {
         })?;
         let target_addr = Address::Inet(target);
         factory.started_connecting(&target_addr);
-        let attempt = async {
-            let tcp = TcpStream::connect(target).await?;
-            let _ = tcp.set_nodelay(true);
-            tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await
-        };
+        let attempt = crate::tls::connect_stream(target, server_name, config);
         let tls = match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {

@@ -687,7 +687,8 @@ impl ServerTls {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(error = %e, "TLS reload failed; keeping the certificates in use");
+                // The caller gets the error (and reports it): logged here for the record only.
+                tracing::info!(error = %e, "TLS reload failed; keeping the certificates in use");
                 Err(e)
             }
         }
@@ -879,4 +880,34 @@ impl TlsInfo {
     pub fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
         self.peer_certificates.first()
     }
+}
+
+/// Connects over TCP to `addr` and runs a TLS client handshake verifying `server_name`: the
+/// stream form of [`Reactor::connect_tls`](crate::Reactor::connect_tls), for code that wants
+/// `AsyncRead`/`AsyncWrite` (`weft connect`).
+///
+/// # Errors
+/// Resolution and connect errors; a failed handshake is `InvalidData` carrying the
+/// [`rustls::Error`]; an invalid `server_name` is `InvalidInput`.
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// use tokio::io::AsyncWriteExt;
+/// let config = weft_core::tls::ClientTlsOptions::default().config()?;
+/// let mut s = weft_core::tls::connect_stream("example.com:443", "example.com", config).await?;
+/// s.write_all(b"HEAD / HTTP/1.0\r\n\r\n").await?;
+/// # Ok(()) }
+/// ```
+pub async fn connect_stream(
+    addr: impl tokio::net::ToSocketAddrs,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+) -> io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
 }
