@@ -14,9 +14,14 @@
 //! connection ([`weft::server::fork::ForkingServer`]; no tokio runtime may run in this
 //! process, since forking a multi-threaded process is unsound). With `--pool N` it is the
 //! async form: a tokio server whose `Processes` concurrency re-executes this program as N
-//! worker processes sharing the listening socket, restarting any that die.
+//! worker processes sharing the listening socket, restarting any that die. Either way Ctrl-C
+//! (SIGINT) or SIGTERM stops it cleanly: exit status 0.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
 use weft::server::fork::ForkingServer;
 use weft::server::{
     BlockingRequestHandler, BlockingStreamRequest, Concurrency, HandlerResult, ProcessPool,
@@ -61,8 +66,15 @@ fn main() -> Result<(), ServerError> {
     match pool {
         None => {
             let mut server = ForkingServer::bind_tcp(addr.as_str(), Handler, ServerConfig::new())?;
+            // Ctrl-C and SIGTERM set a flag (a signal handler, no thread: the process must stay
+            // single-threaded to fork); `serve_until` sees it within 200 ms.
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [SIGINT, SIGTERM] {
+                signal_hook::flag::register(signal, Arc::clone(&stop))?;
+            }
             eprintln!("listening on {}", server.server_address());
-            server.serve_forever()
+            server.serve_until(|| stop.load(Ordering::SeqCst))?;
+            server.close() // waits for the children still handling a connection
         }
         Some(workers) => {
             let rt = tokio::runtime::Runtime::new()?;
@@ -71,8 +83,8 @@ fn main() -> Result<(), ServerError> {
                     .concurrency(Concurrency::Processes(ProcessPool::new(workers)));
                 let server = TcpServer::bind_with(addr.as_str(), Handler, config).await?;
                 if !server.info().is_worker() {
-                    eprintln!("listening on {}", server.server_address());
                     server.shutdown_handle().request_on_signals()?;
+                    eprintln!("listening on {}", server.server_address());
                 }
                 server.serve_forever().await?;
                 server.close().await

@@ -7,11 +7,12 @@
 //! ```
 //!
 //! stdout gets `Got connection from HOST:PORT`, the data exactly as received (flushed at
-//! once), then `HOST:PORT disconnected`. Ctrl-C stops it. The loop is
+//! once), then `HOST:PORT disconnected`. Ctrl-C (SIGINT) or SIGTERM stops it: exit status 0. The loop is
 //! [`weft::server::loggers::select_logger`], which the tests drive with several clients.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -23,9 +24,14 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:1234".into());
     let listener = TcpListener::bind(&addr).await?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     eprintln!("listening on {}", listener.local_addr()?);
-    weft::server::loggers::select_logger(listener, tokio::io::stdout(), async {
-        let _ = tokio::signal::ctrl_c().await;
+    weft::server::loggers::select_logger(listener, tokio::io::stdout(), async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
     })
     .await?;
     Ok(())

@@ -10,6 +10,7 @@
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -17,9 +18,16 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:1234".into());
     let listener = TcpListener::bind(&addr).await?;
+    // Ctrl-C (SIGINT) or SIGTERM ends the loop: the program exits 0.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     eprintln!("listening on {}", listener.local_addr()?);
     loop {
-        let (mut client, peer) = listener.accept().await?;
+        let (mut client, peer) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            _ = interrupt.recv() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+        };
         println!("Got connection from {peer}");
         tokio::spawn(async move {
             let _ = client.write_all(b"Thank you for connecting").await;

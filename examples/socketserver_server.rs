@@ -35,8 +35,8 @@ async fn main() -> Result<(), weft::server::ServerError> {
         .unwrap_or_else(|| "127.0.0.1:1234".into());
     let config = ServerConfig::new().concurrency(Concurrency::Sequential);
     let server = TcpServer::bind_with(addr.as_str(), Handler, config).await?;
+    server.shutdown_handle().request_on_signals()?; // before announcing: Ctrl-C from now on stops serving cleanly
     eprintln!("listening on {}", server.server_address());
-    server.shutdown_handle().request_on_signals()?; // Ctrl-C stops serving cleanly
     server.serve_forever().await?;
     server.close().await
 }

@@ -192,6 +192,12 @@ fn fd_limited_echo_server() {
         return;
     }
     rlimit::setrlimit(rlimit::Resource::NOFILE, 32, 32).unwrap();
+    // Logs go to stderr, which the parent reads.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .init();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -232,6 +238,15 @@ async fn accept_backs_off_when_descriptors_run_out() {
     // A spinning accept loop burns ~100 ticks per second; backing off costs almost nothing.
     assert!(spent < 30, "accept loop spun: {spent} ticks in 1 s");
     assert!(child.0.try_wait().unwrap().is_none(), "server crashed");
+    // About ten pauses so far: the first is logged, the rest wait for the 10 s summary
+    // (issue 11 item 14: no log line every 100 ms).
+    let log = child.stderr_lines();
+    let failed = log.iter().filter(|l| l.contains("accept failed")).count();
+    assert_eq!(failed, 1, "one line for the first pause: {log:#?}");
+    assert!(
+        !log.iter().any(|l| l.contains("accept paused")),
+        "no summary before 10 s: {log:#?}"
+    );
 
     // Free descriptors: serving resumes.
     drop(hogs);

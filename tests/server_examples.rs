@@ -4,16 +4,19 @@
 //! `select_logger` through `weft::server::loggers`, and the mio `poll_logger` by including
 //! the example's source as a module. The server examples are run as programs when cargo
 //! has built them (`cargo test` builds every example before running tests); the check
-//! that needs them reports a skip otherwise.
+//! that needs them reports a skip otherwise. Every server example must exit 0 on SIGINT
+//! and SIGTERM.
 #![allow(clippy::print_stderr)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+mod common;
 
 #[allow(dead_code)]
 #[path = "../examples/poll_logger.rs"]
@@ -199,7 +202,7 @@ fn server_examples_thank_each_client() {
             );
             continue;
         };
-        let (mut running, addr, mut out) = start(&path, extra);
+        let (_running, addr, mut out) = start(&path, extra);
         for _ in 0..3 {
             let mut s = TcpStream::connect(&addr).unwrap();
             s.set_read_timeout(Some(LIMIT)).unwrap();
@@ -211,30 +214,141 @@ fn server_examples_thank_each_client() {
             out.read_line(&mut line).unwrap();
             assert_eq!(line, format!("Got connection from {me}\n"), "{name}");
         }
-        // Ctrl-C stops the async servers cleanly (`ShutdownHandle::request_on_signals`);
-        // the fork-per-request server keeps Python's behaviour (the signal ends it).
-        if name != "forking_server" || !extra.is_empty() {
-            assert_exits_cleanly_on_sigint(&mut running, name);
+    }
+}
+
+/// Every example that serves (its source announces `listening on`), started on a free port
+/// with an idle client connected, exits 0 on SIGINT (Ctrl-C) and on SIGTERM.
+#[test]
+fn every_server_example_exits_cleanly_on_sigint_and_sigterm() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut servers: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            std::fs::read_to_string(path).is_ok_and(|src| src.contains("\"listening on "))
+        })
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    servers.sort();
+    assert!(servers.len() >= 9, "server examples found: {servers:?}");
+    let mut runs: Vec<(&str, &[&str])> = servers.iter().map(|n| (n.as_str(), &[][..])).collect();
+    runs.push(("forking_server", &["--pool", "2"]));
+    for (name, extra) in runs {
+        let Some(path) = example(name) else {
+            eprintln!("skipped: example {name} not built");
+            continue;
+        };
+        for signal in ["INT", "TERM"] {
+            let (mut running, addr, _out) = start(&path, extra);
+            let _idle_client = TcpStream::connect(&addr).unwrap();
+            let pid = running.0.id().to_string();
+            let sent = Command::new("kill")
+                .args(["-s", signal, &pid])
+                .status()
+                .unwrap();
+            assert!(sent.success(), "kill -s {signal} {pid}");
+            let deadline = Instant::now() + LIMIT;
+            let status = loop {
+                if let Some(status) = running.0.try_wait().unwrap() {
+                    break status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{name} {extra:?} still running {LIMIT:?} after SIG{signal}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            assert!(
+                status.success(),
+                "{name} {extra:?} exited with {status} after SIG{signal}"
+            );
         }
     }
 }
 
-/// Sends SIGINT and waits (bounded) for a successful exit.
-fn assert_exits_cleanly_on_sigint(running: &mut Running, name: &str) {
-    let pid = running.0.id().to_string();
-    let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    assert!(sent.success(), "kill -INT {pid}");
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if let Some(status) = running.0.try_wait().unwrap() {
-            assert!(status.success(), "{name} exited with {status} after SIGINT");
-            return;
+/// The child side of `poll_logger_serves_again_after_running_out_of_descriptors`: the poll
+/// logger limited to 32 descriptors, with a listen backlog of 8.
+#[test]
+#[ignore = "helper process of poll_logger_serves_again_after_running_out_of_descriptors"]
+fn fd_limited_poll_logger() {
+    if std::env::var_os("WEFT_POLL_FD_CHILD").is_none() {
+        return;
+    }
+    rlimit::setrlimit(rlimit::Resource::NOFILE, 32, 32).unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    socket.listen(8).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let listener = std::net::TcpListener::from(socket);
+    let port = listener.local_addr().unwrap().port();
+    // Stops by itself should the parent never end it.
+    let stop = Arc::new(AtomicBool::new(false));
+    std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            std::thread::sleep(Duration::from_secs(60));
+            stop.store(true, Ordering::SeqCst);
         }
-        assert!(
-            Instant::now() < deadline,
-            "{name} still running {LIMIT:?} after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    });
+    common::announce_port(port);
+    let listener = mio::net::TcpListener::from_std(listener);
+    poll_logger::poll_logger(listener, &mut std::io::stdout(), &stop).unwrap();
+}
+
+/// Issue 11 item 13: out of descriptors with its backlog full, the edge-triggered poll logger
+/// gets no new event; it must still accept again once descriptors are free.
+#[test]
+fn poll_logger_serves_again_after_running_out_of_descriptors() {
+    let (_child, port, lines) = common::spawn_child("fd_limited_poll_logger", "WEFT_POLL_FD_CHILD");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // The logger runs once it has logged a first client.
+    let mut hogs = vec![TcpStream::connect(addr).unwrap()];
+    let first = lines.recv_timeout(LIMIT).unwrap();
+    assert!(first.starts_with("Got connection from"), "{first}");
+    // More clients than the child has descriptors, all at once: it accepts until EMFILE,
+    // its backlog fills, and the rest time out connecting.
+    let attempts: Vec<_> = (0..50)
+        .map(|_| {
+            std::thread::spawn(move || TcpStream::connect_timeout(&addr, Duration::from_secs(2)))
+        })
+        .collect();
+    hogs.extend(attempts.into_iter().filter_map(|a| a.join().unwrap().ok()));
+    let mut log = vec![first];
+    while let Ok(line) = lines.recv_timeout(Duration::from_millis(300)) {
+        log.push(line);
+    }
+    let accepted = log
+        .iter()
+        .filter(|l| l.starts_with("Got connection"))
+        .count();
+    assert!(
+        accepted < hogs.len(),
+        "the child accepted all {accepted} connections: it never ran out of descriptors"
+    );
+
+    // Free the descriptors: every client leaves, then a new one must be served.
+    drop(hogs);
+    let deadline = Instant::now() + LIMIT;
+    let mut client = loop {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            Ok(c) => break c,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "no connection {LIMIT:?} after the clients left: {e}"
+            ),
+        }
+    };
+    client.write_all(b"back\n").unwrap();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line == "back" => break,
+            Ok(_) => {}
+            Err(e) => panic!("the poll logger never logged the new client's line: {e}"),
+        }
     }
 }
 

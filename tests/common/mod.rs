@@ -2,7 +2,9 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 /// Bounds every await of a test.
@@ -19,13 +21,19 @@ pub fn raise_fd_limit() {
     }
 }
 
-/// Kills the child process when dropped, even if the test fails.
-pub struct ChildGuard(pub Child);
+/// Kills the child process when dropped, even if the test fails; keeps what it wrote to
+/// stderr.
+pub struct ChildGuard(pub Child, Arc<Mutex<Vec<String>>>);
 
 impl ChildGuard {
     /// The child's process id.
     pub fn pid(&self) -> u32 {
         self.0.id()
+    }
+
+    /// The lines the child wrote to stderr so far (its logs).
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.1.lock().unwrap().clone()
     }
 }
 
@@ -39,6 +47,17 @@ impl Drop for ChildGuard {
 /// Runs the ignored test `name` of this same test binary as a server in a child process
 /// (`env_key=1` tells it to act), and returns it with the port it printed as `PORT n`.
 pub async fn spawn_server_child(name: &str, env_key: &str) -> (ChildGuard, u16) {
+    let (name, env_key) = (name.to_owned(), env_key.to_owned());
+    let (child, port, _rest) = tokio::task::spawn_blocking(move || spawn_child(&name, &env_key))
+        .await
+        .expect("spawn the child server");
+    (child, port)
+}
+
+/// [`spawn_server_child`] for tests without a runtime; also returns what the child prints
+/// on stdout after its port, line by line (the child's stdout is drained to its end either
+/// way, so it never blocks on or fails writing to a full or closed pipe).
+pub fn spawn_child(name: &str, env_key: &str) -> (ChildGuard, u16, mpsc::Receiver<String>) {
     let child = Command::new(std::env::current_exe().expect("test binary path"))
         .args([
             name,
@@ -49,25 +68,36 @@ pub async fn spawn_server_child(name: &str, env_key: &str) -> (ChildGuard, u16) 
         ])
         .env(env_key, "1")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the child server");
-    let mut child = ChildGuard(child);
-    let stdout = child.0.stdout.take().expect("piped stdout");
-    let port = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let line = line.expect("child stdout");
-            // libtest prints "test NAME ... " on the same line first.
-            if let Some((_, p)) = line.split_once("PORT ") {
-                return p.trim().parse::<u16>().expect("a port number");
-            }
+    let mut child = ChildGuard(child, Arc::default());
+    let stderr = child.0.stderr.take().expect("piped stderr");
+    let logged = child.1.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            logged.lock().unwrap().push(line);
         }
-        panic!("child exited without a port");
-    })
-    .await
-    .expect("port reader");
-    (child, port)
+    });
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let port = loop {
+        let line = lines
+            .next()
+            .expect("child exited without a port")
+            .expect("child stdout");
+        // libtest prints "test NAME ... " on the same line first.
+        if let Some((_, p)) = line.split_once("PORT ") {
+            break p.trim().parse::<u16>().expect("a port number");
+        }
+    };
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, port, rx)
 }
 
 /// Prints the port for the parent of [`spawn_server_child`].

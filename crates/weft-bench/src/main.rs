@@ -13,6 +13,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod load;
+mod plan;
 mod procs;
 mod reference;
 mod report;
@@ -58,7 +59,7 @@ enum Cmd {
         secs: f64,
     },
     /// Runs every mode against every server and prints the report.
-    Run(run::RunOpts),
+    Run(plan::RunOpts),
 }
 
 #[derive(Debug, clap::Args)]

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::load::{self, BulkResult, LineResult, RateResult};
+use crate::plan::{LineCfg, Role, RunOpts, Sut};
 use crate::procs::Machine;
-use crate::run::{LineCfg, Role, RunOpts, Sut};
 
 /// One line-echo measurement.
 #[derive(Debug, Clone)]

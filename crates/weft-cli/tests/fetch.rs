@@ -78,6 +78,10 @@ fn routes(req: &Seen) -> Reply {
                 _ => Reply::new(200, data),
             }
         }
+        "/garbage" => Reply::raw("HTTP/9.9 two hundred\r\n\r\nhello"),
+        "/bad-chunk" => {
+            Reply::raw("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n")
+        }
         p if p.starts_with("/loop/") => {
             let n: u32 = p[6..].parse().unwrap_or(0);
             Reply::new(302, "").header("Location", &format!("/loop/{}", n + 1))
@@ -507,4 +511,24 @@ fn data_from_a_file() {
         8,
         missing.to_str().unwrap(),
     );
+}
+
+#[test]
+fn protocol_violations_have_their_own_exit_code() {
+    let http = HttpServer::start(routes);
+    fails(&["cat", &http.url("/garbage")], 11, "protocol error");
+    fails(&["cat", &http.url("/bad-chunk")], 11, "protocol error");
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("x");
+    fails(
+        &[
+            "fetch",
+            "-o",
+            dest.to_str().unwrap(),
+            &http.url("/bad-chunk"),
+        ],
+        11,
+        "protocol error",
+    );
+    assert!(!dest.exists());
 }

@@ -40,6 +40,21 @@ impl Address {
         }
     }
 
+    /// The Unix socket path, if this is a named Unix socket.
+    ///
+    /// ```
+    /// use weft_core::Address;
+    /// let named = Address::Unix(Some("/run/echo.sock".into()));
+    /// assert_eq!(named.as_path(), Some(std::path::Path::new("/run/echo.sock")));
+    /// assert_eq!(Address::Unix(None).as_path(), None);
+    /// ```
+    pub fn as_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Unix(Some(p)) => Some(p),
+            _ => None,
+        }
+    }
+
     pub(crate) fn from_unix(addr: &tokio::net::unix::SocketAddr) -> Self {
         Self::Unix(addr.as_pathname().map(PathBuf::from))
     }

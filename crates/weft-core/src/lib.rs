@@ -44,6 +44,7 @@ mod address;
 mod driver;
 pub mod endpoint;
 mod factory;
+pub mod listener;
 mod protocol;
 mod reactor;
 mod reason;
@@ -56,10 +57,10 @@ mod udp;
 pub use address::Address;
 pub use endpoint::{ClientEndpoint, EndpointError, ServerEndpoint};
 pub use factory::{Backoff, ClientFactory, Factory, FnFactory, factory_fn};
+pub use listener::ListenOptions;
 pub use protocol::Protocol;
 pub use reactor::{
-    Connection, DEFAULT_DRAIN_TIMEOUT, DelayedCall, ListenOptions, ListeningPort, Reactor,
-    Reconnector,
+    Connection, DEFAULT_DRAIN_TIMEOUT, DelayedCall, ListeningPort, Reactor, Reconnector,
 };
 pub use reason::DisconnectReason;
 pub use transport::{

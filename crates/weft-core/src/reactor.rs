@@ -3,12 +3,12 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpSocket, TcpStream, UnixListener, UnixStream};
+use tokio::net::{TcpStream, UnixStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -17,6 +17,7 @@ use tracing::Instrument;
 use crate::driver::{Driver, Hub, RawStream};
 use crate::endpoint::{ClientEndpoint, ServerEndpoint};
 use crate::factory::FactoryUse;
+use crate::listener::{Established, ListenOptions, Listener, Stream};
 use crate::protocol::Conn;
 use crate::{
     Address, Backoff, ClientFactory, DisconnectReason, Factory, Transport, TransportHandle,
@@ -31,59 +32,6 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 /// assert_eq!(weft_core::DEFAULT_DRAIN_TIMEOUT.as_secs(), 5);
 /// ```
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Options for a listening TCP port.
-///
-/// ```
-/// use weft_core::ListenOptions;
-/// let opts = ListenOptions::default().backlog(50).nodelay(false);
-/// assert_eq!(opts.backlog, 50);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ListenOptions {
-    /// Listen backlog (default 1024).
-    pub backlog: u32,
-    /// Set TCP_NODELAY on accepted connections (default true: a protocol's writes are
-    /// already batched per callback).
-    pub nodelay: bool,
-    /// SO_REUSEADDR (default true, as Twisted and tokio do on Unix).
-    pub reuse_address: bool,
-}
-
-impl Default for ListenOptions {
-    fn default() -> Self {
-        Self {
-            backlog: 1024,
-            nodelay: true,
-            reuse_address: true,
-        }
-    }
-}
-
-impl ListenOptions {
-    /// Sets the listen backlog.
-    ///
-    /// See [`ListenOptions`] for an example.
-    pub fn backlog(mut self, backlog: u32) -> Self {
-        self.backlog = backlog;
-        self
-    }
-    /// Sets TCP_NODELAY on accepted connections.
-    ///
-    /// See [`ListenOptions`] for an example.
-    pub fn nodelay(mut self, on: bool) -> Self {
-        self.nodelay = on;
-        self
-    }
-    /// Sets SO_REUSEADDR on the listening socket.
-    ///
-    /// See [`ListenOptions`] for an example.
-    pub fn reuse_address(mut self, on: bool) -> Self {
-        self.reuse_address = on;
-        self
-    }
-}
 
 struct Inner {
     /// Stops accept loops, UDP ports and pending calls.
@@ -235,59 +183,8 @@ impl Reactor {
         endpoint: &ServerEndpoint,
         factory: F,
     ) -> io::Result<ListeningPort> {
-        match endpoint {
-            ServerEndpoint::Tcp { addr, backlog, .. } => {
-                let mut opts = ListenOptions::default();
-                if let Some(b) = backlog {
-                    opts.backlog = *b;
-                }
-                self.listen_tcp_with(*addr, opts, factory).await
-            }
-            ServerEndpoint::Unix {
-                path,
-                mode,
-                backlog,
-            } => {
-                let port = self.listen_unix_inner(path, *backlog, factory)?;
-                if let Some(mode) = mode {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))?;
-                }
-                Ok(port)
-            }
-            ServerEndpoint::Udp { .. } => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "a udp endpoint needs a DatagramProtocol: use listen_udp",
-            )),
-            ServerEndpoint::Tls { addr, backlog, tls } => {
-                let server_tls = crate::tls::ServerTls::load(tls)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                let mut opts = ListenOptions::default();
-                if let Some(b) = backlog {
-                    opts.backlog = *b;
-                }
-                let socket = if addr.is_ipv4() {
-                    TcpSocket::new_v4()?
-                } else {
-                    TcpSocket::new_v6()?
-                };
-                socket.set_reuseaddr(opts.reuse_address)?;
-                socket.bind(*addr)?;
-                let listener = socket.listen(opts.backlog)?;
-                let local = Address::Inet(listener.local_addr()?);
-                tracing::info!(addr = %local, "listening (TLS)");
-                let acceptor = TlsAcceptor {
-                    tcp: TcpAcceptor {
-                        listener,
-                        nodelay: opts.nodelay,
-                    },
-                    tls: server_tls.clone(),
-                };
-                let mut port = self.spawn_accept_loop(acceptor, local, None, Arc::new(factory));
-                port.tls = Some(server_tls);
-                Ok(port)
-            }
-        }
+        let listener = Listener::bind_endpoint(endpoint).await?;
+        Ok(self.serve(listener, factory))
     }
 
     /// Listens for TCP connections on `addr` (port 0 picks a free port: see
@@ -332,21 +229,7 @@ impl Reactor {
         opts: ListenOptions,
         factory: F,
     ) -> io::Result<ListeningPort> {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(opts.reuse_address)?;
-        socket.bind(addr)?;
-        let listener = socket.listen(opts.backlog)?;
-        let local = Address::Inet(listener.local_addr()?);
-        tracing::info!(addr = %local, "listening");
-        let acceptor = TcpAcceptor {
-            listener,
-            nodelay: opts.nodelay,
-        };
-        Ok(self.spawn_accept_loop(acceptor, local, None, Arc::new(factory)))
+        Ok(self.serve(Listener::bind_tcp(addr, opts)?, factory))
     }
 
     /// Listens on a Unix stream socket at `path` (a stale socket file is replaced; the file is
@@ -374,61 +257,36 @@ impl Reactor {
         path: impl AsRef<Path>,
         factory: F,
     ) -> io::Result<ListeningPort> {
-        self.listen_unix_inner(path.as_ref(), None, factory)
+        let listener = Listener::bind_unix(path.as_ref(), ListenOptions::default().backlog)?;
+        Ok(self.serve(listener, factory))
     }
 
-    fn listen_unix_inner<F: Factory>(
-        &self,
-        path: &Path,
-        backlog: Option<u32>,
-        factory: F,
-    ) -> io::Result<ListeningPort> {
-        use std::os::unix::fs::FileTypeExt;
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if !meta.file_type().is_socket() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{} exists and is not a socket", path.display()),
-                ));
-            }
-            // A live server still answers there: do not steal its address.
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{} is in use by another server", path.display()),
-                ));
-            }
-            std::fs::remove_file(path)?;
-        }
-        let std_listener = std::os::unix::net::UnixListener::bind(path)?;
-        if let Some(b) = backlog {
-            let _ = socket2::SockRef::from(&std_listener).listen(b.min(i32::MAX as u32) as i32);
-        }
-        std_listener.set_nonblocking(true)?;
-        let listener = UnixListener::from_std(std_listener)?;
-        let local = Address::Unix(Some(path.to_path_buf()));
+    /// Serves connections from `listener` (bound by weft-core's [`Listener`], any endpoint
+    /// kind) with `factory`'s protocols: the listener form of [`listen`](Self::listen).
+    ///
+    /// ```
+    /// # use weft_core::{factory_fn, listener::Listener, Protocol, Reactor, Transport};
+    /// # struct Echo;
+    /// # impl Protocol for Echo { fn data_received(&mut self, d: &[u8], t: &mut Transport) { t.write(d) } }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let listener = Listener::bind("tcp:0:interface=127.0.0.1").await?;
+    /// let port = Reactor::new().serve(listener, factory_fn(|_| Some(Echo)));
+    /// assert!(port.local_addr().as_inet().is_some());
+    /// # Ok(()) }
+    /// ```
+    pub fn serve<F: Factory>(&self, listener: Listener, factory: F) -> ListeningPort {
+        let local = listener.local_addr().clone();
+        let tls = listener.tls().cloned();
         tracing::info!(addr = %local, "listening");
-        Ok(self.spawn_accept_loop(listener, local, Some(path.to_path_buf()), Arc::new(factory)))
-    }
-
-    fn spawn_accept_loop<A: Acceptor, F: Factory>(
-        &self,
-        acceptor: A,
-        local: Address,
-        unlink: Option<PathBuf>,
-        factory: Arc<F>,
-    ) -> ListeningPort {
         let stop = CancellationToken::new();
         let reactor = self.clone();
-        let use_ = FactoryUse::new(factory);
+        let use_ = FactoryUse::new(Arc::new(factory));
         let stop2 = stop.clone();
         let span = tracing::info_span!("listen", addr = %local);
         let task = self.inner.tracker.spawn(
             async move {
-                accept_loop(acceptor, &reactor, &stop2, &use_).await;
-                if let Some(path) = unlink {
-                    let _ = std::fs::remove_file(path);
-                }
+                reactor.accept_loop(listener, &stop2, &use_).await;
                 drop(use_);
             }
             .instrument(span),
@@ -437,8 +295,73 @@ impl Reactor {
             local,
             stop,
             task: Some(task),
-            tls: None,
+            tls,
         }
+    }
+
+    /// The one accept loop: plain connections get their driver spawned on the raw socket at
+    /// once; connections whose endpoint has per-connection setup are established in a task of
+    /// their own first, so a slow client never stalls accepting.
+    async fn accept_loop<F: Factory>(
+        &self,
+        listener: Listener,
+        stop: &CancellationToken,
+        use_: &FactoryUse<F>,
+    ) {
+        let shutdown = self.inner.shutdown.clone();
+        loop {
+            let incoming = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                _ = shutdown.cancelled() => break,
+                r = listener.accept() => r,
+            };
+            let incoming = match incoming {
+                Ok(incoming) => incoming,
+                Err(e) => {
+                    tracing::error!(error = %e, "listening socket failed; stopped accepting");
+                    break;
+                }
+            };
+            match incoming.established_now() {
+                Ok(conn) => self.spawn_established(conn, use_.factory()),
+                Err(incoming) => {
+                    let reactor = self.clone();
+                    let factory = use_.factory().clone();
+                    let shutdown = shutdown.clone();
+                    self.inner.tracker.spawn(async move {
+                        let peer = incoming.peer().clone();
+                        let conn = tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            r = incoming.establish() => r,
+                        };
+                        match conn {
+                            Ok(conn) => reactor.spawn_established(conn, &factory),
+                            Err(e) => tracing::debug!(%peer, error = %e, "connection setup failed"),
+                        }
+                    });
+                }
+            }
+        }
+        drop(listener);
+        tracing::info!("stopped listening");
+    }
+
+    fn spawn_established<F: Factory>(&self, conn: Established, factory: &Arc<F>) {
+        let Established {
+            stream, peer, host, ..
+        } = conn;
+        let _ = match stream {
+            Stream::Tcp(s) => self.spawn_connection(s, peer, host, factory, false),
+            Stream::Unix(s) => self.spawn_connection(s, peer, host, factory, false),
+            Stream::Tls(s) => {
+                // The handshake is done: the connection runs on the same driver as plain TCP,
+                // over the TLS stream's socket operations.
+                let (tcp, conn) = s.into_inner();
+                let socket = crate::tls_io::TlsSocket::new(tcp, conn, None);
+                self.spawn_connection(socket, peer, host, factory, false)
+            }
+        };
     }
 
     fn spawn_connection<S: RawStream, F: Factory>(
@@ -1117,151 +1040,4 @@ impl ListeningPort {
             let _ = t.await;
         }
     }
-}
-
-/// Accepts connections of one kind of listener.
-trait Acceptor: Send + 'static {
-    type Stream: RawStream;
-    fn accept(
-        &self,
-    ) -> impl std::future::Future<Output = io::Result<(Self::Stream, Address)>> + Send;
-    fn local(&self) -> Address;
-    /// Runs an accepted connection.
-    fn start<F: Factory>(
-        &self,
-        reactor: &Reactor,
-        stream: Self::Stream,
-        peer: Address,
-        host: Address,
-        factory: &Arc<F>,
-    ) {
-        let _ = reactor.spawn_connection(stream, peer, host, factory, false);
-    }
-}
-
-struct TcpAcceptor {
-    listener: TcpListener,
-    nodelay: bool,
-}
-
-impl Acceptor for TcpAcceptor {
-    type Stream = TcpStream;
-    async fn accept(&self) -> io::Result<(TcpStream, Address)> {
-        let (s, a) = self.listener.accept().await?;
-        if self.nodelay {
-            let _ = s.set_nodelay(true);
-        }
-        Ok((s, Address::Inet(a)))
-    }
-    fn local(&self) -> Address {
-        self.listener
-            .local_addr()
-            .map(Address::Inet)
-            .unwrap_or(Address::Unix(None))
-    }
-}
-
-impl Acceptor for UnixListener {
-    type Stream = UnixStream;
-    async fn accept(&self) -> io::Result<(UnixStream, Address)> {
-        let (s, a) = UnixListener::accept(self).await?;
-        Ok((s, Address::from_unix(&a)))
-    }
-    fn local(&self) -> Address {
-        UnixListener::local_addr(self)
-            .map(|a| Address::from_unix(&a))
-            .unwrap_or(Address::Unix(None))
-    }
-}
-
-/// Accepts TCP connections of an `ssl:`/`tls:` port; the handshake runs in the connection's
-/// own task, bounded by the handshake timeout.
-struct TlsAcceptor {
-    tcp: TcpAcceptor,
-    tls: crate::tls::ServerTls,
-}
-
-impl Acceptor for TlsAcceptor {
-    type Stream = TcpStream;
-    async fn accept(&self) -> io::Result<(TcpStream, Address)> {
-        self.tcp.accept().await
-    }
-    fn local(&self) -> Address {
-        self.tcp.local()
-    }
-    fn start<F: Factory>(
-        &self,
-        reactor: &Reactor,
-        stream: TcpStream,
-        peer: Address,
-        host: Address,
-        factory: &Arc<F>,
-    ) {
-        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.config());
-        let timeout = self.tls.options().handshake_timeout;
-        let (reactor2, factory) = (reactor.clone(), factory.clone());
-        let span = tracing::debug_span!("tls handshake", peer = %peer);
-        reactor.inner.tracker.spawn(
-            async move {
-                match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => {
-                        let (tcp, conn) = tls.into_inner();
-                        let socket = crate::tls_io::TlsSocket::new(tcp, conn, None);
-                        let _ = reactor2.spawn_connection(socket, peer, host, &factory, false);
-                    }
-                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!(?timeout, "TLS handshake timed out; dropped"),
-                }
-            }
-            .instrument(span),
-        );
-    }
-}
-
-/// True for accept errors that concern one connection only (the loop just goes on).
-fn is_connection_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-    )
-}
-
-async fn accept_loop<A: Acceptor, F: Factory>(
-    acceptor: A,
-    reactor: &Reactor,
-    stop: &CancellationToken,
-    use_: &FactoryUse<F>,
-) {
-    let host = acceptor.local();
-    let shutdown = reactor.inner.shutdown.clone();
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            _ = shutdown.cancelled() => break,
-            r = acceptor.accept() => r,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                acceptor.start(reactor, stream, peer, host.clone(), use_.factory());
-            }
-            Err(e) if is_connection_error(&e) => {
-                tracing::debug!(error = %e, "accept failed for one connection");
-            }
-            Err(e) => {
-                // EMFILE, ENFILE, ENOBUFS, ENOMEM: out of resources. Back off instead of
-                // spinning; serving resumes when descriptors free up.
-                tracing::error!(error = %e, "accept failed; backing off 100 ms");
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                }
-            }
-        }
-    }
-    tracing::info!("stopped listening");
 }

@@ -661,3 +661,46 @@ async fn tls_client_endpoints_verify_the_host_against_a_python_server() {
     reactor.shutdown().await;
     srv.reactor.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_listener_hands_out_tls_streams_for_async_read_write_servers() {
+    use weft_core::listener::{Listener, Stream};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("CA");
+    let pem = ca
+        .leaf(&["localhost"])
+        .write_combined(dir.path(), "localhost");
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    let listener = Listener::bind(&format!(
+        "ssl:0:privateKey={}:interface=127.0.0.1",
+        pem.display()
+    ))
+    .await
+    .unwrap();
+    assert!(listener.tls().is_some());
+    let addr = listener.local_addr().as_inet().unwrap();
+    let client = tokio::spawn({
+        let ca = dir.path().join("ca.pem");
+        async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let mut s = rustls_client(&ca)
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap();
+            s.write_all(b"ping").await.unwrap();
+            let mut buf = [0; 4];
+            s.read_exact(&mut buf).await.unwrap();
+            buf
+        }
+    });
+    let incoming = within(listener.accept()).await.unwrap();
+    assert!(incoming.needs_setup());
+    let mut conn = within(incoming.establish()).await.unwrap();
+    assert!(matches!(conn.stream, Stream::Tls(_)));
+    let mut buf = [0; 4];
+    conn.stream.read_exact(&mut buf).await.unwrap();
+    conn.stream.write_all(b"pong").await.unwrap();
+    conn.stream.flush().await.unwrap();
+    assert_eq!(&buf, b"ping");
+    assert_eq!(&within(client).await.unwrap(), b"pong");
+}

@@ -422,7 +422,7 @@ impl CookieJar {
                 true
             }
             None => {
-                tracing::debug!(set_cookie, url = %url, "cookie rejected");
+                tracing::debug!(set_cookie, url = %crate::error::redact(url), "cookie rejected");
                 false
             }
         }

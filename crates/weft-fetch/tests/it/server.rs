@@ -156,6 +156,13 @@ impl Server {
     /// A server that answers every request with these raw bytes, then closes the connection
     /// (for bodies cut short, which hyper refuses to produce).
     pub async fn start_raw(reply: &'static [u8]) -> Server {
+        Self::start_raw_fn(move |_| reply.to_vec()).await
+    }
+
+    /// A server that reads one request head (method, target and headers are logged) and
+    /// answers with the bytes `reply` makes of it, then closes the connection: every byte of
+    /// the answer is the test's.
+    pub async fn start_raw_fn(reply: impl Fn(&Seen) -> Vec<u8> + Send + Sync + 'static) -> Server {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
@@ -163,12 +170,14 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let log: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log2 = log.clone();
+        let reply = Arc::new(reply);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
                     break;
                 };
                 let log = log2.clone();
+                let reply = reply.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut tmp = [0u8; 4096];
@@ -179,16 +188,29 @@ impl Server {
                         }
                     }
                     let text = String::from_utf8_lossy(&buf).into_owned();
-                    let mut first = text.lines().next().unwrap_or("").split(' ');
+                    let mut lines = text.split("\r\n");
+                    let mut first = lines.next().unwrap_or("").split(' ');
                     let method = first.next().unwrap_or("").to_string();
                     let target = first.next().unwrap_or("").to_string();
-                    log.lock().unwrap().push(Seen {
+                    let mut headers = hyper::HeaderMap::new();
+                    for line in lines.take_while(|l| !l.is_empty()) {
+                        if let Some((k, v)) = line.split_once(':') {
+                            if let (Ok(k), Ok(v)) = (
+                                hyper::header::HeaderName::from_bytes(k.trim().as_bytes()),
+                                hyper::header::HeaderValue::from_str(v.trim()),
+                            ) {
+                                headers.append(k, v);
+                            }
+                        }
+                    }
+                    let seen = Seen {
                         method,
                         target,
-                        headers: hyper::HeaderMap::new(),
+                        headers,
                         body: Bytes::new(),
-                    });
-                    let _ = stream.write_all(reply).await;
+                    };
+                    log.lock().unwrap().push(seen.clone());
+                    let _ = stream.write_all(&reply(&seen)).await;
                     let _ = stream.shutdown().await;
                 });
             }
