@@ -100,24 +100,16 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
             pump(r, w, &target).await
         }
         ClientEndpoint::Tls {
-            host,
-            port,
-            timeout,
-            tls,
-            via,
+            host, timeout, tls, ..
         } => {
             let config = tls
                 .config()
                 .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
-            let (to_host, to_port) = match via.as_deref() {
-                None => (host.as_str(), *port),
-                Some(ClientEndpoint::Tcp { host, port, .. }) => (host.as_str(), *port),
-                Some(_) => {
-                    return Err(Failure::new(
-                        exit::USAGE,
-                        "endpoint= takes a tcp: endpoint for now",
-                    ));
-                }
+            let Some((to_host, to_port)) = args.endpoint.tcp_target() else {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    "endpoint= takes a tcp: endpoint for now",
+                ));
             };
             let target = format!("{to_host}:{to_port}");
             let connecting = weft_core::tls::connect_stream((to_host, to_port), host, config);

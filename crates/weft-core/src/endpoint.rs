@@ -175,6 +175,26 @@ pub enum ClientEndpoint {
     },
 }
 
+impl ClientEndpoint {
+    /// The TCP host and port a connection to this endpoint goes to: a `tcp:` endpoint's own,
+    /// and for `tls:` its `endpoint=` when given (the certificate is still verified for the
+    /// `tls:` host). `None` for Unix sockets (and `tls:` through one).
+    ///
+    /// ```
+    /// use weft_core::ClientEndpoint;
+    /// let ep: ClientEndpoint = r"tls:example.com:443:endpoint=tcp\:10.0.0.7\:8443".parse().unwrap();
+    /// assert_eq!(ep.tcp_target(), Some(("10.0.0.7", 8443)));
+    /// ```
+    pub fn tcp_target(&self) -> Option<(&str, u16)> {
+        match self {
+            Self::Tcp { host, port, .. } => Some((host, *port)),
+            Self::Tls { via: Some(via), .. } => via.tcp_target(),
+            Self::Tls { host, port, .. } => Some((host, *port)),
+            Self::Unix { .. } => None,
+        }
+    }
+}
+
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One `:`-separated argument, unescaped.

@@ -434,26 +434,8 @@ impl Reactor {
     ) -> io::Result<Connection> {
         let factory = Arc::new(factory);
         let use_ = FactoryUse::new(factory.clone());
-        let target = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
-        })?;
-        let target_addr = Address::Inet(target);
-        factory.started_connecting(&target_addr);
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(target)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                factory.client_connection_failed(&target_addr, &e);
-                return Err(e);
-            }
-            Err(_) => {
-                let e = io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connect to {target} timed out"),
-                );
-                factory.client_connection_failed(&target_addr, &e);
-                return Err(e);
-            }
-        };
+        let (stream, target_addr) =
+            dial(&*factory, addr, timeout, "connect", TcpStream::connect).await?;
         let _ = stream.set_nodelay(true);
         let host = Address::Inet(stream.local_addr()?);
         self.client_connection(stream, target_addr, host, use_)
@@ -490,27 +472,10 @@ impl Reactor {
     ) -> io::Result<Connection> {
         let factory = Arc::new(factory);
         let use_ = FactoryUse::new(factory.clone());
-        let target = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
-        })?;
-        let target_addr = Address::Inet(target);
-        factory.started_connecting(&target_addr);
-        let attempt = crate::tls::connect_stream(target, server_name, config);
-        let tls = match tokio::time::timeout(timeout, attempt).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                factory.client_connection_failed(&target_addr, &e);
-                return Err(e);
-            }
-            Err(_) => {
-                let e = io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("TLS connect to {target} timed out"),
-                );
-                factory.client_connection_failed(&target_addr, &e);
-                return Err(e);
-            }
-        };
+        let (tls, target_addr) = dial(&*factory, addr, timeout, "TLS connect", |target| {
+            crate::tls::connect_stream(target, server_name, config)
+        })
+        .await?;
         let (tcp, conn) = tls.into_inner();
         let host = Address::Inet(tcp.local_addr()?);
         let socket = crate::tls_io::TlsSocket::new(tcp, conn, Some(server_name.to_owned()));
@@ -588,28 +553,18 @@ impl Reactor {
                 }
             }
             ClientEndpoint::Tls {
-                host,
-                port,
-                timeout,
-                tls,
-                via,
+                host, timeout, tls, ..
             } => {
                 let config = tls
                     .config()
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                let (to_host, to_port) = match via.as_deref() {
-                    None => (host.as_str(), *port),
-                    Some(ClientEndpoint::Tcp { host, port, .. }) => (host.as_str(), *port),
-                    Some(other) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::Unsupported,
-                            format!(
-                                "TLS over {other:?} is not supported yet (endpoint= takes tcp:)"
-                            ),
-                        ));
-                    }
-                };
-                self.connect_tls((to_host, to_port), host, config, factory, *timeout)
+                let target = endpoint.tcp_target().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "TLS over a Unix socket is not supported yet (endpoint= takes tcp:)",
+                    )
+                })?;
+                self.connect_tls(target, host, config, factory, *timeout)
                     .await
             }
         }
@@ -862,6 +817,37 @@ impl Reactor {
             self.inner.tracker.wait().await;
         }
     }
+}
+
+/// Resolves `addr` and runs `connect` on it within `timeout`, telling the factory it started
+/// and, on failure, why (`what` names the attempt in the timeout error).
+async fn dial<F, T, Fut>(
+    factory: &F,
+    addr: impl tokio::net::ToSocketAddrs,
+    timeout: Duration,
+    what: &str,
+    connect: impl FnOnce(SocketAddr) -> Fut,
+) -> io::Result<(T, Address)>
+where
+    F: ClientFactory,
+    Fut: std::future::Future<Output = io::Result<T>>,
+{
+    let target = tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to"))?;
+    let target_addr = Address::Inet(target);
+    factory.started_connecting(&target_addr);
+    let e = match tokio::time::timeout(timeout, connect(target)).await {
+        Ok(Ok(s)) => return Ok((s, target_addr)),
+        Ok(Err(e)) => e,
+        Err(_) => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what} to {target} timed out"),
+        ),
+    };
+    factory.client_connection_failed(&target_addr, &e);
+    Err(e)
 }
 
 /// An established client connection (from [`Reactor::connect_tcp`] and friends).
