@@ -72,7 +72,6 @@ pub fn fetch_code(err: &weft_fetch::Error) -> u8 {
     use weft_fetch::{Error, ErrorKind};
     match err {
         Error::InvalidHeader(_) => return USAGE,
-        Error::CookieFile { .. } => return LOCAL_IO,
         Error::InvalidDataUrl { .. } => return BAD_URL,
         _ => {}
     }

@@ -17,7 +17,9 @@ mod connect;
 mod exit;
 mod fetch;
 mod log;
+mod prometheus;
 mod serve;
+mod units;
 mod wire;
 
 use std::io::Write;
@@ -117,7 +119,8 @@ async fn run(command: Command) -> Result<(), Failure> {
 fn main() {
     let cli = Cli::parse();
     install_panic_hook();
-    log::init(cli.verbose);
+    let traffic = matches!(&cli.command, Command::Serve(a) if a.log_traffic);
+    log::init(cli.verbose, traffic);
     if !matches!(cli.command, Command::Serve(_)) {
         log::open_gate(None);
     }

@@ -48,6 +48,28 @@ pub enum DisconnectReason {
     /// The TLS peer closed the TCP connection without sending `close_notify` first: what it
     /// sent may have been cut short (a clean TLS close is [`ConnectionDone`](Self::ConnectionDone)).
     TlsTruncated,
+    /// A timeout of [`policies`](crate::policies) closed the connection: it was idle too long,
+    /// or a line took too long to complete.
+    TimedOut(TimeoutKind),
+}
+
+/// Which timeout closed a connection ([`DisconnectReason::TimedOut`]).
+///
+/// ```
+/// use weft_core::{DisconnectReason, TimeoutKind};
+/// let r = DisconnectReason::TimedOut(TimeoutKind::Idle);
+/// assert_eq!(r.to_string(), "connection timed out: idle too long");
+/// assert_eq!(r.label(), "timeout");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// No byte went either way for the idle period
+    /// ([`IdleTimeout`](crate::policies::IdleTimeout)).
+    Idle,
+    /// A line was started and not finished in time
+    /// ([`LineTimeout`](crate::policies::LineTimeout)).
+    Line,
 }
 
 impl DisconnectReason {
@@ -76,6 +98,29 @@ impl DisconnectReason {
         match self {
             Self::ProtocolError(e) => e.downcast_ref::<E>(),
             _ => None,
+        }
+    }
+
+    /// A short, fixed name for the reason, for metric labels and log fields: `done`, `local`,
+    /// `aborted`, `reset`, `io`, `shutdown`, `panic`, `protocol_error`, `timeout`, `tls`,
+    /// `tls_truncated`.
+    ///
+    /// ```
+    /// assert_eq!(weft_core::DisconnectReason::Reset.label(), "reset");
+    /// ```
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::ConnectionDone => "done",
+            Self::LocalClose => "local",
+            Self::Aborted => "aborted",
+            Self::Reset => "reset",
+            Self::Io(_) => "io",
+            Self::Shutdown => "shutdown",
+            Self::Panicked(_) => "panic",
+            Self::ProtocolError(_) => "protocol_error",
+            Self::TimedOut(_) => "timeout",
+            Self::Tls(_) => "tls",
+            Self::TlsTruncated => "tls_truncated",
         }
     }
 
@@ -113,6 +158,10 @@ impl fmt::Display for DisconnectReason {
             Self::TlsTruncated => f.write_str(
                 "the TLS peer closed the connection without close_notify (data may be truncated)",
             ),
+            Self::TimedOut(TimeoutKind::Idle) => f.write_str("connection timed out: idle too long"),
+            Self::TimedOut(TimeoutKind::Line) => {
+                f.write_str("connection timed out: a line took too long")
+            }
         }
     }
 }

@@ -159,16 +159,6 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
-    /// A cookie file could not be parsed.
-    #[error("cookie file {}: line {line}: {reason}", .path.display())]
-    CookieFile {
-        /// The file.
-        path: PathBuf,
-        /// The line number (1-based).
-        line: usize,
-        /// What is wrong.
-        reason: String,
-    },
     /// A local I/O error (reading a `file:` URL, writing a download...).
     #[error("{}{source}", fmt_path(.path))]
     Io {
@@ -239,7 +229,7 @@ pub enum ErrorKind {
     Auth,
     /// Local file system error (including `file:` URLs that do not exist).
     Io,
-    /// A malformed `data:` URL or cookie file.
+    /// A malformed `data:` URL.
     Format,
 }
 
@@ -269,7 +259,7 @@ impl Error {
             Error::Connect { .. } => ErrorKind::Connect,
             Error::Network { .. } => ErrorKind::Network,
             Error::NotLocalFile { .. } | Error::Io { .. } => ErrorKind::Io,
-            Error::InvalidDataUrl { .. } | Error::CookieFile { .. } => ErrorKind::Format,
+            Error::InvalidDataUrl { .. } => ErrorKind::Format,
             Error::Auth { .. } => ErrorKind::Auth,
         }
     }

@@ -610,7 +610,8 @@ impl OpenerBuilder {
         self
     }
 
-    /// Sends Basic credentials before any challenge (never to another host after a redirect).
+    /// Sends Basic credentials before any challenge (never to another scheme, host or port
+    /// after a redirect).
     ///
     /// Saves a round trip with servers known to want Basic authentication.
     ///
@@ -864,8 +865,11 @@ impl Answer {
     }
 }
 
-fn same_host(a: &Url, b: &Url) -> bool {
-    a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
+/// Same scheme, host and port: where credentials may follow a redirect (curl's rule, after
+/// CVE-2022-27774/27776: https to http on the same host would send them in clear).
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme().eq_ignore_ascii_case(b.scheme())
+        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
@@ -1023,7 +1027,7 @@ impl Opener {
         let mut auth = Answer::default();
         let mut proxy_auth = Answer::default();
         loop {
-            let on_first_host = same_host(&url, &first);
+            let on_first_host = same_origin(&url, &first);
             let mut h = headers.clone();
             if let Some(jar) = &inner.cookies {
                 if let Some(v) = jar.header_value(&url) {
@@ -1167,7 +1171,7 @@ impl Opener {
                         headers.remove(CONTENT_TYPE);
                         headers.remove(CONTENT_LENGTH);
                     }
-                    if !same_host(&next, &first) {
+                    if !same_origin(&next, &first) {
                         headers.remove(AUTHORIZATION);
                         headers.remove(COOKIE);
                         headers.remove(PROXY_AUTHORIZATION);

@@ -464,3 +464,223 @@ async fn protocol_violations_are_not_network_errors() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn credentials_never_follow_a_redirect_to_another_scheme() {
+    within(20, async {
+        // One port, both https and http: only the scheme changes.
+        let (srv, pem) = crate::server::Server::start_dual(|s| {
+            let port = s
+                .header("host")
+                .and_then(|h| h.rsplit(':').next().map(str::to_string))
+                .unwrap_or_default();
+            match s.target.as_str() {
+                "/to-http" => crate::server::resp(
+                    302,
+                    &[("location", &format!("http://127.0.0.1:{port}/landing"))],
+                    "",
+                ),
+                "/to-https" => crate::server::resp(302, &[("location", "/landing")], ""),
+                _ => crate::server::resp(200, &[], "landed"),
+            }
+        })
+        .await;
+        let op = weft_fetch::Opener::builder()
+            .env_proxies(false)
+            .add_root_certificate_pem(pem.as_bytes())
+            .credentials("joe", "s3cret")
+            .preemptive_basic(true)
+            .build()
+            .unwrap();
+        let base = format!("https://127.0.0.1:{}", srv.addr.port());
+        let with_headers = |url: String| {
+            weft_fetch::Request::new(url)
+                .unwrap()
+                .header_line("Authorization: Bearer t0ken")
+                .unwrap()
+                .header_line("Cookie: sid=42")
+                .unwrap()
+                .header_line("X-Kept: yes")
+                .unwrap()
+        };
+        let secret = |s: &Seen| {
+            [s.header("authorization"), s.header("cookie")]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+        };
+
+        // https -> https on the same origin: kept.
+        op.open(with_headers(format!("{base}/to-https")))
+            .await
+            .unwrap();
+        let seen = srv.seen();
+        assert_eq!(secret(&seen[1]), ["Bearer t0ken", "sid=42"]);
+
+        // https -> http, same host and port: dropped, other headers kept.
+        let mut r = op
+            .open(with_headers(format!("{base}/to-http")))
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), "landed");
+        assert_eq!(r.url().scheme(), "http");
+        let seen = srv.seen();
+        let landing = &seen[3];
+        assert_eq!(landing.target, "/landing");
+        assert!(
+            secret(landing).is_empty(),
+            "sent in clear: {:?}",
+            secret(landing)
+        );
+        assert_eq!(landing.header("x-kept").as_deref(), Some("yes"));
+
+        // -u credentials and a password in the URL: the same.
+        let url = format!("https://bob:hunter2@127.0.0.1:{}/to-http", srv.addr.port());
+        op.open(url.as_str()).await.unwrap();
+        let seen = srv.seen();
+        assert!(seen[4].header("authorization").is_some());
+        assert!(seen[5].header("authorization").is_none(), "{:?}", seen[5]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_password_in_a_url_is_never_printed() {
+    within(20, async {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let url = format!("http://bob:hunter2@{closed}/x");
+        let err = opener().open(url.as_str()).await.unwrap_err();
+        assert!(err.is_connect(), "{err:?}");
+        let text = err.to_string();
+        assert!(!text.contains("hunter2") && !text.contains("bob"), "{text}");
+        assert!(text.contains(&format!("http://***@{closed}/x")), "{text}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+
+        let looping =
+            Server::start_raw(b"HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        let url = format!("http://bob:hunter2@{}/x", looping.addr);
+        let err = opener().open(url.as_str()).await.unwrap_err();
+        assert!(err.is_redirect(), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+
+        let err = weft_fetch::Request::new("http://bob:hunter2@[::1/").unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cookie_with_a_tab_is_refused_and_a_public_suffix_domain_too() {
+    within(20, async {
+        // Byte for byte what a hostile server may send: TABs in name, value and Path.
+        let srv = Server::start_raw(
+            b"HTTP/1.1 200 OK\r\n\
+              Set-Cookie: a\tb=1\r\n\
+              Set-Cookie: c=x\ty\r\n\
+              Set-Cookie: d=1; Path=/p\tq\r\n\
+              Set-Cookie: good=1; Path=/\r\n\
+              Content-Length: 0\r\n\r\n",
+        )
+        .await;
+        let jar = std::sync::Arc::new(weft_fetch::CookieJar::new());
+        let op = weft_fetch::Opener::builder()
+            .env_proxies(false)
+            .cookie_jar(jar.clone())
+            .build()
+            .unwrap();
+        op.open(srv.url("/")).await.unwrap();
+        let names: Vec<String> = jar.cookies().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["good"]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cookies.txt");
+        jar.save(&file).unwrap();
+        let again = weft_fetch::CookieJar::load(&file).unwrap();
+        assert_eq!(again.cookies(), jar.cookies());
+
+        // A jar with a bad line (8 fields) and a public-suffix domain: both skipped, the rest
+        // loads.
+        std::fs::write(
+            &file,
+            "127.0.0.1\tFALSE\t/\tFALSE\t0\ta\tb\tc\n\
+             .co.uk\tTRUE\t/\tFALSE\t0\tsuper\t1\n\
+             127.0.0.1\tFALSE\t/\tFALSE\t0\tok\t1\n",
+        )
+        .unwrap();
+        let loaded = weft_fetch::CookieJar::load(&file).unwrap();
+        let names: Vec<String> = loaded.cookies().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["ok"]);
+
+        // Public suffixes (ICANN and private sections) are not cookie domains.
+        let jar = weft_fetch::CookieJar::new();
+        let www = weft_fetch::Url::parse("http://www.foo.co.uk/").unwrap();
+        assert!(!jar.set_cookie_str("a=1; Domain=co.uk", &www));
+        assert!(jar.set_cookie_str("b=1; Domain=foo.co.uk", &www));
+        let pages = weft_fetch::Url::parse("https://me.github.io/").unwrap();
+        assert!(!jar.set_cookie_str("c=1; Domain=github.io", &pages));
+        let evil = weft_fetch::Url::parse("http://evil.co.uk/").unwrap();
+        assert_eq!(jar.cookie_header(&evil), None);
+        let sibling = weft_fetch::Url::parse("http://shop.foo.co.uk/").unwrap();
+        assert_eq!(jar.cookie_header(&sibling).as_deref(), Some("b=1"));
+        // Domain equal to the host, which is itself a public suffix: host-only.
+        let bare = weft_fetch::Url::parse("http://github.io/").unwrap();
+        assert!(jar.set_cookie_str("d=1; Domain=github.io", &bare));
+        assert_eq!(jar.cookie_header(&pages), None);
+        assert_eq!(jar.cookie_header(&bare).as_deref(), Some("d=1"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn names_up_to_255_bytes_download_and_resume() {
+    within(20, async {
+        let full = body(0);
+        let srv = Server::start_raw_fn(move |s| match range_start(s) {
+            Some(start) => raw(
+                "206 Partial Content",
+                &[
+                    ("Content-Range", format!("bytes {start}-999/1000")),
+                    ("Content-Length", (1000 - start).to_string()),
+                ],
+                &full[start..],
+            ),
+            None => whole(&full),
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        for len in [243usize, 250, 255] {
+            let dest = dir.path().join("n".repeat(len));
+            opener()
+                .retrieve(srv.url("/f"), &RetrieveOptions::new().dest(&dest), None)
+                .await
+                .unwrap_or_else(|e| panic!("{len}: {e}"));
+            assert!(std::fs::read(&dest).unwrap() == body(0), "{len}");
+            std::fs::remove_file(&dest).unwrap();
+        }
+        // Resume with a 255-byte name: the .part gets a shortened name, found again next time.
+        let dest = dir.path().join("r".repeat(255));
+        let cut = Server::start_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123").await;
+        let opts = RetrieveOptions::new().dest(&dest).resume(true);
+        let err = opener()
+            .retrieve(cut.url("/f"), &opts, None)
+            .await
+            .unwrap_err();
+        assert!(err.is_content_too_short(), "{err:?}");
+        let left = files_in(dir.path());
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(
+            left[0].ends_with(".part") && left[0].len() <= 255,
+            "{left:?}"
+        );
+        // The cut body was the wrong bytes for this server; put the right ones in.
+        std::fs::write(dir.path().join(&left[0]), &body(0)[..4]).unwrap();
+        opener().retrieve(srv.url("/f"), &opts, None).await.unwrap();
+        assert!(std::fs::read(&dest).unwrap() == body(0));
+        assert_eq!(range_start(srv.seen().last().unwrap()), Some(4));
+        assert_eq!(files_in(dir.path()).len(), 1);
+    })
+    .await;
+}

@@ -64,6 +64,22 @@ impl Server {
     pub async fn start_tls(
         handler: impl Fn(&Seen) -> Resp + Send + Sync + 'static,
     ) -> (Server, String) {
+        Self::start_tls_inner(false, handler).await
+    }
+
+    /// [`start_tls`](Self::start_tls), but a connection whose first byte is not a TLS
+    /// handshake is served as plain http, on the same port: `https://H:P/` and `http://H:P/`
+    /// are the same server (for redirects that change only the scheme).
+    pub async fn start_dual(
+        handler: impl Fn(&Seen) -> Resp + Send + Sync + 'static,
+    ) -> (Server, String) {
+        Self::start_tls_inner(true, handler).await
+    }
+
+    async fn start_tls_inner(
+        dual: bool,
+        handler: impl Fn(&Seen) -> Resp + Send + Sync + 'static,
+    ) -> (Server, String) {
         let ck = rcgen::generate_simple_self_signed(vec![
             "127.0.0.1".to_string(),
             "localhost".to_string(),
@@ -83,14 +99,14 @@ impl Server {
         .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         (
-            Self::start_inner("127.0.0.1", Some(acceptor), handler).await,
+            Self::start_inner("127.0.0.1", Some((acceptor, dual)), handler).await,
             pem,
         )
     }
 
     async fn start_inner(
         ip: &str,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        tls: Option<(tokio_rustls::TlsAcceptor, bool)>,
         handler: impl Fn(&Seen) -> Resp + Send + Sync + 'static,
     ) -> Server {
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
@@ -137,8 +153,16 @@ impl Server {
                         }
                     });
                     let http = hyper::server::conn::http1::Builder::new();
-                    match tls {
-                        Some(acceptor) => {
+                    let mut first = [0u8; 1];
+                    let plain_here = match &tls {
+                        // 0x16: a TLS handshake record.
+                        Some((_, true)) => {
+                            !matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16)
+                        }
+                        _ => false,
+                    };
+                    match tls.filter(|_| !plain_here) {
+                        Some((acceptor, _)) => {
                             if let Ok(stream) = acceptor.accept(stream).await {
                                 let _ = http.serve_connection(TokioIo::new(stream), svc).await;
                             }
