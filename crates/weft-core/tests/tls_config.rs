@@ -159,7 +159,7 @@ fn tls_client_endpoints_parse_twisteds_grammar() {
         "tls:example.com",
         "tls::443",
         "tls:h:443:privateKey=k.pem",
-        r"tls:h:443:endpoint=bogus\:1",
+        r"tls:h:443:endpoint=tcp\:h",
         "tls:h:443:verify=no",
     ] {
         assert!(bad.parse::<ClientEndpoint>().is_err(), "{bad} parsed");
