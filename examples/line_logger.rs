@@ -2,7 +2,7 @@
 //! and who left.
 //!
 //! ```text
-//! cargo run --example line_logger [ADDR]   # default 127.0.0.1:1234; port 0 picks one
+//! cargo run --example line_logger [ADDR]   # default 127.0.0.1:1234; port 0 picks one; ADDR is HOST:PORT, :PORT or an endpoint string (tcp:0:interface=127.0.0.1)
 //! nc 127.0.0.1 1234                        # type lines; they appear on the server
 //! ```
 //!
@@ -17,7 +17,7 @@
 use std::io::Write;
 
 use weft::core::{Address, DisconnectReason, Reactor};
-use weft::line::{Delimiter, LineControl, LineProtocol, LineReceiver};
+use weft::line::{Control, Delimiter, LineProtocol, Receiver};
 
 /// The seed's `LoggingProtocol`.
 struct LineLogger {
@@ -32,12 +32,12 @@ fn out(bytes: &[u8]) {
     let _ = out.flush();
 }
 
-impl LineReceiver for LineLogger {
-    fn connection_made(&mut self, _ctl: &mut LineControl<'_>) {
+impl Receiver for LineLogger {
+    fn connection_made(&mut self, _ctl: &mut Control<'_>) {
         out(format!("Got connection from {}", self.peer).as_bytes());
     }
 
-    fn line_received(&mut self, line: &[u8], _ctl: &mut LineControl<'_>) {
+    fn frame_received(&mut self, line: &[u8], _ctl: &mut Control<'_>) {
         out(line);
     }
 
@@ -70,8 +70,8 @@ async fn main() -> std::io::Result<()> {
         let logger = LineLogger { peer: peer.clone() };
         Some(LineProtocol::new(logger).with_delimiter(delimiter.clone()))
     });
-    let port = reactor.listen_tcp(addr.as_str(), factory).await?;
-    eprintln!("listening on {}", port.local_addr());
+    let port = reactor.listen(&addr, factory).await?;
+    eprintln!("listening on {}", port.local_addr().listening());
     // After the first stderr line, so that it stays first whatever RUST_LOG says.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

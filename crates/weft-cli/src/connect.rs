@@ -16,12 +16,13 @@ use crate::exit::{self, Failure};
 /// Arguments of `weft connect`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Endpoints (Twisted syntax, or plain HOST:PORT):
-  127.0.0.1:1234                 TCP
+Endpoints (Twisted syntax, or a plain form):
+  127.0.0.1:1234, [::1]:1234     TCP
   127.0.0.1 1234                 the same, nc's two arguments
+  :1234, 1234                    TCP to localhost
   tcp:host=example.com:port=80   TCP, with :timeout=SECS for the connect timeout (default 30)
   tcp:example.com:80             the same, positional
-  unix:/tmp/weft.sock            a Unix socket
+  unix:/tmp/weft.sock            a Unix socket; also /tmp/weft.sock, ./weft.sock
   udp:127.0.0.1:5353             UDP (or -u with any TCP form above)
 
 stdin goes to the socket; when stdin ends, weft half-closes the connection (sends EOF) and
@@ -43,27 +44,10 @@ pub struct ConnectArgs {
     pub wait: f64,
 }
 
-/// Parses a client endpoint string, or a plain `HOST:PORT` (`[::1]:80` for IPv6).
+/// Parses a client endpoint string or a plain form (`HOST:PORT`, `[::1]:80`, `/path`): weft-core's
+/// one address parser.
 pub fn parse_client_endpoint(s: &str) -> Result<ClientEndpoint, String> {
-    match s.parse::<ClientEndpoint>() {
-        Ok(ep) => Ok(ep),
-        Err(err) => {
-            if let Some((host, port)) = s.rsplit_once(':') {
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                if let (false, Ok(port)) = (host.is_empty(), port.parse::<u16>()) {
-                    if let Ok(ep) = format!("tcp:host={}:port={port}", escape(host)).parse() {
-                        return Ok(ep);
-                    }
-                }
-            }
-            Err(err.to_string())
-        }
-    }
-}
-
-/// Escapes `:` and `\` for an endpoint string.
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace(':', "\\:")
+    s.parse::<ClientEndpoint>().map_err(|e| e.to_string())
 }
 
 /// Where `weft connect` goes.
