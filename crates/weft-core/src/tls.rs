@@ -694,8 +694,7 @@ impl ServerTls {
         }
     }
 
-    /// The rustls configuration (for `tokio_rustls::TlsAcceptor` or
-    /// [`Transport::start_tls`](crate::Transport::start_tls)).
+    /// The rustls configuration (for `tokio_rustls::TlsAcceptor`).
     pub fn config(&self) -> Arc<ServerConfig> {
         self.config.clone()
     }

@@ -15,7 +15,7 @@
 //!   [`pending`](RawStream::pending): the driver keeps flushing it and closes only after it.
 //! - **Close.** `shutdown_write` queues `close_notify` behind everything written, then sends
 //!   the TCP FIN once it is out.
-//! - **Handshake** (after [`Transport::start_tls`](crate::Transport::start_tls), or a client's):
+//! - **Handshake** (not finished when the driver starts: a future `start_tls`):
 //!   plaintext waits in the transport's buffer until the handshake is done; reading drives
 //!   the handshake forward.
 

@@ -384,8 +384,7 @@ impl Transport {
     }
 
     /// What TLS negotiated on this connection (version, ALPN, the SNI name, the peer's
-    /// verified certificate under mutual TLS); `None` on a plain connection, and on a
-    /// [`start_tls`](Self::start_tls) connection until its handshake is done.
+    /// verified certificate under mutual TLS); `None` on a plain connection.
     ///
     /// Kept by the TLS stream, not in the transport: plain connections pay nothing for it.
     ///
