@@ -704,3 +704,100 @@ async fn the_listener_hands_out_tls_streams_for_async_read_write_servers() {
     assert_eq!(&buf, b"ping");
     assert_eq!(&within(client).await.unwrap(), b"pong");
 }
+
+#[tokio::test]
+async fn reload_under_load_drops_no_connection_and_new_ones_see_the_new_certificate() {
+    let srv = Arc::new(serve("tls:{dir}:port=0:interface=127.0.0.1").await);
+    let leaf_of = |s: &tokio_rustls::client::TlsStream<TcpStream>| {
+        s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    };
+    // Connections up before the reload, talking through it.
+    let mut open = Vec::new();
+    for _ in 0..20 {
+        open.push(tls_connect(&srv).await);
+    }
+    let old_leaf = leaf_of(&open[0]);
+    // A new certificate for localhost replaces the old file.
+    srv.ca
+        .leaf(&["localhost", "127.0.0.1"])
+        .write_combined(&srv.dir.join("pems"), "localhost");
+    let reloading = {
+        let srv = srv.clone();
+        tokio::spawn(async move { srv.port.reload_tls().unwrap().unwrap() })
+    };
+    for (i, s) in open.iter_mut().enumerate() {
+        s.write_all(format!("still {i}\n").as_bytes())
+            .await
+            .unwrap();
+        let mut line = String::new();
+        within(BufReader::new(&mut *s).read_line(&mut line))
+            .await
+            .unwrap();
+        assert_eq!(line, format!("still {i}\n"));
+    }
+    within(reloading).await.unwrap();
+    let fresh = tls_connect(&srv).await;
+    assert_ne!(
+        leaf_of(&fresh),
+        old_leaf,
+        "a new connection gets the new certificate"
+    );
+    assert_eq!(leaf_of(&open[0]), old_leaf, "an open one keeps its own");
+    srv.reactor.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_hello_sent_a_byte_at_a_time_still_completes() {
+    // The handshake reads whatever arrives: a ClientHello cut at every byte is not an error.
+    let srv = serve("ssl:0:privateKey={pem}:interface=127.0.0.1").await;
+    let tcp = TcpStream::connect(srv.addr()).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let slow = ByteAtATime(tcp);
+    let mut s = rustls_client(&srv.dir.join("ca.pem"))
+        .connect(ServerName::try_from("localhost").unwrap(), slow)
+        .await
+        .expect("handshake over one-byte writes");
+    s.write_all(b"slow\n").await.unwrap();
+    let mut line = String::new();
+    within(BufReader::new(&mut s).read_line(&mut line))
+        .await
+        .unwrap();
+    assert_eq!(line, "slow\n");
+    srv.reactor.shutdown().await;
+}
+
+/// A stream that writes one byte per call (and flushes it: TCP_NODELAY).
+struct ByteAtATime(TcpStream);
+
+impl tokio::io::AsyncRead for ByteAtATime {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ByteAtATime {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let n = buf.len().min(1);
+        std::pin::Pin::new(&mut self.0).poll_write(cx, &buf[..n])
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
