@@ -52,6 +52,8 @@ mod reactor;
 mod reason;
 pub mod systemd;
 pub mod testing;
+pub mod tls;
+mod tls_io;
 mod transport;
 mod udp;
 

@@ -75,6 +75,7 @@ use tokio::time::Instant;
 use crate::Address;
 use crate::endpoint::ServerEndpoint;
 use crate::proxy::{ProxyHeader, ProxyOptions};
+use crate::tls::ServerTls;
 
 /// How long `accept` waits when the process or system is out of descriptors or memory.
 const BACKOFF: Duration = Duration::from_millis(100);
@@ -291,7 +292,27 @@ impl Listener {
             ServerEndpoint::Udp { .. } => Err(invalid(
                 "a udp endpoint takes datagrams, not connections: bind a UDP socket",
             )),
+            ServerEndpoint::Tls { addr, backlog, tls } => {
+                // Certificates first: a bad file is an error before anything is bound.
+                let tls = ServerTls::load(tls).map_err(invalid)?;
+                let opts = ListenOptions {
+                    backlog: backlog.unwrap_or(opts.backlog),
+                    ..opts
+                };
+                let mut listener = Self::bind_tcp(*addr, opts)?;
+                listener.setup = Some(Arc::new(Setup {
+                    tls: Some(tls),
+                    ..Setup::default()
+                }));
+                Ok(listener)
+            }
         }
+    }
+
+    /// The TLS configuration of an `ssl:`/`tls:` listener (to
+    /// [`reload`](ServerTls::reload) its certificates).
+    pub fn tls(&self) -> Option<&ServerTls> {
+        self.setup.as_deref().and_then(|s| s.tls.as_ref())
     }
 
     /// Binds TCP on `addr` (port 0 picks a free port: see [`local_addr`](Self::local_addr)).
@@ -723,13 +744,16 @@ impl Incoming {
 }
 
 /// The per-connection work of an endpoint kind, shared by every connection of one
-/// [`Listener`]: a struct of optional layers, run in order (the PROXY header is read in clear
-/// first, so `haproxy:` composes with whatever comes after it). Plain tcp/unix have none
-/// (`Listener::setup` is `None`).
+/// [`Listener`]: a struct of optional layers, run in order: the PROXY header first, read in
+/// clear (what HAProxy's `send-proxy` sends before the TLS handshake), then TLS. So
+/// `haproxy:` composes with whatever it wraps. Plain tcp/unix have none (`Listener::setup` is
+/// `None`).
 #[derive(Debug, Clone, Default)]
 struct Setup {
     /// `haproxy:`: a PROXY protocol header before anything else.
     proxy: Option<ProxyOptions>,
+    /// `ssl:`/`tls:`: the TLS handshake, bounded by the handshake timeout.
+    tls: Option<ServerTls>,
 }
 
 impl Setup {
@@ -750,6 +774,8 @@ impl Setup {
             let header = match &mut conn.stream {
                 Stream::Tcp(s) => crate::proxy::read_header(s, &conn.socket_peer, opts).await,
                 Stream::Unix(s) => crate::proxy::read_header(s, &conn.socket_peer, opts).await,
+                // The PROXY layer runs first, on the raw socket: TLS comes after it.
+                Stream::Tls(_) => return Err(invalid("a PROXY header is read before TLS")),
             }
             .map_err(|e| {
                 use crate::proxy::ProxyError as E;
@@ -769,6 +795,23 @@ impl Setup {
                 conn.host = destination.clone();
             }
             conn.proxy = Some(header);
+        }
+        if let Some(tls) = &self.tls {
+            let Stream::Tcp(tcp) = conn.stream else {
+                return Err(invalid("TLS runs over TCP only"));
+            };
+            let timeout = tls.options().handshake_timeout;
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+            let stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("TLS handshake not finished after {timeout:?}"),
+                    ));
+                }
+            };
+            conn.stream = Stream::Tls(Box::new(stream));
         }
         Ok(conn)
     }
@@ -805,6 +848,8 @@ pub enum Stream {
     Tcp(TcpStream),
     /// A Unix stream connection.
     Unix(UnixStream),
+    /// TLS over TCP (`ssl:`, `tls:`), handshake done; boxed (rustls' state is large).
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 impl AsFd for Stream {
@@ -812,6 +857,7 @@ impl AsFd for Stream {
         match self {
             Stream::Tcp(s) => s.as_fd(),
             Stream::Unix(s) => s.as_fd(),
+            Stream::Tls(s) => s.get_ref().0.as_fd(),
         }
     }
 }
@@ -825,6 +871,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -838,6 +885,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_write_vectored(
@@ -848,6 +896,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
     fn is_write_vectored(&self) -> bool {
@@ -857,12 +906,14 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

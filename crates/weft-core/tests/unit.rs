@@ -512,7 +512,7 @@ fn deployment_endpoints_parse_and_print_back() {
             "trusted= takes IP networks",
         ),
         ("systemd:index=0", "missing domain"),
-        ("systemd:domain=IPX:index=0", "invalid domain \"IPX\""),
+        ("systemd:domain=IPX:index=0", "invalid domain: \"IPX\""),
         (
             "systemd:domain=INET",
             "exactly one of index=N and name=NAME",
