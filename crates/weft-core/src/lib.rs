@@ -48,6 +48,7 @@ pub mod listener;
 mod protocol;
 mod reactor;
 mod reason;
+mod shutdown;
 pub mod testing;
 mod transport;
 mod udp;
@@ -60,7 +61,8 @@ pub use protocol::Protocol;
 pub use reactor::{
     Connection, DEFAULT_DRAIN_TIMEOUT, DelayedCall, ListeningPort, Reactor, Reconnector,
 };
-pub use reason::DisconnectReason;
+pub use reason::{DisconnectReason, panic_message};
+pub use shutdown::{ServingGuard, ShutdownHandle};
 pub use transport::{
     ConnectionClosed, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, TimerId, Transport, TransportHandle,
 };

@@ -49,31 +49,23 @@
 //! }
 //! ```
 
-mod addr;
 mod config;
-mod dispatch;
 mod error;
+mod exec;
 pub mod fork;
 mod handler;
 pub mod loggers;
 pub mod pool;
 mod request;
 mod server;
-mod shutdown;
 
-pub use addr::Address;
 pub use config::{Concurrency, ProcessPool, ServerConfig};
-#[doc(hidden)]
-pub use dispatch::{DatagramDispatcher, StreamDispatcher};
-pub use dispatch::{DatagramService, StreamService};
 pub use error::{HandlerError, HandlerResult, ServerError};
-pub use handler::{Blocking, BlockingRequestHandler, RequestHandler};
+pub use handler::{Blocking, BlockingRequestHandler, Handles, RequestHandler};
 pub use request::{
     BlockingStreamRequest, DatagramRequest, ServerInfo, StreamReader, StreamRequest, StreamWriter,
     TimeoutIo,
 };
-pub use server::{
-    Datagram, DatagramServer, Server, Stream, StreamServer, Tcp, TcpServer, Udp, UdpServer, Unix,
-    UnixDatagramServer, UnixStreamServer,
-};
-pub use shutdown::ShutdownHandle;
+pub use server::{BindAddress, TcpServer, UdpServer, UnixDatagramServer, UnixStreamServer};
+/// weft-core's address, listener and shutdown handle, which the servers speak.
+pub use weft_core::{Address, ShutdownHandle};
