@@ -6,6 +6,16 @@ default: test
 test:
     cargo test --workspace
 
+# The same tests without the doc tests, through cargo-nextest if it is installed
+# (`cargo install cargo-nextest`): test binaries run in parallel, one process per test. Doc
+# tests (recompiled on every run, most of a warm `cargo test`) are `just doc-test`.
+nextest *ARGS:
+    cargo nextest run --workspace {{ARGS}}
+
+# Only the doc tests.
+doc-test:
+    cargo test --workspace --doc
+
 # Lints, as CI runs them.
 lint:
     cargo fmt --all --check
@@ -15,13 +25,14 @@ lint:
 fmt:
     cargo fmt --all
 
-# Run one example of the facade: just run-example twisted_logger 127.0.0.1:1234
+# Run one example of the facade (the debug build, as the README and the guide do):
+# just run-example twisted_logger 127.0.0.1:1234
 run-example NAME *ARGS:
-    cargo run --release --example {{NAME}} -- {{ARGS}}
+    cargo run --example {{NAME}} -- {{ARGS}}
 
 # The main job: the line logger on 127.0.0.1:1234.
 serve:
-    cargo run --release -p weft-cli -- serve line-logger
+    cargo run -p weft-cli -- serve line-logger
 
 # CI, exactly.
 ci:

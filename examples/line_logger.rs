@@ -8,16 +8,16 @@
 //!
 //! The first stderr line is `listening on HOST:PORT` (the real address). stdout gets
 //! `Got connection from HOST:PORT`, each line (without its delimiter, bytes as received,
-//! flushed at once), then `HOST:PORT disconnected`. Lines end with `\r\n` by default, like
-//! Twisted's `LineReceiver`; `LINE_DELIMITER=lf` makes `\n` the delimiter (handy with `nc`
-//! without `-C`). A line longer than 16384 bytes closes that connection. Ctrl-C shuts down
-//! gracefully.
+//! flushed at once), then `HOST:PORT disconnected`. Lines end with `\n` (plain `nc`) or
+//! `\r\n` (`telnet`, `nc -C`) alike (`Delimiter::ANY`: the `\r` is not printed);
+//! `LINE_DELIMITER=crlf` keeps Twisted's strict `\r\n`, `LINE_DELIMITER=lf` takes `\n` only.
+//! A line longer than 16384 bytes closes that connection. Ctrl-C shuts down gracefully.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::Write;
 
 use weft::core::{Address, DisconnectReason, Reactor};
-use weft::line::{LineControl, LineProtocol, LineReceiver, line_factory};
+use weft::line::{Delimiter, LineControl, LineProtocol, LineReceiver};
 
 /// The seed's `LoggingProtocol`.
 struct LineLogger {
@@ -49,23 +49,28 @@ impl LineReceiver for LineLogger {
     }
 }
 
+/// `LINE_DELIMITER`: `crlf`, `lf`, or (the default) either.
+fn delimiter_from_env() -> Delimiter {
+    match std::env::var("LINE_DELIMITER") {
+        Ok(d) if d.eq_ignore_ascii_case("crlf") => Delimiter::from(b"\r\n"),
+        Ok(d) if d.eq_ignore_ascii_case("lf") => Delimiter::from(b"\n"),
+        _ => Delimiter::ANY,
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:1234".into());
-    let lf = std::env::var("LINE_DELIMITER").is_ok_and(|d| d.eq_ignore_ascii_case("lf"));
+    let delimiter = delimiter_from_env();
     let reactor = Reactor::new();
     reactor.handle_signals()?; // a Ctrl-C from now on is a clean shutdown
-    let port = if lf {
-        let factory = weft::core::factory_fn(|peer: &Address| {
-            Some(LineProtocol::new(LineLogger { peer: peer.clone() }).with_delimiter(&b"\n"[..]))
-        });
-        reactor.listen_tcp(addr.as_str(), factory).await?
-    } else {
-        let factory = line_factory(|peer: &Address| Some(LineLogger { peer: peer.clone() }));
-        reactor.listen_tcp(addr.as_str(), factory).await?
-    };
+    let factory = weft::core::factory_fn(move |peer: &Address| {
+        let logger = LineLogger { peer: peer.clone() };
+        Some(LineProtocol::new(logger).with_delimiter(delimiter.clone()))
+    });
+    let port = reactor.listen_tcp(addr.as_str(), factory).await?;
     eprintln!("listening on {}", port.local_addr());
     // After the first stderr line, so that it stays first whatever RUST_LOG says.
     tracing_subscriber::fmt()

@@ -377,3 +377,43 @@ fn logger_examples_log_interleaved_clients() {
         interleaved_clients(addr.parse().unwrap(), || sink.text());
     }
 }
+
+/// The line examples take what plain `nc` sends (`\n`) as well as `telnet`'s `\r\n`
+/// (issue 16: with a strict `\r\n` framing, plain nc's lines were silently dropped).
+#[test]
+fn line_examples_take_plain_nc_lines() {
+    let Some(path) = example("line_logger") else {
+        eprintln!("skipped: example line_logger not built");
+        return;
+    };
+    let (_running, addr, mut out) = start(&path, &[]);
+    let mut c = TcpStream::connect(&addr).unwrap();
+    let me = c.local_addr().unwrap();
+    c.write_all(b"from nc\nfrom telnet\r\n").unwrap();
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    assert_eq!(
+        lines,
+        [
+            format!("Got connection from {me}\n"),
+            "from nc\n".into(),
+            "from telnet\n".into()
+        ]
+    );
+
+    let Some(path) = example("line_echo") else {
+        eprintln!("skipped: example line_echo not built");
+        return;
+    };
+    let (_running, addr, _out) = start(&path, &[]);
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(LIMIT)).unwrap();
+    c.write_all(b"from nc\nfrom telnet\r\n").unwrap();
+    let mut back = [0u8; 21];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"from nc\nfrom telnet\r\n");
+}

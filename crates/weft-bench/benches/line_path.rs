@@ -3,13 +3,22 @@
 //! reference (memchr, copy each line and its delimiter into a write buffer). No sockets:
 //! both are fed 4 KiB reads of 64-byte lines and their output is consumed once per read (as a socket flush would), so the
 //! difference is what the protocol layer costs per line (run with `cargo bench -p weft-bench`).
+//! `LineProtocol` (raw mode and pausing on top) is measured the same way.
+//!
+//! Instruction counts per line, deterministic whatever else loads the machine: with
+//! `LINE_PATH_RUNS=N` (and `LINE_PATH_ONLY=reference|line-only|line`) the binary only echoes
+//! the 64-byte input N times and exits, so under
+//! `valgrind --tool=cachegrind --cache-sim=no BENCH_BINARY` the difference between N=1 and
+//! N=3, divided by 2 × 4096 lines, is what one line costs (see docs/ARCHITECTURE.md).
 
 use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
 use weft_core::testing::MemoryTransport;
-use weft_line::{LineOnlyControl, LineOnlyProtocol, LineOnlyReceiver};
+use weft_line::{
+    LineControl, LineOnlyControl, LineOnlyProtocol, LineOnlyReceiver, LineProtocol, LineReceiver,
+};
 
 #[path = "../src/reference.rs"]
 mod reference;
@@ -19,6 +28,12 @@ const READ: usize = 4096;
 struct Echo;
 impl LineOnlyReceiver for Echo {
     fn line_received(&mut self, line: &[u8], ctl: &mut LineOnlyControl<'_>) {
+        ctl.send_line(line);
+    }
+}
+
+impl LineReceiver for Echo {
+    fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
         ctl.send_line(line);
     }
 }
@@ -45,8 +60,9 @@ fn reference(data: &[u8]) -> usize {
     out
 }
 
-fn weft(data: &[u8]) -> usize {
-    let mut conn = MemoryTransport::new(LineOnlyProtocol::new(Echo).with_delimiter(&b"\n"[..]));
+/// Echoes `data` through `proto` in 4 KiB reads, consuming the output after each.
+fn echo<P: weft_core::Protocol>(proto: P, data: &[u8]) -> usize {
+    let mut conn = MemoryTransport::new(proto);
     let mut out = 0;
     for read in data.chunks(READ) {
         conn.feed(read);
@@ -56,12 +72,45 @@ fn weft(data: &[u8]) -> usize {
     out
 }
 
+fn weft(data: &[u8]) -> usize {
+    echo(LineOnlyProtocol::new(Echo).with_delimiter(b"\n"), data)
+}
+
+fn weft_line(data: &[u8]) -> usize {
+    echo(LineProtocol::new(Echo).with_delimiter(b"\n"), data)
+}
+
+/// `LINE_PATH_RUNS=N`: echo the 64-byte input N times with one implementation, for an
+/// instruction count under cachegrind; false when the variable is not set.
+fn count_only() -> bool {
+    let Some(runs) = std::env::var("LINE_PATH_RUNS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return false;
+    };
+    let data = input(64);
+    let f: fn(&[u8]) -> usize = match std::env::var("LINE_PATH_ONLY").as_deref() {
+        Ok("reference") => reference,
+        Ok("line") => weft_line,
+        _ => weft,
+    };
+    for _ in 0..runs {
+        assert_eq!(black_box(f(black_box(&data))), data.len());
+    }
+    true
+}
+
 fn bench(c: &mut Criterion) {
+    if count_only() {
+        return;
+    }
     let mut group = c.benchmark_group("line echo");
     for line_len in [16usize, 64, 1024] {
         let data = input(line_len);
         assert_eq!(reference(&data), data.len());
         assert_eq!(weft(&data), data.len());
+        assert_eq!(weft_line(&data), data.len());
         group.throughput(Throughput::Elements((data.len() / line_len) as u64));
         group.bench_with_input(
             BenchmarkId::new("reference loop", line_len),
@@ -72,6 +121,11 @@ fn bench(c: &mut Criterion) {
             BenchmarkId::new("weft LineOnlyProtocol", line_len),
             &data,
             |b, d| b.iter(|| weft(d)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new("weft LineProtocol", line_len),
+            &data,
+            |b, d| b.iter(|| weft_line(d)),
         );
     }
     group.finish();

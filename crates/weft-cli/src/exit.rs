@@ -26,6 +26,9 @@ pub const LOCAL_IO: u8 = 8;
 pub const REDIRECT: u8 = 9;
 /// Authentication could not be performed.
 pub const AUTH: u8 = 10;
+/// The server broke the protocol: a garbage status line, a bad chunk, a `206` that does not
+/// continue the partial file, a body in an encoding that cannot be decoded.
+pub const PROTOCOL: u8 = 11;
 /// Interrupted by Ctrl-C (128 + SIGINT, the shell's convention).
 pub const INTERRUPTED: u8 = 130;
 
@@ -69,7 +72,6 @@ pub fn fetch_code(err: &weft_fetch::Error) -> u8 {
     use weft_fetch::{Error, ErrorKind};
     match err {
         Error::InvalidHeader(_) => return USAGE,
-        Error::CookieFile { .. } => return LOCAL_IO,
         Error::InvalidDataUrl { .. } => return BAD_URL,
         _ => {}
     }
@@ -82,60 +84,15 @@ pub fn fetch_code(err: &weft_fetch::Error) -> u8 {
         ErrorKind::Io => LOCAL_IO,
         ErrorKind::Redirect => REDIRECT,
         ErrorKind::Auth => AUTH,
+        ErrorKind::Protocol => PROTOCOL,
         _ => GENERIC,
     }
 }
 
-/// The innermost cause of an error (the system error under a connect error, say).
-fn root_cause<'a>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> &'a (dyn std::error::Error + 'static) {
-    let mut e = err;
-    while let Some(next) = e.source() {
-        e = next;
-    }
-    e
-}
-
-/// `" (URL)"`, or nothing.
-fn url_suffix(url: &Option<String>) -> String {
-    url.as_ref().map(|u| format!(" ({u})")).unwrap_or_default()
-}
-
-/// The message for a weft-fetch error: its own text, plus the causes it does not already
-/// include. Network errors name the URL and the root cause only (not every layer of the HTTP
-/// client in between).
+/// The message for a weft-fetch error: its `Display`, which carries its causes once (the URL
+/// without its password, the root cause of a network failure).
 pub fn fetch_message(err: &weft_fetch::Error) -> String {
-    use weft_fetch::Error;
-    match err {
-        Error::Connect { url, source } => {
-            return format!(
-                "cannot connect{}: {}",
-                url_suffix(url),
-                root_cause(source.as_ref())
-            );
-        }
-        Error::Network { url, source } => {
-            return format!(
-                "network error{}: {}",
-                url_suffix(url),
-                root_cause(source.as_ref())
-            );
-        }
-        Error::Timeout { url, .. } => return format!("timed out{}", url_suffix(url)),
-        _ => {}
-    }
-    let mut msg = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !text.is_empty() && !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = s.source();
-    }
-    msg
+    err.to_string()
 }
 
 impl From<weft_fetch::Error> for Failure {

@@ -185,10 +185,27 @@ pub fn default_output(url: &Url) -> PathBuf {
             .and_then(|mut segs| segs.next_back())
             .map(percent_decode)
             .filter(|s| !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\\', '\0']))
+            .map(|s| escape_controls(&s))
             .unwrap_or_else(|| "index.html".to_owned()),
         _ => "download".to_owned(),
     };
     PathBuf::from(name)
+}
+
+/// Control characters (a newline, an ESC that would reach the terminal) written back as
+/// `%XX`, as wget does.
+fn escape_controls(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_control() {
+            for b in c.to_string().bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Decodes `%XX` escapes (invalid ones are kept as they are).
@@ -317,6 +334,13 @@ mod tests {
         assert_eq!(name("http://x/a/%2e%2e"), PathBuf::from("index.html"));
         assert_eq!(name("http://x/a%2Fb"), PathBuf::from("index.html"));
         assert_eq!(name("data:,hello"), PathBuf::from("download"));
+        // Control characters never reach the file name (nor the terminal that prints it).
+        assert_eq!(name("http://x/a%0Ab"), PathBuf::from("a%0Ab"));
+        assert_eq!(name("http://x/%1B%5B31mred"), PathBuf::from("%1B[31mred"));
+        assert_eq!(
+            name("http://x/tab%09%7F%C2%85"),
+            PathBuf::from("tab%09%7F%C2%85")
+        );
     }
 
     #[test]

@@ -39,6 +39,7 @@ Exit codes:
   8   local I/O error (a file that cannot be read or written)
   9   redirect error (too many redirects, redirect loop, forbidden redirect)
   10  authentication error
+  11  protocol error (the server broke HTTP: garbage status line, bad chunk, bad 206)
   130 interrupted (Ctrl-C) during connect, fetch or cat
 
 Logging: RUST_LOG (e.g. RUST_LOG=weft_core=debug) selects tracing output on stderr;

@@ -45,11 +45,12 @@ pub enum Delimiter {
 }
 
 impl Delimiter {
-    /// The delimiter's bytes (for `Any`, the `\n` that ends both kinds of line).
-    pub fn bytes(self) -> &'static [u8] {
+    /// The library's delimiter.
+    pub fn framing(self) -> weft_line::Delimiter {
         match self {
-            Delimiter::Crlf => b"\r\n",
-            Delimiter::Lf | Delimiter::Any => b"\n",
+            Delimiter::Any => weft_line::Delimiter::ANY,
+            Delimiter::Crlf => weft_line::Delimiter::from(b"\r\n"),
+            Delimiter::Lf => weft_line::Delimiter::from(b"\n"),
         }
     }
 }
@@ -94,10 +95,10 @@ fn parse_server_endpoint(s: &str) -> Result<ServerEndpoint, String> {
 }
 
 /// Wraps a line receiver in the framing options.
-fn framed<R: weft_line::LineReceiver>(receiver: R, opts: LineOptions) -> LineProtocol<R> {
+fn framed<R: weft_line::LineReceiver>(receiver: R, opts: &LineOptions) -> LineProtocol<R> {
     LineProtocol::new(receiver)
-        .with_delimiter(opts.delimiter)
-        .with_max_length(opts.framing_max())
+        .with_delimiter(opts.delimiter.clone())
+        .with_max_length(opts.max_length)
 }
 
 /// Listens with the protocol `name`. Each arm has its own concrete factory, so a connection
@@ -115,10 +116,7 @@ async fn listen(
         }
         ProtocolName::LineLogger => {
             let f = factory_fn(move |peer: &Address| {
-                Some(framed(
-                    wire::LineLogger::new(peer.clone(), opts.any_ending()),
-                    opts,
-                ))
+                Some(framed(wire::LineLogger::new(peer.clone()), &opts))
             });
             reactor.listen_endpoint(ep, f).await
         }
@@ -130,9 +128,9 @@ async fn listen(
         ProtocolName::LineEcho => {
             let f = factory_fn(move |_: &Address| {
                 Some(
-                    LineOnlyProtocol::new(wire::LineEcho::new(opts.any_ending()))
-                        .with_delimiter(opts.delimiter)
-                        .with_max_length(opts.framing_max()),
+                    LineOnlyProtocol::new(wire::LineEcho)
+                        .with_delimiter(opts.delimiter.clone())
+                        .with_max_length(opts.max_length),
                 )
             });
             reactor.listen_endpoint(ep, f).await
@@ -160,34 +158,18 @@ async fn listen(
 }
 
 /// The framing options of the line protocols.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct LineOptions {
-    delimiter: &'static [u8],
+    delimiter: weft_line::Delimiter,
     max_length: usize,
-    /// `--delimiter any`: lines end in `\n`, with or without a `\r` before it.
-    any: bool,
-}
-
-impl LineOptions {
-    /// The framing's limit: with `any`, one more byte for a `\r`, which the receiver then
-    /// strips before checking `max_length` itself.
-    fn framing_max(self) -> usize {
-        self.max_length.saturating_add(usize::from(self.any))
-    }
-
-    /// For the receivers: `Some(max_length)` when lines may end in `\r\n` or `\n`.
-    fn any_ending(self) -> Option<usize> {
-        self.any.then_some(self.max_length)
-    }
 }
 
 /// Runs `weft serve`: listens, prints `listening on ADDR` on stderr, serves until Ctrl-C or
 /// SIGTERM, then shuts down gracefully.
 pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     let opts = LineOptions {
-        delimiter: args.delimiter.bytes(),
+        delimiter: args.delimiter.framing(),
         max_length: args.max_length,
-        any: args.delimiter == Delimiter::Any,
     };
     let name = args.protocol;
     // Take over SIGINT and SIGTERM before saying we listen: a signal sent right after the

@@ -54,27 +54,18 @@ impl Protocol for Logger {
     }
 }
 
-/// The seed's `LineReceiver` logger: prints who connected, each line, and who left.
+/// The seed's `LineReceiver` logger: prints who connected, each line (without its
+/// delimiter: with `--delimiter any`, without the `\r` of a `\r\n`), and who left.
 #[derive(Debug)]
 pub struct LineLogger {
     peer: Address,
-    any: Option<usize>,
 }
 
 impl LineLogger {
-    /// A line logger for a connection from `peer`; `any`: `Some(max)` when lines end in `\n`
-    /// with or without a `\r` (framed on `\n`): the `\r` is not printed, and a line longer
-    /// than `max` without it closes the connection.
-    pub fn new(peer: Address, any: Option<usize>) -> Self {
-        Self { peer, any }
+    /// A line logger for a connection from `peer`.
+    pub fn new(peer: Address) -> Self {
+        Self { peer }
     }
-}
-
-/// With `--delimiter any`: the line without a final `\r`, or `None` if it is longer than
-/// `max` (the connection must close, as for any over-long line).
-fn any_ending(line: &[u8], max: usize) -> Option<&[u8]> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    (line.len() <= max).then_some(line)
 }
 
 impl LineReceiver for LineLogger {
@@ -82,14 +73,7 @@ impl LineReceiver for LineLogger {
         print_line(&[format!("Got connection from {}", self.peer).as_bytes()]);
     }
 
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
-        let line = match self.any {
-            None => line,
-            Some(max) => match any_ending(line, max) {
-                Some(line) => line,
-                None => return ctl.transport().lose_connection(),
-            },
-        };
+    fn line_received(&mut self, line: &[u8], _ctl: &mut LineControl<'_>) {
         print_line(&[line]);
     }
 
@@ -99,28 +83,14 @@ impl LineReceiver for LineLogger {
     }
 }
 
-/// Echoes every line back, with the delimiter. A `LineOnlyReceiver`: it needs neither raw
-/// mode nor pausing, so it takes weft-line's fastest path.
+/// Echoes every line back, with the delimiter (with `--delimiter any`, the line end it came
+/// with). A `LineOnlyReceiver`: it needs neither raw mode nor pausing, so it takes
+/// weft-line's fastest path.
 #[derive(Debug, Default)]
-pub struct LineEcho {
-    any: Option<usize>,
-}
-
-impl LineEcho {
-    /// A line echo; `any`: `Some(max)` when lines end in `\n` with or without a `\r` (each
-    /// goes back as it came; longer than `max` without the `\r` closes the connection).
-    pub fn new(any: Option<usize>) -> Self {
-        Self { any }
-    }
-}
+pub struct LineEcho;
 
 impl LineOnlyReceiver for LineEcho {
     fn line_received(&mut self, line: &[u8], ctl: &mut LineOnlyControl<'_>) {
-        if let Some(max) = self.any {
-            if any_ending(line, max).is_none() {
-                return ctl.lose_connection();
-            }
-        }
         ctl.send_line(line);
     }
 }

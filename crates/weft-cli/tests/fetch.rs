@@ -78,6 +78,10 @@ fn routes(req: &Seen) -> Reply {
                 _ => Reply::new(200, data),
             }
         }
+        "/garbage" => Reply::raw("HTTP/9.9 two hundred\r\n\r\nhello"),
+        "/bad-chunk" => {
+            Reply::raw("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n")
+        }
         p if p.starts_with("/loop/") => {
             let n: u32 = p[6..].parse().unwrap_or(0);
             Reply::new(302, "").header("Location", &format!("/loop/{}", n + 1))
@@ -97,6 +101,20 @@ fn weft(args: &[&str]) -> assert_cmd::assert::Assert {
         .env_remove("ALL_PROXY")
         .timeout(WAIT)
         .assert()
+}
+
+/// `weft fetch -q URL` run in `dir` (so the file gets its default name there); its stdout.
+fn fetch_in(dir: &std::path::Path, url: &str) -> String {
+    let out = Cmd::new(WEFT)
+        .args(["fetch", "-q", url])
+        .current_dir(dir)
+        .timeout(WAIT)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).unwrap()
 }
 
 /// Runs a failing command; checks the exit code and that stderr is one line containing
@@ -293,16 +311,8 @@ fn fetch_saves_and_prints_the_path() {
 fn fetch_without_output_names_the_file_after_the_url() {
     let http = HttpServer::start(routes);
     let dir = tempfile::tempdir().unwrap();
-    let out = Cmd::new(WEFT)
-        .args(["fetch", "-q", &http.url("/files/big.bin")])
-        .current_dir(dir.path())
-        .timeout(WAIT)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    assert_eq!(String::from_utf8(out).unwrap(), "big.bin\n");
+    let out = fetch_in(dir.path(), &http.url("/files/big.bin"));
+    assert_eq!(out, "big.bin\n");
     assert!(std::fs::read(dir.path().join("big.bin")).unwrap() == big());
 }
 
@@ -507,4 +517,72 @@ fn data_from_a_file() {
         8,
         missing.to_str().unwrap(),
     );
+}
+
+#[test]
+fn protocol_violations_have_their_own_exit_code() {
+    let http = HttpServer::start(routes);
+    fails(&["cat", &http.url("/garbage")], 11, "protocol error");
+    fails(&["cat", &http.url("/bad-chunk")], 11, "protocol error");
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("x");
+    fails(
+        &[
+            "fetch",
+            "-o",
+            dest.to_str().unwrap(),
+            &http.url("/bad-chunk"),
+        ],
+        11,
+        "protocol error",
+    );
+    assert!(!dest.exists());
+}
+
+#[test]
+fn a_password_in_the_url_never_reaches_stderr() {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let err = fails(
+        &["cat", &format!("http://bob:hunter2@{addr}/")],
+        4,
+        "cannot connect",
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains(&format!("http://***@{addr}/")), "{err}");
+}
+
+#[test]
+fn a_bad_cookie_jar_line_is_skipped_with_a_warning() {
+    let http = HttpServer::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let jar = dir.path().join("cookies.txt");
+    std::fs::write(
+        &jar,
+        "127.0.0.1\tFALSE\t/\tFALSE\t0\tbad\tline\textra\n127.0.0.1\tFALSE\t/\tFALSE\t0\tgood\t1\n",
+    )
+    .unwrap();
+    let out = weft(&[
+        "cat",
+        "--cookie-jar",
+        jar.to_str().unwrap(),
+        &http.url("/cookie/get"),
+    ])
+    .success()
+    .stdout("good=1")
+    .get_output()
+    .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 1 skipped"), "{err}");
+}
+
+#[test]
+fn default_names_carry_no_control_characters() {
+    let http = HttpServer::start(|_| Reply::new(200, "x"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = fetch_in(dir.path(), &http.url("/a%0Ab%1B%5B2J"));
+    assert_eq!(out, "a%0Ab%1B[2J\n");
+    assert!(dir.path().join("a%0Ab%1B[2J").is_file());
 }

@@ -157,7 +157,7 @@ impl PasswordManager {
     }
 
     /// Adds credentials for any realm and any URL. They are only used for the host of the
-    /// original request, never after a redirect to another host (curl's `-u`).
+    /// original request, never after a redirect to another scheme, host or port (curl's `-u`).
     ///
     /// # Examples
     ///

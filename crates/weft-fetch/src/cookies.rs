@@ -139,10 +139,13 @@ impl CookieJar {
     /// Loads a Netscape `cookies.txt` file (an expiry of `0` means a session cookie; lines
     /// starting with `#HttpOnly_` are HttpOnly cookies; other `#` lines are comments).
     ///
+    /// A line that cannot be read (not seven tab-separated fields, a bad flag or expiry, a
+    /// control character, a domain that is a public suffix) is skipped with a warning, as curl
+    /// and wget do: one bad line never stops the request.
+    ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the file cannot be read, [`Error::CookieFile`] (with the line
-    /// number) when a line is malformed.
+    /// [`Error::Io`] when the file cannot be read.
     ///
     /// # Examples
     ///
@@ -164,9 +167,10 @@ impl CookieJar {
     /// let sub = Url::parse("http://www.example.com/")?;
     /// assert_eq!(jar.cookie_header(&sub).as_deref(), Some("session=abc"));
     ///
-    /// std::fs::write(&path, "example.com\tTRUE\t/\n")?;
-    /// let err = CookieJar::load(&path).unwrap_err();
-    /// assert!(matches!(err, weft_fetch::Error::CookieFile { line: 1, .. }));
+    /// // A malformed line is skipped; the others load.
+    /// std::fs::write(&path, "example.com\tTRUE\t/\nexample.com\tFALSE\t/\tFALSE\t0\tok\t1\n")?;
+    /// let jar = CookieJar::load(&path)?;
+    /// assert_eq!(jar.cookie_header(&url).as_deref(), Some("ok=1"));
     /// # Ok(())
     /// # }
     /// ```
@@ -205,11 +209,13 @@ impl CookieJar {
     pub fn load_from(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.to_path_buf(), e))?;
-        let parsed = parse_netscape(&text).map_err(|(line, reason)| Error::CookieFile {
-            path: path.to_path_buf(),
-            line,
-            reason,
-        })?;
+        let (parsed, skipped) = parse_netscape(&text);
+        for (line, reason) in skipped {
+            tracing::warn!(
+                "cookie file {}: line {line} skipped: {reason}",
+                path.display()
+            );
+        }
         let mut jar = self.lock();
         for c in parsed {
             insert(&mut jar, c);
@@ -281,6 +287,12 @@ impl CookieJar {
             .lock()
             .iter()
             .filter(|c| c.expires.is_none_or(|e| e > t))
+            // Never write a line that cannot be read back (refused when set; kept for safety).
+            .filter(|c| {
+                [&c.domain, &c.path, &c.name, &c.value]
+                    .iter()
+                    .all(|f| !has_control(f))
+            })
         {
             let domain = if c.include_subdomains {
                 format!(".{}", c.domain)
@@ -422,7 +434,7 @@ impl CookieJar {
                 true
             }
             None => {
-                tracing::debug!(set_cookie, url = %url, "cookie rejected");
+                tracing::debug!(set_cookie, url = %crate::error::redact(url), "cookie rejected");
                 false
             }
         }
@@ -481,7 +493,10 @@ fn parse_set_cookie(s: &str, url: &Url) -> Option<Cookie> {
     let mut parts = s.split(';');
     let (name, value) = parts.next()?.split_once('=')?;
     let name = name.trim();
-    if name.is_empty() {
+    let value = value.trim();
+    // A control character (a TAB above all) would make a cookies.txt line that cannot be read
+    // back; curl refuses such cookies too.
+    if name.is_empty() || has_control(name) || has_control(value) {
         return None;
     }
     let mut c = Cookie {
@@ -492,7 +507,7 @@ fn parse_set_cookie(s: &str, url: &Url) -> Option<Cookie> {
         http_only: false,
         expires: None,
         name: name.to_string(),
-        value: value.trim().trim_matches('"').to_string(),
+        value: value.trim_matches('"').to_string(),
     };
     let mut max_age: Option<i64> = None;
     for attr in parts {
@@ -509,13 +524,19 @@ fn parse_set_cookie(s: &str, url: &Url) -> Option<Cookie> {
                 if !domain_match(&host, &d) {
                     return None;
                 }
-                // Refuse a bare top-level domain ("com").
-                if !d.contains('.') && d != host {
+                // RFC 6265 5.3 step 5: a public suffix ("com", "co.uk", "github.io") is
+                // refused as a cookie domain, unless it is the host itself (then the cookie is
+                // host-only).
+                if is_public_suffix(&d) {
+                    if d == host {
+                        continue;
+                    }
                     return None;
                 }
                 c.domain = d;
                 c.include_subdomains = true;
             }
+            "path" if has_control(v) => return None,
             "path" if v.starts_with('/') => c.path = v.to_string(),
             "secure" => c.secure = true,
             "httponly" => c.http_only = true,
@@ -542,47 +563,75 @@ fn parse_set_cookie(s: &str, url: &Url) -> Option<Cookie> {
     Some(c)
 }
 
-fn parse_netscape(text: &str) -> Result<Vec<Cookie>, (usize, String)> {
+/// A control character (TAB, CR, LF, DEL...): never in a cookie weft keeps.
+fn has_control(s: &str) -> bool {
+    s.chars().any(char::is_control)
+}
+
+/// True when `domain` is a public suffix (the Public Suffix List, private section included, as
+/// browsers use it): `com`, `co.uk`, `github.io`. A name the list does not know counts by its
+/// last label, the list's default rule.
+fn is_public_suffix(domain: &str) -> bool {
+    psl::suffix(domain.as_bytes()).is_some_and(|s| s.as_bytes() == domain.as_bytes())
+}
+
+/// The cookies of a `cookies.txt` text, and the lines skipped (1-based number, why).
+fn parse_netscape(text: &str) -> (Vec<Cookie>, Vec<(usize, String)>) {
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for (i, raw) in text.lines().enumerate() {
-        let mut line = raw.trim_end_matches('\r');
-        let mut http_only = false;
-        if let Some(rest) = line.strip_prefix("#HttpOnly_") {
-            line = rest;
-            http_only = true;
-        } else if line.starts_with('#') || line.trim().is_empty() {
-            continue;
+        match parse_netscape_line(raw) {
+            Ok(Some(c)) => out.push(c),
+            Ok(None) => {}
+            Err(reason) => skipped.push((i + 1, reason)),
         }
-        let f: Vec<&str> = line.split('\t').collect();
-        if f.len() != 7 {
-            return Err((
-                i + 1,
-                format!("expected 7 tab-separated fields, got {}", f.len()),
-            ));
-        }
-        let bool_field = |s: &str| -> Result<bool, (usize, String)> {
-            match s.to_ascii_uppercase().as_str() {
-                "TRUE" => Ok(true),
-                "FALSE" => Ok(false),
-                _ => Err((i + 1, format!("expected TRUE or FALSE, got {s:?}"))),
-            }
-        };
-        let include_subdomains = bool_field(f[1])?;
-        let expires: u64 = f[4]
-            .parse()
-            .map_err(|_| (i + 1, format!("bad expiry {:?}", f[4])))?;
-        out.push(Cookie {
-            domain: f[0].trim_start_matches('.').to_ascii_lowercase(),
-            include_subdomains: include_subdomains || f[0].starts_with('.'),
-            path: f[2].to_string(),
-            secure: bool_field(f[3])?,
-            http_only,
-            expires: (expires != 0).then_some(expires),
-            name: f[5].to_string(),
-            value: f[6].to_string(),
-        });
     }
-    Ok(out)
+    (out, skipped)
+}
+
+/// One line: a cookie, nothing (a comment or a blank line), or why it cannot be read.
+fn parse_netscape_line(raw: &str) -> Result<Option<Cookie>, String> {
+    let mut line = raw.trim_end_matches('\r');
+    let mut http_only = false;
+    if let Some(rest) = line.strip_prefix("#HttpOnly_") {
+        line = rest;
+        http_only = true;
+    } else if line.starts_with('#') || line.trim().is_empty() {
+        return Ok(None);
+    }
+    let f: Vec<&str> = line.split('\t').collect();
+    if f.len() != 7 {
+        return Err(format!("expected 7 tab-separated fields, got {}", f.len()));
+    }
+    if let Some(bad) = f.iter().find(|x| has_control(x)) {
+        return Err(format!("control character in {bad:?}"));
+    }
+    let bool_field = |s: &str| -> Result<bool, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "TRUE" => Ok(true),
+            "FALSE" => Ok(false),
+            _ => Err(format!("expected TRUE or FALSE, got {s:?}")),
+        }
+    };
+    let include_subdomains = bool_field(f[1])? || f[0].starts_with('.');
+    let expires: u64 = f[4].parse().map_err(|_| format!("bad expiry {:?}", f[4]))?;
+    let domain = f[0].trim_start_matches('.').to_ascii_lowercase();
+    if domain.is_empty() || f[5].is_empty() {
+        return Err("empty domain or name".into());
+    }
+    if include_subdomains && is_public_suffix(&domain) {
+        return Err(format!("{domain} is a public suffix"));
+    }
+    Ok(Some(Cookie {
+        domain,
+        include_subdomains,
+        path: f[2].to_string(),
+        secure: bool_field(f[3])?,
+        http_only,
+        expires: (expires != 0).then_some(expires),
+        name: f[5].to_string(),
+        value: f[6].to_string(),
+    }))
 }
 
 #[cfg(test)]
@@ -621,8 +670,11 @@ mod tests {
         assert!(text.starts_with("# Netscape HTTP Cookie File"));
         assert!(text.contains("#HttpOnly_.example.com\tTRUE\t/\tTRUE\t"));
         assert!(text.contains("example.com\tFALSE\t/\tFALSE\t0\tplain\t2"));
-        let back = parse_netscape(&text).unwrap();
+        let (back, skipped) = parse_netscape(&text);
         assert_eq!(back, jar.cookies());
-        assert!(parse_netscape("bad line").is_err());
+        assert!(skipped.is_empty());
+        let (none, skipped) = parse_netscape("bad line\n");
+        assert!(none.is_empty());
+        assert_eq!(skipped.len(), 1);
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::Url;
 use crate::response::Response;
 
 /// A boxed underlying cause.
@@ -102,7 +103,7 @@ pub enum Error {
         source: Option<BoxError>,
     },
     /// The connection could not be established (refused, DNS failure, TLS handshake...).
-    #[error("cannot connect{}: {source}", fmt_url(.url))]
+    #[error("cannot connect{}: {}", fmt_url(.url), cause_text(.source.as_ref()))]
     Connect {
         /// The URL being fetched, when known.
         url: Option<String>,
@@ -111,13 +112,34 @@ pub enum Error {
         source: BoxError,
     },
     /// Another network or protocol failure during the exchange.
-    #[error("network error{}: {source}", fmt_url(.url))]
+    #[error("network error{}: {}", fmt_url(.url), cause_text(.source.as_ref()))]
     Network {
         /// The URL being fetched, when known.
         url: Option<String>,
         /// The underlying error.
         #[source]
         source: BoxError,
+    },
+    /// The server broke the HTTP protocol: a status line or a chunk that does not parse, a
+    /// `206 Partial Content` that does not continue the partial file (or answers a request
+    /// that asked for no range), a body in an encoding that was not asked for and that weft
+    /// cannot decode. Retrying the same request gets the same answer.
+    #[error("protocol error{}: {reason}", fmt_url(.url))]
+    Protocol {
+        /// The URL being fetched, when known (without its user name and password).
+        url: Option<String>,
+        /// What the server got wrong.
+        reason: String,
+    },
+    /// A download ([`Opener::retrieve`](crate::Opener::retrieve)) got a final status that
+    /// carries no body to save: `1xx` (for example `101 Switching Protocols`), `204 No Content`
+    /// or `304 Not Modified`.
+    #[error("nothing to save: the server answered {} {}{}", .status.as_u16(), .status.canonical_reason().unwrap_or(""), fmt_url(&Some(.url.clone())))]
+    NoBody {
+        /// The URL (without its user name and password).
+        url: String,
+        /// The status received.
+        status: crate::StatusCode,
     },
     /// A `file:` URL names a host other than the local one.
     #[error("file not on local host: {host}")]
@@ -135,16 +157,6 @@ pub enum Error {
     #[error("authentication: {reason}")]
     Auth {
         /// What went wrong.
-        reason: String,
-    },
-    /// A cookie file could not be parsed.
-    #[error("cookie file {}: line {line}: {reason}", .path.display())]
-    CookieFile {
-        /// The file.
-        path: PathBuf,
-        /// The line number (1-based).
-        line: usize,
-        /// What is wrong.
         reason: String,
     },
     /// A local I/O error (reading a `file:` URL, writing a download...).
@@ -199,7 +211,7 @@ pub enum ErrorKind {
     InvalidInput,
     /// Scheme not handled.
     UnsupportedScheme,
-    /// HTTP status >= 400.
+    /// HTTP status >= 400, or a status without a body where one was needed.
     Http,
     /// Too many redirects, a redirect loop, or a forbidden redirect.
     Redirect,
@@ -209,13 +221,15 @@ pub enum ErrorKind {
     Timeout,
     /// Could not connect.
     Connect,
-    /// Other network or protocol error.
+    /// Other network error (connection reset...).
     Network,
+    /// The server broke the HTTP protocol ([`Error::Protocol`]).
+    Protocol,
     /// Authentication problem.
     Auth,
     /// Local file system error (including `file:` URLs that do not exist).
     Io,
-    /// A malformed `data:` URL or cookie file.
+    /// A malformed `data:` URL.
     Format,
 }
 
@@ -235,7 +249,8 @@ impl Error {
         match self {
             Error::InvalidUrl { .. } | Error::InvalidHeader(_) => ErrorKind::InvalidInput,
             Error::UnsupportedScheme { .. } => ErrorKind::UnsupportedScheme,
-            Error::Http(_) => ErrorKind::Http,
+            Error::Http(_) | Error::NoBody { .. } => ErrorKind::Http,
+            Error::Protocol { .. } => ErrorKind::Protocol,
             Error::TooManyRedirects { .. }
             | Error::RedirectLoop { .. }
             | Error::RedirectNotAllowed { .. } => ErrorKind::Redirect,
@@ -244,7 +259,7 @@ impl Error {
             Error::Connect { .. } => ErrorKind::Connect,
             Error::Network { .. } => ErrorKind::Network,
             Error::NotLocalFile { .. } | Error::Io { .. } => ErrorKind::Io,
-            Error::InvalidDataUrl { .. } | Error::CookieFile { .. } => ErrorKind::Format,
+            Error::InvalidDataUrl { .. } => ErrorKind::Format,
             Error::Auth { .. } => ErrorKind::Auth,
         }
     }
@@ -438,32 +453,156 @@ impl Error {
         }
     }
 
-    /// Classifies a reqwest error.
-    pub(crate) fn from_reqwest(e: reqwest::Error, url: &str) -> Error {
-        let url_str = url.to_string();
-        let url = Some(url_str.clone());
+    /// Classifies a reqwest error. The URL is kept without its user name and password, and
+    /// without reqwest's own copy of it (which would print it in full).
+    pub(crate) fn from_reqwest(e: reqwest::Error, url: &Url) -> Error {
+        let shown = Some(redact(url));
+        let e = e.without_url();
+        if let Some(reason) = protocol_violation(&e) {
+            return Error::Protocol { url: shown, reason };
+        }
         if e.is_timeout() {
             Error::Timeout {
-                url,
+                url: shown,
                 source: Some(Box::new(e)),
             }
         } else if e.is_connect() {
+            if not_tls(&e) {
+                let at = match (url.host_str(), url.port_or_known_default()) {
+                    (Some(h), Some(p)) if h.contains(':') => format!("[{h}]:{p}"),
+                    (Some(h), Some(p)) => format!("{h}:{p}"),
+                    _ => url.authority().to_string(),
+                };
+                return Error::Connect {
+                    url: shown,
+                    source: format!("the server at {at} did not answer TLS (is it plain http?)")
+                        .into(),
+                };
+            }
             Error::Connect {
-                url,
+                url: shown,
                 source: Box::new(e),
             }
         } else if e.is_builder() {
             Error::InvalidUrl {
-                url: url_str,
+                url: redact(url),
                 reason: e.to_string(),
             }
         } else {
             Error::Network {
-                url,
+                url: shown,
                 source: Box::new(e),
             }
         }
     }
+}
+
+/// The URL as it may be printed or logged: any user name and password replaced by `***`.
+pub(crate) fn redact(url: &Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut u = url.clone();
+    // Only URLs that can carry credentials have them; these setters cannot fail there.
+    let _ = u.set_password(None);
+    let _ = u.set_username("***");
+    u.to_string()
+}
+
+/// [`redact`] for a URL string that may not even parse: whatever sits between `://` and the
+/// last `@` of the authority is replaced by `***`.
+pub(crate) fn redact_str(raw: &str) -> String {
+    let Some(start) = raw.find("://").map(|i| i + 3) else {
+        return raw.to_string();
+    };
+    let end = raw[start..]
+        .find(['/', '?', '#'])
+        .map_or(raw.len(), |i| start + i);
+    match raw[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &raw[..start], &raw[start + at..]),
+        None => raw.to_string(),
+    }
+}
+
+/// Every error of a chain, looking inside `io::Error`s too (their `source()` skips the error
+/// they wrap, which is where rustls and hyper put theirs).
+fn chain<'a>(
+    top: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut cur = Some(top);
+    while let Some(e) = cur {
+        out.push(e);
+        if out.len() > 32 {
+            break;
+        }
+        cur = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    out
+}
+
+/// The causes of `source` as one text, each said once: a cause whose text an outer one already
+/// contains is left out, and so is reqwest's own wrapper when it has a cause.
+pub(crate) fn cause_text(source: &(dyn std::error::Error + 'static)) -> String {
+    let errors = chain(source);
+    let mut parts: Vec<String> = Vec::new();
+    for (i, e) in errors.iter().enumerate() {
+        let text = e.to_string();
+        let is_wrapper = e.is::<reqwest::Error>() && i + 1 < errors.len();
+        if text.is_empty() || is_wrapper || parts.iter().any(|p| p.contains(&text)) {
+            continue;
+        }
+        // An inner text that contains an outer one replaces it ("tcp connect error: refused"
+        // says all that "client error (Connect)" said and more).
+        parts.retain(|p| !text.contains(p.as_str()));
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
+/// A server's protocol violation somewhere in the chain: a status line, header or chunk that
+/// does not parse. `None` for network failures (reset, refused, closed early).
+fn protocol_violation(e: &reqwest::Error) -> Option<String> {
+    let errors = chain(e);
+    for (i, x) in errors.iter().enumerate() {
+        if let Some(h) = x.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() {
+                return Some(cause_text(*x));
+            }
+        }
+        // A body that does not decode (a bad chunk size line, a gzip body that is not gzip):
+        // an I/O error of kind InvalidData or InvalidInput under the body error.
+        if i > 0
+            && !e.is_connect()
+            && x.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                matches!(
+                    io.kind(),
+                    std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+                )
+            })
+        {
+            return Some(cause_text(errors[i.saturating_sub(1)]));
+        }
+    }
+    None
+}
+
+/// True when a TLS handshake met something that is not TLS (a plain-http server's answer).
+fn not_tls(e: &reqwest::Error) -> bool {
+    chain(e).iter().any(|x| {
+        matches!(
+            x.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType
+            ))
+        )
+    })
 }
 
 impl From<std::io::Error> for Error {

@@ -15,7 +15,7 @@
 //! Differences from urllib, on purpose: a status >= 400 is an [`Error::Http`] that carries the
 //! response; a stall timeout (120 s) and connect timeout (30 s) are on by default, a total
 //! deadline only when asked; a failed `urlretrieve` leaves nothing at the destination; a redirect
-//! never carries credentials or caller-set cookies to another host; a 307/308 after a `POST`
+//! never carries credentials or caller-set cookies to another scheme, host or port; a 307/308 after a `POST`
 //! re-sends the body instead of failing; `file:` and `data:` responses report status 200.
 //!
 //! # Examples

@@ -10,10 +10,12 @@ use crate::auth::{
     parse_challenges_in,
 };
 use crate::cookies::CookieJar;
+use crate::error::redact;
 use crate::handler::{DataHandler, FileHandler, SchemeHandler};
 use crate::header::{
-    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName,
-    HeaderValue, LOCATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, USER_AGENT,
+    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE,
+    HeaderMap, HeaderName, HeaderValue, LOCATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
+    USER_AGENT,
 };
 use crate::request::{IntoRequest, basic_value};
 use crate::response::{http_body_stream, parse_header_line};
@@ -608,7 +610,8 @@ impl OpenerBuilder {
         self
     }
 
-    /// Sends Basic credentials before any challenge (never to another host after a redirect).
+    /// Sends Basic credentials before any challenge (never to another scheme, host or port
+    /// after a redirect).
     ///
     /// Saves a round trip with servers known to want Basic authentication.
     ///
@@ -862,8 +865,11 @@ impl Answer {
     }
 }
 
-fn same_host(a: &Url, b: &Url) -> bool {
-    a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
+/// Same scheme, host and port: where credentials may follow a redirect (curl's rule, after
+/// CVE-2022-27774/27776: https to http on the same host would send them in clear).
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme().eq_ignore_ascii_case(b.scheme())
+        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
@@ -993,7 +999,7 @@ impl Opener {
         let request = request.into_request()?;
         let scheme = request.url.scheme().to_ascii_lowercase();
         if let Some(h) = self.inner.handlers.get(&scheme) {
-            tracing::debug!(url = %request.url, scheme, "open with handler");
+            tracing::debug!(url = %redact(&request.url), scheme, "open with handler");
             return h.open(request).await;
         }
         match scheme.as_str() {
@@ -1006,7 +1012,7 @@ impl Opener {
         let inner = &*self.inner;
         if req.url.host_str().is_none_or(str::is_empty) {
             return Err(Error::InvalidUrl {
-                url: req.url.to_string(),
+                url: redact(&req.url),
                 reason: "no host".into(),
             });
         }
@@ -1021,7 +1027,7 @@ impl Opener {
         let mut auth = Answer::default();
         let mut proxy_auth = Answer::default();
         loop {
-            let on_first_host = same_host(&url, &first);
+            let on_first_host = same_origin(&url, &first);
             let mut h = headers.clone();
             if let Some(jar) = &inner.cookies {
                 if let Some(v) = jar.header_value(&url) {
@@ -1056,6 +1062,9 @@ impl Opener {
             if let Some(a) = &proxy_auth.value {
                 h.insert(PROXY_AUTHORIZATION, a.clone());
             }
+            let identity_only = h
+                .get(ACCEPT_ENCODING)
+                .is_none_or(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
             let mut rb = inner.client.request(method.clone(), url.clone()).headers(h);
             if let Some(b) = &body {
                 rb = rb.body(b.clone());
@@ -1063,13 +1072,10 @@ impl Opener {
             if let Some(t) = timeout {
                 rb = rb.timeout(t);
             }
-            tracing::debug!(%url, %method, hops, "http request");
-            let resp = rb
-                .send()
-                .await
-                .map_err(|e| Error::from_reqwest(e, url.as_str()))?;
+            tracing::debug!(url = %redact(&url), %method, hops, "http request");
+            let resp = rb.send().await.map_err(|e| Error::from_reqwest(e, &url))?;
             let status = resp.status();
-            tracing::debug!(%url, status = status.as_u16(), "http response");
+            tracing::debug!(url = %redact(&url), status = status.as_u16(), "http response");
             if let Some(jar) = &inner.cookies {
                 jar.store_response_cookies(resp.headers(), &url);
             }
@@ -1087,7 +1093,7 @@ impl Opener {
                     )
                 })?
             {
-                tracing::debug!(%url, "retrying with credentials");
+                tracing::debug!(url = %redact(&url), "retrying with credentials");
                 continue;
             }
 
@@ -1111,7 +1117,7 @@ impl Opener {
                     },
                 )?
             {
-                tracing::debug!(%url, "retrying with proxy credentials");
+                tracing::debug!(url = %redact(&url), "retrying with proxy credentials");
                 continue;
             }
 
@@ -1132,20 +1138,20 @@ impl Opener {
                     }
                     if !matches!(next.scheme(), "http" | "https") {
                         return Err(Error::RedirectNotAllowed {
-                            location: next.to_string(),
+                            location: redact(&next),
                         });
                     }
                     hops += 1;
                     if hops > inner.max_redirects {
                         return Err(Error::TooManyRedirects {
-                            url: url.to_string(),
+                            url: redact(&url),
                             count: hops - 1,
                         });
                     }
                     let seen = visits.entry(next.to_string()).or_insert(0);
                     if *seen >= inner.max_repeats {
                         return Err(Error::RedirectLoop {
-                            url: next.to_string(),
+                            url: redact(&next),
                             visits: *seen + 1,
                         });
                     }
@@ -1165,12 +1171,12 @@ impl Opener {
                         headers.remove(CONTENT_TYPE);
                         headers.remove(CONTENT_LENGTH);
                     }
-                    if !same_host(&next, &first) {
+                    if !same_origin(&next, &first) {
                         headers.remove(AUTHORIZATION);
                         headers.remove(COOKIE);
                         headers.remove(PROXY_AUTHORIZATION);
                     }
-                    tracing::debug!(from = %url, to = %next, status = status.as_u16(), "redirect");
+                    tracing::debug!(from = %redact(&url), to = %redact(&next), status = status.as_u16(), "redirect");
                     auth = Answer::default();
                     proxy_auth = Answer::default();
                     url = next;
@@ -1188,7 +1194,23 @@ impl Opener {
                 }
             }
             let resp_headers = resp.headers().clone();
-            let body_stream = http_body_stream(resp, url.to_string(), method == Method::HEAD);
+            // reqwest decodes gzip, deflate and br itself (and then removes the header); any
+            // other encoding left here was not asked for (we send `identity` unless told
+            // otherwise) and would be saved as raw bytes.
+            if status.as_u16() < 400 && method != Method::HEAD {
+                if let Some(enc) = resp_headers.get(CONTENT_ENCODING) {
+                    let enc = String::from_utf8_lossy(enc.as_bytes()).trim().to_string();
+                    if identity_only && !enc.is_empty() && !enc.eq_ignore_ascii_case("identity") {
+                        return Err(Error::Protocol {
+                            url: Some(redact(&url)),
+                            reason: format!(
+                                "the body is encoded with {enc:?}, which was not asked for and which weft cannot decode"
+                            ),
+                        });
+                    }
+                }
+            }
+            let body_stream = http_body_stream(resp, url.clone(), method == Method::HEAD);
             let response = Response::from_stream(url, status, resp_headers, body_stream);
             if status.as_u16() >= 400 {
                 return Err(Error::Http(Box::new(response)));

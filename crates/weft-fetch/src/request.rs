@@ -66,7 +66,7 @@ impl Request {
             s = inner.trim();
         }
         let url = Url::parse(s).map_err(|e| Error::InvalidUrl {
-            url: raw.to_string(),
+            url: crate::error::redact_str(raw),
             reason: e.to_string(),
         })?;
         Ok(Self::from_url(url))

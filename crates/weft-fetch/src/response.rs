@@ -499,7 +499,7 @@ pub(crate) fn tokio_reader_stream(
 
 /// Wraps a reqwest response body: maps errors, and turns a body cut short into
 /// [`Error::ContentTooShort`].
-pub(crate) fn http_body_stream(resp: reqwest::Response, url: String, head: bool) -> BodyStream {
+pub(crate) fn http_body_stream(resp: reqwest::Response, url: Url, head: bool) -> BodyStream {
     let s = resp.status();
     let expected = if head
         || s == StatusCode::NO_CONTENT
@@ -514,7 +514,7 @@ pub(crate) fn http_body_stream(resp: reqwest::Response, url: String, head: bool)
         resp: reqwest::Response,
         got: u64,
         expected: Option<u64>,
-        url: String,
+        url: Url,
     }
     let st = St {
         resp,
@@ -542,7 +542,7 @@ pub(crate) fn http_body_stream(resp: reqwest::Response, url: String, head: bool)
             Err(e) => {
                 let err = match st.expected {
                     Some(exp) if st.got < exp && !e.is_timeout() => {
-                        tracing::debug!(url = %st.url, error = %e, "body cut short");
+                        tracing::debug!(url = %crate::error::redact(&st.url), error = %e.without_url(), "body cut short");
                         Error::ContentTooShort {
                             expected: exp,
                             got: st.got,

@@ -6,8 +6,11 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
+use crate::error::redact;
 use crate::handler::file_url_to_path;
-use crate::header::{CONTENT_RANGE, HeaderMap, HeaderValue, RANGE};
+use crate::header::{
+    CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_RANGE, LAST_MODIFIED, RANGE,
+};
 use crate::request::IntoRequest;
 use crate::{Error, Opener, Response, StatusCode};
 
@@ -137,9 +140,11 @@ pub type ProgressFn<'a> = &'a mut (dyn FnMut(&Progress) + Send);
 /// assert!(opts.is_resume());
 /// ```
 #[derive(Debug, Clone, Default)]
+#[must_use]
 pub struct RetrieveOptions {
     dest: Option<PathBuf>,
     resume: bool,
+    no_clobber: bool,
 }
 
 impl RetrieveOptions {
@@ -185,8 +190,17 @@ impl RetrieveOptions {
     }
 
     /// Continue a partial download (`DEST.part`, or an existing `DEST`) with
-    /// `Range: bytes=N-`; start over when the server answers 200. On failure the partial data
-    /// is kept in `DEST.part` for the next attempt. Needs a destination.
+    /// `Range: bytes=N-`; start over when the server answers 200. Needs a destination.
+    ///
+    /// The bytes are appended only when the server answers `206 Partial Content` with a
+    /// `Content-Range` that starts exactly where the partial file ends (and whose total, when
+    /// given, agrees); any other 206 is discarded and the file requested whole once more (a
+    /// second bad 206 is [`Error::Protocol`]). The partial file's `ETag` (or `Last-Modified`) is
+    /// kept beside it in `DEST.part.meta` and sent as `If-Range`, so a resource that changed
+    /// between two runs comes whole instead of spliced. A file already complete at `DEST` stays
+    /// where it is (the server's `416` with the same length says so). On failure the partial
+    /// data is kept in `DEST.part` for the next attempt; a restarted download replaces the old
+    /// `DEST.part` only once it holds more bytes.
     ///
     /// # Examples
     ///
@@ -211,6 +225,36 @@ impl RetrieveOptions {
     /// ```
     pub fn resume(mut self, on: bool) -> Self {
         self.resume = on;
+        self
+    }
+
+    /// Whether an existing file at the destination may be replaced (default true, as urllib).
+    ///
+    /// With `false`, a destination that exists is [`Error::Io`] of kind
+    /// [`AlreadyExists`](std::io::ErrorKind::AlreadyExists), found before the request and
+    /// checked again, atomically, when the file is put in place. With [`resume`](Self::resume)
+    /// an existing destination is the partial download to continue, so it may be replaced.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::RetrieveOptions;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let dir = tempfile::tempdir()?;
+    /// let dest = dir.path().join("notes.txt");
+    /// std::fs::write(&dest, "mine")?;
+    /// let opts = RetrieveOptions::new().dest(&dest).overwrite(false);
+    /// let err = weft_fetch::urlretrieve_with("data:,theirs", &opts, None).await.unwrap_err();
+    /// assert!(matches!(&err, weft_fetch::Error::Io { source, .. }
+    ///     if source.kind() == std::io::ErrorKind::AlreadyExists));
+    /// assert_eq!(std::fs::read_to_string(&dest)?, "mine");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn overwrite(mut self, on: bool) -> Self {
+        self.no_clobber = !on;
         self
     }
 
@@ -266,10 +310,12 @@ pub(crate) fn cleanup_tempfiles() {
     }
 }
 
+/// Where a download is written while it runs.
 enum Target {
-    /// Temporary file, deleted on drop unless kept or persisted.
+    /// A temporary file, deleted on drop unless persisted (or renamed to `.part` by the writer
+    /// once it holds more than the old partial file).
     Temp(tempfile::NamedTempFile),
-    /// A resumable `.part` file, kept on failure.
+    /// `DEST.part`, appended to; kept on failure.
     Part(PathBuf),
 }
 
@@ -309,21 +355,240 @@ impl Reporter<'_, '_> {
     }
 }
 
+/// The longest file name most file systems take (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// `name` cut to at most `max` bytes, on a character boundary.
+fn truncate_name(name: &str, max: usize) -> &str {
+    if name.len() <= max {
+        return name;
+    }
+    let mut end = max;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// `DEST` + `suffix` beside DEST. When that name would be longer than `NAME_MAX`, the name is
+/// shortened and made unique with a hash of the whole name, the same on every run (so a resume
+/// finds it again); the user's own name is never shortened.
+fn sibling(dest: &Path, suffix: &str) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name.len() + suffix.len() <= NAME_MAX {
+        let mut s = dest.as_os_str().to_owned();
+        s.push(suffix);
+        return PathBuf::from(s);
+    }
+    // FNV-1a: stable across runs and Rust versions, unlike std's hasher.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let keep = truncate_name(&name, NAME_MAX - suffix.len() - 17);
+    dest.with_file_name(format!("{keep}~{hash:016x}{suffix}"))
+}
+
+/// `DEST.part`: where a resumable download keeps its bytes.
 fn part_path(dest: &Path) -> PathBuf {
-    let mut s = dest.as_os_str().to_owned();
-    s.push(".part");
-    PathBuf::from(s)
+    sibling(dest, ".part")
 }
 
-fn parse_content_range_start(v: &HeaderValue) -> Option<u64> {
-    // "bytes 100-199/200"
+/// `DEST.part.meta`: the `.part`'s validator (`ETag` or `Last-Modified`), sent as `If-Range`.
+fn meta_path(dest: &Path) -> PathBuf {
+    sibling(dest, ".part.meta")
+}
+
+/// The validator to send as `If-Range` for a body with these headers: a strong `ETag`, else
+/// `Last-Modified` (a weak ETag may not be used in `If-Range`, RFC 9110 13.1.5).
+fn validator(headers: &HeaderMap) -> Option<String> {
+    let get = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    get(ETAG)
+        .filter(|e| e.starts_with('"'))
+        .or_else(|| get(LAST_MODIFIED))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty() && HeaderValue::from_str(v).is_ok())
+}
+
+/// Saves (or, for `None`, removes) the validator of the bytes now in `DEST.part`.
+fn save_validator(meta: &Path, validator: Option<&str>) -> std::io::Result<()> {
+    match validator {
+        Some(v) => std::fs::write(meta, format!("{v}\n")),
+        None => remove_if_there(meta),
+    }
+}
+
+fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The bytes an earlier attempt left, for [`RetrieveOptions::resume`].
+struct Partial {
+    /// `DEST.part`, or DEST itself when only DEST exists (another tool's partial download).
+    path: PathBuf,
+    at_dest: bool,
+    len: u64,
+    /// From `DEST.part.meta`.
+    validator: Option<String>,
+}
+
+fn find_partial(dest: &Path) -> Partial {
+    let part = part_path(dest);
+    let (path, at_dest) = if part.is_file() {
+        (part, false)
+    } else if dest.is_file() {
+        (dest.to_path_buf(), true)
+    } else {
+        (part, false)
+    };
+    let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let validator = if at_dest {
+        None
+    } else {
+        std::fs::read_to_string(meta_path(dest))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|v| !v.is_empty() && HeaderValue::from_str(v).is_ok())
+    };
+    Partial {
+        path,
+        at_dest,
+        len,
+        validator,
+    }
+}
+
+/// `bytes FIRST-LAST/TOTAL` (TOTAL may be `*`).
+fn parse_content_range(v: &HeaderValue) -> Option<(u64, u64, Option<u64>)> {
     let s = v.to_str().ok()?.trim();
-    let rest = s.strip_prefix("bytes")?.trim();
-    rest.split('-').next()?.trim().parse().ok()
+    let rest = s.strip_prefix("bytes")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let (first, last) = range.trim().split_once('-')?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    Some((first.trim().parse().ok()?, last.trim().parse().ok()?, total))
 }
 
-fn parse_content_range_total(v: &HeaderValue) -> Option<u64> {
-    v.to_str().ok()?.rsplit('/').next()?.trim().parse().ok()
+/// Why a 206 does not continue `partial` (asked with `Range: bytes=LEN-`), if it does not.
+fn bad_continuation(resp: &Response, partial: &Partial) -> Option<String> {
+    let h = resp.headers();
+    if h.get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.trim()
+                .to_ascii_lowercase()
+                .starts_with("multipart/byteranges")
+        })
+    {
+        return Some("a multipart/byteranges answer to a single range".into());
+    }
+    let Some(raw) = h.get(CONTENT_RANGE) else {
+        return Some("206 Partial Content without Content-Range".into());
+    };
+    let shown = String::from_utf8_lossy(raw.as_bytes()).into_owned();
+    let Some((first, last, total)) = parse_content_range(raw) else {
+        return Some(format!("malformed Content-Range {shown:?}"));
+    };
+    if first != partial.len {
+        return Some(format!(
+            "Content-Range {shown:?} does not start at byte {}, where the partial file ends",
+            partial.len
+        ));
+    }
+    if last < first || total.is_some_and(|t| last + 1 != t) {
+        return Some(format!(
+            "Content-Range {shown:?} does not run to the end of the resource"
+        ));
+    }
+    if resp.content_length().is_some_and(|n| n != last - first + 1) {
+        return Some(format!(
+            "Content-Length {} does not match Content-Range {shown:?}",
+            resp.content_length().unwrap_or(0)
+        ));
+    }
+    let etag = h.get(ETAG).and_then(|v| v.to_str().ok());
+    if let (Some(saved), Some(now)) = (&partial.validator, etag) {
+        if saved.starts_with('"') && saved != now.trim() {
+            return Some(format!(
+                "the resource changed (ETag {now} instead of {saved})"
+            ));
+        }
+    }
+    None
+}
+
+/// True for a final status that has no body to save.
+fn has_no_body(status: StatusCode) -> bool {
+    status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+}
+
+/// The directory a destination is in (`.` for a bare name).
+fn dir_of(dest: &Path) -> PathBuf {
+    match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// An error creating a file in `dir`, told in terms of `dir` (never the temporary name, which
+/// the user did not choose and which tempfile's own message would show).
+fn dir_error(dir: &Path, e: &std::io::Error) -> Error {
+    let source = match e.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::from(e.kind()),
+    };
+    Error::io(dir.to_path_buf(), source)
+}
+
+/// A temporary file beside `dest` for the download (`.NAME.XXXXXX.part`, the name shortened
+/// so that the whole stays within `NAME_MAX`).
+fn temp_beside(dest: &Path) -> Result<tempfile::NamedTempFile, Error> {
+    let dir = dir_of(dest);
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // "." + name + "." + 6 random characters + ".part"
+    let prefix = format!(".{}.", truncate_name(&name, NAME_MAX - 13));
+    let mut b = tempfile::Builder::new();
+    b.prefix(&prefix).suffix(".part");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    b.tempfile_in(&dir).map_err(|e| dir_error(&dir, &e))
+}
+
+fn exists_error(dest: &Path) -> Error {
+    Error::io(
+        dest.to_path_buf(),
+        std::io::Error::new(std::io::ErrorKind::AlreadyExists, "the file exists"),
+    )
+}
+
+/// Once the body written to `from` passes `after` bytes, the writer renames it to `to`
+/// (`DEST.part`) and saves its validator: a restarted download replaces the old partial file
+/// only when it holds more.
+struct Promote {
+    from: PathBuf,
+    to: PathBuf,
+    after: u64,
+    meta: PathBuf,
+    validator: Option<String>,
 }
 
 impl Opener {
@@ -334,12 +599,15 @@ impl Opener {
     /// destination. Without a destination the file is a fresh temporary file (mode 0600),
     /// registered for [`urlcleanup`](crate::urlcleanup); a `file:` URL without a destination
     /// returns the local path without copying. A body shorter than its `Content-Length` is
-    /// [`Error::ContentTooShort`].
+    /// [`Error::ContentTooShort`]; a final status without a body (`1xx`, `204`, `304`) is
+    /// [`Error::NoBody`]; see [`RetrieveOptions::resume`] for continuing a partial download.
     ///
     /// # Errors
     ///
     /// Everything [`open`](Opener::open) can fail with, [`Error::ContentTooShort`] for a
-    /// truncated body, and [`Error::Io`] when the file cannot be created, written or renamed.
+    /// truncated body, [`Error::NoBody`], [`Error::Protocol`] for a `206` that does not
+    /// continue the partial file, and [`Error::Io`] when the file cannot be created, written
+    /// or renamed (or exists, with [`RetrieveOptions::overwrite`] off).
     ///
     /// # Examples
     ///
@@ -374,43 +642,55 @@ impl Opener {
         options: &RetrieveOptions,
         progress: Option<ProgressFn<'_>>,
     ) -> Result<(PathBuf, HeaderMap), Error> {
-        let mut request = request.into_request()?;
+        let request = request.into_request()?;
         if options.dest.is_none() && request.url.scheme().eq_ignore_ascii_case("file") {
             let path = file_url_to_path(&request.url)?;
             let resp = self.open(request).await?;
             return Ok((path, resp.headers().clone()));
         }
         let dest = options.dest.clone();
-        let resume_part = match (&dest, options.resume) {
-            (Some(d), true) => {
-                let part = part_path(d);
-                if !part.exists() && d.is_file() {
-                    std::fs::rename(d, &part).map_err(|e| Error::io(d.clone(), e))?;
-                }
-                let len = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-                if len > 0 {
-                    request.headers.insert(
-                        RANGE,
-                        HeaderValue::from_str(&format!("bytes={len}-"))
-                            .map_err(|_| Error::InvalidHeader("Range".into()))?,
-                    );
-                }
-                Some((part, len))
-            }
+        let resume = options.resume && dest.is_some();
+        let no_clobber = options.no_clobber && !resume;
+        if let Some(d) = dest.as_ref().filter(|d| no_clobber && d.exists()) {
+            return Err(exists_error(d));
+        }
+        let partial = match &dest {
+            Some(d) if resume => Some(find_partial(d)),
             _ => None,
         };
+        // Only a non-empty partial file is continued.
+        let ranged = partial.as_ref().filter(|p| p.len > 0);
 
-        let resp = match self.open(request).await {
+        let mut first = request.clone();
+        if let Some(p) = ranged {
+            first.headers.insert(
+                RANGE,
+                HeaderValue::from_str(&format!("bytes={}-", p.len))
+                    .map_err(|_| Error::InvalidHeader("Range".into()))?,
+            );
+            if let Some(v) = p
+                .validator
+                .as_deref()
+                .and_then(|v| HeaderValue::from_str(v).ok())
+            {
+                first.headers.insert(IF_RANGE, v);
+            }
+        }
+        let resp = match self.open(first).await {
             Ok(r) => r,
             Err(Error::Http(r)) if r.status() == StatusCode::RANGE_NOT_SATISFIABLE => {
                 // Already complete?
-                if let (Some(d), Some((part, len))) = (&dest, &resume_part) {
+                if let (Some(d), Some(p)) = (&dest, ranged) {
                     let total = r
                         .headers()
                         .get(CONTENT_RANGE)
                         .and_then(parse_content_range_total);
-                    if total == Some(*len) {
-                        std::fs::rename(part, d).map_err(|e| Error::io(d.clone(), e))?;
+                    if total == Some(p.len) {
+                        if !p.at_dest {
+                            std::fs::rename(&p.path, d).map_err(|e| Error::io(d.clone(), e))?;
+                            let _ = remove_if_there(&meta_path(d));
+                        }
+                        tracing::debug!(path = %d.display(), "already complete");
                         return Ok((d.clone(), r.headers().clone()));
                     }
                 }
@@ -419,48 +699,79 @@ impl Opener {
             Err(e) => return Err(e),
         };
 
-        let mut offset = 0u64;
-        let target = match (&dest, &resume_part) {
-            (Some(_), Some((part, len))) => {
-                let append = *len > 0
-                    && resp.status() == StatusCode::PARTIAL_CONTENT
-                    && resp
-                        .headers()
-                        .get(CONTENT_RANGE)
-                        .and_then(parse_content_range_start)
-                        == Some(*len);
-                if append {
-                    offset = *len;
-                    tracing::debug!(path = %part.display(), offset, "resuming");
-                } else if *len > 0 {
-                    tracing::debug!(path = %part.display(), status = resp.status().as_u16(), "server did not resume; starting over");
+        // Append, or start over (asking again without Range when the 206 was wrong).
+        let mut resp = resp;
+        let mut append = false;
+        if resp.status() == StatusCode::PARTIAL_CONTENT {
+            match ranged.map(|p| (p, bad_continuation(&resp, p))) {
+                Some((_, None)) => append = true,
+                Some((p, Some(reason))) => {
+                    tracing::warn!(
+                        url = %redact(resp.url()),
+                        reason,
+                        "the server's 206 does not continue {}; downloading it whole",
+                        p.path.display()
+                    );
+                    drop(resp);
+                    resp = self.open(request.clone()).await?;
                 }
-                Target::Part(part.clone())
+                None => {}
             }
-            (Some(d), None) => {
-                let dir = match d.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                    _ => PathBuf::from("."),
-                };
-                let name = d
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let prefix = format!(".{name}.");
-                let mut b = tempfile::Builder::new();
-                b.prefix(&prefix).suffix(".part");
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::PermissionsExt;
-                    b.permissions(std::fs::Permissions::from_mode(0o666));
+            if !append && resp.status() == StatusCode::PARTIAL_CONTENT {
+                return Err(Error::Protocol {
+                    url: Some(redact(resp.url())),
+                    reason: "206 Partial Content to a request that asked for no range".into(),
+                });
+            }
+        }
+        if has_no_body(resp.status()) {
+            return Err(Error::NoBody {
+                url: redact(resp.url()),
+                status: resp.status(),
+            });
+        }
+
+        let mut offset = 0u64;
+        let mut promote = None;
+        let target = match (&dest, &partial) {
+            (Some(d), Some(p)) if append => {
+                let part = part_path(d);
+                if p.at_dest {
+                    std::fs::rename(&p.path, &part).map_err(|e| Error::io(part.clone(), e))?;
                 }
-                Target::Temp(b.tempfile_in(&dir).map_err(|e| Error::io(dir, e))?)
+                if let Some(v) = validator(resp.headers()) {
+                    save_validator(&meta_path(d), Some(&v))
+                        .map_err(|e| Error::io(meta_path(d), e))?;
+                }
+                offset = p.len;
+                tracing::debug!(path = %part.display(), offset, "resuming");
+                Target::Part(part)
+            }
+            (Some(d), partial) => {
+                let tmp = temp_beside(d)?;
+                if let Some(p) = partial {
+                    if p.len > 0 {
+                        tracing::debug!(
+                            path = %p.path.display(),
+                            status = resp.status().as_u16(),
+                            "server did not resume; starting over"
+                        );
+                    }
+                    promote = Some(Promote {
+                        from: tmp.path().to_path_buf(),
+                        to: part_path(d),
+                        after: p.len,
+                        meta: meta_path(d),
+                        validator: validator(resp.headers()),
+                    });
+                }
+                Target::Temp(tmp)
             }
             (None, _) => Target::Temp(
                 tempfile::Builder::new()
                     .prefix("weft-fetch-")
                     .tempfile()
-                    .map_err(|e| Error::io(std::env::temp_dir(), e))?,
+                    .map_err(|e| dir_error(&std::env::temp_dir(), &e))?,
             ),
         };
 
@@ -469,16 +780,10 @@ impl Opener {
                 .as_file()
                 .try_clone()
                 .map_err(|e| Error::io(t.path().to_path_buf(), e))?,
-            Target::Part(p) => {
-                let mut o = std::fs::OpenOptions::new();
-                o.create(true).write(true);
-                if offset > 0 {
-                    o.append(true);
-                } else {
-                    o.truncate(true);
-                }
-                o.open(p).map_err(|e| Error::io(p.clone(), e))?
-            }
+            Target::Part(p) => std::fs::OpenOptions::new()
+                .append(true)
+                .open(p)
+                .map_err(|e| Error::io(p.clone(), e))?,
         };
         let target_path = match &target {
             Target::Temp(t) => t.path().to_path_buf(),
@@ -486,25 +791,37 @@ impl Opener {
         };
         let headers = resp.headers().clone();
         let mut progress = progress;
-        let result = copy_body(resp, file, &target_path, offset, progress.as_mut()).await;
-        if let Err(e) = result {
-            // Temp targets are deleted on drop; a .part stays for the next resume.
-            drop(target);
-            return Err(e);
-        }
+        let promoted =
+            copy_body(resp, file, &target_path, offset, promote, progress.as_mut()).await?;
         let final_path = match (target, dest) {
-            (Target::Temp(t), Some(d)) => {
-                t.persist(&d).map_err(|e| Error::io(d.clone(), e.error))?;
+            (Target::Temp(t), Some(d)) if !promoted => {
+                if no_clobber {
+                    t.persist_noclobber(&d).map_err(|e| {
+                        if e.error.kind() == std::io::ErrorKind::AlreadyExists {
+                            exists_error(&d)
+                        } else {
+                            Error::io(d.clone(), e.error)
+                        }
+                    })?;
+                } else {
+                    t.persist(&d).map_err(|e| Error::io(d.clone(), e.error))?;
+                }
+                if let Some(p) = partial.filter(|p| !p.at_dest) {
+                    let _ = remove_if_there(&p.path);
+                    let _ = remove_if_there(&meta_path(&d));
+                }
+                d
+            }
+            (Target::Temp(_), Some(d)) | (Target::Part(_), Some(d)) => {
+                let part = part_path(&d);
+                std::fs::rename(&part, &d).map_err(|e| Error::io(d.clone(), e))?;
+                let _ = remove_if_there(&meta_path(&d));
                 d
             }
             (Target::Temp(t), None) => {
                 let (_f, path) = t.keep().map_err(|e| Error::io(None, e.error))?;
                 registry().push(path.clone());
                 path
-            }
-            (Target::Part(p), Some(d)) => {
-                std::fs::rename(&p, &d).map_err(|e| Error::io(d.clone(), e))?;
-                d
             }
             (Target::Part(p), None) => p,
         };
@@ -513,14 +830,20 @@ impl Opener {
     }
 }
 
-/// Streams the body to `file` through a dedicated blocking writer thread.
+fn parse_content_range_total(v: &HeaderValue) -> Option<u64> {
+    v.to_str().ok()?.rsplit('/').next()?.trim().parse().ok()
+}
+
+/// Streams the body to `file` through a dedicated blocking writer thread. True when the
+/// writer renamed the file to `DEST.part` (see [`Promote`]).
 async fn copy_body(
     mut resp: Response,
     file: std::fs::File,
     path: &Path,
     offset: u64,
+    promote: Option<Promote>,
     progress: Option<&mut ProgressFn<'_>>,
-) -> Result<u64, Error> {
+) -> Result<bool, Error> {
     let total = resp.content_length().map(|n| n + offset);
     let mut rep = Reporter {
         cb: progress,
@@ -531,12 +854,28 @@ async fn copy_body(
     rep.call(0, 0);
     // A short queue keeps memory flat: at most a few chunks in flight.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
-    let writer = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+    // Errors carry the file they concern (empty: the download's own file).
+    let writer = tokio::task::spawn_blocking(move || -> Result<bool, (PathBuf, std::io::Error)> {
         let mut file = file;
+        let mut written = 0u64;
+        let mut promote = promote;
+        let mut promoted = false;
+        let here = |e| (PathBuf::new(), e);
         while let Some(chunk) = rx.blocking_recv() {
-            file.write_all(&chunk)?;
+            file.write_all(&chunk).map_err(here)?;
+            written += chunk.len() as u64;
+            if let Some(p) = promote.take_if(|p| written > p.after) {
+                // Rename first, then the validator: a crash between the two leaves the old
+                // validator, whose If-Range then fails and fetches the file whole (safe).
+                file.flush().map_err(here)?;
+                std::fs::rename(&p.from, &p.to).map_err(|e| (p.to.clone(), e))?;
+                save_validator(&p.meta, p.validator.as_deref()).map_err(|e| (p.meta.clone(), e))?;
+                tracing::debug!(path = %p.to.display(), written, "the restarted download is now the .part");
+                promoted = true;
+            }
         }
-        file.flush()
+        file.flush().map_err(here)?;
+        Ok(promoted)
     });
     let mut done = 0u64;
     let mut read_err = None;
@@ -563,7 +902,16 @@ async fn copy_body(
     if let Some(e) = read_err {
         return Err(e);
     }
-    written.map_err(|e| Error::io(path.to_path_buf(), e))?;
+    let promoted = written.map_err(|(p, e)| {
+        Error::io(
+            if p.as_os_str().is_empty() {
+                path.to_path_buf()
+            } else {
+                p
+            },
+            e,
+        )
+    })?;
     rep.finish(done);
-    Ok(done)
+    Ok(promoted)
 }

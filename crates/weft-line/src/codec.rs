@@ -37,7 +37,6 @@
 //! choice, [`OnTooLong::Discard`], skips the line without an error: an error would make
 //! `Framed` stall the lines already buffered behind it until new bytes arrive.
 
-use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::marker::PhantomData;
 
@@ -45,7 +44,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::framing::{NetstringHeader, PrefixHeader, check_len, clamp_max, prefix_bytes};
-use crate::scan::{LineScanner, Scan};
+use crate::scan::{Delimiter, LineScanner, Scan};
 use crate::{FrameError, LineError, PrefixWidth};
 
 /// The default line delimiter (Twisted's `LineReceiver.delimiter`).
@@ -122,8 +121,9 @@ pub enum OnTooLong {
 /// * Lines are [`Bytes`] (any byte, NUL and invalid UTF-8 included) without their delimiter,
 ///   split off the read buffer: no copy per line, and bytes already searched are not
 ///   searched again, so decoding is linear however the input is split.
-/// * The delimiter is any non-empty byte string (default `\r\n`); there is no `\n`/`\r\n`
-///   guessing: with `\r\n`, `a\nb\n` is no line yet.
+/// * The delimiter is any non-empty byte string (default `\r\n`: then `a\nb\n` is no line
+///   yet), or [`Delimiter::ANY`] for lines ending in `\n` or `\r\n` (delivered without the
+///   `\r`; encoded lines end as the last decoded one did).
 /// * A complete line is accepted iff it is at most `max_length` bytes (default 16384);
 ///   bytes with no delimiter fail once they reach `max_length + delimiter.len()`, so a
 ///   `max_length`-byte line whose delimiter is split across reads is fine. The buffer never
@@ -164,7 +164,7 @@ pub enum OnTooLong {
 /// ```
 #[derive(Debug, Clone)]
 pub struct LineCodec {
-    delimiter: Cow<'static, [u8]>,
+    delimiter: Delimiter,
     max_length: usize,
     policy: OnTooLong,
     scanner: LineScanner,
@@ -201,7 +201,7 @@ impl LineCodec {
     /// ```
     pub fn new() -> Self {
         Self {
-            delimiter: Cow::Borrowed(DEFAULT_DELIMITER),
+            delimiter: Delimiter::default(),
             max_length: DEFAULT_MAX_LINE_LENGTH,
             policy: OnTooLong::Close,
             scanner: LineScanner::default(),
@@ -229,10 +229,8 @@ impl LineCodec {
     /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"a\r"[..]));
     /// # Ok::<(), weft_line::LineError>(())
     /// ```
-    pub fn delimiter(mut self, delimiter: impl Into<Cow<'static, [u8]>>) -> Self {
-        let delimiter = delimiter.into();
-        assert!(!delimiter.is_empty(), "a line delimiter cannot be empty");
-        self.delimiter = delimiter;
+    pub fn delimiter(mut self, delimiter: impl Into<Delimiter>) -> Self {
+        self.delimiter = delimiter.into();
         self.scanner.reset();
         self
     }
@@ -288,7 +286,7 @@ impl LineCodec {
     /// assert_eq!(LineCodec::new().delimiter(&b"\0"[..]).get_delimiter(), b"\0");
     /// ```
     pub fn get_delimiter(&self) -> &[u8] {
-        &self.delimiter
+        self.delimiter.ending(self.scanner.bare_lf())
     }
 
     /// The maximum line length.
@@ -340,7 +338,11 @@ impl LineCodec {
     /// True if `line` would be decoded as itself: no delimiter inside it and none formed
     /// with the delimiter appended.
     fn encodable(&self, line: &[u8]) -> bool {
-        let d = &self.delimiter[..];
+        if self.delimiter.is_any() {
+            // Read back as itself whichever ending it gets.
+            return memchr::memchr(b'\n', line).is_none() && line.last() != Some(&b'\r');
+        }
+        let d = self.delimiter.search();
         if memchr::memmem::find(line, d).is_some() {
             return false;
         }
@@ -412,7 +414,7 @@ impl Decoder for LineCodec {
                     }
                     _ => {
                         // Keep only what could be the start of a delimiter.
-                        let keep = (self.delimiter.len() - 1).min(buf.len());
+                        let keep = (self.delimiter.max_len() - 1).min(buf.len());
                         buf.advance(buf.len() - keep);
                         self.scanner.reset();
                         return Ok(None);
@@ -512,9 +514,10 @@ impl<T: AsRef<[u8]>> Encoder<T> for LineCodec {
         if !self.encodable(line) {
             return Err(LineError::DelimiterInLine);
         }
-        dst.reserve(line.len() + self.delimiter.len());
+        let ending = self.delimiter.ending(self.scanner.bare_lf());
+        dst.reserve(line.len() + ending.len());
         dst.extend_from_slice(line);
-        dst.extend_from_slice(&self.delimiter);
+        dst.extend_from_slice(ending);
         Ok(())
     }
 }

@@ -88,6 +88,7 @@ pub use error::{FrameError, LineError};
 pub use framing::PrefixWidth;
 pub use line::{LineControl, LineProtocol, LineReceiver, line_factory};
 pub use line_only::{LineOnlyControl, LineOnlyProtocol, LineOnlyReceiver, line_only_factory};
+pub use scan::Delimiter;
 pub use string::{
     Framing, Int8Protocol, Int16Protocol, Int32Protocol, IntN, IntNProtocol, Netstring,
     NetstringProtocol, StringControl, StringProtocol, StringReceiver, intn_factory,

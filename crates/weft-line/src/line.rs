@@ -1,7 +1,6 @@
 //! [`LineReceiver`]: Twisted's `LineReceiver` (line mode, raw mode, pausing) on weft-core's
 //! [`Protocol`], through the [`LineProtocol`] wrapper.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
@@ -10,7 +9,7 @@ use weft_core::{Address, DisconnectReason, FnFactory, Protocol, TimerId, Transpo
 
 use crate::LineError;
 use crate::codec::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE_LENGTH};
-use crate::scan::{Completion, LineScanner, Scan, complete_tail};
+use crate::scan::{Completion, Delimiter, LineScanner, Scan, complete_tail};
 
 /// A pending buffer emptied with at most this capacity is kept for the next partial line;
 /// a bigger one is freed.
@@ -444,11 +443,20 @@ struct LineState {
     /// `buf` holds a line-mode partial line that `scanner` has searched.
     tail: bool,
     scanner: LineScanner,
-    delimiter: Cow<'static, [u8]>,
+    delimiter: Delimiter,
     max_length: usize,
     raw: bool,
     paused: bool,
     stopped: bool,
+}
+
+impl LineState {
+    /// After a delimiter or maximum-length change: a buffered partial line is parsed again
+    /// from its start with the new rule (it may hold a whole line now, or be too long).
+    fn rescan(&mut self) {
+        self.scanner.reset();
+        self.tail = false;
+    }
 }
 
 impl fmt::Debug for LineState {
@@ -552,7 +560,8 @@ impl LineControl<'_> {
     /// ```
     #[inline]
     pub fn send_line(&mut self, line: impl AsRef<[u8]>) {
-        self.t.write_slices(&[line.as_ref(), &self.st.delimiter]);
+        let ending = self.st.delimiter.ending(self.st.scanner.bare_lf());
+        self.t.write_slices(&[line.as_ref(), ending]);
     }
 
     /// The underlying transport (the control also derefs to it).
@@ -853,7 +862,7 @@ impl LineControl<'_> {
     /// # assert!(!conn.is_closing());
     /// ```
     pub fn delimiter(&self) -> &[u8] {
-        &self.st.delimiter
+        self.st.delimiter.ending(self.st.scanner.bare_lf())
     }
 
     /// Changes the delimiter, from the next line on.
@@ -886,11 +895,9 @@ impl LineControl<'_> {
     /// conn.feed(b"USE LF\r\none\ntwo\n");
     /// assert_eq!(conn.protocol().receiver().0, [&b"one"[..], b"two"]);
     /// ```
-    pub fn set_delimiter(&mut self, delimiter: impl Into<Cow<'static, [u8]>>) {
-        let delimiter = delimiter.into();
-        assert!(!delimiter.is_empty(), "a line delimiter cannot be empty");
-        self.st.delimiter = delimiter;
-        self.st.scanner.reset();
+    pub fn set_delimiter(&mut self, delimiter: impl Into<Delimiter>) {
+        self.st.delimiter = delimiter.into();
+        self.st.rescan();
     }
 
     /// The current maximum line length.
@@ -944,6 +951,7 @@ impl LineControl<'_> {
     /// ```
     pub fn set_max_length(&mut self, max_length: usize) {
         self.st.max_length = max_length;
+        self.st.rescan();
     }
 }
 
@@ -1053,7 +1061,7 @@ impl<R: LineReceiver> LineProtocol<R> {
                 buf: BytesMut::new(),
                 tail: false,
                 scanner: LineScanner::default(),
-                delimiter: Cow::Borrowed(R::DELIMITER),
+                delimiter: Delimiter::from(R::DELIMITER),
                 max_length: R::MAX_LENGTH,
                 raw: false,
                 paused: false,
@@ -1082,10 +1090,8 @@ impl<R: LineReceiver> LineProtocol<R> {
     /// conn.feed(b"a\r\nb\n");
     /// assert_eq!(conn.protocol().receiver().0, [b"a\r".to_vec(), b"b".to_vec()]);
     /// ```
-    pub fn with_delimiter(mut self, delimiter: impl Into<Cow<'static, [u8]>>) -> Self {
-        let delimiter = delimiter.into();
-        assert!(!delimiter.is_empty(), "a line delimiter cannot be empty");
-        self.st.delimiter = delimiter;
+    pub fn with_delimiter(mut self, delimiter: impl Into<Delimiter>) -> Self {
+        self.st.delimiter = delimiter.into();
         self
     }
 
@@ -1451,7 +1457,7 @@ impl<R: LineReceiver> Protocol for LineProtocol<R> {
                     self.recycle(line);
                     self.run(Src::Borrowed(data), used, out, t);
                 }
-                Completion::TooLong => {
+                Completion::Reparse => {
                     let b = std::mem::take(&mut self.st.buf);
                     self.st.tail = false;
                     self.st.scanner.reset();

@@ -1,6 +1,5 @@
 //! [`LineOnlyReceiver`]: lines only (no raw mode, no pausing), the fastest path.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
@@ -10,7 +9,7 @@ use weft_core::{Address, DisconnectReason, FnFactory, Protocol, TimerId, Transpo
 use crate::LineError;
 use crate::codec::{DEFAULT_DELIMITER, DEFAULT_MAX_LINE_LENGTH};
 use crate::line::KEEP_CAPACITY;
-use crate::scan::{Completion, LineScanner, Scan, complete_tail};
+use crate::scan::{Completion, Delimiter, LineScanner, Scan, complete_tail};
 
 /// The callbacks of a lines-only protocol (Twisted's `LineOnlyReceiver`), run by a
 /// [`LineOnlyProtocol`]: no raw mode and no pausing, so the parse loop is the simplest.
@@ -484,7 +483,7 @@ pub struct LineOnlyProtocol<R> {
     receiver: R,
     buf: BytesMut,
     scanner: LineScanner,
-    delimiter: Cow<'static, [u8]>,
+    delimiter: Delimiter,
     max_length: usize,
 }
 
@@ -517,7 +516,7 @@ impl<R: LineOnlyReceiver> LineOnlyProtocol<R> {
             receiver,
             buf: BytesMut::new(),
             scanner: LineScanner::default(),
-            delimiter: Cow::Borrowed(R::DELIMITER),
+            delimiter: Delimiter::from(R::DELIMITER),
             max_length: R::MAX_LENGTH,
         }
     }
@@ -545,10 +544,8 @@ impl<R: LineOnlyReceiver> LineOnlyProtocol<R> {
     /// conn.feed(b"a\0b\0");
     /// assert_eq!(conn.written(), b"a\0b\0");
     /// ```
-    pub fn with_delimiter(mut self, delimiter: impl Into<Cow<'static, [u8]>>) -> Self {
-        let delimiter = delimiter.into();
-        assert!(!delimiter.is_empty(), "a line delimiter cannot be empty");
-        self.delimiter = delimiter;
+    pub fn with_delimiter(mut self, delimiter: impl Into<Delimiter>) -> Self {
+        self.delimiter = delimiter.into();
         self.scanner.reset();
         self
     }
@@ -682,7 +679,7 @@ impl<R: LineOnlyReceiver> LineOnlyProtocol<R> {
     ) -> T {
         let mut ctl = LineOnlyControl {
             t,
-            delimiter: &self.delimiter,
+            delimiter: self.delimiter.ending(self.scanner.bare_lf()),
             max_length: self.max_length,
         };
         f(&mut self.receiver, &mut ctl)
@@ -699,23 +696,20 @@ impl<R: LineOnlyReceiver> Protocol for LineOnlyProtocol<R> {
             return;
         }
         let mut data = data;
-        let mut ctl = LineOnlyControl {
-            t,
-            delimiter: &self.delimiter,
-            max_length: self.max_length,
-        };
+        let delim = &self.delimiter;
+        let max_length = self.max_length;
+        let owned;
         if self.buf.is_empty() {
             self.scanner.reset();
         } else {
-            match complete_tail(
-                &mut self.scanner,
-                &mut self.buf,
-                data,
-                ctl.delimiter,
-                ctl.max_length,
-            ) {
+            match complete_tail(&mut self.scanner, &mut self.buf, data, delim, max_length) {
                 Completion::Line { used } => {
                     let mut line = std::mem::take(&mut self.buf);
+                    let mut ctl = LineOnlyControl {
+                        t: &mut *t,
+                        delimiter: delim.ending(self.scanner.bare_lf()),
+                        max_length,
+                    };
                     self.receiver.line_received(&line, &mut ctl);
                     if line.capacity() <= KEEP_CAPACITY {
                         line.clear();
@@ -723,22 +717,25 @@ impl<R: LineOnlyReceiver> Protocol for LineOnlyProtocol<R> {
                     }
                     data = &data[used..];
                 }
-                Completion::TooLong => {
-                    let long = std::mem::take(&mut self.buf);
-                    self.scanner.reset();
-                    self.receiver.line_length_exceeded(&long, &mut ctl);
-                    return;
+                Completion::Reparse => {
+                    owned = std::mem::take(&mut self.buf);
+                    data = &owned;
                 }
                 Completion::Incomplete => return,
             }
         }
-        if let &[delim] = ctl.delimiter {
+        let mut ctl = LineOnlyControl {
+            t,
+            delimiter: delim.ending(self.scanner.bare_lf()),
+            max_length,
+        };
+        if let (&[byte], false) = (delim.search(), delim.is_any()) {
             // The common one-byte delimiter: the same search and length rule as the scanner's
             // (a line is accepted iff it is at most `max_length` bytes), without its state.
-            let bound = ctl.max_length.saturating_add(1);
+            let bound = max_length.saturating_add(1);
             while !data.is_empty() && !ctl.t.is_closing() {
                 let limit = data.len().min(bound);
-                match memchr::memchr(delim, &data[..limit]) {
+                match memchr::memchr(byte, &data[..limit]) {
                     Some(i) => {
                         self.receiver.line_received(&data[..i], &mut ctl);
                         data = &data[i + 1..];
@@ -758,8 +755,9 @@ impl<R: LineOnlyReceiver> Protocol for LineOnlyProtocol<R> {
             return;
         }
         while !data.is_empty() && !ctl.t.is_closing() {
-            match self.scanner.scan(data, ctl.delimiter, ctl.max_length) {
+            match self.scanner.scan(data, delim, max_length) {
                 Scan::Line { len, consumed } => {
+                    ctl.delimiter = delim.ending(self.scanner.bare_lf());
                     self.receiver.line_received(&data[..len], &mut ctl);
                     data = &data[consumed..];
                 }

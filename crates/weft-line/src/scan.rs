@@ -1,5 +1,6 @@
 //! The incremental delimiter search shared by [`LineCodec`](crate::LineCodec),
-//! [`LineProtocol`](crate::LineProtocol) and [`LineOnlyProtocol`](crate::LineOnlyProtocol).
+//! [`LineProtocol`](crate::LineProtocol) and [`LineOnlyProtocol`](crate::LineOnlyProtocol),
+//! and [`Delimiter`], what it searches for.
 //!
 //! The search looks for the *last* byte of the delimiter with `memchr` and then checks the
 //! bytes before it, so a delimiter split across reads is found without any special case, and
@@ -7,16 +8,188 @@
 //! searched twice, so a read holding thousands of lines costs linear time (Twisted's
 //! LineReceiver re-copies the rest of its buffer for every line: issue 6357).
 //!
-//! The length rule is Twisted's LineReceiver rule: a complete line is accepted iff it is at
-//! most `max_length` bytes long; bytes with no delimiter fail once they reach
-//! `max_length + delimiter.len()`. So the search never looks further than that many bytes.
+//! The length rule, one for every line framing (Twisted's LineReceiver rule): a complete line
+//! is accepted iff it is at most `max_length` bytes long, delimiter excluded; bytes that may
+//! still be the start of a delimiter do not count, so bytes with no delimiter fail once they
+//! reach `max_length + delimiter.len()` (for [`Delimiter::ANY`], `max_length + 2`). The search
+//! never looks further than that many bytes.
+
+use std::borrow::Cow;
+use std::fmt;
 
 use bytes::BytesMut;
+
+/// A line delimiter: a fixed byte string (any non-empty one, `\r\n` by default), or
+/// [`Delimiter::ANY`], `\n` with or without a `\r` before it (what `nc` and `telnet` send).
+///
+/// With `ANY`, lines are delivered without the `\r`, the maximum length does not count it,
+/// and lines sent end the way the last line received ended (`\r\n` before any line arrived),
+/// so a peer gets back the line ends it uses.
+///
+/// Byte strings convert into it, so `with_delimiter(b"\n")` and `with_delimiter(Delimiter::ANY)`
+/// both work.
+///
+/// # Panics
+///
+/// Converting an empty byte string panics: a line delimiter cannot be empty.
+///
+/// # Examples
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_line::{Delimiter, LineControl, LineProtocol, LineReceiver};
+///
+/// #[derive(Default)]
+/// struct Lines(Vec<Vec<u8>>);
+/// impl LineReceiver for Lines {
+///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+///         self.0.push(line.to_vec());
+///         ctl.send_line(b"ok");
+///     }
+/// }
+/// let mut conn = MemoryTransport::new(LineProtocol::new(Lines::default()).with_delimiter(Delimiter::ANY));
+/// conn.feed(b"from nc\nfrom telnet\r\n");
+/// assert_eq!(conn.protocol().receiver().0, [&b"from nc"[..], b"from telnet"]);
+/// // Each answer ends as the line before it did.
+/// assert_eq!(conn.written(), b"ok\nok\r\n");
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Delimiter {
+    /// The bytes searched for (`\n` for `ANY`).
+    search: Cow<'static, [u8]>,
+    /// `ANY`: a `\r` before the `\n` belongs to the delimiter.
+    any: bool,
+}
+
+impl Delimiter {
+    /// `\n` or `\r\n`: the line is delivered without the `\r`, and the maximum length does not
+    /// count it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Decoder;
+    /// use weft_line::{Delimiter, LineCodec};
+    ///
+    /// let mut codec = LineCodec::new().delimiter(Delimiter::ANY).max_length(3);
+    /// let mut buf = BytesMut::from(&b"abc\r\nxyz\n"[..]);
+    /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"abc"[..]));
+    /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"xyz"[..]));
+    /// # Ok::<(), weft_line::LineError>(())
+    /// ```
+    pub const ANY: Delimiter = Delimiter {
+        search: Cow::Borrowed(b"\n"),
+        any: true,
+    };
+
+    /// True for [`Delimiter::ANY`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_line::Delimiter;
+    ///
+    /// assert!(Delimiter::ANY.is_any());
+    /// assert!(!Delimiter::from(b"\n").is_any());
+    /// ```
+    pub fn is_any(&self) -> bool {
+        self.any
+    }
+
+    /// The fixed delimiter's bytes; for [`Delimiter::ANY`], `\r\n`, what it sends before any
+    /// line arrived.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_line::Delimiter;
+    ///
+    /// assert_eq!(Delimiter::from(b"\0").as_bytes(), b"\0");
+    /// assert_eq!(Delimiter::ANY.as_bytes(), b"\r\n");
+    /// ```
+    pub fn as_bytes(&self) -> &[u8] {
+        if self.any { b"\r\n" } else { &self.search }
+    }
+
+    /// What the scanner searches for (`\n` for `ANY`).
+    pub(crate) fn search(&self) -> &[u8] {
+        &self.search
+    }
+
+    /// The longest delimiter: the number of bytes at the end of a partial line that do not
+    /// count toward the maximum length.
+    pub(crate) fn max_len(&self) -> usize {
+        self.search.len() + usize::from(self.any)
+    }
+
+    /// The bytes a sent line ends with, given how the last line received ended.
+    #[inline]
+    pub(crate) fn ending(&self, bare_lf: bool) -> &[u8] {
+        if self.any {
+            if bare_lf { b"\n" } else { b"\r\n" }
+        } else {
+            &self.search
+        }
+    }
+
+    fn bytes(search: Cow<'static, [u8]>) -> Self {
+        assert!(!search.is_empty(), "a line delimiter cannot be empty");
+        Delimiter { search, any: false }
+    }
+}
+
+impl Default for Delimiter {
+    /// `\r\n` (Twisted's `LineReceiver.delimiter`).
+    fn default() -> Self {
+        Delimiter::bytes(Cow::Borrowed(crate::DEFAULT_DELIMITER))
+    }
+}
+
+impl fmt::Debug for Delimiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.any {
+            f.write_str("Delimiter::ANY")
+        } else {
+            write!(f, "Delimiter({:?})", self.search.escape_ascii().to_string())
+        }
+    }
+}
+
+impl From<&'static [u8]> for Delimiter {
+    fn from(bytes: &'static [u8]) -> Self {
+        Delimiter::bytes(Cow::Borrowed(bytes))
+    }
+}
+
+impl<const N: usize> From<&'static [u8; N]> for Delimiter {
+    fn from(bytes: &'static [u8; N]) -> Self {
+        Delimiter::bytes(Cow::Borrowed(bytes))
+    }
+}
+
+impl From<&'static str> for Delimiter {
+    fn from(s: &'static str) -> Self {
+        Delimiter::bytes(Cow::Borrowed(s.as_bytes()))
+    }
+}
+
+impl From<Vec<u8>> for Delimiter {
+    fn from(bytes: Vec<u8>) -> Self {
+        Delimiter::bytes(Cow::Owned(bytes))
+    }
+}
+
+impl From<Cow<'static, [u8]>> for Delimiter {
+    fn from(bytes: Cow<'static, [u8]>) -> Self {
+        Delimiter::bytes(bytes)
+    }
+}
 
 /// What [`LineScanner::scan`] found at the start of a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Scan {
-    /// A line of `len` bytes, followed by its delimiter; `consumed` = `len + delimiter.len()`.
+    /// A line of `len` bytes, followed by its delimiter; `consumed` = `len` + the delimiter.
     Line { len: usize, consumed: usize },
     /// No delimiter yet, and still under the limit: wait for more bytes.
     Incomplete,
@@ -29,6 +202,8 @@ pub(crate) enum Scan {
 pub(crate) struct LineScanner {
     /// Positions below this are known not to be the last byte of a delimiter.
     searched: usize,
+    /// The last line found ended in a bare `\n` ([`Delimiter::ANY`]).
+    bare_lf: bool,
 }
 
 impl LineScanner {
@@ -37,29 +212,39 @@ impl LineScanner {
         self.searched = 0;
     }
 
-    /// Where the next search starts.
-    pub(crate) fn searched(&self) -> usize {
-        self.searched
-    }
-
     /// Sets where the next search starts (the caller knows that no delimiter ends before it).
     pub(crate) fn set_searched(&mut self, at: usize) {
         self.searched = at;
     }
 
+    /// The last line found ended in a bare `\n` (what a [`Delimiter::ANY`] answer ends with).
+    pub(crate) fn bare_lf(&self) -> bool {
+        self.bare_lf
+    }
+
     /// Looks for the first line of `buf`. Between two calls `buf` may only grow at its end;
     /// once a line (or `TooLong`) is returned the state resets, for a buffer that starts
-    /// after it. `delim` must not be empty.
+    /// after it.
     #[inline]
-    pub(crate) fn scan(&mut self, buf: &[u8], delim: &[u8], max_length: usize) -> Scan {
-        let d = delim.len();
-        debug_assert!(d > 0, "empty delimiter");
-        let Some(&last) = delim.last() else {
+    pub(crate) fn scan(&mut self, buf: &[u8], delim: &Delimiter, max_length: usize) -> Scan {
+        self.scan_after(buf, 0, delim, max_length)
+    }
+
+    /// [`scan`](Self::scan) for a `buf` that continues a line whose first `pre` bytes are
+    /// held elsewhere (and were searched): lengths count them, positions do not.
+    #[inline]
+    fn scan_after(&mut self, buf: &[u8], pre: usize, delim: &Delimiter, max_length: usize) -> Scan {
+        let search = delim.search();
+        let d = search.len();
+        let Some(&last) = search.last() else {
             return Scan::Incomplete;
         };
-        let bound = max_length.saturating_add(d);
-        // A delimiter ending at position `j` gives a line of `j + 1 - d` bytes: only ends below
-        // `bound` can give an acceptable line.
+        // A delimiter must end below `bound` (counted in `buf`) for the line to be acceptable,
+        // and `bound` bytes with none are too long: the last `max_len - 1` bytes may still be
+        // the start of a delimiter, so they do not count.
+        let bound = max_length
+            .saturating_add(delim.max_len())
+            .saturating_sub(pre);
         let limit = buf.len().min(bound);
         let mut from = self.searched.max(d - 1);
         while from < limit {
@@ -68,10 +253,20 @@ impl LineScanner {
                     let j = from + i;
                     // `buf[j]` is the delimiter's last byte: compare only the rest (nothing
                     // for the common one-byte delimiter).
-                    if d == 1 || buf[j + 1 - d..j] == delim[..d - 1] {
+                    if d == 1 || buf[j + 1 - d..j] == search[..d - 1] {
                         self.searched = 0;
+                        let mut len = j + 1 - d;
+                        if delim.any {
+                            let cr = len > 0 && buf[len - 1] == b'\r';
+                            len -= usize::from(cr);
+                            self.bare_lf = !cr;
+                            // A bare `\n` at the bound ends one byte too many.
+                            if pre + len > max_length {
+                                return Scan::TooLong;
+                            }
+                        }
                         return Scan::Line {
-                            len: j + 1 - d,
+                            len,
                             consumed: j + 1,
                         };
                     }
@@ -97,65 +292,65 @@ pub(crate) enum Completion {
     /// The pending line is complete: `buf` now holds exactly the line, and the first `used`
     /// bytes of the new data (the end of the line and its delimiter) are consumed.
     Line { used: usize },
-    /// The line is too long: `buf` now holds the pending bytes followed by all the new data.
-    TooLong,
+    /// `buf` now holds the pending bytes followed by all the new data, to be parsed again
+    /// from its start: the line is too long, or (the delimiter changed since the pending
+    /// bytes were searched) a line ends inside the pending bytes.
+    Reparse,
     /// Still no delimiter: all the new data was appended to `buf`.
     Incomplete,
 }
 
-/// Adds `data` to the partial line pending in `buf` (which `scanner` has fully searched),
-/// copying only the bytes that belong to that line: the lines after it stay in `data`, to be
-/// delivered without a copy.
+/// Adds `data` to the partial line pending in `buf` (which `scanner` has searched with the
+/// same delimiter), copying only the bytes that belong to that line: the lines after it stay
+/// in `data`, to be delivered without a copy.
 pub(crate) fn complete_tail(
     scanner: &mut LineScanner,
     buf: &mut BytesMut,
     data: &[u8],
-    delim: &[u8],
+    delim: &Delimiter,
     max_length: usize,
 ) -> Completion {
-    let d = delim.len();
     let tail = buf.len();
-    // 1. A delimiter straddling the boundary ends within the first d - 1 new bytes.
-    let k = data.len().min(d - 1);
+    // 1. A delimiter straddling the boundary ends within the first (longest delimiter - 1)
+    //    new bytes.
+    let k = data.len().min(delim.max_len() - 1);
     buf.extend_from_slice(&data[..k]);
     match scanner.scan(buf, delim, max_length) {
-        Scan::Line { len, consumed } => {
+        Scan::Line { len, consumed } if consumed > tail => {
             buf.truncate(len);
             return Completion::Line {
                 used: consumed - tail,
             };
         }
-        Scan::TooLong => {
+        Scan::Line { .. } | Scan::TooLong => {
             buf.extend_from_slice(&data[k..]);
-            return Completion::TooLong;
+            scanner.reset();
+            return Completion::Reparse;
         }
         Scan::Incomplete => {}
     }
-    // 2. Any other delimiter lies entirely inside `data`: search it in place, with the room
-    //    the pending bytes leave under the limit.
-    let room = max_length.saturating_sub(tail);
-    if tail > max_length {
-        // Pending bytes alone are over the limit (only possible when the limit was lowered).
-        buf.extend_from_slice(&data[k..]);
-        scanner.reset();
-        return Completion::TooLong;
-    }
-    let mut inner = LineScanner { searched: k };
-    match inner.scan(data, delim, room) {
+    // 2. Any other delimiter lies entirely inside `data`: search it in place, the pending
+    //    bytes counting toward the line's length.
+    let mut inner = LineScanner {
+        searched: k,
+        bare_lf: scanner.bare_lf,
+    };
+    match inner.scan_after(data, tail, delim, max_length) {
         Scan::Line { len, consumed } => {
             buf.truncate(tail);
             buf.extend_from_slice(&data[..len]);
             scanner.reset();
+            scanner.bare_lf = inner.bare_lf;
             Completion::Line { used: consumed }
         }
         Scan::TooLong => {
             buf.extend_from_slice(&data[k..]);
             scanner.reset();
-            Completion::TooLong
+            Completion::Reparse
         }
         Scan::Incomplete => {
             buf.extend_from_slice(&data[k..]);
-            scanner.set_searched(tail + inner.searched());
+            scanner.set_searched(tail + inner.searched);
             Completion::Incomplete
         }
     }
@@ -165,13 +360,108 @@ pub(crate) fn complete_tail(
 mod tests {
     use super::*;
 
+    fn crlf() -> Delimiter {
+        Delimiter::from(b"\r\n")
+    }
+
+    /// Feeds `reads` one by one as a protocol does (scan, then complete the tail); the lines
+    /// and whether the length limit was hit.
+    fn feed(reads: &[&[u8]], delim: &Delimiter, max: usize) -> (Vec<Vec<u8>>, bool) {
+        let mut s = LineScanner::default();
+        let mut buf = BytesMut::new();
+        let mut lines = Vec::new();
+        for &read in reads {
+            let mut data = read;
+            if !buf.is_empty() {
+                match complete_tail(&mut s, &mut buf, data, delim, max) {
+                    Completion::Line { used } => {
+                        lines.push(buf.split().to_vec());
+                        data = &data[used..];
+                    }
+                    Completion::Reparse => return (lines, true),
+                    Completion::Incomplete => continue,
+                }
+            }
+            loop {
+                match s.scan(data, delim, max) {
+                    Scan::Line { len, consumed } => {
+                        lines.push(data[..len].to_vec());
+                        data = &data[consumed..];
+                    }
+                    Scan::TooLong => return (lines, true),
+                    Scan::Incomplete => {
+                        buf.extend_from_slice(data);
+                        s.set_searched(buf.len());
+                        break;
+                    }
+                }
+            }
+        }
+        (lines, false)
+    }
+
+    #[test]
+    fn a_split_three_byte_delimiter_does_not_count_toward_the_limit() {
+        let end = Delimiter::from(b"END");
+        let reads: [&[u8]; 8] = [b"xxxxxxxx", b"E", b"N", b"D", b"y", b"E", b"N", b"D"];
+        assert_eq!(
+            feed(&reads, &end, 8),
+            (vec![b"xxxxxxxx".to_vec(), b"y".to_vec()], false)
+        );
+    }
+
+    #[test]
+    fn an_empty_read_after_a_partial_crlf_does_not_count_toward_the_limit() {
+        let reads: [&[u8]; 4] = [b"xxxxxxxx", b"\r", b"", b"\n"];
+        assert_eq!(
+            feed(&reads, &crlf(), 8),
+            (vec![b"xxxxxxxx".to_vec()], false)
+        );
+        let reads: [&[u8]; 3] = [b"xxxxxxxx", b"\r", b""];
+        assert_eq!(feed(&reads, &crlf(), 8), (vec![], false));
+        let reads: [&[u8]; 3] = [b"xxxxxxxx", b"\r", b"x"];
+        assert_eq!(feed(&reads, &crlf(), 8), (vec![], true));
+    }
+
+    #[test]
+    fn any_line_ending() {
+        let any = Delimiter::ANY;
+        let reads: [&[u8]; 5] = [b"ab\r", b"\ncd\n", b"12345678", b"\r", b"\n"];
+        let (lines, exceeded) = feed(&reads, &any, 8);
+        assert_eq!(lines, [&b"ab"[..], b"cd", b"12345678"]);
+        assert!(!exceeded);
+        // The `\r` does not count, a ninth byte does.
+        assert_eq!(feed(&[b"123456789\n"], &any, 8), (vec![], true));
+        assert_eq!(feed(&[b"12345678", b"9", b"\n"], &any, 8), (vec![], true));
+        assert_eq!(feed(&[b"12345678\r\r\n"], &any, 8), (vec![], true));
+        // A line ending in `\r` keeps all but the last one.
+        assert_eq!(feed(&[b"a\r\r\n"], &any, 8), (vec![b"a\r".to_vec()], false));
+        let mut s = LineScanner::default();
+        assert_eq!(
+            s.scan(b"x\n", &any, 8),
+            Scan::Line {
+                len: 1,
+                consumed: 2
+            }
+        );
+        assert!(s.bare_lf());
+        assert_eq!(
+            s.scan(b"x\r\n", &any, 8),
+            Scan::Line {
+                len: 1,
+                consumed: 3
+            }
+        );
+        assert!(!s.bare_lf());
+    }
+
     #[test]
     fn finds_lines_and_resumes() {
         let mut s = LineScanner::default();
-        assert_eq!(s.scan(b"ab", b"\r\n", 10), Scan::Incomplete);
-        assert_eq!(s.scan(b"ab\r", b"\r\n", 10), Scan::Incomplete);
+        assert_eq!(s.scan(b"ab", &crlf(), 10), Scan::Incomplete);
+        assert_eq!(s.scan(b"ab\r", &crlf(), 10), Scan::Incomplete);
         assert_eq!(
-            s.scan(b"ab\r\ncd", b"\r\n", 10),
+            s.scan(b"ab\r\ncd", &crlf(), 10),
             Scan::Line {
                 len: 2,
                 consumed: 4
@@ -183,28 +473,28 @@ mod tests {
     fn twisted_length_rule() {
         let mut s = LineScanner::default();
         // M bytes then a split delimiter: still fine.
-        assert_eq!(s.scan(b"xxxx\r", b"\r\n", 4), Scan::Incomplete);
+        assert_eq!(s.scan(b"xxxx\r", &crlf(), 4), Scan::Incomplete);
         assert_eq!(
-            s.scan(b"xxxx\r\n", b"\r\n", 4),
+            s.scan(b"xxxx\r\n", &crlf(), 4),
             Scan::Line {
                 len: 4,
                 consumed: 6
             }
         );
         s.reset();
-        assert_eq!(s.scan(b"xxxxx", b"\r\n", 4), Scan::Incomplete);
-        assert_eq!(s.scan(b"xxxxxx", b"\r\n", 4), Scan::TooLong);
-        assert_eq!(s.scan(b"xxxxx\r\n", b"\r\n", 4), Scan::TooLong);
+        assert_eq!(s.scan(b"xxxxx", &crlf(), 4), Scan::Incomplete);
+        assert_eq!(s.scan(b"xxxxxx", &crlf(), 4), Scan::TooLong);
+        assert_eq!(s.scan(b"xxxxx\r\n", &crlf(), 4), Scan::TooLong);
     }
 
     #[test]
     fn completes_a_straddling_delimiter() {
         let mut s = LineScanner::default();
         let mut buf = BytesMut::new();
-        assert_eq!(s.scan(b"abc\r", b"\r\n", 10), Scan::Incomplete);
+        assert_eq!(s.scan(b"abc\r", &crlf(), 10), Scan::Incomplete);
         buf.extend_from_slice(b"abc\r");
         assert_eq!(
-            complete_tail(&mut s, &mut buf, b"\nnext\r\n", b"\r\n", 10),
+            complete_tail(&mut s, &mut buf, b"\nnext\r\n", &crlf(), 10),
             Completion::Line { used: 1 }
         );
         assert_eq!(&buf[..], b"abc");
@@ -214,18 +504,18 @@ mod tests {
     fn completes_inside_the_data() {
         let mut s = LineScanner::default();
         let mut buf = BytesMut::from(&b"ab"[..]);
-        assert_eq!(s.scan(&buf, b"\r\n", 10), Scan::Incomplete);
+        assert_eq!(s.scan(&buf, &crlf(), 10), Scan::Incomplete);
         assert_eq!(
-            complete_tail(&mut s, &mut buf, b"cd\r\nef", b"\r\n", 10),
+            complete_tail(&mut s, &mut buf, b"cd\r\nef", &crlf(), 10),
             Completion::Line { used: 4 }
         );
         assert_eq!(&buf[..], b"abcd");
         let mut buf = BytesMut::from(&b"ab"[..]);
         s.reset();
-        assert_eq!(s.scan(&buf, b"\r\n", 3), Scan::Incomplete);
+        assert_eq!(s.scan(&buf, &crlf(), 3), Scan::Incomplete);
         assert_eq!(
-            complete_tail(&mut s, &mut buf, b"cd\r\n", b"\r\n", 3),
-            Completion::TooLong
+            complete_tail(&mut s, &mut buf, b"cd\r\n", &crlf(), 3),
+            Completion::Reparse
         );
         assert_eq!(&buf[..], b"abcd\r\n");
     }

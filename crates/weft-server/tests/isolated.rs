@@ -6,11 +6,10 @@
 //! - the descriptor-leak check counts `/proc/self/fd`, which only works when no other
 //!   test opens sockets at the same time.
 //!
-//! Run `cargo test --test isolated -- NAME` to run only the tests whose name contains
-//! NAME.
+//! It takes libtest's arguments and reports as libtest does (through `libtest-mimic`):
+//! `cargo test --test isolated -- NAME` runs only the tests whose name contains NAME.
 
-// A harness-less test binary reports on stderr like libtest, and its `fork-server`
-// role tells its parent the address over stdout.
+// The `fork-server` role tells its parent the address over stdout.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -118,32 +117,22 @@ fn main() {
         ("process_pool_unix_stream", pool_unix),
         ("process_pool_unix_datagram", pool_unix_dgram),
     ];
-    // Name filters, as libtest takes them; flags (and the values of those that take
-    // one) are ignored.
-    let mut filters = Vec::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if matches!(
-            a.as_str(),
-            "--test-threads" | "--skip" | "--format" | "--color" | "--logfile" | "-Z"
-        ) {
-            args.next();
-        } else if !a.starts_with('-') {
-            filters.push(a);
-        }
-    }
-    let mut ran = 0;
-    for (name, test) in tests {
-        if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        eprint!("test {name} ... ");
-        let start = Instant::now();
-        test();
-        eprintln!("ok ({:?})", start.elapsed());
-        ran += 1;
-    }
-    eprintln!("isolated: {ran} passed");
+    // libtest's command line, listing (`--list`, which cargo-nextest uses) and report
+    // (`test result: ...`), so totals add up with the other test binaries. One test at a
+    // time on the main thread, whatever `--test-threads` says: this process must stay
+    // single-threaded while no test runs.
+    let mut args = libtest_mimic::Arguments::from_args();
+    args.test_threads = Some(1);
+    let trials = tests
+        .iter()
+        .map(|&(name, test)| {
+            libtest_mimic::Trial::test(name, move || {
+                test();
+                Ok(())
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
 }
 
 // ---------------------------------------------------------------- fork per connection
@@ -197,18 +186,8 @@ type Ask = Box<dyn Fn(&[u8], Duration) -> Option<String>>;
 fn forking_dgram(role: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fork-dgram.sock");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env(ROLE, role)
-        .env("WEFT_REQUESTS", "5")
-        .env("WEFT_PATH", &path)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let server_pid = child.id();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut addr = String::new();
-    out.read_line(&mut addr).unwrap();
-    let addr = addr.trim().to_string();
+    let server = RoleChild::start(role, 5, &path);
+    let (server_pid, addr) = (server.pid, server.addr.clone());
     let ask: Ask = if role == "fork-udp" {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = addr.clone();
@@ -247,12 +226,61 @@ fn forking_dgram(role: &str) {
         "a panicking child sends nothing"
     );
     assert!(ask(b"last", LIMIT).unwrap().ends_with(" last"));
-    let status = wait_child(child);
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    assert!(status.success(), "{status:?}");
-    assert_eq!(rest, "closed\n");
+    let log = server.finish();
+    assert!(log.contains("handler panicked: Test panic"), "{log}");
     assert!(!path.exists());
+}
+
+/// This binary re-executed in a fork-server `role`, serving `requests` requests on `path`
+/// (Unix roles) or a free port; its stderr (errors only) is captured, not printed.
+struct RoleChild {
+    child: Child,
+    pid: u32,
+    addr: String,
+    out: BufReader<std::process::ChildStdout>,
+    err: std::thread::JoinHandle<String>,
+}
+
+impl RoleChild {
+    fn start(role: &str, requests: usize, path: &std::path::Path) -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env(ROLE, role)
+            .env("WEFT_REQUESTS", requests.to_string())
+            .env("WEFT_PATH", path)
+            .env("RUST_LOG", "error")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let err = std::thread::spawn(move || {
+            let mut log = String::new();
+            let _ = err.read_to_string(&mut log);
+            log
+        });
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut addr = String::new();
+        out.read_line(&mut addr).unwrap();
+        RoleChild {
+            pid: child.id(),
+            addr: addr.trim().to_string(),
+            child,
+            out,
+            err,
+        }
+    }
+
+    /// Waits for the server to exit after its last request; returns what it logged.
+    fn finish(mut self) -> String {
+        let status = wait_child(self.child);
+        let mut rest = String::new();
+        self.out.read_to_string(&mut rest).unwrap();
+        let log = self.err.join().unwrap();
+        assert!(status.success(), "{status:?}\n{log}");
+        assert_eq!(rest, "closed\n", "{log}");
+        log
+    }
 }
 
 fn wait_child(mut child: Child) -> std::process::ExitStatus {
@@ -275,19 +303,8 @@ impl<T: Read + Write> Conn for T {}
 fn forking(role: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fork.sock");
-    let requests = 7;
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .env(ROLE, role)
-        .env("WEFT_REQUESTS", requests.to_string())
-        .env("WEFT_PATH", &path)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let server_pid = child.id();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut addr = String::new();
-    out.read_line(&mut addr).unwrap();
-    let addr = addr.trim().to_string();
+    let server = RoleChild::start(role, 7, &path);
+    let (server_pid, addr) = (server.pid, server.addr.clone());
     let connect = || -> Box<dyn Conn> {
         if role == "fork-tcp" {
             let s = TcpStream::connect(&addr).unwrap();
@@ -331,11 +348,9 @@ fn forking(role: &str) {
     first.read_to_string(&mut buf).unwrap();
     assert!(buf.ends_with(" first\n"), "{buf}");
     drop(first);
-    let status = wait_child(child);
-    let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
-    assert!(status.success(), "{status:?}");
-    assert_eq!(rest, "closed\n");
+    let log = server.finish();
+    // The panic went to the handler's handle_error, which logs it.
+    assert!(log.contains("handler panicked: Test panic"), "{log}");
     assert!(!path.exists(), "close removed the socket file");
 }
 

@@ -176,6 +176,8 @@ pub struct Reply {
     pub delay: Duration,
     /// Wait this long after the body before closing (a stalled transfer).
     pub hold: Duration,
+    /// Send these bytes instead of a well-formed answer (a server breaking the protocol).
+    pub raw: Option<Vec<u8>>,
 }
 
 impl Reply {
@@ -187,6 +189,15 @@ impl Reply {
             content_length: None,
             delay: Duration::ZERO,
             hold: Duration::ZERO,
+            raw: None,
+        }
+    }
+
+    /// An answer of exactly these bytes.
+    pub fn raw(bytes: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            raw: Some(bytes.into()),
+            ..Reply::new(200, "")
         }
     }
 
@@ -277,6 +288,14 @@ fn serve_one(
     let reply = handler(&req);
     if !reply.delay.is_zero() {
         thread::sleep(reply.delay);
+    }
+    if let Some(raw) = &reply.raw {
+        stream.write_all(raw)?;
+        stream.flush()?;
+        stream.shutdown(std::net::Shutdown::Write)?;
+        let mut sink = [0u8; 1024];
+        while matches!(reader.get_mut().read(&mut sink), Ok(n) if n > 0) {}
+        return Ok(());
     }
     let mut head = format!("HTTP/1.1 {} X\r\n", reply.status);
     for (k, v) in &reply.headers {

@@ -55,7 +55,7 @@ async fn cookies_set_then_sent_and_file_round_trip() {
         op2.open(srv.url("/again")).await.unwrap();
         assert_eq!(srv.seen()[3].header("cookie").as_deref(), Some("a=1; s=2"));
 
-        // A curl-written file loads too; a malformed one is a clear error.
+        // A curl-written file loads too; a malformed line is skipped (with a warning).
         let curl = dir.path().join("curl.txt");
         std::fs::write(
             &curl,
@@ -65,8 +65,7 @@ async fn cookies_set_then_sent_and_file_round_trip() {
         let j = CookieJar::load(&curl).unwrap();
         assert!(j.cookies()[0].http_only);
         std::fs::write(&curl, "127.0.0.1\tFALSE\t/\n").unwrap();
-        let err = CookieJar::load(&curl).unwrap_err();
-        assert!(matches!(err, weft_fetch::Error::CookieFile { line: 1, .. }), "{err:?}");
+        assert!(CookieJar::load(&curl).unwrap().cookies().is_empty());
     })
     .await;
 }

@@ -3,6 +3,7 @@
 mod auth;
 mod cookies;
 mod globals;
+mod hostile;
 mod http;
 mod retrieve;
 mod schemes;

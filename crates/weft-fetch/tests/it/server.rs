@@ -64,6 +64,22 @@ impl Server {
     pub async fn start_tls(
         handler: impl Fn(&Seen) -> Resp + Send + Sync + 'static,
     ) -> (Server, String) {
+        Self::start_tls_inner(false, handler).await
+    }
+
+    /// [`start_tls`](Self::start_tls), but a connection whose first byte is not a TLS
+    /// handshake is served as plain http, on the same port: `https://H:P/` and `http://H:P/`
+    /// are the same server (for redirects that change only the scheme).
+    pub async fn start_dual(
+        handler: impl Fn(&Seen) -> Resp + Send + Sync + 'static,
+    ) -> (Server, String) {
+        Self::start_tls_inner(true, handler).await
+    }
+
+    async fn start_tls_inner(
+        dual: bool,
+        handler: impl Fn(&Seen) -> Resp + Send + Sync + 'static,
+    ) -> (Server, String) {
         let ck = rcgen::generate_simple_self_signed(vec![
             "127.0.0.1".to_string(),
             "localhost".to_string(),
@@ -83,14 +99,14 @@ impl Server {
         .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         (
-            Self::start_inner("127.0.0.1", Some(acceptor), handler).await,
+            Self::start_inner("127.0.0.1", Some((acceptor, dual)), handler).await,
             pem,
         )
     }
 
     async fn start_inner(
         ip: &str,
-        tls: Option<tokio_rustls::TlsAcceptor>,
+        tls: Option<(tokio_rustls::TlsAcceptor, bool)>,
         handler: impl Fn(&Seen) -> Resp + Send + Sync + 'static,
     ) -> Server {
         let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
@@ -137,8 +153,16 @@ impl Server {
                         }
                     });
                     let http = hyper::server::conn::http1::Builder::new();
-                    match tls {
-                        Some(acceptor) => {
+                    let mut first = [0u8; 1];
+                    let plain_here = match &tls {
+                        // 0x16: a TLS handshake record.
+                        Some((_, true)) => {
+                            !matches!(stream.peek(&mut first).await, Ok(1) if first[0] == 0x16)
+                        }
+                        _ => false,
+                    };
+                    match tls.filter(|_| !plain_here) {
+                        Some((acceptor, _)) => {
                             if let Ok(stream) = acceptor.accept(stream).await {
                                 let _ = http.serve_connection(TokioIo::new(stream), svc).await;
                             }
@@ -156,6 +180,13 @@ impl Server {
     /// A server that answers every request with these raw bytes, then closes the connection
     /// (for bodies cut short, which hyper refuses to produce).
     pub async fn start_raw(reply: &'static [u8]) -> Server {
+        Self::start_raw_fn(move |_| reply.to_vec()).await
+    }
+
+    /// A server that reads one request head (method, target and headers are logged) and
+    /// answers with the bytes `reply` makes of it, then closes the connection: every byte of
+    /// the answer is the test's.
+    pub async fn start_raw_fn(reply: impl Fn(&Seen) -> Vec<u8> + Send + Sync + 'static) -> Server {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
@@ -163,12 +194,14 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let log: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log2 = log.clone();
+        let reply = Arc::new(reply);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
                     break;
                 };
                 let log = log2.clone();
+                let reply = reply.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut tmp = [0u8; 4096];
@@ -179,16 +212,29 @@ impl Server {
                         }
                     }
                     let text = String::from_utf8_lossy(&buf).into_owned();
-                    let mut first = text.lines().next().unwrap_or("").split(' ');
+                    let mut lines = text.split("\r\n");
+                    let mut first = lines.next().unwrap_or("").split(' ');
                     let method = first.next().unwrap_or("").to_string();
                     let target = first.next().unwrap_or("").to_string();
-                    log.lock().unwrap().push(Seen {
+                    let mut headers = hyper::HeaderMap::new();
+                    for line in lines.take_while(|l| !l.is_empty()) {
+                        if let Some((k, v)) = line.split_once(':') {
+                            if let (Ok(k), Ok(v)) = (
+                                hyper::header::HeaderName::from_bytes(k.trim().as_bytes()),
+                                hyper::header::HeaderValue::from_str(v.trim()),
+                            ) {
+                                headers.append(k, v);
+                            }
+                        }
+                    }
+                    let seen = Seen {
                         method,
                         target,
-                        headers: hyper::HeaderMap::new(),
+                        headers,
                         body: Bytes::new(),
-                    });
-                    let _ = stream.write_all(reply).await;
+                    };
+                    log.lock().unwrap().push(seen.clone());
+                    let _ = stream.write_all(&reply(&seen)).await;
                     let _ = stream.shutdown().await;
                 });
             }

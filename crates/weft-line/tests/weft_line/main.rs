@@ -6,6 +6,7 @@
 #![allow(clippy::type_complexity)]
 
 mod codecs;
+mod edge_cases;
 mod line_only;
 mod line_receiver;
 mod loopback;

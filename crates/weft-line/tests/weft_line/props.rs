@@ -1,15 +1,16 @@
 //! proptest: encoding then decoding random frames split at random points is the identity,
 //! for every codec (and for the protocols fed the same way).
 
+use crate::edge_cases::Lines as Recorder;
 use crate::line_receiver::LineTester;
 use bytes::BytesMut;
 use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder};
 use weft_core::testing::MemoryTransport;
 use weft_line::{
-    Int8Codec, Int16Codec, Int32Codec, Int32Protocol, LineCodec, LineControl, LineOnlyControl,
-    LineOnlyProtocol, LineOnlyReceiver, LineProtocol, LineReceiver, NetstringCodec,
-    NetstringProtocol, StringControl, StringReceiver,
+    Delimiter, Int8Codec, Int16Codec, Int32Codec, Int32Protocol, LineCodec, LineControl,
+    LineOnlyProtocol, LineProtocol, LineReceiver, NetstringCodec, NetstringProtocol, StringControl,
+    StringReceiver,
 };
 
 /// Cuts `wire` at the (sorted, deduplicated) points.
@@ -62,22 +63,6 @@ impl LineReceiver for Lines {
     }
 }
 
-/// Lines, and whether the length limit was hit (after which the connection closes).
-#[derive(Default)]
-struct OnlyLines {
-    lines: Vec<Vec<u8>>,
-    exceeded: bool,
-}
-impl LineOnlyReceiver for OnlyLines {
-    fn line_received(&mut self, line: &[u8], _: &mut LineOnlyControl<'_>) {
-        self.lines.push(line.to_vec());
-    }
-    fn line_length_exceeded(&mut self, _: &[u8], ctl: &mut LineOnlyControl<'_>) {
-        self.exceeded = true;
-        ctl.lose_connection();
-    }
-}
-
 /// What Twisted's length rule gives for the whole input: every line up to the first one
 /// longer than `max`; a rest with no delimiter fails once it reaches `max + delimiter.len()`.
 fn expected_lines(input: &[u8], delim: &[u8], max: usize) -> (Vec<Vec<u8>>, bool) {
@@ -111,6 +96,64 @@ fn line_tester_input() -> impl Strategy<Value = Vec<u8>> {
         (60usize..140).prop_map(|n| [vec![b'x'; n], b"\n".to_vec()].concat()),
     ];
     prop::collection::vec(token, 0..30).prop_map(|v| v.concat())
+}
+
+/// A step of a connection whose framing changes mid-stream.
+#[derive(Debug, Clone)]
+enum Step {
+    Feed(Vec<u8>),
+    Delimiter(Delimiter),
+    MaxLength(usize),
+}
+
+fn steps() -> impl Strategy<Value = Vec<Step>> {
+    let delimiter = prop::sample::select(vec![
+        Delimiter::from(b"\n"),
+        Delimiter::from(b"\r\n"),
+        Delimiter::from(b";"),
+        Delimiter::from(b"a;b"),
+        Delimiter::ANY,
+    ]);
+    let step = prop_oneof![
+        4 => prop::collection::vec(prop::sample::select(b"ab;\r\n".to_vec()), 0..12)
+            .prop_map(Step::Feed),
+        1 => delimiter.prop_map(Step::Delimiter),
+        1 => (0usize..10).prop_map(Step::MaxLength),
+    ];
+    prop::collection::vec(step, 0..40)
+}
+
+/// Twisted's semantics for the whole buffer under the current rule: the lines it holds, then
+/// whether the rest is too long (see `scan.rs` for the rule).
+fn model_parse(buf: &mut Vec<u8>, delim: &Delimiter, max: usize, lines: &mut Vec<Vec<u8>>) -> bool {
+    loop {
+        let found = if delim.is_any() {
+            buf.iter().position(|&b| b == b'\n').map(|j| {
+                let cr = j > 0 && buf[j - 1] == b'\r';
+                (j - usize::from(cr), j + 1)
+            })
+        } else {
+            let d = delim.as_bytes();
+            buf.windows(d.len())
+                .position(|w| w == d)
+                .map(|i| (i, i + d.len()))
+        };
+        match found {
+            Some((len, _)) if len > max => return true,
+            Some((len, consumed)) => {
+                lines.push(buf[..len].to_vec());
+                buf.drain(..consumed);
+            }
+            None => {
+                let longest = if delim.is_any() {
+                    2
+                } else {
+                    delim.as_bytes().len()
+                };
+                return buf.len() >= max + longest;
+            }
+        }
+    }
 }
 
 proptest! {
@@ -206,7 +249,7 @@ proptest! {
         cuts in cuts(),
     ) {
         let mut conn = MemoryTransport::new(
-            LineOnlyProtocol::new(OnlyLines::default()).with_delimiter(delim).with_max_length(max),
+            LineOnlyProtocol::new(Recorder::default()).with_delimiter(delim).with_max_length(max),
         );
         for piece in split(&input, &cuts) {
             conn.feed(piece);
@@ -215,6 +258,54 @@ proptest! {
         let got = conn.protocol().receiver();
         prop_assert_eq!(&got.lines, &lines);
         prop_assert_eq!(got.exceeded, exceeded);
+    }
+
+    /// Delimiter and maximum-length changes at random points, a partial line buffered or not,
+    /// never panic and give Twisted's lines, in every line framing (issue 11).
+    #[test]
+    fn framing_changes_mid_stream(steps in steps()) {
+        let (mut buf, mut lines, mut exceeded) = (Vec::new(), Vec::new(), false);
+        let (mut delim, mut max) = (Delimiter::from(b"\r\n"), 6);
+        let mut line = MemoryTransport::new(
+            LineProtocol::new(Recorder::default()).with_max_length(max),
+        );
+        let mut codec = LineCodec::new().max_length(max);
+        let (mut cbuf, mut clines, mut cfailed) = (BytesMut::new(), Vec::new(), false);
+        for step in &steps {
+            if exceeded {
+                break;
+            }
+            match step {
+                Step::Feed(bytes) => {
+                    buf.extend_from_slice(bytes);
+                    line.feed(bytes);
+                    cbuf.extend_from_slice(bytes);
+                }
+                Step::Delimiter(d) => {
+                    delim = d.clone();
+                    line.with(|p, t| p.with_control(t, |_, ctl| ctl.set_delimiter(d.clone())));
+                    codec = std::mem::take(&mut codec).delimiter(d.clone());
+                }
+                Step::MaxLength(m) => {
+                    max = *m;
+                    line.with(|p, t| p.with_control(t, |_, ctl| ctl.set_max_length(*m)));
+                    codec = std::mem::take(&mut codec).max_length(*m);
+                }
+            }
+            exceeded = model_parse(&mut buf, &delim, max, &mut lines);
+            while !cfailed {
+                match codec.decode(&mut cbuf) {
+                    Ok(Some(l)) => clines.push(l.to_vec()),
+                    Ok(None) => break,
+                    Err(_) => cfailed = true,
+                }
+            }
+        }
+        let got = line.protocol().receiver();
+        prop_assert_eq!(&got.lines, &lines);
+        prop_assert_eq!(got.exceeded, exceeded);
+        prop_assert_eq!(&clines, &lines);
+        prop_assert_eq!(cfailed, exceeded);
     }
 
     #[test]

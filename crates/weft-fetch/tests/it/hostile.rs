@@ -1,0 +1,686 @@
+//! What a broken or hostile server sends, byte for byte (raw sockets): resume never splices
+//! wrong bytes, a bodiless status saves nothing, encodings are decoded or refused, protocol
+//! violations are told apart from network failures.
+
+use weft_fetch::{Error, ErrorKind, RetrieveOptions};
+
+use crate::server::{Seen, Server, opener, within};
+
+/// 1000 bytes of a recognisable pattern (version `v` changes every byte).
+fn body(v: u8) -> Vec<u8> {
+    (0..1000u32).map(|i| (i % 251) as u8 ^ v).collect()
+}
+
+/// A raw HTTP/1.1 answer: status line, headers, a blank line, the body.
+fn raw(status: &str, headers: &[(&str, String)], body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status}\r\n").into_bytes();
+    for (k, v) in headers {
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// The start of a `Range: bytes=N-` request, if any.
+fn range_start(s: &Seen) -> Option<usize> {
+    s.header("range")?
+        .strip_prefix("bytes=")?
+        .strip_suffix('-')?
+        .parse()
+        .ok()
+}
+
+/// A 200 with the whole body.
+fn whole(full: &[u8]) -> Vec<u8> {
+    raw(
+        "200 OK",
+        &[("Content-Length", full.len().to_string())],
+        full,
+    )
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_206_that_does_not_continue_the_part_is_never_appended() {
+    within(20, async {
+        let full = body(0);
+        // Each wrong 206 a server may send to `Range: bytes=300-`.
+        let wrong: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "starts at 0",
+                raw(
+                    "206 Partial Content",
+                    &[
+                        ("Content-Range", "bytes 0-999/1000".into()),
+                        ("Content-Length", "1000".into()),
+                    ],
+                    &full,
+                ),
+            ),
+            (
+                "no Content-Range",
+                raw(
+                    "206 Partial Content",
+                    &[("Content-Length", "700".into())],
+                    &full[300..],
+                ),
+            ),
+            (
+                "multipart",
+                raw(
+                    "206 Partial Content",
+                    &[
+                        ("Content-Type", "multipart/byteranges; boundary=XX".into()),
+                        ("Content-Length", "700".into()),
+                    ],
+                    &full[300..],
+                ),
+            ),
+            (
+                "inconsistent total",
+                raw(
+                    "206 Partial Content",
+                    &[
+                        ("Content-Range", "bytes 300-999/2000".into()),
+                        ("Content-Length", "700".into()),
+                    ],
+                    &full[300..],
+                ),
+            ),
+        ];
+        for (what, bad) in wrong {
+            let full2 = full.clone();
+            let srv = Server::start_raw_fn(move |s| match range_start(s) {
+                Some(_) => bad.clone(),
+                None => whole(&full2),
+            })
+            .await;
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path().join("f.bin");
+            std::fs::write(dir.path().join("f.bin.part"), &full[..300]).unwrap();
+            let opts = RetrieveOptions::new().dest(&dest).resume(true);
+            opener()
+                .retrieve(srv.url("/f"), &opts, None)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(std::fs::read(&dest).unwrap() == full, "{what}: wrong bytes");
+            let seen = srv.seen();
+            assert_eq!(seen.len(), 2, "{what}: asked once more, whole");
+            assert_eq!(range_start(&seen[0]), Some(300), "{what}");
+            assert_eq!(range_start(&seen[1]), None, "{what}");
+            assert_eq!(files_in(dir.path()), ["f.bin"], "{what}");
+        }
+
+        // A server that answers 206 even without Range: a typed error, nothing at the
+        // destination, the partial file kept.
+        let always = Server::start_raw_fn(|_| {
+            raw(
+                "206 Partial Content",
+                &[
+                    ("Content-Range", "bytes 0-9/1000".into()),
+                    ("Content-Length", "10".into()),
+                ],
+                b"0123456789",
+            )
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.bin");
+        std::fs::write(dir.path().join("f.bin.part"), &full[..300]).unwrap();
+        let opts = RetrieveOptions::new().dest(&dest).resume(true);
+        let err = opener()
+            .retrieve(always.url("/f"), &opts, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+        assert_eq!(err.kind(), ErrorKind::Protocol);
+        assert!(err.to_string().contains("asked for no range"), "{err}");
+        assert_eq!(files_in(dir.path()), ["f.bin.part"]);
+        assert!(std::fs::read(dir.path().join("f.bin.part")).unwrap() == full[..300]);
+
+        // Without resume, a 206 is never a whole body.
+        let err = opener()
+            .retrieve(always.url("/f"), &RetrieveOptions::new().dest(&dest), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err:?}");
+        assert!(!dest.exists());
+    })
+    .await;
+}
+
+/// A server of a resource whose version (and ETag) the test changes: it honours `If-Range`
+/// unless `ignore_if_range`, cuts its 200s after `cut` bytes when set, and answers ranges.
+fn versioned(
+    version: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    cut: Option<usize>,
+    ignore_if_range: bool,
+) -> impl Fn(&Seen) -> Vec<u8> + Send + Sync + 'static {
+    move |s| {
+        let v = version.load(std::sync::atomic::Ordering::SeqCst);
+        let full = body(v);
+        let etag = format!("\"v{v}\"");
+        let range_ok = ignore_if_range
+            || s.header("if-range")
+                .is_none_or(|validator| validator == etag);
+        match range_start(s) {
+            Some(start) if range_ok && start < full.len() => raw(
+                "206 Partial Content",
+                &[
+                    ("ETag", etag.clone()),
+                    (
+                        "Content-Range",
+                        format!("bytes {start}-{}/{}", full.len() - 1, full.len()),
+                    ),
+                    ("Content-Length", (full.len() - start).to_string()),
+                ],
+                &full[start..],
+            ),
+            _ => {
+                let n = cut.unwrap_or(full.len());
+                raw(
+                    "200 OK",
+                    &[
+                        ("ETag", etag.clone()),
+                        ("Content-Length", full.len().to_string()),
+                    ],
+                    &full[..n],
+                )
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn if_range_fetches_a_changed_resource_whole() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    within(20, async {
+        let version = Arc::new(AtomicU8::new(1));
+        let cutting = Server::start_raw_fn(versioned(version.clone(), Some(400), false)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.bin");
+        let opts = RetrieveOptions::new().dest(&dest).resume(true);
+        // A first attempt cut short leaves 400 bytes and their ETag.
+        let err = opener()
+            .retrieve(cutting.url("/f"), &opts, None)
+            .await
+            .unwrap_err();
+        assert!(err.is_content_too_short(), "{err:?}");
+        assert!(std::fs::read(dir.path().join("f.bin.part")).unwrap() == body(1)[..400]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("f.bin.part.meta")).unwrap(),
+            "\"v1\"\n"
+        );
+
+        // Unchanged: continued with If-Range.
+        let good = Server::start_raw_fn(versioned(version.clone(), None, false)).await;
+        opener()
+            .retrieve(good.url("/f"), &opts, None)
+            .await
+            .unwrap();
+        assert!(std::fs::read(&dest).unwrap() == body(1));
+        assert_eq!(good.seen()[0].header("if-range").as_deref(), Some("\"v1\""));
+        assert_eq!(range_start(&good.seen()[0]), Some(400));
+        assert_eq!(files_in(dir.path()), ["f.bin"]);
+
+        // Changed between two runs: the server's If-Range check sends it whole.
+        std::fs::remove_file(&dest).unwrap();
+        version.store(1, Ordering::SeqCst);
+        opener()
+            .retrieve(cutting.url("/f"), &opts, None)
+            .await
+            .unwrap_err();
+        version.store(2, Ordering::SeqCst);
+        opener()
+            .retrieve(good.url("/f"), &opts, None)
+            .await
+            .unwrap();
+        assert!(
+            std::fs::read(&dest).unwrap() == body(2),
+            "spliced two versions"
+        );
+        assert_eq!(files_in(dir.path()), ["f.bin"]);
+
+        // A server that ignores If-Range and splices anyway: its new ETag gives it away.
+        std::fs::remove_file(&dest).unwrap();
+        version.store(1, Ordering::SeqCst);
+        opener()
+            .retrieve(cutting.url("/f"), &opts, None)
+            .await
+            .unwrap_err();
+        version.store(3, Ordering::SeqCst);
+        let careless = Server::start_raw_fn(versioned(version.clone(), None, true)).await;
+        opener()
+            .retrieve(careless.url("/f"), &opts, None)
+            .await
+            .unwrap();
+        assert!(
+            std::fs::read(&dest).unwrap() == body(3),
+            "spliced two versions"
+        );
+        assert_eq!(careless.seen().len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_complete_file_stays_and_a_short_restart_never_shrinks_the_part() {
+    within(20, async {
+        let full = body(0);
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.bin");
+        let opts = RetrieveOptions::new().dest(&dest).resume(true);
+
+        // Complete at the destination: the 416 says so; nothing is renamed.
+        let done = Server::start_raw_fn(|_| {
+            raw(
+                "416 Range Not Satisfiable",
+                &[
+                    ("Content-Range", "bytes */1000".into()),
+                    ("Content-Length", "0".into()),
+                ],
+                b"",
+            )
+        })
+        .await;
+        std::fs::write(&dest, &full).unwrap();
+        let (path, _) = opener()
+            .retrieve(done.url("/f"), &opts, None)
+            .await
+            .unwrap();
+        assert_eq!(path, dest);
+        assert_eq!(files_in(dir.path()), ["f.bin"]);
+        // A 416 for another length: an error, and the file is still where it was.
+        let other = Server::start_raw_fn(|_| {
+            raw(
+                "416 Range Not Satisfiable",
+                &[
+                    ("Content-Range", "bytes */500".into()),
+                    ("Content-Length", "0".into()),
+                ],
+                b"",
+            )
+        })
+        .await;
+        let err = opener()
+            .retrieve(other.url("/f"), &opts, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(416));
+        assert_eq!(files_in(dir.path()), ["f.bin"]);
+        assert!(std::fs::read(&dest).unwrap() == full);
+        std::fs::remove_file(&dest).unwrap();
+
+        // 600 bytes in the .part; a server that ignores Range and is cut after 200: the
+        // longer .part stays. Cut after 800: the restarted download replaces it.
+        let part = dir.path().join("f.bin.part");
+        std::fs::write(&part, &full[..600]).unwrap();
+        for (cut, kept) in [(200usize, 600usize), (800, 800)] {
+            let full2 = full.clone();
+            let srv = Server::start_raw_fn(move |_| {
+                raw(
+                    "200 OK",
+                    &[("Content-Length", "1000".into())],
+                    &full2[..cut],
+                )
+            })
+            .await;
+            let err = opener()
+                .retrieve(srv.url("/f"), &opts, None)
+                .await
+                .unwrap_err();
+            assert!(err.is_content_too_short(), "{err:?}");
+            assert!(
+                std::fs::read(&part).unwrap() == full[..kept],
+                "cut at {cut}: the .part should hold {kept} bytes"
+            );
+            assert_eq!(files_in(dir.path()), ["f.bin.part"], "cut at {cut}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_status_without_a_body_saves_nothing() {
+    within(20, async {
+        for head in [
+            "HTTP/1.1 204 No Content\r\n\r\n",
+            "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: weft\r\nConnection: upgrade\r\n\r\n",
+        ] {
+            let srv = Server::start_raw(head.as_bytes()).await;
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path().join("out");
+            let err = opener()
+                .retrieve(srv.url("/x"), &RetrieveOptions::new().dest(&dest), None)
+                .await
+                .unwrap_err();
+            let code = &head[9..12];
+            assert!(matches!(err, Error::NoBody { .. }), "{code}: {err:?}");
+            assert_eq!(err.kind(), ErrorKind::Http);
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("nothing to save: the server answered {code}")),
+                "{err}"
+            );
+            assert!(files_in(dir.path()).is_empty(), "{code}");
+        }
+    })
+    .await;
+}
+
+/// `hello gzip\n`, gzip-compressed.
+const GZIP_HELLO: &[u8] = &[
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x57,
+    0x48, 0xaf, 0xca, 0x2c, 0xe0, 0x02, 0x00, 0x39, 0x7c, 0x63, 0x56, 0x0b, 0x00, 0x00, 0x00,
+];
+
+#[tokio::test]
+async fn content_encoding_is_decoded_or_refused() {
+    within(20, async {
+        let encoded = |enc: &'static str, body: &'static [u8]| {
+            Server::start_raw_fn(move |_| {
+                raw(
+                    "200 OK",
+                    &[
+                        ("Content-Encoding", enc.into()),
+                        ("Content-Length", body.len().to_string()),
+                    ],
+                    body,
+                )
+            })
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        let opts = RetrieveOptions::new().dest(&dest);
+
+        // gzip although identity was asked for: decoded.
+        let gz = encoded("gzip", GZIP_HELLO).await;
+        opener().retrieve(gz.url("/g"), &opts, None).await.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello gzip\n");
+        assert_eq!(
+            gz.seen()[0].header("accept-encoding").as_deref(),
+            Some("identity")
+        );
+        std::fs::remove_file(&dest).unwrap();
+
+        // An encoding weft cannot decode: a clear error, no raw bytes saved.
+        let zstd = encoded("zstd", b"\x28\xb5\x2f\xfd garbage").await;
+        let err = opener()
+            .retrieve(zstd.url("/z"), &opts, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err:?}");
+        assert!(err.to_string().contains("\"zstd\""), "{err}");
+        assert!(files_in(dir.path()).is_empty());
+
+        // "gzip" that is not gzip: an error, not the raw bytes.
+        let fake = encoded("gzip", b"this is not gzip at all").await;
+        let err = opener()
+            .retrieve(fake.url("/f"), &opts, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err:?}");
+        assert!(err.to_string().contains("gzip"), "{err}");
+        assert!(files_in(dir.path()).is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn protocol_violations_are_not_network_errors() {
+    within(20, async {
+        let garbage = Server::start_raw(b"HTTP/9.9 two hundred\r\n\r\nhello").await;
+        let err = opener().open(garbage.url("/")).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err:?}");
+        assert!(err.to_string().starts_with("protocol error ("), "{err}");
+
+        let bad_chunk = Server::start_raw(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nxx\r\n0\r\n\r\n",
+        )
+        .await;
+        let mut resp = opener().open(bad_chunk.url("/")).await.unwrap();
+        let err = resp.read_to_end().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err:?}");
+
+        // A connection closed in the middle of a chunked body is a network failure.
+        let cut = Server::start_raw(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+        )
+        .await;
+        let mut resp = opener().open(cut.url("/")).await.unwrap();
+        let err = resp.read_to_end().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Network, "{err:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn credentials_never_follow_a_redirect_to_another_scheme() {
+    within(20, async {
+        // One port, both https and http: only the scheme changes.
+        let (srv, pem) = crate::server::Server::start_dual(|s| {
+            let port = s
+                .header("host")
+                .and_then(|h| h.rsplit(':').next().map(str::to_string))
+                .unwrap_or_default();
+            match s.target.as_str() {
+                "/to-http" => crate::server::resp(
+                    302,
+                    &[("location", &format!("http://127.0.0.1:{port}/landing"))],
+                    "",
+                ),
+                "/to-https" => crate::server::resp(302, &[("location", "/landing")], ""),
+                _ => crate::server::resp(200, &[], "landed"),
+            }
+        })
+        .await;
+        let op = weft_fetch::Opener::builder()
+            .env_proxies(false)
+            .add_root_certificate_pem(pem.as_bytes())
+            .credentials("joe", "s3cret")
+            .preemptive_basic(true)
+            .build()
+            .unwrap();
+        let base = format!("https://127.0.0.1:{}", srv.addr.port());
+        let with_headers = |url: String| {
+            weft_fetch::Request::new(url)
+                .unwrap()
+                .header_line("Authorization: Bearer t0ken")
+                .unwrap()
+                .header_line("Cookie: sid=42")
+                .unwrap()
+                .header_line("X-Kept: yes")
+                .unwrap()
+        };
+        let secret = |s: &Seen| {
+            [s.header("authorization"), s.header("cookie")]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+        };
+
+        // https -> https on the same origin: kept.
+        op.open(with_headers(format!("{base}/to-https")))
+            .await
+            .unwrap();
+        let seen = srv.seen();
+        assert_eq!(secret(&seen[1]), ["Bearer t0ken", "sid=42"]);
+
+        // https -> http, same host and port: dropped, other headers kept.
+        let mut r = op
+            .open(with_headers(format!("{base}/to-http")))
+            .await
+            .unwrap();
+        assert_eq!(r.text().await.unwrap(), "landed");
+        assert_eq!(r.url().scheme(), "http");
+        let seen = srv.seen();
+        let landing = &seen[3];
+        assert_eq!(landing.target, "/landing");
+        assert!(
+            secret(landing).is_empty(),
+            "sent in clear: {:?}",
+            secret(landing)
+        );
+        assert_eq!(landing.header("x-kept").as_deref(), Some("yes"));
+
+        // -u credentials and a password in the URL: the same.
+        let url = format!("https://bob:hunter2@127.0.0.1:{}/to-http", srv.addr.port());
+        op.open(url.as_str()).await.unwrap();
+        let seen = srv.seen();
+        assert!(seen[4].header("authorization").is_some());
+        assert!(seen[5].header("authorization").is_none(), "{:?}", seen[5]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_password_in_a_url_is_never_printed() {
+    within(20, async {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let url = format!("http://bob:hunter2@{closed}/x");
+        let err = opener().open(url.as_str()).await.unwrap_err();
+        assert!(err.is_connect(), "{err:?}");
+        let text = err.to_string();
+        assert!(!text.contains("hunter2") && !text.contains("bob"), "{text}");
+        assert!(text.contains(&format!("http://***@{closed}/x")), "{text}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+
+        let looping =
+            Server::start_raw(b"HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        let url = format!("http://bob:hunter2@{}/x", looping.addr);
+        let err = opener().open(url.as_str()).await.unwrap_err();
+        assert!(err.is_redirect(), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+
+        let err = weft_fetch::Request::new("http://bob:hunter2@[::1/").unwrap_err();
+        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cookie_with_a_tab_is_refused_and_a_public_suffix_domain_too() {
+    within(20, async {
+        // Byte for byte what a hostile server may send: TABs in name, value and Path.
+        let srv = Server::start_raw(
+            b"HTTP/1.1 200 OK\r\n\
+              Set-Cookie: a\tb=1\r\n\
+              Set-Cookie: c=x\ty\r\n\
+              Set-Cookie: d=1; Path=/p\tq\r\n\
+              Set-Cookie: good=1; Path=/\r\n\
+              Content-Length: 0\r\n\r\n",
+        )
+        .await;
+        let jar = std::sync::Arc::new(weft_fetch::CookieJar::new());
+        let op = weft_fetch::Opener::builder()
+            .env_proxies(false)
+            .cookie_jar(jar.clone())
+            .build()
+            .unwrap();
+        op.open(srv.url("/")).await.unwrap();
+        let names: Vec<String> = jar.cookies().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["good"]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cookies.txt");
+        jar.save(&file).unwrap();
+        let again = weft_fetch::CookieJar::load(&file).unwrap();
+        assert_eq!(again.cookies(), jar.cookies());
+
+        // A jar with a bad line (8 fields) and a public-suffix domain: both skipped, the rest
+        // loads.
+        std::fs::write(
+            &file,
+            "127.0.0.1\tFALSE\t/\tFALSE\t0\ta\tb\tc\n\
+             .co.uk\tTRUE\t/\tFALSE\t0\tsuper\t1\n\
+             127.0.0.1\tFALSE\t/\tFALSE\t0\tok\t1\n",
+        )
+        .unwrap();
+        let loaded = weft_fetch::CookieJar::load(&file).unwrap();
+        let names: Vec<String> = loaded.cookies().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["ok"]);
+
+        // Public suffixes (ICANN and private sections) are not cookie domains.
+        let jar = weft_fetch::CookieJar::new();
+        let www = weft_fetch::Url::parse("http://www.foo.co.uk/").unwrap();
+        assert!(!jar.set_cookie_str("a=1; Domain=co.uk", &www));
+        assert!(jar.set_cookie_str("b=1; Domain=foo.co.uk", &www));
+        let pages = weft_fetch::Url::parse("https://me.github.io/").unwrap();
+        assert!(!jar.set_cookie_str("c=1; Domain=github.io", &pages));
+        let evil = weft_fetch::Url::parse("http://evil.co.uk/").unwrap();
+        assert_eq!(jar.cookie_header(&evil), None);
+        let sibling = weft_fetch::Url::parse("http://shop.foo.co.uk/").unwrap();
+        assert_eq!(jar.cookie_header(&sibling).as_deref(), Some("b=1"));
+        // Domain equal to the host, which is itself a public suffix: host-only.
+        let bare = weft_fetch::Url::parse("http://github.io/").unwrap();
+        assert!(jar.set_cookie_str("d=1; Domain=github.io", &bare));
+        assert_eq!(jar.cookie_header(&pages), None);
+        assert_eq!(jar.cookie_header(&bare).as_deref(), Some("d=1"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn names_up_to_255_bytes_download_and_resume() {
+    within(20, async {
+        let full = body(0);
+        let srv = Server::start_raw_fn(move |s| match range_start(s) {
+            Some(start) => raw(
+                "206 Partial Content",
+                &[
+                    ("Content-Range", format!("bytes {start}-999/1000")),
+                    ("Content-Length", (1000 - start).to_string()),
+                ],
+                &full[start..],
+            ),
+            None => whole(&full),
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        for len in [243usize, 250, 255] {
+            let dest = dir.path().join("n".repeat(len));
+            opener()
+                .retrieve(srv.url("/f"), &RetrieveOptions::new().dest(&dest), None)
+                .await
+                .unwrap_or_else(|e| panic!("{len}: {e}"));
+            assert!(std::fs::read(&dest).unwrap() == body(0), "{len}");
+            std::fs::remove_file(&dest).unwrap();
+        }
+        // Resume with a 255-byte name: the .part gets a shortened name, found again next time.
+        let dest = dir.path().join("r".repeat(255));
+        let cut = Server::start_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123").await;
+        let opts = RetrieveOptions::new().dest(&dest).resume(true);
+        let err = opener()
+            .retrieve(cut.url("/f"), &opts, None)
+            .await
+            .unwrap_err();
+        assert!(err.is_content_too_short(), "{err:?}");
+        let left = files_in(dir.path());
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert!(
+            left[0].ends_with(".part") && left[0].len() <= 255,
+            "{left:?}"
+        );
+        // The cut body was the wrong bytes for this server; put the right ones in.
+        std::fs::write(dir.path().join(&left[0]), &body(0)[..4]).unwrap();
+        opener().retrieve(srv.url("/f"), &opts, None).await.unwrap();
+        assert!(std::fs::read(&dest).unwrap() == body(0));
+        assert_eq!(range_start(srv.seen().last().unwrap()), Some(4));
+        assert_eq!(files_in(dir.path()).len(), 1);
+    })
+    .await;
+}
