@@ -601,22 +601,44 @@ pub trait BlockingRequestHandler<R: Send + 'static>: Send + Sync + 'static {
 }
 
 /// Marks a [`BlockingRequestHandler`] for an async server: its requests run on a
-/// thread (`Threads`), on tokio's blocking pool (`Sequential`, `Tasks`, workers).
+/// thread (`Threads`), on tokio's blocking pool (`Sequential`, `Tasks`, workers), reading
+/// and writing the connection through tokio-util's `SyncIoBridge` (so any stream endpoint
+/// kind the server accepts works).
 ///
 /// # Examples
 ///
 /// ```
+/// use std::sync::Arc;
+/// use tokio::io::AsyncReadExt;
 /// use weft_server::{Blocking, Concurrency, ServerConfig, TcpServer};
-/// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-/// # struct Thanks;
-/// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-/// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult { Ok(()) }
-/// # }
+/// use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+///
+/// struct Thanks;
+/// impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+///     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+///         req.write_all(b"Thank you for connecting")?; // plain blocking I/O
+///         Ok(())
+///     }
+/// }
+///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), weft_server::ServerError> {
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let config = ServerConfig::new().concurrency(Concurrency::threads());
-/// let server = TcpServer::bind_with("127.0.0.1:0", Blocking(Thanks), config).await?;
-/// server.close().await?;
+/// let server = TcpServer::bind_with("tcp:0:interface=127.0.0.1", Blocking(Thanks), config).await?;
+/// let server = Arc::new(server);
+/// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+/// let serving = tokio::spawn({
+///     let server = server.clone();
+///     async move { server.serve_forever().await }
+/// });
+///
+/// let mut client = tokio::net::TcpStream::connect(addr).await?;
+/// let mut reply = String::new();
+/// client.read_to_string(&mut reply).await?;
+/// assert_eq!(reply, "Thank you for connecting");
+///
+/// server.close().await?; // waits for the handler thread
+/// serving.await??;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, Default)]

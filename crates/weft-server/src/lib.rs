@@ -25,9 +25,17 @@
 //! |---|---|---|
 //! | `Sequential` | awaited in the serving loop | on tokio's blocking pool, one at a time |
 //! | `Tasks { limit }` | a tokio task each | a `spawn_blocking` each |
-//! | `Threads { limit }` | a thread each, with a current-thread runtime | a thread each |
+//! | `Threads { limit }` | a thread each, with a current-thread runtime | a thread each, whose runtime runs it on its blocking pool |
 //! | `Processes(pool)` | tasks in each worker process | `spawn_blocking` in each worker |
 //! | [`fork`] servers | — | a forked child each (single-threaded program only) |
+//!
+//! The servers are a layer on weft-core: they bind and accept through
+//! [`weft_core::listener`] (so [`TcpServer::bind`] takes an endpoint string such as
+//! `"tcp:1234:interface=127.0.0.1"`, and every stream endpoint kind weft-core knows, TLS
+//! included, serves both handler flavours: blocking handlers read and write the connection
+//! through tokio-util's `SyncIoBridge`), speak its [`Address`] and stop through its
+//! [`ShutdownHandle`]. The [`fork`] servers run without tokio: plain TCP, UDP and Unix
+//! sockets only.
 //!
 //! The seed's server, shortest form:
 //!
