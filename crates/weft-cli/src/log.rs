@@ -60,13 +60,19 @@ impl<'a> MakeWriter<'a> for GatedStderr {
 }
 
 /// Sets up tracing on stderr: `-v` picks the level, otherwise `RUST_LOG`, otherwise warnings.
-pub fn init(verbose: u8) {
-    let filter = match verbose {
+/// `traffic` (`weft serve --log-traffic`) shows the traffic log at debug level at least.
+pub fn init(verbose: u8, traffic: bool) {
+    let mut filter = match verbose {
         0 => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         1 => EnvFilter::new("info"),
         2 => EnvFilter::new("debug"),
         _ => EnvFilter::new("trace"),
     };
+    if traffic && verbose < 3 {
+        if let Ok(d) = "weft::traffic=debug".parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(io::stderr().is_terminal())

@@ -16,7 +16,9 @@ mod connect;
 mod exit;
 mod fetch;
 mod log;
+mod prometheus;
 mod serve;
+mod units;
 mod wire;
 
 use std::io::Write;
@@ -43,7 +45,8 @@ Exit codes:
   130 interrupted (Ctrl-C) during connect, fetch or cat
 
 Logging: RUST_LOG (e.g. RUST_LOG=weft_core=debug) selects tracing output on stderr;
--v, -vv, -vvv set it to info, debug, trace.";
+-v, -vv, -vvv set it to info, debug, trace; for fetch and cat, -v also shows the request and
+response heads (> GET / HTTP/1.1, < HTTP/1.1 200 OK) as curl -v does.";
 
 /// Twisted-style network programming on tokio, from the command line.
 #[derive(Debug, Parser)]
@@ -85,14 +88,14 @@ fn install_panic_hook() {
 
 /// Runs the chosen command. `serve` handles Ctrl-C itself (graceful shutdown); the others
 /// stop at once, dropping what they were doing (a download's temporary file is removed).
-async fn run(command: Command) -> Result<(), Failure> {
+async fn run(command: Command, verbose: u8) -> Result<(), Failure> {
     let serving = matches!(command, Command::Serve(_));
     let work = async move {
         match command {
             Command::Serve(args) => serve::run(args).await,
             Command::Connect(args) => connect::run(args).await,
-            Command::Fetch(args) => fetch::run_fetch(args).await,
-            Command::Cat(args) => fetch::run_cat(args).await,
+            Command::Fetch(args) => fetch::run_fetch(args, verbose > 0).await,
+            Command::Cat(args) => fetch::run_cat(args, verbose > 0).await,
         }
     };
     if serving {
@@ -107,7 +110,8 @@ async fn run(command: Command) -> Result<(), Failure> {
 fn main() {
     let cli = Cli::parse();
     install_panic_hook();
-    log::init(cli.verbose);
+    let traffic = matches!(&cli.command, Command::Serve(a) if a.log_traffic);
+    log::init(cli.verbose, traffic);
     if !matches!(cli.command, Command::Serve(_)) {
         log::open_gate(None);
     }
@@ -121,7 +125,7 @@ fn main() {
             std::process::exit(i32::from(exit::GENERIC));
         }
     };
-    let code = match runtime.block_on(run(cli.command)) {
+    let code = match runtime.block_on(run(cli.command, cli.verbose)) {
         Ok(()) => exit::OK,
         Err(failure) => {
             log::open_gate(None);

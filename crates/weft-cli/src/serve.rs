@@ -1,12 +1,19 @@
 //! `weft serve PROTOCOL [--listen ENDPOINT]`.
 
+use std::time::Duration;
+
 use clap::{Args, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
-use weft_core::{Address, ListeningPort, Reactor, ServerEndpoint, factory_fn};
+use weft_core::policies::{
+    Boxed, FactoryExt, IdleTimeout, LimitPerPeer, LimitTotal, LineTimeout, Metrics, Throttle,
+    TrafficLog,
+};
+use weft_core::{Address, Factory, ListeningPort, Reactor, ServerEndpoint, factory_fn};
 use weft_line::{LineOnlyProtocol, LineProtocol};
 
 use crate::exit::{self, Failure};
-use crate::wire;
+use crate::units::{self, Setting};
+use crate::{prometheus, wire};
 
 /// The default endpoint: port 1234 of the loopback interface.
 pub const DEFAULT_LISTEN: &str = "tcp:1234:interface=127.0.0.1";
@@ -65,7 +72,10 @@ Endpoints (Twisted syntax):
   unix:/tmp/weft.sock            a Unix socket
 
 The first line on stderr is `listening on HOST:PORT` (or the socket path).
-Ctrl-C or SIGTERM stops accepting, lets connections finish, and exits.")]
+Ctrl-C or SIGTERM stops accepting, lets connections finish, and exits.
+
+Durations take s (the default), ms, m, h; rates B (the default), KiB, MiB, GiB, k, M, G;
+0 or none turns a limit off.")]
 pub struct ServeArgs {
     /// The protocol to serve.
     #[arg(value_enum)]
@@ -83,6 +93,83 @@ pub struct ServeArgs {
     /// Line delimiter (line protocols).
     #[arg(long, value_enum, default_value_t = Delimiter::Any)]
     pub delimiter: Delimiter,
+
+    /// Close a connection after this long without a byte either way.
+    #[arg(long, value_name = "DURATION", default_value = "300", value_parser = units::duration)]
+    pub idle_timeout: Setting<Duration>,
+
+    /// Close a connection whose current line is not finished this long after its first byte
+    /// (line protocols; a slowloris sending a byte now and then is never idle).
+    #[arg(long, value_name = "DURATION", default_value = "none", value_parser = units::duration)]
+    pub line_timeout: Setting<Duration>,
+
+    /// At most N connections at once; the ones above are closed at once.
+    #[arg(long, value_name = "N", default_value = "none", value_parser = units::count)]
+    pub max_connections: Setting<u32>,
+
+    /// At most N connections at once from one IP address (the client's, behind a PROXY
+    /// header); the ones above are closed at once.
+    #[arg(long, value_name = "N", default_value = "256", value_parser = units::count)]
+    pub max_per_peer: Setting<u32>,
+
+    /// Read and write at most this many bytes per second on each connection (each way);
+    /// over it reading pauses, nothing is dropped.
+    #[arg(long, value_name = "BYTES", default_value = "none", value_parser = units::bytes)]
+    pub rate: Setting<u64>,
+
+    /// Log each connection's bytes in and out (at debug level, `weft::traffic`; with -vvv a
+    /// hexdump too).
+    #[arg(long)]
+    pub log_traffic: bool,
+
+    /// Serve metrics in Prometheus text format over HTTP at this endpoint (for example
+    /// tcp:9100:interface=127.0.0.1; any path answers).
+    #[arg(long, value_name = "ENDPOINT", value_parser = parse_server_endpoint)]
+    pub metrics: Option<ServerEndpoint>,
+}
+
+/// The connection policies of `weft serve` (`weft_core::policies`), from its options.
+#[derive(Debug, Clone, Copy)]
+struct Policies {
+    idle: Option<Duration>,
+    /// Only set for line protocols.
+    line: Option<Duration>,
+    max_connections: Option<u32>,
+    max_per_peer: Option<u32>,
+    rate: Option<u64>,
+    log_traffic: bool,
+    metrics: bool,
+}
+
+impl Policies {
+    /// Wraps `factory` in the policies that are on; `lines`: the last byte of a line
+    /// protocol's delimiter.
+    /// The usually-off ones are boxed, so when off they cost a connection a pointer's room,
+    /// not their state's.
+    fn apply<F: Factory>(self, factory: F, lines: Option<u8>) -> impl Factory + use<F> {
+        let line = self
+            .line
+            .zip(lines)
+            .map(|(d, end)| Boxed(LineTimeout::new(d).with_delimiter(&[end])));
+        let metrics = self.metrics.then(|| {
+            let m = Metrics::new();
+            Boxed(match lines {
+                Some(end) => m.count_lines(&[end]),
+                None => m,
+            })
+        });
+        factory
+            .with(self.idle.map(IdleTimeout::new))
+            .with(line)
+            .with(self.rate.map(|r| Boxed(Throttle::new().per_connection(r))))
+            .with(self.log_traffic.then(|| Boxed(TrafficLog::new())))
+            .with(self.max_per_peer.map(LimitPerPeer::new))
+            .with(
+                self.max_connections
+                    .map(|n| Boxed(LimitTotal::new(n as usize))),
+            )
+            .with(metrics)
+    }
 }
 
 /// Parses a server endpoint string for clap.
@@ -108,21 +195,27 @@ async fn listen(
     ep: &ServerEndpoint,
     opts: LineOptions,
     name: ProtocolName,
+    policies: Policies,
 ) -> std::io::Result<ListeningPort> {
+    // What ends a line, for the line timeout and the line count: the delimiter's last byte.
+    let lines = opts.delimiter.as_bytes().last().copied();
     match name {
         ProtocolName::Logger => {
             let f = factory_fn(|peer: &Address| Some(wire::Logger::new(peer.clone())));
-            reactor.listen_endpoint(ep, f).await
+            reactor.listen_endpoint(ep, policies.apply(f, None)).await
         }
         ProtocolName::LineLogger => {
             let f = factory_fn(move |peer: &Address| {
                 Some(framed(wire::LineLogger::new(peer.clone()), &opts))
             });
-            reactor.listen_endpoint(ep, f).await
+            reactor.listen_endpoint(ep, policies.apply(f, lines)).await
         }
         ProtocolName::Echo => {
             reactor
-                .listen_endpoint(ep, factory_fn(|_: &Address| Some(wire::Echo)))
+                .listen_endpoint(
+                    ep,
+                    policies.apply(factory_fn(|_: &Address| Some(wire::Echo)), None),
+                )
                 .await
         }
         ProtocolName::LineEcho => {
@@ -133,25 +226,34 @@ async fn listen(
                         .with_max_length(opts.max_length),
                 )
             });
-            reactor.listen_endpoint(ep, f).await
+            reactor.listen_endpoint(ep, policies.apply(f, lines)).await
         }
         ProtocolName::Discard => {
             reactor
-                .listen_endpoint(ep, factory_fn(|_: &Address| Some(wire::Discard)))
+                .listen_endpoint(
+                    ep,
+                    policies.apply(factory_fn(|_: &Address| Some(wire::Discard)), None),
+                )
                 .await
         }
         ProtocolName::Daytime => {
             reactor
-                .listen_endpoint(ep, factory_fn(|_: &Address| Some(wire::Daytime)))
+                .listen_endpoint(
+                    ep,
+                    policies.apply(factory_fn(|_: &Address| Some(wire::Daytime)), None),
+                )
                 .await
         }
         ProtocolName::Chargen => {
             let f = factory_fn(|_: &Address| Some(wire::Chargen::default()));
-            reactor.listen_endpoint(ep, f).await
+            reactor.listen_endpoint(ep, policies.apply(f, None)).await
         }
         ProtocolName::Qotd => {
             reactor
-                .listen_endpoint(ep, factory_fn(|_: &Address| Some(wire::Qotd)))
+                .listen_endpoint(
+                    ep,
+                    policies.apply(factory_fn(|_: &Address| Some(wire::Qotd)), None),
+                )
                 .await
         }
     }
@@ -172,6 +274,24 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         max_length: args.max_length,
     };
     let name = args.protocol;
+    let line_protocol = matches!(name, ProtocolName::LineLogger | ProtocolName::LineEcho);
+    if args.line_timeout.0.is_some() && !line_protocol {
+        return Err(Failure::new(
+            exit::USAGE,
+            format_args!(
+                "--line-timeout is for line protocols (line-logger, line-echo), not {name:?}"
+            ),
+        ));
+    }
+    let policies = Policies {
+        idle: args.idle_timeout.0,
+        line: args.line_timeout.0,
+        max_connections: args.max_connections.0,
+        max_per_peer: args.max_per_peer.0,
+        rate: args.rate.0,
+        log_traffic: args.log_traffic,
+        metrics: args.metrics.is_some(),
+    };
     // Take over SIGINT and SIGTERM before saying we listen: a signal sent right after the
     // `listening on` line must shut down gracefully, not kill the process.
     let (mut interrupt, mut terminate) = match (
@@ -187,10 +307,22 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         }
     };
     let reactor = Reactor::new();
-    let port = listen(&reactor, &args.listen, opts, name)
+    let port = listen(&reactor, &args.listen, opts, name, policies)
         .await
         .map_err(|e| listen_failure(&args.listen, &e))?;
-    crate::log::open_gate(Some(&format!("listening on {}", port.local_addr())));
+    let metrics_port = match &args.metrics {
+        Some(ep) => Some(
+            prometheus::serve(&reactor, ep)
+                .await
+                .map_err(|e| listen_failure(ep, &e))?,
+        ),
+        None => None,
+    };
+    let mut first = format!("listening on {}", port.local_addr());
+    if let Some(m) = &metrics_port {
+        first.push_str(&format!("\nmetrics on {}", m.local_addr()));
+    }
+    crate::log::open_gate(Some(&first));
     tracing::info!(protocol = ?name, addr = %port.local_addr(), "serving");
     tokio::select! {
         _ = interrupt.recv() => tracing::info!("interrupted; shutting down"),

@@ -45,6 +45,7 @@ mod driver;
 pub mod endpoint;
 mod factory;
 pub mod listener;
+pub mod policies;
 mod protocol;
 mod reactor;
 mod reason;
@@ -61,7 +62,7 @@ pub use protocol::Protocol;
 pub use reactor::{
     Connection, DEFAULT_DRAIN_TIMEOUT, DelayedCall, ListeningPort, Reactor, Reconnector,
 };
-pub use reason::{DisconnectReason, panic_message};
+pub use reason::{DisconnectReason, TimeoutKind, panic_message};
 pub use shutdown::{ServingGuard, ShutdownHandle};
 pub use transport::{
     ConnectionClosed, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, TimerId, Transport, TransportHandle,

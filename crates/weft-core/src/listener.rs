@@ -458,6 +458,7 @@ impl Listener {
                         tracing::debug!(error = %e, "accept failed for one connection");
                     }
                     AcceptError::Resources => {
+                        metrics::counter!(crate::policies::names::ACCEPT_PAUSES).increment(1);
                         self.pauses().paused(Instant::now(), &e);
                         tokio::time::sleep(BACKOFF).await;
                     }

@@ -41,6 +41,28 @@ pub enum DisconnectReason {
     /// [`Transport::close_with_error`](crate::Transport::close_with_error)
     /// (for example "line too long").
     ProtocolError(Arc<dyn StdError + Send + Sync>),
+    /// A timeout of [`policies`](crate::policies) closed the connection: it was idle too long,
+    /// or a line took too long to complete.
+    TimedOut(TimeoutKind),
+}
+
+/// Which timeout closed a connection ([`DisconnectReason::TimedOut`]).
+///
+/// ```
+/// use weft_core::{DisconnectReason, TimeoutKind};
+/// let r = DisconnectReason::TimedOut(TimeoutKind::Idle);
+/// assert_eq!(r.to_string(), "connection timed out: idle too long");
+/// assert_eq!(r.label(), "timeout");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// No byte went either way for the idle period
+    /// ([`IdleTimeout`](crate::policies::IdleTimeout)).
+    Idle,
+    /// A line was started and not finished in time
+    /// ([`LineTimeout`](crate::policies::LineTimeout)).
+    Line,
 }
 
 impl DisconnectReason {
@@ -72,6 +94,26 @@ impl DisconnectReason {
         }
     }
 
+    /// A short, fixed name for the reason, for metric labels and log fields: `done`, `local`,
+    /// `aborted`, `reset`, `io`, `shutdown`, `panic`, `protocol_error`, `timeout`.
+    ///
+    /// ```
+    /// assert_eq!(weft_core::DisconnectReason::Reset.label(), "reset");
+    /// ```
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::ConnectionDone => "done",
+            Self::LocalClose => "local",
+            Self::Aborted => "aborted",
+            Self::Reset => "reset",
+            Self::Io(_) => "io",
+            Self::Shutdown => "shutdown",
+            Self::Panicked(_) => "panic",
+            Self::ProtocolError(_) => "protocol_error",
+            Self::TimedOut(_) => "timeout",
+        }
+    }
+
     /// Classifies an I/O error from a socket read or write.
     pub(crate) fn from_io(err: io::Error) -> Self {
         match err.kind() {
@@ -94,6 +136,10 @@ impl fmt::Display for DisconnectReason {
             Self::Shutdown => f.write_str("connection was closed by a shutdown"),
             Self::Panicked(msg) => write!(f, "protocol panicked: {msg}"),
             Self::ProtocolError(e) => write!(f, "protocol error: {e}"),
+            Self::TimedOut(TimeoutKind::Idle) => f.write_str("connection timed out: idle too long"),
+            Self::TimedOut(TimeoutKind::Line) => {
+                f.write_str("connection timed out: a line took too long")
+            }
         }
     }
 }

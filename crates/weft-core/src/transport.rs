@@ -613,6 +613,21 @@ impl Transport {
         Some(self.timers.swap_remove(i).1)
     }
 
+    /// The bytes a callback wrote since `mark` (the [`write_buffer_size`](Self::write_buffer_size)
+    /// taken before it): a direct write recorded meanwhile (its bytes are in `read`, the slice
+    /// `data_received` got), then what was appended to the buffer. Valid only between the two
+    /// points of one callback (nothing is flushed during a callback).
+    pub(crate) fn written_since<'a>(&'a self, mark: usize, read: &'a [u8]) -> [&'a [u8]; 2] {
+        let (off, len) = self.direct;
+        let direct = if len != 0 && mark == 0 {
+            read.get(off as usize..(off + len) as usize).unwrap_or(&[])
+        } else {
+            &[]
+        };
+        let from = mark.saturating_sub(len as usize).min(self.wbuf.len());
+        [direct, &self.wbuf[from..]]
+    }
+
     pub(crate) fn high_water(&self) -> usize {
         self.high as usize
     }

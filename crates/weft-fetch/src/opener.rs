@@ -13,8 +13,8 @@ use crate::cookies::CookieJar;
 use crate::error::redact;
 use crate::handler::{DataHandler, FileHandler, SchemeHandler};
 use crate::header::{
-    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE,
-    HeaderMap, HeaderName, HeaderValue, LOCATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE,
+    HOST, HeaderMap, HeaderName, HeaderValue, LOCATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
     USER_AGENT,
 };
 use crate::request::{IntoRequest, basic_value};
@@ -136,6 +136,7 @@ pub(crate) struct Inner {
     prior_auth: RwLock<Vec<(String, HeaderValue)>>,
     cookies: Option<Arc<CookieJar>>,
     timeout: Option<Duration>,
+    on_exchange: Option<ExchangeHook>,
 }
 
 impl fmt::Debug for Opener {
@@ -150,6 +151,100 @@ impl fmt::Debug for Opener {
             .finish_non_exhaustive()
     }
 }
+
+/// One HTTP request and the head of its answer, as given to the
+/// [`on_exchange`](OpenerBuilder::on_exchange) callback: one per request sent, so a redirect or
+/// an authentication retry makes several (what `curl -v` prints).
+///
+/// # Examples
+///
+/// ```
+/// use weft_fetch::{Exchange, Method, StatusCode, Url, Version};
+/// use weft_fetch::header::{HeaderMap, HeaderValue, HOST};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut sent = HeaderMap::new();
+/// sent.insert(HOST, HeaderValue::from_static("example.com"));
+/// let ex = Exchange::new(
+///     Method::GET,
+///     Url::parse("http://example.com/a?b")?,
+///     sent,
+///     Version::HTTP_11,
+///     StatusCode::OK,
+///     HeaderMap::new(),
+/// );
+/// assert_eq!(ex.request_line(), "GET /a?b HTTP/1.1");
+/// assert_eq!(ex.status_line(), "HTTP/1.1 200 OK");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Exchange {
+    /// The method sent.
+    pub method: Method,
+    /// The URL requested.
+    pub url: Url,
+    /// The headers sent, `Host` first (the HTTP client adds `Host` itself, and `Accept: */*`
+    /// when none is set: both are shown here as they go out).
+    pub request_headers: HeaderMap,
+    /// The version of the answer (the request used the same).
+    pub version: crate::Version,
+    /// The status of the answer.
+    pub status: StatusCode,
+    /// The headers of the answer.
+    pub response_headers: HeaderMap,
+}
+
+impl Exchange {
+    /// An exchange from its parts (for tests of a callback).
+    pub fn new(
+        method: Method,
+        url: Url,
+        request_headers: HeaderMap,
+        version: crate::Version,
+        status: StatusCode,
+        response_headers: HeaderMap,
+    ) -> Exchange {
+        Exchange {
+            method,
+            url,
+            request_headers,
+            version,
+            status,
+            response_headers,
+        }
+    }
+
+    /// `GET /path?query HTTP/1.1`.
+    pub fn request_line(&self) -> String {
+        format!(
+            "{} {} {:?}",
+            self.method,
+            origin_form(&self.url),
+            self.version
+        )
+    }
+
+    /// `HTTP/1.1 200 OK`.
+    pub fn status_line(&self) -> String {
+        status_line(self.version, self.status)
+    }
+}
+
+/// `HTTP/1.1 200 OK` (the reason is the standard one: the client does not keep the server's).
+pub(crate) fn status_line(version: crate::Version, status: StatusCode) -> String {
+    format!(
+        "{version:?} {} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+    .trim_end()
+    .to_string()
+}
+
+/// The callback of [`OpenerBuilder::on_exchange`].
+type ExchangeHook = Arc<dyn Fn(&Exchange) + Send + Sync>;
 
 /// Configures an [`Opener`]; see [`Opener::builder`].
 ///
@@ -194,6 +289,7 @@ pub struct OpenerBuilder {
     cookies: Option<Arc<CookieJar>>,
     root_certs: Vec<Vec<u8>>,
     keep_alive: bool,
+    on_exchange: Option<ExchangeHook>,
     error: Option<Error>,
 }
 
@@ -232,6 +328,7 @@ impl Default for OpenerBuilder {
             cookies: None,
             root_certs: Vec::new(),
             keep_alive: true,
+            on_exchange: None,
             error: None,
         }
     }
@@ -756,6 +853,37 @@ impl OpenerBuilder {
         self
     }
 
+    /// Calls `f` with every HTTP request sent and the head of its answer (each hop of a
+    /// redirect, each authentication retry): what `curl -v` shows. Called before the body is
+    /// read; a library logs nothing of it by itself.
+    ///
+    /// # Examples
+    ///
+    /// A `curl -v`-like trace on stderr (in a program; a library would log it):
+    ///
+    /// ```no_run
+    /// use weft_fetch::Opener;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder()
+    ///     .on_exchange(|ex| {
+    ///         eprintln!("> {}", ex.request_line());
+    ///         for (name, value) in &ex.request_headers {
+    ///             eprintln!("> {name}: {}", String::from_utf8_lossy(value.as_bytes()));
+    ///         }
+    ///         eprintln!("< {}", ex.status_line());
+    ///     })
+    ///     .build()?;
+    /// opener.open("http://127.0.0.1:8000/").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_exchange(mut self, f: impl Fn(&Exchange) + Send + Sync + 'static) -> Self {
+        self.on_exchange = Some(Arc::new(f));
+        self
+    }
+
     /// Builds the opener.
     ///
     /// # Errors
@@ -830,6 +958,7 @@ impl OpenerBuilder {
                 prior_auth: RwLock::new(Vec::new()),
                 cookies: self.cookies,
                 timeout: self.timeout,
+                on_exchange: self.on_exchange,
             }),
         })
     }
@@ -885,6 +1014,27 @@ fn auth_scope(url: &Url) -> String {
         url.port_or_known_default().unwrap_or(0),
         if dir.is_empty() { "/" } else { dir }
     )
+}
+
+/// The request headers as they go out: `Host` first and `Accept: */*` when none is set (the
+/// HTTP client adds both), then the rest.
+fn shown_headers(url: &Url, sent: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    let host = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::new(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&host) {
+        out.insert(HOST, v);
+    }
+    for (k, v) in sent {
+        out.append(k.clone(), v.clone());
+    }
+    if !out.contains_key(ACCEPT) {
+        out.insert(ACCEPT, HeaderValue::from_static("*/*"));
+    }
+    out
 }
 
 fn is_redirect(s: StatusCode) -> bool {
@@ -1065,6 +1215,7 @@ impl Opener {
             let identity_only = h
                 .get(ACCEPT_ENCODING)
                 .is_none_or(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
+            let shown = inner.on_exchange.as_ref().map(|_| shown_headers(&url, &h));
             let mut rb = inner.client.request(method.clone(), url.clone()).headers(h);
             if let Some(b) = &body {
                 rb = rb.body(b.clone());
@@ -1076,6 +1227,16 @@ impl Opener {
             let resp = rb.send().await.map_err(|e| Error::from_reqwest(e, &url))?;
             let status = resp.status();
             tracing::debug!(url = %redact(&url), status = status.as_u16(), "http response");
+            if let (Some(hook), Some(sent)) = (&inner.on_exchange, shown) {
+                hook(&Exchange {
+                    method: method.clone(),
+                    url: url.clone(),
+                    request_headers: sent,
+                    version: resp.version(),
+                    status,
+                    response_headers: resp.headers().clone(),
+                });
+            }
             if let Some(jar) = &inner.cookies {
                 jar.store_response_cookies(resp.headers(), &url);
             }
@@ -1210,8 +1371,10 @@ impl Opener {
                     }
                 }
             }
+            let version = resp.version();
             let body_stream = http_body_stream(resp, url.clone(), method == Method::HEAD);
-            let response = Response::from_stream(url, status, resp_headers, body_stream);
+            let response =
+                Response::from_stream(url, status, resp_headers, body_stream).with_version(version);
             if status.as_u16() >= 400 {
                 return Err(Error::Http(Box::new(response)));
             }

@@ -25,6 +25,8 @@ pub struct Server {
     pub addr: String,
     /// What the child prints on stdout, as it arrives.
     pub stdout: Output,
+    /// The lines the child prints on stderr after the first, as they arrive.
+    pub stderr: Output,
 }
 
 /// Collects a child's stdout in the background.
@@ -50,6 +52,16 @@ impl Output {
     /// Everything received so far, as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Waits for a line starting with `prefix`; returns the rest of that line.
+    pub fn wait_for_line(&self, prefix: &str) -> String {
+        let text = self.wait_for(prefix);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_default();
+        line[prefix.len()..].to_string()
     }
 
     /// Waits until the output contains `needle`; panics with the output after [`WAIT`].
@@ -91,18 +103,25 @@ impl Server {
         let stdout = Output::collect(child.stdout.take().unwrap());
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let rest = Output(Arc::default());
+        let rest2 = rest.clone();
         thread::spawn(move || {
             let mut lines = BufReader::new(stderr).lines();
             if let Some(Ok(first)) = lines.next() {
                 let _ = tx.send(first);
             }
-            // Drain the rest so the child never blocks on a full pipe.
-            for _ in lines {}
+            // Keep the rest (draining it, so the child never blocks on a full pipe).
+            for line in lines.map_while(Result::ok) {
+                let mut out = rest2.0.lock().unwrap();
+                out.extend_from_slice(line.as_bytes());
+                out.push(b'\n');
+            }
         });
         let mut server = Server {
             child,
             addr: String::new(),
             stdout,
+            stderr: rest,
         };
         let first = rx.recv_timeout(WAIT).expect("no `listening on` line");
         server.addr = first
