@@ -2,7 +2,7 @@
 //!
 //! * `weft serve PROTOCOL [--listen ENDPOINT]`: the seed's loggers and Twisted's
 //!   `twisted.protocols.wire` servers (echo, discard, daytime, chargen, qotd).
-//! * `weft connect ENDPOINT`: a small netcat.
+//! * `weft connect ENDPOINT` (or `HOST PORT`; `-u` for UDP): a small netcat.
 //! * `weft fetch URL [-o PATH]` and `weft cat URL`: urllib's `urlretrieve` and `urlopen`.
 //!
 //! Every failure is one line on stderr and an exit code that says what kind of failure it was

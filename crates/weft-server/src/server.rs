@@ -84,6 +84,12 @@ impl BindAddress {
             Self::Text(t) => t,
         };
         let parse_error = match text.parse::<ServerEndpoint>() {
+            // A plain `HOST:PORT` parses as TCP: for a datagram server it means UDP.
+            Ok(ServerEndpoint::Tcp { addr, .. })
+                if !text.starts_with("tcp:") && !text.starts_with("tcp6:") =>
+            {
+                return Ok(vec![inet(addr)]);
+            }
             Ok(ep) => return Ok(vec![ep]),
             Err(e) => e,
         };
