@@ -38,7 +38,7 @@ Exit codes:
   5   timeout
   6   incomplete body (too short: got N of M bytes)
   7   bad URL or unsupported scheme
-  8   local I/O error (a file that cannot be read or written)
+  8   local I/O error (a file that cannot be read or written, or exists without --force)
   9   redirect error (too many redirects, redirect loop, forbidden redirect)
   10  authentication error
   11  protocol error (the server broke HTTP: garbage status line, bad chunk, bad 206)

@@ -186,7 +186,7 @@ fn parse_server_endpoint(s: &str) -> Result<ServerEndpoint, String> {
 }
 
 /// Wraps a line receiver in the framing options.
-fn framed<R: weft_line::LineReceiver>(receiver: R, opts: &LineOptions) -> LineProtocol<R> {
+fn framed<R: weft_line::Receiver>(receiver: R, opts: &LineOptions) -> LineProtocol<R> {
     LineProtocol::new(receiver)
         .with_delimiter(opts.delimiter.clone())
         .with_max_length(opts.max_length)

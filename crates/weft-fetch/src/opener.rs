@@ -29,11 +29,11 @@ use crate::{Error, Method, Request, Response, StatusCode, Url};
 /// use weft_fetch::{Opener, DEFAULT_USER_AGENT};
 ///
 /// # fn main() -> Result<(), weft_fetch::Error> {
+/// assert!(DEFAULT_USER_AGENT.starts_with("weft-fetch/"));
 /// let opener = Opener::builder()
 ///     .user_agent(&format!("my-tool/1.0 {DEFAULT_USER_AGENT}"))
 ///     .build()?;
-/// # drop(opener);
-/// assert!(DEFAULT_USER_AGENT.starts_with("weft-fetch/"));
+/// assert!(format!("{opener:?}").contains("my-tool/1.0 weft-fetch/"));
 /// # Ok(())
 /// # }
 /// ```
@@ -52,7 +52,7 @@ pub const DEFAULT_USER_AGENT: &str = concat!("weft-fetch/", env!("CARGO_PKG_VERS
 /// assert_eq!(DEFAULT_CONNECT_TIMEOUT, Duration::from_secs(30));
 /// // A slow link: twice the default.
 /// let opener = Opener::builder().connect_timeout(DEFAULT_CONNECT_TIMEOUT * 2).build()?;
-/// # drop(opener);
+/// assert!(format!("{opener:?}").contains("connect_timeout: Some(60s)"));
 /// # Ok(())
 /// # }
 /// ```
@@ -70,7 +70,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// # fn main() -> Result<(), weft_fetch::Error> {
 /// assert_eq!(DEFAULT_READ_TIMEOUT, Duration::from_secs(120));
 /// let opener = Opener::builder().read_timeout(DEFAULT_READ_TIMEOUT / 4).build()?;
-/// # drop(opener);
+/// assert!(format!("{opener:?}").contains("read_timeout: Some(30s)"));
 /// # Ok(())
 /// # }
 /// ```
@@ -123,20 +123,39 @@ pub(crate) struct Inner {
     client: reqwest::Client,
     headers: HeaderMap,
     handlers: HashMap<String, Arc<dyn SchemeHandler>>,
-    follow_redirects: bool,
-    max_redirects: usize,
-    max_repeats: usize,
     passwords: RwLock<PasswordManager>,
     /// Credentials for 407 challenges of the proxy, and the proxy they are looked up under.
     proxy_passwords: PasswordManager,
     proxy_url: Option<Url>,
-    preemptive_basic: bool,
     /// Basic credentials that succeeded, by URL directory: sent up front next time
     /// (urllib's `HTTPPasswordMgrWithPriorAuth`).
     prior_auth: RwLock<Vec<(String, HeaderValue)>>,
     cookies: Option<Arc<CookieJar>>,
-    timeout: Option<Duration>,
     on_exchange: Option<ExchangeHook>,
+    settings: Settings,
+}
+
+/// An opener's settings: what the builder sets, the opener follows, and `Debug` shows (never a
+/// password: credentials are counted, proxies redacted).
+#[derive(Debug, Clone)]
+struct Settings {
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+    timeout: Option<Duration>,
+    follow_redirects: bool,
+    max_redirects: usize,
+    max_repeats: usize,
+    #[expect(dead_code, reason = "filled by build() to be shown by Debug")]
+    proxies: Vec<String>,
+    env_proxies: bool,
+    #[expect(dead_code, reason = "filled by build() to be shown by Debug")]
+    credentials: usize,
+    #[expect(dead_code, reason = "filled by build() to be shown by Debug")]
+    proxy_credentials: usize,
+    preemptive_basic: bool,
+    #[expect(dead_code, reason = "filled by build() to be shown by Debug")]
+    extra_root_certificates: usize,
+    keep_alive: bool,
 }
 
 impl fmt::Debug for Opener {
@@ -146,8 +165,8 @@ impl fmt::Debug for Opener {
         f.debug_struct("Opener")
             .field("headers", &self.inner.headers)
             .field("schemes", &schemes)
-            .field("max_redirects", &self.inner.max_redirects)
             .field("cookies", &self.inner.cookies.is_some())
+            .field("settings", &self.inner.settings)
             .finish_non_exhaustive()
     }
 }
@@ -272,23 +291,16 @@ type ExchangeHook = Arc<dyn Fn(&Exchange) + Send + Sync>;
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "an OpenerBuilder does nothing until .build()"]
 pub struct OpenerBuilder {
+    settings: Settings,
     headers: HeaderMap,
     handlers: HashMap<String, Arc<dyn SchemeHandler>>,
-    connect_timeout: Option<Duration>,
-    read_timeout: Option<Duration>,
-    timeout: Option<Duration>,
-    follow_redirects: bool,
-    max_redirects: usize,
-    max_repeats: usize,
     proxies: Vec<String>,
-    env_proxies: bool,
     passwords: PasswordManager,
     proxy_passwords: PasswordManager,
-    preemptive_basic: bool,
     cookies: Option<Arc<CookieJar>>,
     root_certs: Vec<Vec<u8>>,
-    keep_alive: bool,
     on_exchange: Option<ExchangeHook>,
     error: Option<Error>,
 }
@@ -297,8 +309,8 @@ impl fmt::Debug for OpenerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenerBuilder")
             .field("headers", &self.headers)
-            .field("max_redirects", &self.max_redirects)
-            .field("proxies", &self.proxies)
+            .field("max_redirects", &self.settings.max_redirects)
+            .field("proxies", &redacted(&self.proxies))
             .finish_non_exhaustive()
     }
 }
@@ -312,22 +324,28 @@ impl Default for OpenerBuilder {
         handlers.insert("file".into(), Arc::new(FileHandler));
         handlers.insert("data".into(), Arc::new(DataHandler));
         OpenerBuilder {
+            settings: Settings {
+                connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+                read_timeout: Some(DEFAULT_READ_TIMEOUT),
+                timeout: None,
+                follow_redirects: true,
+                max_redirects: 10,
+                max_repeats: 4,
+                proxies: Vec::new(),
+                env_proxies: true,
+                credentials: 0,
+                proxy_credentials: 0,
+                preemptive_basic: false,
+                extra_root_certificates: 0,
+                keep_alive: true,
+            },
             headers,
             handlers,
-            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
-            read_timeout: Some(DEFAULT_READ_TIMEOUT),
-            timeout: None,
-            follow_redirects: true,
-            max_redirects: 10,
-            max_repeats: 4,
             proxies: Vec::new(),
-            env_proxies: true,
             passwords: PasswordManager::new(),
             proxy_passwords: PasswordManager::new(),
-            preemptive_basic: false,
             cookies: None,
             root_certs: Vec::new(),
-            keep_alive: true,
             on_exchange: None,
             error: None,
         }
@@ -366,7 +384,7 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().header_line("X-Api-Key: 1234").build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains(r#""x-api-key": "1234""#));
     ///
     /// let err = Opener::builder().header_line("X-Api-Key 1234").build().unwrap_err();
     /// assert!(matches!(err, Error::InvalidHeader(_)));
@@ -414,7 +432,7 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().user_agent("Mozilla/5.0 (compatible; weft)").build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("Mozilla/5.0 (compatible; weft)"));
     ///
     /// let err = Opener::builder().user_agent("bad\nagent").build().unwrap_err();
     /// assert!(matches!(err, Error::InvalidHeader(_)));
@@ -443,13 +461,14 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let quick = Opener::builder().connect_timeout(Duration::from_secs(3)).build()?;
+    /// assert!(format!("{quick:?}").contains("connect_timeout: Some(3s)"));
     /// let patient = Opener::builder().connect_timeout(None).build()?;
-    /// # drop((quick, patient));
+    /// assert!(format!("{patient:?}").contains("connect_timeout: None"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn connect_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
-        self.connect_timeout = t.into();
+        self.settings.connect_timeout = t.into();
         self
     }
 
@@ -465,12 +484,12 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().read_timeout(Duration::from_secs(15)).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("read_timeout: Some(15s)"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn read_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
-        self.read_timeout = t.into();
+        self.settings.read_timeout = t.into();
         self
     }
 
@@ -495,7 +514,7 @@ impl OpenerBuilder {
     /// # }
     /// ```
     pub fn timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
-        self.timeout = t.into();
+        self.settings.timeout = t.into();
         self
     }
 
@@ -519,7 +538,7 @@ impl OpenerBuilder {
     /// # }
     /// ```
     pub fn follow_redirects(mut self, follow: bool) -> Self {
-        self.follow_redirects = follow;
+        self.settings.follow_redirects = follow;
         self
     }
 
@@ -534,12 +553,12 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().max_redirects(2).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("max_redirects: 2"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn max_redirects(mut self, n: usize) -> Self {
-        self.max_redirects = n;
+        self.settings.max_redirects = n;
         self
     }
 
@@ -554,12 +573,12 @@ impl OpenerBuilder {
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// // Some login flows bounce through the same URL a few times: allow up to 8 visits.
     /// let opener = Opener::builder().max_repeats(8).max_redirects(20).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("max_repeats: 8"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn max_repeats(mut self, n: usize) -> Self {
-        self.max_repeats = n;
+        self.settings.max_repeats = n;
         self
     }
 
@@ -575,6 +594,8 @@ impl OpenerBuilder {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().proxy("http://user:pass@127.0.0.1:3128").build()?;
+    /// // Shown without its password:
+    /// assert!(format!("{opener:?}").contains(r#"proxies: ["http://***@127.0.0.1:3128"]"#));
     /// // Not proxied:
     /// assert_eq!(opener.open("data:,local").await?.text().await?, "local");
     /// # Ok(())
@@ -596,12 +617,12 @@ impl OpenerBuilder {
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// // Ignore http_proxy and friends, for example for a loopback test server.
     /// let opener = Opener::builder().env_proxies(false).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("env_proxies: false"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn env_proxies(mut self, on: bool) -> Self {
-        self.env_proxies = on;
+        self.settings.env_proxies = on;
         self
     }
 
@@ -617,7 +638,7 @@ impl OpenerBuilder {
     /// pm.add(Some("intranet"), "https://wiki.example.com/", "joe", "s3cret");
     /// pm.add(None, "https://ci.example.com/", "bot", "t0ken");
     /// let opener = Opener::builder().password_manager(pm).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("credentials: 2"));
     /// # Ok(())
     /// # }
     /// ```
@@ -639,7 +660,8 @@ impl OpenerBuilder {
     /// let opener = Opener::builder()
     ///     .add_password(Some("Private"), "http://127.0.0.1:8080/private/", "joe", "s3cret")
     ///     .build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("credentials: 1"));
+    /// assert!(!format!("{opener:?}").contains("s3cret"));
     /// # Ok(())
     /// # }
     /// ```
@@ -674,7 +696,7 @@ impl OpenerBuilder {
     ///     .proxy("http://127.0.0.1:3128")
     ///     .add_proxy_password(Some("squid"), "http://127.0.0.1:3128", "joe", "s3cret")
     ///     .build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("proxy_credentials: 1"));
     /// # Ok(())
     /// # }
     /// ```
@@ -698,7 +720,8 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().credentials("joe", "s3cret").build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("credentials: 1"));
+    /// assert!(!format!("{opener:?}").contains("s3cret"));
     /// # Ok(())
     /// # }
     /// ```
@@ -722,12 +745,12 @@ impl OpenerBuilder {
     ///     .credentials("deploy", "t0ken")
     ///     .preemptive_basic(true)
     ///     .build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("preemptive_basic: true"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn preemptive_basic(mut self, on: bool) -> Self {
-        self.preemptive_basic = on;
+        self.settings.preemptive_basic = on;
         self
     }
 
@@ -746,8 +769,8 @@ impl OpenerBuilder {
     /// let dir = tempfile::tempdir()?;
     /// let jar = Arc::new(CookieJar::new());
     /// let opener = Opener::builder().cookie_jar(Arc::clone(&jar)).build()?;
-    /// // ... requests through `opener` fill the jar ...
-    /// # drop(opener);
+    /// // Requests through `opener` fill the jar; it is the same jar:
+    /// assert!(Arc::ptr_eq(opener.cookie_jar().expect("a jar"), &jar));
     /// jar.save(dir.path().join("cookies.txt"))?;
     /// # Ok(())
     /// # }
@@ -792,7 +815,7 @@ impl OpenerBuilder {
     /// let opener = Opener::builder()
     ///     .add_root_certificate_pem(ca.cert.pem().as_bytes())
     ///     .build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("extra_root_certificates: 1"));
     /// # Ok(())
     /// # }
     /// ```
@@ -812,12 +835,12 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().keep_alive(false).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("keep_alive: false"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn keep_alive(mut self, on: bool) -> Self {
-        self.keep_alive = on;
+        self.settings.keep_alive = on;
         self
     }
 
@@ -899,7 +922,7 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains(r#"schemes: ["data", "file"]"#));
     /// let err = Opener::builder().proxy("http://[::1").build().unwrap_err();
     /// assert!(matches!(err, Error::InvalidUrl { .. }));
     /// # Ok(())
@@ -913,16 +936,16 @@ impl OpenerBuilder {
         let mut cb = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(30));
-        if !self.env_proxies {
+        if !self.settings.env_proxies {
             cb = cb.no_proxy();
         }
-        if let Some(t) = self.connect_timeout {
+        if let Some(t) = self.settings.connect_timeout {
             cb = cb.connect_timeout(t);
         }
-        if let Some(t) = self.read_timeout {
+        if let Some(t) = self.settings.read_timeout {
             cb = cb.read_timeout(t);
         }
-        if !self.keep_alive {
+        if !self.settings.keep_alive {
             cb = cb.pool_max_idle_per_host(0);
         }
         for p in &self.proxies {
@@ -943,22 +966,25 @@ impl OpenerBuilder {
             url: None,
             source: Box::new(e),
         })?;
+        let settings = Settings {
+            proxies: redacted(&self.proxies),
+            credentials: self.passwords.len(),
+            proxy_credentials: self.proxy_passwords.len(),
+            extra_root_certificates: self.root_certs.len(),
+            ..self.settings
+        };
         Ok(Opener {
             inner: Arc::new(Inner {
                 client,
                 headers: self.headers,
                 handlers: self.handlers,
-                follow_redirects: self.follow_redirects,
-                max_redirects: self.max_redirects,
-                max_repeats: self.max_repeats,
                 passwords: RwLock::new(self.passwords),
                 proxy_passwords: self.proxy_passwords,
                 proxy_url: self.proxies.first().and_then(|p| Url::parse(p).ok()),
-                preemptive_basic: self.preemptive_basic,
                 prior_auth: RwLock::new(Vec::new()),
                 cookies: self.cookies,
-                timeout: self.timeout,
                 on_exchange: self.on_exchange,
+                settings,
             }),
         })
     }
@@ -992,6 +1018,14 @@ impl Answer {
             None => Ok(false),
         }
     }
+}
+
+/// Proxy URLs as they may be shown.
+fn redacted(proxies: &[String]) -> Vec<String> {
+    proxies
+        .iter()
+        .map(|p| crate::error::redact_str(p))
+        .collect()
 }
 
 /// Same scheme, host and port: where credentials may follow a redirect (curl's rule, after
@@ -1171,7 +1205,7 @@ impl Opener {
         let mut method = req.get_method();
         let mut body = req.body.clone();
         let mut headers = req.effective_headers(&inner.headers, true);
-        let timeout = req.timeout.or(inner.timeout);
+        let timeout = req.timeout.or(inner.settings.timeout);
         let mut visits: HashMap<String, usize> = HashMap::new();
         let mut hops = 0usize;
         let mut auth = Answer::default();
@@ -1202,7 +1236,7 @@ impl Opener {
                     .max_by_key(|(k, _)| k.len())
                 {
                     h.insert(AUTHORIZATION, v.clone());
-                } else if inner.preemptive_basic {
+                } else if inner.settings.preemptive_basic {
                     let pm = inner.passwords.read().unwrap_or_else(|p| p.into_inner());
                     if let Some((u, p)) = pm.lookup(None, &url, on_first_host) {
                         h.insert(AUTHORIZATION, basic_value(u, p));
@@ -1282,7 +1316,7 @@ impl Opener {
                 continue;
             }
 
-            if inner.follow_redirects && is_redirect(status) {
+            if inner.settings.follow_redirects && is_redirect(status) {
                 if let Some(loc) = resp
                     .headers()
                     .get(LOCATION)
@@ -1303,14 +1337,14 @@ impl Opener {
                         });
                     }
                     hops += 1;
-                    if hops > inner.max_redirects {
+                    if hops > inner.settings.max_redirects {
                         return Err(Error::TooManyRedirects {
                             url: redact(&url),
                             count: hops - 1,
                         });
                     }
                     let seen = visits.entry(next.to_string()).or_insert(0);
-                    if *seen >= inner.max_repeats {
+                    if *seen >= inner.settings.max_repeats {
                         return Err(Error::RedirectLoop {
                             url: redact(&next),
                             visits: *seen + 1,
