@@ -51,6 +51,8 @@ mod reactor;
 mod reason;
 mod shutdown;
 pub mod testing;
+pub mod tls;
+mod tls_io;
 mod transport;
 mod udp;
 
