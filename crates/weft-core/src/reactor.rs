@@ -19,6 +19,7 @@ use crate::endpoint::{ClientEndpoint, ServerEndpoint};
 use crate::factory::FactoryUse;
 use crate::listener::{Established, ListenOptions, Listener, Stream};
 use crate::protocol::Conn;
+use crate::shutdown::ShutdownHandle;
 use crate::{
     Address, Backoff, ClientFactory, DisconnectReason, Factory, Transport, TransportHandle,
 };
@@ -38,7 +39,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Tells connections to close, then to abort.
     hub: Arc<Hub>,
-    stop: CancellationToken,
+    /// What `stop` asks and `run` waits for.
+    stop: ShutdownHandle,
     tracker: TaskTracker,
     drain: Mutex<Duration>,
     signals_installed: std::sync::atomic::AtomicBool,
@@ -108,7 +110,7 @@ impl Reactor {
             inner: Arc::new(Inner {
                 shutdown: CancellationToken::new(),
                 hub: Arc::new(Hub::default()),
-                stop: CancellationToken::new(),
+                stop: ShutdownHandle::default(),
                 tracker: TaskTracker::new(),
                 drain: Mutex::new(DEFAULT_DRAIN_TIMEOUT),
                 signals_installed: std::sync::atomic::AtomicBool::new(false),
@@ -768,7 +770,7 @@ impl Reactor {
     ///
     /// See [`run`](Self::run).
     pub fn stop(&self) {
-        self.inner.stop.cancel();
+        self.inner.stop.request();
     }
 
     /// Makes Ctrl-C (SIGINT) and SIGTERM call [`stop`](Self::stop), from now on.
@@ -791,22 +793,10 @@ impl Reactor {
     /// # }
     /// ```
     pub fn handle_signals(&self) -> io::Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
         if self.inner.signals_installed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let stop = self.inner.stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = int.recv() => tracing::info!("interrupted; shutting down"),
-                _ = term.recv() => tracing::info!("terminated; shutting down"),
-                _ = stop.cancelled() => return,
-            }
-            stop.cancel();
-        });
-        Ok(())
+        self.inner.stop.request_on_signals()
     }
 
     /// Serves until Ctrl-C, SIGTERM or [`stop`](Self::stop), then shuts down gracefully
@@ -826,8 +816,10 @@ impl Reactor {
     /// ```
     pub async fn run(&self) -> io::Result<()> {
         self.handle_signals()?;
-        self.inner.stop.cancelled().await;
+        let mut serving = self.inner.stop.begin_serving();
+        serving.requested().await;
         self.shutdown().await;
+        drop(serving);
         Ok(())
     }
 
@@ -839,7 +831,7 @@ impl Reactor {
     /// See [`Reactor`] for an example.
     pub async fn shutdown(&self) {
         let drain = *self.inner.drain.lock().unwrap_or_else(|e| e.into_inner());
-        self.inner.stop.cancel();
+        self.inner.stop.request();
         self.inner.shutdown.cancel();
         self.inner.hub.trigger(true);
         self.inner.tracker.close();
