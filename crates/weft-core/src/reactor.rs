@@ -561,16 +561,53 @@ impl Reactor {
                 let config = tls
                     .config()
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                let target = endpoint.tcp_target().ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        "TLS over a Unix socket is not supported yet (endpoint= takes tcp:)",
-                    )
-                })?;
-                self.connect_tls(target, host, config, factory, *timeout)
-                    .await
+                match endpoint.tcp_target() {
+                    Some(target) => {
+                        self.connect_tls(target, host, config, factory, *timeout)
+                            .await
+                    }
+                    None => {
+                        self.connect_tls_unix(endpoint, host, config, factory, *timeout)
+                            .await
+                    }
+                }
             }
         }
+    }
+
+    /// `tls:HOST:PORT:endpoint=unix\:/path`: TLS over a Unix socket, verifying HOST.
+    async fn connect_tls_unix<F: ClientFactory>(
+        &self,
+        endpoint: &ClientEndpoint,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+        factory: F,
+        timeout: Duration,
+    ) -> io::Result<Connection> {
+        let Some(ClientEndpoint::Unix { path, .. }) = (match endpoint {
+            ClientEndpoint::Tls { via, .. } => via.as_deref(),
+            _ => None,
+        }) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a tls: endpoint through a Unix socket",
+            ));
+        };
+        let factory = Arc::new(factory);
+        let use_ = FactoryUse::new(factory.clone());
+        let target = Address::Unix(Some(path.clone()));
+        let attempt = async {
+            let unix = UnixStream::connect(path).await?;
+            crate::tls::client_handshake(unix, server_name, config).await
+        };
+        let tls = dial_to(&*factory, &target, timeout, "TLS connect", attempt).await?;
+        let (unix, conn) = tls.into_inner();
+        let host = unix
+            .local_addr()
+            .map(|a| Address::from_unix(&a))
+            .unwrap_or(Address::Unix(None));
+        let socket = crate::tls_io::TlsSocket::new(unix, conn, Some(server_name.to_owned()));
+        self.client_connection(socket, target, host, use_)
     }
 
     fn client_connection<S: RawStream, F: ClientFactory>(
@@ -830,16 +867,32 @@ where
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to"))?;
     let target_addr = Address::Inet(target);
-    factory.started_connecting(&target_addr);
-    let e = match tokio::time::timeout(timeout, connect(target)).await {
-        Ok(Ok(s)) => return Ok((s, target_addr)),
+    let s = dial_to(factory, &target_addr, timeout, what, connect(target)).await?;
+    Ok((s, target_addr))
+}
+
+/// Runs `connecting` (to `target`) within `timeout`, telling the factory it started and, on
+/// failure, why.
+async fn dial_to<F, T>(
+    factory: &F,
+    target: &Address,
+    timeout: Duration,
+    what: &str,
+    connecting: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T>
+where
+    F: ClientFactory,
+{
+    factory.started_connecting(target);
+    let e = match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(s)) => return Ok(s),
         Ok(Err(e)) => e,
         Err(_) => io::Error::new(
             io::ErrorKind::TimedOut,
             format!("{what} to {target} timed out"),
         ),
     };
-    factory.client_connection_failed(&target_addr, &e);
+    factory.client_connection_failed(target, &e);
     Err(e)
 }
 
