@@ -2,7 +2,7 @@
 //! connection, so a crash in one handler cannot take the others down.
 //!
 //! ```text
-//! cargo run --example forking_server [ADDR]          # default 127.0.0.1:1234; port 0 picks one
+//! cargo run --example forking_server [ADDR]          # default 127.0.0.1:1234; port 0 picks one; ADDR is HOST:PORT, :PORT or an endpoint string (tcp:0:interface=127.0.0.1)
 //! cargo run --example forking_server [ADDR] --pool N # async variant: N worker processes
 //! nc 127.0.0.1 1234                                  # prints "Thank you for connecting"
 //! ```
@@ -65,7 +65,11 @@ fn main() -> Result<(), ServerError> {
         .map(|i| args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(4));
     match pool {
         None => {
-            let mut server = ForkingServer::bind_tcp(addr.as_str(), Handler, ServerConfig::new())?;
+            let mut server = ForkingServer::bind_tcp(
+                weft::core::ServerEndpoint::parse_tcp(&addr).map_err(std::io::Error::from)?,
+                Handler,
+                ServerConfig::new(),
+            )?;
             // Ctrl-C and SIGTERM set a flag (a signal handler, no thread: the process must stay
             // single-threaded to fork); `serve_until` sees it within 200 ms.
             let stop = Arc::new(AtomicBool::new(false));
@@ -81,7 +85,12 @@ fn main() -> Result<(), ServerError> {
             rt.block_on(async {
                 let config = ServerConfig::new()
                     .concurrency(Concurrency::Processes(ProcessPool::new(workers)));
-                let server = TcpServer::bind_with(addr.as_str(), Handler, config).await?;
+                let server = TcpServer::bind_with(
+                    weft::core::ServerEndpoint::parse_tcp(&addr).map_err(std::io::Error::from)?,
+                    Handler,
+                    config,
+                )
+                .await?;
                 if !server.info().is_worker() {
                     server.shutdown_handle().request_on_signals()?;
                     eprintln!("listening on {}", server.server_address());

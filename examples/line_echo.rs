@@ -3,7 +3,7 @@
 //! it came with).
 //!
 //! ```text
-//! cargo run --example line_echo [ADDR]   # default 127.0.0.1:1234; port 0 picks one
+//! cargo run --example line_echo [ADDR]   # default 127.0.0.1:1234; port 0 picks one; ADDR is HOST:PORT, :PORT or an endpoint string (tcp:0:interface=127.0.0.1)
 //! nc 127.0.0.1 1234                      # type lines; each comes back
 //! ```
 //!
@@ -40,8 +40,8 @@ async fn main() -> std::io::Result<()> {
     let factory = factory_fn(move |_: &Address| {
         Some(LineProtocol::new(LineEcho).with_delimiter(delimiter.clone()))
     });
-    let port = reactor.listen_tcp(addr.as_str(), factory).await?;
-    eprintln!("listening on {}", port.local_addr());
+    let port = reactor.listen(&addr, factory).await?;
+    eprintln!("listening on {}", port.local_addr().listening());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)

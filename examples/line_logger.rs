@@ -2,7 +2,7 @@
 //! and who left.
 //!
 //! ```text
-//! cargo run --example line_logger [ADDR]   # default 127.0.0.1:1234; port 0 picks one
+//! cargo run --example line_logger [ADDR]   # default 127.0.0.1:1234; port 0 picks one; ADDR is HOST:PORT, :PORT or an endpoint string (tcp:0:interface=127.0.0.1)
 //! nc 127.0.0.1 1234                        # type lines; they appear on the server
 //! ```
 //!
@@ -70,8 +70,8 @@ async fn main() -> std::io::Result<()> {
         let logger = LineLogger { peer: peer.clone() };
         Some(LineProtocol::new(logger).with_delimiter(delimiter.clone()))
     });
-    let port = reactor.listen_tcp(addr.as_str(), factory).await?;
-    eprintln!("listening on {}", port.local_addr());
+    let port = reactor.listen(&addr, factory).await?;
+    eprintln!("listening on {}", port.local_addr().listening());
     // After the first stderr line, so that it stays first whatever RUST_LOG says.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

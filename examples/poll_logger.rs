@@ -2,7 +2,7 @@
 //! register and deregister, all on one thread without tokio.
 //!
 //! ```text
-//! cargo run --example poll_logger [ADDR]   # default 127.0.0.1:1234; port 0 picks one
+//! cargo run --example poll_logger [ADDR]   # default 127.0.0.1:1234; port 0 picks one; ADDR is HOST:PORT, :PORT or an endpoint string (tcp:0:interface=127.0.0.1)
 //! nc 127.0.0.1 1234                        # type lines; they appear on the server
 //! ```
 //!
@@ -166,7 +166,7 @@ fn main() -> io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:1234".into());
-    let std_listener = std::net::TcpListener::bind(&addr)?;
+    let std_listener = std::net::TcpListener::bind(weft::core::ServerEndpoint::parse_tcp(&addr)?)?;
     std_listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(std_listener);
     // Ctrl-C and SIGTERM set the flag: the loop sees it within 100 ms and the program exits 0.

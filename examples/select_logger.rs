@@ -2,7 +2,7 @@
 //! connection at once (no task per connection) and logs what happens.
 //!
 //! ```text
-//! cargo run --example select_logger [ADDR]   # default 127.0.0.1:1234; port 0 picks one
+//! cargo run --example select_logger [ADDR]   # default 127.0.0.1:1234; port 0 picks one; ADDR is HOST:PORT, :PORT or an endpoint string (tcp:0:interface=127.0.0.1)
 //! nc 127.0.0.1 1234                          # type lines; they appear on the server
 //! ```
 //!
@@ -23,7 +23,7 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:1234".into());
-    let listener = TcpListener::bind(&addr).await?;
+    let listener = TcpListener::bind(weft::core::ServerEndpoint::parse_tcp(&addr)?).await?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
     eprintln!("listening on {}", listener.local_addr()?);

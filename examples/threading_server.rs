@@ -2,7 +2,7 @@
 //! connection running a blocking `StreamRequestHandler`.
 //!
 //! ```text
-//! cargo run --example threading_server [ADDR]   # default 127.0.0.1:1234; port 0 picks one
+//! cargo run --example threading_server [ADDR]   # default 127.0.0.1:1234; port 0 picks one; ADDR is HOST:PORT, :PORT or an endpoint string (tcp:0:interface=127.0.0.1)
 //! nc 127.0.0.1 1234                              # prints "Thank you for connecting"
 //! ```
 //!
@@ -36,7 +36,12 @@ async fn main() -> Result<(), weft::server::ServerError> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:1234".into());
     let config = ServerConfig::new().concurrency(Concurrency::threads());
-    let server = TcpServer::bind_with(addr.as_str(), Blocking(Handler), config).await?;
+    let server = TcpServer::bind_with(
+        weft::core::ServerEndpoint::parse_tcp(&addr).map_err(std::io::Error::from)?,
+        Blocking(Handler),
+        config,
+    )
+    .await?;
     server.shutdown_handle().request_on_signals()?; // before announcing: Ctrl-C from now on stops serving cleanly
     eprintln!("listening on {}", server.server_address());
     server.serve_forever().await?;

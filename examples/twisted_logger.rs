@@ -2,7 +2,7 @@
 //! data as it arrives, and who left.
 //!
 //! ```text
-//! cargo run --example twisted_logger [ADDR]   # default 127.0.0.1:1234; port 0 picks one
+//! cargo run --example twisted_logger [ADDR]   # default 127.0.0.1:1234; port 0 picks one; ADDR is HOST:PORT, :PORT or an endpoint string (tcp:0:interface=127.0.0.1)
 //! nc 127.0.0.1 1234                           # type lines; they appear on the server
 //! ```
 //!
@@ -47,7 +47,7 @@ async fn main() -> std::io::Result<()> {
     let reactor = Reactor::new();
     reactor.handle_signals()?; // before announcing: a Ctrl-C from now on is a clean shutdown
     let factory = factory_fn(|peer: &Address| Some(SimpleLogger { peer: peer.clone() }));
-    let port = reactor.listen_tcp(addr.as_str(), factory).await?;
-    eprintln!("listening on {}", port.local_addr());
+    let port = reactor.listen(&addr, factory).await?;
+    eprintln!("listening on {}", port.local_addr().listening());
     reactor.run().await
 }

@@ -44,10 +44,16 @@ async fn main() {
         bar.set_position(p.bytes_done);
     };
     let result = weft::fetch::urlretrieve(url.as_str(), dest.as_deref(), Some(&mut hook)).await;
-    bar.finish_and_clear();
     match result {
         Ok((path, headers)) => {
             let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            // The bar redraws at most every few milliseconds, so the last position set may
+            // not be on screen yet: draw the final state (100 % of a known size) and leave it.
+            bar.set_position(size);
+            bar.finish();
+            if !bar.is_hidden() {
+                eprintln!(); // the path goes on a line of its own
+            }
             let ctype = headers
                 .get("content-type")
                 .and_then(|v| v.to_str().ok())
@@ -55,6 +61,7 @@ async fn main() {
             println!("{} ({size} bytes, {ctype})", path.display());
         }
         Err(e) => {
+            bar.abandon();
             eprintln!("urlretrieve: {url}: {e}");
             std::process::exit(1);
         }

@@ -165,10 +165,11 @@ impl Drop for Running {
 /// Starts an example on a free port; returns it and the address of its first stderr line.
 fn start(
     path: &PathBuf,
+    listen: &str,
     extra: &[&str],
 ) -> (Running, String, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(path)
-        .arg("127.0.0.1:0")
+        .arg(listen)
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -190,11 +191,12 @@ fn start(
 
 #[test]
 fn server_examples_thank_each_client() {
-    for (name, extra) in [
-        ("socketserver_server", &[][..]),
-        ("threading_server", &[][..]),
-        ("forking_server", &[][..]),
-        ("forking_server", &["--pool", "2"][..]),
+    // The address in either form (issue 16): a plain HOST:PORT or an endpoint string.
+    for (name, listen, extra) in [
+        ("socketserver_server", "127.0.0.1:0", &[][..]),
+        ("threading_server", "tcp:0:interface=127.0.0.1", &[][..]),
+        ("forking_server", "tcp:0:interface=127.0.0.1", &[][..]),
+        ("forking_server", "127.0.0.1:0", &["--pool", "2"][..]),
     ] {
         let Some(path) = example(name) else {
             eprintln!(
@@ -202,7 +204,7 @@ fn server_examples_thank_each_client() {
             );
             continue;
         };
-        let (_running, addr, mut out) = start(&path, extra);
+        let (_running, addr, mut out) = start(&path, listen, extra);
         for _ in 0..3 {
             let mut s = TcpStream::connect(&addr).unwrap();
             s.set_read_timeout(Some(LIMIT)).unwrap();
@@ -240,7 +242,7 @@ fn every_server_example_exits_cleanly_on_sigint_and_sigterm() {
             continue;
         };
         for signal in ["INT", "TERM"] {
-            let (mut running, addr, _out) = start(&path, extra);
+            let (mut running, addr, _out) = start(&path, "127.0.0.1:0", extra);
             let _idle_client = TcpStream::connect(&addr).unwrap();
             let pid = running.0.id().to_string();
             let sent = Command::new("kill")
@@ -354,12 +356,15 @@ fn poll_logger_serves_again_after_running_out_of_descriptors() {
 
 #[test]
 fn logger_examples_log_interleaved_clients() {
-    for name in ["select_logger", "poll_logger"] {
+    for (name, listen) in [
+        ("select_logger", "127.0.0.1:0"),
+        ("poll_logger", "tcp:0:interface=127.0.0.1"),
+    ] {
         let Some(path) = example(name) else {
             eprintln!("skipped: example {name} not built");
             continue;
         };
-        let (_running, addr, out) = start(&path, &[]);
+        let (_running, addr, out) = start(&path, listen, &[]);
         let sink = Shared::default();
         std::thread::spawn({
             let mut sink = sink.clone();
@@ -378,6 +383,39 @@ fn logger_examples_log_interleaved_clients() {
     }
 }
 
+/// Issue 16: the reactor examples take an endpoint string as well as `HOST:PORT` (they used
+/// to fail with `invalid port value` on `tcp:0:interface=127.0.0.1`).
+#[test]
+fn reactor_examples_take_endpoint_strings() {
+    for (name, listen) in [
+        ("line_echo", "tcp:0:interface=127.0.0.1"),
+        ("line_logger", "tcp:0:interface=127.0.0.1"),
+        ("twisted_logger", "127.0.0.1:0"),
+    ] {
+        let Some(path) = example(name) else {
+            eprintln!("skipped: example {name} not built");
+            continue;
+        };
+        let (_running, addr, mut out) = start(&path, listen, &[]);
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(LIMIT)).unwrap();
+        let me = s.local_addr().unwrap();
+        s.write_all(b"hello\r\n").unwrap();
+        if name == "line_echo" {
+            let mut back = [0u8; 7];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(&back, b"hello\r\n");
+        } else {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            assert_eq!(line, format!("Got connection from {me}\n"), "{name}");
+            line.clear();
+            out.read_line(&mut line).unwrap();
+            assert!(line.starts_with("hello"), "{name}: {line:?}");
+        }
+    }
+}
+
 /// The line examples take what plain `nc` sends (`\n`) as well as `telnet`'s `\r\n`
 /// (issue 16: with a strict `\r\n` framing, plain nc's lines were silently dropped).
 #[test]
@@ -386,7 +424,7 @@ fn line_examples_take_plain_nc_lines() {
         eprintln!("skipped: example line_logger not built");
         return;
     };
-    let (_running, addr, mut out) = start(&path, &[]);
+    let (_running, addr, mut out) = start(&path, "127.0.0.1:0", &[]);
     let mut c = TcpStream::connect(&addr).unwrap();
     let me = c.local_addr().unwrap();
     c.write_all(b"from nc\nfrom telnet\r\n").unwrap();
@@ -409,7 +447,7 @@ fn line_examples_take_plain_nc_lines() {
         eprintln!("skipped: example line_echo not built");
         return;
     };
-    let (_running, addr, _out) = start(&path, &[]);
+    let (_running, addr, _out) = start(&path, "127.0.0.1:0", &[]);
     let mut c = TcpStream::connect(&addr).unwrap();
     c.set_read_timeout(Some(LIMIT)).unwrap();
     c.write_all(b"from nc\nfrom telnet\r\n").unwrap();

@@ -97,7 +97,13 @@ pub fn fetch_message(err: &weft_fetch::Error) -> String {
 
 impl From<weft_fetch::Error> for Failure {
     fn from(err: weft_fetch::Error) -> Self {
-        Failure::new(fetch_code(&err), fetch_message(&err))
+        Failure::from(&err)
+    }
+}
+
+impl From<&weft_fetch::Error> for Failure {
+    fn from(err: &weft_fetch::Error) -> Self {
+        Failure::new(fetch_code(err), fetch_message(err))
     }
 }
 

@@ -1,6 +1,6 @@
 //! `weft fetch URL` (urlretrieve) and `weft cat URL` (urlopen).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::io::AsyncWriteExt;
 use weft_fetch::header::{CONTENT_TYPE, HeaderValue};
-use weft_fetch::{CookieJar, Opener, Progress, Request, RetrieveOptions, Url};
+use weft_fetch::{CookieJar, Exchange, Opener, Progress, Request, Response, RetrieveOptions, Url};
 
 use crate::exit::{self, Failure};
 
@@ -58,8 +58,10 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 Without -o, the file is named after the last segment of the URL's path (index.html for a
 directory) and saved in the current directory. It appears there only once complete; on
 failure nothing is left behind (with --resume, the partial data stays in PATH.part).
+An existing file is not replaced without --force. `-o -` writes the body to stdout.
 A progress bar is drawn on stderr when both stdout and stderr are terminals (not with -q).
-The last line on stdout is the path the file was saved to.")]
+The last line on stdout is the path the file was saved to.
+A URL without a scheme is taken as http:// (as curl does).")]
 pub struct FetchArgs {
     /// The URL (http, https, file, data).
     pub url: String,
@@ -76,6 +78,10 @@ pub struct FetchArgs {
     #[arg(long)]
     pub resume: bool,
 
+    /// Replace PATH if it exists (without it, an existing file is an error).
+    #[arg(short, long)]
+    pub force: bool,
+
     /// Request options.
     #[command(flatten)]
     pub http: HttpArgs,
@@ -83,9 +89,25 @@ pub struct FetchArgs {
 
 /// Arguments of `weft cat`.
 #[derive(Debug, Args)]
+#[command(after_help = "\
+A URL without a scheme is taken as http:// (as curl does). -v (before or after `cat`) shows
+the request and response heads on stderr (`> GET / HTTP/1.1`, `< HTTP/1.1 200 OK`).")]
 pub struct CatArgs {
     /// The URL (http, https, file, data).
     pub url: String,
+
+    /// Print the status line and the headers before the body (curl's -i).
+    #[arg(short = 'i', long)]
+    pub include: bool,
+
+    /// Send a HEAD request and print the status line and headers only (curl's -I).
+    #[arg(short = 'I', long)]
+    pub head: bool,
+
+    /// On an HTTP error (4xx, 5xx), print the body anyway, as curl does without -f; the exit
+    /// code is still 3.
+    #[arg(long)]
+    pub error_body: bool,
 
     /// Request options.
     #[command(flatten)]
@@ -99,9 +121,13 @@ struct Client {
 }
 
 impl Client {
-    /// Builds the opener: credentials, cookie jar, timeouts.
-    fn new(args: &HttpArgs) -> Result<Client, Failure> {
+    /// Builds the opener: credentials, cookie jar, timeouts; with `verbose`, every request
+    /// and response head on stderr, as curl -v shows them.
+    fn new(args: &HttpArgs, verbose: bool) -> Result<Client, Failure> {
         let mut builder = Opener::builder();
+        if verbose {
+            builder = builder.on_exchange(print_exchange);
+        }
         if let Some(user) = &args.user {
             let (name, password) = user.split_once(':').unwrap_or((user.as_str(), ""));
             builder = builder.credentials(name, password);
@@ -143,9 +169,43 @@ impl Client {
     }
 }
 
+/// `> GET /x HTTP/1.1`, the request headers, `>`, then `< HTTP/1.1 200 OK`, the response
+/// headers, `<`, on stderr in one write.
+fn print_exchange(ex: &Exchange) {
+    let mut text = format!("> {}\n", ex.request_line());
+    for (name, value) in &ex.request_headers {
+        text.push_str(&format!(
+            "> {name}: {}\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    text.push_str(">\n");
+    text.push_str(&format!("< {}\n", ex.status_line()));
+    for (name, value) in &ex.response_headers {
+        text.push_str(&format!(
+            "< {name}: {}\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    text.push_str("<\n");
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+/// The URL with `http://` in front when it names no scheme (`127.0.0.1:8000/x`,
+/// `example.com`), as curl does; `data:` and `file:` URLs are kept as they are.
+fn with_scheme(url: &str) -> String {
+    let trimmed = url.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    if trimmed.contains("://") || lower.starts_with("data:") || lower.starts_with("file:") {
+        trimmed.to_string()
+    } else {
+        format!("http://{trimmed}")
+    }
+}
+
 /// Builds the request: URL, method, headers, body.
 fn build_request(url: &str, args: &HttpArgs) -> Result<Request, Failure> {
-    let mut req = Request::new(url)?;
+    let mut req = Request::new(with_scheme(url))?;
     for line in &args.headers {
         req = req.header_line(line)?;
     }
@@ -256,16 +316,23 @@ fn style_bar(bar: &ProgressBar, total: Option<u64>) {
 }
 
 /// Runs `weft fetch`.
-pub async fn run_fetch(args: FetchArgs) -> Result<(), Failure> {
-    let client = Client::new(&args.http)?;
+pub async fn run_fetch(args: FetchArgs, verbose: bool) -> Result<(), Failure> {
+    let client = Client::new(&args.http, verbose)?;
     let req = build_request(&args.url, &args.http)?;
+    if args.output.as_deref() == Some(Path::new("-")) {
+        let result = cat(&client.opener, req, &Show::default()).await;
+        return client.finish(result);
+    }
     let dest = match &args.output {
         // `-o DIR/`: the default name, in that directory.
         Some(dir) if dir.is_dir() => dir.join(default_output(req.url())),
         Some(path) => path.clone(),
         None => default_output(req.url()),
     };
-    let opts = RetrieveOptions::new().dest(&dest).resume(args.resume);
+    let opts = RetrieveOptions::new()
+        .dest(&dest)
+        .resume(args.resume)
+        .overwrite(args.force);
     let bar = progress_bar(args.quiet);
     let result = match &bar {
         Some(bar) => {
@@ -286,37 +353,111 @@ pub async fn run_fetch(args: FetchArgs) -> Result<(), Failure> {
         // The path (or the error) then gets a line of its own.
         bar.finish_and_clear();
     }
-    let result = result.map(|(path, _headers)| {
-        println!("{}", path.display());
-    });
-    client.finish(result.map_err(Failure::from))
-}
-
-/// Runs `weft cat`.
-pub async fn run_cat(args: CatArgs) -> Result<(), Failure> {
-    let client = Client::new(&args.http)?;
-    let req = build_request(&args.url, &args.http)?;
-    let result = cat(&client.opener, req).await;
+    let result = match result {
+        Ok((path, _headers)) => {
+            println!("{}", path.display());
+            Ok(())
+        }
+        Err(weft_fetch::Error::Io {
+            path: Some(p),
+            source,
+        }) if p == dest && source.kind() == std::io::ErrorKind::AlreadyExists => Err(Failure::new(
+            exit::LOCAL_IO,
+            format!(
+                "{} already exists (--force replaces it, --resume continues it)",
+                dest.display()
+            ),
+        )),
+        Err(e) => Err(Failure::from(e)),
+    };
     client.finish(result)
 }
 
-/// Streams the body to stdout.
-async fn cat(opener: &Opener, req: Request) -> Result<(), Failure> {
-    let mut resp = opener.open(req).await?;
+/// What `cat` prints besides the body.
+#[derive(Debug, Default)]
+struct Show {
+    /// The status line and headers first.
+    head: bool,
+    /// Nothing but them.
+    head_only: bool,
+    /// The body of a 4xx/5xx answer too.
+    error_body: bool,
+}
+
+/// Runs `weft cat`.
+pub async fn run_cat(args: CatArgs, verbose: bool) -> Result<(), Failure> {
+    let client = Client::new(&args.http, verbose)?;
+    let mut req = build_request(&args.url, &args.http)?;
+    if args.head && args.http.method.is_none() {
+        req = req.method("HEAD");
+    }
+    let show = Show {
+        head: args.include || args.head,
+        head_only: args.head,
+        error_body: args.error_body,
+    };
+    let result = cat(&client.opener, req, &show).await;
+    client.finish(result)
+}
+
+/// The head as `curl -i` prints it: the status line (http and https only) and the headers,
+/// each ending in CRLF, then an empty line.
+fn head_text(resp: &Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    if matches!(resp.url().scheme(), "http" | "https") {
+        out.extend_from_slice(resp.status_line().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in resp.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Writes to stdout; false when the reader is gone (`weft cat URL | head`), which is not an
+/// error.
+async fn out(stdout: &mut tokio::io::Stdout, bytes: &[u8]) -> Result<bool, Failure> {
+    match stdout.write_all(bytes).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Failure::new(exit::LOCAL_IO, format!("stdout: {e}"))),
+    }
+}
+
+/// Streams the head (as asked) and the body to stdout. An HTTP error status still fails
+/// (exit 3) after whatever `show` asked to print.
+async fn cat(opener: &Opener, req: Request, show: &Show) -> Result<(), Failure> {
+    let (mut resp, failure) = match opener.open(req).await {
+        Ok(resp) => (resp, None),
+        Err(e) => {
+            let failure = Failure::from(&e);
+            match e.into_response() {
+                Some(resp) if show.head || show.error_body => (resp, Some(failure)),
+                _ => return Err(failure),
+            }
+        }
+    };
     let mut stdout = tokio::io::stdout();
-    while let Some(chunk) = resp.chunk().await? {
-        match stdout.write_all(&chunk).await {
-            Ok(()) => {}
-            // `weft cat URL | head`: the reader is gone; that is not an error.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-            Err(e) => return Err(Failure::new(exit::LOCAL_IO, format!("stdout: {e}"))),
+    let done = |failure: Option<Failure>| failure.map_or(Ok(()), Err);
+    if show.head && !out(&mut stdout, &head_text(&resp)).await? {
+        return done(failure);
+    }
+    if !show.head_only && (failure.is_none() || show.error_body) {
+        while let Some(chunk) = resp.chunk().await? {
+            if !out(&mut stdout, &chunk).await? {
+                return done(failure);
+            }
         }
     }
     match stdout.flush().await {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(Failure::new(exit::LOCAL_IO, format!("stdout: {e}")))
         }
-        _ => Ok(()),
+        _ => done(failure),
     }
 }
 
@@ -350,6 +491,16 @@ mod tests {
         assert!(parse_secs("-1").is_err());
         assert!(parse_secs("abc").is_err());
         assert!(parse_secs("inf").is_err());
+    }
+
+    #[test]
+    fn scheme_less_urls_are_http() {
+        assert_eq!(with_scheme("127.0.0.1:8000/x"), "http://127.0.0.1:8000/x");
+        assert_eq!(with_scheme("localhost:8000"), "http://localhost:8000");
+        assert_eq!(with_scheme("example.com"), "http://example.com");
+        assert_eq!(with_scheme("https://example.com/"), "https://example.com/");
+        assert_eq!(with_scheme("data:,hi"), "data:,hi");
+        assert_eq!(with_scheme("FILE:///etc/hosts"), "FILE:///etc/hosts");
     }
 
     #[test]

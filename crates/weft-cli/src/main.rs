@@ -2,7 +2,7 @@
 //!
 //! * `weft serve PROTOCOL [--listen ENDPOINT]`: the seed's loggers and Twisted's
 //!   `twisted.protocols.wire` servers (echo, discard, daytime, chargen, qotd).
-//! * `weft connect ENDPOINT`: a small netcat.
+//! * `weft connect ENDPOINT` (or `HOST PORT`; `-u` for UDP): a small netcat.
 //! * `weft fetch URL [-o PATH]` and `weft cat URL`: urllib's `urlretrieve` and `urlopen`.
 //!
 //! Every failure is one line on stderr and an exit code that says what kind of failure it was
@@ -38,14 +38,15 @@ Exit codes:
   5   timeout
   6   incomplete body (too short: got N of M bytes)
   7   bad URL or unsupported scheme
-  8   local I/O error (a file that cannot be read or written)
+  8   local I/O error (a file that cannot be read or written, or exists without --force)
   9   redirect error (too many redirects, redirect loop, forbidden redirect)
   10  authentication error
   11  protocol error (the server broke HTTP: garbage status line, bad chunk, bad 206)
   130 interrupted (Ctrl-C) during connect, fetch or cat
 
 Logging: RUST_LOG (e.g. RUST_LOG=weft_core=debug) selects tracing output on stderr;
--v, -vv, -vvv set it to info, debug, trace.";
+-v, -vv, -vvv set it to info, debug, trace; for fetch and cat, -v also shows the request and
+response heads (> GET / HTTP/1.1, < HTTP/1.1 200 OK) as curl -v does.";
 
 /// Twisted-style network programming on tokio, from the command line.
 #[derive(Debug, Parser)]
@@ -93,14 +94,14 @@ fn install_panic_hook() {
 
 /// Runs the chosen command. `serve` handles Ctrl-C itself (graceful shutdown); the others
 /// stop at once, dropping what they were doing (a download's temporary file is removed).
-async fn run(command: Command) -> Result<(), Failure> {
+async fn run(command: Command, verbose: u8) -> Result<(), Failure> {
     let serving = matches!(command, Command::Serve(_));
     let work = async move {
         match command {
             Command::Serve(args) => serve::run(args).await,
             Command::Connect(args) => connect::run(args).await,
-            Command::Fetch(args) => fetch::run_fetch(args).await,
-            Command::Cat(args) => fetch::run_cat(args).await,
+            Command::Fetch(args) => fetch::run_fetch(args, verbose > 0).await,
+            Command::Cat(args) => fetch::run_cat(args, verbose > 0).await,
         }
     };
     if serving {
@@ -130,7 +131,7 @@ fn main() {
             std::process::exit(i32::from(exit::GENERIC));
         }
     };
-    let code = match runtime.block_on(run(cli.command)) {
+    let code = match runtime.block_on(run(cli.command, cli.verbose)) {
         Ok(()) => exit::OK,
         Err(failure) => {
             log::open_gate(None);

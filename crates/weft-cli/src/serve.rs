@@ -1,4 +1,4 @@
-//! `weft serve PROTOCOL [--listen ENDPOINT]`.
+//! `weft serve PROTOCOL [--listen ENDPOINT]...`.
 
 use std::time::Duration;
 
@@ -65,13 +65,17 @@ impl Delimiter {
 /// Arguments of `weft serve`.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Endpoints (Twisted syntax):
+Where to listen (an endpoint string, Twisted syntax, or a plain form):
   tcp:1234:interface=127.0.0.1   port 1234 on the loopback interface (the default)
+  127.0.0.1:1234                 the same
   tcp:0:interface=127.0.0.1      a free port (the first stderr line tells which)
-  tcp6:1234:interface=\\:\\:1      IPv6
-  unix:/tmp/weft.sock            a Unix socket
+  tcp:1234, :1234, 1234          port 1234 on every IPv4 interface (said on stderr)
+  tcp6:1234:interface=\\:\\:1      IPv6; also [::1]:1234
+  unix:/tmp/weft.sock            a Unix socket; also /tmp/weft.sock, ./weft.sock
 
-The first line on stderr is `listening on HOST:PORT` (or the socket path).
+--listen may be given several times: one protocol served on every endpoint.
+The first lines on stderr are `listening on HOST:PORT` (or the socket path), one per
+endpoint, with ` (all interfaces)` after an address on every interface.
 Ctrl-C or SIGTERM stops accepting, lets connections finish, and exits.
 
 Durations take s (the default), ms, m, h; rates B (the default), KiB, MiB, GiB, k, M, G;
@@ -81,9 +85,9 @@ pub struct ServeArgs {
     #[arg(value_enum)]
     pub protocol: ProtocolName,
 
-    /// Where to listen, as a Twisted endpoint string.
-    #[arg(short, long, value_name = "ENDPOINT", default_value = DEFAULT_LISTEN, value_parser = parse_server_endpoint)]
-    pub listen: ServerEndpoint,
+    /// Where to listen: an endpoint string or HOST:PORT, :PORT, PORT, /path (repeatable).
+    #[arg(short, long, value_name = "ENDPOINT", default_value = DEFAULT_LISTEN, value_parser = parse_server_endpoint, action = clap::ArgAction::Append)]
+    pub listen: Vec<ServerEndpoint>,
 
     /// Longest accepted line, delimiter excluded (line protocols); a longer line closes that
     /// connection.
@@ -307,9 +311,13 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         }
     };
     let reactor = Reactor::new();
-    let port = listen(&reactor, &args.listen, opts, name, policies)
-        .await
-        .map_err(|e| listen_failure(&args.listen, &e))?;
+    let mut ports = Vec::with_capacity(args.listen.len());
+    for ep in &args.listen {
+        let port = listen(&reactor, ep, opts.clone(), name, policies)
+            .await
+            .map_err(|e| listen_failure(ep, &e))?;
+        ports.push(port);
+    }
     let metrics_port = match &args.metrics {
         Some(ep) => Some(
             prometheus::serve(&reactor, ep)
@@ -318,19 +326,26 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         ),
         None => None,
     };
-    let mut first = format!("listening on {}", port.local_addr());
+    let mut announce: Vec<String> = ports
+        .iter()
+        .map(|p| format!("listening on {}", p.local_addr().listening()))
+        .collect();
     if let Some(m) = &metrics_port {
-        first.push_str(&format!("\nmetrics on {}", m.local_addr()));
+        announce.push(format!("metrics on {}", m.local_addr().listening()));
     }
-    crate::log::open_gate(Some(&first));
-    tracing::info!(protocol = ?name, addr = %port.local_addr(), "serving");
+    crate::log::open_gate(Some(&announce.join("\n")));
+    for port in &ports {
+        tracing::info!(protocol = ?name, addr = %port.local_addr(), "serving");
+    }
     tokio::select! {
         _ = interrupt.recv() => tracing::info!("interrupted; shutting down"),
         _ = terminate.recv() => tracing::info!("terminated; shutting down"),
     }
     reactor.shutdown().await;
-    if let ServerEndpoint::Unix { path, .. } = &args.listen {
-        let _ = std::fs::remove_file(path);
+    for ep in &args.listen {
+        if let ServerEndpoint::Unix { path, .. } = ep {
+            let _ = std::fs::remove_file(path);
+        }
     }
     Ok(())
 }

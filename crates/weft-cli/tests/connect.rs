@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::thread;
 
 use assert_cmd::Command as Cmd;
@@ -25,6 +25,21 @@ fn answering_server() -> (String, thread::JoinHandle<Vec<u8>>) {
         got
     });
     (addr, handle)
+}
+
+/// Runs `weft ARGS` with `stdin`; expects exit `code` and one line on stderr, which it returns.
+fn one_line_failure(args: &[&str], stdin: impl Into<Vec<u8>>, code: i32) -> String {
+    let out = Cmd::new(WEFT)
+        .args(args)
+        .write_stdin(stdin)
+        .timeout(WAIT)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    err
 }
 
 #[test]
@@ -120,16 +135,7 @@ fn refused_connection_is_a_network_error() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
-    let out = Cmd::new(WEFT)
-        .args(["connect", &addr])
-        .write_stdin("")
-        .timeout(WAIT)
-        .assert()
-        .code(4)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = one_line_failure(&["connect", &addr], "", 4);
     assert!(err.contains(&format!("cannot connect to {addr}")), "{err}");
 }
 
@@ -140,4 +146,102 @@ fn bad_endpoint_is_a_usage_error() {
         .timeout(WAIT)
         .assert()
         .code(2);
+}
+
+#[test]
+fn nc_two_argument_form() {
+    let (addr, server) = answering_server();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    Cmd::new(WEFT)
+        .args(["connect", host, port])
+        .write_stdin("two args\n")
+        .timeout(WAIT)
+        .assert()
+        .success()
+        .stdout("got 9 bytes: two args\n");
+    assert_eq!(server.join().unwrap(), b"two args\n");
+}
+
+#[test]
+fn two_argument_form_needs_a_host_and_a_port() {
+    for (host, port) in [("unix:/tmp/x", "80"), ("127.0.0.1", "http")] {
+        one_line_failure(&["connect", host, port], "", 2);
+    }
+}
+
+/// A UDP server that answers each datagram with `echo: ` and the datagram, `n` times;
+/// returns its address and what it received.
+fn udp_echo(n: usize) -> (String, thread::JoinHandle<Vec<Vec<u8>>>) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    let handle = thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        for _ in 0..n {
+            let (len, from) = socket.recv_from(&mut buf).unwrap();
+            got.push(buf[..len].to_vec());
+            let mut reply = b"echo: ".to_vec();
+            reply.extend_from_slice(&buf[..len]);
+            socket.send_to(&reply, from).unwrap();
+        }
+        got
+    });
+    (addr, handle)
+}
+
+#[test]
+fn udp_sends_a_datagram_per_line_and_prints_the_replies() {
+    let forms = |addr: &str| -> Vec<Vec<String>> {
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        vec![
+            vec![format!("udp:{addr}")],
+            vec![format!("udp:host={host}:port={port}")],
+            vec!["-u".into(), addr.into()],
+            vec!["-u".into(), host.into(), port.into()],
+        ]
+    };
+    for i in 0..4 {
+        let (addr, server) = udp_echo(2);
+        let args = forms(&addr).swap_remove(i);
+        Cmd::new(WEFT)
+            .arg("connect")
+            .args(&args)
+            .write_stdin("one\ntwo\n")
+            .timeout(WAIT)
+            .assert()
+            .success()
+            .stdout("echo: one\necho: two\n");
+        assert_eq!(
+            server.join().unwrap(),
+            [&b"one\n"[..], b"two\n"],
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn udp_to_a_closed_port_is_a_network_error() {
+    let addr = {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().to_string()
+    };
+    let err = one_line_failure(&["connect", "-u", &addr], "anyone?\n", 4);
+    assert!(err.contains(&format!("nobody listens on {addr}")), "{err}");
+}
+
+#[test]
+fn udp_needs_a_host_and_port() {
+    one_line_failure(&["connect", "-u", "unix:/tmp/weft-none.sock"], "", 2);
+}
+
+#[test]
+fn udp_line_longer_than_a_datagram_is_refused() {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    let err = one_line_failure(&["connect", "-u", &addr], vec![b'x'; 70_000], 1);
+    assert!(err.contains("does not fit in a datagram"), "{err}");
+    socket.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 16];
+    assert!(socket.recv(&mut buf).is_err(), "nothing was sent");
 }

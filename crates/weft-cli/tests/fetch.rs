@@ -586,3 +586,136 @@ fn default_names_carry_no_control_characters() {
     assert_eq!(out, "a%0Ab%1B[2J\n");
     assert!(dir.path().join("a%0Ab%1B[2J").is_file());
 }
+
+#[test]
+fn a_url_without_a_scheme_is_http() {
+    let http = HttpServer::start(routes);
+    weft(&["cat", &format!("{}/hello", http.addr)])
+        .success()
+        .stdout("hello world\n");
+}
+
+#[test]
+fn fetch_to_dash_writes_stdout() {
+    let http = HttpServer::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    Cmd::new(WEFT)
+        .args(["fetch", "-o", "-", &http.url("/hello")])
+        .current_dir(dir.path())
+        .timeout(WAIT)
+        .assert()
+        .success()
+        .stdout("hello world\n");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no file named -"
+    );
+}
+
+#[test]
+fn cat_include_head_and_verbose() {
+    let http = HttpServer::start(routes);
+    let out = weft(&["cat", "-i", &http.url("/hello")])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text:?}");
+    assert!(text.contains("content-length: 12\r\n"), "{text:?}");
+    assert!(text.ends_with("\r\n\r\nhello world\n"), "{text:?}");
+
+    let out = weft(&["cat", "-I", &http.url("/hello")])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("\r\n\r\n"),
+        "{text:?}"
+    );
+    assert_eq!(http.requests().last().unwrap().method, "HEAD");
+
+    // -v: curl's heads on stderr, the body alone on stdout, no tracing lines.
+    let out = weft(&["cat", "-v", &http.url("/hello")])
+        .success()
+        .stdout("hello world\n")
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8(out).unwrap();
+    assert!(
+        err.starts_with("> GET /hello HTTP/1.1\n> host: 127.0.0.1:"),
+        "{err}"
+    );
+    assert!(err.contains("\n>\n< HTTP/1.1 200 OK\n"), "{err}");
+    assert!(err.ends_with("<\n"), "{err}");
+    assert!(!err.contains("INFO") && !err.contains("DEBUG"), "{err}");
+}
+
+#[test]
+fn cat_error_body_still_fails() {
+    let http = HttpServer::start(routes);
+    weft(&["cat", &http.url("/missing")]).code(3).stdout("");
+    let out = weft(&["cat", "--error-body", &http.url("/missing")])
+        .code(3)
+        .stdout("no such page")
+        .get_output()
+        .stderr
+        .clone();
+    assert!(String::from_utf8_lossy(&out).contains("404"));
+    let out = weft(&["cat", "-i", &http.url("/missing")])
+        .code(3)
+        .get_output()
+        .stdout
+        .clone();
+    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 404 Not Found\r\n"));
+}
+
+#[test]
+fn fetch_does_not_replace_a_file_without_force() {
+    let http = HttpServer::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("hello.txt");
+    std::fs::write(&dest, "mine").unwrap();
+    let d = dest.to_str().unwrap();
+    fails(&["fetch", "-o", d, &http.url("/hello")], 8, "--force");
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "mine");
+    assert_eq!(http.requests().len(), 0, "refused before asking");
+    weft(&["fetch", "--force", "-o", d, &http.url("/hello")]).success();
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "hello world\n");
+}
+
+#[test]
+fn errors_name_what_the_user_gave() {
+    let http = HttpServer::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("missing").join("x.txt");
+    let err = fails(
+        &["fetch", "-o", dest.to_str().unwrap(), &http.url("/hello")],
+        8,
+        &format!(
+            "{}: No such file or directory",
+            dir.path().join("missing").display()
+        ),
+    );
+    assert!(!err.contains(".part") && !err.contains(".x.txt"), "{err}");
+
+    // https against a plain-http server, which answers the TLS hello with a 400.
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = plain.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        if let Ok((mut s, _)) = plain.accept() {
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    fails(
+        &["cat", &format!("https://{addr}/hello")],
+        4,
+        &format!("the server at {addr} did not answer TLS (is it plain http?)"),
+    );
+}

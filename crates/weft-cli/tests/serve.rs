@@ -291,3 +291,75 @@ fn line_protocols_take_lines_from_nc_and_telnet_alike_by_default() {
     c.write_all(b"123456789\r\n").unwrap();
     assert_eq!(read_to_end(&mut c), b"", "9 bytes before the \\r: too long");
 }
+
+/// Issue 16: `--listen` takes the plain forms, and says when it listens on every interface.
+#[test]
+fn listen_takes_plain_forms_and_names_all_interfaces() {
+    let server = Server::start_raw(&["serve", "echo", "--listen", "127.0.0.1:0"]);
+    assert!(server.addr.starts_with("127.0.0.1:"), "{}", server.addr);
+    assert!(!server.addr.contains("all interfaces"), "{}", server.addr);
+
+    for form in ["0", ":0", "tcp:0"] {
+        let server = Server::start_raw(&["serve", "echo", "--listen", form]);
+        let port = server
+            .addr
+            .strip_prefix("0.0.0.0:")
+            .and_then(|rest| rest.strip_suffix(" (all interfaces)"))
+            .unwrap_or_else(|| panic!("{form}: {:?}", server.addr));
+        let mut c = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        c.write_all(b"x").unwrap();
+        assert_eq!(read_exact(&mut c, 1), b"x", "{form}");
+    }
+}
+
+#[test]
+fn an_unreadable_address_lists_the_accepted_forms() {
+    let out = Cmd::new(WEFT)
+        .args(["serve", "echo", "--listen", "nowhere"])
+        .timeout(WAIT)
+        .assert()
+        .code(2)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    for form in ["HOST:PORT", "[IPv6]:PORT", ":PORT", "tcp:PORT", "./"] {
+        assert!(err.contains(form), "{form} missing from {err}");
+    }
+}
+
+/// Issue 14: `--listen` is repeatable: one protocol on every endpoint, one `listening on`
+/// line each, in order.
+#[test]
+fn listen_is_repeatable() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(WEFT)
+        .current_dir(dir.path())
+        .args(["serve", "echo", "--listen", "tcp:0:interface=127.0.0.1"])
+        .args(["--listen", "./echo.sock"])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = common::KillOnDrop(&mut child);
+    let mut err = BufReader::new(guard.0.stderr.take().unwrap());
+    let mut lines = [String::new(), String::new()];
+    for l in &mut lines {
+        err.read_line(l).unwrap();
+    }
+    let tcp = lines[0].trim().strip_prefix("listening on ").unwrap();
+    assert_eq!(lines[1].trim(), "listening on ./echo.sock");
+    let mut c = std::net::TcpStream::connect(tcp).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.write_all(b"t").unwrap();
+    assert_eq!(read_exact(&mut c, 1), b"t");
+    let mut u = std::os::unix::net::UnixStream::connect(dir.path().join("echo.sock")).unwrap();
+    u.set_read_timeout(Some(WAIT)).unwrap();
+    u.write_all(b"u").unwrap();
+    let mut b = [0u8; 1];
+    std::io::Read::read_exact(&mut u, &mut b).unwrap();
+    assert_eq!(&b, b"u");
+}

@@ -40,6 +40,31 @@ impl Address {
         }
     }
 
+    /// Shows a listening address the way `weft serve` announces it: `0.0.0.0:5000 (all
+    /// interfaces)` for an address on every interface (`0.0.0.0` or `::`, reachable from other
+    /// machines), the address alone otherwise.
+    ///
+    /// ```
+    /// use weft_core::Address;
+    /// let all = Address::from("0.0.0.0:5000".parse::<std::net::SocketAddr>().unwrap());
+    /// assert_eq!(all.listening().to_string(), "0.0.0.0:5000 (all interfaces)");
+    /// let lo = Address::from("127.0.0.1:5000".parse::<std::net::SocketAddr>().unwrap());
+    /// assert_eq!(lo.listening().to_string(), "127.0.0.1:5000");
+    /// ```
+    pub fn listening(&self) -> impl fmt::Display + '_ {
+        struct Listening<'a>(&'a Address);
+        impl fmt::Display for Listening<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)?;
+                match self.0 {
+                    Address::Inet(a) if a.ip().is_unspecified() => f.write_str(" (all interfaces)"),
+                    _ => Ok(()),
+                }
+            }
+        }
+        Listening(self)
+    }
+
     /// The Unix socket path, if this is a named Unix socket.
     ///
     /// ```

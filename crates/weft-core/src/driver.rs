@@ -13,7 +13,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
 
 use crate::protocol::Conn;
-use crate::transport::{Closing, pool};
+use crate::transport::{self, pool};
 use crate::{DisconnectReason, Protocol};
 
 /// The socket operations the driver needs; implemented for TCP and Unix streams.
@@ -157,15 +157,40 @@ enum Event {
 ///
 /// A hand-written future rather than an `async fn`: its state is just these fields, which
 /// keeps an idle connection's task small.
+///
+/// # Yielding
+///
+/// [`poll`](Future::poll) loops (settle, next event, handle it) until nothing is ready, with
+/// no iteration bound of its own, yet a peer that floods cannot hold a worker thread: every
+/// source the loop waits on — `poll_read_ready`, `poll_write_ready`, the handle channel's
+/// `poll_recv`, the timer's `Sleep` — spends tokio's cooperative budget (128 units per task
+/// poll), and once it is spent they return `Pending` after scheduling the task again. So the
+/// driver gives the thread back after at most about 128 events, as hyper's HTTP/1 dispatcher
+/// does with its own bound (16 turns of its `poll_loop`, then a yield). A new source added to
+/// `next_event` must spend the budget too (tokio's own futures do), or the loop needs a bound.
 pub(crate) struct Driver<S: RawStream, P: Protocol> {
     stream: S,
     conn: Conn<P>,
     hub: Arc<Hub>,
+    /// The protocol's earliest timer, created when it arms the first one and reset (not
+    /// reallocated) when the earliest deadline changes.
     timer: Option<Pin<Box<Sleep>>>,
+    /// This connection's waker slot in the [`Hub`] (`NO_SLOT` until the first poll
+    /// registers it; freed in `finish` or on drop). Registered once, so shutdown can wake an
+    /// idle connection without a per-poll lock.
     slot: u32,
+    /// `connection_made` has run (on the first poll, inside the connection's task and tracing
+    /// span, not in the accept loop).
     started: bool,
+    /// The hub's graceful level has been seen and turned into a close with
+    /// `DisconnectReason::Shutdown`: seen once, so the connection drains rather than
+    /// re-handling the level on every turn.
     shutting_down: bool,
+    /// The peer sent EOF (a read returned 0): never read again — a readable socket at EOF
+    /// stays readable, and polling it would spin.
     eof_seen: bool,
+    /// We shut down our write side (sent FIN) once the buffer drained after `write_eof` or a
+    /// close: done once.
     eof_sent: bool,
 }
 
@@ -191,25 +216,23 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
     /// Applies what the protocol asked for: flush, half-close, close. `Some` once finished.
     fn settle(&mut self) -> Option<DisconnectReason> {
         let conn = &mut self.conn;
-        if matches!(conn.transport.closing, Some(Closing::Abort)) {
+        if conn.transport.is_aborted() {
             return conn.requested_reason();
         }
         if let Err(e) = flush(&self.stream, conn) {
             return Some(e);
         }
-        let drained = conn.transport.wbuf.is_empty();
-        if drained
-            && (conn.transport.eof_requested || conn.transport.closing.is_some())
-            && !self.eof_sent
-        {
+        let t = &conn.transport;
+        let drained = t.pending_output().is_empty();
+        if drained && t.wants_write_shutdown() && !self.eof_sent {
             self.eof_sent = true;
             if let Err(e) = self.stream.shutdown_write() {
-                if conn.transport.closing.is_none() {
+                if !t.is_closing() {
                     return Some(DisconnectReason::from_io(e));
                 }
             }
         }
-        if drained && conn.transport.closing.is_some() {
+        if drained && t.is_closing() {
             // Discard what the peer already sent, so that closing does not turn into a reset
             // that could destroy our last replies in the peer's receive queue.
             if !self.eof_seen {
@@ -220,8 +243,8 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
                     .unwrap_or(DisconnectReason::LocalClose),
             );
         }
-        match (conn.transport.next_deadline(), &mut self.timer) {
-            (Some(at), Some(t)) if t.deadline() != at => t.as_mut().reset(at),
+        match (t.next_deadline(), &mut self.timer) {
+            (Some(at), Some(timer)) if timer.deadline() != at => timer.as_mut().reset(at),
             (Some(at), None) => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
             _ => {}
         }
@@ -235,21 +258,19 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
             GRACEFUL if !self.shutting_down => return Poll::Ready(Event::Shutdown),
             _ => {}
         }
-        if let Some(rx) = self.conn.transport.cmd_rx.as_mut() {
-            if let Poll::Ready(Some(cmd)) = rx.poll_recv(cx) {
-                self.conn.apply_command(cmd);
-                return Poll::Ready(Event::Command);
-            }
+        if let Poll::Ready(Some(cmd)) = self.conn.transport.poll_command(cx) {
+            self.conn.apply_command(cmd);
+            return Poll::Ready(Event::Command);
         }
-        let t = &mut self.conn.transport;
-        if !t.wbuf.is_empty() && self.stream.poll_write_ready(cx).is_ready() {
+        let t = &self.conn.transport;
+        if !t.pending_output().is_empty() && self.stream.poll_write_ready(cx).is_ready() {
             return Poll::Ready(Event::Writable);
         }
-        let want_read = !self.eof_seen && (t.closing.is_some() || !t.is_reading_paused());
+        let want_read = !self.eof_seen && (t.is_closing() || !t.is_reading_paused());
         if want_read && self.stream.poll_read_ready(cx).is_ready() {
             return Poll::Ready(Event::Readable);
         }
-        if !t.timers.is_empty() {
+        if t.pending_timers() != 0 {
             if let Some(timer) = self.timer.as_mut() {
                 if timer.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::Timer);
@@ -280,12 +301,11 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
                     Ok(0) => Ok(false),
                     Ok(n) => {
                         // While closing, input is read and discarded.
-                        if conn.transport.closing.is_none() {
-                            let data = &buf[..n];
-                            conn.transport.in_read = true;
-                            pool::with_read_window(data, || conn.data(data));
-                            conn.transport.in_read = false;
-                            send_direct(stream, conn, data)?;
+                        if !conn.transport.is_closing() {
+                            transport::deliver(conn, &buf[..n], |bufs| match bufs {
+                                [one] => stream.try_write(one),
+                                _ => stream.try_write_vectored(bufs),
+                            })?;
                         }
                         Ok(true)
                     }
@@ -295,7 +315,7 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
                     Ok(true) => {}
                     Ok(false) => {
                         self.eof_seen = true;
-                        if conn.transport.closing.is_none() {
+                        if !conn.transport.is_closing() {
                             tracing::trace!("peer sent EOF");
                             conn.eof();
                         }
@@ -306,10 +326,11 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
                             io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                         ) => {}
                     Err(e) => {
-                        if let Some(Closing::Graceful(r)) = &conn.transport.closing {
-                            if conn.transport.wbuf.is_empty() {
-                                return Some(r.clone());
-                            }
+                        // A read error after a graceful close whose output is all out: the
+                        // close the protocol asked for is what happened.
+                        let t = &conn.transport;
+                        if t.is_closing() && !t.is_aborted() && t.pending_output().is_empty() {
+                            return t.requested_close();
                         }
                         return Some(DisconnectReason::from_io(e));
                     }
@@ -320,7 +341,7 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
     }
 
     fn finish(&mut self, reason: DisconnectReason) -> DisconnectReason {
-        if matches!(self.conn.transport.closing, Some(Closing::Abort)) {
+        if self.conn.transport.is_aborted() {
             self.stream.set_reset_on_close();
         }
         tracing::debug!(%reason, "connection lost");
@@ -391,50 +412,13 @@ fn discard_pending_input<S: RawStream>(stream: &S) {
     });
 }
 
-/// Sends a write that `data_received` left in the read buffer (`data`), with whatever it
-/// buffered after it in one vectored write; keeps what the socket does not take.
-fn send_direct<S: RawStream, P: Protocol>(
-    stream: &S,
-    conn: &mut Conn<P>,
-    data: &[u8],
-) -> io::Result<()> {
-    let (off, len) = conn.transport.direct;
-    if len == 0 {
-        return Ok(());
-    }
-    let bytes = &data[off as usize..(off + len) as usize];
-    let t = &mut conn.transport;
-    let sent = if t.wbuf.is_empty() {
-        stream.try_write(bytes)
-    } else {
-        stream.try_write_vectored(&[io::IoSlice::new(bytes), io::IoSlice::new(&t.wbuf)])
-    };
-    let sent = match sent {
-        Ok(n) => n,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-            ) =>
-        {
-            0
-        }
-        Err(e) => {
-            t.settle_direct(bytes, 0);
-            return Err(e);
-        }
-    };
-    t.settle_direct(bytes, sent);
-    Ok(())
-}
-
 /// Writes as much of the outgoing buffer as the socket takes now.
 fn flush<S: RawStream, P: Protocol>(
     stream: &S,
     conn: &mut Conn<P>,
 ) -> Result<(), DisconnectReason> {
-    while !conn.transport.wbuf.is_empty() {
-        match stream.try_write(&conn.transport.wbuf) {
+    while !conn.transport.pending_output().is_empty() {
+        match stream.try_write(conn.transport.pending_output()) {
             Ok(0) => {
                 return Err(DisconnectReason::Io(std::sync::Arc::new(io::Error::new(
                     io::ErrorKind::WriteZero,

@@ -1,8 +1,19 @@
-//! Twisted-style endpoint strings: `tcp:1234:interface=127.0.0.1`, `unix:/tmp/sock:mode=600`,
-//! `tcp:host=example.com:port=80`.
+//! Where to listen and where to connect: one parser for Twisted-style endpoint strings
+//! (`tcp:1234:interface=127.0.0.1`, `unix:/tmp/sock:mode=600`, `tcp:host=example.com:port=80`)
+//! and the plain forms people type (`127.0.0.1:1234`, `[::1]:1234`, `:1234`, `1234`,
+//! `/run/weft.sock`, `./weft.sock`).
 //!
-//! The syntax is Twisted's: a type, then `:`-separated arguments, positional or `key=value`;
-//! a backslash escapes the next character (`tcp6:80:interface=\:\:1`).
+//! The endpoint syntax is Twisted's: a type, then `:`-separated arguments, positional or
+//! `key=value`; a backslash escapes the next character (`tcp6:80:interface=\:\:1`). A string
+//! whose first segment is not an endpoint type is read as a plain form; anything else is an
+//! error whose message lists every accepted form ([`FORMS`]).
+//!
+//! | plain form | server (listen) | client (connect) |
+//! |---|---|---|
+//! | `HOST:PORT` | `tcp:PORT:interface=HOST` (HOST an IPv4 address or `localhost`) | `tcp:HOST:PORT` |
+//! | `[IPv6]:PORT` | `tcp6:PORT:interface=IPv6` | `tcp:IPv6:PORT` |
+//! | `:PORT`, `PORT` | `tcp:PORT` (every IPv4 interface) | `tcp:localhost:PORT` |
+//! | `/path`, `./path`, `../path` | `unix:PATH` | `unix:PATH` |
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -24,8 +35,9 @@ pub enum EndpointError {
     /// The string is empty.
     #[error("empty endpoint string")]
     Empty,
-    /// The type before the first `:` is not one of tcp, tcp6, unix, udp.
-    #[error("unknown endpoint type {0:?} (expected tcp, tcp6, unix or udp)")]
+    /// Neither an endpoint string of a known type nor a plain form: the message lists the
+    /// accepted forms ([`FORMS`]).
+    #[error("cannot read {0:?} as an address; {FORMS}")]
     UnknownType(String),
     /// A required argument is missing.
     #[error("missing {0}")]
@@ -38,8 +50,10 @@ pub enum EndpointError {
         /// What was given.
         value: String,
     },
-    /// The interface is not an IP address of the right family.
-    #[error("invalid interface {0:?}")]
+    /// The interface is not an IP address of the right family (or `localhost`).
+    #[error(
+        "invalid interface {0:?} (listen on an IP address such as 127.0.0.1, 0.0.0.0 or ::1, or on localhost)"
+    )]
     InvalidInterface(String),
     /// An argument this endpoint type does not take.
     #[error("unknown argument {0:?}")]
@@ -54,9 +68,47 @@ pub enum EndpointError {
     /// The string ends with a lone backslash.
     #[error("trailing backslash")]
     TrailingBackslash,
+    /// A valid endpoint of a kind this program does not serve (a Unix path given to a
+    /// TCP-only program, say).
+    #[error("{endpoint} is not a TCP endpoint (this program listens on TCP only)")]
+    NotTcp {
+        /// The endpoint, as an endpoint string.
+        endpoint: String,
+    },
 }
 
-/// Where to listen: parsed from a Twisted server endpoint string.
+/// An endpoint error is an `InvalidInput` I/O error, so a program's `main` can use `?` on it.
+///
+/// ```
+/// fn main() -> std::io::Result<()> {
+///     let addr = weft_core::ServerEndpoint::parse_tcp("127.0.0.1:0")?;
+///     assert_eq!(addr.port(), 0);
+///     Ok(())
+/// }
+/// ```
+impl From<EndpointError> for std::io::Error {
+    fn from(e: EndpointError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e)
+    }
+}
+
+/// The accepted forms of an address, as every parse error that cannot tell what was meant
+/// shows them.
+///
+/// ```
+/// let err = "nowhere".parse::<weft_core::ServerEndpoint>().unwrap_err();
+/// assert!(err.to_string().ends_with(weft_core::endpoint::FORMS));
+/// ```
+pub const FORMS: &str = "expected HOST:PORT, [IPv6]:PORT, :PORT, PORT, a Unix socket path \
+starting with / or ./, or an endpoint string (tcp:PORT:interface=IP, tcp6:PORT, unix:PATH, \
+udp:PORT)";
+
+/// The endpoint types this parser knows: a string starting with one of them and `:` is an
+/// endpoint string; anything else is tried as a plain form.
+const KINDS: &[&str] = &["tcp", "tcp6", "unix", "udp", "udp6"];
+
+/// Where to listen: parsed from a Twisted server endpoint string or a plain form (see the
+/// [module](self) documentation).
 ///
 /// | string | meaning |
 /// |---|---|
@@ -65,12 +117,15 @@ pub enum EndpointError {
 /// | `tcp6:1234:interface=\:\:1` | IPv6 (interface default `::`) |
 /// | `unix:/tmp/sock` or `unix:address=/tmp/sock:mode=660:backlog=50` | Unix socket, octal mode |
 /// | `udp:5353:interface=127.0.0.1` | UDP |
+/// | `127.0.0.1:1234`, `[::1]:1234`, `:1234`, `1234`, `/tmp/sock`, `./sock` | the plain forms |
 ///
 /// ```
 /// use weft_core::ServerEndpoint;
 /// let ep: ServerEndpoint = "tcp:1234:interface=127.0.0.1".parse().unwrap();
 /// assert_eq!(ep, ServerEndpoint::Tcp { addr: "127.0.0.1:1234".parse().unwrap(), backlog: None });
 /// assert_eq!(ep.to_string(), "tcp:1234:interface=127.0.0.1");
+/// assert_eq!("127.0.0.1:1234".parse::<ServerEndpoint>(), Ok(ep));
+/// assert_eq!(":80".parse::<ServerEndpoint>().unwrap().to_string(), "tcp:80:interface=0.0.0.0");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -98,15 +153,57 @@ pub enum ServerEndpoint {
     },
 }
 
-/// Where to connect: parsed from a Twisted client endpoint string.
+impl ServerEndpoint {
+    /// The IP socket address of a TCP or UDP endpoint, for code that binds its own socket
+    /// (`None` for a Unix endpoint).
+    ///
+    /// ```
+    /// use weft_core::ServerEndpoint;
+    /// let ep: ServerEndpoint = "tcp:0:interface=127.0.0.1".parse().unwrap();
+    /// assert_eq!(ep.socket_addr(), Some("127.0.0.1:0".parse().unwrap()));
+    /// assert_eq!("/tmp/s".parse::<ServerEndpoint>().unwrap().socket_addr(), None);
+    /// ```
+    pub fn socket_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Tcp { addr, .. } | Self::Udp { addr } => Some(*addr),
+            Self::Unix { .. } => None,
+        }
+    }
+
+    /// Parses `s` (an endpoint string or a plain form) as a TCP address to listen on, for
+    /// programs that bind their own TCP socket.
+    ///
+    /// # Errors
+    /// What [`from_str`](std::str::FromStr::from_str) says, or [`EndpointError::NotTcp`] for
+    /// a Unix or UDP endpoint.
+    ///
+    /// ```
+    /// use weft_core::{EndpointError, ServerEndpoint};
+    /// assert_eq!(ServerEndpoint::parse_tcp("tcp:0:interface=127.0.0.1"), Ok("127.0.0.1:0".parse().unwrap()));
+    /// assert!(matches!(ServerEndpoint::parse_tcp("/tmp/s"), Err(EndpointError::NotTcp { .. })));
+    /// ```
+    pub fn parse_tcp(s: &str) -> Result<SocketAddr, EndpointError> {
+        match s.parse()? {
+            Self::Tcp { addr, .. } => Ok(addr),
+            other => Err(EndpointError::NotTcp {
+                endpoint: other.to_string(),
+            }),
+        }
+    }
+}
+
+/// Where to connect: parsed from a Twisted client endpoint string or a plain form (see the
+/// [module](self) documentation).
 ///
 /// `tcp:host=example.com:port=80:timeout=30` or `tcp:example.com:80`; `unix:path=/tmp/sock`
-/// or `unix:/tmp/sock`. The timeout (seconds) defaults to 30, as in Twisted.
+/// or `unix:/tmp/sock`; or `example.com:80`, `[::1]:80`, `/tmp/sock`. The timeout (seconds)
+/// defaults to 30, as in Twisted.
 ///
 /// ```
 /// use weft_core::ClientEndpoint;
 /// let ep: ClientEndpoint = "tcp:localhost:1234".parse().unwrap();
 /// assert!(matches!(ep, ClientEndpoint::Tcp { ref host, port: 1234, .. } if host == "localhost"));
+/// assert_eq!("localhost:1234".parse::<ClientEndpoint>(), Ok(ep));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -213,14 +310,23 @@ fn interface(v: Option<String>, v6: bool) -> Result<IpAddr, EndpointError> {
         None if v6 => Ok(IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
         None => Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         Some(s) => {
-            let ip: IpAddr = s
-                .parse()
-                .map_err(|_| EndpointError::InvalidInterface(s.clone()))?;
+            let ip = ip_or_localhost(&s, v6)?;
             if ip.is_ipv6() != v6 {
                 return Err(EndpointError::InvalidInterface(s));
             }
             Ok(ip)
         }
+    }
+}
+
+/// An IP address, or `localhost` (the loopback address of the family).
+fn ip_or_localhost(s: &str, v6: bool) -> Result<IpAddr, EndpointError> {
+    match s {
+        "localhost" if v6 => Ok(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+        "localhost" => Ok(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        s => s
+            .parse()
+            .map_err(|_| EndpointError::InvalidInterface(s.to_owned())),
     }
 }
 
@@ -237,10 +343,78 @@ fn timeout(v: Option<String>) -> Result<Duration, EndpointError> {
     }
 }
 
+/// A plain form, read before the endpoint grammar when the string does not start with a
+/// known endpoint type.
+#[derive(Debug)]
+enum Plain<'a> {
+    /// `HOST:PORT` or `[IPv6]:PORT` (`host` without brackets).
+    HostPort(&'a str, u16),
+    /// `:PORT` or `PORT`.
+    Port(u16),
+    /// `/path`, `./path`, `../path`.
+    Path(&'a str),
+}
+
+/// Whether `s` starts with a known endpoint type followed by `:` (or is one alone).
+fn is_endpoint_string(s: &str) -> bool {
+    let kind = s.split(':').next().unwrap_or(s);
+    KINDS.contains(&kind)
+}
+
+/// Reads `s` as a plain form, if it is one.
+fn plain(s: &str) -> Option<Plain<'_>> {
+    if s.starts_with('/') || s.starts_with("./") || s.starts_with("../") {
+        return Some(Plain::Path(s));
+    }
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let port_only = s.strip_prefix(':').unwrap_or(s);
+    if digits(port_only) {
+        return port_only.parse().ok().map(Plain::Port);
+    }
+    let (host, port) = s.rsplit_once(':')?;
+    if !digits(port) {
+        return None;
+    }
+    let port = port.parse().ok()?;
+    let host = match host.strip_prefix('[') {
+        Some(h) => h.strip_suffix(']')?,
+        // An unbracketed host with a colon is an IPv6 address whose port cannot be told apart.
+        None if host.contains(':') => return None,
+        None => host,
+    };
+    (!host.is_empty()).then_some(Plain::HostPort(host, port))
+}
+
 impl FromStr for ServerEndpoint {
     type Err = EndpointError;
 
     fn from_str(s: &str) -> Result<Self, EndpointError> {
+        if !is_endpoint_string(s) {
+            match plain(s) {
+                Some(Plain::Path(p)) => {
+                    return Ok(Self::Unix {
+                        path: PathBuf::from(p),
+                        mode: None,
+                        backlog: None,
+                    });
+                }
+                Some(Plain::Port(port)) => {
+                    return Ok(Self::Tcp {
+                        addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+                        backlog: None,
+                    });
+                }
+                Some(Plain::HostPort(host, port)) => {
+                    let ip = ip_or_localhost(host, false)?;
+                    return Ok(Self::Tcp {
+                        addr: SocketAddr::new(ip, port),
+                        backlog: None,
+                    });
+                }
+                None if s.is_empty() => return Err(EndpointError::Empty),
+                None => return Err(EndpointError::UnknownType(s.to_owned())),
+            }
+        }
         let (kind, args) = tokenize(s)?;
         match kind.as_str() {
             "tcp" | "tcp6" => {
@@ -296,8 +470,7 @@ impl FromStr for ServerEndpoint {
                     backlog,
                 })
             }
-            "" => Err(EndpointError::Empty),
-            other => Err(EndpointError::UnknownType(other.to_owned())),
+            _ => Err(EndpointError::UnknownType(s.to_owned())),
         }
     }
 }
@@ -306,6 +479,25 @@ impl FromStr for ClientEndpoint {
     type Err = EndpointError;
 
     fn from_str(s: &str) -> Result<Self, EndpointError> {
+        if !is_endpoint_string(s) {
+            let (host, port) = match plain(s) {
+                Some(Plain::Path(p)) => {
+                    return Ok(Self::Unix {
+                        path: PathBuf::from(p),
+                        timeout: DEFAULT_CONNECT_TIMEOUT,
+                    });
+                }
+                Some(Plain::Port(port)) => ("localhost", port),
+                Some(Plain::HostPort(host, port)) => (host, port),
+                None if s.is_empty() => return Err(EndpointError::Empty),
+                None => return Err(EndpointError::UnknownType(s.to_owned())),
+            };
+            return Ok(Self::Tcp {
+                host: host.to_owned(),
+                port,
+                timeout: DEFAULT_CONNECT_TIMEOUT,
+            });
+        }
         let (kind, args) = tokenize(s)?;
         match kind.as_str() {
             "tcp" | "tcp6" => {
@@ -336,8 +528,7 @@ impl FromStr for ClientEndpoint {
                     timeout,
                 })
             }
-            "" => Err(EndpointError::Empty),
-            other => Err(EndpointError::UnknownType(other.to_owned())),
+            _ => Err(EndpointError::UnknownType(s.to_owned())),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use tokio::time::Instant;
 
 use crate::reason::panic_message;
-use crate::transport::{Closing, Command};
+use crate::transport::Command;
 use crate::{DisconnectReason, TimerId, Transport};
 
 /// One instance per connection: the callbacks of a byte-stream protocol (Twisted's `Protocol`,
@@ -195,24 +195,33 @@ impl<P: Protocol> Conn<P> {
 
     /// Applies one command from a handle; a resume of paused reading is told to the protocol.
     pub(crate) fn apply_command(&mut self, cmd: Command) {
-        let resumes = matches!(cmd, Command::ResumeProducing) && self.transport.user_paused;
+        let resumes =
+            matches!(cmd, Command::ResumeProducing) && self.transport.is_producing_paused();
         self.transport.apply(cmd);
         if resumes {
             self.call(|p, t| p.reading_resumed(t));
         }
     }
 
-    /// Drains commands sent through handles.
+    /// Drains commands sent through handles, then applies the water marks if any ran (every
+    /// other change of the buffer was checked where it happened). Costs one test when no
+    /// handle was ever taken.
+    #[inline]
     pub(crate) fn run_commands(&mut self) {
-        while let Some(cmd) = self
-            .transport
-            .cmd_rx
-            .as_mut()
-            .and_then(|rx| rx.try_recv().ok())
-        {
-            self.apply_command(cmd);
+        if self.transport.has_handle() {
+            self.drain_commands();
         }
-        self.check_water();
+    }
+
+    fn drain_commands(&mut self) {
+        let mut ran = false;
+        while let Some(cmd) = self.transport.try_command() {
+            self.apply_command(cmd);
+            ran = true;
+        }
+        if ran {
+            self.check_water();
+        }
     }
 
     /// Calls `pause_writing`/`resume_writing` when the buffer crosses the water marks.
@@ -220,7 +229,7 @@ impl<P: Protocol> Conn<P> {
     pub(crate) fn check_water(&mut self) {
         let t = &self.transport;
         let len = t.write_buffer_size();
-        let crossed = if t.write_paused {
+        let crossed = if t.is_write_paused() {
             len <= t.low_water()
         } else {
             len > t.high_water()
@@ -235,11 +244,12 @@ impl<P: Protocol> Conn<P> {
         if self.panicked.is_some() || self.lost {
             return;
         }
-        if !self.transport.write_paused && len > self.transport.high_water() {
-            self.transport.write_paused = true;
+        let paused = self.transport.is_write_paused();
+        if !paused && len > self.transport.high_water() {
+            self.transport.set_write_paused(true);
             self.call(|p, t| p.pause_writing(t));
-        } else if self.transport.write_paused && len <= self.transport.low_water() {
-            self.transport.write_paused = false;
+        } else if paused && len <= self.transport.low_water() {
+            self.transport.set_write_paused(false);
             self.call(|p, t| p.resume_writing(t));
         }
     }
@@ -249,11 +259,7 @@ impl<P: Protocol> Conn<P> {
         if let Some(msg) = &self.panicked {
             return Some(DisconnectReason::Panicked(msg.clone()));
         }
-        match &self.transport.closing {
-            Some(Closing::Abort) => Some(DisconnectReason::Aborted),
-            Some(Closing::Graceful(r)) => Some(r.clone()),
-            None => None,
-        }
+        self.transport.requested_close()
     }
 
     pub(crate) fn is_lost(&self) -> bool {
@@ -266,11 +272,7 @@ impl<P: Protocol> Conn<P> {
             return;
         }
         self.lost = true;
-        self.transport.release_buffer();
-        self.transport.timers.clear();
-        // Close the handle channel: handles now report ConnectionClosed.
-        self.transport.cmd_rx = None;
-        self.transport.cmd_tx = None;
+        self.transport.shut_down();
         let p = &mut self.protocol;
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| p.connection_lost(reason))) {
             let msg = panic_message(payload.as_ref());

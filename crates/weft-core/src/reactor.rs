@@ -136,7 +136,8 @@ impl Reactor {
     }
 
     /// Listens on a Twisted-style endpoint string (`tcp:1234:interface=127.0.0.1`,
-    /// `unix:/tmp/sock:mode=600`); see [`ServerEndpoint`].
+    /// `unix:/tmp/sock:mode=600`) or a plain form (`127.0.0.1:1234`, `:1234`, `/tmp/sock`);
+    /// see [`ServerEndpoint`].
     ///
     /// # Errors
     /// A malformed endpoint (as `InvalidInput`, with the parser's message), or the bind error.

@@ -31,7 +31,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::protocol::Conn;
-use crate::transport::Closing;
+use crate::transport;
 use crate::{Address, DisconnectReason, Protocol, Transport};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1 << 48);
@@ -108,16 +108,19 @@ impl<P: Protocol> MemoryTransport<P> {
         Self { conn }
     }
 
-    /// Delivers `data` to `data_received` (ignored once the connection is closing or lost).
-    /// It is delivered even while reading is paused — a test can check
+    /// Delivers `data` to `data_received` (ignored once the connection is closing or lost),
+    /// by the path a socket's read takes: a large echo of `data` is recorded rather than
+    /// copied, then kept in the buffer because this peer reads only when the test takes what
+    /// was written. It is delivered even while reading is paused — a test can check
     /// [`is_reading_paused`](Transport::is_reading_paused) first to model a paused socket.
     ///
     /// See the [module docs](self) for an example.
     pub fn feed(&mut self, data: &[u8]) {
-        if self.conn.is_lost() || self.conn.transport.closing.is_some() {
+        if self.conn.is_lost() || self.conn.transport.is_closing() {
             return;
         }
-        self.conn.data(data);
+        // The in-memory peer takes nothing now, so this never fails.
+        let _ = transport::deliver(&mut self.conn, data, |_| Ok(0));
         self.conn.run_commands();
     }
 
@@ -151,7 +154,7 @@ impl<P: Protocol> MemoryTransport<P> {
     /// assert_eq!(conn.written(), b"abc");
     /// ```
     pub fn written(&self) -> &[u8] {
-        &self.conn.transport.wbuf
+        self.conn.transport.pending_output()
     }
 
     /// Takes what was written (the peer reads it), which may let the protocol
@@ -159,8 +162,7 @@ impl<P: Protocol> MemoryTransport<P> {
     ///
     /// See [`Transport::write`] for an example.
     pub fn take_written(&mut self) -> Bytes {
-        let out = self.conn.transport.wbuf.split().freeze();
-        self.conn.transport.release_buffer();
+        let out = self.conn.transport.take_output();
         self.conn.check_water();
         out
     }
@@ -181,7 +183,7 @@ impl<P: Protocol> MemoryTransport<P> {
     /// assert!(conn.written().is_empty());
     /// ```
     pub fn consume_written(&mut self, n: usize) -> usize {
-        let n = n.min(self.conn.transport.wbuf.len());
+        let n = n.min(self.conn.transport.pending_output().len());
         if n > 0 {
             self.conn.transport.consume(n);
         }
@@ -202,7 +204,7 @@ impl<P: Protocol> MemoryTransport<P> {
     /// assert!(conn.is_closing() && !conn.is_aborted());
     /// ```
     pub fn is_closing(&self) -> bool {
-        self.conn.transport.closing.is_some()
+        self.conn.transport.is_closing()
     }
 
     /// True once the protocol aborted (or panicked).
@@ -216,14 +218,14 @@ impl<P: Protocol> MemoryTransport<P> {
     /// assert!(conn.is_aborted());
     /// ```
     pub fn is_aborted(&self) -> bool {
-        matches!(self.conn.transport.closing, Some(Closing::Abort))
+        self.conn.transport.is_aborted()
     }
 
     /// True once the protocol called [`Transport::write_eof`].
     ///
     /// See [`Transport::write_eof`] for an example.
     pub fn eof_written(&self) -> bool {
-        self.conn.transport.eof_requested
+        self.conn.transport.eof_requested()
     }
 
     /// The reason `connection_lost` would get if the connection closed now because the
@@ -287,6 +289,7 @@ impl<P: Protocol> MemoryTransport<P> {
     pub fn run_pending(&mut self) {
         if !self.conn.is_lost() {
             self.conn.run_commands();
+            self.conn.check_water();
         }
     }
 

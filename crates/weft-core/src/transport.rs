@@ -1,9 +1,10 @@
 //! The [`Transport`] a protocol writes to, and the cross-task [`TransportHandle`].
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -11,6 +12,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::{Address, DisconnectReason};
+
+mod direct;
+pub(crate) use direct::deliver;
 
 /// Default high water mark of the outgoing buffer (asyncio's default): 64 KiB.
 ///
@@ -100,21 +104,16 @@ pub struct TimerId(u64);
 /// assert!(conn.is_closing());
 /// ```
 pub struct Transport {
-    pub(crate) wbuf: BytesMut,
-    pub(crate) closing: Option<Closing>,
-    pub(crate) eof_requested: bool,
+    wbuf: BytesMut,
+    closing: Option<Closing>,
+    eof_requested: bool,
     /// Set once writes are ignored (after an abort or `write_eof`): one flag for the hot path.
     writes_shut: bool,
-    /// Set by the socket driver while `data_received` runs on its read buffer: a large write
-    /// of those very bytes may then be recorded in `direct` instead of copied.
-    pub(crate) in_read: bool,
-    /// A write not copied yet: `(offset, len)` of bytes in the read buffer of the running
-    /// `data_received` (`len` 0: none). Always ahead of `wbuf`, which was empty when it was
-    /// recorded; the driver sends it from the read buffer as soon as the callback returns and
-    /// copies into `wbuf` only what the socket did not take.
-    pub(crate) direct: (u32, u32),
-    pub(crate) user_paused: bool,
-    pub(crate) write_paused: bool,
+    /// A large write of the bytes `data_received` is running on, not copied yet (see the
+    /// `direct` module).
+    direct: direct::Direct,
+    user_paused: bool,
+    write_paused: bool,
     /// Water marks, stored in 32 bits (4 GiB and more all mean "no limit" in practice): the
     /// transport lives in every connection's task.
     high: u32,
@@ -122,9 +121,9 @@ pub struct Transport {
     peer: Address,
     host: Address,
     id: u64,
-    pub(crate) cmd_tx: Option<mpsc::UnboundedSender<Command>>,
-    pub(crate) cmd_rx: Option<mpsc::UnboundedReceiver<Command>>,
-    pub(crate) timers: Vec<(Instant, TimerId)>,
+    cmd_tx: Option<mpsc::UnboundedSender<Command>>,
+    cmd_rx: Option<mpsc::UnboundedReceiver<Command>>,
+    timers: Vec<(Instant, TimerId)>,
     next_timer: u64,
 }
 
@@ -149,8 +148,7 @@ impl Transport {
             closing: None,
             eof_requested: false,
             writes_shut: false,
-            in_read: false,
-            direct: (0, 0),
+            direct: direct::Direct::default(),
             user_paused: false,
             write_paused: false,
             high: DEFAULT_HIGH_WATER as u32,
@@ -186,18 +184,14 @@ impl Transport {
     /// ```
     pub fn write(&mut self, data: impl AsRef<[u8]>) {
         let data = data.as_ref();
-        if self.in_read
-            && data.len() >= pool::DIRECT_MIN
+        // Echoing (part of) what was just read: sent from the read buffer itself once the
+        // callback returns, saving the copy.
+        if self.direct.wants(data.len())
             && self.wbuf.is_empty()
-            && self.direct.1 == 0
             && !self.writes_shut
+            && self.direct.record(data)
         {
-            if let Some(off) = pool::read_offset(data) {
-                // Echoing (part of) what was just read: the driver writes it from the read
-                // buffer itself, saving the copy.
-                self.direct = (off, data.len() as u32);
-                return;
-            }
+            return;
         }
         if let Some(buf) = self.buffer_for(data.len()) {
             buf.extend_from_slice(data);
@@ -346,7 +340,7 @@ impl Transport {
     pub fn abort_connection(&mut self) {
         self.closing = Some(Closing::Abort);
         self.writes_shut = true;
-        self.direct = (0, 0);
+        self.direct.clear();
         self.release_buffer();
     }
 
@@ -500,7 +494,7 @@ impl Transport {
     /// assert_eq!(conn.transport().write_buffer_size(), 5);
     /// ```
     pub fn write_buffer_size(&self) -> usize {
-        self.wbuf.len() + self.direct.1 as usize
+        self.wbuf.len() + self.direct.len()
     }
 
     /// Sets the high and low water marks of the outgoing buffer (defaults 64 KiB and 16 KiB).
@@ -597,6 +591,82 @@ impl Transport {
     pub fn pending_timers(&self) -> usize {
         self.timers.len()
     }
+}
+
+/// The connection's own side of a transport: what the driver, `Conn` and `MemoryTransport`
+/// use. The fields stay private to this module (and `direct`), so these methods are the whole
+/// contract between a transport and whoever runs it.
+impl Transport {
+    /// True once `abort_connection` was called (or a callback panicked).
+    #[inline]
+    pub(crate) fn is_aborted(&self) -> bool {
+        matches!(self.closing, Some(Closing::Abort))
+    }
+
+    /// The reason `connection_lost` gets for the close that was asked for, if any.
+    pub(crate) fn requested_close(&self) -> Option<DisconnectReason> {
+        match &self.closing {
+            Some(Closing::Abort) => Some(DisconnectReason::Aborted),
+            Some(Closing::Graceful(r)) => Some(r.clone()),
+            None => None,
+        }
+    }
+
+    /// True once our write side should be shut down when the buffer drains (`write_eof`,
+    /// or any close).
+    #[inline]
+    pub(crate) fn wants_write_shutdown(&self) -> bool {
+        self.eof_requested || self.closing.is_some()
+    }
+
+    /// True once `write_eof` was called.
+    pub(crate) fn eof_requested(&self) -> bool {
+        self.eof_requested
+    }
+
+    /// Buffered bytes not written yet (outside `deliver`, a direct write is always settled,
+    /// so this is all of them).
+    #[inline]
+    pub(crate) fn pending_output(&self) -> &[u8] {
+        &self.wbuf
+    }
+
+    /// Marks `n` bytes as sent, returning the buffer to the pool once it is empty.
+    pub(crate) fn consume(&mut self, n: usize) {
+        if n >= self.wbuf.len() {
+            // All written: `clear` keeps the buffer's start where it is, so returning it to
+            // the pool needs no reclaiming of space that `advance` would have skipped.
+            self.wbuf.clear();
+            self.release_buffer();
+        } else {
+            self.wbuf.advance(n);
+        }
+    }
+
+    /// Takes every buffered byte (the in-memory peer reads them).
+    pub(crate) fn take_output(&mut self) -> Bytes {
+        let out = self.wbuf.split().freeze();
+        self.release_buffer();
+        out
+    }
+
+    /// True while the buffer is above the high water mark (until it drains to the low one).
+    #[inline]
+    pub(crate) fn is_write_paused(&self) -> bool {
+        self.write_paused
+    }
+
+    pub(crate) fn set_write_paused(&mut self, paused: bool) {
+        self.write_paused = paused;
+    }
+
+    pub(crate) fn high_water(&self) -> usize {
+        self.high as usize
+    }
+
+    pub(crate) fn low_water(&self) -> usize {
+        self.low as usize
+    }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.timers.iter().map(|(at, _)| *at).min()
@@ -613,27 +683,25 @@ impl Transport {
         Some(self.timers.swap_remove(i).1)
     }
 
-    /// The bytes a callback wrote since `mark` (the [`write_buffer_size`](Self::write_buffer_size)
-    /// taken before it): a direct write recorded meanwhile (its bytes are in `read`, the slice
-    /// `data_received` got), then what was appended to the buffer. Valid only between the two
-    /// points of one callback (nothing is flushed during a callback).
-    pub(crate) fn written_since<'a>(&'a self, mark: usize, read: &'a [u8]) -> [&'a [u8]; 2] {
-        let (off, len) = self.direct;
-        let direct = if len != 0 && mark == 0 {
-            read.get(off as usize..(off + len) as usize).unwrap_or(&[])
-        } else {
-            &[]
-        };
-        let from = mark.saturating_sub(len as usize).min(self.wbuf.len());
-        [direct, &self.wbuf[from..]]
+    /// The next command from a handle, registering `cx` for the next one (`Pending` also when
+    /// no handle was ever taken).
+    pub(crate) fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
+        match self.cmd_rx.as_mut() {
+            Some(rx) => rx.poll_recv(cx),
+            None => Poll::Pending,
+        }
     }
 
-    pub(crate) fn high_water(&self) -> usize {
-        self.high as usize
+    /// True once a handle was taken (the command channel exists).
+    #[inline]
+    pub(crate) fn has_handle(&self) -> bool {
+        self.cmd_rx.is_some()
     }
 
-    pub(crate) fn low_water(&self) -> usize {
-        self.low as usize
+    /// The next command from a handle, if one is queued.
+    #[inline]
+    pub(crate) fn try_command(&mut self) -> Option<Command> {
+        self.cmd_rx.as_mut()?.try_recv().ok()
     }
 
     /// Applies a command from a handle.
@@ -648,39 +716,16 @@ impl Transport {
         }
     }
 
-    /// Marks `n` bytes as sent, returning the buffer to the pool once it is empty.
-    pub(crate) fn consume(&mut self, n: usize) {
-        if n >= self.wbuf.len() {
-            // All written: `clear` keeps the buffer's start where it is, so returning it to
-            // the pool needs no reclaiming of space that `advance` would have skipped.
-            self.wbuf.clear();
-            self.release_buffer();
-        } else {
-            self.wbuf.advance(n);
-        }
-    }
-
-    /// Settles a `direct` write after `sent` of its bytes (`bytes`, from the read buffer) and
-    /// of what followed in `wbuf` went out: whatever was not sent is kept, in order.
-    pub(crate) fn settle_direct(&mut self, bytes: &[u8], sent: usize) {
-        self.direct = (0, 0);
-        if sent >= bytes.len() {
-            let rest = sent - bytes.len();
-            if rest > 0 {
-                self.consume(rest);
-            }
-            return;
-        }
-        let unsent = &bytes[sent..];
-        let mut buf = pool::take_write_buffer();
-        buf.reserve(unsent.len() + self.wbuf.len());
-        buf.extend_from_slice(unsent);
-        buf.extend_from_slice(&self.wbuf);
+    /// The connection is gone: frees the buffer, drops the timers, and closes the handle
+    /// channel (handles now report [`ConnectionClosed`]).
+    pub(crate) fn shut_down(&mut self) {
         self.release_buffer();
-        self.wbuf = buf;
+        self.timers.clear();
+        self.cmd_rx = None;
+        self.cmd_tx = None;
     }
 
-    pub(crate) fn release_buffer(&mut self) {
+    fn release_buffer(&mut self) {
         if self.wbuf.capacity() != 0 {
             pool::give_write_buffer(std::mem::take(&mut self.wbuf));
         }
@@ -856,13 +901,7 @@ pub(crate) mod pool {
     const KEEP_MAX: usize = 256 * 1024;
     const POOLED: usize = 16;
 
-    /// Writes at least this long of bytes still in the read buffer are sent from it without
-    /// a copy (below it, copying costs less than the bookkeeping).
-    pub(crate) const DIRECT_MIN: usize = 2048;
-
     thread_local! {
-        /// The bytes handed to the running `data_received` (address, length); (0, 0): none.
-        static READ_WINDOW: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
         static READ: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         static WRITE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     }
@@ -879,29 +918,6 @@ pub(crate) mod pool {
             // Re-entered (a protocol driving another connection by hand): use a fresh buffer.
             Err(_) => f(&mut vec![0; READ_SIZE]),
         })
-    }
-
-    /// Runs `f` with `data` marked as the bytes of the running `data_received`.
-    pub(crate) fn with_read_window<R>(data: &[u8], f: impl FnOnce() -> R) -> R {
-        /// Restores the previous window, even on unwind.
-        struct Restore((usize, usize));
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                READ_WINDOW.with(|w| w.set(self.0));
-            }
-        }
-        let _restore =
-            Restore(READ_WINDOW.with(|w| w.replace((data.as_ptr() as usize, data.len()))));
-        f()
-    }
-
-    /// Where `data` starts within the bytes of the running `data_received`, if it lies wholly
-    /// inside them (compares addresses only).
-    pub(crate) fn read_offset(data: &[u8]) -> Option<u32> {
-        let (base, len) = READ_WINDOW.with(Cell::get);
-        let start = data.as_ptr() as usize;
-        let off = start.checked_sub(base)?;
-        (len != 0 && off + data.len() <= len).then_some(off as u32)
     }
 
     pub(crate) fn take_write_buffer() -> BytesMut {
@@ -923,73 +939,6 @@ pub(crate) mod pool {
                 p.push(buf);
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn transport() -> Transport {
-        Transport::new(0, Address::Unix(None), Address::Unix(None))
-    }
-
-    #[test]
-    fn an_unsent_direct_write_goes_ahead_of_the_buffer() {
-        let mut t = transport();
-        t.write("XYZ");
-        t.direct = (0, 6);
-        assert_eq!(t.write_buffer_size(), 9);
-        t.settle_direct(b"abcdef", 2);
-        assert_eq!(&t.wbuf[..], b"cdefXYZ");
-        assert_eq!(t.direct, (0, 0));
-    }
-
-    #[test]
-    fn a_sent_direct_write_takes_its_share_of_the_buffer() {
-        let mut t = transport();
-        t.write("XYZ");
-        t.direct = (0, 3);
-        t.settle_direct(b"abc", 5);
-        assert_eq!(&t.wbuf[..], b"Z");
-        t.direct = (0, 3);
-        t.settle_direct(b"abc", 4);
-        assert!(t.wbuf.is_empty());
-        t.direct = (0, 3);
-        t.settle_direct(b"abc", 0);
-        assert_eq!(&t.wbuf[..], b"abc");
-    }
-
-    #[test]
-    fn only_bytes_of_the_running_read_are_written_directly() {
-        let read = vec![b'r'; 3 * pool::DIRECT_MIN];
-        let other = vec![b'o'; 3 * pool::DIRECT_MIN];
-        let mut t = transport();
-        // Outside a driver's read: copied.
-        t.write(&read[..]);
-        assert_eq!(t.direct, (0, 0));
-        assert_eq!(t.wbuf.len(), read.len());
-
-        let mut t = transport();
-        t.in_read = true;
-        pool::with_read_window(&read, || {
-            t.write(&other[..]); // not from the read buffer: copied
-            assert_eq!(t.direct, (0, 0));
-        });
-        let mut t = transport();
-        t.in_read = true;
-        pool::with_read_window(&read, || {
-            t.write(&read[10..10 + pool::DIRECT_MIN]);
-            assert_eq!(t.direct, (10, pool::DIRECT_MIN as u32));
-            t.write(&read[..pool::DIRECT_MIN]); // a second one queues behind it: copied
-            assert_eq!(t.wbuf.len(), pool::DIRECT_MIN);
-            t.write(&read[..10]); // and a small one too
-        });
-        assert_eq!(t.write_buffer_size(), 2 * pool::DIRECT_MIN + 10);
-        // The window is gone once the callback returned.
-        assert_eq!(pool::read_offset(&read), None);
-        t.abort_connection();
-        assert_eq!(t.direct, (0, 0), "an abort drops it");
     }
 }
 

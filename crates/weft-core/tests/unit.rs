@@ -75,7 +75,15 @@ fn server_endpoints_parse() {
 fn malformed_endpoints_say_what_is_wrong() {
     let cases: &[(&str, EndpointError)] = &[
         ("", EndpointError::Empty),
-        ("sctp:80", EndpointError::UnknownType("sctp".into())),
+        ("sctp:80", EndpointError::InvalidInterface("sctp".into())),
+        ("nowhere", EndpointError::UnknownType("nowhere".into())),
+        ("::1:80", EndpointError::UnknownType("::1:80".into())),
+        ("[::1]80", EndpointError::UnknownType("[::1]80".into())),
+        (":99999", EndpointError::UnknownType(":99999".into())),
+        (
+            "example.com:80",
+            EndpointError::InvalidInterface("example.com".into()),
+        ),
         ("tcp", EndpointError::Missing("port")),
         ("tcp:interface=127.0.0.1", EndpointError::Missing("port")),
         (
@@ -86,8 +94,8 @@ fn malformed_endpoints_say_what_is_wrong() {
             },
         ),
         (
-            "tcp:80:interface=localhost",
-            EndpointError::InvalidInterface("localhost".into()),
+            "tcp:80:interface=example.com",
+            EndpointError::InvalidInterface("example.com".into()),
         ),
         (
             "tcp6:80:interface=::1",
@@ -131,6 +139,53 @@ fn malformed_endpoints_say_what_is_wrong() {
         .unwrap_err();
     assert!(e.to_string().contains(r"interface=\:\:1"), "{e}");
     {}
+}
+
+/// Issue 16: the plain forms people type mean the same as the endpoint strings.
+#[test]
+fn plain_forms_parse_as_their_endpoint_strings() {
+    let server: &[(&str, &str)] = &[
+        ("127.0.0.1:5000", "tcp:5000:interface=127.0.0.1"),
+        ("localhost:5000", "tcp:5000:interface=127.0.0.1"),
+        ("localhost:5000", "tcp:5000:interface=localhost"),
+        ("[::1]:5000", r"tcp6:5000:interface=\:\:1"),
+        ("[::]:5000", "tcp6:5000"),
+        (":5000", "tcp:5000"),
+        ("5000", "tcp:5000"),
+        ("0", "tcp:0"),
+        ("/run/weft.sock", "unix:/run/weft.sock"),
+        ("./weft.sock", "unix:./weft.sock"),
+        ("../a:b.sock", r"unix:../a\:b.sock"),
+    ];
+    for (plain, endpoint) in server {
+        let a: ServerEndpoint = plain.parse().unwrap_or_else(|e| panic!("{plain}: {e}"));
+        let b: ServerEndpoint = endpoint.parse().unwrap();
+        assert_eq!(a, b, "{plain} vs {endpoint}");
+    }
+    let client: &[(&str, &str)] = &[
+        ("127.0.0.1:5000", "tcp:127.0.0.1:5000"),
+        ("example.com:80", "tcp:example.com:80"),
+        ("[::1]:5000", r"tcp:\:\:1:5000"),
+        (":5000", "tcp:localhost:5000"),
+        ("5000", "tcp:localhost:5000"),
+        ("/run/weft.sock", "unix:/run/weft.sock"),
+        ("./weft.sock", "unix:./weft.sock"),
+    ];
+    for (plain, endpoint) in client {
+        let a: ClientEndpoint = plain.parse().unwrap_or_else(|e| panic!("{plain}: {e}"));
+        let b: ClientEndpoint = endpoint.parse().unwrap();
+        assert_eq!(a, b, "{plain} vs {endpoint}");
+    }
+    // One message, listing every accepted form, for what is neither.
+    for bad in ["nowhere", "sctp", "http://x:80/"] {
+        let s = bad.parse::<ServerEndpoint>().unwrap_err().to_string();
+        let c = bad.parse::<ClientEndpoint>().unwrap_err().to_string();
+        assert_eq!(s, c);
+        assert!(
+            s.contains("HOST:PORT") && s.contains("tcp:PORT") && s.contains("./"),
+            "{s}"
+        );
+    }
 }
 
 #[test]

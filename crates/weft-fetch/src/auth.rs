@@ -7,7 +7,7 @@ use md5::Digest as _;
 use crate::header::{HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE};
 use crate::{Error, Url};
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Entry {
     realm: Option<String>,
     /// None: any URL (only ever sent to the host of the first request).
@@ -96,7 +96,9 @@ impl UriPrefix {
 ///
 /// // Hand it to an opener, which answers 401 challenges with it.
 /// let opener = Opener::builder().password_manager(pm).build()?;
-/// # drop(opener);
+/// assert!(format!("{opener:?}").contains("credentials: 2"));
+/// // Debug output never shows a password.
+/// assert!(!format!("{opener:?}").contains("password"));
 /// # Ok(())
 /// # }
 /// ```
@@ -105,7 +107,22 @@ pub struct PasswordManager {
     entries: Vec<Entry>,
 }
 
+impl std::fmt::Debug for Entry {
+    /// Never the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("realm", &self.realm)
+            .field("prefix", &self.prefix)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PasswordManager {
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// An empty manager.
     ///
     /// # Examples

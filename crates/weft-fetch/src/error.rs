@@ -548,13 +548,15 @@ fn chain<'a>(
 }
 
 /// The causes of `source` as one text, each said once: a cause whose text an outer one already
-/// contains is left out, and so is reqwest's own wrapper when it has a cause.
+/// contains is left out, and so are the HTTP client's wrappers ("error sending request",
+/// "client error (Connect)") when they have a cause.
 pub(crate) fn cause_text(source: &(dyn std::error::Error + 'static)) -> String {
     let errors = chain(source);
     let mut parts: Vec<String> = Vec::new();
     for (i, e) in errors.iter().enumerate() {
         let text = e.to_string();
-        let is_wrapper = e.is::<reqwest::Error>() && i + 1 < errors.len();
+        let is_wrapper = (e.is::<reqwest::Error>() || e.is::<hyper_util::client::legacy::Error>())
+            && i + 1 < errors.len();
         if text.is_empty() || is_wrapper || parts.iter().any(|p| p.contains(&text)) {
             continue;
         }

@@ -46,14 +46,15 @@ pub use cookies::{Cookie, CookieJar};
 pub use error::{BoxError, Error, ErrorKind};
 pub use handler::{DataHandler, FileHandler, SchemeHandler, file_url_to_path};
 pub use opener::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT, Opener, OpenerBuilder,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT, Exchange, Opener,
+    OpenerBuilder,
 };
 pub use request::{IntoRequest, Request};
 pub use response::{BodyStream, Response};
 pub use retrieve::{BLOCK_SIZE, Progress, ProgressFn, RetrieveOptions, registered_tempfiles};
 
 pub use reqwest::header;
-pub use reqwest::{Method, StatusCode};
+pub use reqwest::{Method, StatusCode, Version};
 pub use url::Url;
 
 static INSTALLED: RwLock<Option<Opener>> = RwLock::new(None);

@@ -13,8 +13,8 @@ use crate::cookies::CookieJar;
 use crate::error::redact;
 use crate::handler::{DataHandler, FileHandler, SchemeHandler};
 use crate::header::{
-    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE,
-    HeaderMap, HeaderName, HeaderValue, LOCATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE,
+    HOST, HeaderMap, HeaderName, HeaderValue, LOCATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
     USER_AGENT,
 };
 use crate::request::{IntoRequest, basic_value};
@@ -29,11 +29,11 @@ use crate::{Error, Method, Request, Response, StatusCode, Url};
 /// use weft_fetch::{Opener, DEFAULT_USER_AGENT};
 ///
 /// # fn main() -> Result<(), weft_fetch::Error> {
+/// assert!(DEFAULT_USER_AGENT.starts_with("weft-fetch/"));
 /// let opener = Opener::builder()
 ///     .user_agent(&format!("my-tool/1.0 {DEFAULT_USER_AGENT}"))
 ///     .build()?;
-/// # drop(opener);
-/// assert!(DEFAULT_USER_AGENT.starts_with("weft-fetch/"));
+/// assert!(format!("{opener:?}").contains("my-tool/1.0 weft-fetch/"));
 /// # Ok(())
 /// # }
 /// ```
@@ -52,7 +52,7 @@ pub const DEFAULT_USER_AGENT: &str = concat!("weft-fetch/", env!("CARGO_PKG_VERS
 /// assert_eq!(DEFAULT_CONNECT_TIMEOUT, Duration::from_secs(30));
 /// // A slow link: twice the default.
 /// let opener = Opener::builder().connect_timeout(DEFAULT_CONNECT_TIMEOUT * 2).build()?;
-/// # drop(opener);
+/// assert!(format!("{opener:?}").contains("connect_timeout: Some(60s)"));
 /// # Ok(())
 /// # }
 /// ```
@@ -70,7 +70,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// # fn main() -> Result<(), weft_fetch::Error> {
 /// assert_eq!(DEFAULT_READ_TIMEOUT, Duration::from_secs(120));
 /// let opener = Opener::builder().read_timeout(DEFAULT_READ_TIMEOUT / 4).build()?;
-/// # drop(opener);
+/// assert!(format!("{opener:?}").contains("read_timeout: Some(30s)"));
 /// # Ok(())
 /// # }
 /// ```
@@ -123,19 +123,39 @@ pub(crate) struct Inner {
     client: reqwest::Client,
     headers: HeaderMap,
     handlers: HashMap<String, Arc<dyn SchemeHandler>>,
-    follow_redirects: bool,
-    max_redirects: usize,
-    max_repeats: usize,
     passwords: RwLock<PasswordManager>,
     /// Credentials for 407 challenges of the proxy, and the proxy they are looked up under.
     proxy_passwords: PasswordManager,
     proxy_url: Option<Url>,
-    preemptive_basic: bool,
     /// Basic credentials that succeeded, by URL directory: sent up front next time
     /// (urllib's `HTTPPasswordMgrWithPriorAuth`).
     prior_auth: RwLock<Vec<(String, HeaderValue)>>,
     cookies: Option<Arc<CookieJar>>,
+    on_exchange: Option<ExchangeHook>,
+    settings: Settings,
+}
+
+/// An opener's settings: what the builder sets, the opener follows, and `Debug` shows (never a
+/// password: credentials are counted, proxies redacted).
+#[derive(Debug, Clone)]
+struct Settings {
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
     timeout: Option<Duration>,
+    follow_redirects: bool,
+    max_redirects: usize,
+    max_repeats: usize,
+    #[expect(dead_code, reason = "filled by build() to be shown by Debug")]
+    proxies: Vec<String>,
+    env_proxies: bool,
+    #[expect(dead_code, reason = "filled by build() to be shown by Debug")]
+    credentials: usize,
+    #[expect(dead_code, reason = "filled by build() to be shown by Debug")]
+    proxy_credentials: usize,
+    preemptive_basic: bool,
+    #[expect(dead_code, reason = "filled by build() to be shown by Debug")]
+    extra_root_certificates: usize,
+    keep_alive: bool,
 }
 
 impl fmt::Debug for Opener {
@@ -145,11 +165,105 @@ impl fmt::Debug for Opener {
         f.debug_struct("Opener")
             .field("headers", &self.inner.headers)
             .field("schemes", &schemes)
-            .field("max_redirects", &self.inner.max_redirects)
             .field("cookies", &self.inner.cookies.is_some())
+            .field("settings", &self.inner.settings)
             .finish_non_exhaustive()
     }
 }
+
+/// One HTTP request and the head of its answer, as given to the
+/// [`on_exchange`](OpenerBuilder::on_exchange) callback: one per request sent, so a redirect or
+/// an authentication retry makes several (what `curl -v` prints).
+///
+/// # Examples
+///
+/// ```
+/// use weft_fetch::{Exchange, Method, StatusCode, Url, Version};
+/// use weft_fetch::header::{HeaderMap, HeaderValue, HOST};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut sent = HeaderMap::new();
+/// sent.insert(HOST, HeaderValue::from_static("example.com"));
+/// let ex = Exchange::new(
+///     Method::GET,
+///     Url::parse("http://example.com/a?b")?,
+///     sent,
+///     Version::HTTP_11,
+///     StatusCode::OK,
+///     HeaderMap::new(),
+/// );
+/// assert_eq!(ex.request_line(), "GET /a?b HTTP/1.1");
+/// assert_eq!(ex.status_line(), "HTTP/1.1 200 OK");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Exchange {
+    /// The method sent.
+    pub method: Method,
+    /// The URL requested.
+    pub url: Url,
+    /// The headers sent, `Host` first (the HTTP client adds `Host` itself, and `Accept: */*`
+    /// when none is set: both are shown here as they go out).
+    pub request_headers: HeaderMap,
+    /// The version of the answer (the request used the same).
+    pub version: crate::Version,
+    /// The status of the answer.
+    pub status: StatusCode,
+    /// The headers of the answer.
+    pub response_headers: HeaderMap,
+}
+
+impl Exchange {
+    /// An exchange from its parts (for tests of a callback).
+    pub fn new(
+        method: Method,
+        url: Url,
+        request_headers: HeaderMap,
+        version: crate::Version,
+        status: StatusCode,
+        response_headers: HeaderMap,
+    ) -> Exchange {
+        Exchange {
+            method,
+            url,
+            request_headers,
+            version,
+            status,
+            response_headers,
+        }
+    }
+
+    /// `GET /path?query HTTP/1.1`.
+    pub fn request_line(&self) -> String {
+        format!(
+            "{} {} {:?}",
+            self.method,
+            origin_form(&self.url),
+            self.version
+        )
+    }
+
+    /// `HTTP/1.1 200 OK`.
+    pub fn status_line(&self) -> String {
+        status_line(self.version, self.status)
+    }
+}
+
+/// `HTTP/1.1 200 OK` (the reason is the standard one: the client does not keep the server's).
+pub(crate) fn status_line(version: crate::Version, status: StatusCode) -> String {
+    format!(
+        "{version:?} {} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+    .trim_end()
+    .to_string()
+}
+
+/// The callback of [`OpenerBuilder::on_exchange`].
+type ExchangeHook = Arc<dyn Fn(&Exchange) + Send + Sync>;
 
 /// Configures an [`Opener`]; see [`Opener::builder`].
 ///
@@ -177,23 +291,17 @@ impl fmt::Debug for Opener {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "an OpenerBuilder does nothing until .build()"]
 pub struct OpenerBuilder {
+    settings: Settings,
     headers: HeaderMap,
     handlers: HashMap<String, Arc<dyn SchemeHandler>>,
-    connect_timeout: Option<Duration>,
-    read_timeout: Option<Duration>,
-    timeout: Option<Duration>,
-    follow_redirects: bool,
-    max_redirects: usize,
-    max_repeats: usize,
     proxies: Vec<String>,
-    env_proxies: bool,
     passwords: PasswordManager,
     proxy_passwords: PasswordManager,
-    preemptive_basic: bool,
     cookies: Option<Arc<CookieJar>>,
     root_certs: Vec<Vec<u8>>,
-    keep_alive: bool,
+    on_exchange: Option<ExchangeHook>,
     error: Option<Error>,
 }
 
@@ -201,8 +309,8 @@ impl fmt::Debug for OpenerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenerBuilder")
             .field("headers", &self.headers)
-            .field("max_redirects", &self.max_redirects)
-            .field("proxies", &self.proxies)
+            .field("max_redirects", &self.settings.max_redirects)
+            .field("proxies", &redacted(&self.proxies))
             .finish_non_exhaustive()
     }
 }
@@ -216,22 +324,29 @@ impl Default for OpenerBuilder {
         handlers.insert("file".into(), Arc::new(FileHandler));
         handlers.insert("data".into(), Arc::new(DataHandler));
         OpenerBuilder {
+            settings: Settings {
+                connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+                read_timeout: Some(DEFAULT_READ_TIMEOUT),
+                timeout: None,
+                follow_redirects: true,
+                max_redirects: 10,
+                max_repeats: 4,
+                proxies: Vec::new(),
+                env_proxies: true,
+                credentials: 0,
+                proxy_credentials: 0,
+                preemptive_basic: false,
+                extra_root_certificates: 0,
+                keep_alive: true,
+            },
             headers,
             handlers,
-            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
-            read_timeout: Some(DEFAULT_READ_TIMEOUT),
-            timeout: None,
-            follow_redirects: true,
-            max_redirects: 10,
-            max_repeats: 4,
             proxies: Vec::new(),
-            env_proxies: true,
             passwords: PasswordManager::new(),
             proxy_passwords: PasswordManager::new(),
-            preemptive_basic: false,
             cookies: None,
             root_certs: Vec::new(),
-            keep_alive: true,
+            on_exchange: None,
             error: None,
         }
     }
@@ -269,7 +384,7 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().header_line("X-Api-Key: 1234").build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains(r#""x-api-key": "1234""#));
     ///
     /// let err = Opener::builder().header_line("X-Api-Key 1234").build().unwrap_err();
     /// assert!(matches!(err, Error::InvalidHeader(_)));
@@ -317,7 +432,7 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().user_agent("Mozilla/5.0 (compatible; weft)").build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("Mozilla/5.0 (compatible; weft)"));
     ///
     /// let err = Opener::builder().user_agent("bad\nagent").build().unwrap_err();
     /// assert!(matches!(err, Error::InvalidHeader(_)));
@@ -346,13 +461,14 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let quick = Opener::builder().connect_timeout(Duration::from_secs(3)).build()?;
+    /// assert!(format!("{quick:?}").contains("connect_timeout: Some(3s)"));
     /// let patient = Opener::builder().connect_timeout(None).build()?;
-    /// # drop((quick, patient));
+    /// assert!(format!("{patient:?}").contains("connect_timeout: None"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn connect_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
-        self.connect_timeout = t.into();
+        self.settings.connect_timeout = t.into();
         self
     }
 
@@ -368,12 +484,12 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().read_timeout(Duration::from_secs(15)).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("read_timeout: Some(15s)"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn read_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
-        self.read_timeout = t.into();
+        self.settings.read_timeout = t.into();
         self
     }
 
@@ -398,7 +514,7 @@ impl OpenerBuilder {
     /// # }
     /// ```
     pub fn timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
-        self.timeout = t.into();
+        self.settings.timeout = t.into();
         self
     }
 
@@ -422,7 +538,7 @@ impl OpenerBuilder {
     /// # }
     /// ```
     pub fn follow_redirects(mut self, follow: bool) -> Self {
-        self.follow_redirects = follow;
+        self.settings.follow_redirects = follow;
         self
     }
 
@@ -437,12 +553,12 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().max_redirects(2).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("max_redirects: 2"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn max_redirects(mut self, n: usize) -> Self {
-        self.max_redirects = n;
+        self.settings.max_redirects = n;
         self
     }
 
@@ -457,12 +573,12 @@ impl OpenerBuilder {
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// // Some login flows bounce through the same URL a few times: allow up to 8 visits.
     /// let opener = Opener::builder().max_repeats(8).max_redirects(20).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("max_repeats: 8"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn max_repeats(mut self, n: usize) -> Self {
-        self.max_repeats = n;
+        self.settings.max_repeats = n;
         self
     }
 
@@ -478,6 +594,8 @@ impl OpenerBuilder {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().proxy("http://user:pass@127.0.0.1:3128").build()?;
+    /// // Shown without its password:
+    /// assert!(format!("{opener:?}").contains(r#"proxies: ["http://***@127.0.0.1:3128"]"#));
     /// // Not proxied:
     /// assert_eq!(opener.open("data:,local").await?.text().await?, "local");
     /// # Ok(())
@@ -499,12 +617,12 @@ impl OpenerBuilder {
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// // Ignore http_proxy and friends, for example for a loopback test server.
     /// let opener = Opener::builder().env_proxies(false).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("env_proxies: false"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn env_proxies(mut self, on: bool) -> Self {
-        self.env_proxies = on;
+        self.settings.env_proxies = on;
         self
     }
 
@@ -520,7 +638,7 @@ impl OpenerBuilder {
     /// pm.add(Some("intranet"), "https://wiki.example.com/", "joe", "s3cret");
     /// pm.add(None, "https://ci.example.com/", "bot", "t0ken");
     /// let opener = Opener::builder().password_manager(pm).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("credentials: 2"));
     /// # Ok(())
     /// # }
     /// ```
@@ -542,7 +660,8 @@ impl OpenerBuilder {
     /// let opener = Opener::builder()
     ///     .add_password(Some("Private"), "http://127.0.0.1:8080/private/", "joe", "s3cret")
     ///     .build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("credentials: 1"));
+    /// assert!(!format!("{opener:?}").contains("s3cret"));
     /// # Ok(())
     /// # }
     /// ```
@@ -577,7 +696,7 @@ impl OpenerBuilder {
     ///     .proxy("http://127.0.0.1:3128")
     ///     .add_proxy_password(Some("squid"), "http://127.0.0.1:3128", "joe", "s3cret")
     ///     .build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("proxy_credentials: 1"));
     /// # Ok(())
     /// # }
     /// ```
@@ -601,7 +720,8 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().credentials("joe", "s3cret").build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("credentials: 1"));
+    /// assert!(!format!("{opener:?}").contains("s3cret"));
     /// # Ok(())
     /// # }
     /// ```
@@ -625,12 +745,12 @@ impl OpenerBuilder {
     ///     .credentials("deploy", "t0ken")
     ///     .preemptive_basic(true)
     ///     .build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("preemptive_basic: true"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn preemptive_basic(mut self, on: bool) -> Self {
-        self.preemptive_basic = on;
+        self.settings.preemptive_basic = on;
         self
     }
 
@@ -649,8 +769,8 @@ impl OpenerBuilder {
     /// let dir = tempfile::tempdir()?;
     /// let jar = Arc::new(CookieJar::new());
     /// let opener = Opener::builder().cookie_jar(Arc::clone(&jar)).build()?;
-    /// // ... requests through `opener` fill the jar ...
-    /// # drop(opener);
+    /// // Requests through `opener` fill the jar; it is the same jar:
+    /// assert!(Arc::ptr_eq(opener.cookie_jar().expect("a jar"), &jar));
     /// jar.save(dir.path().join("cookies.txt"))?;
     /// # Ok(())
     /// # }
@@ -695,7 +815,7 @@ impl OpenerBuilder {
     /// let opener = Opener::builder()
     ///     .add_root_certificate_pem(ca.cert.pem().as_bytes())
     ///     .build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("extra_root_certificates: 1"));
     /// # Ok(())
     /// # }
     /// ```
@@ -715,12 +835,12 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().keep_alive(false).build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains("keep_alive: false"));
     /// # Ok(())
     /// # }
     /// ```
     pub fn keep_alive(mut self, on: bool) -> Self {
-        self.keep_alive = on;
+        self.settings.keep_alive = on;
         self
     }
 
@@ -756,6 +876,37 @@ impl OpenerBuilder {
         self
     }
 
+    /// Calls `f` with every HTTP request sent and the head of its answer (each hop of a
+    /// redirect, each authentication retry): what `curl -v` shows. Called before the body is
+    /// read; a library logs nothing of it by itself.
+    ///
+    /// # Examples
+    ///
+    /// A `curl -v`-like trace on stderr (in a program; a library would log it):
+    ///
+    /// ```no_run
+    /// use weft_fetch::Opener;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let opener = Opener::builder()
+    ///     .on_exchange(|ex| {
+    ///         eprintln!("> {}", ex.request_line());
+    ///         for (name, value) in &ex.request_headers {
+    ///             eprintln!("> {name}: {}", String::from_utf8_lossy(value.as_bytes()));
+    ///         }
+    ///         eprintln!("< {}", ex.status_line());
+    ///     })
+    ///     .build()?;
+    /// opener.open("http://127.0.0.1:8000/").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn on_exchange(mut self, f: impl Fn(&Exchange) + Send + Sync + 'static) -> Self {
+        self.on_exchange = Some(Arc::new(f));
+        self
+    }
+
     /// Builds the opener.
     ///
     /// # Errors
@@ -771,7 +922,7 @@ impl OpenerBuilder {
     ///
     /// # fn main() -> Result<(), weft_fetch::Error> {
     /// let opener = Opener::builder().build()?;
-    /// # drop(opener);
+    /// assert!(format!("{opener:?}").contains(r#"schemes: ["data", "file"]"#));
     /// let err = Opener::builder().proxy("http://[::1").build().unwrap_err();
     /// assert!(matches!(err, Error::InvalidUrl { .. }));
     /// # Ok(())
@@ -785,16 +936,16 @@ impl OpenerBuilder {
         let mut cb = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(30));
-        if !self.env_proxies {
+        if !self.settings.env_proxies {
             cb = cb.no_proxy();
         }
-        if let Some(t) = self.connect_timeout {
+        if let Some(t) = self.settings.connect_timeout {
             cb = cb.connect_timeout(t);
         }
-        if let Some(t) = self.read_timeout {
+        if let Some(t) = self.settings.read_timeout {
             cb = cb.read_timeout(t);
         }
-        if !self.keep_alive {
+        if !self.settings.keep_alive {
             cb = cb.pool_max_idle_per_host(0);
         }
         for p in &self.proxies {
@@ -815,21 +966,25 @@ impl OpenerBuilder {
             url: None,
             source: Box::new(e),
         })?;
+        let settings = Settings {
+            proxies: redacted(&self.proxies),
+            credentials: self.passwords.len(),
+            proxy_credentials: self.proxy_passwords.len(),
+            extra_root_certificates: self.root_certs.len(),
+            ..self.settings
+        };
         Ok(Opener {
             inner: Arc::new(Inner {
                 client,
                 headers: self.headers,
                 handlers: self.handlers,
-                follow_redirects: self.follow_redirects,
-                max_redirects: self.max_redirects,
-                max_repeats: self.max_repeats,
                 passwords: RwLock::new(self.passwords),
                 proxy_passwords: self.proxy_passwords,
                 proxy_url: self.proxies.first().and_then(|p| Url::parse(p).ok()),
-                preemptive_basic: self.preemptive_basic,
                 prior_auth: RwLock::new(Vec::new()),
                 cookies: self.cookies,
-                timeout: self.timeout,
+                on_exchange: self.on_exchange,
+                settings,
             }),
         })
     }
@@ -865,6 +1020,14 @@ impl Answer {
     }
 }
 
+/// Proxy URLs as they may be shown.
+fn redacted(proxies: &[String]) -> Vec<String> {
+    proxies
+        .iter()
+        .map(|p| crate::error::redact_str(p))
+        .collect()
+}
+
 /// Same scheme, host and port: where credentials may follow a redirect (curl's rule, after
 /// CVE-2022-27774/27776: https to http on the same host would send them in clear).
 fn same_origin(a: &Url, b: &Url) -> bool {
@@ -885,6 +1048,27 @@ fn auth_scope(url: &Url) -> String {
         url.port_or_known_default().unwrap_or(0),
         if dir.is_empty() { "/" } else { dir }
     )
+}
+
+/// The request headers as they go out: `Host` first and `Accept: */*` when none is set (the
+/// HTTP client adds both), then the rest.
+fn shown_headers(url: &Url, sent: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    let host = match (url.host_str(), url.port()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => String::new(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&host) {
+        out.insert(HOST, v);
+    }
+    for (k, v) in sent {
+        out.append(k.clone(), v.clone());
+    }
+    if !out.contains_key(ACCEPT) {
+        out.insert(ACCEPT, HeaderValue::from_static("*/*"));
+    }
+    out
 }
 
 fn is_redirect(s: StatusCode) -> bool {
@@ -1021,7 +1205,7 @@ impl Opener {
         let mut method = req.get_method();
         let mut body = req.body.clone();
         let mut headers = req.effective_headers(&inner.headers, true);
-        let timeout = req.timeout.or(inner.timeout);
+        let timeout = req.timeout.or(inner.settings.timeout);
         let mut visits: HashMap<String, usize> = HashMap::new();
         let mut hops = 0usize;
         let mut auth = Answer::default();
@@ -1052,7 +1236,7 @@ impl Opener {
                     .max_by_key(|(k, _)| k.len())
                 {
                     h.insert(AUTHORIZATION, v.clone());
-                } else if inner.preemptive_basic {
+                } else if inner.settings.preemptive_basic {
                     let pm = inner.passwords.read().unwrap_or_else(|p| p.into_inner());
                     if let Some((u, p)) = pm.lookup(None, &url, on_first_host) {
                         h.insert(AUTHORIZATION, basic_value(u, p));
@@ -1065,6 +1249,7 @@ impl Opener {
             let identity_only = h
                 .get(ACCEPT_ENCODING)
                 .is_none_or(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"));
+            let shown = inner.on_exchange.as_ref().map(|_| shown_headers(&url, &h));
             let mut rb = inner.client.request(method.clone(), url.clone()).headers(h);
             if let Some(b) = &body {
                 rb = rb.body(b.clone());
@@ -1076,6 +1261,16 @@ impl Opener {
             let resp = rb.send().await.map_err(|e| Error::from_reqwest(e, &url))?;
             let status = resp.status();
             tracing::debug!(url = %redact(&url), status = status.as_u16(), "http response");
+            if let (Some(hook), Some(sent)) = (&inner.on_exchange, shown) {
+                hook(&Exchange {
+                    method: method.clone(),
+                    url: url.clone(),
+                    request_headers: sent,
+                    version: resp.version(),
+                    status,
+                    response_headers: resp.headers().clone(),
+                });
+            }
             if let Some(jar) = &inner.cookies {
                 jar.store_response_cookies(resp.headers(), &url);
             }
@@ -1121,7 +1316,7 @@ impl Opener {
                 continue;
             }
 
-            if inner.follow_redirects && is_redirect(status) {
+            if inner.settings.follow_redirects && is_redirect(status) {
                 if let Some(loc) = resp
                     .headers()
                     .get(LOCATION)
@@ -1142,14 +1337,14 @@ impl Opener {
                         });
                     }
                     hops += 1;
-                    if hops > inner.max_redirects {
+                    if hops > inner.settings.max_redirects {
                         return Err(Error::TooManyRedirects {
                             url: redact(&url),
                             count: hops - 1,
                         });
                     }
                     let seen = visits.entry(next.to_string()).or_insert(0);
-                    if *seen >= inner.max_repeats {
+                    if *seen >= inner.settings.max_repeats {
                         return Err(Error::RedirectLoop {
                             url: redact(&next),
                             visits: *seen + 1,
@@ -1210,8 +1405,10 @@ impl Opener {
                     }
                 }
             }
+            let version = resp.version();
             let body_stream = http_body_stream(resp, url.clone(), method == Method::HEAD);
-            let response = Response::from_stream(url, status, resp_headers, body_stream);
+            let response =
+                Response::from_stream(url, status, resp_headers, body_stream).with_version(version);
             if status.as_u16() >= 400 {
                 return Err(Error::Http(Box::new(response)));
             }

@@ -27,6 +27,7 @@ use crate::{Error, Method, Url};
 /// # Ok::<(), weft_fetch::Error>(())
 /// ```
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct Request {
     pub(crate) url: Url,
     pub(crate) method: Option<Method>,

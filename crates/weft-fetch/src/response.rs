@@ -11,7 +11,7 @@ use futures::stream::{BoxStream, StreamExt};
 use tokio::io::{AsyncBufRead, AsyncRead, ReadBuf};
 
 use crate::header::{CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue};
-use crate::{Error, StatusCode, Url};
+use crate::{Error, StatusCode, Url, Version};
 
 /// A stream of body chunks, as a [`SchemeHandler`](crate::SchemeHandler) may produce.
 ///
@@ -74,6 +74,7 @@ pub type BodyStream = BoxStream<'static, Result<Bytes, Error>>;
 /// ```
 pub struct Response {
     status: StatusCode,
+    version: Version,
     headers: HeaderMap,
     url: Url,
     // Mutex only to make the response Sync; it is only ever accessed through `get_mut`.
@@ -118,6 +119,7 @@ impl Response {
     pub fn from_stream(url: Url, status: StatusCode, headers: HeaderMap, body: BodyStream) -> Self {
         Response {
             status,
+            version: Version::HTTP_11,
             headers,
             url,
             body: Mutex::new(body),
@@ -202,6 +204,47 @@ impl Response {
     /// ```
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// The HTTP version the server answered with (`HTTP/1.1` for responses built by a
+    /// [`SchemeHandler`](crate::SchemeHandler), `file:` and `data:`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::Version;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let resp = weft_fetch::urlopen("data:,x").await?;
+    /// assert_eq!(resp.version(), Version::HTTP_11);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// `HTTP/1.1 200 OK`: the version, the status and its standard reason (the HTTP client
+    /// does not keep the server's own reason phrase).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let resp = weft_fetch::urlopen("data:,x").await?;
+    /// assert_eq!(resp.status_line(), "HTTP/1.1 200 OK");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn status_line(&self) -> String {
+        crate::opener::status_line(self.version, self.status)
+    }
+
+    pub(crate) fn with_version(mut self, version: Version) -> Self {
+        self.version = version;
+        self
     }
 
     /// The response headers (for `file:`: `Content-Type`, `Content-Length`, `Last-Modified`;

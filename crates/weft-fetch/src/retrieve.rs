@@ -546,9 +546,12 @@ fn dir_of(dest: &Path) -> PathBuf {
 /// An error creating a file in `dir`, told in terms of `dir` (never the temporary name, which
 /// the user did not choose and which tempfile's own message would show).
 fn dir_error(dir: &Path, e: &std::io::Error) -> Error {
-    let source = match e.raw_os_error() {
-        Some(code) => std::io::Error::from_raw_os_error(code),
-        None => std::io::Error::from(e.kind()),
+    // tempfile wraps the system error in one that names its temporary file and hides the
+    // error code: ask the directory itself, which gives the real error when it is missing.
+    let source = match (e.raw_os_error(), std::fs::metadata(dir)) {
+        (Some(code), _) => std::io::Error::from_raw_os_error(code),
+        (None, Err(about_dir)) => about_dir,
+        (None, Ok(_)) => std::io::Error::from(e.kind()),
     };
     Error::io(dir.to_path_buf(), source)
 }

@@ -338,3 +338,13 @@ fn serve_one(
     while matches!(reader.get_mut().read(&mut sink), Ok(n) if n > 0) {}
     Ok(())
 }
+
+/// Kills and reaps a child when dropped (even when the test fails).
+pub struct KillOnDrop<'a>(pub &'a mut Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

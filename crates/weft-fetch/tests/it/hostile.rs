@@ -684,3 +684,78 @@ async fn names_up_to_255_bytes_download_and_resume() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn errors_carry_their_cause_once() {
+    within(20, async {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let err = opener()
+            .open(format!("http://{closed}/").as_str())
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with(&format!("cannot connect (http://{closed}/): ")), "{text}");
+        assert_eq!(text.matches("onnection refused").count(), 1, "{text}");
+        assert!(!text.contains("error sending request") && !text.contains("client error"), "{text}");
+
+        // https against a plain-http server: said in words a user can act on.
+        let plain = crate::server::Server::start(|_| crate::server::resp(200, &[], "plain")).await;
+        let err = opener()
+            .open(format!("https://{}/", plain.addr).as_str())
+            .await
+            .unwrap_err();
+        assert!(err.is_connect(), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot connect (https://{0}/): the server at {0} did not answer TLS (is it plain http?)",
+                plain.addr
+            )
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn on_exchange_sees_every_hop() {
+    within(20, async {
+        let srv = crate::server::Server::start(|s| match s.target.as_str() {
+            "/old" => crate::server::resp(301, &[("location", "/new")], ""),
+            _ => crate::server::resp(200, &[("x-answer", "42")], "new"),
+        })
+        .await;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let op = weft_fetch::Opener::builder()
+            .env_proxies(false)
+            .on_exchange(move |ex| {
+                log.lock().unwrap().push((
+                    ex.request_line(),
+                    ex.request_headers.get("host").cloned(),
+                    ex.status_line(),
+                    ex.response_headers.get("x-answer").cloned(),
+                ));
+            })
+            .build()
+            .unwrap();
+        let mut r = op.open(srv.url("/old")).await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "new");
+        assert_eq!(r.status_line(), "HTTP/1.1 200 OK");
+        let seen = seen.lock().unwrap().clone();
+        let host = srv.addr.to_string();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].0, "GET /old HTTP/1.1");
+        assert_eq!(
+            seen[0].1.as_ref().map(|h| h.to_str().unwrap()),
+            Some(host.as_str())
+        );
+        assert_eq!(seen[0].2, "HTTP/1.1 301 Moved Permanently");
+        assert_eq!(seen[1].0, "GET /new HTTP/1.1");
+        assert_eq!(seen[1].2, "HTTP/1.1 200 OK");
+        assert_eq!(seen[1].3.as_ref().map(|h| h.to_str().unwrap()), Some("42"));
+    })
+    .await;
+}

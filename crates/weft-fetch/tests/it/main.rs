@@ -1,6 +1,7 @@
 //! Integration tests of weft-fetch against real HTTP servers on loopback.
 
 mod auth;
+mod builder;
 mod cookies;
 mod globals;
 mod hostile;
