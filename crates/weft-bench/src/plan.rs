@@ -49,7 +49,11 @@ pub struct RunOpts {
     /// load comes from one address), so weft is measured bare; `--weft-policies
     /// "--idle-timeout 300 --max-per-peer none"` measures it with a timer armed on every
     /// connection.
-    #[arg(long, default_value = "--idle-timeout none --max-per-peer none", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        default_value = "--idle-timeout none --max-per-peer none",
+        allow_hyphen_values = true
+    )]
     pub weft_policies: String,
     /// Do not run `cargo build --release -p weft-cli` first.
     #[arg(long)]
