@@ -12,6 +12,7 @@
 // `print_stdout`/`print_stderr` lints (meant for the libraries) do not apply here.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod cert;
 mod connect;
 mod exit;
 mod fetch;
@@ -72,6 +73,8 @@ enum Command {
     Fetch(fetch::FetchArgs),
     /// Write the body of URL to stdout (urlopen): http, https, file and data URLs.
     Cat(fetch::CatArgs),
+    /// Make certificates to try TLS with (`weft cert self-signed --name localhost --out DIR`).
+    Cert(cert::CertArgs),
 }
 
 /// Replaces the default panic message (and backtrace hint) with one line.
@@ -102,6 +105,7 @@ async fn run(command: Command, verbose: u8) -> Result<(), Failure> {
             Command::Connect(args) => connect::run(args).await,
             Command::Fetch(args) => fetch::run_fetch(args, verbose > 0).await,
             Command::Cat(args) => fetch::run_cat(args, verbose > 0).await,
+            Command::Cert(args) => cert::run(args),
         }
     };
     if serving {

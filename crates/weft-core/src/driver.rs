@@ -17,7 +17,7 @@ use crate::transport::{self, pool};
 use crate::{DisconnectReason, Protocol};
 
 /// The socket operations the driver needs; implemented for TCP and Unix streams.
-pub(crate) trait RawStream: Send + Sync + 'static {
+pub(crate) trait RawStream: Send + 'static {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     /// Reads what is there (`WouldBlock` if nothing). After a short read, which (with epoll's
@@ -32,6 +32,26 @@ pub(crate) trait RawStream: Send + Sync + 'static {
     fn shutdown_write(&self) -> io::Result<()>;
     /// Makes the coming close send a reset (SO_LINGER 0).
     fn set_reset_on_close(&self);
+    /// True while the stream itself holds output the socket has not taken yet (TLS records,
+    /// a `close_notify`, an unfinished handshake). Plain sockets hold none: this is a
+    /// constant `false` for them, which the compiler removes from their path.
+    #[inline(always)]
+    fn pending(&self) -> bool {
+        false
+    }
+    /// Makes what a TLS stream negotiated visible to [`Transport::tls`](crate::Transport::tls)
+    /// while the driver runs connection `id`'s callbacks (until the guard drops). Plain
+    /// sockets: nothing.
+    #[inline(always)]
+    fn enter(&self, id: u64) -> Option<crate::tls_io::Entered> {
+        let _ = id;
+        None
+    }
+    /// Sends what [`pending`](Self::pending) holds, as far as the socket takes it.
+    #[inline(always)]
+    fn flush_pending(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 macro_rules! raw_stream {
@@ -222,8 +242,14 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
         if let Err(e) = flush(&self.stream, conn) {
             return Some(e);
         }
+        // What the stream itself holds (TLS records) goes out after the buffer, before a close.
+        if self.stream.pending() {
+            if let Err(e) = self.stream.flush_pending() {
+                return Some(DisconnectReason::from_io(e));
+            }
+        }
         let t = &conn.transport;
-        let drained = t.pending_output().is_empty();
+        let mut drained = t.pending_output().is_empty() && !self.stream.pending();
         if drained && t.wants_write_shutdown() && !self.eof_sent {
             self.eof_sent = true;
             if let Err(e) = self.stream.shutdown_write() {
@@ -231,6 +257,7 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
                     return Some(DisconnectReason::from_io(e));
                 }
             }
+            drained = !self.stream.pending();
         }
         if drained && t.is_closing() {
             // Discard what the peer already sent, so that closing does not turn into a reset
@@ -263,7 +290,9 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
             return Poll::Ready(Event::Command);
         }
         let t = &self.conn.transport;
-        if !t.pending_output().is_empty() && self.stream.poll_write_ready(cx).is_ready() {
+        if (!t.pending_output().is_empty() || self.stream.pending())
+            && self.stream.poll_write_ready(cx).is_ready()
+        {
             return Poll::Ready(Event::Writable);
         }
         let want_read = !self.eof_seen && (t.is_closing() || !t.is_reading_paused());
@@ -362,6 +391,7 @@ impl<S: RawStream, P: Protocol> Future for Driver<S, P> {
         if this.conn.is_lost() {
             return Poll::Ready(DisconnectReason::Shutdown);
         }
+        let _tls = this.stream.enter(this.conn.transport.connection_id());
         if !this.started {
             this.started = true;
             tracing::debug!("connection made");

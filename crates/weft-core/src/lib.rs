@@ -50,6 +50,8 @@ mod protocol;
 mod reactor;
 mod reason;
 pub mod testing;
+pub mod tls;
+mod tls_io;
 mod transport;
 mod udp;
 

@@ -278,6 +278,7 @@ impl Reactor {
     /// ```
     pub fn serve<F: Factory>(&self, listener: Listener, factory: F) -> ListeningPort {
         let local = listener.local_addr().clone();
+        let tls = listener.tls().cloned();
         tracing::info!(addr = %local, "listening");
         let stop = CancellationToken::new();
         let reactor = self.clone();
@@ -295,6 +296,7 @@ impl Reactor {
             local,
             stop,
             task: Some(task),
+            tls,
         }
     }
 
@@ -353,6 +355,13 @@ impl Reactor {
         let _ = match stream {
             Stream::Tcp(s) => self.spawn_connection(s, peer, host, factory, false),
             Stream::Unix(s) => self.spawn_connection(s, peer, host, factory, false),
+            Stream::Tls(s) => {
+                // The handshake is done: the connection runs on the same driver as plain TCP,
+                // over the TLS stream's socket operations.
+                let (tcp, conn) = s.into_inner();
+                let socket = crate::tls_io::TlsSocket::new(tcp, conn, None);
+                self.spawn_connection(socket, peer, host, factory, false)
+            }
         };
     }
 
@@ -426,29 +435,52 @@ impl Reactor {
     ) -> io::Result<Connection> {
         let factory = Arc::new(factory);
         let use_ = FactoryUse::new(factory.clone());
-        let target = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
-        })?;
-        let target_addr = Address::Inet(target);
-        factory.started_connecting(&target_addr);
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(target)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                factory.client_connection_failed(&target_addr, &e);
-                return Err(e);
-            }
-            Err(_) => {
-                let e = io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connect to {target} timed out"),
-                );
-                factory.client_connection_failed(&target_addr, &e);
-                return Err(e);
-            }
-        };
+        let (stream, target_addr) =
+            dial(&*factory, addr, timeout, "connect", TcpStream::connect).await?;
         let _ = stream.set_nodelay(true);
         let host = Address::Inet(stream.local_addr()?);
         self.client_connection(stream, target_addr, host, use_)
+    }
+
+    /// Connects over TLS to `addr`, verifying the server's certificate for `server_name`
+    /// with `config` (see [`ClientTlsOptions::config`](crate::tls::ClientTlsOptions::config));
+    /// the protocol is built once the handshake is done, and sees what it negotiated in
+    /// [`Transport::tls`]. `timeout` bounds the connect and the handshake together.
+    ///
+    /// # Errors
+    /// As [`connect_tcp`](Self::connect_tcp); a failed handshake is an `InvalidData` error
+    /// carrying the [`rustls::Error`] (an unknown issuer, a name mismatch, the server's alert).
+    ///
+    /// ```no_run
+    /// # use weft_core::{factory_fn, Protocol, Reactor, Transport};
+    /// # use std::time::Duration;
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = weft_core::tls::ClientTlsOptions::default().config()?; // the system's roots
+    /// let conn = Reactor::new()
+    ///     .connect_tls("example.com:443", "example.com", config, factory_fn(|_| Some(P)), Duration::from_secs(10))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_tls<F: ClientFactory>(
+        &self,
+        addr: impl tokio::net::ToSocketAddrs,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+        factory: F,
+        timeout: Duration,
+    ) -> io::Result<Connection> {
+        let factory = Arc::new(factory);
+        let use_ = FactoryUse::new(factory.clone());
+        let (tls, target_addr) = dial(&*factory, addr, timeout, "TLS connect", |target| {
+            crate::tls::connect_stream(target, server_name, config)
+        })
+        .await?;
+        let (tcp, conn) = tls.into_inner();
+        let host = Address::Inet(tcp.local_addr()?);
+        let socket = crate::tls_io::TlsSocket::new(tcp, conn, Some(server_name.to_owned()));
+        self.client_connection(socket, target_addr, host, use_)
     }
 
     /// Connects to a Unix stream socket at `path`; see [`connect_tcp`](Self::connect_tcp).
@@ -520,6 +552,21 @@ impl Reactor {
                     Ok(r) => r,
                     Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
                 }
+            }
+            ClientEndpoint::Tls {
+                host, timeout, tls, ..
+            } => {
+                let config = tls
+                    .config()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                let target = endpoint.tcp_target().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::Unsupported,
+                        "TLS over a Unix socket is not supported yet (endpoint= takes tcp:)",
+                    )
+                })?;
+                self.connect_tls(target, host, config, factory, *timeout)
+                    .await
             }
         }
     }
@@ -773,6 +820,37 @@ impl Reactor {
     }
 }
 
+/// Resolves `addr` and runs `connect` on it within `timeout`, telling the factory it started
+/// and, on failure, why (`what` names the attempt in the timeout error).
+async fn dial<F, T, Fut>(
+    factory: &F,
+    addr: impl tokio::net::ToSocketAddrs,
+    timeout: Duration,
+    what: &str,
+    connect: impl FnOnce(SocketAddr) -> Fut,
+) -> io::Result<(T, Address)>
+where
+    F: ClientFactory,
+    Fut: std::future::Future<Output = io::Result<T>>,
+{
+    let target = tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to"))?;
+    let target_addr = Address::Inet(target);
+    factory.started_connecting(&target_addr);
+    let e = match tokio::time::timeout(timeout, connect(target)).await {
+        Ok(Ok(s)) => return Ok((s, target_addr)),
+        Ok(Err(e)) => e,
+        Err(_) => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what} to {target} timed out"),
+        ),
+    };
+    factory.client_connection_failed(&target_addr, &e);
+    Err(e)
+}
+
 /// An established client connection (from [`Reactor::connect_tcp`] and friends).
 ///
 /// ```
@@ -913,6 +991,7 @@ pub struct ListeningPort {
     local: Address,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
+    tls: Option<crate::tls::ServerTls>,
 }
 
 impl ListeningPort {
@@ -921,6 +1000,21 @@ impl ListeningPort {
     /// See [`Reactor`] for an example.
     pub fn local_addr(&self) -> &Address {
         &self.local
+    }
+
+    /// Re-reads the certificate files of an `ssl:`/`tls:` port and serves the new ones to
+    /// connections made from now on; connections already up keep theirs.
+    ///
+    /// # Errors
+    /// A [`TlsError`](crate::tls::TlsError) naming the file and what is wrong with it: the
+    /// port then keeps serving the certificates it had. `None` for a port without TLS.
+    pub fn reload_tls(&self) -> Option<Result<(), crate::tls::TlsError>> {
+        self.tls.as_ref().map(crate::tls::ServerTls::reload)
+    }
+
+    /// The TLS configuration of an `ssl:`/`tls:` port.
+    pub fn tls(&self) -> Option<&crate::tls::ServerTls> {
+        self.tls.as_ref()
     }
 
     /// Stops accepting new connections (existing ones go on), and waits until the port is
