@@ -49,6 +49,7 @@ pub mod policies;
 mod protocol;
 mod reactor;
 mod reason;
+mod shutdown;
 pub mod testing;
 pub mod tls;
 mod tls_io;
@@ -63,7 +64,8 @@ pub use protocol::Protocol;
 pub use reactor::{
     Connection, DEFAULT_DRAIN_TIMEOUT, DelayedCall, ListeningPort, Reactor, Reconnector,
 };
-pub use reason::{DisconnectReason, TimeoutKind};
+pub use reason::{DisconnectReason, TimeoutKind, panic_message};
+pub use shutdown::{ServingGuard, ShutdownHandle};
 pub use transport::{
     ConnectionClosed, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, TimerId, Transport, TransportHandle,
 };
