@@ -80,3 +80,58 @@ async fn the_wrong_kind_of_endpoint_is_refused_with_what_was_given() {
         .unwrap_err();
     assert!(err.to_string().contains("no such thing"), "{err}");
 }
+
+#[path = "../../../weft-core/tests/support/pki.rs"]
+mod pki;
+
+/// Asks one line over TLS (trusting `ca`) and returns the reply.
+async fn ask_tls(addr: std::net::SocketAddr, ca: &pki::Ca, line: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.write_all(line).await.unwrap();
+    let mut reply = Vec::new();
+    tls.read_to_end(&mut reply).await.unwrap();
+    reply
+}
+
+#[tokio::test]
+async fn an_ssl_endpoint_serves_async_and_blocking_handlers_without_server_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = pki::Ca::new("weft-server test CA");
+    let pem = ca.leaf(&["localhost"]).write_combined(dir.path(), "server");
+    let endpoint = format!("ssl:0:interface=127.0.0.1:privateKey={}", pem.display());
+    for blocking in [false, true] {
+        macro_rules! check {
+            ($server:expr) => {{
+                let server = $server;
+                let addr = server.server_address().as_inet().unwrap();
+                serve_while!(server, async {
+                    assert_eq!(ask_tls(addr, &ca, b"over tls\n").await, b"over tls\n");
+                });
+            }};
+        }
+        if blocking {
+            check!(
+                TcpServer::bind(endpoint.as_str(), Blocking(Echo))
+                    .await
+                    .unwrap()
+            );
+        } else {
+            check!(TcpServer::bind(endpoint.as_str(), Echo).await.unwrap());
+        }
+    }
+}
