@@ -431,6 +431,7 @@ fn flush<S: RawStream, P: Protocol>(
             Err(e) => return Err(DisconnectReason::from_io(e)),
         }
     }
+    conn.transport.publish();
     conn.check_water();
     Ok(())
 }

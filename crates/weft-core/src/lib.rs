@@ -63,6 +63,7 @@ pub use reactor::{
 };
 pub use reason::{DisconnectReason, TimeoutKind};
 pub use transport::{
-    ConnectionClosed, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, TimerId, Transport, TransportHandle,
+    ConnectionClosed, DEFAULT_HANDLE_LIMIT, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, OverLimit,
+    TimerId, Transport, TransportHandle, WriteError,
 };
 pub use udp::{DatagramProtocol, DatagramTransport, UdpPort};
