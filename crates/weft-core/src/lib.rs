@@ -49,19 +49,23 @@ pub mod policies;
 mod protocol;
 mod reactor;
 mod reason;
+mod registry;
 pub mod testing;
 mod transport;
 mod udp;
 
 pub use address::Address;
 pub use endpoint::{ClientEndpoint, EndpointError, ServerEndpoint};
-pub use factory::{Backoff, ClientFactory, Factory, FnFactory, factory_fn};
+pub use factory::{
+    Backoff, ClientFactory, Factory, FnFactory, SharedFactory, factory_fn, shared_factory,
+};
 pub use listener::ListenOptions;
 pub use protocol::Protocol;
 pub use reactor::{
     Connection, DEFAULT_DRAIN_TIMEOUT, DelayedCall, ListeningPort, Reactor, Reconnector,
 };
 pub use reason::{DisconnectReason, TimeoutKind};
+pub use registry::{Delivery, Laggards, Membership, Registry};
 pub use transport::{
     ConnectionClosed, DEFAULT_HANDLE_LIMIT, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, OverLimit,
     TimerId, Transport, TransportHandle, WriteError,

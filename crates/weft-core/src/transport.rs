@@ -15,8 +15,8 @@ use crate::{Address, DisconnectReason};
 mod direct;
 mod handle;
 pub(crate) use direct::deliver;
-pub use handle::{ConnectionClosed, DEFAULT_HANDLE_LIMIT, OverLimit, TransportHandle, WriteError};
 use handle::Link;
+pub use handle::{ConnectionClosed, DEFAULT_HANDLE_LIMIT, OverLimit, TransportHandle, WriteError};
 
 /// Default high water mark of the outgoing buffer (asyncio's default): 64 KiB.
 ///

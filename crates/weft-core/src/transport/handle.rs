@@ -175,7 +175,6 @@ impl Link {
     pub(crate) fn try_recv(&mut self) -> Option<Command> {
         self.rx.try_recv().ok()
     }
-
 }
 
 impl Drop for Link {
