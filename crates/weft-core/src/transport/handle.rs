@@ -9,7 +9,7 @@
 //! [`TransportHandle::writable`], woken when the task publishes a size under the low mark.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -80,10 +80,11 @@ impl From<ConnectionClosed> for WriteError {
 /// What handles and the connection's task share.
 #[derive(Debug)]
 struct Shared {
-    /// Bytes written through handles and not applied to the write buffer yet.
-    queued: AtomicUsize,
-    /// The write buffer's size as the connection's task last published it.
-    buffered: AtomicUsize,
+    /// Two counters in one atomic, so that a reader sees both at one instant (read apart, a
+    /// batch moved from one to the other meanwhile would be counted twice): the low 32 bits
+    /// are the bytes written through handles and not yet applied to the write buffer, the
+    /// high 32 bits the write buffer's size as the connection's task last published it.
+    counts: AtomicU64,
     high: AtomicUsize,
     low: AtomicUsize,
     limit: AtomicUsize,
@@ -94,11 +95,30 @@ struct Shared {
     room: Notify,
 }
 
+/// `(queued, buffered)` from [`Shared::counts`].
+fn split(v: u64) -> (u64, u64) {
+    (v & u64::from(u32::MAX), v >> 32)
+}
+
+fn join(queued: u64, buffered: u64) -> u64 {
+    queued.min(u64::from(u32::MAX)) | (buffered.min(u64::from(u32::MAX)) << 32)
+}
+
 impl Shared {
+    /// Bytes buffered for the connection: queued through handles plus its write buffer.
     fn total(&self) -> usize {
-        self.queued
-            .load(Ordering::SeqCst)
-            .saturating_add(self.buffered.load(Ordering::SeqCst))
+        let (queued, buffered) = split(self.counts.load(Ordering::SeqCst));
+        (queued + buffered) as usize
+    }
+
+    fn update(&self, f: impl Fn(u64, u64) -> (u64, u64)) {
+        let _ = self
+            .counts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                let (q, b) = split(v);
+                let (q, b) = f(q, b);
+                Some(join(q, b))
+            });
     }
 }
 
@@ -114,8 +134,7 @@ impl Link {
     pub(crate) fn new() -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            queued: AtomicUsize::new(0),
-            buffered: AtomicUsize::new(0),
+            counts: AtomicU64::new(0),
             high: AtomicUsize::new(0),
             low: AtomicUsize::new(0),
             limit: AtomicUsize::new(DEFAULT_HANDLE_LIMIT),
@@ -146,7 +165,7 @@ impl Link {
     #[inline]
     pub(crate) fn publish(&self, buffered: usize) {
         let s = &self.shared;
-        s.buffered.store(buffered, Ordering::SeqCst);
+        s.update(|q, _| (q, buffered as u64));
         if s.waiting.load(Ordering::SeqCst) {
             self.wake_if_room();
         }
@@ -160,12 +179,11 @@ impl Link {
         }
     }
 
-    /// A handle write of `len` bytes went into the write buffer, which now holds `buffered`.
-    /// (Published before `queued` drops, so a concurrent writer may count them twice, never
-    /// not at all.)
+    /// A handle write of `len` bytes went into the write buffer, which now holds `buffered`
+    /// (one atomic step: the bytes move from one count to the other).
     pub(crate) fn applied(&self, len: usize, buffered: usize) {
-        self.shared.buffered.store(buffered, Ordering::SeqCst);
-        self.shared.queued.fetch_sub(len, Ordering::SeqCst);
+        self.shared
+            .update(|q, _| (q.saturating_sub(len as u64), buffered as u64));
     }
 
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
@@ -242,19 +260,30 @@ impl TransportHandle {
             return Err(WriteError::Closed);
         }
         let s = &self.shared;
-        // Reserve first, then check: concurrent writers cannot both slip under the limit.
-        let before = s.queued.fetch_add(len, Ordering::SeqCst);
-        let buffered = before.saturating_add(s.buffered.load(Ordering::SeqCst));
         let limit = s.limit.load(Ordering::SeqCst);
-        if buffered > 0 && buffered.saturating_add(len) > limit {
-            s.queued.fetch_sub(len, Ordering::SeqCst);
+        // Check and reserve in one atomic step: concurrent writers cannot both slip under
+        // the limit.
+        let reserved = s
+            .counts
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                let (q, b) = split(v);
+                let buffered = q + b;
+                let fits = buffered == 0 || buffered + len as u64 <= limit as u64;
+                let q = q + len as u64;
+                (fits && q <= u64::from(u32::MAX)).then(|| join(q, b))
+            });
+        if let Err(v) = reserved {
+            let (q, b) = split(v);
             if s.abort_over_limit.load(Ordering::SeqCst) {
                 let _ = self.send(Command::Abort);
             }
-            return Err(WriteError::Full { buffered, limit });
+            return Err(WriteError::Full {
+                buffered: (q + b) as usize,
+                limit,
+            });
         }
         self.send(Command::Write(data)).map_err(|ConnectionClosed| {
-            s.queued.fetch_sub(len, Ordering::SeqCst);
+            s.update(|q, b| (q.saturating_sub(len as u64), b));
             WriteError::Closed
         })
     }
