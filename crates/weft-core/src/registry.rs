@@ -199,7 +199,10 @@ impl Registry {
                     d.sent += 1;
                     true
                 }
-                Some(Err(WriteError::Closed)) => false,
+                Some(Err(WriteError::Closed)) => {
+                    tracing::debug!(connection = id, "broadcast: member's connection is gone");
+                    false
+                }
                 _ => match laggards {
                     Laggards::Disconnect => {
                         tracing::debug!(connection = id, "broadcast: disconnecting a slow reader");
