@@ -501,7 +501,8 @@ fn chat_relays_lines_and_a_client_that_never_reads_keeps_memory_flat() {
     };
     let (running, addr, _out) = start(&path, "127.0.0.1:0", &[]);
     let pid = running.0.id();
-    let welcome = |n: &str| format!("Welcome, {n}! /nick NAME changes your name, /quit leaves.\r\n");
+    let welcome =
+        |n: &str| format!("Welcome, {n}! /nick NAME changes your name, /quit leaves.\r\n");
     let mut a = ChatClient::connect(&addr);
     assert_eq!(a.line(), welcome("guest-1"));
     let mut b = ChatClient::connect(&addr);

@@ -499,3 +499,46 @@ impl TransportHandle {
         Arc::ptr_eq(&self.shared, &other.shared)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::MemoryTransport;
+    use crate::{Protocol, Transport};
+
+    struct P;
+    impl Protocol for P {
+        fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    }
+
+    /// Writers on other threads and the connection draining at once: once everything is
+    /// written and read, nothing is left counted.
+    #[test]
+    fn concurrent_writes_and_drains_leave_no_count_behind() {
+        let mut conn = MemoryTransport::new(P);
+        let h = conn.transport_mut().handle();
+        let writers: Vec<_> = (0..2)
+            .map(|_| {
+                let h = h.clone();
+                std::thread::spawn(move || {
+                    let mut ok = 0;
+                    for _ in 0..20_000 {
+                        if h.write(vec![b'x'; 100]).is_ok() {
+                            ok += 100;
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let mut read = 0;
+        while !writers.iter().all(|w| w.is_finished()) {
+            conn.run_pending();
+            read += conn.take_written().len();
+        }
+        let sent: usize = writers.into_iter().map(|w| w.join().unwrap()).sum();
+        conn.run_pending();
+        read += conn.take_written().len();
+        assert_eq!(read, sent);
+        assert_eq!(h.buffered(), 0);
+    }
+}
