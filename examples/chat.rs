@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use weft::core::{Address, DisconnectReason, Membership, Reactor, Registry, shared_factory};
-use weft::line::{Delimiter, LineControl, LineProtocol, LineReceiver};
+use weft::line::{Control, Delimiter, LineProtocol, Receiver};
 
 /// What every connection shares: who is connected, and a counter for guest names.
 #[derive(Debug, Default)]
@@ -53,12 +53,12 @@ impl Chatter {
 }
 
 /// Writes `text` and `\r\n` to this client.
-fn reply(ctl: &mut LineControl<'_>, text: &str) {
+fn reply(ctl: &mut Control<'_>, text: &str) {
     ctl.transport().write_slices(&[text.as_bytes(), b"\r\n"]);
 }
 
-impl LineReceiver for Chatter {
-    fn connection_made(&mut self, ctl: &mut LineControl<'_>) {
+impl Receiver for Chatter {
+    fn connection_made(&mut self, ctl: &mut Control<'_>) {
         self.me = Some(self.room.clients.join(ctl.transport()));
         reply(
             ctl,
@@ -70,7 +70,7 @@ impl LineReceiver for Chatter {
         self.tell_others(format!("* {} joined", self.nick));
     }
 
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
         let line = String::from_utf8_lossy(line);
         if let Some(name) = line.strip_prefix("/nick ") {
             let name = name.trim();

@@ -14,13 +14,13 @@
 #![allow(clippy::print_stderr)]
 
 use weft::core::{Address, Reactor, factory_fn};
-use weft::line::{Delimiter, LineControl, LineProtocol, LineReceiver};
+use weft::line::{Control, Delimiter, LineProtocol, Receiver};
 
 /// Sends every line back.
 struct LineEcho;
 
-impl LineReceiver for LineEcho {
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+impl Receiver for LineEcho {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
         ctl.send_line(line);
     }
 }

@@ -17,7 +17,7 @@
 use std::io::Write;
 
 use weft::core::{Address, DisconnectReason, Reactor};
-use weft::line::{Delimiter, LineControl, LineProtocol, LineReceiver};
+use weft::line::{Control, Delimiter, LineProtocol, Receiver};
 
 /// The seed's `LoggingProtocol`.
 struct LineLogger {
@@ -32,12 +32,12 @@ fn out(bytes: &[u8]) {
     let _ = out.flush();
 }
 
-impl LineReceiver for LineLogger {
-    fn connection_made(&mut self, _ctl: &mut LineControl<'_>) {
+impl Receiver for LineLogger {
+    fn connection_made(&mut self, _ctl: &mut Control<'_>) {
         out(format!("Got connection from {}", self.peer).as_bytes());
     }
 
-    fn line_received(&mut self, line: &[u8], _ctl: &mut LineControl<'_>) {
+    fn frame_received(&mut self, line: &[u8], _ctl: &mut Control<'_>) {
         out(line);
     }
 

@@ -4,7 +4,7 @@
 //!
 //! - [`core`](mod@core) ([`weft_core`]): Twisted-style `Protocol` / `Factory` / `Transport` over tokio,
 //!   reactor-style listen and connect, endpoints, timers, graceful shutdown.
-//! - [`line`](mod@line) ([`weft_line`]): `LineReceiver` and friends, also as tokio-util codecs.
+//! - [`line`](mod@line) ([`weft_line`]): Twisted's `LineReceiver` family as one `Receiver` framework, and tokio-util codecs.
 //! - [`server`](mod@server) ([`weft_server`]): socketserver-style servers and request handlers.
 //! - [`fetch`](mod@fetch) ([`weft_fetch`]): `urlopen`, `urlretrieve`, `urlcleanup` and urllib2-style openers.
 //!
@@ -12,11 +12,11 @@
 //!
 //! ```
 //! use weft::core::testing::MemoryTransport;
-//! use weft::line::{LineControl, LineProtocol, LineReceiver};
+//! use weft::line::{Control, LineProtocol, Receiver};
 //!
 //! struct Shout;
-//! impl LineReceiver for Shout {
-//!     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+//! impl Receiver for Shout {
+//!     fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
 //!         ctl.send_line(line.to_ascii_uppercase());
 //!     }
 //! }
@@ -27,7 +27,7 @@
 //! assert_eq!(conn.written(), b"HELLO\r\nWORLD\r\n");
 //! ```
 //!
-//! Serve it with `weft::core::Reactor::listen` and `weft::line::line_factory`; the README
+//! Serve it with `weft::core::Reactor::listen` and `weft::line::framed_factory`; the README
 //! shows the commands, `docs/guide.md` every program of the seed.
 
 pub use weft_core as core;

@@ -7,22 +7,22 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weft::core::{Address, ListeningPort, Reactor};
-use weft::line::{LineControl, LineReceiver, line_factory};
+use weft::line::{Control, Receiver, framed_factory};
 
 mod common;
 use common::{announce_port, raise_fd_limit, spawn_server_child, within};
 
 /// Echoes every line back (the `weft serve line-echo` protocol).
 struct LineEcho;
-impl LineReceiver for LineEcho {
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+impl Receiver for LineEcho {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
         ctl.send_line(line);
     }
 }
 
 async fn line_echo_server(reactor: &Reactor) -> ListeningPort {
     reactor
-        .listen_tcp("127.0.0.1:0", line_factory(|_: &Address| Some(LineEcho)))
+        .listen_tcp("127.0.0.1:0", framed_factory(|_: &Address| Some(LineEcho)))
         .await
         .expect("listen")
 }

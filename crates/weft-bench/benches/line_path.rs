@@ -16,9 +16,7 @@ use std::hint::black_box;
 use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
 use weft_core::testing::MemoryTransport;
-use weft_line::{
-    LineControl, LineOnlyControl, LineOnlyProtocol, LineOnlyReceiver, LineProtocol, LineReceiver,
-};
+use weft_line::{Control, LineOnly, LineOnlyProtocol, LineProtocol, Receiver};
 
 #[path = "../src/reference.rs"]
 mod reference;
@@ -26,14 +24,14 @@ mod reference;
 const READ: usize = 4096;
 
 struct Echo;
-impl LineOnlyReceiver for Echo {
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineOnlyControl<'_>) {
+impl Receiver<LineOnly> for Echo {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_, LineOnly>) {
         ctl.send_line(line);
     }
 }
 
-impl LineReceiver for Echo {
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+impl Receiver for Echo {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
         ctl.send_line(line);
     }
 }

@@ -132,9 +132,9 @@ impl weft_core::Protocol for Echo {
 }
 
 struct LineEcho;
-impl weft_line::LineReceiver for LineEcho {
+impl weft_line::Receiver for LineEcho {
     const DELIMITER: &'static [u8] = b"\n";
-    fn line_received(&mut self, line: &[u8], ctl: &mut weft_line::LineControl<'_>) {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut weft_line::Control<'_>) {
         ctl.send_line(line);
     }
 }
@@ -157,7 +157,7 @@ async fn weft_line_echo(listen: SocketAddr) -> io::Result<()> {
     let port = reactor
         .listen(
             &endpoint(listen),
-            weft_line::line_factory(|_| Some(LineEcho)),
+            weft_line::framed_factory(|_| Some(LineEcho)),
         )
         .await?;
     eprintln!("listening on {}", port.local_addr());

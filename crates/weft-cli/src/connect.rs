@@ -24,6 +24,9 @@ Endpoints (Twisted syntax, or a plain form):
   tcp:example.com:80             the same, positional
   unix:/tmp/weft.sock            a Unix socket; also /tmp/weft.sock, ./weft.sock
   udp:127.0.0.1:5353             UDP (or -u with any TCP form above)
+  tls:example.com:443            TLS, the certificate verified for example.com against the
+                                 system's roots; :trustRoots=ca.pem for a private CA,
+                                 :certificate=me.pem for a client certificate
 
 stdin goes to the socket; when stdin ends, weft half-closes the connection (sends EOF) and
 keeps printing what the server sends; it exits when the server closes.
@@ -153,6 +156,39 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
             };
             tracing::info!(peer = %target, "connected");
             let (r, w) = stream.into_split();
+            pump(r, w, &target).await
+        }
+        ClientEndpoint::Tls {
+            host, timeout, tls, ..
+        } => {
+            let config = tls
+                .config()
+                .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+            let Some((to_host, to_port)) = endpoint.tcp_target() else {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    "endpoint= takes a tcp: endpoint for now",
+                ));
+            };
+            let target = format!("{to_host}:{to_port}");
+            let connecting = weft_core::tls::connect_stream((to_host, to_port), host, config);
+            let stream = match tokio::time::timeout(*timeout, connecting).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    return Err(Failure::network(
+                        format!("cannot connect to {target} over TLS as {host}"),
+                        &e,
+                    ));
+                }
+                Err(_) => {
+                    return Err(Failure::new(
+                        exit::TIMEOUT,
+                        format!("cannot connect to {target}: timed out after {timeout:?}"),
+                    ));
+                }
+            };
+            tracing::info!(peer = %target, name = %host, "connected over TLS");
+            let (r, w) = tokio::io::split(stream);
             pump(r, w, &target).await
         }
         other => Err(Failure::new(

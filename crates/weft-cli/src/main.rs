@@ -12,6 +12,7 @@
 // `print_stdout`/`print_stderr` lints (meant for the libraries) do not apply here.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod cert;
 mod connect;
 mod exit;
 mod fetch;
@@ -38,7 +39,7 @@ Exit codes:
   5   timeout
   6   incomplete body (too short: got N of M bytes)
   7   bad URL or unsupported scheme
-  8   local I/O error (a file that cannot be read or written)
+  8   local I/O error (a file that cannot be read or written, or exists without --force)
   9   redirect error (too many redirects, redirect loop, forbidden redirect)
   10  authentication error
   11  protocol error (the server broke HTTP: garbage status line, bad chunk, bad 206)
@@ -72,18 +73,14 @@ enum Command {
     Fetch(fetch::FetchArgs),
     /// Write the body of URL to stdout (urlopen): http, https, file and data URLs.
     Cat(fetch::CatArgs),
+    /// Make certificates to try TLS with (`weft cert self-signed --name localhost --out DIR`).
+    Cert(cert::CertArgs),
 }
 
 /// Replaces the default panic message (and backtrace hint) with one line.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let msg = if let Some(s) = info.payload().downcast_ref::<&str>() {
-            (*s).to_owned()
-        } else if let Some(s) = info.payload().downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "unknown panic".to_owned()
-        };
+        let msg = weft_core::panic_message(info.payload());
         let place = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
@@ -102,6 +99,7 @@ async fn run(command: Command, verbose: u8) -> Result<(), Failure> {
             Command::Connect(args) => connect::run(args).await,
             Command::Fetch(args) => fetch::run_fetch(args, verbose > 0).await,
             Command::Cat(args) => fetch::run_cat(args, verbose > 0).await,
+            Command::Cert(args) => cert::run(args),
         }
     };
     if serving {

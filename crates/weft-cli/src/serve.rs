@@ -72,11 +72,17 @@ Where to listen (an endpoint string, Twisted syntax, or a plain form):
   tcp:1234, :1234, 1234          port 1234 on every IPv4 interface (said on stderr)
   tcp6:1234:interface=\\:\\:1      IPv6; also [::1]:1234
   unix:/tmp/weft.sock            a Unix socket; also /tmp/weft.sock, ./weft.sock
+  ssl:8443:privateKey=key.pem:certKey=cert.pem
+                                 TLS with one certificate (certKey defaults to the key file)
+  tls:./pems:port=8443           TLS with every *.pem in ./pems, chosen by SNI
+                                 (try: weft cert self-signed --name localhost --out pems)
+  TLS options: :alpn=h2,http/1.1 :handshakeTimeout=SECS (10) :clientCA=ca.pem (mutual TLS)
 
 --listen may be given several times: one protocol served on every endpoint.
 The first lines on stderr are `listening on HOST:PORT` (or the socket path), one per
 endpoint, with ` (all interfaces)` after an address on every interface.
-Ctrl-C or SIGTERM stops accepting, lets connections finish, and exits.
+Ctrl-C or SIGTERM stops accepting, lets connections finish, and exits. SIGHUP re-reads the
+certificates of the TLS endpoints (a failed reload keeps the previous ones and says why).
 
 Durations take s (the default), ms, m, h; rates B (the default), KiB, MiB, GiB, k, M, G;
 0 or none turns a limit off.")]
@@ -186,7 +192,7 @@ fn parse_server_endpoint(s: &str) -> Result<ServerEndpoint, String> {
 }
 
 /// Wraps a line receiver in the framing options.
-fn framed<R: weft_line::LineReceiver>(receiver: R, opts: &LineOptions) -> LineProtocol<R> {
+fn framed<R: weft_line::Receiver>(receiver: R, opts: &LineOptions) -> LineProtocol<R> {
     LineProtocol::new(receiver)
         .with_delimiter(opts.delimiter.clone())
         .with_max_length(opts.max_length)
@@ -337,9 +343,20 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     for port in &ports {
         tracing::info!(protocol = ?name, addr = %port.local_addr(), "serving");
     }
-    tokio::select! {
-        _ = interrupt.recv() => tracing::info!("interrupted; shutting down"),
-        _ = terminate.recv() => tracing::info!("terminated; shutting down"),
+    // SIGHUP re-reads the certificates of ssl:/tls: endpoints (new connections get them).
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => {
+                tracing::info!("interrupted; shutting down");
+                break;
+            }
+            _ = terminate.recv() => {
+                tracing::info!("terminated; shutting down");
+                break;
+            }
+            Some(()) = async { hangup.as_mut()?.recv().await } => reload(&ports),
+        }
     }
     reactor.shutdown().await;
     for ep in &args.listen {
@@ -348,6 +365,34 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Reloads the TLS certificates of every port that has some (SIGHUP) and says how it went
+/// on stderr.
+fn reload(ports: &[ListeningPort]) {
+    if ports.iter().all(|p| p.tls().is_none()) {
+        eprintln!("SIGHUP: nothing to reload (no TLS endpoint)");
+    }
+    for port in ports {
+        reload_port(port);
+    }
+}
+
+fn reload_port(port: &ListeningPort) {
+    match port.reload_tls() {
+        None => {}
+        Some(Ok(())) => {
+            let names = port.tls().map(|t| t.names()).unwrap_or_default();
+            if names.is_empty() {
+                eprintln!("reloaded TLS certificates");
+            } else {
+                eprintln!("reloaded TLS certificates for {}", names.join(", "));
+            }
+        }
+        Some(Err(e)) => {
+            eprintln!("TLS reload failed, still serving the previous certificates: {e}");
+        }
+    }
 }
 
 /// The failure for a listen error: a Unix socket path problem is a local I/O error, the rest

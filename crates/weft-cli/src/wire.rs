@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use weft_core::{Address, DisconnectReason, Protocol, Transport};
-use weft_line::{LineControl, LineOnlyControl, LineOnlyReceiver, LineReceiver};
+use weft_line::{Control, LineOnly, Receiver};
 
 /// Writes `bytes` to stdout and flushes at once; errors (a closed stdout) are ignored, so a
 /// logger never takes its connection down because nobody reads its output.
@@ -68,12 +68,12 @@ impl LineLogger {
     }
 }
 
-impl LineReceiver for LineLogger {
-    fn connection_made(&mut self, _ctl: &mut LineControl<'_>) {
+impl Receiver for LineLogger {
+    fn connection_made(&mut self, _ctl: &mut Control<'_>) {
         print_line(&[format!("Got connection from {}", self.peer).as_bytes()]);
     }
 
-    fn line_received(&mut self, line: &[u8], _ctl: &mut LineControl<'_>) {
+    fn frame_received(&mut self, line: &[u8], _ctl: &mut Control<'_>) {
         print_line(&[line]);
     }
 
@@ -84,13 +84,13 @@ impl LineReceiver for LineLogger {
 }
 
 /// Echoes every line back, with the delimiter (with `--delimiter any`, the line end it came
-/// with). A `LineOnlyReceiver`: it needs neither raw mode nor pausing, so it takes
+/// with). A `Receiver<LineOnly>`: it needs no raw mode, so it takes
 /// weft-line's fastest path.
 #[derive(Debug, Default)]
 pub struct LineEcho;
 
-impl LineOnlyReceiver for LineEcho {
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineOnlyControl<'_>) {
+impl Receiver<LineOnly> for LineEcho {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_, LineOnly>) {
         ctl.send_line(line);
     }
 }

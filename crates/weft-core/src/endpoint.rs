@@ -21,6 +21,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::tls::{CertSource, ClientTlsOptions, ServerTlsOptions, TlsVersion};
+
 /// What is wrong with an endpoint string.
 ///
 /// ```
@@ -68,6 +70,24 @@ pub enum EndpointError {
     /// The string ends with a lone backslash.
     #[error("trailing backslash")]
     TrailingBackslash,
+    /// An argument weft understands but cannot honour (for example `dhParameters=`).
+    #[error("{key}= is not supported: {reason}")]
+    Unsupported {
+        /// The argument's name.
+        key: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A value that is not one of the accepted ones.
+    #[error("invalid {key}: {value:?} (expected {expected})")]
+    InvalidValue {
+        /// The argument's name.
+        key: String,
+        /// What was given.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
     /// A valid endpoint of a kind this program does not serve (a Unix path given to a
     /// TCP-only program, say).
     #[error("{endpoint} is not a TCP endpoint (this program listens on TCP only)")]
@@ -101,11 +121,11 @@ impl From<EndpointError> for std::io::Error {
 /// ```
 pub const FORMS: &str = "expected HOST:PORT, [IPv6]:PORT, :PORT, PORT, a Unix socket path \
 starting with / or ./, or an endpoint string (tcp:PORT:interface=IP, tcp6:PORT, unix:PATH, \
-udp:PORT)";
+udp:PORT, ssl:PORT:privateKey=KEY.pem, tls:PEM_DIR:port=PORT)";
 
 /// The endpoint types this parser knows: a string starting with one of them and `:` is an
 /// endpoint string; anything else is tried as a plain form.
-const KINDS: &[&str] = &["tcp", "tcp6", "unix", "udp", "udp6"];
+const KINDS: &[&str] = &["tcp", "tcp6", "unix", "udp", "udp6", "ssl", "tls"];
 
 /// Where to listen: parsed from a Twisted server endpoint string or a plain form (see the
 /// [module](self) documentation).
@@ -151,9 +171,42 @@ pub enum ServerEndpoint {
         /// Interface and port.
         addr: SocketAddr,
     },
+    /// TLS over TCP: `ssl:` (one key and certificate) and `tls:` (a directory of PEM files,
+    /// chosen by SNI); see [`tls`](crate::tls).
+    Tls {
+        /// Interface and port (`ssl:` defaults to IPv4 `0.0.0.0`, `tls:` to `::`, which also
+        /// takes IPv4 connections).
+        addr: SocketAddr,
+        /// Listen backlog, if given.
+        backlog: Option<u32>,
+        /// Certificates and TLS options.
+        tls: Box<ServerTlsOptions>,
+    },
 }
 
 impl ServerEndpoint {
+    /// Plain TCP on `addr`, as `tcp:PORT:interface=IP` says.
+    ///
+    /// ```
+    /// use weft_core::ServerEndpoint;
+    /// let ep = ServerEndpoint::tcp("127.0.0.1:80".parse().unwrap());
+    /// assert_eq!(ep.to_string(), "tcp:80:interface=127.0.0.1");
+    /// assert_eq!(ServerEndpoint::udp("127.0.0.1:53".parse().unwrap()).to_string(), "udp:53:interface=127.0.0.1");
+    /// ```
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Self::Tcp {
+            addr,
+            backlog: None,
+        }
+    }
+
+    /// UDP on `addr`, as `udp:PORT:interface=IP` says.
+    ///
+    /// See [`tcp`](Self::tcp) for an example.
+    pub fn udp(addr: SocketAddr) -> Self {
+        Self::Udp { addr }
+    }
+
     /// The IP socket address of a TCP or UDP endpoint, for code that binds its own socket
     /// (`None` for a Unix endpoint).
     ///
@@ -165,7 +218,7 @@ impl ServerEndpoint {
     /// ```
     pub fn socket_addr(&self) -> Option<SocketAddr> {
         match self {
-            Self::Tcp { addr, .. } | Self::Udp { addr } => Some(*addr),
+            Self::Tcp { addr, .. } | Self::Udp { addr } | Self::Tls { addr, .. } => Some(*addr),
             Self::Unix { .. } => None,
         }
     }
@@ -224,6 +277,41 @@ pub enum ClientEndpoint {
         /// Connect timeout.
         timeout: Duration,
     },
+    /// TLS to `host:port` with the server's certificate verified for `host`
+    /// (`tls:example.com:443`); with `via` set (`endpoint=`), the connection goes there (a
+    /// Unix socket, another address) while the certificate is still verified for `host`.
+    Tls {
+        /// The name the certificate must be valid for (and where to connect unless `via`).
+        host: String,
+        /// Port.
+        port: u16,
+        /// Connect (and handshake) timeout.
+        timeout: Duration,
+        /// Trust roots and client certificate.
+        tls: ClientTlsOptions,
+        /// Where to connect instead of `host:port` (`endpoint=`, an escaped endpoint string).
+        via: Option<Box<ClientEndpoint>>,
+    },
+}
+
+impl ClientEndpoint {
+    /// The TCP host and port a connection to this endpoint goes to: a `tcp:` endpoint's own,
+    /// and for `tls:` its `endpoint=` when given (the certificate is still verified for the
+    /// `tls:` host). `None` for Unix sockets (and `tls:` through one).
+    ///
+    /// ```
+    /// use weft_core::ClientEndpoint;
+    /// let ep: ClientEndpoint = r"tls:example.com:443:endpoint=tcp\:10.0.0.7\:8443".parse().unwrap();
+    /// assert_eq!(ep.tcp_target(), Some(("10.0.0.7", 8443)));
+    /// ```
+    pub fn tcp_target(&self) -> Option<(&str, u16)> {
+        match self {
+            Self::Tcp { host, port, .. } => Some((host, *port)),
+            Self::Tls { via: Some(via), .. } => via.tcp_target(),
+            Self::Tls { host, port, .. } => Some((host, *port)),
+            Self::Unix { .. } => None,
+        }
+    }
 }
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -470,9 +558,199 @@ impl FromStr for ServerEndpoint {
                     backlog,
                 })
             }
+            "ssl" => parse_ssl(args),
+            "tls" => parse_tls_server(args),
             _ => Err(EndpointError::UnknownType(s.to_owned())),
         }
     }
+}
+
+/// An interface of either family (`ssl:` and `tls:` take IPv6 too).
+fn any_interface(v: Option<String>, default: IpAddr) -> Result<IpAddr, EndpointError> {
+    match v {
+        None => Ok(default),
+        Some(s) => s.parse().map_err(|_| EndpointError::InvalidInterface(s)),
+    }
+}
+
+fn backlog(v: Option<String>) -> Result<Option<u32>, EndpointError> {
+    v.map(|b| number("backlog", &b)).transpose()
+}
+
+fn path(v: Option<String>) -> Option<PathBuf> {
+    v.filter(|p| !p.is_empty()).map(PathBuf::from)
+}
+
+/// The options `ssl:` and `tls:` share: `alpn=`, `handshakeTimeout=`, `clientCA=`.
+fn tls_options(
+    mut opts: ServerTlsOptions,
+    alpn: Option<String>,
+    handshake: Option<String>,
+    client_ca: Option<String>,
+) -> Result<ServerTlsOptions, EndpointError> {
+    if let Some(a) = alpn {
+        let protos: Vec<String> = a.split(',').map(str::trim).map(str::to_owned).collect();
+        if protos.iter().any(|p| p.is_empty() || p.len() > 255) {
+            return Err(EndpointError::InvalidValue {
+                key: "alpn".into(),
+                value: a,
+                expected: "a comma-separated list of protocol names, like h2,http/1.1",
+            });
+        }
+        opts.alpn = protos;
+    }
+    if let Some(h) = handshake {
+        let secs: f64 = number("handshakeTimeout", &h)?;
+        opts.handshake_timeout = Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or(EndpointError::InvalidNumber {
+                key: "handshakeTimeout".into(),
+                value: h,
+            })?;
+    }
+    opts.client_ca = path(client_ca);
+    Ok(opts)
+}
+
+/// `ssl:PORT:privateKey=KEY:certKey=CERT:...`, Twisted's argument order.
+fn parse_ssl(args: Vec<Arg>) -> Result<ServerEndpoint, EndpointError> {
+    let mut a = bind(
+        args,
+        &[
+            "port",
+            "privateKey",
+            "certKey",
+            "sslmethod",
+            "interface",
+            "backlog",
+            "extraCertChain",
+            "dhParameters",
+            "alpn",
+            "handshakeTimeout",
+            "clientCA",
+        ],
+    )?
+    .into_iter();
+    let mut next = || a.next().flatten();
+    let port = port(next())?;
+    let private_key = path(next()).unwrap_or_else(|| PathBuf::from("server.pem"));
+    let cert = path(next());
+    let method = next();
+    let ip = any_interface(next(), IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+    let backlog = backlog(next())?;
+    let chain = path(next());
+    if next().is_some() {
+        return Err(EndpointError::Unsupported {
+            key: "dhParameters".into(),
+            reason: "rustls has no finite-field DHE; its ECDHE key exchange (X25519, P-256) needs no parameters file: remove the argument",
+        });
+    }
+    let mut opts = ServerTlsOptions::new(CertSource::files(private_key, cert, chain));
+    if let Some(m) = method {
+        opts.min_version =
+            TlsVersion::from_method(&m).ok_or_else(|| EndpointError::InvalidValue {
+                key: "sslmethod".into(),
+                value: m,
+                expected: "TLSv1_2_METHOD or TLSv1_3_METHOD (rustls speaks TLS 1.2 and 1.3 only)",
+            })?;
+    }
+    let opts = tls_options(opts, next(), next(), next())?;
+    Ok(ServerEndpoint::Tls {
+        addr: SocketAddr::new(ip, port),
+        backlog,
+        tls: Box::new(opts),
+    })
+}
+
+/// `tls:DIR:port=443:interface=::`, Twisted 26's SNI endpoint.
+fn parse_tls_server(args: Vec<Arg>) -> Result<ServerEndpoint, EndpointError> {
+    let mut a = bind(
+        args,
+        &[
+            "directory",
+            "port",
+            "interface",
+            "backlog",
+            "alpn",
+            "handshakeTimeout",
+            "clientCA",
+        ],
+    )?
+    .into_iter();
+    let mut next = || a.next().flatten();
+    let dir = path(next()).ok_or(EndpointError::Missing(
+        "the directory of PEM files (tls:DIR:port=443)",
+    ))?;
+    let port = match next() {
+        None => 443,
+        Some(p) => port(Some(p))?,
+    };
+    let ip = any_interface(next(), IpAddr::V6(Ipv6Addr::UNSPECIFIED))?;
+    let backlog = backlog(next())?;
+    let opts = ServerTlsOptions::new(CertSource::Directory(dir));
+    let opts = tls_options(opts, next(), next(), next())?;
+    Ok(ServerEndpoint::Tls {
+        addr: SocketAddr::new(ip, port),
+        backlog,
+        tls: Box::new(opts),
+    })
+}
+
+/// `tls:HOST:PORT:timeout=:trustRoots=:certificate=:privateKey=:endpoint=`, Twisted's
+/// client grammar.
+fn parse_tls_client(args: Vec<Arg>) -> Result<ClientEndpoint, EndpointError> {
+    let mut a = bind(
+        args,
+        &[
+            "host",
+            "port",
+            "timeout",
+            "bindAddress",
+            "certificate",
+            "privateKey",
+            "trustRoots",
+            "endpoint",
+            "alpn",
+        ],
+    )?
+    .into_iter();
+    let mut next = || a.next().flatten();
+    let host = next()
+        .filter(|h| !h.is_empty())
+        .ok_or(EndpointError::Missing("host"))?;
+    let port = port(next())?;
+    let timeout = timeout(next())?;
+    if next().is_some() {
+        return Err(EndpointError::Unsupported {
+            key: "bindAddress".into(),
+            reason: "weft does not bind client sockets to a local address yet",
+        });
+    }
+    let mut tls = ClientTlsOptions {
+        certificate: path(next()),
+        private_key: path(next()),
+        trust_roots: path(next()),
+        ..ClientTlsOptions::default()
+    };
+    let via = next()
+        .map(|e| e.parse::<ClientEndpoint>().map(Box::new))
+        .transpose()?;
+    if let Some(a) = next() {
+        tls.alpn = a.split(',').map(str::trim).map(str::to_owned).collect();
+    }
+    if tls.private_key.is_some() && tls.certificate.is_none() {
+        return Err(EndpointError::Missing(
+            "certificate (privateKey= needs its certificate=)",
+        ));
+    }
+    Ok(ClientEndpoint::Tls {
+        host,
+        port,
+        timeout,
+        tls,
+        via,
+    })
 }
 
 impl FromStr for ClientEndpoint {
@@ -528,6 +806,7 @@ impl FromStr for ClientEndpoint {
                     timeout,
                 })
             }
+            "tls" => parse_tls_client(args),
             _ => Err(EndpointError::UnknownType(s.to_owned())),
         }
     }
@@ -577,6 +856,46 @@ impl fmt::Display for ServerEndpoint {
                     addr.port(),
                     escape(&addr.ip().to_string())
                 )
+            }
+            Self::Tls { addr, backlog, tls } => {
+                let p = |p: &std::path::Path| escape(&p.to_string_lossy());
+                match &tls.certs {
+                    CertSource::Files {
+                        private_key,
+                        cert,
+                        chain,
+                    } => {
+                        write!(f, "ssl:{}:privateKey={}", addr.port(), p(private_key))?;
+                        if let Some(c) = cert {
+                            write!(f, ":certKey={}", p(c))?;
+                        }
+                        if let Some(c) = chain {
+                            write!(f, ":extraCertChain={}", p(c))?;
+                        }
+                        if let Some(v) = tls.min_version {
+                            write!(f, ":sslmethod={}", v.method())?;
+                        }
+                    }
+                    CertSource::Directory(dir) => write!(f, "tls:{}:port={}", p(dir), addr.port())?,
+                }
+                write!(f, ":interface={}", escape(&addr.ip().to_string()))?;
+                if let Some(b) = backlog {
+                    write!(f, ":backlog={b}")?;
+                }
+                if !tls.alpn.is_empty() {
+                    write!(f, ":alpn={}", escape(&tls.alpn.join(",")))?;
+                }
+                if tls.handshake_timeout != crate::tls::DEFAULT_HANDSHAKE_TIMEOUT {
+                    write!(
+                        f,
+                        ":handshakeTimeout={}",
+                        tls.handshake_timeout.as_secs_f64()
+                    )?;
+                }
+                if let Some(ca) = &tls.client_ca {
+                    write!(f, ":clientCA={}", p(ca))?;
+                }
+                Ok(())
             }
         }
     }

@@ -50,7 +50,10 @@ mod protocol;
 mod reactor;
 mod reason;
 mod registry;
+mod shutdown;
 pub mod testing;
+pub mod tls;
+mod tls_io;
 mod transport;
 mod udp;
 
@@ -64,8 +67,9 @@ pub use protocol::Protocol;
 pub use reactor::{
     Connection, DEFAULT_DRAIN_TIMEOUT, DelayedCall, ListeningPort, Reactor, Reconnector,
 };
-pub use reason::{DisconnectReason, TimeoutKind};
+pub use reason::{DisconnectReason, TimeoutKind, panic_message};
 pub use registry::{Delivery, Laggards, Membership, Registry};
+pub use shutdown::{ServingGuard, ShutdownHandle};
 pub use transport::{
     ConnectionClosed, DEFAULT_HANDLE_LIMIT, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, OverLimit,
     TimerId, Transport, TransportHandle, WriteError,

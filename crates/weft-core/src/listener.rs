@@ -74,6 +74,7 @@ use tokio::time::Instant;
 
 use crate::Address;
 use crate::endpoint::ServerEndpoint;
+use crate::tls::ServerTls;
 
 /// How long `accept` waits when the process or system is out of descriptors or memory.
 const BACKOFF: Duration = Duration::from_millis(100);
@@ -272,6 +273,26 @@ impl Listener {
             ServerEndpoint::Udp { .. } => Err(invalid(
                 "a udp endpoint takes datagrams, not connections: bind a UDP socket",
             )),
+            ServerEndpoint::Tls { addr, backlog, tls } => {
+                // Certificates first: a bad file is an error before anything is bound.
+                let tls = ServerTls::load(tls).map_err(invalid)?;
+                let opts = ListenOptions {
+                    backlog: backlog.unwrap_or(opts.backlog),
+                    ..opts
+                };
+                let mut listener = Self::bind_tcp(*addr, opts)?;
+                listener.setup = Some(Arc::new(Setup::Tls(tls)));
+                Ok(listener)
+            }
+        }
+    }
+
+    /// The TLS configuration of an `ssl:`/`tls:` listener (to
+    /// [`reload`](ServerTls::reload) its certificates).
+    pub fn tls(&self) -> Option<&ServerTls> {
+        match self.setup.as_deref() {
+            Some(Setup::Tls(tls)) => Some(tls),
+            None => None,
         }
     }
 
@@ -384,6 +405,19 @@ impl Listener {
         Ok(Self::new(Socket::Unix(listener), local, false, None))
     }
 
+    /// Sets whether accepted TCP connections get TCP_NODELAY (no effect on Unix sockets).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mut listener = weft_core::listener::Listener::bind("tcp:0:interface=127.0.0.1").await?;
+    /// listener.set_nodelay(false);
+    /// # Ok(()) }
+    /// ```
+    pub fn set_nodelay(&mut self, on: bool) {
+        self.nodelay = on;
+    }
+
     fn new(socket: Socket, local: Address, nodelay: bool, setup: Option<Setup>) -> Self {
         Self {
             socket,
@@ -473,6 +507,40 @@ impl Listener {
                 Ok((Stream::Unix(s), Address::from_unix(&a)))
             }
         }
+    }
+}
+
+/// Adopts a bound tokio listener (accepted connections get TCP_NODELAY).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let tokio_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let addr = tokio_listener.local_addr()?;
+/// let listener = weft_core::listener::Listener::from(tokio_listener);
+/// assert_eq!(listener.local_addr().as_inet(), Some(addr));
+/// # Ok(()) }
+/// ```
+impl From<TcpListener> for Listener {
+    fn from(listener: TcpListener) -> Self {
+        let local = listener
+            .local_addr()
+            .map(Address::Inet)
+            .unwrap_or(Address::Unix(None));
+        Self::new(Socket::Tcp(listener), local, true, None)
+    }
+}
+
+/// Adopts a bound tokio Unix listener; its file is left alone when the listener is dropped.
+///
+/// See the [`TcpListener` form](#impl-From%3CTcpListener%3E-for-Listener) for an example.
+impl From<UnixListener> for Listener {
+    fn from(listener: UnixListener) -> Self {
+        let local = listener
+            .local_addr()
+            .map(|a| Address::from_unix(&a))
+            .unwrap_or(Address::Unix(None));
+        Self::new(Socket::Unix(listener), local, false, None)
     }
 }
 
@@ -703,15 +771,41 @@ impl Incoming {
 
 /// The per-connection work of an endpoint kind (PROXY header, TLS handshake), shared by
 /// every connection of one [`Listener`]. Plain tcp/unix have none (`Listener::setup` is
-/// `None`), and no kind has any yet: kinds with setup add a variant (or turn this into a
-/// struct of optional layers, PROXY then TLS) and their steps to [`Setup::run`].
+/// `None`): kinds with setup add a variant (or turn this into a struct of optional layers,
+/// PROXY then TLS) and their steps to [`Setup::run`].
 #[derive(Debug)]
-enum Setup {}
+enum Setup {
+    /// `ssl:`/`tls:`: the TLS handshake, bounded by the handshake timeout.
+    Tls(ServerTls),
+}
 
 impl Setup {
     /// Turns an accepted connection into an established one.
-    async fn run(&self, _incoming: Incoming) -> io::Result<Established> {
-        match *self {}
+    async fn run(&self, incoming: Incoming) -> io::Result<Established> {
+        match self {
+            Setup::Tls(tls) => {
+                let Stream::Tcp(tcp) = incoming.stream else {
+                    return Err(invalid("TLS runs over TCP only"));
+                };
+                let timeout = tls.options().handshake_timeout;
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+                let stream = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("TLS handshake not finished after {timeout:?}"),
+                        ));
+                    }
+                };
+                Ok(Established {
+                    stream: Stream::Tls(Box::new(stream)),
+                    socket_peer: incoming.peer.clone(),
+                    peer: incoming.peer,
+                    host: incoming.host,
+                })
+            }
+        }
     }
 }
 
@@ -742,6 +836,8 @@ pub enum Stream {
     Tcp(TcpStream),
     /// A Unix stream connection.
     Unix(UnixStream),
+    /// TLS over TCP (`ssl:`, `tls:`), handshake done; boxed (rustls' state is large).
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
 
 impl AsFd for Stream {
@@ -749,6 +845,7 @@ impl AsFd for Stream {
         match self {
             Stream::Tcp(s) => s.as_fd(),
             Stream::Unix(s) => s.as_fd(),
+            Stream::Tls(s) => s.get_ref().0.as_fd(),
         }
     }
 }
@@ -762,6 +859,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -775,6 +873,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_write_vectored(
@@ -785,6 +884,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
     fn is_write_vectored(&self) -> bool {
@@ -794,12 +894,14 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::endpoint::{ClientEndpoint, ServerEndpoint};
 use crate::factory::FactoryUse;
 use crate::listener::{Established, ListenOptions, Listener, Stream};
 use crate::protocol::Conn;
+use crate::shutdown::ShutdownHandle;
 use crate::{
     Address, Backoff, ClientFactory, DisconnectReason, Factory, Transport, TransportHandle,
 };
@@ -38,7 +39,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Tells connections to close, then to abort.
     hub: Arc<Hub>,
-    stop: CancellationToken,
+    /// What `stop` asks and `run` waits for.
+    stop: ShutdownHandle,
     tracker: TaskTracker,
     drain: Mutex<Duration>,
     signals_installed: std::sync::atomic::AtomicBool,
@@ -108,7 +110,7 @@ impl Reactor {
             inner: Arc::new(Inner {
                 shutdown: CancellationToken::new(),
                 hub: Arc::new(Hub::default()),
-                stop: CancellationToken::new(),
+                stop: ShutdownHandle::default(),
                 tracker: TaskTracker::new(),
                 drain: Mutex::new(DEFAULT_DRAIN_TIMEOUT),
                 signals_installed: std::sync::atomic::AtomicBool::new(false),
@@ -278,6 +280,7 @@ impl Reactor {
     /// ```
     pub fn serve<F: Factory>(&self, listener: Listener, factory: F) -> ListeningPort {
         let local = listener.local_addr().clone();
+        let tls = listener.tls().cloned();
         tracing::info!(addr = %local, "listening");
         let stop = CancellationToken::new();
         let reactor = self.clone();
@@ -295,6 +298,7 @@ impl Reactor {
             local,
             stop,
             task: Some(task),
+            tls,
         }
     }
 
@@ -353,6 +357,13 @@ impl Reactor {
         let _ = match stream {
             Stream::Tcp(s) => self.spawn_connection(s, peer, host, factory, false),
             Stream::Unix(s) => self.spawn_connection(s, peer, host, factory, false),
+            Stream::Tls(s) => {
+                // The handshake is done: the connection runs on the same driver as plain TCP,
+                // over the TLS stream's socket operations.
+                let (tcp, conn) = s.into_inner();
+                let socket = crate::tls_io::TlsSocket::new(tcp, conn, None);
+                self.spawn_connection(socket, peer, host, factory, false)
+            }
         };
     }
 
@@ -426,29 +437,52 @@ impl Reactor {
     ) -> io::Result<Connection> {
         let factory = Arc::new(factory);
         let use_ = FactoryUse::new(factory.clone());
-        let target = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to")
-        })?;
-        let target_addr = Address::Inet(target);
-        factory.started_connecting(&target_addr);
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(target)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                factory.client_connection_failed(&target_addr, &e);
-                return Err(e);
-            }
-            Err(_) => {
-                let e = io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connect to {target} timed out"),
-                );
-                factory.client_connection_failed(&target_addr, &e);
-                return Err(e);
-            }
-        };
+        let (stream, target_addr) =
+            dial(&*factory, addr, timeout, "connect", TcpStream::connect).await?;
         let _ = stream.set_nodelay(true);
         let host = Address::Inet(stream.local_addr()?);
         self.client_connection(stream, target_addr, host, use_)
+    }
+
+    /// Connects over TLS to `addr`, verifying the server's certificate for `server_name`
+    /// with `config` (see [`ClientTlsOptions::config`](crate::tls::ClientTlsOptions::config));
+    /// the protocol is built once the handshake is done, and sees what it negotiated in
+    /// [`Transport::tls`]. `timeout` bounds the connect and the handshake together.
+    ///
+    /// # Errors
+    /// As [`connect_tcp`](Self::connect_tcp); a failed handshake is an `InvalidData` error
+    /// carrying the [`rustls::Error`] (an unknown issuer, a name mismatch, the server's alert).
+    ///
+    /// ```no_run
+    /// # use weft_core::{factory_fn, Protocol, Reactor, Transport};
+    /// # use std::time::Duration;
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = weft_core::tls::ClientTlsOptions::default().config()?; // the system's roots
+    /// let conn = Reactor::new()
+    ///     .connect_tls("example.com:443", "example.com", config, factory_fn(|_| Some(P)), Duration::from_secs(10))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_tls<F: ClientFactory>(
+        &self,
+        addr: impl tokio::net::ToSocketAddrs,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+        factory: F,
+        timeout: Duration,
+    ) -> io::Result<Connection> {
+        let factory = Arc::new(factory);
+        let use_ = FactoryUse::new(factory.clone());
+        let (tls, target_addr) = dial(&*factory, addr, timeout, "TLS connect", |target| {
+            crate::tls::connect_stream(target, server_name, config)
+        })
+        .await?;
+        let (tcp, conn) = tls.into_inner();
+        let host = Address::Inet(tcp.local_addr()?);
+        let socket = crate::tls_io::TlsSocket::new(tcp, conn, Some(server_name.to_owned()));
+        self.client_connection(socket, target_addr, host, use_)
     }
 
     /// Connects to a Unix stream socket at `path`; see [`connect_tcp`](Self::connect_tcp).
@@ -521,7 +555,59 @@ impl Reactor {
                     Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out")),
                 }
             }
+            ClientEndpoint::Tls {
+                host, timeout, tls, ..
+            } => {
+                let config = tls
+                    .config()
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                match endpoint.tcp_target() {
+                    Some(target) => {
+                        self.connect_tls(target, host, config, factory, *timeout)
+                            .await
+                    }
+                    None => {
+                        self.connect_tls_unix(endpoint, host, config, factory, *timeout)
+                            .await
+                    }
+                }
+            }
         }
+    }
+
+    /// `tls:HOST:PORT:endpoint=unix\:/path`: TLS over a Unix socket, verifying HOST.
+    async fn connect_tls_unix<F: ClientFactory>(
+        &self,
+        endpoint: &ClientEndpoint,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+        factory: F,
+        timeout: Duration,
+    ) -> io::Result<Connection> {
+        let Some(ClientEndpoint::Unix { path, .. }) = (match endpoint {
+            ClientEndpoint::Tls { via, .. } => via.as_deref(),
+            _ => None,
+        }) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a tls: endpoint through a Unix socket",
+            ));
+        };
+        let factory = Arc::new(factory);
+        let use_ = FactoryUse::new(factory.clone());
+        let target = Address::Unix(Some(path.clone()));
+        let attempt = async {
+            let unix = UnixStream::connect(path).await?;
+            crate::tls::client_handshake(unix, server_name, config).await
+        };
+        let tls = dial_to(&*factory, &target, timeout, "TLS connect", attempt).await?;
+        let (unix, conn) = tls.into_inner();
+        let host = unix
+            .local_addr()
+            .map(|a| Address::from_unix(&a))
+            .unwrap_or(Address::Unix(None));
+        let socket = crate::tls_io::TlsSocket::new(unix, conn, Some(server_name.to_owned()));
+        self.client_connection(socket, target, host, use_)
     }
 
     fn client_connection<S: RawStream, F: ClientFactory>(
@@ -684,7 +770,7 @@ impl Reactor {
     ///
     /// See [`run`](Self::run).
     pub fn stop(&self) {
-        self.inner.stop.cancel();
+        self.inner.stop.request();
     }
 
     /// Makes Ctrl-C (SIGINT) and SIGTERM call [`stop`](Self::stop), from now on.
@@ -707,22 +793,10 @@ impl Reactor {
     /// # }
     /// ```
     pub fn handle_signals(&self) -> io::Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
         if self.inner.signals_installed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let stop = self.inner.stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = int.recv() => tracing::info!("interrupted; shutting down"),
-                _ = term.recv() => tracing::info!("terminated; shutting down"),
-                _ = stop.cancelled() => return,
-            }
-            stop.cancel();
-        });
-        Ok(())
+        self.inner.stop.request_on_signals()
     }
 
     /// Serves until Ctrl-C, SIGTERM or [`stop`](Self::stop), then shuts down gracefully
@@ -742,8 +816,10 @@ impl Reactor {
     /// ```
     pub async fn run(&self) -> io::Result<()> {
         self.handle_signals()?;
-        self.inner.stop.cancelled().await;
+        let mut serving = self.inner.stop.begin_serving();
+        serving.requested().await;
         self.shutdown().await;
+        drop(serving);
         Ok(())
     }
 
@@ -755,7 +831,7 @@ impl Reactor {
     /// See [`Reactor`] for an example.
     pub async fn shutdown(&self) {
         let drain = *self.inner.drain.lock().unwrap_or_else(|e| e.into_inner());
-        self.inner.stop.cancel();
+        self.inner.stop.request();
         self.inner.shutdown.cancel();
         self.inner.hub.trigger(true);
         self.inner.tracker.close();
@@ -771,6 +847,53 @@ impl Reactor {
             self.inner.tracker.wait().await;
         }
     }
+}
+
+/// Resolves `addr` and runs `connect` on it within `timeout`, telling the factory it started
+/// and, on failure, why (`what` names the attempt in the timeout error).
+async fn dial<F, T, Fut>(
+    factory: &F,
+    addr: impl tokio::net::ToSocketAddrs,
+    timeout: Duration,
+    what: &str,
+    connect: impl FnOnce(SocketAddr) -> Fut,
+) -> io::Result<(T, Address)>
+where
+    F: ClientFactory,
+    Fut: std::future::Future<Output = io::Result<T>>,
+{
+    let target = tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to"))?;
+    let target_addr = Address::Inet(target);
+    let s = dial_to(factory, &target_addr, timeout, what, connect(target)).await?;
+    Ok((s, target_addr))
+}
+
+/// Runs `connecting` (to `target`) within `timeout`, telling the factory it started and, on
+/// failure, why.
+async fn dial_to<F, T>(
+    factory: &F,
+    target: &Address,
+    timeout: Duration,
+    what: &str,
+    connecting: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T>
+where
+    F: ClientFactory,
+{
+    factory.started_connecting(target);
+    let e = match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(s)) => return Ok(s),
+        Ok(Err(e)) => e,
+        Err(_) => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{what} to {target} timed out"),
+        ),
+    };
+    factory.client_connection_failed(target, &e);
+    Err(e)
 }
 
 /// An established client connection (from [`Reactor::connect_tcp`] and friends).
@@ -913,6 +1036,7 @@ pub struct ListeningPort {
     local: Address,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
+    tls: Option<crate::tls::ServerTls>,
 }
 
 impl ListeningPort {
@@ -921,6 +1045,21 @@ impl ListeningPort {
     /// See [`Reactor`] for an example.
     pub fn local_addr(&self) -> &Address {
         &self.local
+    }
+
+    /// Re-reads the certificate files of an `ssl:`/`tls:` port and serves the new ones to
+    /// connections made from now on; connections already up keep theirs.
+    ///
+    /// # Errors
+    /// A [`TlsError`](crate::tls::TlsError) naming the file and what is wrong with it: the
+    /// port then keeps serving the certificates it had. `None` for a port without TLS.
+    pub fn reload_tls(&self) -> Option<Result<(), crate::tls::TlsError>> {
+        self.tls.as_ref().map(crate::tls::ServerTls::reload)
+    }
+
+    /// The TLS configuration of an `ssl:`/`tls:` port.
+    pub fn tls(&self) -> Option<&crate::tls::ServerTls> {
+        self.tls.as_ref()
     }
 
     /// Stops accepting new connections (existing ones go on), and waits until the port is

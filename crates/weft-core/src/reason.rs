@@ -41,6 +41,13 @@ pub enum DisconnectReason {
     /// [`Transport::close_with_error`](crate::Transport::close_with_error)
     /// (for example "line too long").
     ProtocolError(Arc<dyn StdError + Send + Sync>),
+    /// TLS failed: the handshake (a certificate the peer refused or we refused, no common
+    /// version or cipher, an alert from the peer: see [`rustls::Error::AlertReceived`]) or a
+    /// corrupt record.
+    Tls(Arc<rustls::Error>),
+    /// The TLS peer closed the TCP connection without sending `close_notify` first: what it
+    /// sent may have been cut short (a clean TLS close is [`ConnectionDone`](Self::ConnectionDone)).
+    TlsTruncated,
     /// A timeout of [`policies`](crate::policies) closed the connection: it was idle too long,
     /// or a line took too long to complete.
     TimedOut(TimeoutKind),
@@ -95,7 +102,8 @@ impl DisconnectReason {
     }
 
     /// A short, fixed name for the reason, for metric labels and log fields: `done`, `local`,
-    /// `aborted`, `reset`, `io`, `shutdown`, `panic`, `protocol_error`, `timeout`.
+    /// `aborted`, `reset`, `io`, `shutdown`, `panic`, `protocol_error`, `timeout`, `tls`,
+    /// `tls_truncated`.
     ///
     /// ```
     /// assert_eq!(weft_core::DisconnectReason::Reset.label(), "reset");
@@ -111,11 +119,21 @@ impl DisconnectReason {
             Self::Panicked(_) => "panic",
             Self::ProtocolError(_) => "protocol_error",
             Self::TimedOut(_) => "timeout",
+            Self::Tls(_) => "tls",
+            Self::TlsTruncated => "tls_truncated",
         }
     }
 
     /// Classifies an I/O error from a socket read or write.
     pub(crate) fn from_io(err: io::Error) -> Self {
+        if let Some(inner) = err.get_ref() {
+            if let Some(e) = inner.downcast_ref::<rustls::Error>() {
+                return Self::Tls(Arc::new(e.clone()));
+            }
+            if inner.is::<crate::tls_io::Truncated>() {
+                return Self::TlsTruncated;
+            }
+        }
         match err.kind() {
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::BrokenPipe
@@ -136,6 +154,10 @@ impl fmt::Display for DisconnectReason {
             Self::Shutdown => f.write_str("connection was closed by a shutdown"),
             Self::Panicked(msg) => write!(f, "protocol panicked: {msg}"),
             Self::ProtocolError(e) => write!(f, "protocol error: {e}"),
+            Self::Tls(e) => write!(f, "TLS error: {e}"),
+            Self::TlsTruncated => f.write_str(
+                "the TLS peer closed the connection without close_notify (data may be truncated)",
+            ),
             Self::TimedOut(TimeoutKind::Idle) => f.write_str("connection timed out: idle too long"),
             Self::TimedOut(TimeoutKind::Line) => {
                 f.write_str("connection timed out: a line took too long")
@@ -144,8 +166,14 @@ impl fmt::Display for DisconnectReason {
     }
 }
 
-/// Turns a panic payload into a message.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The message of a panic payload (what `panic!` was given), for logs and errors: the
+/// `&str` or `String` payload, or "non-string panic payload".
+///
+/// ```
+/// let payload = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+/// assert_eq!(weft_core::panic_message(payload.as_ref()), "boom 1");
+/// ```
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

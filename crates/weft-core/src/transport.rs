@@ -390,6 +390,21 @@ impl Transport {
         self.closing.is_some()
     }
 
+    /// What TLS negotiated on this connection (version, ALPN, the SNI name, the peer's
+    /// verified certificate under mutual TLS); `None` on a plain connection.
+    ///
+    /// Kept by the TLS stream, not in the transport: plain connections pay nothing for it.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// assert!(MemoryTransport::new(P).transport().tls().is_none());
+    /// ```
+    pub fn tls(&self) -> Option<Arc<crate::tls::TlsInfo>> {
+        crate::tls_io::current_info(self.id)
+    }
+
     /// The remote address.
     ///
     /// ```
@@ -774,6 +789,16 @@ impl Transport {
     pub(crate) fn publish(&self) {
         if let Some(link) = &self.link {
             link.publish(self.write_buffer_size());
+        }
+    }
+
+    /// The driver hands the write buffer to the socket now: handles stop counting it before
+    /// the peer can read it (see `Link::sending`); [`publish`](Self::publish) after the write
+    /// tells them what is left.
+    #[inline]
+    pub(crate) fn publish_sending(&self) {
+        if let Some(link) = &self.link {
+            link.sending();
         }
     }
 

@@ -199,6 +199,7 @@ impl LineCodec {
     /// assert_eq!(lines, [&b"one"[..], b"two", b"three"]);
     /// # Ok(()) }
     /// ```
+    #[must_use]
     pub fn new() -> Self {
         Self {
             delimiter: Delimiter::default(),
@@ -229,6 +230,7 @@ impl LineCodec {
     /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"a\r"[..]));
     /// # Ok::<(), weft_line::LineError>(())
     /// ```
+    #[must_use]
     pub fn delimiter(mut self, delimiter: impl Into<Delimiter>) -> Self {
         self.delimiter = delimiter.into();
         self.scanner.reset();
@@ -253,6 +255,7 @@ impl LineCodec {
     /// assert!(matches!(codec.decode(&mut buf), Err(LineError::TooLong { max_length: 4 })));
     /// # Ok::<(), LineError>(())
     /// ```
+    #[must_use]
     pub fn max_length(mut self, max_length: usize) -> Self {
         self.max_length = max_length;
         self
@@ -270,6 +273,7 @@ impl LineCodec {
     /// ```
     ///
     /// See [`OnTooLong`] for both behaviours.
+    #[must_use]
     pub fn on_too_long(mut self, policy: OnTooLong) -> Self {
         self.policy = policy;
         self
@@ -588,6 +592,7 @@ impl NetstringCodec {
     /// assert_eq!(frames, [&b"abc"[..], b"", b"hi"]);
     /// # Ok(()) }
     /// ```
+    #[must_use]
     pub fn new() -> Self {
         Self::with_max_length(DEFAULT_MAX_FRAME_LENGTH)
     }
@@ -608,6 +613,7 @@ impl NetstringCodec {
     /// assert_eq!(&out[..], b"3:abc,");
     /// # Ok::<(), FrameError>(())
     /// ```
+    #[must_use]
     pub fn with_max_length(max_length: usize) -> Self {
         Self {
             max_length,
@@ -900,6 +906,7 @@ impl<W: PrefixWidth> IntNCodec<W> {
     /// assert_eq!(Int16Codec::new().max_length(), 65535);
     /// assert_eq!(Int32Codec::new().max_length(), 99999);
     /// ```
+    #[must_use]
     pub fn new() -> Self {
         Self::with_max_length(DEFAULT_MAX_FRAME_LENGTH)
     }
@@ -914,6 +921,7 @@ impl<W: PrefixWidth> IntNCodec<W> {
     /// assert_eq!(Int8Codec::with_max_length(1000).max_length(), 255);
     /// assert_eq!(Int32Codec::with_max_length(1 << 20).max_length(), 1 << 20);
     /// ```
+    #[must_use]
     pub fn with_max_length(max_length: usize) -> Self {
         Self {
             max_length: clamp_max::<W>(max_length),

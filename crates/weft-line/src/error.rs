@@ -32,12 +32,12 @@ use std::io;
 ///
 /// ```
 /// use weft_core::testing::MemoryTransport;
-/// use weft_line::{LineControl, LineError, LineProtocol, LineReceiver};
+/// use weft_line::{Control, LineError, LineProtocol, Receiver};
 ///
 /// struct Short;
-/// impl LineReceiver for Short {
+/// impl Receiver for Short {
 ///     const MAX_LENGTH: usize = 8;
-///     fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
+///     fn frame_received(&mut self, _: &[u8], _: &mut Control<'_>) {}
 /// }
 /// let mut conn = MemoryTransport::new(LineProtocol::new(Short));
 /// conn.feed(b"this line is too long\r\n");

@@ -1,11 +1,420 @@
-//! Header parsers of the string framings, shared by the codecs and the protocols: netstring
-//! lengths (`12:`) and big-endian length prefixes. They consume header bytes as they arrive
-//! (so nothing is scanned twice) and check the maximum length before any payload.
+//! The four framings of the receiver framework ([`Line`], [`LineOnly`], [`Netstring`],
+//! [`IntN`]): how each finds frames in a read and completes a frame split across reads (the
+//! sealed `Engine` trait), and the header parsers of the string framings, shared with the
+//! codecs: netstring lengths (`12:`) and big-endian length prefixes, checked against the
+//! maximum length before any payload.
 
-use crate::FrameError;
+use std::fmt;
+use std::marker::PhantomData;
+
+use bytes::BytesMut;
+use weft_core::Transport;
+
+use crate::codec::{DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_LINE_LENGTH};
+use crate::scan::{Delimiter, LineScanner, Scan, complete_tail};
+use crate::{FrameError, LineError};
 
 mod sealed {
     pub trait Sealed {}
+}
+
+/// The engine behind a framing, written once per framing and driven by the one parse loop of
+/// [`FramedProtocol`](crate::FramedProtocol). Public only as the sealed supertrait of
+/// [`Framing`]: it cannot be named or implemented outside this crate.
+pub(crate) mod engine {
+    use bytes::BytesMut;
+
+    /// What [`Engine::scan`] found at the start of a read (small, so that it is returned in
+    /// registers on the hot path; the error itself comes from [`Engine::take_error`]).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Step {
+        /// A frame: the payload is `data[start..start + len]`, and the frame ends at `consumed`.
+        Frame {
+            start: usize,
+            len: usize,
+            consumed: usize,
+        },
+        /// No whole frame yet: keep the bytes (from the frame's start) and wait.
+        Incomplete,
+        /// The frame is too long or malformed.
+        Error,
+    }
+
+    /// What [`Engine::complete`] did with new bytes for a partial frame held in a buffer.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Completion {
+        /// The frame is complete: the buffer holds it (payload at `start..start + len`), and
+        /// the first `used` new bytes belong to it.
+        Frame {
+            start: usize,
+            len: usize,
+            used: usize,
+        },
+        /// The buffer now holds the pending bytes and all the new data, to be parsed again from
+        /// its start (an error there, or a rule that changed since the pending bytes were read).
+        Reparse,
+        /// Still incomplete: all the new data was appended.
+        Incomplete,
+    }
+
+    /// How a framing finds its frames.
+    pub trait Engine: Default + std::fmt::Debug + Send + 'static {
+        /// What a malformed or over-long frame gives ([`LineError`](crate::LineError) or
+        /// [`FrameError`](crate::FrameError)).
+        type Error: std::error::Error + Send + Sync + 'static;
+        /// The default maximum frame length.
+        const MAX_LENGTH: usize;
+        /// After an error, parsing goes on (lines: the next line starts after the bytes
+        /// dropped) rather than ignoring the rest of the stream (strings cannot re-synchronise).
+        const RESYNC: bool;
+        /// The usable maximum length (what a length prefix can express).
+        fn clamp(max_length: usize) -> usize {
+            max_length
+        }
+        /// The receiver's initial delimiter (line framings only).
+        fn init_delimiter(&mut self, delimiter: &'static [u8]) {
+            let _ = delimiter;
+        }
+        /// Forgets the search state: the next input starts at a frame boundary.
+        fn reset(&mut self) {}
+        /// What `scan` needs from the current rule, computed once per run of frames (a
+        /// callback that changes the rule ends the run).
+        type Key: Copy;
+        /// The key for the current rule.
+        fn key(&self, max_length: usize) -> Self::Key;
+        /// Looks for the first frame of `data`, which starts at a frame boundary and was not
+        /// searched before (`complete` goes on from an `Incomplete`).
+        fn scan(&mut self, data: &[u8], key: Self::Key) -> Step;
+        /// The error `scan` (or `complete`) found.
+        fn take_error(&mut self, max_length: usize) -> Self::Error;
+        /// Adds `data` to the partial frame in `buf` (which `scan` returned `Incomplete` for),
+        /// copying only the bytes of that frame.
+        fn complete(&mut self, buf: &mut BytesMut, data: &[u8], max_length: usize) -> Completion;
+    }
+
+    /// A string framing's header and trailer.
+    pub trait Header {
+        /// Bytes after the payload (the netstring comma).
+        const TRAILER: usize;
+        /// The payload length from the header at the start of `data`: (header bytes, length),
+        /// `None` while the header is incomplete.
+        fn header(
+            data: &[u8],
+            max_length: usize,
+        ) -> Result<Option<(usize, usize)>, crate::FrameError>;
+        /// Checks the trailer byte(s).
+        fn check_trailer(trailer: &[u8]) -> Result<(), crate::FrameError>;
+        /// The usable maximum length.
+        fn clamp_max(max_length: usize) -> usize {
+            max_length
+        }
+        /// Writes one frame.
+        fn write(t: &mut weft_core::Transport, payload: &[u8]);
+    }
+}
+
+use engine::{Completion, Engine, Header, Step};
+
+/// A framing of the receiver framework: [`Line`] (raw mode too), [`LineOnly`], [`Netstring`]
+/// or [`IntN`]. Sealed. A [`Receiver`](crate::Receiver) names the framing it is written for
+/// (`Line` by default), or is generic over several.
+///
+/// # Examples
+///
+/// A receiver written once for every string framing:
+///
+/// ```
+/// use weft_core::testing::MemoryTransport;
+/// use weft_line::{Control, FramedProtocol, IntN, Netstring, Receiver, StringFraming};
+///
+/// struct Echo;
+/// impl<F: StringFraming> Receiver<F> for Echo {
+///     fn frame_received(&mut self, s: &[u8], ctl: &mut Control<'_, F>) {
+///         if let Err(e) = ctl.send_string(s) {
+///             ctl.transport().close_with_error(e);
+///         }
+///     }
+/// }
+///
+/// fn echo<F: StringFraming>(input: &[u8]) -> Vec<u8> {
+///     let mut conn = MemoryTransport::new(FramedProtocol::<_, F>::new(Echo));
+///     conn.feed(input);
+///     conn.written().to_vec()
+/// }
+/// assert_eq!(echo::<Netstring>(b"2:hi,"), b"2:hi,");
+/// assert_eq!(echo::<IntN<u16>>(b"\x00\x02hi"), b"\x00\x02hi");
+/// ```
+pub trait Framing: Engine {}
+
+/// The line framings: lines ending in a [`Delimiter`], with Twisted's length rule (see
+/// [`Line`]). `RAW` tells whether raw mode is available.
+#[derive(Debug, Default)]
+pub struct LineFraming<const RAW: bool> {
+    pub(crate) delimiter: Delimiter,
+    pub(crate) scanner: LineScanner,
+}
+
+/// Lines, with raw mode and pausing: Twisted's `LineReceiver` (see
+/// [`Receiver`](crate::Receiver) and [`LineProtocol`](crate::LineProtocol)). A line is
+/// accepted iff it is at most the maximum length (16384 by default), delimiter excluded;
+/// bytes that may still be the start of a delimiter do not count, so bytes with no delimiter
+/// fail once they reach the maximum plus the delimiter's length.
+pub type Line = LineFraming<true>;
+
+/// Lines only, no raw mode: Twisted's `LineOnlyReceiver`, the same parser as [`Line`].
+pub type LineOnly = LineFraming<false>;
+
+impl<const RAW: bool> Framing for LineFraming<RAW> {}
+
+impl<const RAW: bool> Engine for LineFraming<RAW> {
+    type Error = LineError;
+    const MAX_LENGTH: usize = DEFAULT_MAX_LINE_LENGTH;
+    const RESYNC: bool = true;
+
+    fn init_delimiter(&mut self, delimiter: &'static [u8]) {
+        self.delimiter = Delimiter::from(delimiter);
+    }
+
+    #[inline]
+    fn reset(&mut self) {
+        self.scanner.reset();
+    }
+
+    /// The one-byte delimiter (the scanner's fast path) and the maximum length.
+    type Key = (Option<u8>, usize);
+
+    #[inline]
+    fn key(&self, max_length: usize) -> (Option<u8>, usize) {
+        (self.delimiter.single(), max_length)
+    }
+
+    #[inline]
+    fn scan(&mut self, data: &[u8], (byte, max_length): (Option<u8>, usize)) -> Step {
+        let found = match byte {
+            Some(byte) => self
+                .scanner
+                .scan_byte(data, byte, max_length.saturating_add(1), true),
+            None => {
+                self.scanner.reset();
+                self.scanner.scan(data, &self.delimiter, max_length)
+            }
+        };
+        match found {
+            Scan::Line { len, consumed } => Step::Frame {
+                start: 0,
+                len,
+                consumed,
+            },
+            Scan::Incomplete => Step::Incomplete,
+            Scan::TooLong => Step::Error,
+        }
+    }
+
+    fn take_error(&mut self, max_length: usize) -> LineError {
+        LineError::TooLong { max_length }
+    }
+
+    fn complete(&mut self, buf: &mut BytesMut, data: &[u8], max_length: usize) -> Completion {
+        complete_tail(&mut self.scanner, buf, data, &self.delimiter, max_length)
+    }
+}
+
+/// The string framings: [`Netstring`] and [`IntN`] (sealed). Their
+/// [`Control`](crate::Control) has [`send_string`](crate::Control::send_string).
+pub trait StringFraming: Framing<Error = FrameError> + Header {}
+
+/// The string framings' `scan`: the whole frame in `data`, or nothing.
+fn scan_string<H: Header>(data: &[u8], max_length: usize) -> Result<Step, FrameError> {
+    match H::header(data, max_length) {
+        Ok(Some((start, len))) => {
+            let consumed = start + len + H::TRAILER;
+            if data.len() < consumed {
+                return Ok(Step::Incomplete);
+            }
+            H::check_trailer(&data[start + len..consumed])?;
+            Ok(Step::Frame {
+                start,
+                len,
+                consumed,
+            })
+        }
+        Ok(None) => Ok(Step::Incomplete),
+        Err(e) => Err(e),
+    }
+}
+
+/// The string framings' `complete`: the header is parsed again from the buffer (a few
+/// bytes), then only the rest of the frame is copied.
+fn complete_string<H: Header>(buf: &mut BytesMut, data: &[u8], max_length: usize) -> Completion {
+    let tail = buf.len();
+    let mut copied = 0;
+    let need = loop {
+        match H::header(buf, max_length) {
+            Ok(Some((start, len))) => break start + len + H::TRAILER,
+            // The header goes on in `data`: one more byte (headers are a few bytes long).
+            Ok(None) if copied < data.len() => {
+                buf.extend_from_slice(&data[copied..=copied]);
+                copied += 1;
+            }
+            Ok(None) => return Completion::Incomplete,
+            Err(_) => {
+                buf.extend_from_slice(&data[copied..]);
+                return Completion::Reparse;
+            }
+        }
+    };
+    if need < tail + copied {
+        // A frame ends inside the pending bytes: only after a change of maximum length.
+        buf.extend_from_slice(&data[copied..]);
+        return Completion::Reparse;
+    }
+    let take = (need - tail - copied).min(data.len() - copied);
+    buf.extend_from_slice(&data[copied..copied + take]);
+    if buf.len() < need {
+        return Completion::Incomplete;
+    }
+    match scan_string::<H>(buf, max_length) {
+        Ok(Step::Frame { start, len, .. }) => Completion::Frame {
+            start,
+            len,
+            used: copied + take,
+        },
+        _ => {
+            buf.extend_from_slice(&data[copied + take..]);
+            Completion::Reparse
+        }
+    }
+}
+
+macro_rules! string_engine {
+    ($($generics:tt)*) => {
+        impl $($generics)* {
+            type Error = FrameError;
+            const MAX_LENGTH: usize = DEFAULT_MAX_FRAME_LENGTH;
+            const RESYNC: bool = false;
+
+            fn clamp(max_length: usize) -> usize {
+                <Self as Header>::clamp_max(max_length)
+            }
+
+            type Key = usize;
+
+            fn key(&self, max_length: usize) -> usize {
+                max_length
+            }
+
+            fn scan(&mut self, data: &[u8], max_length: usize) -> Step {
+                scan_string::<Self>(data, max_length).unwrap_or_else(|e| {
+                    self.error = Some(e);
+                    Step::Error
+                })
+            }
+
+            fn take_error(&mut self, max_length: usize) -> FrameError {
+                // `scan` stored it just before.
+                self.error.take().unwrap_or(FrameError::TooLong {
+                    length: max_length as u64 + 1,
+                    max_length,
+                })
+            }
+
+            fn complete(&mut self, buf: &mut BytesMut, data: &[u8], max_length: usize) -> Completion {
+                complete_string::<Self>(buf, data, max_length)
+            }
+        }
+    };
+}
+
+/// The netstring framing, `<len>:<payload>,` (Twisted's `NetstringReceiver`; see
+/// [`NetstringProtocol`](crate::NetstringProtocol)).
+#[derive(Debug, Default)]
+pub struct Netstring {
+    error: Option<FrameError>,
+}
+
+impl Framing for Netstring {}
+impl StringFraming for Netstring {}
+string_engine!(Engine for Netstring);
+
+impl Header for Netstring {
+    const TRAILER: usize = 1;
+    fn header(data: &[u8], max_length: usize) -> Result<Option<(usize, usize)>, FrameError> {
+        Ok(match NetstringHeader::default().push(data, max_length)? {
+            (used, Some(len)) => Some((used, len)),
+            (_, None) => None,
+        })
+    }
+    fn check_trailer(trailer: &[u8]) -> Result<(), FrameError> {
+        match trailer {
+            [b','] | [] => Ok(()),
+            [b, ..] => Err(FrameError::MissingComma(*b)),
+        }
+    }
+    fn write(t: &mut Transport, payload: &[u8]) {
+        // `<digits>:` formatted on the stack (at most 20 digits).
+        let mut head = [0u8; 21];
+        let mut i = head.len() - 1;
+        head[i] = b':';
+        let mut n = payload.len();
+        loop {
+            i -= 1;
+            head[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        t.write_slices(&[&head[i..], payload, b","]);
+    }
+}
+
+/// A big-endian length prefix of `W` (`u8`, `u16`, `u32`): Twisted's `IntNStringReceiver`
+/// (see [`IntNProtocol`](crate::IntNProtocol)). Maximum lengths are capped to what the
+/// prefix can express.
+pub struct IntN<W> {
+    error: Option<FrameError>,
+    _width: PhantomData<fn() -> W>,
+}
+
+impl<W> fmt::Debug for IntN<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntN").field("error", &self.error).finish()
+    }
+}
+
+impl<W> Default for IntN<W> {
+    fn default() -> Self {
+        IntN {
+            error: None,
+            _width: PhantomData,
+        }
+    }
+}
+
+impl<W: PrefixWidth> Framing for IntN<W> {}
+impl<W: PrefixWidth> StringFraming for IntN<W> {}
+string_engine!(<W: PrefixWidth> Engine for IntN<W>);
+
+impl<W: PrefixWidth> Header for IntN<W> {
+    const TRAILER: usize = 0;
+    fn header(data: &[u8], max_length: usize) -> Result<Option<(usize, usize)>, FrameError> {
+        Ok(
+            match PrefixHeader::default().push(data, W::SIZE, max_length)? {
+                (used, Some(len)) => Some((used, len)),
+                (_, None) => None,
+            },
+        )
+    }
+    fn check_trailer(_: &[u8]) -> Result<(), FrameError> {
+        Ok(())
+    }
+    fn clamp_max(max_length: usize) -> usize {
+        clamp_max::<W>(max_length)
+    }
+    fn write(t: &mut Transport, payload: &[u8]) {
+        let (prefix, from) = prefix_bytes::<W>(payload.len());
+        t.write_slices(&[&prefix[from..], payload]);
+    }
 }
 
 /// The width of a big-endian length prefix: implemented for `u8`, `u16` and `u32`

@@ -4,10 +4,10 @@
 //! Two ways to use the same framings:
 //!
 //! * **Callbacks**, on weft-core's [`Protocol`](weft_core::Protocol): implement
-//!   [`LineReceiver`] (Twisted's `LineReceiver`: line and raw modes, pausing),
-//!   [`LineOnlyReceiver`] (lines only, fastest), or [`StringReceiver`] (netstrings,
-//!   `Int8/16/32` prefixes), and serve it with [`line_factory`], [`line_only_factory`],
-//!   [`netstring_factory`] or [`intn_factory`].
+//!   [`Receiver`] for a framing — [`Line`] (Twisted's `LineReceiver`: line and raw modes,
+//!   pausing; the default), [`LineOnly`] (`LineOnlyReceiver`), [`Netstring`] or [`IntN`]
+//!   (`Int8/16/32StringReceiver`) — and serve it with [`framed_factory`]. One trait, one
+//!   [`Control`] and one parse loop serve every framing.
 //! * **Plain async code**: the tokio-util codecs [`LineCodec`], [`NetstringCodec`] and
 //!   [`IntNCodec`] with `Framed`/`FramedRead` on any tokio stream (see [`codec`]).
 //!
@@ -22,11 +22,11 @@
 //!
 //! ```no_run
 //! use weft_core::Reactor;
-//! use weft_line::{line_factory, LineControl, LineReceiver};
+//! use weft_line::{framed_factory, Control, Receiver};
 //!
 //! struct Echo;
-//! impl LineReceiver for Echo {
-//!     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+//! impl Receiver for Echo {
+//!     fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
 //!         ctl.send_line(line);
 //!     }
 //! }
@@ -34,7 +34,7 @@
 //! #[tokio::main]
 //! async fn main() -> std::io::Result<()> {
 //!     let reactor = Reactor::new();
-//!     let port = reactor.listen("tcp:1234:interface=127.0.0.1", line_factory(|_| Some(Echo))).await?;
+//!     let port = reactor.listen("tcp:1234:interface=127.0.0.1", framed_factory(|_| Some(Echo))).await?;
 //!     eprintln!("listening on {}", port.local_addr());
 //!     reactor.run().await
 //! }
@@ -50,8 +50,8 @@
 //! * The codecs own their read buffer, so they hand out `Bytes` split off it, again without
 //!   a copy per line.
 //! * One incremental scanner (it remembers where the search stopped) serves the codec and
-//!   both line protocols: parsing is linear whatever the read sizes (Twisted's
-//!   LineReceiver is quadratic on big reads, its issue 6357).
+//!   both line framings, with one length rule: parsing is linear whatever the read sizes
+//!   (Twisted's LineReceiver is quadratic on big reads, its issue 6357).
 //! * Mode switches, handed-back data and pausing run in a loop, never recursively.
 //!
 //! Protocols are tested without sockets through
@@ -59,10 +59,10 @@
 //!
 //! ```
 //! use weft_core::testing::MemoryTransport;
-//! # use weft_line::{LineControl, LineProtocol, LineReceiver};
+//! # use weft_line::{Control, LineProtocol, Receiver};
 //! # struct Echo;
-//! # impl LineReceiver for Echo {
-//! #     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) { ctl.send_line(line) }
+//! # impl Receiver for Echo {
+//! #     fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) { ctl.send_line(line) }
 //! # }
 //! let mut conn = MemoryTransport::new(LineProtocol::new(Echo));
 //! conn.feed(b"hel");
@@ -75,22 +75,19 @@
 pub mod codec;
 mod error;
 mod framing;
-mod line;
-mod line_only;
+mod receiver;
 mod scan;
-mod string;
 
 pub use codec::{
     DEFAULT_DELIMITER, DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_LINE_LENGTH, Int8Codec, Int16Codec,
     Int32Codec, IntNCodec, LineCodec, NetstringCodec, OnTooLong,
 };
 pub use error::{FrameError, LineError};
-pub use framing::PrefixWidth;
-pub use line::{LineControl, LineProtocol, LineReceiver, line_factory};
-pub use line_only::{LineOnlyControl, LineOnlyProtocol, LineOnlyReceiver, line_only_factory};
-pub use scan::Delimiter;
-pub use string::{
-    Framing, Int8Protocol, Int16Protocol, Int32Protocol, IntN, IntNProtocol, Netstring,
-    NetstringProtocol, StringControl, StringProtocol, StringReceiver, intn_factory,
-    netstring_factory,
+pub use framing::{
+    Framing, IntN, Line, LineFraming, LineOnly, Netstring, PrefixWidth, StringFraming,
 };
+pub use receiver::{
+    Control, FramedProtocol, Int8Protocol, Int16Protocol, Int32Protocol, IntNProtocol,
+    LineOnlyProtocol, LineProtocol, NetstringProtocol, Receiver, framed_factory,
+};
+pub use scan::Delimiter;

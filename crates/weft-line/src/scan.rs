@@ -17,7 +17,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+
+use crate::framing::engine::Completion;
 
 /// A line delimiter: a fixed byte string (any non-empty one, `\r\n` by default), or
 /// [`Delimiter::ANY`], `\n` with or without a `\r` before it (what `nc` and `telnet` send).
@@ -37,12 +39,12 @@ use bytes::BytesMut;
 ///
 /// ```
 /// use weft_core::testing::MemoryTransport;
-/// use weft_line::{Delimiter, LineControl, LineProtocol, LineReceiver};
+/// use weft_line::{Delimiter, Control, LineProtocol, Receiver};
 ///
 /// #[derive(Default)]
 /// struct Lines(Vec<Vec<u8>>);
-/// impl LineReceiver for Lines {
-///     fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+/// impl Receiver for Lines {
+///     fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
 ///         self.0.push(line.to_vec());
 ///         ctl.send_line(b"ok");
 ///     }
@@ -56,9 +58,11 @@ use bytes::BytesMut;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Delimiter {
     /// The bytes searched for (`\n` for `ANY`).
-    search: Cow<'static, [u8]>,
+    search: Bytes,
     /// `ANY`: a `\r` before the `\n` belongs to the delimiter.
     any: bool,
+    /// The common one-byte delimiter (not `ANY`), for the scanner's fast path.
+    single: Option<u8>,
 }
 
 impl Delimiter {
@@ -79,8 +83,9 @@ impl Delimiter {
     /// # Ok::<(), weft_line::LineError>(())
     /// ```
     pub const ANY: Delimiter = Delimiter {
-        search: Cow::Borrowed(b"\n"),
+        search: Bytes::from_static(b"\n"),
         any: true,
+        single: None,
     };
 
     /// True for [`Delimiter::ANY`].
@@ -123,6 +128,11 @@ impl Delimiter {
         self.search.len() + usize::from(self.any)
     }
 
+    /// The delimiter's byte, for a one-byte delimiter other than `ANY`.
+    pub(crate) fn single(&self) -> Option<u8> {
+        self.single
+    }
+
     /// The bytes a sent line ends with, given how the last line received ended.
     #[inline]
     pub(crate) fn ending(&self, bare_lf: bool) -> &[u8] {
@@ -133,16 +143,24 @@ impl Delimiter {
         }
     }
 
-    fn bytes(search: Cow<'static, [u8]>) -> Self {
+    fn bytes(search: Bytes) -> Self {
         assert!(!search.is_empty(), "a line delimiter cannot be empty");
-        Delimiter { search, any: false }
+        let single = match *search {
+            [b] => Some(b),
+            _ => None,
+        };
+        Delimiter {
+            search,
+            any: false,
+            single,
+        }
     }
 }
 
 impl Default for Delimiter {
     /// `\r\n` (Twisted's `LineReceiver.delimiter`).
     fn default() -> Self {
-        Delimiter::bytes(Cow::Borrowed(crate::DEFAULT_DELIMITER))
+        Delimiter::bytes(Bytes::from_static(crate::DEFAULT_DELIMITER))
     }
 }
 
@@ -158,31 +176,34 @@ impl fmt::Debug for Delimiter {
 
 impl From<&'static [u8]> for Delimiter {
     fn from(bytes: &'static [u8]) -> Self {
-        Delimiter::bytes(Cow::Borrowed(bytes))
+        Delimiter::bytes(Bytes::from_static(bytes))
     }
 }
 
 impl<const N: usize> From<&'static [u8; N]> for Delimiter {
     fn from(bytes: &'static [u8; N]) -> Self {
-        Delimiter::bytes(Cow::Borrowed(bytes))
+        Delimiter::bytes(Bytes::from_static(bytes))
     }
 }
 
 impl From<&'static str> for Delimiter {
     fn from(s: &'static str) -> Self {
-        Delimiter::bytes(Cow::Borrowed(s.as_bytes()))
+        Delimiter::bytes(Bytes::from_static(s.as_bytes()))
     }
 }
 
 impl From<Vec<u8>> for Delimiter {
     fn from(bytes: Vec<u8>) -> Self {
-        Delimiter::bytes(Cow::Owned(bytes))
+        Delimiter::bytes(Bytes::from(bytes))
     }
 }
 
 impl From<Cow<'static, [u8]>> for Delimiter {
     fn from(bytes: Cow<'static, [u8]>) -> Self {
-        Delimiter::bytes(bytes)
+        Delimiter::bytes(match bytes {
+            Cow::Borrowed(b) => Bytes::from_static(b),
+            Cow::Owned(v) => Bytes::from(v),
+        })
     }
 }
 
@@ -227,12 +248,40 @@ impl LineScanner {
     /// after it.
     #[inline]
     pub(crate) fn scan(&mut self, buf: &[u8], delim: &Delimiter, max_length: usize) -> Scan {
-        self.scan_after(buf, 0, delim, max_length)
+        match delim.single {
+            Some(byte) => self.scan_byte(buf, byte, max_length.saturating_add(1), false),
+            None => self.scan_after(buf, 0, delim, max_length),
+        }
+    }
+
+    /// The fast path of [`scan`](Self::scan) for the common one-byte delimiter `byte`, with
+    /// `bound` = `max_length + 1`: the same rule, one `memchr`, no comparison. With `fresh`,
+    /// nothing of `buf` was searched before (the state is not even read).
+    #[inline]
+    pub(crate) fn scan_byte(&mut self, buf: &[u8], byte: u8, bound: usize, fresh: bool) -> Scan {
+        let limit = buf.len().min(bound);
+        let from = if fresh { 0 } else { self.searched.min(limit) };
+        match memchr::memchr(byte, &buf[from..limit]) {
+            Some(i) => {
+                self.searched = 0;
+                Scan::Line {
+                    len: from + i,
+                    consumed: from + i + 1,
+                }
+            }
+            None if buf.len() >= bound => {
+                self.searched = 0;
+                Scan::TooLong
+            }
+            None => {
+                self.searched = limit;
+                Scan::Incomplete
+            }
+        }
     }
 
     /// [`scan`](Self::scan) for a `buf` that continues a line whose first `pre` bytes are
     /// held elsewhere (and were searched): lengths count them, positions do not.
-    #[inline]
     fn scan_after(&mut self, buf: &[u8], pre: usize, delim: &Delimiter, max_length: usize) -> Scan {
         let search = delim.search();
         let d = search.len();
@@ -286,20 +335,6 @@ impl LineScanner {
     }
 }
 
-/// What happened when new bytes were added to a pending partial line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Completion {
-    /// The pending line is complete: `buf` now holds exactly the line, and the first `used`
-    /// bytes of the new data (the end of the line and its delimiter) are consumed.
-    Line { used: usize },
-    /// `buf` now holds the pending bytes followed by all the new data, to be parsed again
-    /// from its start: the line is too long, or (the delimiter changed since the pending
-    /// bytes were searched) a line ends inside the pending bytes.
-    Reparse,
-    /// Still no delimiter: all the new data was appended to `buf`.
-    Incomplete,
-}
-
 /// Adds `data` to the partial line pending in `buf` (which `scanner` has searched with the
 /// same delimiter), copying only the bytes that belong to that line: the lines after it stay
 /// in `data`, to be delivered without a copy.
@@ -318,7 +353,9 @@ pub(crate) fn complete_tail(
     match scanner.scan(buf, delim, max_length) {
         Scan::Line { len, consumed } if consumed > tail => {
             buf.truncate(len);
-            return Completion::Line {
+            return Completion::Frame {
+                start: 0,
+                len,
                 used: consumed - tail,
             };
         }
@@ -341,7 +378,11 @@ pub(crate) fn complete_tail(
             buf.extend_from_slice(&data[..len]);
             scanner.reset();
             scanner.bare_lf = inner.bare_lf;
-            Completion::Line { used: consumed }
+            Completion::Frame {
+                start: 0,
+                len: buf.len(),
+                used: consumed,
+            }
         }
         Scan::TooLong => {
             buf.extend_from_slice(&data[k..]);
@@ -374,7 +415,7 @@ mod tests {
             let mut data = read;
             if !buf.is_empty() {
                 match complete_tail(&mut s, &mut buf, data, delim, max) {
-                    Completion::Line { used } => {
+                    Completion::Frame { used, .. } => {
                         lines.push(buf.split().to_vec());
                         data = &data[used..];
                     }
@@ -495,7 +536,11 @@ mod tests {
         buf.extend_from_slice(b"abc\r");
         assert_eq!(
             complete_tail(&mut s, &mut buf, b"\nnext\r\n", &crlf(), 10),
-            Completion::Line { used: 1 }
+            Completion::Frame {
+                start: 0,
+                len: 3,
+                used: 1
+            }
         );
         assert_eq!(&buf[..], b"abc");
     }
@@ -507,7 +552,11 @@ mod tests {
         assert_eq!(s.scan(&buf, &crlf(), 10), Scan::Incomplete);
         assert_eq!(
             complete_tail(&mut s, &mut buf, b"cd\r\nef", &crlf(), 10),
-            Completion::Line { used: 4 }
+            Completion::Frame {
+                start: 0,
+                len: 4,
+                used: 4
+            }
         );
         assert_eq!(&buf[..], b"abcd");
         let mut buf = BytesMut::from(&b"ab"[..]);

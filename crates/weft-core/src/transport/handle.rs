@@ -179,6 +179,20 @@ impl Link {
         }
     }
 
+    /// The task is about to hand the whole write buffer to the socket: count it as gone
+    /// *before* the peer can see it. Published after the write instead, a peer that read
+    /// everything and made another connection write again (a chat reader keeping up) could
+    /// find the old size still counted, on another worker thread, while this thread was
+    /// preempted between the write and the publish: a reader that keeps up looked over its
+    /// high water mark. The true remainder is published right after the write
+    /// ([`publish`](Self::publish)); until then the count is low by at most what the socket
+    /// refuses, so writers can overshoot the limit by at most one write buffer. No wake-up:
+    /// the room is not certain yet.
+    #[inline]
+    pub(crate) fn sending(&self) {
+        self.shared.update(|q, _| (q, 0));
+    }
+
     /// A handle write of `len` bytes went into the write buffer, which now holds `buffered`
     /// (one atomic step: the bytes move from one count to the other).
     pub(crate) fn applied(&self, len: usize, buffered: usize) {

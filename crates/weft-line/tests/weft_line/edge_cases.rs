@@ -7,8 +7,8 @@ use bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
 use weft_core::testing::MemoryTransport;
 use weft_line::{
-    Delimiter, LineCodec, LineControl, LineError, LineOnlyControl, LineOnlyProtocol,
-    LineOnlyReceiver, LineProtocol, LineReceiver,
+    Control, Delimiter, LineCodec, LineError, LineFraming, LineOnly, LineOnlyProtocol,
+    LineProtocol, Receiver,
 };
 
 use crate::close_error;
@@ -20,23 +20,14 @@ pub(crate) struct Lines {
     pub(crate) exceeded: bool,
 }
 
-impl LineReceiver for Lines {
-    fn line_received(&mut self, line: &[u8], _: &mut LineControl<'_>) {
+/// Written once for both line framings.
+impl<const RAW: bool> Receiver<LineFraming<RAW>> for Lines {
+    fn frame_received(&mut self, line: &[u8], _: &mut Control<'_, LineFraming<RAW>>) {
         self.lines.push(line.to_vec());
     }
-    fn line_length_exceeded(&mut self, _: &[u8], ctl: &mut LineControl<'_>) {
+    fn frame_error(&mut self, _: LineError, _: &[u8], ctl: &mut Control<'_, LineFraming<RAW>>) {
         self.exceeded = true;
-        ctl.lose_connection();
-    }
-}
-
-impl LineOnlyReceiver for Lines {
-    fn line_received(&mut self, line: &[u8], _: &mut LineOnlyControl<'_>) {
-        self.lines.push(line.to_vec());
-    }
-    fn line_length_exceeded(&mut self, _: &[u8], ctl: &mut LineOnlyControl<'_>) {
-        self.exceeded = true;
-        ctl.lose_connection();
+        ctl.transport().lose_connection();
     }
 }
 
@@ -125,6 +116,11 @@ fn issue_11_set_delimiter_with_a_partial_line_buffered_does_not_panic() {
     conn.feed(b"ghi;");
     assert_eq!(conn.protocol().receiver().lines, [&b"abc"[..], b"defghi"]);
     assert!(!conn.is_closing());
+    let mut conn = MemoryTransport::new(LineOnlyProtocol::new(Lines::default()));
+    conn.feed(b"abc;def");
+    conn.with(|p, t| p.with_control(t, |_, ctl| ctl.set_delimiter(b";")));
+    conn.feed(b"ghi;");
+    assert_eq!(conn.protocol().receiver().lines, [&b"abc"[..], b"defghi"]);
 
     // The codec, its delimiter changed between two reads.
     let mut codec = LineCodec::new();
@@ -194,13 +190,13 @@ fn issue_16_any_line_ending_does_not_count_the_cr() {
 #[test]
 fn issue_16_any_answers_with_the_peers_line_ending() {
     struct Echo;
-    impl LineReceiver for Echo {
-        fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    impl Receiver for Echo {
+        fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
             ctl.send_line(line);
         }
     }
-    impl LineOnlyReceiver for Echo {
-        fn line_received(&mut self, line: &[u8], ctl: &mut LineOnlyControl<'_>) {
+    impl Receiver<LineOnly> for Echo {
+        fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_, LineOnly>) {
             ctl.send_line(line);
         }
     }
@@ -241,8 +237,8 @@ fn issue_16_any_answers_with_the_peers_line_ending() {
 #[test]
 fn issue_16_any_line_too_long_closes_with_the_reason() {
     struct Quiet;
-    impl LineReceiver for Quiet {
-        fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
+    impl Receiver for Quiet {
+        fn frame_received(&mut self, _: &[u8], _: &mut Control<'_>) {}
     }
     let mut conn = MemoryTransport::new(
         LineProtocol::new(Quiet)

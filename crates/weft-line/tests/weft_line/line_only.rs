@@ -1,17 +1,17 @@
 //! Twisted's `LineOnlyReceiverTests`, on `LineOnlyProtocol`.
 
 use weft_core::testing::MemoryTransport;
-use weft_line::{LineError, LineOnlyControl, LineOnlyProtocol, LineOnlyReceiver};
+use weft_line::{Control, LineError, LineOnly, LineOnlyProtocol, Receiver};
 
 use crate::{chunk_sizes, close_error, fed};
 
 /// Twisted's `LineOnlyTester`: `\n`, MAX_LENGTH 64.
 #[derive(Default)]
 struct LineOnlyTester(Vec<Vec<u8>>);
-impl LineOnlyReceiver for LineOnlyTester {
+impl Receiver<LineOnly> for LineOnlyTester {
     const DELIMITER: &'static [u8] = b"\n";
     const MAX_LENGTH: usize = 64;
-    fn line_received(&mut self, line: &[u8], _: &mut LineOnlyControl<'_>) {
+    fn frame_received(&mut self, line: &[u8], _: &mut Control<'_, LineOnly>) {
         self.0.push(line.to_vec());
     }
 }
@@ -77,10 +77,10 @@ fn same_boundary_rule_as_line_receiver() {
 #[test]
 fn stops_at_lose_connection_and_echoes() {
     struct Echo;
-    impl LineOnlyReceiver for Echo {
-        fn line_received(&mut self, line: &[u8], ctl: &mut LineOnlyControl<'_>) {
+    impl Receiver<LineOnly> for Echo {
+        fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_, LineOnly>) {
             if line == b"quit" {
-                ctl.lose_connection();
+                ctl.transport().lose_connection();
             } else {
                 ctl.send_line(line);
             }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use weft_core::testing::MemoryTransport;
 use weft_core::{DisconnectReason, TimerId};
-use weft_line::{LineControl, LineError, LineProtocol, LineReceiver};
+use weft_line::{Control, LineError, LineProtocol, Receiver};
 
 use crate::{chunk_sizes, close_error, fed};
 
@@ -16,22 +16,22 @@ pub(crate) struct LineTester {
     length: usize,
 }
 
-impl LineReceiver for LineTester {
+impl Receiver for LineTester {
     const DELIMITER: &'static [u8] = b"\n";
     const MAX_LENGTH: usize = 64;
 
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
         self.received.push(line.to_vec());
         if line.is_empty() {
             ctl.set_raw_mode();
         } else if line == b"pause" {
             ctl.pause_producing();
-            ctl.call_later(Duration::ZERO);
+            ctl.transport().call_later(Duration::ZERO);
         } else if line == b"rawpause" {
             ctl.pause_producing();
             ctl.set_raw_mode();
             self.received.push(Vec::new());
-            ctl.call_later(Duration::ZERO);
+            ctl.transport().call_later(Duration::ZERO);
         } else if line == b"stop" {
             ctl.stop_producing();
         } else if let Some(n) = line.strip_prefix(b"len ") {
@@ -44,7 +44,7 @@ impl LineReceiver for LineTester {
         // no such registration, and the lines are recorded all the same.
     }
 
-    fn raw_data_received(&mut self, data: &[u8], ctl: &mut LineControl<'_>) {
+    fn raw_data_received(&mut self, data: &[u8], ctl: &mut Control<'_>) {
         let n = self.length.min(data.len());
         let (data, rest) = data.split_at(n);
         self.length -= n;
@@ -56,13 +56,13 @@ impl LineReceiver for LineTester {
         }
     }
 
-    fn line_length_exceeded(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    fn frame_error(&mut self, _: LineError, line: &[u8], ctl: &mut Control<'_>) {
         if line.len() > Self::MAX_LENGTH + 1 {
             ctl.set_line_mode(&line[Self::MAX_LENGTH + 1..]);
         }
     }
 
-    fn timer_fired(&mut self, _: TimerId, ctl: &mut LineControl<'_>) {
+    fn timer_fired(&mut self, _: TimerId, ctl: &mut Control<'_>) {
         ctl.resume_producing();
     }
 }
@@ -187,8 +187,8 @@ struct Clearing {
     all: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-impl LineReceiver for Clearing {
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+impl Receiver for Clearing {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
         self.line = line.to_vec();
         self.rest = ctl.clear_line_buffer();
         self.all.push((self.line.clone(), self.rest.clone()));
@@ -228,13 +228,13 @@ struct Flipping {
     lines: Vec<Vec<u8>>,
 }
 
-impl LineReceiver for Flipping {
+impl Receiver for Flipping {
     const DELIMITER: &'static [u8] = b"\n";
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
         self.lines.push(line.to_vec());
         ctl.set_raw_mode();
     }
-    fn raw_data_received(&mut self, data: &[u8], ctl: &mut LineControl<'_>) {
+    fn raw_data_received(&mut self, data: &[u8], ctl: &mut Control<'_>) {
         ctl.set_line_mode(&data[1..]);
     }
 }
@@ -254,13 +254,13 @@ fn flipping_with_copied_extra_does_not_recurse() {
     /// Hands back a copy (not a slice of the data): the slow path, still iterative.
     #[derive(Default)]
     struct CopyFlip(usize);
-    impl LineReceiver for CopyFlip {
+    impl Receiver for CopyFlip {
         const DELIMITER: &'static [u8] = b"\n";
-        fn line_received(&mut self, _: &[u8], ctl: &mut LineControl<'_>) {
+        fn frame_received(&mut self, _: &[u8], ctl: &mut Control<'_>) {
             self.0 += 1;
             ctl.set_raw_mode();
         }
-        fn raw_data_received(&mut self, data: &[u8], ctl: &mut LineControl<'_>) {
+        fn raw_data_received(&mut self, data: &[u8], ctl: &mut Control<'_>) {
             let copy = data[1..].to_vec();
             ctl.set_line_mode(&copy);
         }
@@ -276,8 +276,8 @@ fn set_line_mode_extra_from_line_received_is_parsed_next() {
     // Twisted re-orders this (EXTRA, b, X); here the handed-back bytes come first.
     #[derive(Default)]
     struct Inject(Vec<Vec<u8>>);
-    impl LineReceiver for Inject {
-        fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    impl Receiver for Inject {
+        fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
             self.0.push(line.to_vec());
             if line == b"EXTRA" {
                 ctl.set_line_mode(b"X\r\n");
@@ -297,8 +297,8 @@ fn set_line_mode_extra_from_line_received_is_parsed_next() {
 /// A plain receiver with the defaults (`\r\n`, 16384) that records lines.
 #[derive(Default)]
 struct Plain(Vec<Vec<u8>>);
-impl LineReceiver for Plain {
-    fn line_received(&mut self, line: &[u8], _: &mut LineControl<'_>) {
+impl Receiver for Plain {
+    fn frame_received(&mut self, line: &[u8], _: &mut Control<'_>) {
         self.0.push(line.to_vec());
     }
 }
@@ -408,10 +408,10 @@ fn boundary_matrix_small() {
 struct Catcher {
     long_lines: Vec<Vec<u8>>,
 }
-impl LineReceiver for Catcher {
+impl Receiver for Catcher {
     const MAX_LENGTH: usize = 6;
-    fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
-    fn line_length_exceeded(&mut self, data: &[u8], _: &mut LineControl<'_>) {
+    fn frame_received(&mut self, _: &[u8], _: &mut Control<'_>) {}
+    fn frame_error(&mut self, _: LineError, data: &[u8], _: &mut Control<'_>) {
         self.long_lines.push(data.to_vec());
     }
 }
@@ -451,9 +451,9 @@ fn long_line_split_across_reads_reports_everything_buffered() {
 
 /// Twisted's `ConsumingProtocol`: writes each line, then pauses.
 struct Consuming;
-impl LineReceiver for Consuming {
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
-        ctl.write(line);
+impl Receiver for Consuming {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
+        ctl.transport().write(line);
         ctl.pause_producing();
     }
 }
@@ -491,8 +491,8 @@ fn test_pause_resume() {
 async fn resume_through_a_handle_delivers_buffered_lines_without_new_data() {
     #[derive(Default)]
     struct PauseFirst(Vec<Vec<u8>>);
-    impl LineReceiver for PauseFirst {
-        fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    impl Receiver for PauseFirst {
+        fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
             self.0.push(line.to_vec());
             if self.0.len() == 1 {
                 ctl.pause_producing();
@@ -520,11 +520,11 @@ async fn resume_through_a_handle_delivers_buffered_lines_without_new_data() {
 fn lines_after_lose_connection_are_not_delivered() {
     #[derive(Default)]
     struct Quit(Vec<Vec<u8>>);
-    impl LineReceiver for Quit {
-        fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    impl Receiver for Quit {
+        fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
             self.0.push(line.to_vec());
             if line == b"quit" {
-                ctl.lose_connection();
+                ctl.transport().lose_connection();
             }
         }
     }
@@ -560,8 +560,8 @@ fn lines_hold_any_byte_and_delimiters_can_be_long() {
 fn delimiter_change_applies_to_the_next_line() {
     #[derive(Default)]
     struct Switch(Vec<Vec<u8>>);
-    impl LineReceiver for Switch {
-        fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    impl Receiver for Switch {
+        fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
             self.0.push(line.to_vec());
             if line == b"nl" {
                 ctl.set_delimiter(&b"\n"[..]);
@@ -600,8 +600,8 @@ fn idle_connection_holds_no_buffer_and_big_buffers_are_freed() {
 fn lines_inside_one_read_are_not_copied() {
     #[derive(Default)]
     struct Ptrs(Vec<usize>);
-    impl LineReceiver for Ptrs {
-        fn line_received(&mut self, line: &[u8], _: &mut LineControl<'_>) {
+    impl Receiver for Ptrs {
+        fn frame_received(&mut self, line: &[u8], _: &mut Control<'_>) {
             self.0.push(line.as_ptr() as usize);
         }
     }
@@ -634,9 +634,9 @@ fn a_big_read_of_small_lines_is_linear() {
 fn raw_mode_switched_from_outside_delivers_the_pending_tail() {
     #[derive(Default)]
     struct Raw(Vec<Vec<u8>>);
-    impl LineReceiver for Raw {
-        fn line_received(&mut self, _: &[u8], _: &mut LineControl<'_>) {}
-        fn raw_data_received(&mut self, data: &[u8], _: &mut LineControl<'_>) {
+    impl Receiver for Raw {
+        fn frame_received(&mut self, _: &[u8], _: &mut Control<'_>) {}
+        fn raw_data_received(&mut self, data: &[u8], _: &mut Control<'_>) {
             self.0.push(data.to_vec());
         }
     }
@@ -657,8 +657,8 @@ fn raw_mode_switched_from_outside_delivers_the_pending_tail() {
 #[test]
 fn default_raw_data_received_drops_and_eof_closes() {
     struct NoRaw;
-    impl LineReceiver for NoRaw {
-        fn line_received(&mut self, _: &[u8], ctl: &mut LineControl<'_>) {
+    impl Receiver for NoRaw {
+        fn frame_received(&mut self, _: &[u8], ctl: &mut Control<'_>) {
             ctl.set_raw_mode();
         }
     }
@@ -695,11 +695,11 @@ struct FloodThenPause {
     handle: Option<weft_core::TransportHandle>,
 }
 
-impl LineReceiver for FloodThenPause {
-    fn connection_made(&mut self, ctl: &mut LineControl<'_>) {
+impl Receiver for FloodThenPause {
+    fn connection_made(&mut self, ctl: &mut Control<'_>) {
         self.handle = Some(ctl.transport().handle());
     }
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
         self.received.push(line.to_vec());
         if line == b"flood" {
             ctl.transport().write(vec![b'x'; 200_000]); // above the 64 KiB high water mark

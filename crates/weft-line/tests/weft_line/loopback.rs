@@ -10,9 +10,8 @@ use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, FramedRead};
 use weft_core::{DisconnectReason, ListeningPort, Reactor};
 use weft_line::{
-    Int32Codec, LineCodec, LineControl, LineError, LineOnlyControl, LineOnlyReceiver, LineReceiver,
-    NetstringCodec, StringControl, StringReceiver, intn_factory, line_factory, line_only_factory,
-    netstring_factory,
+    Control, Int32Codec, IntN, LineCodec, LineError, LineOnly, Netstring, NetstringCodec, Receiver,
+    StringFraming, framed_factory,
 };
 
 const LIMIT: Duration = Duration::from_secs(10);
@@ -30,11 +29,11 @@ fn addr(port: &ListeningPort) -> std::net::SocketAddr {
 struct PausingEcho {
     lost: mpsc::UnboundedSender<DisconnectReason>,
 }
-impl LineReceiver for PausingEcho {
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineControl<'_>) {
+impl Receiver for PausingEcho {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
         ctl.send_line(line);
         ctl.pause_producing();
-        let handle = ctl.handle();
+        let handle = ctl.transport().handle();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(1)).await;
             let _ = handle.resume_producing();
@@ -52,7 +51,7 @@ async fn line_receiver_echo_with_handle_resumes_and_too_long_close() {
     let port = reactor
         .listen(
             "tcp:0:interface=127.0.0.1",
-            line_factory(move |_| Some(PausingEcho { lost: tx.clone() })),
+            framed_factory(move |_| Some(PausingEcho { lost: tx.clone() })),
         )
         .await
         .expect("listen");
@@ -96,9 +95,9 @@ async fn line_receiver_echo_with_handle_resumes_and_too_long_close() {
 }
 
 struct OnlyEcho;
-impl LineOnlyReceiver for OnlyEcho {
+impl Receiver<LineOnly> for OnlyEcho {
     const DELIMITER: &'static [u8] = b"\n";
-    fn line_received(&mut self, line: &[u8], ctl: &mut LineOnlyControl<'_>) {
+    fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_, LineOnly>) {
         ctl.send_line(line);
     }
 }
@@ -109,7 +108,7 @@ async fn line_only_echo() {
     let port = reactor
         .listen(
             "tcp:0:interface=127.0.0.1",
-            line_only_factory(|_| Some(OnlyEcho)),
+            framed_factory(|_| Some(OnlyEcho)),
         )
         .await
         .expect("listen");
@@ -137,8 +136,8 @@ async fn line_only_echo() {
 }
 
 struct StringEcho;
-impl StringReceiver for StringEcho {
-    fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+impl<F: StringFraming> Receiver<F> for StringEcho {
+    fn frame_received(&mut self, s: &[u8], ctl: &mut Control<'_, F>) {
         ctl.send_string(s).expect("same maximum");
     }
 }
@@ -149,14 +148,14 @@ async fn netstring_and_int32_echo() {
     let ns = reactor
         .listen(
             "tcp:0:interface=127.0.0.1",
-            netstring_factory(|_| Some(StringEcho)),
+            framed_factory::<Netstring, _, _>(|_| Some(StringEcho)),
         )
         .await
         .expect("listen");
     let i32p = reactor
         .listen(
             "tcp:0:interface=127.0.0.1",
-            intn_factory::<u32, _, _>(|_| Some(StringEcho)),
+            framed_factory::<IntN<u32>, _, _>(|_| Some(StringEcho)),
         )
         .await
         .expect("listen");

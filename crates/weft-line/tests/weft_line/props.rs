@@ -8,9 +8,8 @@ use proptest::prelude::*;
 use tokio_util::codec::{Decoder, Encoder};
 use weft_core::testing::MemoryTransport;
 use weft_line::{
-    Delimiter, Int8Codec, Int16Codec, Int32Codec, Int32Protocol, LineCodec, LineControl,
-    LineOnlyProtocol, LineProtocol, LineReceiver, NetstringCodec, NetstringProtocol, StringControl,
-    StringReceiver,
+    Control, Delimiter, Int8Codec, Int16Codec, Int32Codec, Int32Protocol, LineCodec,
+    LineOnlyProtocol, LineProtocol, NetstringCodec, NetstringProtocol, Receiver, StringFraming,
 };
 
 /// Cuts `wire` at the (sorted, deduplicated) points.
@@ -57,8 +56,8 @@ fn cuts() -> impl Strategy<Value = Vec<usize>> {
 
 #[derive(Default)]
 struct Lines(Vec<Vec<u8>>);
-impl LineReceiver for Lines {
-    fn line_received(&mut self, line: &[u8], _: &mut LineControl<'_>) {
+impl Receiver for Lines {
+    fn frame_received(&mut self, line: &[u8], _: &mut Control<'_>) {
         self.0.push(line.to_vec());
     }
 }
@@ -80,8 +79,8 @@ fn expected_lines(input: &[u8], delim: &[u8], max: usize) -> (Vec<Vec<u8>>, bool
 
 #[derive(Default)]
 struct Strings(Vec<Vec<u8>>);
-impl StringReceiver for Strings {
-    fn string_received(&mut self, s: &[u8], _: &mut StringControl<'_>) {
+impl<F: StringFraming> Receiver<F> for Strings {
+    fn frame_received(&mut self, s: &[u8], _: &mut Control<'_, F>) {
         self.0.push(s.to_vec());
     }
 }
@@ -269,6 +268,9 @@ proptest! {
         let mut line = MemoryTransport::new(
             LineProtocol::new(Recorder::default()).with_max_length(max),
         );
+        let mut only = MemoryTransport::new(
+            LineOnlyProtocol::new(Recorder::default()).with_max_length(max),
+        );
         let mut codec = LineCodec::new().max_length(max);
         let (mut cbuf, mut clines, mut cfailed) = (BytesMut::new(), Vec::new(), false);
         for step in &steps {
@@ -279,16 +281,19 @@ proptest! {
                 Step::Feed(bytes) => {
                     buf.extend_from_slice(bytes);
                     line.feed(bytes);
+                    only.feed(bytes);
                     cbuf.extend_from_slice(bytes);
                 }
                 Step::Delimiter(d) => {
                     delim = d.clone();
                     line.with(|p, t| p.with_control(t, |_, ctl| ctl.set_delimiter(d.clone())));
+                    only.with(|p, t| p.with_control(t, |_, ctl| ctl.set_delimiter(d.clone())));
                     codec = std::mem::take(&mut codec).delimiter(d.clone());
                 }
                 Step::MaxLength(m) => {
                     max = *m;
                     line.with(|p, t| p.with_control(t, |_, ctl| ctl.set_max_length(*m)));
+                    only.with(|p, t| p.with_control(t, |_, ctl| ctl.set_max_length(*m)));
                     codec = std::mem::take(&mut codec).max_length(*m);
                 }
             }
@@ -301,9 +306,10 @@ proptest! {
                 }
             }
         }
-        let got = line.protocol().receiver();
-        prop_assert_eq!(&got.lines, &lines);
-        prop_assert_eq!(got.exceeded, exceeded);
+        for got in [line.protocol().receiver(), only.protocol().receiver()] {
+            prop_assert_eq!(&got.lines, &lines);
+            prop_assert_eq!(got.exceeded, exceeded);
+        }
         prop_assert_eq!(&clines, &lines);
         prop_assert_eq!(cfailed, exceeded);
     }

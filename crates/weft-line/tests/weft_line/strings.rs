@@ -2,8 +2,8 @@
 
 use weft_core::testing::MemoryTransport;
 use weft_line::{
-    FrameError, Int8Protocol, Int16Protocol, Int32Protocol, NetstringProtocol, StringControl,
-    StringReceiver,
+    Control, FrameError, Int8Protocol, Int16Protocol, Int32Protocol, NetstringProtocol, Receiver,
+    StringFraming,
 };
 
 use crate::{chunk_sizes, close_error, fed};
@@ -14,15 +14,20 @@ struct Recorder {
     received: Vec<Vec<u8>>,
     exceeded: Vec<u64>,
 }
-impl StringReceiver for Recorder {
+impl<F: StringFraming> Receiver<F> for Recorder {
     const MAX_LENGTH: usize = 50;
-    fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+    fn frame_received(&mut self, s: &[u8], ctl: &mut Control<'_, F>) {
         self.received.push(s.to_vec());
-        ctl.write(s);
+        ctl.transport().write(s);
     }
-    fn length_limit_exceeded(&mut self, length: u64, ctl: &mut StringControl<'_>) {
-        self.exceeded.push(length);
-        ctl.lose_connection();
+    fn frame_error(&mut self, error: FrameError, _: &[u8], ctl: &mut Control<'_, F>) {
+        match error {
+            FrameError::TooLong { length, .. } => {
+                self.exceeded.push(length);
+                ctl.transport().lose_connection();
+            }
+            error => ctl.transport().close_with_error(error),
+        }
     }
 }
 
@@ -158,9 +163,9 @@ fn netstring_max_receive_limit_and_early_rejection() {
 #[test]
 fn netstring_default_hooks_close_with_typed_reasons() {
     struct Quiet;
-    impl StringReceiver for Quiet {
+    impl<F: StringFraming> Receiver<F> for Quiet {
         const MAX_LENGTH: usize = 10;
-        fn string_received(&mut self, _: &[u8], _: &mut StringControl<'_>) {}
+        fn frame_received(&mut self, _: &[u8], _: &mut Control<'_, F>) {}
     }
     let conn = fed(NetstringProtocol::new(Quiet), b"11", 1);
     assert_eq!(
@@ -313,13 +318,13 @@ fn int8_illegal_delivers_the_two_empty_strings_first() {
 /// Pauses after every string; resumed by a zero timer (Twisted's `test_pausing` shape).
 #[derive(Default)]
 struct PauseEach(Vec<Vec<u8>>);
-impl StringReceiver for PauseEach {
-    fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+impl<F: StringFraming> Receiver<F> for PauseEach {
+    fn frame_received(&mut self, s: &[u8], ctl: &mut Control<'_, F>) {
         self.0.push(s.to_vec());
         ctl.pause_producing();
-        ctl.call_later(std::time::Duration::ZERO);
+        ctl.transport().call_later(std::time::Duration::ZERO);
     }
-    fn timer_fired(&mut self, _: weft_core::TimerId, ctl: &mut StringControl<'_>) {
+    fn timer_fired(&mut self, _: weft_core::TimerId, ctl: &mut Control<'_, F>) {
         ctl.resume_producing();
     }
 }
@@ -352,8 +357,8 @@ fn intn_pausing_every_chunk_size() {
 async fn netstring_resume_through_a_handle() {
     #[derive(Default)]
     struct PauseFirst(Vec<Vec<u8>>);
-    impl StringReceiver for PauseFirst {
-        fn string_received(&mut self, s: &[u8], ctl: &mut StringControl<'_>) {
+    impl<F: StringFraming> Receiver<F> for PauseFirst {
+        fn frame_received(&mut self, s: &[u8], ctl: &mut Control<'_, F>) {
             self.0.push(s.to_vec());
             if self.0.len() == 1 {
                 ctl.pause_producing();
