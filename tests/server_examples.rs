@@ -456,16 +456,6 @@ fn line_examples_take_plain_nc_lines() {
     assert_eq!(&back, b"from nc\nfrom telnet\r\n");
 }
 
-/// The chat example's server RSS in KiB, from /proc.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// A chat client: the stream to write and a line reader.
 struct ChatClient {
     w: TcpStream,
@@ -534,7 +524,7 @@ fn chat_relays_lines_and_a_client_that_never_reads_keeps_memory_flat() {
     let mut before = 0;
     for batch in 0..batches {
         if batch == batches / 20 {
-            before = rss_kib(pid); // warmed up: buffers, allocator arenas
+            before = common::rss_kib(pid); // warmed up: buffers, allocator arenas
         }
         let mut out = String::new();
         for i in 0..batch_lines {
@@ -555,7 +545,7 @@ fn chat_relays_lines_and_a_client_that_never_reads_keeps_memory_flat() {
             }
         }
     }
-    let after = rss_kib(pid);
+    let after = common::rss_kib(pid);
     eprintln!("chat server RSS {before} KiB -> {after} KiB over {batches} batches");
     assert!(before > 0, "read the server's RSS");
     assert!(
