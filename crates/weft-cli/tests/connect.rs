@@ -240,7 +240,13 @@ fn udp_to_a_closed_port_is_a_network_error() {
 
 #[test]
 fn udp_needs_a_host_and_port() {
-    one_line_failure(&["connect", "-u", "unix:/tmp/weft-none.sock"], "", 2);
+    for target in [
+        "unix:/tmp/weft-none.sock",
+        "/tmp/weft-none.sock",
+        "tls:localhost:1",
+    ] {
+        one_line_failure(&["connect", "-u", target], "", 2);
+    }
 }
 
 #[test]
