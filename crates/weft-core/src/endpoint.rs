@@ -243,6 +243,29 @@ pub enum SystemdSocket {
 }
 
 impl ServerEndpoint {
+    /// Plain TCP on `addr`, as `tcp:PORT:interface=IP` says.
+    ///
+    /// ```
+    /// use weft_core::ServerEndpoint;
+    /// let ep = ServerEndpoint::tcp("127.0.0.1:80".parse().unwrap());
+    /// assert_eq!(ep.to_string(), "tcp:80:interface=127.0.0.1");
+    /// assert_eq!(ServerEndpoint::udp("127.0.0.1:53".parse().unwrap()).to_string(), "udp:53:interface=127.0.0.1");
+    /// ```
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Self::Tcp {
+            addr,
+            backlog: None,
+            reuse_port: false,
+        }
+    }
+
+    /// UDP on `addr`, as `udp:PORT:interface=IP` says.
+    ///
+    /// See [`tcp`](Self::tcp) for an example.
+    pub fn udp(addr: SocketAddr) -> Self {
+        Self::Udp { addr }
+    }
+
     /// The IP socket address of a TCP or UDP endpoint, for code that binds its own socket
     /// (`None` for a Unix endpoint).
     ///

@@ -424,6 +424,19 @@ impl Listener {
         Ok(Self::new(Socket::Unix(listener), local, false, None))
     }
 
+    /// Sets whether accepted TCP connections get TCP_NODELAY (no effect on Unix sockets).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// let mut listener = weft_core::listener::Listener::bind("tcp:0:interface=127.0.0.1").await?;
+    /// listener.set_nodelay(false);
+    /// # Ok(()) }
+    /// ```
+    pub fn set_nodelay(&mut self, on: bool) {
+        self.nodelay = on;
+    }
+
     fn new(socket: Socket, local: Address, nodelay: bool, setup: Option<Setup>) -> Self {
         Self {
             socket,
@@ -513,6 +526,40 @@ impl Listener {
                 Ok((Stream::Unix(s), Address::from_unix(&a)))
             }
         }
+    }
+}
+
+/// Adopts a bound tokio listener (accepted connections get TCP_NODELAY).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let tokio_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let addr = tokio_listener.local_addr()?;
+/// let listener = weft_core::listener::Listener::from(tokio_listener);
+/// assert_eq!(listener.local_addr().as_inet(), Some(addr));
+/// # Ok(()) }
+/// ```
+impl From<TcpListener> for Listener {
+    fn from(listener: TcpListener) -> Self {
+        let local = listener
+            .local_addr()
+            .map(Address::Inet)
+            .unwrap_or(Address::Unix(None));
+        Self::new(Socket::Tcp(listener), local, true, None)
+    }
+}
+
+/// Adopts a bound tokio Unix listener; its file is left alone when the listener is dropped.
+///
+/// See the [`TcpListener` form](#impl-From%3CTcpListener%3E-for-Listener) for an example.
+impl From<UnixListener> for Listener {
+    fn from(listener: UnixListener) -> Self {
+        let local = listener
+            .local_addr()
+            .map(|a| Address::from_unix(&a))
+            .unwrap_or(Address::Unix(None));
+        Self::new(Socket::Unix(listener), local, false, None)
     }
 }
 

@@ -19,6 +19,7 @@ use crate::endpoint::{ClientEndpoint, ServerEndpoint};
 use crate::factory::FactoryUse;
 use crate::listener::{Established, ListenOptions, Listener, Stream};
 use crate::protocol::Conn;
+use crate::shutdown::ShutdownHandle;
 use crate::transport::Origin;
 use crate::{
     Address, Backoff, ClientFactory, DisconnectReason, Factory, Transport, TransportHandle,
@@ -39,7 +40,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// Tells connections to close, then to abort.
     hub: Arc<Hub>,
-    stop: CancellationToken,
+    /// What `stop` asks and `run` waits for.
+    stop: ShutdownHandle,
     tracker: TaskTracker,
     drain: Mutex<Duration>,
     signals_installed: std::sync::atomic::AtomicBool,
@@ -109,7 +111,7 @@ impl Reactor {
             inner: Arc::new(Inner {
                 shutdown: CancellationToken::new(),
                 hub: Arc::new(Hub::default()),
-                stop: CancellationToken::new(),
+                stop: ShutdownHandle::default(),
                 tracker: TaskTracker::new(),
                 drain: Mutex::new(DEFAULT_DRAIN_TIMEOUT),
                 signals_installed: std::sync::atomic::AtomicBool::new(false),
@@ -575,16 +577,53 @@ impl Reactor {
                 let config = tls
                     .config()
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                let target = endpoint.tcp_target().ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::Unsupported,
-                        "TLS over a Unix socket is not supported yet (endpoint= takes tcp:)",
-                    )
-                })?;
-                self.connect_tls(target, host, config, factory, *timeout)
-                    .await
+                match endpoint.tcp_target() {
+                    Some(target) => {
+                        self.connect_tls(target, host, config, factory, *timeout)
+                            .await
+                    }
+                    None => {
+                        self.connect_tls_unix(endpoint, host, config, factory, *timeout)
+                            .await
+                    }
+                }
             }
         }
+    }
+
+    /// `tls:HOST:PORT:endpoint=unix\:/path`: TLS over a Unix socket, verifying HOST.
+    async fn connect_tls_unix<F: ClientFactory>(
+        &self,
+        endpoint: &ClientEndpoint,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+        factory: F,
+        timeout: Duration,
+    ) -> io::Result<Connection> {
+        let Some(ClientEndpoint::Unix { path, .. }) = (match endpoint {
+            ClientEndpoint::Tls { via, .. } => via.as_deref(),
+            _ => None,
+        }) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a tls: endpoint through a Unix socket",
+            ));
+        };
+        let factory = Arc::new(factory);
+        let use_ = FactoryUse::new(factory.clone());
+        let target = Address::Unix(Some(path.clone()));
+        let attempt = async {
+            let unix = UnixStream::connect(path).await?;
+            crate::tls::client_handshake(unix, server_name, config).await
+        };
+        let tls = dial_to(&*factory, &target, timeout, "TLS connect", attempt).await?;
+        let (unix, conn) = tls.into_inner();
+        let host = unix
+            .local_addr()
+            .map(|a| Address::from_unix(&a))
+            .unwrap_or(Address::Unix(None));
+        let socket = crate::tls_io::TlsSocket::new(unix, conn, Some(server_name.to_owned()));
+        self.client_connection(socket, target, host, use_)
     }
 
     fn client_connection<S: RawStream, F: ClientFactory>(
@@ -747,7 +786,7 @@ impl Reactor {
     ///
     /// See [`run`](Self::run).
     pub fn stop(&self) {
-        self.inner.stop.cancel();
+        self.inner.stop.request();
     }
 
     /// Makes Ctrl-C (SIGINT) and SIGTERM call [`stop`](Self::stop), from now on.
@@ -770,22 +809,10 @@ impl Reactor {
     /// # }
     /// ```
     pub fn handle_signals(&self) -> io::Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
         if self.inner.signals_installed.swap(true, Ordering::SeqCst) {
             return Ok(());
         }
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut term = signal(SignalKind::terminate())?;
-        let stop = self.inner.stop.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = int.recv() => tracing::info!("interrupted; shutting down"),
-                _ = term.recv() => tracing::info!("terminated; shutting down"),
-                _ = stop.cancelled() => return,
-            }
-            stop.cancel();
-        });
-        Ok(())
+        self.inner.stop.request_on_signals()
     }
 
     /// Serves until Ctrl-C, SIGTERM or [`stop`](Self::stop), then shuts down gracefully
@@ -805,8 +832,10 @@ impl Reactor {
     /// ```
     pub async fn run(&self) -> io::Result<()> {
         self.handle_signals()?;
-        self.inner.stop.cancelled().await;
+        let mut serving = self.inner.stop.begin_serving();
+        serving.requested().await;
         self.shutdown().await;
+        drop(serving);
         Ok(())
     }
 
@@ -818,7 +847,7 @@ impl Reactor {
     /// See [`Reactor`] for an example.
     pub async fn shutdown(&self) {
         let drain = *self.inner.drain.lock().unwrap_or_else(|e| e.into_inner());
-        self.inner.stop.cancel();
+        self.inner.stop.request();
         self.inner.shutdown.cancel();
         self.inner.hub.trigger(true);
         self.inner.tracker.close();
@@ -854,16 +883,32 @@ where
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to"))?;
     let target_addr = Address::Inet(target);
-    factory.started_connecting(&target_addr);
-    let e = match tokio::time::timeout(timeout, connect(target)).await {
-        Ok(Ok(s)) => return Ok((s, target_addr)),
+    let s = dial_to(factory, &target_addr, timeout, what, connect(target)).await?;
+    Ok((s, target_addr))
+}
+
+/// Runs `connecting` (to `target`) within `timeout`, telling the factory it started and, on
+/// failure, why.
+async fn dial_to<F, T>(
+    factory: &F,
+    target: &Address,
+    timeout: Duration,
+    what: &str,
+    connecting: impl std::future::Future<Output = io::Result<T>>,
+) -> io::Result<T>
+where
+    F: ClientFactory,
+{
+    factory.started_connecting(target);
+    let e = match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(s)) => return Ok(s),
         Ok(Err(e)) => e,
         Err(_) => io::Error::new(
             io::ErrorKind::TimedOut,
             format!("{what} to {target} timed out"),
         ),
     };
-    factory.client_connection_failed(&target_addr, &e);
+    factory.client_connection_failed(target, &e);
     Err(e)
 }
 

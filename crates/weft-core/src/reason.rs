@@ -166,8 +166,14 @@ impl fmt::Display for DisconnectReason {
     }
 }
 
-/// Turns a panic payload into a message.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+/// The message of a panic payload (what `panic!` was given), for logs and errors: the
+/// `&str` or `String` payload, or "non-string panic payload".
+///
+/// ```
+/// let payload = std::panic::catch_unwind(|| panic!("boom {}", 1)).unwrap_err();
+/// assert_eq!(weft_core::panic_message(payload.as_ref()), "boom 1");
+/// ```
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

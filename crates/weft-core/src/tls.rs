@@ -902,11 +902,27 @@ pub async fn connect_stream(
     server_name: &str,
     config: Arc<ClientConfig>,
 ) -> io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let _ = tcp.set_nodelay(true);
+    client_handshake(tcp, server_name, config).await
+}
+
+/// Runs a TLS client handshake over any connected stream (a Unix socket for `tls:`'s
+/// `endpoint=unix\:/path`), verifying `server_name`.
+///
+/// # Errors
+/// As [`connect_stream`].
+pub async fn client_handshake<IO>(
+    io: IO,
+    server_name: &str,
+    config: Arc<ClientConfig>,
+) -> io::Result<tokio_rustls::client::TlsStream<IO>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
+        .connect(name, io)
         .await
 }

@@ -25,8 +25,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::os::fd::AsFd;
+
 use tokio::io::Interest;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::driver::RawStream;
 use crate::tls::TlsInfo;
@@ -60,9 +62,46 @@ impl Drop for Entered {
 #[error("the TLS peer closed the connection without close_notify (truncated)")]
 pub(crate) struct Truncated;
 
-/// A TCP stream carrying TLS, for the connection driver.
-pub(crate) struct TlsSocket {
-    tcp: TcpStream,
+/// The socket operations TLS needs from a stream socket (TCP or Unix).
+pub(crate) trait Socket: AsFd + Send + 'static {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize>;
+    fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
+}
+
+macro_rules! socket {
+    ($t:ty) => {
+        impl Socket for $t {
+            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$t>::poll_read_ready(self, cx)
+            }
+            fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$t>::poll_write_ready(self, cx)
+            }
+            fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+                <$t>::try_write(self, buf)
+            }
+            fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+                <$t>::try_write_vectored(self, bufs)
+            }
+            fn try_io<R>(
+                &self,
+                interest: Interest,
+                f: impl FnOnce() -> io::Result<R>,
+            ) -> io::Result<R> {
+                <$t>::try_io(self, interest, f)
+            }
+        }
+    };
+}
+socket!(TcpStream);
+socket!(UnixStream);
+
+/// A stream socket carrying TLS, for the connection driver.
+pub(crate) struct TlsSocket<T: Socket = TcpStream> {
+    tcp: T,
     tls: RefCell<rustls::Connection>,
     /// A TCP FIN is due once the queued `close_notify` is out.
     fin_due: Cell<bool>,
@@ -72,9 +111,9 @@ pub(crate) struct TlsSocket {
     server_name: Option<String>,
 }
 
-impl TlsSocket {
+impl<T: Socket> TlsSocket<T> {
     pub(crate) fn new(
-        tcp: TcpStream,
+        tcp: T,
         tls: impl Into<rustls::Connection>,
         server_name: Option<String>,
     ) -> Self {
@@ -145,9 +184,9 @@ impl TlsSocket {
 
 /// Writes ciphertext to the socket without waiting (`try_write`, which clears the write
 /// readiness on `WouldBlock`).
-struct SocketOut<'a>(&'a TcpStream);
+struct SocketOut<'a, T: Socket>(&'a T);
 
-impl Write for SocketOut<'_> {
+impl<T: Socket> Write for SocketOut<'_, T> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.try_write(buf)
     }
@@ -160,12 +199,12 @@ impl Write for SocketOut<'_> {
 }
 
 /// Reads ciphertext from the socket, noting a short read (the receive queue is drained).
-struct SocketIn<'a> {
-    tcp: &'a TcpStream,
+struct SocketIn<'a, T: Socket> {
+    tcp: &'a T,
     short: bool,
 }
 
-impl Read for SocketIn<'_> {
+impl<T: Socket> Read for SocketIn<'_, T> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = (&*socket2::SockRef::from(self.tcp)).read(buf)?;
         if n < buf.len() {
@@ -175,7 +214,7 @@ impl Read for SocketIn<'_> {
     }
 }
 
-impl RawStream for TlsSocket {
+impl<T: Socket> RawStream for TlsSocket<T> {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Plaintext already decrypted, or the peer's close (clean or not), is ready without
         // the socket.

@@ -801,3 +801,67 @@ impl tokio::io::AsyncWrite for ByteAtATime {
         std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
+
+#[tokio::test]
+async fn a_tls_client_endpoint_goes_through_a_unix_socket_and_verifies_the_host() {
+    need_python();
+    let srv = serve("ssl:0:privateKey={pem}:interface=127.0.0.1").await;
+    let sock = srv.dir.join("tls.sock");
+    let script = r#"
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1])
+ls = socket.socket(socket.AF_UNIX)
+ls.bind(sys.argv[2])
+ls.listen(1)
+print("ready", flush=True)
+raw, _ = ls.accept()
+s = ctx.wrap_socket(raw, server_side=True)
+data = s.recv(100)
+s.sendall(data)
+s.unwrap()
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(srv.dir.join("pems/localhost.pem"))
+        .arg(&sock)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n");
+    let ep: weft_core::ClientEndpoint = format!(
+        r"tls:localhost:443:trustRoots={}:endpoint=unix\:{}",
+        srv.dir.join("ca.pem").display(),
+        sock.display()
+    )
+    .parse()
+    .unwrap();
+    let reactor = Reactor::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _conn = within(reactor.connect(
+        &ep,
+        factory_fn(move |_| {
+            Some(Hello {
+                got: Vec::new(),
+                done: tx.clone(),
+                tls: false,
+            })
+        }),
+    ))
+    .await
+    .expect("TLS over the Unix socket, localhost verified");
+    let (got, reason, saw_cert) = within(rx.recv()).await.unwrap();
+    assert_eq!(got, b"hello\n");
+    assert!(saw_cert);
+    assert!(reason.is_clean(), "{reason:?}");
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    reactor.shutdown().await;
+    srv.reactor.shutdown().await;
+}

@@ -4,6 +4,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use weft_core::ListenOptions;
+
 /// How a server runs its requests: the seed's three ways (one at a time, threads,
 /// processes) plus tokio tasks.
 ///
@@ -158,6 +160,7 @@ impl Default for Concurrency {
 /// }
 /// ```
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct ProcessPool {
     /// The number of worker processes (`ForkingMixIn.max_children`, 40 in Python).
     pub max_children: usize,
@@ -280,30 +283,29 @@ impl ProcessPool {
 /// assert_eq!(config.get_backlog(), 64);
 /// ```
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct ServerConfig {
-    pub(crate) backlog: i32,
-    pub(crate) reuse_address: bool,
-    pub(crate) reuse_port: bool,
+    /// Backlog, `SO_REUSEADDR`, `SO_REUSEPORT`, `TCP_NODELAY`: weft-core's listener options.
+    pub(crate) listen: ListenOptions,
     pub(crate) timeout: Option<Duration>,
     pub(crate) concurrency: Concurrency,
     pub(crate) block_on_close: bool,
     pub(crate) max_packet_size: usize,
     pub(crate) request_timeout: Option<Duration>,
-    pub(crate) nodelay: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            backlog: 128,
-            reuse_address: true,
-            reuse_port: false,
+            listen: ListenOptions::default()
+                .backlog(128)
+                .reuse_address(true)
+                .nodelay(false),
             timeout: None,
             concurrency: Concurrency::default(),
             block_on_close: true,
             max_packet_size: 8192,
             request_timeout: None,
-            nodelay: false,
         }
     }
 }
@@ -336,7 +338,7 @@ impl ServerConfig {
     /// assert_eq!(config.get_backlog(), 5);
     /// ```
     pub fn backlog(mut self, backlog: u32) -> Self {
-        self.backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+        self.listen.backlog = backlog.min(i32::MAX as u32);
         self
     }
 
@@ -351,7 +353,7 @@ impl ServerConfig {
     /// assert!(!config.get_reuse_address());
     /// ```
     pub fn reuse_address(mut self, on: bool) -> Self {
-        self.reuse_address = on;
+        self.listen.reuse_address = on;
         self
     }
 
@@ -380,7 +382,7 @@ impl ServerConfig {
     /// # Ok(()) }
     /// ```
     pub fn reuse_port(mut self, on: bool) -> Self {
-        self.reuse_port = on;
+        self.listen.reuse_port = on;
         self
     }
 
@@ -479,7 +481,7 @@ impl ServerConfig {
     /// assert!(config.get_nodelay());
     /// ```
     pub fn nodelay(mut self, on: bool) -> Self {
-        self.nodelay = on;
+        self.listen.nodelay = on;
         self
     }
 
@@ -494,7 +496,7 @@ impl ServerConfig {
     /// assert_eq!(ServerConfig::new().backlog(1024).get_backlog(), 1024);
     /// ```
     pub fn get_backlog(&self) -> u32 {
-        u32::try_from(self.backlog).unwrap_or(0)
+        self.listen.backlog
     }
 
     /// Whether `SO_REUSEADDR` is set.
@@ -508,7 +510,7 @@ impl ServerConfig {
     /// assert!(!ServerConfig::new().reuse_address(false).get_reuse_address());
     /// ```
     pub fn get_reuse_address(&self) -> bool {
-        self.reuse_address
+        self.listen.reuse_address
     }
 
     /// The `handle_request` timeout.
@@ -593,6 +595,6 @@ impl ServerConfig {
     /// assert!(!ServerConfig::new().get_nodelay());
     /// ```
     pub fn get_nodelay(&self) -> bool {
-        self.nodelay
+        self.listen.nodelay
     }
 }

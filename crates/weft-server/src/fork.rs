@@ -40,6 +40,8 @@
 
 use std::collections::HashSet;
 use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,13 +50,12 @@ use std::time::Duration;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+use weft_core::Address;
 
-use crate::addr::Address;
 use crate::config::{Concurrency, ServerConfig};
-use crate::error::ServerError;
+use crate::error::{HandlerResult, ServerError};
 use crate::handler::{BlockingRequestHandler, panic_error, run_blocking};
 use crate::request::{BlockingStreamRequest, DatagramRequest, ServerInfo};
-use crate::server::bind_first;
 
 /// `ForkingMixIn.max_children` when the config does not say.
 ///
@@ -74,36 +75,6 @@ pub const DEFAULT_MAX_CHILDREN: usize = 40;
 
 /// How often `serve_forever` wakes up to reap children (`poll_interval`).
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
-
-#[derive(Debug)]
-enum StdListener {
-    Tcp(std::net::TcpListener),
-    Unix(std::os::unix::net::UnixListener),
-}
-
-enum StdConn {
-    Tcp(std::net::TcpStream, Address),
-    Unix(std::os::unix::net::UnixStream, Address),
-}
-
-impl StdListener {
-    fn set_accept_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        // Linux's accept() honours SO_RCVTIMEO.
-        match self {
-            StdListener::Tcp(l) => SockRef::from(l).set_read_timeout(t),
-            StdListener::Unix(l) => SockRef::from(l).set_read_timeout(t),
-        }
-    }
-
-    fn accept(&self) -> io::Result<StdConn> {
-        match self {
-            StdListener::Tcp(l) => l.accept().map(|(s, a)| StdConn::Tcp(s, Address::Inet(a))),
-            StdListener::Unix(l) => l
-                .accept()
-                .map(|(s, a)| StdConn::Unix(s, Address::from_unix_std(&a))),
-        }
-    }
-}
 
 /// The number of threads of this process, from `/proc/self/status`.
 ///
@@ -225,84 +196,154 @@ fn child_status<R: Send + 'static, H: BlockingRequestHandler<R>>(
     status
 }
 
-/// A blocking server that forks a child per request: [`ForkingServer`] (TCP, Unix
-/// stream) or [`ForkingDatagramServer`] (UDP, Unix datagram). See the
-/// [module documentation](self).
-///
-/// `S` is the server's socket, [`StreamSocket`] or [`DatagramSocket`], and `H` its
-/// handler; write the aliases rather than `Forking` itself. The accessors and the
-/// serving methods are the same for both kinds; binding is that of each kind.
-///
-/// # Examples
-///
-/// ```
-/// use weft_server::fork::{DatagramSocket, Forking, ForkingDatagramServer};
-/// use weft_server::ServerConfig;
-/// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
-/// # struct Ack;
-/// # impl BlockingRequestHandler<DatagramRequest> for Ack {
-/// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-/// #         req.wfile.extend_from_slice(b"ack");
-/// #         Ok(())
-/// #     }
-/// # }
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server: Forking<DatagramSocket, Ack> =
-///     ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, ServerConfig::new())?;
-/// assert_eq!(server.active_children(), 0);
-/// server.close()?;
-/// # Ok(()) }
-/// ```
-pub struct Forking<S, H> {
-    socket: Option<S>,
+/// What differs between the two kinds of forking server: the socket, how a request is
+/// received, and what the child does with it.
+trait ForkRequest: Send + Sized + 'static {
+    /// A listening socket, or a datagram socket.
+    type Socket: AsFd;
+    /// An accepted connection, or a datagram's bytes.
+    type Raw;
+    /// Whether the child keeps the server's socket (to send a datagram's reply).
+    const CHILD_KEEPS_SOCKET: bool;
+    /// The server's socket, bound.
+    fn adopt(s: Socket) -> Self::Socket;
+    fn receive(socket: &Self::Socket, info: &ServerInfo) -> io::Result<(Self::Raw, Address)>;
+    /// In the child: runs the handler on the request, replies or closes.
+    fn run_child<H: BlockingRequestHandler<Self>>(
+        server: &Forks<Self, H>,
+        raw: Self::Raw,
+        client: &Address,
+    ) -> HandlerResult;
+}
+
+fn address_of(a: &SockAddr) -> Address {
+    match a.as_socket() {
+        Some(inet) => Address::Inet(inet),
+        None => Address::Unix(a.as_pathname().map(Path::to_path_buf)),
+    }
+}
+
+impl ForkRequest for BlockingStreamRequest {
+    type Socket = Socket;
+    type Raw = Socket;
+    const CHILD_KEEPS_SOCKET: bool = false;
+
+    fn adopt(s: Socket) -> Socket {
+        s
+    }
+
+    fn receive(listener: &Socket, _: &ServerInfo) -> io::Result<(Socket, Address)> {
+        let (conn, addr) = listener.accept()?;
+        Ok((conn, address_of(&addr)))
+    }
+
+    fn run_child<H: BlockingRequestHandler<Self>>(
+        server: &Forks<Self, H>,
+        conn: Socket,
+        client: &Address,
+    ) -> HandlerResult {
+        if server.info.config.get_nodelay() && client.as_inet().is_some() {
+            conn.set_tcp_nodelay(true)?;
+        }
+        let mut req =
+            BlockingStreamRequest::from_socket(conn, client.clone(), server.info.clone())?;
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            run_blocking(&*server.handler, &mut req)
+        }))
+        .unwrap_or_else(|p| Err(panic_error(p)));
+        if let Err(e) = req.close() {
+            tracing::debug!(%client, error = %e, "error while closing a connection");
+        }
+        result
+    }
+}
+
+impl ForkRequest for DatagramRequest {
+    type Socket = StdDgram;
+    type Raw = Vec<u8>;
+    const CHILD_KEEPS_SOCKET: bool = true;
+
+    fn adopt(s: Socket) -> StdDgram {
+        if s.domain().is_ok_and(|d| d == Domain::UNIX) {
+            StdDgram::Unix(std::os::fd::OwnedFd::from(s).into())
+        } else {
+            StdDgram::Udp(s.into())
+        }
+    }
+
+    fn receive(socket: &StdDgram, info: &ServerInfo) -> io::Result<(Vec<u8>, Address)> {
+        let mut buf = vec![0u8; info.config.get_max_packet_size()];
+        let (n, client) = socket.recv_from(&mut buf)?;
+        buf.truncate(n);
+        Ok((buf, client))
+    }
+
+    fn run_child<H: BlockingRequestHandler<Self>>(
+        server: &Forks<Self, H>,
+        packet: Vec<u8>,
+        client: &Address,
+    ) -> HandlerResult {
+        let mut req = DatagramRequest::new(packet, client.clone(), server.info.clone());
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            run_blocking(&*server.handler, &mut req)
+        }))
+        .unwrap_or_else(|p| Err(panic_error(p)));
+        match &server.socket {
+            Some(s) if !req.wfile.is_empty() => result.and(Ok(s.send_to(&req.wfile, client)?)),
+            _ => result,
+        }
+    }
+}
+
+/// A blocking datagram socket: UDP or Unix.
+#[derive(Debug)]
+enum StdDgram {
+    Udp(std::net::UdpSocket),
+    Unix(std::os::unix::net::UnixDatagram),
+}
+
+impl StdDgram {
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Address)> {
+        match self {
+            StdDgram::Udp(s) => s.recv_from(buf).map(|(n, a)| (n, Address::Inet(a))),
+            StdDgram::Unix(s) => s
+                .recv_from(buf)
+                .map(|(n, a)| (n, Address::Unix(a.as_pathname().map(Path::to_path_buf)))),
+        }
+    }
+
+    fn send_to(&self, data: &[u8], to: &Address) -> io::Result<()> {
+        match (self, to) {
+            (StdDgram::Udp(s), Address::Inet(a)) => s.send_to(data, a).map(drop),
+            (StdDgram::Unix(s), Address::Unix(Some(p))) => s.send_to(data, p).map(drop),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot reply to {to}"),
+            )),
+        }
+    }
+}
+
+impl AsFd for StdDgram {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            StdDgram::Udp(s) => s.as_fd(),
+            StdDgram::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+/// The forking serve loop under both forking server types.
+struct Forks<R: ForkRequest, H> {
+    socket: Option<R::Socket>,
     handler: Arc<H>,
     info: Arc<ServerInfo>,
     children: Children,
+    /// The Unix socket file to remove on close or drop (never in a child).
     path: Option<PathBuf>,
 }
 
-mod sealed {
-    use std::time::Duration;
-
-    use crate::error::ServerError;
-    use crate::handler::BlockingRequestHandler;
-
-    /// The sockets of a [`Forking`](super::Forking) server: what differs between the
-    /// stream and the datagram kind.
-    pub trait Socket: Sized {
-        /// The name `Debug` shows.
-        const NAME: &'static str;
-        /// What is logged when receiving a request fails.
-        const FAILED: &'static str;
-        /// What is logged when `verify_request` refuses a request.
-        const REFUSED: &'static str;
-        /// The request a handler of this kind gets.
-        type Request: Send + 'static;
-
-        /// Sets how long receiving a request may block.
-        fn set_timeout(&self, t: Option<Duration>) -> std::io::Result<()>;
-
-        /// Waits up to `timeout` for a request and forks a child for it; returns
-        /// whether one came.
-        fn fork_next<H: BlockingRequestHandler<Self::Request>>(
-            server: &mut super::Forking<Self, H>,
-            timeout: Option<Duration>,
-            call_timeout: bool,
-        ) -> Result<bool, ServerError>;
-    }
-}
-
-impl<S: sealed::Socket, H> std::fmt::Debug for Forking<S, H> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct(S::NAME)
-            .field("address", &self.info.address)
-            .field("active_children", &self.children.active.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, H> Drop for Forking<S, H> {
+impl<R: ForkRequest, H> Drop for Forks<R, H> {
     fn drop(&mut self) {
         if let Some(p) = self.path.take() {
             let _ = std::fs::remove_file(p);
@@ -310,15 +351,15 @@ impl<S, H> Drop for Forking<S, H> {
     }
 }
 
-impl<S, H> Forking<S, H> {
+impl<R: ForkRequest, H: BlockingRequestHandler<R>> Forks<R, H> {
     fn new(
-        socket: S,
+        socket: R::Socket,
         address: Address,
         config: ServerConfig,
         path: Option<PathBuf>,
         handler: H,
     ) -> Self {
-        Forking {
+        Forks {
             socket: Some(socket),
             handler: Arc::new(handler),
             children: Children::new(&config),
@@ -331,210 +372,262 @@ impl<S, H> Forking<S, H> {
         }
     }
 
-    /// The address the server is bound to, with the real port.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// # struct Thanks;
-    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    /// #         req.write_all(b"Thank you for connecting")?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
-    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
-    /// assert!(addr.ip().is_loopback() && addr.port() != 0);
-    /// # Ok(()) }
-    /// ```
-    pub fn server_address(&self) -> &Address {
-        &self.info.address
-    }
-
-    /// The server's address and settings.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use weft_server::fork::ForkingServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// # struct Thanks;
-    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    /// #         req.write_all(b"Thank you for connecting")?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let config = ServerConfig::new().request_timeout(Duration::from_secs(10));
-    /// let server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, config)?;
-    /// assert_eq!(server.info().address(), server.server_address());
-    /// assert_eq!(server.info().config().get_request_timeout(), Some(Duration::from_secs(10)));
-    /// # Ok(()) }
-    /// ```
-    pub fn info(&self) -> &ServerInfo {
-        &self.info
-    }
-
-    /// The number of forked children not yet reaped (`active_children`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// # struct Thanks;
-    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    /// #         req.write_all(b"Thank you for connecting")?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
-    /// assert_eq!(server.active_children(), 0); // nothing forked yet
-    /// # Ok(()) }
-    /// ```
-    pub fn active_children(&self) -> usize {
-        self.children.active.len()
-    }
-
-    /// Reaps finished children; with `block`, waits until fewer than
-    /// `max_children` run (Python's `collect_children`).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// # struct Thanks;
-    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    /// #         req.write_all(b"Thank you for connecting")?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let mut server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
-    /// server.collect_children(false); // reap what has finished, without waiting
-    /// assert_eq!(server.active_children(), 0);
-    /// # Ok(()) }
-    /// ```
-    pub fn collect_children(&mut self, block: bool) {
-        self.children.collect(block);
-    }
-
-    /// Waits for every child to exit.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// # struct Thanks;
-    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    /// #         req.write_all(b"Thank you for connecting")?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let mut server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
-    /// server.wait_children(); // returns at once: no children
-    /// assert_eq!(server.active_children(), 0);
-    /// # Ok(()) }
-    /// ```
-    pub fn wait_children(&mut self) {
-        self.children.wait_all();
-    }
-
-    /// Closes the socket (listening or datagram), removes a Unix socket file and, with
-    /// `block_on_close` (the default), waits for every child (`server_close`).
-    ///
-    /// # Errors
-    ///
-    /// None at present: the `Result` is always `Ok`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::{ForkingDatagramServer, ForkingServer};
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// # struct Thanks;
-    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    /// #         req.write_all(b"Thank you for connecting")?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # struct Ack;
-    /// # impl BlockingRequestHandler<weft_server::DatagramRequest> for Ack {
-    /// #     fn handle(&self, req: &mut weft_server::DatagramRequest) -> HandlerResult {
-    /// #         req.wfile.extend_from_slice(b"ack");
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let dir = tempfile::tempdir()?;
-    /// let path = dir.path().join("thanks.sock");
-    /// let server = ForkingServer::bind_unix(&path, Thanks, ServerConfig::new())?;
-    /// server.close()?; // waits for the children, removes the socket file
-    /// assert!(!path.exists());
-    ///
-    /// // The same for a datagram server.
-    /// let path = dir.path().join("ack.sock");
-    /// let server = ForkingDatagramServer::bind_unix(&path, Ack, ServerConfig::new())?;
-    /// server.close()?;
-    /// assert!(!path.exists());
-    /// # Ok(()) }
-    /// ```
-    pub fn close(mut self) -> Result<(), ServerError> {
+    fn close(mut self) -> Result<(), ServerError> {
         drop(self.socket.take());
-        if self.info.config.block_on_close {
-            self.wait_children();
+        if self.info.config.get_block_on_close() {
+            self.children.wait_all();
         } else {
-            self.collect_children(false);
+            self.children.collect(false);
         }
         Ok(())
     }
+
+    fn serve_until(&mut self, mut stop: impl FnMut() -> bool) -> Result<(), ServerError> {
+        while !stop() {
+            self.fork_next(Some(POLL_INTERVAL), false)?;
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for a request, then forks a child that handles it and exits.
+    /// Returns whether a request came.
+    fn fork_next(
+        &mut self,
+        timeout: Option<Duration>,
+        call_timeout: bool,
+    ) -> Result<bool, ServerError> {
+        self.children.collect(true);
+        let socket = self.socket.as_ref().ok_or(ServerError::Closed)?;
+        // Linux's accept() honours SO_RCVTIMEO too.
+        SockRef::from(socket).set_read_timeout(timeout)?;
+        let (request, client) = match R::receive(socket, &self.info) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if call_timeout {
+                    guard_hook(|| self.handler.handle_timeout(&self.info), ());
+                }
+                self.children.collect(false);
+                return Ok(false);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+            Err(e) => {
+                tracing::warn!(error = %e, "receiving a request failed");
+                return Ok(false);
+            }
+        };
+        if !guard_hook(|| self.handler.verify_request(&client, &self.info), false) {
+            tracing::debug!(%client, "request refused by verify_request");
+            return Ok(true);
+        }
+        match fork_single_threaded()? {
+            ForkResult::Parent { child: pid } => {
+                tracing::debug!(%client, pid = pid.as_raw(), "forked a child");
+                self.children.active.insert(pid);
+                drop(request);
+                self.children.collect(false);
+                Ok(true)
+            }
+            ForkResult::Child => {
+                // The child handles and exits, whatever happens: it must never return into
+                // the serve loop, nor remove the parent's socket file.
+                self.path = None;
+                if !R::CHILD_KEEPS_SOCKET {
+                    drop(self.socket.take());
+                }
+                let status = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    child_status(
+                        &*self.handler,
+                        &client,
+                        R::run_child(self, request, &client),
+                    )
+                }))
+                .unwrap_or(1);
+                std::process::exit(status)
+            }
+        }
+    }
 }
 
-impl<S: sealed::Socket, H: BlockingRequestHandler<S::Request>> Forking<S, H> {
-    /// Handles one request (`handle_request`): waits up to the configured `timeout`
-    /// (calling `handle_timeout` if nothing came), then forks a child for the
-    /// connection or datagram.
-    ///
-    /// # Errors
-    ///
-    /// Returns [`ServerError::NotSingleThreaded`] if a request came while the process
-    /// runs more than one thread (nothing is forked then), and [`ServerError::Io`] if
-    /// `fork` or setting the receive timeout fails. Failed accepts and receives are
-    /// logged, not returned; errors of the handler go to its `handle_error` in the child.
+/// Declares one of the two forking server types over `Forks`, with what they share
+/// (written once here for both).
+macro_rules! forking_type {
+    ($(#[$doc:meta])* $name:ident($request:ty), $bind_inet:ident($ty:expr, $kind:literal)) => {
+        $(#[$doc])*
+        pub struct $name<H: BlockingRequestHandler<$request>> {
+            forks: Forks<$request, H>,
+        }
+
+        impl<H: BlockingRequestHandler<$request>> std::fmt::Debug for $name<H> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("address", &self.forks.info.address)
+                    .field("active_children", &self.forks.children.active.len())
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<H: BlockingRequestHandler<$request>> $name<H> {
+            #[doc = concat!("Binds a ", $kind, " forking server. `max_children` comes from a")]
+            /// [`Concurrency::Processes`] in `config`, else [`DEFAULT_MAX_CHILDREN`].
+            ///
+            /// # Errors
+            ///
+            /// [`ServerError::Io`] if the address cannot be resolved or no address it
+            /// resolves to can be bound (and listened on), and [`ServerError::NoAddress`] if
+            /// it resolves to nothing.
+            ///
+            #[doc = concat!("See [`", stringify!($name), "`] for an example.")]
+            pub fn $bind_inet(
+                addr: impl std::net::ToSocketAddrs,
+                handler: H,
+                config: ServerConfig,
+            ) -> Result<Self, ServerError> {
+                let s = bind_first(addr, |a| bound(&a.into(), $ty, &config))?;
+                Self::from_socket(s, None, config, handler)
+            }
+
+            /// Binds at `path` a Unix socket, which [`close`](Self::close) (or drop) removes.
+            ///
+            /// # Errors
+            ///
+            /// [`ServerError::Io`] if the socket cannot be bound at `path` (`AddrInUse` if the
+            /// file exists, `NotFound` if its directory does not).
+            ///
+            #[doc = concat!("See [`", stringify!($name), "`] for an example.")]
+            pub fn bind_unix(
+                path: impl AsRef<Path>,
+                handler: H,
+                config: ServerConfig,
+            ) -> Result<Self, ServerError> {
+                let path = path.as_ref();
+                let s = bound(&SockAddr::unix(path)?, $ty, &config)?;
+                Self::from_socket(s, Some(path), config, handler)
+            }
+
+            fn from_socket(
+                s: Socket,
+                path: Option<&Path>,
+                config: ServerConfig,
+                handler: H,
+            ) -> Result<Self, ServerError> {
+                let address = address_of(&s.local_addr()?);
+                let socket = <$request as ForkRequest>::adopt(s);
+                let path = path.map(Path::to_path_buf);
+                Ok(Self {
+                    forks: Forks::new(socket, address, config, path, handler),
+                })
+            }
+
+            /// The address the server is bound to, with the real port (`server_address`).
+            ///
+            #[doc = concat!("See [`", stringify!($name), "`] for an example.")]
+            pub fn server_address(&self) -> &Address {
+                &self.forks.info.address
+            }
+
+            /// The server's address and settings.
+            ///
+            #[doc = concat!("See [`", stringify!($name), "`] for an example.")]
+            pub fn info(&self) -> &ServerInfo {
+                &self.forks.info
+            }
+
+            /// The number of forked children not yet reaped (`active_children`).
+            ///
+            #[doc = concat!("See [`", stringify!($name), "`] for an example.")]
+            pub fn active_children(&self) -> usize {
+                self.forks.children.active.len()
+            }
+
+            /// Reaps finished children; with `block`, waits until fewer than `max_children`
+            /// run (Python's `collect_children`).
+            ///
+            #[doc = concat!("See [`", stringify!($name), "`] for an example.")]
+            pub fn collect_children(&mut self, block: bool) {
+                self.forks.children.collect(block);
+            }
+
+            /// Waits for every child to exit.
+            ///
+            #[doc = concat!("See [`", stringify!($name), "`] for an example.")]
+            pub fn wait_children(&mut self) {
+                self.forks.children.wait_all();
+            }
+
+            /// Closes the socket, removes a Unix socket file and, with `block_on_close` (the
+            /// default), waits for every child (`server_close`).
+            ///
+            /// # Errors
+            ///
+            /// None at present: the `Result` is always `Ok`.
+            ///
+            #[doc = concat!("See [`", stringify!($name), "`] for an example.")]
+            pub fn close(self) -> Result<(), ServerError> {
+                self.forks.close()
+            }
+
+            /// Handles one request (`handle_request`): waits up to the configured `timeout`
+            /// (calling `handle_timeout` if nothing came), then forks a child for it.
+            ///
+            /// # Errors
+            ///
+            /// [`ServerError::NotSingleThreaded`] if a request came while the process runs
+            /// more than one thread (nothing is forked then), and [`ServerError::Io`] if
+            /// `fork` or setting the receive timeout fails. Failed accepts and receives are
+            /// logged, not returned; errors of the handler go to its `handle_error` in the
+            /// child.
+            ///
+            #[doc = concat!("See [`", stringify!($name), "`] for an example.")]
+            pub fn handle_request(&mut self) -> Result<(), ServerError> {
+                let timeout = self.forks.info.config.get_timeout();
+                self.forks.fork_next(timeout, true).map(drop)
+            }
+
+            /// Handles requests until the server fails; use
+            /// [`serve_until`](Self::serve_until) to stop it.
+            ///
+            /// # Errors
+            ///
+            /// As for [`handle_request`](Self::handle_request).
+            ///
+            #[doc = concat!("See [`", stringify!($name), "`] for an example.")]
+            pub fn serve_forever(&mut self) -> Result<(), ServerError> {
+                self.forks.serve_until(|| false)
+            }
+
+            /// Handles requests until `stop` returns true; `stop` is checked after each
+            /// request and at least every 200 ms (for example, a flag set by a signal
+            /// handler).
+            ///
+            /// # Errors
+            ///
+            /// As for [`handle_request`](Self::handle_request).
+            ///
+            #[doc = concat!("See [`", stringify!($name), "`] for an example.")]
+            pub fn serve_until(&mut self, stop: impl FnMut() -> bool) -> Result<(), ServerError> {
+                self.forks.serve_until(stop)
+            }
+        }
+    };
+}
+
+forking_type! {
+    /// A blocking TCP or Unix stream server that forks a child per connection
+    /// (`ForkingTCPServer`, `ForkingUnixStreamServer`). See the [module
+    /// documentation](self): plain sockets only (it runs without tokio, so endpoint kinds
+    /// with per-connection setup, TLS or PROXY, are for the async servers).
     ///
     /// # Examples
     ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering};
     /// use std::sync::Arc;
-    /// use std::time::Duration;
+    /// use std::time::{Duration, Instant};
     /// use weft_server::fork::ForkingServer;
     /// use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
     /// use weft_server::{ServerConfig, ServerError, ServerInfo};
@@ -559,6 +652,7 @@ impl<S: sealed::Socket, H: BlockingRequestHandler<S::Request>> Forking<S, H> {
     /// // Nobody connects: `handle_timeout` runs, nothing is forked.
     /// server.handle_request()?;
     /// assert!(timed_out.load(Ordering::SeqCst));
+    /// assert_eq!(server.active_children(), 0);
     ///
     /// // A connection while another thread runs: the server refuses to fork.
     /// let _client = std::net::TcpStream::connect(addr)?;
@@ -567,538 +661,21 @@ impl<S: sealed::Socket, H: BlockingRequestHandler<S::Request>> Forking<S, H> {
     /// assert!(matches!(server.handle_request(), Err(ServerError::NotSingleThreaded(2))));
     /// drop(tx);
     /// let _ = other.join();
-    /// # Ok(()) }
-    /// ```
-    pub fn handle_request(&mut self) -> Result<(), ServerError> {
-        let timeout = self.info.config.timeout;
-        S::fork_next(self, timeout, true).map(drop)
-    }
-
-    /// Handles requests until the server fails. Use
-    /// [`serve_until`](Self::serve_until) to stop it.
     ///
-    /// # Errors
-    ///
-    /// As for [`handle_request`](Self::handle_request): in particular
-    /// [`ServerError::NotSingleThreaded`] once a request comes while the process has
-    /// more than one thread.
-    ///
-    /// # Examples
-    ///
-    /// Forks for each connection and never returns on its own, so this is only compiled:
-    ///
-    /// ```no_run
-    /// use weft_server::fork::ForkingServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// # struct Thanks;
-    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    /// #         req.write_all(b"Thank you for connecting")?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// fn main() -> Result<(), weft_server::ServerError> {
-    ///     let config = ServerConfig::new();
-    ///     let mut server = ForkingServer::bind_tcp("127.0.0.1:8000", Thanks, config)?;
-    ///     server.serve_forever() // a child per connection, until an error
-    /// }
-    /// ```
-    pub fn serve_forever(&mut self) -> Result<(), ServerError> {
-        self.serve_until(|| false)
-    }
-
-    /// Handles requests until `stop` returns true; `stop` is checked after each
-    /// request and at least every 200 ms (for example, a flag set by a signal handler).
-    ///
-    /// # Errors
-    ///
-    /// As for [`handle_request`](Self::handle_request).
-    ///
-    /// # Examples
-    ///
-    /// Serving for a while (nobody connects here, so nothing is forked):
-    ///
-    /// ```
-    /// use std::time::{Duration, Instant};
-    /// use weft_server::fork::ForkingServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// # struct Thanks;
-    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    /// #         req.write_all(b"Thank you for connecting")?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let mut server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
-    /// let deadline = Instant::now() + Duration::from_millis(100);
-    /// server.serve_until(|| Instant::now() >= deadline)?; // serves for about 100 ms
+    /// // Serving for a while, then closing (which waits for the children).
+    /// let deadline = Instant::now() + Duration::from_millis(50);
+    /// server.serve_until(|| Instant::now() >= deadline)?;
     /// server.close()?;
     /// # Ok(()) }
     /// ```
-    pub fn serve_until(&mut self, mut stop: impl FnMut() -> bool) -> Result<(), ServerError> {
-        while !stop() {
-            S::fork_next(self, Some(POLL_INTERVAL), false)?;
-        }
-        Ok(())
-    }
-
-    /// Waits up to `timeout` for a request (`receive`: a connection or a datagram, and
-    /// the client's address), then forks a child that runs `child` for it and exits.
-    /// Returns whether a request came.
-    fn fork_one<C>(
-        &mut self,
-        timeout: Option<Duration>,
-        call_timeout: bool,
-        receive: impl FnOnce(&S, &ServerInfo) -> io::Result<(C, Address)>,
-        child: impl FnOnce(&mut Self, C, &Address) -> i32,
-    ) -> Result<bool, ServerError> {
-        self.children.collect(true);
-        let socket = self.socket.as_ref().ok_or(ServerError::Closed)?;
-        socket.set_timeout(timeout)?;
-        let (request, client) = match receive(socket, &self.info) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if call_timeout {
-                    guard_hook(|| self.handler.handle_timeout(&self.info), ());
-                }
-                self.children.collect(false);
-                return Ok(false);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
-            Err(e) => {
-                tracing::warn!(error = %e, "{}", S::FAILED);
-                return Ok(false);
-            }
-        };
-        if !guard_hook(|| self.handler.verify_request(&client, &self.info), false) {
-            tracing::debug!(%client, "{}", S::REFUSED);
-            return Ok(true);
-        }
-        match fork_single_threaded()? {
-            ForkResult::Parent { child: pid } => {
-                tracing::debug!(%client, pid = pid.as_raw(), "forked a child");
-                self.children.active.insert(pid);
-                drop(request);
-                self.children.collect(false);
-                Ok(true)
-            }
-            ForkResult::Child => {
-                // The child handles and exits, whatever happens: it must never return
-                // into the serve loop, nor remove the parent's socket file.
-                self.path = None;
-                let status =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| child(self, request, &client)))
-                        .unwrap_or(1);
-                std::process::exit(status)
-            }
-        }
-    }
-}
-/// A blocking TCP or Unix stream server that forks a child per connection. See the
-/// [module documentation](self).
-///
-/// # Examples
-///
-/// The life cycle of a forking server, in the `main` of a program that has started no
-/// threads. This example forks for each connection, so it is only compiled here.
-///
-/// ```no_run
-/// use std::sync::atomic::{AtomicBool, Ordering};
-/// use weft_server::fork::ForkingServer;
-/// use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult, ServerConfig};
-///
-/// struct Thanks;
-/// impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-///     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-///         req.write_all(b"Thank you for connecting")?;
-///         Ok(())
-///     }
-/// }
-///
-/// static STOP: AtomicBool = AtomicBool::new(false); // set by a signal handler, say
-///
-/// fn main() -> Result<(), weft_server::ServerError> {
-///     let mut server = ForkingServer::bind_tcp("127.0.0.1:8000", Thanks, ServerConfig::new())?;
-///     server.serve_until(|| STOP.load(Ordering::Relaxed))?;
-///     server.close() // waits for the children
-/// }
-/// ```
-pub type ForkingServer<H> = Forking<StreamSocket, H>;
-
-/// The listening socket of a [`ForkingServer`] (TCP or Unix stream). Only named in
-/// types; its contents are private.
-///
-/// # Examples
-///
-/// ```
-/// use weft_server::fork::{Forking, ForkingServer, StreamSocket};
-/// use weft_server::ServerConfig;
-/// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-/// # struct Thanks;
-/// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-/// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-/// #         req.write_all(b"Thank you for connecting")?;
-/// #         Ok(())
-/// #     }
-/// # }
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server: Forking<StreamSocket, Thanks> =
-///     ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
-/// assert!(format!("{server:?}").starts_with("ForkingServer"));
-/// server.close()?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug)]
-pub struct StreamSocket(StdListener);
-
-impl sealed::Socket for StreamSocket {
-    const NAME: &'static str = "ForkingServer";
-    const FAILED: &'static str = "accept failed";
-    const REFUSED: &'static str = "request refused by verify_request";
-    type Request = BlockingStreamRequest;
-
-    fn set_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.0.set_accept_timeout(t)
-    }
-
-    fn fork_next<H: BlockingRequestHandler<BlockingStreamRequest>>(
-        server: &mut ForkingServer<H>,
-        timeout: Option<Duration>,
-        call_timeout: bool,
-    ) -> Result<bool, ServerError> {
-        server.fork_one(
-            timeout,
-            call_timeout,
-            |listener, _| {
-                let conn = listener.0.accept()?;
-                let client = match &conn {
-                    StdConn::Tcp(_, a) | StdConn::Unix(_, a) => a.clone(),
-                };
-                Ok((conn, client))
-            },
-            |child, conn, client| {
-                // The child closes its copy of the listening socket.
-                drop(child.socket.take());
-                child.run_child(conn, client)
-            },
-        )
-    }
-}
-impl<H: BlockingRequestHandler<BlockingStreamRequest>> ForkingServer<H> {
-    /// Binds a TCP forking server (`ForkingTCPServer`). `max_children` comes from a
-    /// [`Concurrency::Processes`] in `config`, else [`DEFAULT_MAX_CHILDREN`].
-    ///
-    /// # Errors
-    ///
-    /// Returns [`ServerError::Io`] if the address cannot be resolved or no address it
-    /// resolves to can be bound and listened on, and [`ServerError::NoAddress`] if it
-    /// resolves to nothing.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// # struct Thanks;
-    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    /// #         req.write_all(b"Thank you for connecting")?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, ServerConfig::new())?;
-    /// assert_ne!(server.server_address().as_inet().ok_or("not an IP address")?.port(), 0);
-    /// server.close()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn bind_tcp(
-        addr: impl std::net::ToSocketAddrs,
-        handler: H,
-        config: ServerConfig,
-    ) -> Result<Self, ServerError> {
-        let addrs: Vec<_> = addr.to_socket_addrs()?.collect();
-        let s = bind_first(&addrs, |a| {
-            let s = Socket::new(Domain::for_address(a), Type::STREAM, None)?;
-            s.set_reuse_address(config.reuse_address)?;
-            if config.reuse_port {
-                s.set_reuse_port(true)?;
-            }
-            s.bind(&a.into())?;
-            s.listen(config.backlog)?;
-            Ok(s)
-        })?;
-        let l = std::net::TcpListener::from(s);
-        let address = Address::Inet(l.local_addr()?);
-        let socket = StreamSocket(StdListener::Tcp(l));
-        Ok(Self::new(socket, address, config, None, handler))
-    }
-
-    /// Binds a Unix stream forking server (`ForkingUnixStreamServer`) at `path`, which
-    /// [`close`](Self::close) (or drop) removes.
-    ///
-    /// # Errors
-    ///
-    /// Returns [`ServerError::Io`] if the socket cannot be bound at `path` (`AddrInUse`
-    /// if the file exists, `NotFound` if its directory does not) or cannot listen.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// # struct Thanks;
-    /// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-    /// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    /// #         req.write_all(b"Thank you for connecting")?;
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let dir = tempfile::tempdir()?;
-    /// let path = dir.path().join("thanks.sock");
-    /// let server = ForkingServer::bind_unix(&path, Thanks, ServerConfig::new())?;
-    /// assert_eq!(server.server_address().as_path(), Some(path.as_path()));
-    /// server.close()?;
-    /// assert!(!path.exists());
-    /// # Ok(()) }
-    /// ```
-    pub fn bind_unix(
-        path: impl AsRef<Path>,
-        handler: H,
-        config: ServerConfig,
-    ) -> Result<Self, ServerError> {
-        let path = path.as_ref();
-        let s = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        s.bind(&SockAddr::unix(path)?)?;
-        if let Err(e) = s.listen(config.backlog) {
-            let _ = std::fs::remove_file(path);
-            return Err(e.into());
-        }
-        let l = std::os::unix::net::UnixListener::from(std::os::fd::OwnedFd::from(s));
-        let address = Address::from_unix_std(&l.local_addr()?);
-        Ok(Self::new(
-            StreamSocket(StdListener::Unix(l)),
-            address,
-            config,
-            Some(path.to_path_buf()),
-            handler,
-        ))
-    }
-
-    fn run_child(&self, conn: StdConn, client: &Address) -> i32 {
-        let req = match conn {
-            StdConn::Tcp(s, a) => {
-                let nodelay = self.info.config.nodelay;
-                (if nodelay { s.set_nodelay(true) } else { Ok(()) })
-                    .and_then(|()| BlockingStreamRequest::from_tcp(s, a, self.info.clone()))
-            }
-            StdConn::Unix(s, a) => BlockingStreamRequest::from_unix(s, a, self.info.clone()),
-        };
-        let result = match req {
-            Ok(mut req) => {
-                let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    run_blocking(&*self.handler, &mut req)
-                }))
-                .unwrap_or_else(|p| Err(panic_error(p)));
-                if let Err(e) = req.close() {
-                    tracing::debug!(%client, error = %e, "error while closing a connection");
-                }
-                r
-            }
-            Err(e) => Err(e.into()),
-        };
-        child_status(&*self.handler, client, result)
-    }
+    ForkingServer(BlockingStreamRequest),
+    bind_tcp(Type::STREAM, "TCP")
 }
 
-#[derive(Debug)]
-enum StdDgram {
-    Udp(std::net::UdpSocket),
-    Unix(std::os::unix::net::UnixDatagram),
-}
-
-impl StdDgram {
-    fn set_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        match self {
-            StdDgram::Udp(s) => s.set_read_timeout(t),
-            StdDgram::Unix(s) => s.set_read_timeout(t),
-        }
-    }
-
-    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, Address)> {
-        match self {
-            StdDgram::Udp(s) => s.recv_from(buf).map(|(n, a)| (n, Address::Inet(a))),
-            StdDgram::Unix(s) => s
-                .recv_from(buf)
-                .map(|(n, a)| (n, Address::from_unix_std(&a))),
-        }
-    }
-
-    fn send_to(&self, data: &[u8], to: &Address) -> io::Result<()> {
-        match (self, to) {
-            (StdDgram::Udp(s), Address::Inet(a)) => s.send_to(data, a).map(drop),
-            (StdDgram::Unix(s), Address::Unix(Some(p))) => s.send_to(data, p).map(drop),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("cannot reply to {to}"),
-            )),
-        }
-    }
-}
-
-/// A blocking UDP or Unix datagram server that forks a child per datagram
-/// (`ForkingUDPServer`, `ForkingUnixDatagramServer`); see the
-/// [module documentation](self). The child runs the handler and sends `wfile` back,
-/// as [`crate::DatagramRequest`] describes.
-///
-/// # Examples
-///
-/// In the `main` of a program that has started no threads. This example forks for
-/// each datagram, so it is only compiled here.
-///
-/// ```no_run
-/// use weft_server::fork::ForkingDatagramServer;
-/// use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult, ServerConfig};
-///
-/// struct Ack;
-/// impl BlockingRequestHandler<DatagramRequest> for Ack {
-///     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-///         req.wfile.extend_from_slice(b"ack");
-///         Ok(())
-///     }
-/// }
-///
-/// fn main() -> Result<(), weft_server::ServerError> {
-///     let config = ServerConfig::new();
-///     let mut server = ForkingDatagramServer::bind_udp("127.0.0.1:9000", Ack, config)?;
-///     server.serve_forever()
-/// }
-/// ```
-pub type ForkingDatagramServer<H> = Forking<DatagramSocket, H>;
-
-/// The socket of a [`ForkingDatagramServer`] (UDP or Unix datagram). Only named in
-/// types; its contents are private.
-///
-/// # Examples
-///
-/// ```
-/// use weft_server::fork::{DatagramSocket, Forking, ForkingDatagramServer};
-/// use weft_server::ServerConfig;
-/// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
-/// # struct Ack;
-/// # impl BlockingRequestHandler<DatagramRequest> for Ack {
-/// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-/// #         req.wfile.extend_from_slice(b"ack");
-/// #         Ok(())
-/// #     }
-/// # }
-///
-/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let server: Forking<DatagramSocket, Ack> =
-///     ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, ServerConfig::new())?;
-/// assert!(format!("{server:?}").starts_with("ForkingDatagramServer"));
-/// server.close()?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug)]
-pub struct DatagramSocket(StdDgram);
-
-impl sealed::Socket for DatagramSocket {
-    const NAME: &'static str = "ForkingDatagramServer";
-    const FAILED: &'static str = "receive failed";
-    const REFUSED: &'static str = "datagram refused by verify_request";
-    type Request = DatagramRequest;
-
-    fn set_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.0.set_timeout(t)
-    }
-
-    fn fork_next<H: BlockingRequestHandler<DatagramRequest>>(
-        server: &mut ForkingDatagramServer<H>,
-        timeout: Option<Duration>,
-        call_timeout: bool,
-    ) -> Result<bool, ServerError> {
-        server.fork_one(
-            timeout,
-            call_timeout,
-            |socket, info| {
-                let mut buf = vec![0u8; info.config.max_packet_size];
-                let (n, client) = socket.0.recv_from(&mut buf)?;
-                buf.truncate(n);
-                Ok((buf, client))
-            },
-            |child, packet, client| child.run_child(packet, client),
-        )
-    }
-}
-impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
-    /// Binds a UDP forking server.
-    ///
-    /// # Errors
-    ///
-    /// Returns [`ServerError::Io`] if the address cannot be resolved or no address it
-    /// resolves to can be bound, and [`ServerError::NoAddress`] if it resolves to nothing.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::fork::ForkingDatagramServer;
-    /// use weft_server::ServerConfig;
-    /// # use weft_server::{BlockingRequestHandler, DatagramRequest, HandlerResult};
-    /// # struct Ack;
-    /// # impl BlockingRequestHandler<DatagramRequest> for Ack {
-    /// #     fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
-    /// #         req.wfile.extend_from_slice(b"ack");
-    /// #         Ok(())
-    /// #     }
-    /// # }
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let server = ForkingDatagramServer::bind_udp("127.0.0.1:0", Ack, ServerConfig::new())?;
-    /// assert_ne!(server.server_address().as_inet().ok_or("not an IP address")?.port(), 0);
-    /// server.close()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn bind_udp(
-        addr: impl std::net::ToSocketAddrs,
-        handler: H,
-        config: ServerConfig,
-    ) -> Result<Self, ServerError> {
-        let addrs: Vec<_> = addr.to_socket_addrs()?.collect();
-        let s = bind_first(&addrs, |a| {
-            let s = Socket::new(Domain::for_address(a), Type::DGRAM, None)?;
-            s.set_reuse_address(config.reuse_address)?;
-            s.bind(&a.into())?;
-            Ok(std::net::UdpSocket::from(s))
-        })?;
-        let address = Address::Inet(s.local_addr()?);
-        let socket = DatagramSocket(StdDgram::Udp(s));
-        Ok(Self::new(socket, address, config, None, handler))
-    }
-
-    /// Binds a Unix datagram forking server at `path`, which
-    /// [`close`](Self::close) (or drop) removes.
-    ///
-    /// # Errors
-    ///
-    /// Returns [`ServerError::Io`] if the socket cannot be bound at `path` (`AddrInUse`
-    /// if the file exists, `NotFound` if its directory does not).
+forking_type! {
+    /// A blocking UDP or Unix datagram server that forks a child per datagram
+    /// (`ForkingUDPServer`); the child sends the handler's `wfile` back as the reply. See
+    /// the [module documentation](self).
     ///
     /// # Examples
     ///
@@ -1119,42 +696,47 @@ impl<H: BlockingRequestHandler<DatagramRequest>> ForkingDatagramServer<H> {
     /// let path = dir.path().join("ack.sock");
     /// let server = ForkingDatagramServer::bind_unix(&path, Ack, ServerConfig::new())?;
     /// assert_eq!(server.server_address().as_path(), Some(path.as_path()));
-    /// drop(server); // dropping removes the file too
+    /// server.close()?; // waits for the children, removes the socket file
     /// assert!(!path.exists());
     /// # Ok(()) }
     /// ```
-    pub fn bind_unix(
-        path: impl AsRef<Path>,
-        handler: H,
-        config: ServerConfig,
-    ) -> Result<Self, ServerError> {
-        let path = path.as_ref();
-        let s = std::os::unix::net::UnixDatagram::bind(path)?;
-        let address = Address::from_unix_std(&s.local_addr()?);
-        Ok(Self::new(
-            DatagramSocket(StdDgram::Unix(s)),
-            address,
-            config,
-            Some(path.to_path_buf()),
-            handler,
-        ))
-    }
+    ForkingDatagramServer(DatagramRequest),
+    bind_udp(Type::DGRAM, "UDP")
+}
 
-    fn run_child(&self, packet: Vec<u8>, client: &Address) -> i32 {
-        let mut req = DatagramRequest {
-            rfile: io::Cursor::new(packet),
-            wfile: Vec::new(),
-            client: client.clone(),
-            server: self.info.clone(),
-        };
-        let mut result =
-            std::panic::catch_unwind(AssertUnwindSafe(|| run_blocking(&*self.handler, &mut req)))
-                .unwrap_or_else(|p| Err(panic_error(p)));
-        if !req.wfile.is_empty() {
-            if let Some(DatagramSocket(s)) = &self.socket {
-                result = result.and(s.send_to(&req.wfile, client).map_err(Into::into));
-            }
+/// Binds the first address `addr` resolves to that `bind` manages to bind.
+fn bind_first<T>(
+    addr: impl std::net::ToSocketAddrs,
+    mut bind: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> Result<T, ServerError> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        match bind(a) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
         }
-        child_status(&*self.handler, client, result)
     }
+    Err(last.map_or_else(
+        || ServerError::NoAddress("no address".into()),
+        ServerError::Io,
+    ))
+}
+
+/// A socket of `ty` bound to `addr` (an IP address, or a Unix path), with the config's
+/// reuse options; listening if it is a stream socket.
+fn bound(addr: &SockAddr, ty: Type, config: &ServerConfig) -> io::Result<Socket> {
+    let s = Socket::new(addr.domain(), ty, None)?;
+    if addr.domain() != Domain::UNIX {
+        s.set_reuse_address(config.get_reuse_address())?;
+    }
+    s.bind(addr)?;
+    if ty == Type::STREAM {
+        if let Err(e) = s.listen(config.get_backlog().min(i32::MAX as u32) as i32) {
+            if let Some(path) = addr.as_pathname() {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
+    }
+    Ok(s)
 }

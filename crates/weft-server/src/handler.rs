@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::addr::Address;
+use weft_core::Address;
+
 use crate::error::{HandlerError, HandlerResult};
-use crate::request::ServerInfo;
+use crate::request::{BlockingStreamRequest, DatagramRequest, ServerInfo, StreamRequest};
 
 /// An async request handler (`BaseRequestHandler`): `setup`, `handle`, `finish` run
 /// for every request, with the request (`R`: [`crate::StreamRequest`] or
@@ -600,32 +601,48 @@ pub trait BlockingRequestHandler<R: Send + 'static>: Send + Sync + 'static {
 }
 
 /// Marks a [`BlockingRequestHandler`] for an async server: its requests run on a
-/// thread (`Threads`), on tokio's blocking pool (`Sequential`, `Tasks`, workers).
+/// thread (`Threads`), on tokio's blocking pool (`Sequential`, `Tasks`, workers), reading
+/// and writing the connection through tokio-util's `SyncIoBridge` (so any stream endpoint
+/// kind the server accepts works).
 ///
 /// # Examples
 ///
 /// ```
+/// use std::sync::Arc;
+/// use tokio::io::AsyncReadExt;
 /// use weft_server::{Blocking, Concurrency, ServerConfig, TcpServer};
-/// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-/// # struct Thanks;
-/// # impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
-/// #     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult { Ok(()) }
-/// # }
+/// use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
+///
+/// struct Thanks;
+/// impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
+///     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+///         req.write_all(b"Thank you for connecting")?; // plain blocking I/O
+///         Ok(())
+///     }
+/// }
+///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), weft_server::ServerError> {
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let config = ServerConfig::new().concurrency(Concurrency::threads());
-/// let server = TcpServer::bind_with("127.0.0.1:0", Blocking(Thanks), config).await?;
-/// server.close().await?;
+/// let server = TcpServer::bind_with("tcp:0:interface=127.0.0.1", Blocking(Thanks), config).await?;
+/// let server = Arc::new(server);
+/// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
+/// let serving = tokio::spawn({
+///     let server = server.clone();
+///     async move { server.serve_forever().await }
+/// });
+///
+/// let mut client = tokio::net::TcpStream::connect(addr).await?;
+/// let mut reply = String::new();
+/// client.read_to_string(&mut reply).await?;
+/// assert_eq!(reply, "Thank you for connecting");
+///
+/// server.close().await?; // waits for the handler thread
+/// serving.await??;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Blocking<H>(pub H);
-
-/// One request, ready to run.
-pub(crate) enum Job {
-    Async(BoxFuture<'static, HandlerResult>),
-    Blocking(Box<dyn FnOnce() -> HandlerResult + Send>),
-}
 
 /// Runs the three steps: `setup`, then `handle` if it succeeded, then `finish`; the
 /// first error wins.
@@ -655,55 +672,144 @@ where
     result.and(fin)
 }
 
-/// The hooks every handler flavour has.
-pub(crate) trait Hooks: Send + Sync + 'static {
+/// What a server runs for each request of type `R` ([`StreamRequest`] or
+/// [`DatagramRequest`]): implemented for every [`RequestHandler<R>`], and for a
+/// [`BlockingRequestHandler`] wrapped in [`Blocking`]. Implement one of those, not this;
+/// name it to write code generic over the handler flavour.
+///
+/// A blocking stream handler reads and writes the same connection an async one would,
+/// through [`tokio_util::io::SyncIoBridge`], on tokio's blocking pool: so it serves every
+/// stream kind weft-core's listener accepts (TLS included), not only plain sockets.
+///
+/// # Examples
+///
+/// ```
+/// use weft_server::{Blocking, Handles, ServerError, StreamRequest, TcpServer};
+/// # use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult, RequestHandler};
+/// # struct AsyncEcho;
+/// # impl RequestHandler<StreamRequest> for AsyncEcho {
+/// #     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult { Ok(()) }
+/// # }
+/// # struct BlockingEcho;
+/// # impl BlockingRequestHandler<BlockingStreamRequest> for BlockingEcho {
+/// #     fn handle(&self, _req: &mut BlockingStreamRequest) -> HandlerResult { Ok(()) }
+/// # }
+///
+/// async fn local_server<H: Handles<StreamRequest>>(handler: H) -> Result<TcpServer<H>, ServerError> {
+///     TcpServer::bind("127.0.0.1:0", handler).await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let a = local_server(AsyncEcho).await?; // a RequestHandler<StreamRequest>
+/// let b = local_server(Blocking(BlockingEcho)).await?; // a blocking one, wrapped
+/// assert_ne!(a.server_address(), b.server_address());
+/// # Ok(()) }
+/// ```
+pub trait Handles<R>: Send + Sync + 'static {
+    /// Runs `setup`, `handle` and `finish` on `request` and hands it back (a datagram's
+    /// reply is in its `wfile`) with the first error.
+    fn run(self: Arc<Self>, request: R) -> BoxFuture<'static, (R, HandlerResult)>;
+    /// The handler's `verify_request`.
     fn verify(&self, client: &Address, server: &ServerInfo) -> bool;
-    fn error(&self, client: &Address, error: &HandlerError);
-    fn timeout(&self, server: &ServerInfo);
+    /// The handler's `handle_error`.
+    fn report_error(&self, client: &Address, error: &HandlerError);
+    /// The handler's `handle_timeout`.
+    fn timed_out(&self, server: &ServerInfo);
 }
 
-macro_rules! hooks_for {
-    ($bound:ident, $req:ty, $ty:ident) => {
-        impl<H: $bound<$req>> Hooks for $ty<H> {
-            fn verify(&self, client: &Address, server: &ServerInfo) -> bool {
-                self.0.verify_request(client, server)
-            }
-            fn error(&self, client: &Address, error: &HandlerError) {
-                self.0.handle_error(client, error)
-            }
-            fn timeout(&self, server: &ServerInfo) {
-                self.0.handle_timeout(server)
-            }
+impl<R: Send + 'static, H: RequestHandler<R>> Handles<R> for H {
+    fn run(self: Arc<Self>, mut request: R) -> BoxFuture<'static, (R, HandlerResult)> {
+        Box::pin(async move {
+            let result = run_async(&*self, &mut request).await;
+            (request, result)
+        })
+    }
+    fn verify(&self, client: &Address, server: &ServerInfo) -> bool {
+        self.verify_request(client, server)
+    }
+    fn report_error(&self, client: &Address, error: &HandlerError) {
+        self.handle_error(client, error)
+    }
+    fn timed_out(&self, server: &ServerInfo) {
+        self.handle_timeout(server)
+    }
+}
+
+/// The hooks of a [`Blocking`] handler: its inner handler's.
+macro_rules! blocking_hooks {
+    () => {
+        fn verify(&self, client: &Address, server: &ServerInfo) -> bool {
+            self.0.verify_request(client, server)
+        }
+        fn report_error(&self, client: &Address, error: &HandlerError) {
+            self.0.handle_error(client, error)
+        }
+        fn timed_out(&self, server: &ServerInfo) {
+            self.0.handle_timeout(server)
         }
     };
 }
 
-pub(crate) struct AsyncStream<H>(pub(crate) Arc<H>);
-pub(crate) struct BlockingStream<H>(pub(crate) Arc<H>);
-pub(crate) struct AsyncDgram<H>(pub(crate) Arc<H>);
-pub(crate) struct BlockingDgram<H>(pub(crate) Arc<H>);
+impl<H: BlockingRequestHandler<BlockingStreamRequest>> Handles<StreamRequest> for Blocking<H> {
+    fn run(
+        self: Arc<Self>,
+        mut request: StreamRequest,
+    ) -> BoxFuture<'static, (StreamRequest, HandlerResult)> {
+        Box::pin(async move {
+            let mut blocking = request.take_blocking();
+            let ran = on_blocking_pool(move || {
+                let result = run_blocking(&self.0, &mut blocking);
+                // Like StreamRequestHandler.finish: a final socket error is ignored.
+                if let Err(e) = blocking.close() {
+                    tracing::debug!(client = %blocking.client, error = %e, "error while closing a connection");
+                }
+                result
+            })
+            .await;
+            (request, ran.and_then(|result| result))
+        })
+    }
+    blocking_hooks!();
+}
 
-hooks_for!(RequestHandler, crate::StreamRequest, AsyncStream);
-hooks_for!(
-    BlockingRequestHandler,
-    crate::BlockingStreamRequest,
-    BlockingStream
-);
-hooks_for!(RequestHandler, crate::DatagramRequest, AsyncDgram);
-hooks_for!(
-    BlockingRequestHandler,
-    crate::DatagramRequest,
-    BlockingDgram
-);
+impl<H: BlockingRequestHandler<DatagramRequest>> Handles<DatagramRequest> for Blocking<H> {
+    fn run(
+        self: Arc<Self>,
+        request: DatagramRequest,
+    ) -> BoxFuture<'static, (DatagramRequest, HandlerResult)> {
+        Box::pin(async move {
+            // What is left of the request if the handler panics: no reply.
+            let lost =
+                DatagramRequest::new(Vec::new(), request.client.clone(), request.server.clone());
+            let ran = on_blocking_pool(move || {
+                let mut request = request;
+                let result = run_blocking(&self.0, &mut request);
+                (request, result)
+            })
+            .await;
+            ran.unwrap_or_else(|e| (lost, Err(e)))
+        })
+    }
+    blocking_hooks!();
+}
 
-/// Extracts a readable message from a panic payload.
+/// Runs `f` on tokio's blocking pool; its panic becomes the handler's error.
+async fn on_blocking_pool<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HandlerError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(t) => Ok(t),
+        Err(e) if e.is_panic() => Err(panic_error(e.into_panic())),
+        Err(e) => Err(format!("handler task failed: {e}").into()),
+    }
+}
+
+/// The error a panicking handler is reported with.
 pub(crate) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> HandlerError {
-    let msg = if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_string()
-    };
-    format!("handler panicked: {msg}").into()
+    format!(
+        "handler panicked: {}",
+        weft_core::panic_message(payload.as_ref())
+    )
+    .into()
 }

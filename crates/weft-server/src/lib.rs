@@ -25,9 +25,17 @@
 //! |---|---|---|
 //! | `Sequential` | awaited in the serving loop | on tokio's blocking pool, one at a time |
 //! | `Tasks { limit }` | a tokio task each | a `spawn_blocking` each |
-//! | `Threads { limit }` | a thread each, with a current-thread runtime | a thread each |
+//! | `Threads { limit }` | a thread each, with a current-thread runtime | a thread each, whose runtime runs it on its blocking pool |
 //! | `Processes(pool)` | tasks in each worker process | `spawn_blocking` in each worker |
 //! | [`fork`] servers | — | a forked child each (single-threaded program only) |
+//!
+//! The servers are a layer on weft-core: they bind and accept through
+//! [`weft_core::listener`] (so [`TcpServer::bind`] takes an endpoint string such as
+//! `"tcp:1234:interface=127.0.0.1"`, and every stream endpoint kind weft-core knows, TLS
+//! included, serves both handler flavours: blocking handlers read and write the connection
+//! through tokio-util's `SyncIoBridge`), speak its [`Address`] and stop through its
+//! [`ShutdownHandle`]. The [`fork`] servers run without tokio: plain TCP, UDP and Unix
+//! sockets only.
 //!
 //! The seed's server, shortest form:
 //!
@@ -49,31 +57,23 @@
 //! }
 //! ```
 
-mod addr;
 mod config;
-mod dispatch;
 mod error;
+mod exec;
 pub mod fork;
 mod handler;
 pub mod loggers;
 pub mod pool;
 mod request;
 mod server;
-mod shutdown;
 
-pub use addr::Address;
 pub use config::{Concurrency, ProcessPool, ServerConfig};
-#[doc(hidden)]
-pub use dispatch::{DatagramDispatcher, StreamDispatcher};
-pub use dispatch::{DatagramService, StreamService};
 pub use error::{HandlerError, HandlerResult, ServerError};
-pub use handler::{Blocking, BlockingRequestHandler, RequestHandler};
+pub use handler::{Blocking, BlockingRequestHandler, Handles, RequestHandler};
 pub use request::{
     BlockingStreamRequest, DatagramRequest, ServerInfo, StreamReader, StreamRequest, StreamWriter,
     TimeoutIo,
 };
-pub use server::{
-    Datagram, DatagramServer, Server, Stream, StreamServer, Tcp, TcpServer, Udp, UdpServer, Unix,
-    UnixDatagramServer, UnixStreamServer,
-};
-pub use shutdown::ShutdownHandle;
+pub use server::{BindAddress, TcpServer, UdpServer, UnixDatagramServer, UnixStreamServer};
+/// weft-core's address, listener and shutdown handle, which the servers speak.
+pub use weft_core::{Address, ShutdownHandle};

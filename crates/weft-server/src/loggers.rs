@@ -21,11 +21,11 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 
 use futures::stream::{SelectAll, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use weft_core::Address;
+use weft_core::listener::{Incoming, Listener};
 
 /// What happened on one connection.
 enum Event {
@@ -35,19 +35,28 @@ enum Event {
 
 /// One connection as a stream of events: data chunks, then one `Disconnected`.
 fn connection(
-    stream: TcpStream,
-    addr: SocketAddr,
-) -> impl futures::Stream<Item = (SocketAddr, Event)> + Send {
-    futures::stream::unfold(Some(stream), move |state| async move {
-        let mut stream = state?;
-        let mut buf = vec![0u8; 1024];
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => Some(((addr, Event::Disconnected), None)),
-            Ok(n) => {
-                buf.truncate(n);
-                Some(((addr, Event::Data(buf)), Some(stream)))
+    incoming: Incoming,
+    addr: Address,
+) -> impl futures::Stream<Item = (Address, Event)> + Send {
+    // Established on its first turn, inside the select loop's stream: a slow handshake
+    // never holds up the other connections.
+    let start = async move { incoming.establish().await.ok().map(|c| c.stream) };
+    futures::stream::once(start).flat_map(move |stream| {
+        let addr = addr.clone();
+        futures::stream::unfold(stream, move |state| {
+            let addr = addr.clone();
+            async move {
+                let mut stream = state?;
+                let mut buf = vec![0u8; 1024];
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => Some(((addr, Event::Disconnected), None)),
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some(((addr, Event::Data(buf)), Some(stream)))
+                    }
+                }
             }
-        }
+        })
     })
 }
 
@@ -64,8 +73,11 @@ fn connection(
 ///
 /// # Errors
 ///
-/// The first error writing to or flushing `sink`. Failed accepts are logged and
-/// retried; a connection's read error counts as its disconnection.
+/// The first error writing to or flushing `sink`, or the listening socket's own failure.
+/// Accepting goes through weft-core's [`Listener`] (a `tokio::net::TcpListener` or
+/// `UnixListener` converts into one, or bind any stream endpoint): errors of one
+/// connection are skipped, running out of descriptors pauses accepting; a connection's
+/// read error counts as its disconnection.
 ///
 /// # Cancel safety
 ///
@@ -96,27 +108,27 @@ fn connection(
 /// assert_eq!(log, format!("Got connection from {me}\nhello\n{me} disconnected\n"));
 /// # Ok(()) }
 /// ```
-pub async fn select_logger<W, F>(listener: TcpListener, mut sink: W, stop: F) -> io::Result<W>
+pub async fn select_logger<W, F>(
+    listener: impl Into<Listener>,
+    mut sink: W,
+    stop: F,
+) -> io::Result<W>
 where
     W: AsyncWrite + Unpin,
     F: Future<Output = ()>,
 {
+    let listener = listener.into();
     let mut conns = SelectAll::new();
     let mut stop = std::pin::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    sink.write_all(format!("Got connection from {addr}\n").as_bytes()).await?;
-                    conns.push(Box::pin(connection(stream, addr)));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
+            accepted = listener.accept() => {
+                let incoming = accepted?;
+                let addr = incoming.peer().clone();
+                sink.write_all(format!("Got connection from {addr}\n").as_bytes()).await?;
+                conns.push(Box::pin(connection(incoming, addr)));
+            }
             Some((addr, event)) = conns.next(), if !conns.is_empty() => match event {
                 Event::Data(data) => {
                     sink.write_all(&data).await?;

@@ -37,8 +37,8 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use socket2::{SockRef, Socket, Type};
@@ -47,7 +47,7 @@ use tokio::sync::watch;
 
 use crate::config::ProcessPool;
 use crate::error::ServerError;
-use crate::shutdown::{ServingGuard, ShutdownHandle};
+use weft_core::{ServingGuard, ShutdownHandle};
 
 /// The environment variable that tells a worker which descriptor is its inherited
 /// listening socket.
@@ -284,7 +284,7 @@ pub(crate) async fn supervise(
     fd: BorrowedFd<'_>,
     pool: &ProcessPool,
     guard: &mut ServingGuard,
-    pids: &Arc<Mutex<Vec<Option<u32>>>>,
+    pids: &Mutex<Vec<Option<u32>>>,
 ) -> Result<(), ServerError> {
     *pids.lock().unwrap_or_else(|e| e.into_inner()) = vec![None; pool.max_children];
     let (stop_tx, stop_rx) = watch::channel(false);

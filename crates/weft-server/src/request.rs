@@ -13,8 +13,11 @@ use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf,
 };
 use tokio::time::Sleep;
+use tokio_util::io::SyncIoBridge;
 
-use crate::addr::Address;
+use weft_core::Address;
+use weft_core::listener::Stream;
+
 use crate::config::ServerConfig;
 
 /// The server's side of a request: its address and settings.
@@ -392,7 +395,48 @@ impl fmt::Debug for StreamRequest {
 }
 
 impl StreamRequest {
-    pub(crate) fn new<R, W>(read: R, write: W, client: Address, server: Arc<ServerInfo>) -> Self
+    /// The request of one established connection.
+    pub(crate) fn new(stream: Stream, client: Address, server: Arc<ServerInfo>) -> Self {
+        match stream {
+            Stream::Tcp(s) => {
+                let (r, w) = s.into_split();
+                Self::from_halves(r, w, client, server)
+            }
+            Stream::Unix(s) => {
+                let (r, w) = s.into_split();
+                Self::from_halves(r, w, client, server)
+            }
+            // Kinds weft-core adds later (TLS) are split generically.
+            other => {
+                let (r, w) = tokio::io::split(other);
+                Self::from_halves(r, w, client, server)
+            }
+        }
+    }
+
+    /// Hands the connection over to a blocking handler (through [`SyncIoBridge`]s, so
+    /// call it inside the runtime), leaving this request empty.
+    pub(crate) fn take_blocking(&mut self) -> BlockingStreamRequest {
+        let empty = Self::from_halves(
+            tokio::io::empty(),
+            tokio::io::sink(),
+            self.client.clone(),
+            self.server.clone(),
+        );
+        let this = std::mem::replace(self, empty);
+        let writer = Arc::new(std::sync::Mutex::new(SyncIoBridge::new(this.wfile)));
+        BlockingStreamRequest {
+            rfile: std::io::BufReader::new(Box::new(SyncIoBridge::new(this.rfile))),
+            wfile: std::io::BufWriter::new(Box::new(SharedWriter(writer.clone()))),
+            client: this.client,
+            server: this.server,
+            shutdown: Some(Box::new(move || {
+                let _ = lock(&writer).shutdown();
+            })),
+        }
+    }
+
+    fn from_halves<R, W>(read: R, write: W, client: Address, server: Arc<ServerInfo>) -> Self
     where
         R: AsyncRead + Send + 'static,
         W: AsyncWrite + Send + 'static,
@@ -695,29 +739,9 @@ impl fmt::Debug for BlockingStreamRequest {
 }
 
 impl BlockingStreamRequest {
-    pub(crate) fn from_tcp(
-        s: std::net::TcpStream,
-        client: Address,
-        server: Arc<ServerInfo>,
-    ) -> io::Result<Self> {
-        s.set_nonblocking(false)?;
-        s.set_read_timeout(server.config.request_timeout)?;
-        s.set_write_timeout(server.config.request_timeout)?;
-        let w = s.try_clone()?;
-        let c = s.try_clone()?;
-        Ok(BlockingStreamRequest {
-            rfile: std::io::BufReader::new(Box::new(s)),
-            wfile: std::io::BufWriter::new(Box::new(w)),
-            client,
-            server,
-            shutdown: Some(Box::new(move || {
-                let _ = c.shutdown(std::net::Shutdown::Write);
-            })),
-        })
-    }
-
-    pub(crate) fn from_unix(
-        s: std::os::unix::net::UnixStream,
+    /// The request of a connection on a plain socket (the fork servers': no runtime).
+    pub(crate) fn from_socket(
+        s: socket2::Socket,
         client: Address,
         server: Arc<ServerInfo>,
     ) -> io::Result<Self> {
@@ -967,9 +991,39 @@ pub struct DatagramRequest {
     pub wfile: Vec<u8>,
     pub(crate) client: Address,
     pub(crate) server: Arc<ServerInfo>,
+    /// The server's socket, which sends the reply (none in forked children, which reply
+    /// themselves, nor after a panic).
+    pub(crate) reply_from: Option<Arc<crate::server::Dgram>>,
+}
+
+/// The blocking writer over a connection's async write half, shared with the request's
+/// closing step (which shuts the write half down).
+struct SharedWriter(Arc<std::sync::Mutex<SyncIoBridge<BufWriter<StreamWriter>>>>);
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl std::io::Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        lock(&self.0).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        lock(&self.0).flush()
+    }
 }
 
 impl DatagramRequest {
+    pub(crate) fn new(packet: Vec<u8>, client: Address, server: Arc<ServerInfo>) -> Self {
+        DatagramRequest {
+            rfile: Cursor::new(packet),
+            wfile: Vec::new(),
+            client,
+            server,
+            reply_from: None,
+        }
+    }
+
     /// The client's address (`client_address`).
     ///
     /// # Examples

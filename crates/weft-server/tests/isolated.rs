@@ -519,6 +519,36 @@ fn pool_tcp() {
     });
 }
 
+/// Serves `server` (a pool parent: a `UdpServer` or a `UnixDatagramServer`) while ten
+/// datagrams go through `ask` and come back from its workers, then closes it: the workers
+/// are gone.
+macro_rules! serve_datagrams_through_pool {
+    ($server:expr, $ask:expr) => {
+        async {
+            let ask = $ask;
+            let server = Arc::new($server);
+            let s2 = server.clone();
+            let serving = tokio::spawn(async move { s2.serve_forever().await });
+            wait_for("two workers", || server.worker_pids().len() == 2).await;
+            let workers = server.worker_pids();
+            for i in 0..10 {
+                let msg = format!("d{i}");
+                let reply = tokio::time::timeout(LIMIT, ask(msg.clone().into_bytes()))
+                    .await
+                    .unwrap();
+                assert_worker_reply(&workers, &reply, &msg);
+            }
+            server.close().await.unwrap();
+            tokio::time::timeout(LIMIT, serving)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert!(server.worker_pids().is_empty());
+        }
+    };
+}
+
 fn pool_udp() {
     runtime().block_on(async {
         let pool = ProcessPool::new(2).args(["worker-udp"]);
@@ -529,7 +559,7 @@ fn pool_udp() {
         let addr = server.server_address().as_inet().unwrap();
         let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let client = &client;
-        serve_datagrams_through_pool(server, move |msg| async move {
+        serve_datagrams_through_pool!(server, move |msg: Vec<u8>| async move {
             client.send_to(&msg, addr).await.unwrap();
             let mut buf = [0u8; 64];
             let n = client.recv(&mut buf).await.unwrap();
@@ -537,36 +567,6 @@ fn pool_udp() {
         })
         .await;
     });
-}
-
-/// Serves `server` (a pool parent) while ten datagrams go through `ask` and come back from
-/// its workers, then closes it: the workers are gone.
-async fn serve_datagrams_through_pool<K, Fut>(
-    server: weft_server::DatagramServer<K, PidEcho>,
-    mut ask: impl FnMut(Vec<u8>) -> Fut,
-) where
-    K: Send + Sync + 'static,
-    Fut: std::future::Future<Output = Vec<u8>>,
-{
-    let server = Arc::new(server);
-    let s2 = server.clone();
-    let serving = tokio::spawn(async move { s2.serve_forever().await });
-    wait_for("two workers", || server.worker_pids().len() == 2).await;
-    let workers = server.worker_pids();
-    for i in 0..10 {
-        let msg = format!("d{i}");
-        let reply = tokio::time::timeout(LIMIT, ask(msg.clone().into_bytes()))
-            .await
-            .unwrap();
-        assert_worker_reply(&workers, &reply, &msg);
-    }
-    server.close().await.unwrap();
-    tokio::time::timeout(LIMIT, serving)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(server.worker_pids().is_empty());
 }
 
 fn pool_unix() {
@@ -621,7 +621,7 @@ fn pool_unix_dgram() {
         // A client needs an address of its own to get replies.
         let client = tokio::net::UnixDatagram::bind(dir.path().join("client.sock")).unwrap();
         let (client, to) = (&client, &path);
-        serve_datagrams_through_pool(server, move |msg| async move {
+        serve_datagrams_through_pool!(server, move |msg: Vec<u8>| async move {
             client.send_to(&msg, to).await.unwrap();
             let mut buf = [0u8; 64];
             let n = client.recv(&mut buf).await.unwrap();

@@ -7,5 +7,6 @@
 
 mod common;
 mod echo;
+mod endpoints;
 mod lifecycle;
 mod loggers;
