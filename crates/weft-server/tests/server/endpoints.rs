@@ -80,3 +80,39 @@ async fn the_wrong_kind_of_endpoint_is_refused_with_what_was_given() {
         .unwrap_err();
     assert!(err.to_string().contains("no such thing"), "{err}");
 }
+
+#[tokio::test]
+async fn an_ssl_endpoint_serves_tls_to_both_handler_flavours() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let pem = dir.path().join("localhost.pem");
+    std::fs::write(
+        &pem,
+        format!("{}{}", ck.signing_key.serialize_pem(), ck.cert.pem()),
+    )
+    .unwrap();
+    let ep = format!("ssl:0:privateKey={}:interface=127.0.0.1", pem.display());
+    let client = weft_core::tls::ClientTlsOptions::default()
+        .trust_roots(&pem)
+        .config()
+        .unwrap();
+    let talk = |addr: std::net::SocketAddr| {
+        let client = client.clone();
+        async move {
+            let mut s = weft_core::tls::connect_stream(addr, "localhost", client)
+                .await
+                .expect("TLS handshake");
+            s.write_all(b"over tls\n").await.unwrap();
+            let mut line = String::new();
+            BufReader::new(&mut s).read_line(&mut line).await.unwrap();
+            assert_eq!(line, "over tls\n");
+        }
+    };
+    let server = TcpServer::bind(ep.as_str(), Echo).await.unwrap();
+    let addr = server.server_address().as_inet().unwrap();
+    serve_while!(server, talk(addr));
+    let server = TcpServer::bind(ep.as_str(), Blocking(Echo)).await.unwrap();
+    let addr = server.server_address().as_inet().unwrap();
+    serve_while!(server, talk(addr));
+}
