@@ -44,6 +44,17 @@ pub struct RunOpts {
     /// The `weft` binary (default: next to this executable, built first with cargo).
     #[arg(long)]
     pub weft_bin: Option<PathBuf>,
+    /// Connection policies given to `weft serve` (its options, space-separated). The default
+    /// turns off `weft serve`'s own defaults (an idle timeout, 256 connections per peer: the
+    /// load comes from one address), so weft is measured bare; `--weft-policies
+    /// "--idle-timeout 300 --max-per-peer none"` measures it with a timer armed on every
+    /// connection.
+    #[arg(
+        long,
+        default_value = "--idle-timeout none --max-per-peer none",
+        allow_hyphen_values = true
+    )]
+    pub weft_policies: String,
     /// Do not run `cargo build --release -p weft-cli` first.
     #[arg(long)]
     pub no_build: bool,

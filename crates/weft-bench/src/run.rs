@@ -31,7 +31,7 @@ fn self_cmd(sub: &str, workers: usize) -> ServerCmd {
     }
 }
 
-fn weft_cmd(bin: &std::path::Path, line: bool) -> ServerCmd {
+fn weft_cmd(bin: &std::path::Path, line: bool, policies: &str) -> ServerCmd {
     let mut args: Vec<String> = vec!["serve".into()];
     if line {
         args.extend(["line-echo".into(), "--delimiter".into(), "lf".into()]);
@@ -39,6 +39,7 @@ fn weft_cmd(bin: &std::path::Path, line: bool) -> ServerCmd {
         args.push("echo".into());
     }
     args.extend(["--listen".into(), "tcp:0:interface=127.0.0.1".into()]);
+    args.extend(policies.split_whitespace().map(String::from));
     ServerCmd {
         program: bin.to_path_buf(),
         args,
@@ -92,7 +93,7 @@ fn servers(
     let mut weft_echo = None;
     if let Some(bin) = &weft_bin {
         for line in [true, false] {
-            let cmd = weft_cmd(bin, line);
+            let cmd = weft_cmd(bin, line, &opts.weft_policies);
             match probe(&cmd, rt) {
                 Ok(()) => {
                     if line {

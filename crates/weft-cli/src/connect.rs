@@ -94,8 +94,8 @@ fn target(args: &ConnectArgs) -> Result<Target, String> {
     };
     match endpoint {
         ClientEndpoint::Tcp { host, port, .. } if udp => Ok(Target::Datagram { host, port }),
-        ClientEndpoint::Unix { .. } if udp => Err(format!(
-            "{text:?} is a Unix socket; UDP needs HOST:PORT (or HOST PORT)"
+        _ if udp => Err(format!(
+            "UDP needs HOST:PORT (or HOST PORT); {text:?} is not a TCP address"
         )),
         ep => Ok(Target::Stream(ep)),
     }

@@ -201,22 +201,30 @@ fn udp_sends_a_datagram_per_line_and_prints_the_replies() {
             vec!["-u".into(), host.into(), port.into()],
         ]
     };
-    for i in 0..4 {
-        let (addr, server) = udp_echo(2);
-        let args = forms(&addr).swap_remove(i);
-        Cmd::new(WEFT)
-            .arg("connect")
-            .args(&args)
-            .write_stdin("one\ntwo\n")
-            .timeout(WAIT)
-            .assert()
-            .success()
-            .stdout("echo: one\necho: two\n");
-        assert_eq!(
-            server.join().unwrap(),
-            [&b"one\n"[..], b"two\n"],
-            "{args:?}"
-        );
+    // The four spellings side by side: each run waits the default second for late replies.
+    let runs: Vec<_> = (0..4)
+        .map(|i| {
+            thread::spawn(move || {
+                let (addr, server) = udp_echo(2);
+                let args = forms(&addr).swap_remove(i);
+                Cmd::new(WEFT)
+                    .arg("connect")
+                    .args(&args)
+                    .write_stdin("one\ntwo\n")
+                    .timeout(WAIT)
+                    .assert()
+                    .success()
+                    .stdout("echo: one\necho: two\n");
+                assert_eq!(
+                    server.join().unwrap(),
+                    [&b"one\n"[..], b"two\n"],
+                    "{args:?}"
+                );
+            })
+        })
+        .collect();
+    for run in runs {
+        run.join().unwrap();
     }
 }
 
@@ -232,7 +240,13 @@ fn udp_to_a_closed_port_is_a_network_error() {
 
 #[test]
 fn udp_needs_a_host_and_port() {
-    one_line_failure(&["connect", "-u", "unix:/tmp/weft-none.sock"], "", 2);
+    for target in [
+        "unix:/tmp/weft-none.sock",
+        "/tmp/weft-none.sock",
+        "tls:localhost:1",
+    ] {
+        one_line_failure(&["connect", "-u", target], "", 2);
+    }
 }
 
 #[test]
