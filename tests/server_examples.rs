@@ -455,3 +455,114 @@ fn line_examples_take_plain_nc_lines() {
     c.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"from nc\nfrom telnet\r\n");
 }
+
+/// A chat client: the stream to write and a line reader.
+struct ChatClient {
+    w: TcpStream,
+    r: BufReader<TcpStream>,
+}
+
+impl ChatClient {
+    fn connect(addr: &str) -> Self {
+        let w = TcpStream::connect(addr).unwrap();
+        w.set_read_timeout(Some(LIMIT)).unwrap();
+        let r = BufReader::new(w.try_clone().unwrap());
+        Self { w, r }
+    }
+    #[track_caller]
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.r.read_line(&mut line).unwrap();
+        line
+    }
+    fn send(&mut self, text: &str) {
+        self.w.write_all(text.as_bytes()).unwrap();
+    }
+}
+
+/// examples/chat.rs end to end (issue 12): three clients see each other's lines, names and
+/// join/leave notices; a fourth never reads while about 200 MB are broadcast, and the server's
+/// memory stays flat (that client is skipped, never slowing the others).
+#[test]
+fn chat_relays_lines_and_a_client_that_never_reads_keeps_memory_flat() {
+    let Some(path) = example("chat") else {
+        eprintln!("skipped: example chat not built");
+        return;
+    };
+    let (running, addr, _out) = start(&path, "127.0.0.1:0", &[]);
+    let pid = running.0.id();
+    let welcome =
+        |n: &str| format!("Welcome, {n}! /nick NAME changes your name, /quit leaves.\r\n");
+    let mut a = ChatClient::connect(&addr);
+    assert_eq!(a.line(), welcome("guest-1"));
+    let mut b = ChatClient::connect(&addr);
+    assert_eq!(b.line(), welcome("guest-2"));
+    assert_eq!(a.line(), "* guest-2 joined\r\n");
+    let mut c = ChatClient::connect(&addr);
+    assert_eq!(c.line(), welcome("guest-3"));
+    let mut sleeper = ChatClient::connect(&addr); // never reads until the end
+    for x in [&mut a, &mut b] {
+        assert_eq!(x.line(), "* guest-3 joined\r\n");
+    }
+    for x in [&mut a, &mut b, &mut c] {
+        assert_eq!(x.line(), "* guest-4 joined\r\n");
+    }
+
+    a.send("/nick alice\n");
+    assert_eq!(a.line(), "* you are now alice\r\n");
+    b.send("hello from telnet\r\n");
+    assert_eq!(b.line(), "* guest-1 is now alice\r\n");
+    assert_eq!(c.line(), "* guest-1 is now alice\r\n");
+    assert_eq!(c.line(), "<guest-2> hello from telnet\r\n");
+    assert_eq!(a.line(), "<guest-2> hello from telnet\r\n");
+
+    // About 200 MB in 1 KiB lines from alice, in batches the readers take before the next
+    // (40 KiB each: under a reader's 64 KiB high water mark, so they miss none).
+    let pad = "x".repeat(1000);
+    let batch_lines = 40;
+    let batches = 200 * 1024 * 1024 / (batch_lines * 1010);
+    let mut before = 0;
+    for batch in 0..batches {
+        if batch == batches / 20 {
+            before = common::rss_kib(pid); // warmed up: buffers, allocator arenas
+        }
+        let mut out = String::new();
+        for i in 0..batch_lines {
+            out.push_str(&format!("{batch:06}.{i:02} {pad}\n"));
+        }
+        a.send(&out);
+        for x in [&mut b, &mut c] {
+            for i in 0..batch_lines {
+                let mut line = String::new();
+                if let Err(e) = x.r.read_line(&mut line) {
+                    panic!("batch {batch} line {i}: {e} after {line:?}");
+                }
+                assert!(
+                    line.starts_with(&format!("<alice> {batch:06}.{i:02} x")) && line.len() == 1020,
+                    "batch {batch} line {i}: {:?}",
+                    &line[..line.len().min(40)]
+                );
+            }
+        }
+    }
+    let after = common::rss_kib(pid);
+    eprintln!("chat server RSS {before} KiB -> {after} KiB over {batches} batches");
+    assert!(before > 0, "read the server's RSS");
+    assert!(
+        after < before + 16 * 1024,
+        "server RSS grew from {before} KiB to {after} KiB while 200 MB were broadcast"
+    );
+
+    // The sleeper is still connected: its queue starts with its welcome.
+    assert_eq!(sleeper.line(), welcome("guest-4"));
+    c.send("/quit\n");
+    assert_eq!(c.line(), "Bye!\r\n");
+    assert_eq!(c.line(), "", "closed after /quit");
+    for x in [&mut a, &mut b] {
+        assert_eq!(x.line(), "* guest-3 left\r\n");
+    }
+    drop(sleeper);
+    for x in [&mut a, &mut b] {
+        assert_eq!(x.line(), "* guest-4 left\r\n");
+    }
+}

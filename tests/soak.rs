@@ -10,7 +10,7 @@ use weft::core::{Address, ListeningPort, Reactor};
 use weft::line::{Control, Receiver, framed_factory};
 
 mod common;
-use common::{announce_port, raise_fd_limit, spawn_server_child, within};
+use common::{announce_port, raise_fd_limit, rss_kib, spawn_server_child, within};
 
 /// Echoes every line back (the `weft serve line-echo` protocol).
 struct LineEcho;
@@ -103,15 +103,6 @@ async fn two_hundred_peers_reset_mid_line_then_a_client_is_served() {
 }
 
 // ---- child-process server, so its memory can be read from /proc ----
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// The child side: a line echo server that prints its port. Runs only when asked.
 #[test]

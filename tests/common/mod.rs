@@ -107,3 +107,13 @@ pub fn announce_port(port: u16) {
         println!("PORT {port}");
     }
 }
+
+/// A process's resident memory in KiB, from /proc (0 if unreadable).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}

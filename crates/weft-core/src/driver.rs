@@ -443,10 +443,18 @@ fn discard_pending_input<S: RawStream>(stream: &S) {
 }
 
 /// Writes as much of the outgoing buffer as the socket takes now.
+///
+/// Handles stop counting the buffer before it is written and get the remainder after
+/// (`publish_sending`, then `publish`): counted down only after the write, bytes the peer
+/// already read stayed counted for as long as this thread was preempted in between, and
+/// another worker saw a reader that keeps up as over its high water mark.
 fn flush<S: RawStream, P: Protocol>(
     stream: &S,
     conn: &mut Conn<P>,
 ) -> Result<(), DisconnectReason> {
+    if !conn.transport.pending_output().is_empty() {
+        conn.transport.publish_sending();
+    }
     while !conn.transport.pending_output().is_empty() {
         match stream.try_write(conn.transport.pending_output()) {
             Ok(0) => {
@@ -461,6 +469,7 @@ fn flush<S: RawStream, P: Protocol>(
             Err(e) => return Err(DisconnectReason::from_io(e)),
         }
     }
+    conn.transport.publish();
     conn.check_water();
     Ok(())
 }
@@ -473,6 +482,69 @@ mod tests {
     struct P;
     impl Protocol for P {
         fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    }
+
+    /// A socket that takes what it is given (up to `take` bytes per call) and records what a
+    /// handle reports buffered at the moment it takes them, i.e. once the peer could read them.
+    struct Recording {
+        handle: std::sync::Mutex<Option<crate::TransportHandle>>,
+        take: usize,
+        seen: std::sync::Mutex<Vec<usize>>,
+    }
+
+    impl RawStream for Recording {
+        fn poll_read_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Pending
+        }
+        fn poll_write_ready(&self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn read_some(&self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+            let mut seen = self.seen.lock().unwrap();
+            if !seen.is_empty() && self.take < usize::MAX {
+                return Err(io::ErrorKind::WouldBlock.into()); // one partial write, then full
+            }
+            let h = self.handle.lock().unwrap();
+            seen.push(h.as_ref().map_or(usize::MAX, |h| h.buffered()));
+            Ok(buf.len().min(self.take))
+        }
+        fn try_write_vectored(&self, _: &[io::IoSlice<'_>]) -> io::Result<usize> {
+            unreachable!("flush writes one slice")
+        }
+        fn shutdown_write(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn set_reset_on_close(&self) {}
+    }
+
+    /// Bytes the socket took are no longer counted by handles by the time the peer can read
+    /// them (the chat regression: a reader that had read everything was still counted with
+    /// its last 40 KiB on another worker thread, and skipped as over its high water mark);
+    /// what the socket refuses is counted again once the write returns.
+    #[test]
+    fn handles_stop_counting_bytes_before_the_socket_takes_them() {
+        for (take, during, after) in [(usize::MAX, 0, 0), (10_000, 0, 30_000)] {
+            let mut conn = Conn::new(
+                P,
+                Transport::new(0, Address::Unix(None), Address::Unix(None)),
+            );
+            let h = conn.transport.handle();
+            h.write(vec![b'x'; 40_000]).unwrap();
+            conn.run_commands();
+            assert_eq!(h.buffered(), 40_000);
+            let stream = Recording {
+                handle: std::sync::Mutex::new(Some(h.clone())),
+                take,
+                seen: std::sync::Mutex::new(Vec::new()),
+            };
+            flush(&stream, &mut conn).unwrap();
+            assert_eq!(*stream.seen.lock().unwrap(), [during], "take {take}");
+            assert_eq!(h.buffered(), after, "take {take}");
+            assert_eq!(conn.transport.write_buffer_size(), after);
+        }
     }
 
     /// Idle memory per connection is mostly this future (inside its task): keep it small.

@@ -191,6 +191,97 @@ where
 {
 }
 
+/// A factory that owns state shared by all its connections and hands it to each protocol it
+/// builds: Twisted's pattern (`self.factory.clients`) with the state explicit. Made by
+/// [`shared_factory`].
+///
+/// See [`shared_factory`] for an example.
+pub struct SharedFactory<S, F> {
+    state: S,
+    build: F,
+}
+
+impl<S: fmt::Debug, F> fmt::Debug for SharedFactory<S, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedFactory")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, F> SharedFactory<S, F> {
+    /// The shared state (to reach the connections from outside them, e.g. an announcement
+    /// from the server's own code).
+    ///
+    /// See [`shared_factory`] for an example.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+}
+
+/// A factory that owns `state` (shared by every connection: a [`Registry`](crate::Registry),
+/// an `Arc<Mutex<...>>`, counters) and builds each protocol with `build(&state, peer)`;
+/// `None` refuses the connection. Share it between ports, or keep a handle on the state, by
+/// wrapping it in an `Arc`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use weft_core::testing::MemoryTransport;
+/// use weft_core::{shared_factory, Address, Factory, Membership, Protocol, Registry, Transport};
+///
+/// /// Every chunk a client sends goes to every other client.
+/// struct Relay {
+///     room: Registry,
+///     me: Option<Membership>,
+/// }
+/// impl Protocol for Relay {
+///     fn connection_made(&mut self, t: &mut Transport) {
+///         self.me = Some(self.room.join(t));
+///     }
+///     fn data_received(&mut self, data: &[u8], _t: &mut Transport) {
+///         if let Some(me) = &self.me {
+///             me.broadcast_others(data.to_vec());
+///         }
+///     }
+/// }
+///
+/// let factory = Arc::new(shared_factory(Registry::new(), |room: &Registry, _peer: &Address| {
+///     Some(Relay { room: room.clone(), me: None })
+/// }));
+/// let peer = Address::Memory("peer".into());
+/// let _a = MemoryTransport::new(factory.build_protocol(&peer).unwrap());
+/// let _b = MemoryTransport::new(factory.build_protocol(&peer).unwrap());
+/// assert_eq!(factory.state().len(), 2); // the server's code reaches the room too
+/// ```
+pub fn shared_factory<S, P, F>(state: S, build: F) -> SharedFactory<S, F>
+where
+    S: Send + Sync + 'static,
+    P: Protocol,
+    F: Fn(&S, &Address) -> Option<P> + Send + Sync + 'static,
+{
+    SharedFactory { state, build }
+}
+
+impl<S, P, F> Factory for SharedFactory<S, F>
+where
+    S: Send + Sync + 'static,
+    P: Protocol,
+    F: Fn(&S, &Address) -> Option<P> + Send + Sync + 'static,
+{
+    type Protocol = P;
+    fn build_protocol(&self, addr: &Address) -> Option<P> {
+        (self.build)(&self.state, addr)
+    }
+}
+
+impl<S, P, F> ClientFactory for SharedFactory<S, F>
+where
+    S: Send + Sync + 'static,
+    P: Protocol,
+    F: Fn(&S, &Address) -> Option<P> + Send + Sync + 'static,
+{
+}
+
 /// Reference-counts the users of each factory (by [`Factory::factory_id`]), so that
 /// `start_factory`/`stop_factory` run once however many ports share it (Twisted's `numPorts`).
 fn users() -> &'static Mutex<HashMap<usize, usize>> {

@@ -49,6 +49,7 @@ pub mod policies;
 mod protocol;
 mod reactor;
 mod reason;
+mod registry;
 mod shutdown;
 pub mod testing;
 pub mod tls;
@@ -58,15 +59,19 @@ mod udp;
 
 pub use address::Address;
 pub use endpoint::{ClientEndpoint, EndpointError, ServerEndpoint};
-pub use factory::{Backoff, ClientFactory, Factory, FnFactory, factory_fn};
+pub use factory::{
+    Backoff, ClientFactory, Factory, FnFactory, SharedFactory, factory_fn, shared_factory,
+};
 pub use listener::ListenOptions;
 pub use protocol::Protocol;
 pub use reactor::{
     Connection, DEFAULT_DRAIN_TIMEOUT, DelayedCall, ListeningPort, Reactor, Reconnector,
 };
 pub use reason::{DisconnectReason, TimeoutKind, panic_message};
+pub use registry::{Delivery, Laggards, Membership, Registry};
 pub use shutdown::{ServingGuard, ShutdownHandle};
 pub use transport::{
-    ConnectionClosed, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, TimerId, Transport, TransportHandle,
+    ConnectionClosed, DEFAULT_HANDLE_LIMIT, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, OverLimit,
+    TimerId, Transport, TransportHandle, WriteError,
 };
 pub use udp::{DatagramProtocol, DatagramTransport, UdpPort};

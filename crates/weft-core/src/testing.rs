@@ -163,6 +163,7 @@ impl<P: Protocol> MemoryTransport<P> {
     /// See [`Transport::write`] for an example.
     pub fn take_written(&mut self) -> Bytes {
         let out = self.conn.transport.take_output();
+        self.conn.transport.publish();
         self.conn.check_water();
         out
     }
@@ -187,6 +188,7 @@ impl<P: Protocol> MemoryTransport<P> {
         if n > 0 {
             self.conn.transport.consume(n);
         }
+        self.conn.transport.publish();
         self.conn.check_water();
         n
     }
@@ -289,6 +291,7 @@ impl<P: Protocol> MemoryTransport<P> {
     pub fn run_pending(&mut self) {
         if !self.conn.is_lost() {
             self.conn.run_commands();
+            self.conn.transport.publish();
             self.conn.check_water();
         }
     }

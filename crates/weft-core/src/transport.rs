@@ -8,13 +8,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::{Address, DisconnectReason};
 
 mod direct;
+mod handle;
 pub(crate) use direct::deliver;
+use handle::Link;
+pub use handle::{ConnectionClosed, DEFAULT_HANDLE_LIMIT, OverLimit, TransportHandle, WriteError};
 
 /// Default high water mark of the outgoing buffer (asyncio's default): 64 KiB.
 ///
@@ -121,8 +123,12 @@ pub struct Transport {
     peer: Address,
     host: Address,
     id: u64,
-    cmd_tx: Option<mpsc::UnboundedSender<Command>>,
-    cmd_rx: Option<mpsc::UnboundedReceiver<Command>>,
+    /// The handles' side: created by the first [`handle`](Self::handle) (boxed: most
+    /// connections never take one, and the transport lives in every connection's task).
+    link: Option<Box<Link>>,
+    /// The cap on bytes queued through handles ([`set_handle_limit`](Self::set_handle_limit)).
+    handle_limit: u32,
+    abort_over_limit: bool,
     timers: Vec<(Instant, TimerId)>,
     next_timer: u64,
 }
@@ -156,8 +162,9 @@ impl Transport {
             peer,
             host,
             id,
-            cmd_tx: None,
-            cmd_rx: None,
+            link: None,
+            handle_limit: DEFAULT_HANDLE_LIMIT as u32,
+            abort_over_limit: false,
             timers: Vec::new(),
             next_timer: 0,
         }
@@ -527,6 +534,7 @@ impl Transport {
         let clamp = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         self.high = clamp(high);
         self.low = clamp(low.min(high));
+        self.publish_limits();
     }
 
     /// The `(high, low)` water marks of the outgoing buffer.
@@ -560,13 +568,80 @@ impl Transport {
     /// }
     /// ```
     pub fn handle(&mut self) -> TransportHandle {
-        if let Some(tx) = &self.cmd_tx {
-            return TransportHandle { tx: tx.clone() };
+        let link = match &mut self.link {
+            Some(link) => link,
+            None => {
+                let link = self.link.insert(Box::new(Link::new()));
+                // Published before the first handle exists: it sees this connection's limits.
+                link.publish_limits(
+                    self.high as usize,
+                    self.low as usize,
+                    self.handle_limit as usize,
+                    self.abort_over_limit,
+                );
+                link
+            }
+        };
+        let handle = link.handle();
+        self.publish();
+        handle
+    }
+
+    /// Caps what handles may queue on this connection: a
+    /// [`TransportHandle::write`] that would take the bytes buffered for it (queued through
+    /// handles plus the write buffer) past `limit` fails with [`WriteError::Full`] instead
+    /// of growing the server, and with [`OverLimit::Abort`] the connection is also aborted
+    /// (a reader that never reads is cut off). A write into an empty queue is accepted
+    /// whatever its size. Default: [`DEFAULT_HANDLE_LIMIT`] (1 MiB), failing. Clamped to
+    /// 4 GiB - 1.
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, OverLimit, Protocol, Transport, WriteError};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let mut conn = MemoryTransport::new(P);
+    /// conn.transport_mut().set_handle_limit(10, OverLimit::Fail);
+    /// let h = conn.transport_mut().handle();
+    /// h.write("123456").unwrap();
+    /// assert!(matches!(h.write("7890!"), Err(WriteError::Full { .. })));
+    /// h.write("7890").unwrap(); // exactly at the limit
+    /// conn.run_pending();
+    /// assert_eq!(conn.written(), b"1234567890");
+    /// ```
+    pub fn set_handle_limit(&mut self, limit: usize, over: OverLimit) {
+        self.handle_limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        self.abort_over_limit = matches!(over, OverLimit::Abort);
+        self.publish_limits();
+    }
+
+    /// The handle write limit and what happens past it
+    /// (see [`set_handle_limit`](Self::set_handle_limit)).
+    ///
+    /// ```
+    /// # use weft_core::{testing::MemoryTransport, OverLimit, Protocol, Transport};
+    /// # struct P;
+    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// let conn = MemoryTransport::new(P);
+    /// assert_eq!(conn.transport().handle_limit(), (weft_core::DEFAULT_HANDLE_LIMIT, OverLimit::Fail));
+    /// ```
+    pub fn handle_limit(&self) -> (usize, OverLimit) {
+        let over = if self.abort_over_limit {
+            OverLimit::Abort
+        } else {
+            OverLimit::Fail
+        };
+        (self.handle_limit as usize, over)
+    }
+
+    fn publish_limits(&self) {
+        if let Some(link) = &self.link {
+            link.publish_limits(
+                self.high as usize,
+                self.low as usize,
+                self.handle_limit as usize,
+                self.abort_over_limit,
+            );
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.cmd_tx = Some(tx.clone());
-        self.cmd_rx = Some(rx);
-        TransportHandle { tx }
     }
 
     /// Arms a timer: after `delay`, the protocol's
@@ -701,28 +776,53 @@ impl Transport {
     /// The next command from a handle, registering `cx` for the next one (`Pending` also when
     /// no handle was ever taken).
     pub(crate) fn poll_command(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
-        match self.cmd_rx.as_mut() {
-            Some(rx) => rx.poll_recv(cx),
+        match self.link.as_mut() {
+            Some(link) => link.poll_recv(cx),
             None => Poll::Pending,
+        }
+    }
+
+    /// Tells handles how much is buffered now (after a flush, or the in-memory peer reading):
+    /// wakes writers waiting for room once it is under the low mark. One test when no handle
+    /// was taken.
+    #[inline]
+    pub(crate) fn publish(&self) {
+        if let Some(link) = &self.link {
+            link.publish(self.write_buffer_size());
+        }
+    }
+
+    /// The driver hands the write buffer to the socket now: handles stop counting it before
+    /// the peer can read it (see `Link::sending`); [`publish`](Self::publish) after the write
+    /// tells them what is left.
+    #[inline]
+    pub(crate) fn publish_sending(&self) {
+        if let Some(link) = &self.link {
+            link.sending();
         }
     }
 
     /// True once a handle was taken (the command channel exists).
     #[inline]
     pub(crate) fn has_handle(&self) -> bool {
-        self.cmd_rx.is_some()
+        self.link.is_some()
     }
 
     /// The next command from a handle, if one is queued.
     #[inline]
     pub(crate) fn try_command(&mut self) -> Option<Command> {
-        self.cmd_rx.as_mut()?.try_recv().ok()
+        self.link.as_mut()?.try_recv()
     }
 
     /// Applies a command from a handle.
     pub(crate) fn apply(&mut self, cmd: Command) {
         match cmd {
-            Command::Write(b) => self.write(&b),
+            Command::Write(b) => {
+                self.write(&b);
+                if let Some(link) = &self.link {
+                    link.applied(b.len(), self.write_buffer_size());
+                }
+            }
             Command::LoseConnection => self.lose_connection(),
             Command::Abort => self.abort_connection(),
             Command::PauseProducing => self.pause_producing(),
@@ -736,8 +836,7 @@ impl Transport {
     pub(crate) fn shut_down(&mut self) {
         self.release_buffer();
         self.timers.clear();
-        self.cmd_rx = None;
-        self.cmd_tx = None;
+        self.link = None;
     }
 
     fn release_buffer(&mut self) {
@@ -750,158 +849,6 @@ impl Transport {
 impl Drop for Transport {
     fn drop(&mut self) {
         self.release_buffer();
-    }
-}
-
-/// A cloneable handle to a connection, for writing and closing from other tasks and threads.
-///
-/// Commands go through a channel to the task that owns the connection and take effect in
-/// order. They fail with [`ConnectionClosed`] once the connection is gone.
-///
-/// ```
-/// use weft_core::testing::MemoryTransport;
-/// use weft_core::{Protocol, Transport};
-///
-/// struct P;
-/// impl Protocol for P {
-///     fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
-/// }
-/// let mut conn = MemoryTransport::new(P);
-/// let handle = conn.transport_mut().handle();
-/// std::thread::spawn(move || handle.write("from a thread")).join().unwrap().unwrap();
-/// conn.run_pending();
-/// assert_eq!(conn.written(), b"from a thread");
-/// ```
-#[derive(Debug, Clone)]
-pub struct TransportHandle {
-    tx: mpsc::UnboundedSender<Command>,
-}
-
-/// The connection behind a [`TransportHandle`] is closed.
-///
-/// ```
-/// let e = weft_core::ConnectionClosed;
-/// assert_eq!(e.to_string(), "connection is closed");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("connection is closed")]
-pub struct ConnectionClosed;
-
-impl TransportHandle {
-    fn send(&self, cmd: Command) -> Result<(), ConnectionClosed> {
-        self.tx.send(cmd).map_err(|_| ConnectionClosed)
-    }
-
-    /// Queues `data` to be written (the connection's `write`).
-    ///
-    /// # Errors
-    /// [`ConnectionClosed`] once the connection is gone.
-    ///
-    /// See [`TransportHandle`] for an example.
-    pub fn write(&self, data: impl Into<Bytes>) -> Result<(), ConnectionClosed> {
-        self.send(Command::Write(data.into()))
-    }
-
-    /// Flushes, then closes (the connection's `lose_connection`).
-    ///
-    /// # Errors
-    /// [`ConnectionClosed`] once the connection is gone.
-    ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let mut conn = MemoryTransport::new(P);
-    /// conn.transport_mut().handle().lose_connection().unwrap();
-    /// conn.run_pending();
-    /// assert!(conn.is_closing());
-    /// ```
-    pub fn lose_connection(&self) -> Result<(), ConnectionClosed> {
-        self.send(Command::LoseConnection)
-    }
-
-    /// Drops pending output and closes now (the connection's `abort_connection`).
-    ///
-    /// # Errors
-    /// [`ConnectionClosed`] once the connection is gone.
-    ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let mut conn = MemoryTransport::new(P);
-    /// conn.transport_mut().handle().abort_connection().unwrap();
-    /// conn.run_pending();
-    /// assert!(conn.is_aborted());
-    /// ```
-    pub fn abort_connection(&self) -> Result<(), ConnectionClosed> {
-        self.send(Command::Abort)
-    }
-
-    /// Half-closes once pending output is flushed (the connection's `write_eof`).
-    ///
-    /// # Errors
-    /// [`ConnectionClosed`] once the connection is gone.
-    ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let mut conn = MemoryTransport::new(P);
-    /// conn.transport_mut().handle().write_eof().unwrap();
-    /// conn.run_pending();
-    /// assert!(conn.eof_written());
-    /// ```
-    pub fn write_eof(&self) -> Result<(), ConnectionClosed> {
-        self.send(Command::WriteEof)
-    }
-
-    /// Stops reading from the peer.
-    ///
-    /// # Errors
-    /// [`ConnectionClosed`] once the connection is gone.
-    ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let mut conn = MemoryTransport::new(P);
-    /// let h = conn.transport_mut().handle();
-    /// h.pause_producing().unwrap();
-    /// conn.run_pending();
-    /// assert!(conn.transport().is_reading_paused());
-    /// h.resume_producing().unwrap();
-    /// conn.run_pending();
-    /// assert!(!conn.transport().is_reading_paused());
-    /// ```
-    pub fn pause_producing(&self) -> Result<(), ConnectionClosed> {
-        self.send(Command::PauseProducing)
-    }
-
-    /// Starts reading again.
-    ///
-    /// # Errors
-    /// [`ConnectionClosed`] once the connection is gone.
-    ///
-    /// See [`pause_producing`](Self::pause_producing) for an example.
-    pub fn resume_producing(&self) -> Result<(), ConnectionClosed> {
-        self.send(Command::ResumeProducing)
-    }
-
-    /// True once the connection is gone.
-    ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let mut conn = MemoryTransport::new(P);
-    /// let h = conn.transport_mut().handle();
-    /// assert!(!h.is_closed());
-    /// drop(conn);
-    /// assert!(h.is_closed());
-    /// ```
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
     }
 }
 

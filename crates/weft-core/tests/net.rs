@@ -635,3 +635,176 @@ async fn writes_from_the_read_buffer_keep_their_order_under_backpressure() {
     assert!(got == expected, "the echo differs from its reads, in order");
     reactor.shutdown().await;
 }
+
+/// A server whose connections hand their handle out on `tx` (and never write themselves).
+async fn handle_server(
+    limit: usize,
+    over: weft_core::OverLimit,
+) -> (
+    Reactor,
+    TcpStream,
+    weft_core::TransportHandle,
+    mpsc::UnboundedReceiver<String>,
+) {
+    struct Handed {
+        tx: mpsc::UnboundedSender<weft_core::TransportHandle>,
+        lost: mpsc::UnboundedSender<String>,
+        limit: usize,
+        over: weft_core::OverLimit,
+    }
+    impl Protocol for Handed {
+        fn connection_made(&mut self, t: &mut Transport) {
+            t.set_handle_limit(self.limit, self.over);
+            let _ = self.tx.send(t.handle());
+        }
+        fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+        fn connection_lost(&mut self, reason: DisconnectReason) {
+            let _ = self.lost.send(kind(&reason));
+        }
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (lost_tx, lost_rx) = mpsc::unbounded_channel();
+    let (reactor, client) = serve_and_connect(factory_fn(move |_| {
+        Some(Handed {
+            tx: tx.clone(),
+            lost: lost_tx.clone(),
+            limit,
+            over,
+        })
+    }))
+    .await;
+    let handle = within(rx.recv()).await.unwrap();
+    (reactor, client, handle, lost_rx)
+}
+
+/// A peer that never reads: handle writes stop at the limit with a typed error instead of
+/// growing the server; once the peer reads, there is room again.
+#[tokio::test]
+async fn handle_writes_to_a_reader_that_never_reads_fail_at_the_limit() {
+    let limit = 256 * 1024;
+    let (reactor, mut client, h, _lost) = handle_server(limit, weft_core::OverLimit::Fail).await;
+    let chunk = bytes::Bytes::from(vec![b'x'; 16 * 1024]);
+    let mut accepted = 0usize;
+    let full = within(async {
+        loop {
+            match h.write(chunk.clone()) {
+                Ok(()) => accepted += chunk.len(),
+                Err(e) => break e,
+            }
+            // Lets the connection's task apply and flush into the socket buffers.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    let weft_core::WriteError::Full { buffered, limit: l } = full else {
+        panic!("expected Full, got {full:?}");
+    };
+    assert_eq!(l, limit);
+    assert!(
+        buffered <= limit && buffered + chunk.len() > limit,
+        "{buffered}"
+    );
+    assert!(h.is_over_high_water());
+    // The kernel took some (socket buffers), the server holds at most the limit.
+    assert!(accepted >= limit, "accepted {accepted}");
+    // The peer reads everything so far: a writer waiting for room gets it.
+    let waiter = {
+        let h = h.clone();
+        tokio::spawn(async move { h.write_when_ready("after the drain").await })
+    };
+    let mut got = vec![0u8; accepted];
+    within(client.read_exact(&mut got)).await.unwrap();
+    within(waiter).await.unwrap().unwrap();
+    let mut tail = vec![0u8; "after the drain".len()];
+    within(client.read_exact(&mut tail)).await.unwrap();
+    assert_eq!(tail, b"after the drain");
+    assert!(got.iter().all(|&b| b == b'x'));
+    reactor.shutdown().await;
+}
+
+#[tokio::test]
+async fn over_limit_abort_cuts_the_slow_reader_off() {
+    let (reactor, _client, h, mut lost) =
+        handle_server(64 * 1024, weft_core::OverLimit::Abort).await;
+    let chunk = bytes::Bytes::from(vec![b'y'; 32 * 1024]);
+    let err = within(async {
+        loop {
+            if let Err(e) = h.write(chunk.clone()) {
+                break e;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(matches!(err, weft_core::WriteError::Full { .. }), "{err:?}");
+    assert_eq!(within(lost.recv()).await.unwrap(), "aborted");
+    assert_eq!(h.write("x"), Err(weft_core::WriteError::Closed));
+    // A writer waiting for room learns the connection is gone.
+    assert_eq!(within(h.writable()).await, Err(weft_core::ConnectionClosed));
+    reactor.shutdown().await;
+}
+
+/// One member never reads; broadcasts to it are skipped (or it is disconnected) while the
+/// others get every message.
+#[tokio::test]
+async fn broadcast_skips_or_drops_a_member_that_never_reads() {
+    use weft_core::{Laggards, Membership, Registry, shared_factory};
+    struct Member {
+        room: Registry,
+        me: Option<Membership>,
+    }
+    impl Protocol for Member {
+        fn connection_made(&mut self, t: &mut Transport) {
+            self.me = Some(self.room.join(t));
+            t.write("joined\n");
+        }
+        fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    }
+    for laggards in [Laggards::Skip, Laggards::Disconnect] {
+        let factory = Arc::new(shared_factory(
+            Registry::with_laggards(laggards),
+            |room: &Registry, _: &Address| {
+                Some(Member {
+                    room: room.clone(),
+                    me: None,
+                })
+            },
+        ));
+        let (reactor, addr) = serve(factory.clone()).await;
+        let mut reader = within(TcpStream::connect(addr)).await.unwrap();
+        let mut joined = [0u8; 7];
+        within(reader.read_exact(&mut joined)).await.unwrap();
+        let sleeper = within(TcpStream::connect(addr)).await.unwrap();
+        let room = factory.state().clone();
+        within(async {
+            while room.len() < 2 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        // 8 MiB in 8 KiB messages: far more than the sleeper's socket buffers and limit.
+        let msg = bytes::Bytes::from(vec![b'm'; 8 * 1024]);
+        let mut skipped = 0;
+        let mut dropped = 0;
+        for _ in 0..1024 {
+            // The reader keeps up: wait until it read what it was sent.
+            let d = room.broadcast(msg.clone());
+            skipped += d.skipped;
+            dropped += d.dropped;
+            let mut got = vec![0u8; msg.len()];
+            within(reader.read_exact(&mut got)).await.unwrap();
+        }
+        match laggards {
+            Laggards::Skip => {
+                assert!(skipped > 0 && dropped == 0, "{skipped} {dropped}");
+                assert_eq!(room.len(), 2);
+            }
+            _ => {
+                assert_eq!((skipped, dropped), (0, 1));
+                assert_eq!(room.len(), 1);
+            }
+        }
+        drop(sleeper);
+        reactor.shutdown().await;
+    }
+}
