@@ -42,6 +42,10 @@ pub struct RunOpts {
     /// Leave Twisted out even when it is installed.
     #[arg(long)]
     pub no_twisted: bool,
+    /// Repetitions that measure Twisted (the first N; it is there for the record, and its
+    /// figures are far from the goals' margins).
+    #[arg(long, default_value_t = 5)]
+    pub twisted_reps: usize,
     /// The `weft` binary (default: next to this executable, built first with cargo).
     #[arg(long)]
     pub weft_bin: Option<PathBuf>,

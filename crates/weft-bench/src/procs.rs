@@ -216,6 +216,8 @@ pub struct ThreadSched {
     pub exec_ms: f64,
     /// Moves to another CPU.
     pub migrations: u64,
+    /// Switches the thread asked for (it waited).
+    pub voluntary: u64,
     /// Switches the scheduler forced (preempted).
     pub involuntary: u64,
     /// The CPU it last ran on.
@@ -238,6 +240,7 @@ fn read_thread_sched(dir: &std::path::Path, tid: u32) -> Option<ThreadSched> {
         tid,
         exec_ms: field("se.sum_exec_runtime")?,
         migrations: field("se.nr_migrations")? as u64,
+        voluntary: field("nr_voluntary_switches")? as u64,
         involuntary: field("nr_involuntary_switches")? as u64,
         cpu,
     })
@@ -309,15 +312,18 @@ impl SchedSnapshot {
         }
     }
 
-    /// Since `self`: the server threads that ran (CPU ms, migrations, involuntary
-    /// switches, last CPU) and the same for the client.
+    /// Since `self`: the server threads that ran (CPU ms, migrations, voluntary switches:
+    /// how often it waited for work, involuntary ones: how often it was preempted, last
+    /// CPU) and the same for the client.
     pub fn delta(&self, pid: u32) -> String {
         let now = Self::take(pid);
+
         let one = |who: &str, a: &ThreadSched, b: &ThreadSched| {
             format!(
-                "{who} {:.0}ms mig {} inv {} cpu{}",
+                "{who} {:.0}ms mig {} vol {} inv {} cpu{}",
                 b.exec_ms - a.exec_ms,
                 b.migrations - a.migrations,
+                b.voluntary - a.voluntary,
                 b.involuntary - a.involuntary,
                 b.cpu
             )

@@ -533,6 +533,13 @@ impl Report {
             "| settings | {} s per measurement × {} repetitions (servers interleaved, in reverse order every other repetition), {} runtime workers in every Rust server, loopback only |",
             self.opts.secs, self.opts.reps, self.workers
         );
+        if self.suts.iter().any(|s| s.role.is_twisted() && s.cmd.is_ok()) {
+            let _ = writeln!(
+                o,
+                "| Twisted | measured in the first {} repetitions only (for the record) |",
+                self.opts.twisted_reps.min(self.opts.reps)
+            );
+        }
         let _ = writeln!(o, "| CPU placement | {} |", self.pinning);
         if self.suts.iter().any(|s| s.role.group() == Group::Tls) {
             let _ = writeln!(
@@ -874,22 +881,29 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "Why the one-connection figures are pinned: with one connection the server's CPU \
-             per line depends on how many lines each read finds, and that depends on where the \
-             scheduler puts the server's worker and the load generator. On the same CPU they \
-             take turns: the client writes its whole window before the server runs, the \
-             server reads it in one go (few, large batches, low CPU per line, and many \
-             involuntary context switches). On different CPUs they run at once: the server \
-             wakes for every few lines (small batches, a cross-CPU wake-up each, two to three \
-             times the CPU per line). Unpinned, the scheduler picks either for a whole \
-             1-second measurement, and per-repetition ratios spread from 0.75× to 1.26× on \
-             this 2-CPU machine. Pinned to different CPUs (`--pin one-conn`, the default), \
-             every server is measured in the second, steady regime. Neither the loads nor the \
-             servers (worker counts included) change; `--pin none` measures as before. On a \
-             machine shared with other work the per-repetition ratios still spread (see the \
-             brackets in the targets table): a target whose range straddles the goal is not \
-             reliably met, whatever its median says; rerun with more `--reps` on an idle \
-             machine. For the user-space cost alone, free of this noise, `cargo bench -p \
+            "Why the one-connection figures are pinned: with one connection, the server's CPU \
+             per line is mostly what it costs the server to wait for the next batch, and that \
+             depends on where the scheduler puts the server's worker and the load generator. \
+             On different CPUs the server echoes each window of 64 lines and then waits, its \
+             CPU goes idle and is woken by the next window; on the same CPU they take turns \
+             and the server rarely idles (it is preempted instead). When this was \
+             investigated (2026-11-30, this 2-CPU VM) that made 64 lines per server wait and \
+             about 0.6 µs of server CPU per line on different CPUs, about 100 lines per wait \
+             and 0.15 µs per line on the same one (closed loop: 35 against 9 µs). Unpinned, \
+             the scheduler moves between the two within and across 1-second measurements, so \
+             per-repetition ratios spread (0.75× to 1.26× in the run before pinning). Pinned \
+             (`--pin one-conn`, the default), every server is measured with its own CPU, as \
+             a server whose clients are elsewhere is, and the load generator on the other. \
+             The loads, the servers and their worker counts are unchanged; `--pin none` \
+             measures as before, `--pin all` pins the 50-connection and rate measurements too \
+             (the server then has one CPU). `weft-bench run` logs, per measurement, each busy \
+             server thread's and the client's CPU time, migrations, voluntary (waits) and \
+             involuntary (preemptions) context switches and last CPU, from \
+             `/proc/PID/task/TID/sched`. On a machine shared with other work the \
+             per-repetition ratios still spread (see the brackets in the targets table): a \
+             target whose range straddles the goal is not reliably met, whatever its median \
+             says; rerun with more `--reps` on an idle machine. For the user-space cost alone, \
+             free of this noise, `cargo bench -p \
              weft-bench` compares weft's line path with the reference's loop in memory."
         );
     }

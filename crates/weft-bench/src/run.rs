@@ -567,11 +567,14 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
         for r in 0..opts.reps {
             // Every other repetition runs the servers in reverse order, so that a drift in the
             // machine's load over a repetition does not always favour the same server.
-            let order: Vec<usize> = if r % 2 == 0 {
+            let mut order: Vec<usize> = if r % 2 == 0 {
                 (0..suts.len()).collect()
             } else {
                 (0..suts.len()).rev().collect()
             };
+            if r >= opts.twisted_reps {
+                order.retain(|&si| !suts[si].role.is_twisted());
+            }
             if sel.has(Measure::Line) {
                 for (ci, cfg) in cfgs.iter().enumerate() {
                     for &si in &order {
