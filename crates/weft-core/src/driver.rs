@@ -13,6 +13,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
 
 use crate::protocol::Conn;
+use crate::tls_io::TlsSocket;
 use crate::transport::{self, pool};
 use crate::{DisconnectReason, Protocol};
 
@@ -51,6 +52,87 @@ pub(crate) trait RawStream: Send + 'static {
     #[inline(always)]
     fn flush_pending(&self) -> io::Result<()> {
         Ok(())
+    }
+    /// True while a TLS handshake runs (or has just failed): the driver reads even when the
+    /// protocol paused reading, as the handshake cannot finish otherwise. Plain sockets:
+    /// constant `false`.
+    #[inline(always)]
+    fn handshaking(&self) -> bool {
+        false
+    }
+}
+
+/// How a connection's task is spawned for a stream: plain TCP and Unix sockets get an
+/// [`Upgradable`] driver (so `Transport::start_tls` can switch them to TLS), a stream that
+/// already carries TLS gets its [`Driver`] as is.
+pub(crate) trait Spawn: RawStream + Sized {
+    type Task<P: Protocol>: Future<Output = DisconnectReason> + Send + 'static;
+    fn task<P: Protocol>(driver: Driver<Self, P>) -> Self::Task<P>;
+}
+
+impl Spawn for TcpStream {
+    type Task<P: Protocol> = Upgradable<Self, P>;
+    fn task<P: Protocol>(driver: Driver<Self, P>) -> Self::Task<P> {
+        Upgradable::Plain(driver)
+    }
+}
+
+impl Spawn for UnixStream {
+    type Task<P: Protocol> = Upgradable<Self, P>;
+    fn task<P: Protocol>(driver: Driver<Self, P>) -> Self::Task<P> {
+        Upgradable::Plain(driver)
+    }
+}
+
+impl<T: crate::tls_io::Socket> Spawn for TlsSocket<T> {
+    type Task<P: Protocol> = Driver<Self, P>;
+    fn task<P: Protocol>(driver: Driver<Self, P>) -> Self::Task<P> {
+        driver
+    }
+}
+
+/// A plain connection's task: its driver, which becomes a TLS driver on the same socket
+/// when the protocol calls [`Transport::start_tls`](crate::Transport::start_tls).
+///
+/// The plain driver notices the request with the test it already makes for an abort (one
+/// comparison of the close state per turn, as before), stops at once (nothing more is read
+/// in clear) and returns; this wrapper then moves the socket, the connection and the
+/// driver's state into a [`TlsSocket`] driver, boxed so that a plain connection's task does
+/// not grow by a TLS session's size. What a plain connection pays is this enum's one
+/// comparison per poll of its task (not per read or per line).
+pub(crate) enum Upgradable<S: crate::tls_io::Socket + RawStream, P: Protocol> {
+    Plain(Driver<S, P>),
+    Tls(Box<Driver<TlsSocket<S>, P>>),
+    Done,
+}
+
+impl<S: crate::tls_io::Socket + RawStream, P: Protocol> Unpin for Upgradable<S, P> {}
+
+impl<S: crate::tls_io::Socket + RawStream, P: Protocol> Future for Upgradable<S, P> {
+    type Output = DisconnectReason;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DisconnectReason> {
+        let this = &mut *self;
+        if let Upgradable::Plain(d) = this {
+            let reason = match Pin::new(d).poll(cx) {
+                Poll::Ready(r) => r,
+                Poll::Pending => return Poll::Pending,
+            };
+            if !matches!(this, Upgradable::Plain(d) if d.conn.transport.is_upgrading()) {
+                return Poll::Ready(reason);
+            }
+            let Upgradable::Plain(d) = std::mem::replace(this, Upgradable::Done) else {
+                unreachable!("checked above")
+            };
+            match d.upgrade() {
+                Ok(tls) => *this = Upgradable::Tls(Box::new(tls)),
+                Err(reason) => return Poll::Ready(reason),
+            }
+        }
+        match this {
+            Upgradable::Tls(d) => Pin::new(&mut **d).poll(cx),
+            _ => Poll::Ready(DisconnectReason::Shutdown),
+        }
     }
 }
 
@@ -190,15 +272,12 @@ enum Event {
 /// `next_event` must spend the budget too (tokio's own futures do), or the loop needs a bound.
 pub(crate) struct Driver<S: RawStream, P: Protocol> {
     stream: S,
-    conn: Conn<P>,
-    hub: Arc<Hub>,
+    /// `connection_lost` is delivered if the driver is dropped before it finished.
+    conn: Live<P>,
+    reg: Registration,
     /// The protocol's earliest timer, created when it arms the first one and reset (not
     /// reallocated) when the earliest deadline changes.
     timer: Option<Pin<Box<Sleep>>>,
-    /// This connection's waker slot in the [`Hub`] (`NO_SLOT` until the first poll
-    /// registers it; freed in `finish` or on drop). Registered once, so shutdown can wake an
-    /// idle connection without a per-poll lock.
-    slot: u32,
     /// `connection_made` has run (on the first poll, inside the connection's task and tracing
     /// span, not in the accept loop).
     started: bool,
@@ -222,10 +301,12 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
     pub(crate) fn new(stream: S, conn: Conn<P>, hub: Arc<Hub>) -> Self {
         Self {
             stream,
-            conn,
-            hub,
+            conn: Live(conn),
+            reg: Registration {
+                hub,
+                slot: NO_SLOT,
+            },
             timer: None,
-            slot: NO_SLOT,
             started: false,
             shutting_down: false,
             eof_seen: false,
@@ -236,7 +317,12 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
     /// Applies what the protocol asked for: flush, half-close, close. `Some` once finished.
     fn settle(&mut self) -> Option<DisconnectReason> {
         let conn = &mut self.conn;
-        if conn.transport.is_aborted() {
+        if conn.transport.is_aborted_or_upgrading() {
+            if conn.transport.is_upgrading() {
+                // `start_tls`: this driver stops here, before reading anything more in clear;
+                // `Upgradable` carries on over TLS (the reason is not used).
+                return Some(DisconnectReason::LocalClose);
+            }
             return conn.requested_reason();
         }
         if let Err(e) = flush(&self.stream, conn) {
@@ -280,7 +366,7 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
 
     /// The next thing to do, in priority order.
     fn next_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        match self.hub.state() {
+        match self.reg.hub.state() {
             FORCE => return Poll::Ready(Event::Force),
             GRACEFUL if !self.shutting_down => return Poll::Ready(Event::Shutdown),
             _ => {}
@@ -295,7 +381,8 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
         {
             return Poll::Ready(Event::Writable);
         }
-        let want_read = !self.eof_seen && (t.is_closing() || !t.is_reading_paused());
+        let want_read = !self.eof_seen
+            && (t.is_closing() || !t.is_reading_paused() || self.stream.handshaking());
         if want_read && self.stream.poll_read_ready(cx).is_ready() {
             return Poll::Ready(Event::Readable);
         }
@@ -331,7 +418,7 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
                     Ok(n) => {
                         // While closing, input is read and discarded.
                         if !conn.transport.is_closing() {
-                            transport::deliver(conn, &buf[..n], |bufs| match bufs {
+                            transport::deliver(&mut conn.0, &buf[..n], |bufs| match bufs {
                                 [one] => stream.try_write(one),
                                 _ => stream.try_write_vectored(bufs),
                             })?;
@@ -370,16 +457,100 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
     }
 
     fn finish(&mut self, reason: DisconnectReason) -> DisconnectReason {
+        if self.conn.transport.is_upgrading() {
+            return reason; // not finished: `Upgradable` goes on with TLS
+        }
         if self.conn.transport.is_aborted() {
             self.stream.set_reset_on_close();
         }
         tracing::debug!(%reason, "connection lost");
         self.conn.lost(reason.clone());
+        self.reg.release();
+        reason
+    }
+}
+
+impl<S: crate::tls_io::Socket + RawStream, P: Protocol> Driver<S, P> {
+    /// The same connection over TLS, after `start_tls`: the bytes written before the call go
+    /// out first in clear, the peer's bytes after the upgrade point are fed to the new TLS
+    /// session before anything read later, and the handshake runs within its timeout.
+    /// `Err`: finished (`connection_lost` delivered) because rustls refused the configuration.
+    fn upgrade(mut self) -> Result<Driver<TlsSocket<S>, P>, DisconnectReason> {
+        let up = self
+            .conn
+            .transport
+            .take_upgrade()
+            .expect("called for a pending start_tls");
+        let (session, name) = match up.tls.connection() {
+            Ok(c) => c,
+            Err(e) => {
+                // A configuration rustls refuses: the connection cannot go on.
+                self.conn.transport.abort_connection();
+                return Err(self.finish(DisconnectReason::Tls(Arc::new(e))));
+            }
+        };
+        let clear = self.conn.transport.split_clear(up.clear);
+        tracing::debug!(clear = clear.len(), early = up.early.len(), "starting TLS");
+        let socket = TlsSocket::upgrade(self.stream, session, name, &up, clear);
+        Ok(Driver {
+            stream: socket,
+            conn: self.conn,
+            reg: self.reg,
+            timer: self.timer,
+            started: self.started,
+            shutting_down: self.shutting_down,
+            eof_seen: self.eof_seen,
+            eof_sent: self.eof_sent,
+        })
+    }
+}
+
+/// A connection driven by a driver: `connection_lost` once, even if the driver is dropped
+/// before it finished (its runtime went away). A field of its own (not `Drop` on the
+/// driver), so that `Driver::upgrade` can move the connection into the TLS driver.
+struct Live<P: Protocol>(Conn<P>);
+
+impl<P: Protocol> std::ops::Deref for Live<P> {
+    type Target = Conn<P>;
+    fn deref(&self) -> &Conn<P> {
+        &self.0
+    }
+}
+
+impl<P: Protocol> std::ops::DerefMut for Live<P> {
+    fn deref_mut(&mut self) -> &mut Conn<P> {
+        &mut self.0
+    }
+}
+
+impl<P: Protocol> Drop for Live<P> {
+    fn drop(&mut self) {
+        if !self.0.is_lost() {
+            self.0.lost(DisconnectReason::Shutdown);
+        }
+    }
+}
+
+/// This connection's waker slot in the [`Hub`] (`NO_SLOT` until the first poll registers
+/// it; freed when the connection finishes or is dropped). Registered once, so shutdown can
+/// wake an idle connection without a per-poll lock; an upgrade to TLS keeps it (same task).
+struct Registration {
+    hub: Arc<Hub>,
+    slot: u32,
+}
+
+impl Registration {
+    fn release(&mut self) {
         if self.slot != NO_SLOT {
             self.hub.deregister(self.slot);
             self.slot = NO_SLOT;
         }
-        reason
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -398,9 +569,9 @@ impl<S: RawStream, P: Protocol> Future for Driver<S, P> {
             this.conn.made();
             this.conn.run_commands();
         }
-        if this.slot == NO_SLOT {
+        if this.reg.slot == NO_SLOT {
             // Register before reading the state: a trigger in between still wakes us.
-            this.slot = this.hub.register(cx.waker());
+            this.reg.slot = this.reg.hub.register(cx.waker());
         }
         loop {
             if let Some(reason) = this.settle() {
@@ -417,18 +588,6 @@ impl<S: RawStream, P: Protocol> Future for Driver<S, P> {
     }
 }
 
-impl<S: RawStream, P: Protocol> Drop for Driver<S, P> {
-    /// A driver dropped before it finished (its runtime shut down) still delivers
-    /// `connection_lost`, once.
-    fn drop(&mut self) {
-        if !self.conn.is_lost() {
-            self.conn.lost(DisconnectReason::Shutdown);
-        }
-        if self.slot != NO_SLOT {
-            self.hub.deregister(self.slot);
-        }
-    }
-}
 
 /// Reads and drops whatever input is already queued (bounded: at most 1 MiB).
 fn discard_pending_input<S: RawStream>(stream: &S) {
