@@ -2,7 +2,7 @@
 //! in the middle (how SMTP, IMAP and XMPP do it), with `Control::start_tls`.
 //!
 //! ```text
-//! cargo run --example starttls -- server [ADDR] [--pems DIR]
+//! cargo run --example starttls -- [server] [ADDR] [--pems DIR]
 //! cargo run --example starttls -- client HOST:PORT --ca CERT.pem [--name NAME] [LINE...]
 //! ```
 //!
@@ -24,6 +24,7 @@
 //! exchange).
 #![allow(clippy::print_stderr, clippy::print_stdout)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -168,8 +169,17 @@ pub fn certificate(dir: &Path) -> Result<(PathBuf, PathBuf), Box<dyn std::error:
         std::fs::create_dir_all(dir)?;
         let made =
             rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])?;
-        std::fs::write(&cert, made.cert.pem())?;
-        std::fs::write(&key, made.signing_key.serialize_pem())?;
+        // Written aside and renamed, the key last: another server starting meanwhile sees
+        // the pair whole or not at all.
+        let id = std::process::id();
+        let (key_tmp, cert_tmp) = (
+            dir.join(format!(".key.{id}")),
+            dir.join(format!(".cert.{id}")),
+        );
+        std::fs::write(&cert_tmp, made.cert.pem())?;
+        std::fs::write(&key_tmp, made.signing_key.serialize_pem())?;
+        std::fs::rename(cert_tmp, &cert)?;
+        std::fs::rename(key_tmp, &key)?;
     }
     Ok((key, cert))
 }
@@ -185,7 +195,10 @@ async fn server(mut args: Vec<String>) -> Result<(), Box<dyn std::error::Error>>
     let dir = option(&mut args, "--pems")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("weft-starttls"));
-    let addr = args.first().cloned().unwrap_or_else(|| "127.0.0.1:1234".into());
+    let addr = args
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:1234".into());
     let (key, cert) = certificate(&dir)?;
     let tls = ServerTls::load(&ServerTlsOptions::new(CertSource::files(
         key,
@@ -202,7 +215,9 @@ async fn server(mut args: Vec<String>) -> Result<(), Box<dyn std::error::Error>>
     });
     let port = reactor.listen(&addr, factory).await?;
     eprintln!("listening on {}", port.local_addr().listening());
-    eprintln!("certificate {}", cert.display());
+    // Written, not `eprintln!`: a caller that read only the first line may have closed the
+    // pipe already (a panic on EPIPE would end the server).
+    let _ = writeln!(std::io::stderr(), "certificate {}", cert.display());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -243,15 +258,12 @@ async fn client(mut args: Vec<String>) -> Result<bool, Box<dyn std::error::Error
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let mode = if args.is_empty() {
-        String::new()
-    } else {
-        args.remove(0)
-    };
-    let result = match mode.as_str() {
-        "server" => server(args).await.map(|()| true),
-        "client" => client(args).await,
-        _ => Err("usage: starttls server [ADDR] [--pems DIR] | client HOST:PORT --ca CERT.pem [--name NAME] [LINE...]".into()),
+    // `server` is the default mode (`starttls 127.0.0.1:0` serves, like the other servers).
+    let result = match args.first().map(String::as_str) {
+        Some("client") => client(args.split_off(1)).await,
+        Some("server") => server(args.split_off(1)).await.map(|()| true),
+        Some("-h" | "--help") => Err("usage: starttls [server] [ADDR] [--pems DIR] | client HOST:PORT --ca CERT.pem [--name NAME] [LINE...]".into()),
+        _ => server(args).await.map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

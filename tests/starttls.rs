@@ -93,9 +93,12 @@ impl Server {
 fn certificate() -> (tempfile::TempDir, PathBuf, TlsUpgrade, ServerTls) {
     let dir = tempfile::tempdir().unwrap();
     let (key, cert) = starttls::certificate(dir.path()).unwrap();
-    let tls =
-        ServerTls::load(&ServerTlsOptions::new(CertSource::files(key, Some(cert.clone()), None)))
-            .unwrap();
+    let tls = ServerTls::load(&ServerTlsOptions::new(CertSource::files(
+        key,
+        Some(cert.clone()),
+        None,
+    )))
+    .unwrap();
     (dir, cert, TlsUpgrade::from(&tls), tls)
 }
 
@@ -233,7 +236,10 @@ async fn python_ssl_object_upgrades_after_the_clear_exchange() {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "this test needs python3: install it with `apt-get install python3`");
+    assert!(
+        ok,
+        "this test needs python3: install it with `apt-get install python3`"
+    );
     let mut srv = example_server(Duration::from_secs(10)).await;
     for pipelined in ["1", "0"] {
         let (port, cert) = (srv.port.to_string(), srv.cert.clone());
@@ -438,14 +444,24 @@ async fn a_peer_that_never_reads_after_the_upgrade_keeps_memory_bounded() {
     .await;
     let at_pause = written.load(Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(paused.load(Ordering::SeqCst), "still paused: the peer reads nothing");
-    assert_eq!(written.load(Ordering::SeqCst), at_pause, "no write while paused");
+    assert!(
+        paused.load(Ordering::SeqCst),
+        "still paused: the peer reads nothing"
+    );
+    assert_eq!(
+        written.load(Ordering::SeqCst),
+        at_pause,
+        "no write while paused"
+    );
     assert!(
         max_buffer.load(Ordering::SeqCst) <= DEFAULT_HIGH_WATER + CHUNK,
         "write buffer grew to {}",
         max_buffer.load(Ordering::SeqCst)
     );
     // Loopback socket buffers are a few MiB at most: the flood stopped long before 64 MiB.
-    assert!(at_pause < 64 << 20, "wrote {at_pause} bytes to a peer that reads nothing");
+    assert!(
+        at_pause < 64 << 20,
+        "wrote {at_pause} bytes to a peer that reads nothing"
+    );
     drop(tls);
 }

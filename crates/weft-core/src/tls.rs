@@ -964,7 +964,11 @@ pub struct TlsUpgrade {
 #[derive(Clone)]
 enum UpgradeSide {
     Server(Arc<ServerConfig>),
-    Client(Arc<ClientConfig>, rustls_pki_types::ServerName<'static>, String),
+    Client(
+        Arc<ClientConfig>,
+        rustls_pki_types::ServerName<'static>,
+        String,
+    ),
 }
 
 impl fmt::Debug for TlsUpgrade {
@@ -972,9 +976,12 @@ impl fmt::Debug for TlsUpgrade {
         let mut d = f.debug_struct("TlsUpgrade");
         match &self.side {
             UpgradeSide::Server(_) => d.field("side", &"server"),
-            UpgradeSide::Client(_, _, name) => d.field("side", &"client").field("server_name", name),
+            UpgradeSide::Client(_, _, name) => {
+                d.field("side", &"client").field("server_name", name)
+            }
         };
-        d.field("handshake_timeout", &self.handshake_timeout).finish()
+        d.field("handshake_timeout", &self.handshake_timeout)
+            .finish()
     }
 }
 

@@ -477,9 +477,9 @@ impl<T: Socket> RawStream for TlsSocket<T> {
     fn enter(&self, id: u64) -> Option<Entered> {
         self.id.set(id);
         let now = self.info.borrow().clone().map(|info| (id, info));
-        Some(Entered(CURRENT.with(|c| {
-            std::mem::replace(&mut *c.borrow_mut(), now)
-        })))
+        Some(Entered(
+            CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), now)),
+        ))
     }
 
     fn flush_pending(&self) -> io::Result<()> {
@@ -490,4 +490,3 @@ impl<T: Socket> RawStream for TlsSocket<T> {
         }
     }
 }
-
