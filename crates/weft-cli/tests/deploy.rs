@@ -8,10 +8,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{KillOnDrop, Server, WAIT, WEFT};
@@ -62,27 +64,104 @@ fn connect_when_up(port: u16) -> TcpStream {
     }
 }
 
-/// HAProxy in `mode tcp` in front of `backend` (`HOST:PORT`), started from a generated
-/// configuration (the one docs/deploy.md shows) on a free port.
+/// docs/deploy.md: the tests run its snippets as they are written there.
+const DEPLOY_MD: &str = include_str!("../../../docs/deploy.md");
+
+/// The fenced block of docs/deploy.md whose first line starts with `first` (a comment that
+/// names the file, e.g. `# haproxy.cfg`).
+fn doc_snippet(first: &str) -> String {
+    DEPLOY_MD
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .filter_map(|block| block.split_once('\n').map(|(_, body)| body))
+        .find(|body| body.starts_with(first))
+        .unwrap_or_else(|| panic!("docs/deploy.md has no snippet starting with {first:?}"))
+        .to_string()
+}
+
+/// A `weft ...` command line of docs/deploy.md, with `replace`'s substitutions (ports, paths)
+/// applied, as arguments after `weft`.
+fn doc_command(line: &str, replace: &[(&str, &str)]) -> Vec<String> {
+    assert!(
+        DEPLOY_MD.contains(line),
+        "docs/deploy.md no longer shows `{line}`"
+    );
+    let mut line = line.to_string();
+    for (from, to) in replace {
+        assert!(line.contains(from), "`{line}` has no {from}");
+        line = line.replace(from, to);
+    }
+    let mut words = line.split_whitespace().map(str::to_string);
+    assert_eq!(words.next().as_deref(), Some("weft"));
+    words.collect()
+}
+
+/// Starts `weft ARGS`.
+fn weft(args: &[String]) -> Server {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Server::start_raw(&args)
+}
+
+/// Sends SIGTERM to a `weft serve` and waits for its exit.
+fn terminate(server: &mut Server) -> std::process::ExitStatus {
+    let ok = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM failed");
+    server.wait_exit()
+}
+
+/// HAProxy in `mode tcp` from docs/deploy.md's `haproxy.cfg`, its frontend moved to a free
+/// port and its servers to `backends` (the doc's servers in order, those past `backends`
+/// left out), plus a stats socket the tests ask for the servers' health. With `v1`, the
+/// servers get `send-proxy` instead of `send-proxy-v2` (the health checks stay v2: LOCAL).
 struct Haproxy {
     child: Child,
     port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Haproxy {
-    fn start(backend: &str, send_proxy: &str) -> Haproxy {
+    fn start(backends: &[&str], v1: bool) -> Haproxy {
         let bin = require("haproxy", "haproxy");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let config = format!(
-            "global\n    log stderr format raw local0 warning\n\
-             defaults\n    mode tcp\n    log global\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
-             frontend lines\n    bind 127.0.0.1:{port}\n    default_backend weft\n\
-             backend weft\n    server w1 {backend} {send_proxy} check send-proxy-v2 inter 100ms\n"
+        let doc = doc_snippet("# haproxy.cfg");
+        assert!(doc.contains("bind 127.0.0.1:8000"), "{doc}");
+        let mut config = format!(
+            "global\n    stats socket {} level admin\n",
+            dir.path().join("stats.sock").display()
+        );
+        let mut servers = 0;
+        for line in doc.lines() {
+            let line = line.replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
+            let Some(server) = line.trim_start().strip_prefix("server ") else {
+                config.push_str(&line);
+                config.push('\n');
+                continue;
+            };
+            let Some(backend) = backends.get(servers) else {
+                continue;
+            };
+            servers += 1;
+            let mut words: Vec<&str> = server.split_whitespace().collect();
+            words[1] = backend;
+            if v1 {
+                assert_eq!(words[2], "send-proxy-v2", "{line}");
+                words[2] = "send-proxy";
+            }
+            config.push_str(&format!("    server {}\n", words.join(" ")));
+        }
+        assert_eq!(
+            servers,
+            backends.len(),
+            "docs/deploy.md's haproxy.cfg has too few servers"
         );
         let cfg = dir.path().join("haproxy.cfg");
-        std::fs::write(&cfg, config).unwrap();
+        std::fs::write(&cfg, &config).unwrap();
         let check = Command::new(&bin)
             .arg("-c")
             .arg("-f")
@@ -91,22 +170,53 @@ impl Haproxy {
             .unwrap();
         assert!(
             check.status.success(),
-            "haproxy -c: {}",
+            "haproxy -c: {}\n{config}",
             String::from_utf8_lossy(&check.stderr)
         );
+        let log = std::fs::File::create(dir.path().join("haproxy.log")).unwrap();
         let child = Command::new(&bin)
             .arg("-db")
             .arg("-f")
             .arg(&cfg)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
-        Haproxy {
-            child,
-            port,
-            _dir: dir,
+        Haproxy { child, port, dir }
+    }
+
+    /// The `status` column of `show stat` for server `name` (`UP`, `DOWN`, `UP 1/3`, ...).
+    fn status(&self, name: &str) -> Option<String> {
+        let mut s = std::os::unix::net::UnixStream::connect(self.dir.path().join("stats.sock"))
+            .ok()?;
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(b"show stat\n").ok()?;
+        let mut csv = String::new();
+        s.read_to_string(&mut csv).ok()?;
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(',').collect();
+        let col = header.iter().position(|h| *h == "status")?;
+        lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|f| f.get(1) == Some(&name))
+            .and_then(|f| f.get(col).map(|s| s.to_string()))
+    }
+
+    /// Waits until HAProxy's health checks say `name` is `want` (`UP` or `DOWN`).
+    fn wait_status(&self, name: &str, want: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = self.status(name);
+            if status.as_deref() == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "HAProxy's server {name} is {status:?}, not {want}: {}",
+                std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
@@ -121,22 +231,20 @@ impl Drop for Haproxy {
 #[test]
 fn behind_haproxy_the_logger_prints_the_clients_address_and_lines_echo() {
     for send_proxy in ["send-proxy", "send-proxy-v2"] {
-        let logger = Server::start_raw(&[
-            "serve",
-            "line-logger",
-            "--listen",
-            "haproxy:tcp:0:interface=127.0.0.1",
-        ]);
-        let echo = Server::start_raw(&[
-            "serve",
-            "line-echo",
-            "--listen",
-            "haproxy:tcp:0:interface=127.0.0.1",
-        ]);
-        let front_logger = Haproxy::start(&logger.addr, send_proxy);
-        let front_echo = Haproxy::start(&echo.addr, send_proxy);
-        // Let a few health checks (LOCAL headers) run first: they must not disturb.
-        std::thread::sleep(Duration::from_millis(350));
+        let logger = weft(&doc_command(
+            "weft serve line-logger --listen haproxy:tcp:1234:interface=127.0.0.1",
+            &[("1234", "0")],
+        ));
+        let echo = weft(&doc_command(
+            "weft serve line-echo --log-traffic --listen haproxy:tcp:1234:interface=127.0.0.1",
+            &[("1234", "0")],
+        ));
+        let v1 = send_proxy == "send-proxy";
+        let front_logger = Haproxy::start(&[&logger.addr], v1);
+        let front_echo = Haproxy::start(&[&echo.addr], v1);
+        // Health checks (LOCAL headers) have run: they must not disturb.
+        front_logger.wait_status("a", "UP");
+        front_echo.wait_status("a", "UP");
 
         let mut c = connect_when_up(front_logger.port);
         let me = c.local_addr().unwrap().to_string();
@@ -353,5 +461,380 @@ fn two_instances_share_a_port_with_reuse_port() {
         }
         assert!(Instant::now() < deadline, "lines missing:\n{ta}\n--\n{tb}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `python3` with its `ssl` module, or a failure that says how to install it.
+fn require_python_ssl() {
+    let ok = Command::new("python3")
+        .args(["-c", "import ssl"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "python3 with its ssl module is not installed: run `apt-get update && apt-get install -y python3` (as root)"
+    );
+}
+
+/// A Python `ssl` client (OpenSSL, not rustls): connects to 127.0.0.1:PORT trusting CAFILE,
+/// checks the certificate for `localhost`, sends N lines and expects each echoed, prints its
+/// own address and the TLS version.
+const PY_TLS_CLIENT: &str = r#"
+import socket, ssl, sys
+port, cafile, n = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+ctx = ssl.create_default_context(cafile=cafile)
+with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+    me = "%s:%d" % s.getsockname()[:2]
+    with ctx.wrap_socket(s, server_hostname="localhost") as t:
+        f = t.makefile("rwb")
+        for i in range(n):
+            line = b"line %d over TLS through HAProxy\r\n" % i
+            f.write(line)
+            f.flush()
+            back = f.readline()
+            assert back == line, (back, line)
+        print(me, t.version())
+        t.unwrap()
+"#;
+
+/// `weft cert self-signed --name localhost --out DIR`: the key+certificate file and the
+/// certificate.
+fn self_signed(dir: &Path) -> (String, String) {
+    let out = Command::new(WEFT)
+        .args(["cert", "self-signed", "--name", "localhost", "--out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines().map(str::to_string);
+    (lines.next().unwrap(), lines.next().unwrap())
+}
+
+/// HAProxy in `mode tcp` passes TLS through: it sends the PROXY header in clear, then the
+/// client's handshake. `haproxy:ssl:` and `haproxy:tls:DIR` read the header before the
+/// handshake; a Python `ssl` client through HAProxy gets its lines echoed, and the log names
+/// the client, not HAProxy. The health checks (a LOCAL header, then a close without a
+/// handshake) never reach the protocol.
+#[test]
+fn haproxy_passes_tls_through_and_weft_reads_the_header_before_the_handshake() {
+    require_python_ssl();
+    let dir = tempfile::tempdir().unwrap();
+    let pems = dir.path().join("pems");
+    let (pem, crt) = self_signed(&pems);
+    let pems = pems.display().to_string();
+    for (line, v1) in [
+        (
+            "weft serve line-echo --log-traffic --listen haproxy:ssl:1234:privateKey=pems/localhost.pem:interface=127.0.0.1",
+            false,
+        ),
+        (
+            "weft serve line-echo --log-traffic --listen haproxy:tls:pems:port=1234:interface=127.0.0.1",
+            true,
+        ),
+    ] {
+        let args = doc_command(
+            line,
+            &[
+                (":1234", ":0"),
+                ("=1234", "=0"),
+                ("pems/localhost.pem", &pem),
+                (":pems:", &format!(":{pems}:")),
+            ]
+            .into_iter()
+            .filter(|(from, _)| line.contains(from))
+            .collect::<Vec<_>>(),
+        );
+        let server = weft(&args);
+        let front = Haproxy::start(&[&server.addr], v1);
+        front.wait_status("a", "UP");
+        let out = Command::new("python3")
+            .args(["-c", PY_TLS_CLIENT, &front.port.to_string(), &crt, "5"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{line}: the Python client failed: {}\nweft: {}",
+            String::from_utf8_lossy(&out.stderr),
+            server.stderr.text()
+        );
+        let said = String::from_utf8(out.stdout).unwrap();
+        let (me, version) = said.trim().split_once(' ').unwrap();
+        assert!(version.starts_with("TLSv1."), "{said}");
+        let log = server
+            .stderr
+            .wait_for(&format!("peer={me} host=127.0.0.1:{}", front.port));
+        let made = log.matches("connection made").count();
+        assert_eq!(made, 1, "{line}: only the client reaches the protocol:\n{log}");
+    }
+}
+
+/// What one client of the rolling restart saw.
+#[derive(Debug)]
+struct Talked {
+    /// Lines sent (each once, or again on a new connection when it was not answered).
+    lines: usize,
+    /// Connections that ended under it (it reconnected after each).
+    reconnects: usize,
+    /// Lines sent again on a new connection (sent, not answered when the old one ended).
+    resent: usize,
+    /// Bytes of the answers it received.
+    bytes: usize,
+}
+
+/// Lines a client keeps in flight (sent, not yet answered).
+const WINDOW: usize = 4;
+
+/// A client that keeps talking through `port` until `stop`: up to [`WINDOW`] lines
+/// `c{id} {n}` in flight; when its connection ends (EOF or error) it reconnects and resends,
+/// in order, only the lines that were not answered. Every answer must be the oldest unanswered
+/// line, whole: so each line is answered exactly once, in order, and an answer cut short
+/// fails the test. `answered` counts the answers as they come.
+fn keep_talking(port: u16, id: usize, stop: &AtomicBool, answered: &AtomicUsize) -> Talked {
+    use std::collections::VecDeque;
+    let line = |n: usize| format!("c{id} {n}\n");
+    let mut unanswered: VecDeque<usize> = VecDeque::new();
+    let (mut next, mut reconnects, mut resent, mut bytes) = (0, 0, 0, 0);
+    let deadline = Instant::now() + 4 * WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "client {id} never finished");
+        let c = connect_when_up(port);
+        let mut reader = BufReader::new(c.try_clone().unwrap());
+        let mut w = c;
+        let resend: String = unanswered.iter().map(|&n| line(n)).collect();
+        resent += unanswered.len();
+        let mut alive = w.write_all(resend.as_bytes()).is_ok();
+        while alive {
+            let stopping = stop.load(Ordering::Relaxed);
+            if stopping && unanswered.is_empty() {
+                return Talked {
+                    lines: next,
+                    reconnects,
+                    resent,
+                    bytes,
+                };
+            }
+            while !stopping && unanswered.len() < WINDOW {
+                if w.write_all(line(next).as_bytes()).is_err() {
+                    alive = false;
+                    break;
+                }
+                unanswered.push_back(next);
+                next += 1;
+            }
+            let mut answer = String::new();
+            match reader.read_line(&mut answer) {
+                Ok(0) => break,
+                Ok(_) if answer.ends_with('\n') => {
+                    let want = unanswered.pop_front().map(line);
+                    assert_eq!(
+                        Some(&answer),
+                        want.as_ref(),
+                        "client {id}: an answer out of order, twice, or never sent"
+                    );
+                    bytes += answer.len();
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => panic!("client {id}: an answer cut short at EOF: {answer:?}"),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    panic!("client {id}: no answer within {WAIT:?}")
+                }
+                Err(e) => {
+                    assert!(answer.is_empty(), "client {id}: an answer cut short ({e}): {answer:?}");
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        reconnects += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The bytes every connection of a `weft serve --log-traffic` wrote (its `connection lost`
+/// lines' `bytes_out`), once its log is complete (as many `connection lost` as `connection
+/// made`: the process has exited and its stderr is read to the end).
+fn bytes_out(server: &Server) -> usize {
+    let deadline = Instant::now() + WAIT;
+    let log = loop {
+        let log = server.stderr.text();
+        if log.matches("connection made").count() == log.matches("connection lost").count() {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "the log never completed:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    log.lines()
+        .filter(|l| l.contains("connection lost"))
+        .map(|l| {
+            let n = l.split("bytes_out=").nth(1).expect("bytes_out in the log");
+            n.trim().parse::<usize>().expect("a number")
+        })
+        .sum()
+}
+
+/// The rolling restart of docs/deploy.md: two instances behind HAProxy (its `haproxy.cfg`),
+/// clients that keep talking. Instance a gets SIGTERM (it answers what it read, closes every
+/// connection, exits 0), is started again, and once HAProxy's checks see it UP, b does the
+/// same. "Loses no line" means: every line a client sent is answered exactly once, whole, in
+/// order (each client checks it as it goes), and the servers wrote exactly the bytes the
+/// clients received (no answer lost in flight, none written twice) — counted over the four
+/// server lifetimes.
+#[test]
+fn rolling_restart_behind_haproxy_loses_no_line() {
+    const CLIENTS: usize = 4;
+    let ports = [free_port(), free_port()];
+    // The doc's a listens on 1234, b on 1235.
+    let start = |i: usize| {
+        let doc_port = ["1234", "1235"][i];
+        weft(&doc_command(
+            &format!(
+                "weft serve line-echo --log-traffic --listen haproxy:tcp:{doc_port}:interface=127.0.0.1"
+            ),
+            &[(doc_port, &ports[i].to_string())],
+        ))
+    };
+    let mut a = start(0);
+    let mut b = start(1);
+    let front = Haproxy::start(&[&a.addr, &b.addr], false);
+    front.wait_status("a", "UP");
+    front.wait_status("b", "UP");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered: Arc<Vec<AtomicUsize>> = Arc::new((0..CLIENTS).map(|_| AtomicUsize::new(0)).collect());
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|id| {
+            let (stop, answered, port) = (stop.clone(), answered.clone(), front.port);
+            std::thread::spawn(move || keep_talking(port, id, &stop, &answered[id]))
+        })
+        .collect();
+    // Every client gets 20 more lines answered.
+    let progress = |answered: &[AtomicUsize]| {
+        let marks: Vec<usize> = answered.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        let deadline = Instant::now() + WAIT;
+        while answered
+            .iter()
+            .zip(&marks)
+            .any(|(a, m)| a.load(Ordering::Relaxed) < m + 20)
+        {
+            assert!(Instant::now() < deadline, "the clients stopped getting answers");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    progress(&answered);
+
+    let mut done = Vec::new();
+    for (i, name, server) in [(0, "a", &mut a), (1, "b", &mut b)] {
+        let status = terminate(server);
+        assert!(status.success(), "{name} did not drain and exit 0: {status:?}");
+        assert!(
+            !server.stderr.text().contains("drain timeout"),
+            "{name} was aborted at the drain deadline"
+        );
+        progress(&answered);
+        let restarted = start(i);
+        front.wait_status(name, "UP");
+        done.push(std::mem::replace(server, restarted));
+        progress(&answered);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let talked: Vec<Talked> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    for server in [&mut a, &mut b] {
+        assert!(terminate(server).success());
+    }
+    done.push(a);
+    done.push(b);
+
+    let received: usize = talked.iter().map(|t| t.bytes).sum();
+    let written: usize = done.iter().map(bytes_out).sum();
+    for (id, t) in talked.iter().enumerate() {
+        assert_eq!(answered[id].load(Ordering::Relaxed), t.lines, "client {id}");
+        // Every connection went to a or b, and both restarted.
+        assert!(t.reconnects >= 1, "client {id} was never moved: {t:?}");
+        // Its window is never empty: each connection ended with lines in flight.
+        assert!(t.resent >= t.reconnects, "client {id} resent nothing: {t:?}");
+    }
+    assert_eq!(
+        written, received,
+        "the servers wrote {written} bytes, the clients got {received}: {talked:?}"
+    );
+    eprintln!("rolling restart: {talked:?}");
+}
+
+/// A connection to 127.0.0.1:`port` from the local address `source` (any 127.x.y.z is ours).
+fn connect_from(source: [u8; 4], port: u16) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    s.bind(&std::net::SocketAddr::from((source, 0)).into())
+        .unwrap();
+    s.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    let s: TcpStream = s.into();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// True when `c` is answered `msg` back; false when it is closed without an answer.
+fn served(c: &mut TcpStream, msg: &str) -> bool {
+    let _ = c.write_all(msg.as_bytes());
+    let mut back = String::new();
+    match BufReader::new(c.try_clone().unwrap()).read_line(&mut back) {
+        Ok(0) | Err(_) => false,
+        Ok(_) => {
+            assert_eq!(back, msg);
+            true
+        }
+    }
+}
+
+/// `--max-per-peer 2` behind HAProxy counts the address of the PROXY header, not HAProxy's:
+/// three connections from 127.0.0.2 through HAProxy, the third is closed; one from 127.0.0.3
+/// through HAProxy and a direct header naming 192.0.2.9 are served; a direct header naming
+/// 127.0.0.2 is closed (the socket's own address, 127.0.0.1, has no connection counted);
+/// when one of the two leaves, 127.0.0.2 is served again. (The health checks' LOCAL headers
+/// count against HAProxy's own address, 127.0.0.1.)
+#[test]
+fn max_per_peer_behind_haproxy_counts_the_headers_address() {
+    for v1 in [false, true] {
+        let server = weft(&doc_command(
+            "weft serve line-echo --max-per-peer 2 --listen haproxy:tcp:1234:interface=127.0.0.1",
+            &[("1234", "0")],
+        ));
+        let front = Haproxy::start(&[&server.addr], v1);
+        front.wait_status("a", "UP");
+        let mut first = connect_from([127, 0, 0, 2], front.port);
+        let mut second = connect_from([127, 0, 0, 2], front.port);
+        assert!(served(&mut first, "first\n"), "v1={v1}");
+        assert!(served(&mut second, "second\n"));
+        let mut third = connect_from([127, 0, 0, 2], front.port);
+        assert!(!served(&mut third, "third\n"), "v1={v1}: the third was served");
+        let mut other = connect_from([127, 0, 0, 3], front.port);
+        assert!(served(&mut other, "from another address\n"));
+
+        let direct = |header: &str| {
+            let mut c = TcpStream::connect(&server.addr).unwrap();
+            c.set_read_timeout(Some(WAIT)).unwrap();
+            c.write_all(header.as_bytes()).unwrap();
+            c
+        };
+        let mut named = direct("PROXY TCP4 192.0.2.9 127.0.0.1 5000 1234\r\n");
+        assert!(served(&mut named, "named 192.0.2.9\n"));
+        let mut third_direct = direct("PROXY TCP4 127.0.0.2 127.0.0.1 5001 1234\r\n");
+        assert!(!served(&mut third_direct, "a third 127.0.0.2\n"));
+
+        drop(first);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut again = connect_from([127, 0, 0, 2], front.port);
+            if served(&mut again, "again\n") {
+                break;
+            }
+            // The server has not seen the first one leave yet.
+            assert!(Instant::now() < deadline, "127.0.0.2 was never served again");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(served(&mut second, "still here\n"));
     }
 }
