@@ -1,10 +1,16 @@
-//! `weft serve` deployed as docs/deploy.md says, against the real tools: HAProxy in `mode tcp`
-//! with `send-proxy` (v1) and `send-proxy-v2` and `check send-proxy-v2` health checks,
-//! `systemd-socket-activate` with and without `--fdname`, a `NOTIFY_SOCKET` that receives
-//! READY=1 and STOPPING=1, and two instances on one port with `reusePort=1`.
+//! `weft serve` deployed as docs/deploy.md says, against the real tools. The tests read the
+//! doc's snippets (HAProxy's `haproxy.cfg`, nginx's `stream` block, the systemd units, the
+//! `weft` command lines, the Kubernetes `args`) from the file itself, move ports and paths,
+//! and run them: HAProxy in `mode tcp` with `send-proxy` (v1) and `send-proxy-v2` and
+//! `check send-proxy-v2` health checks, in front of plain and TLS endpoints and of a rolling
+//! restart; nginx `stream` with `proxy_protocol on`; `--max-per-peer` behind a PROXY header;
+//! `systemd-analyze verify` and `systemd-socket-activate` with and without `--fdname`, a
+//! `NOTIFY_SOCKET` that receives READY=1 and STOPPING=1; two instances on one port with
+//! `reusePort=1`; the SIGTERM drain a Kubernetes pod relies on.
 //!
-//! A missing tool fails the test with the command that installs it: these tests never pass
-//! silently.
+//! HAProxy and nginx run from generated configurations on free ports, in the foreground, and
+//! are killed on drop. A missing tool fails the test with the command that installs it: these
+//! tests never pass silently.
 
 mod common;
 
@@ -188,8 +194,8 @@ impl Haproxy {
 
     /// The `status` column of `show stat` for server `name` (`UP`, `DOWN`, `UP 1/3`, ...).
     fn status(&self, name: &str) -> Option<String> {
-        let mut s = std::os::unix::net::UnixStream::connect(self.dir.path().join("stats.sock"))
-            .ok()?;
+        let mut s =
+            std::os::unix::net::UnixStream::connect(self.dir.path().join("stats.sock")).ok()?;
         s.set_read_timeout(Some(WAIT)).unwrap();
         s.write_all(b"show stat\n").ok()?;
         let mut csv = String::new();
@@ -250,6 +256,16 @@ fn behind_haproxy_the_logger_prints_the_clients_address_and_lines_echo() {
         let me = c.local_addr().unwrap().to_string();
         c.write_all(b"first line\r\nsecond line\n").unwrap();
         let out = logger.stdout.wait_for("second line\n");
+        // The health checks' connections (from HAProxy, LOCAL) come and go in between.
+        let out: String = out
+            .lines()
+            .filter(|l| {
+                let other = |s: Option<&str>| s.is_some_and(|peer| peer != me);
+                !other(l.strip_prefix("Got connection from "))
+                    && !other(l.strip_suffix(" disconnected"))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
         assert!(
             out.contains(&format!(
                 "Got connection from {me}\nfirst line\nsecond line\n"
@@ -434,9 +450,12 @@ fn notify_socket_gets_ready_then_stopping() {
 #[test]
 fn two_instances_share_a_port_with_reuse_port() {
     let port = free_port();
-    let listen = format!("tcp:{port}:interface=127.0.0.1:reusePort=1");
-    let a = Server::start_raw(&["serve", "line-logger", "--listen", &listen]);
-    let b = Server::start_raw(&["serve", "line-logger", "--listen", &listen]);
+    let args = doc_command(
+        "weft serve line-logger --listen tcp:1234:interface=127.0.0.1:reusePort=1",
+        &[("1234", &port.to_string())],
+    );
+    let a = weft(&args);
+    let b = weft(&args);
     assert_eq!(a.addr, b.addr);
     // The kernel spreads connections over both; each line lands in exactly one of them.
     let mut sent = Vec::new();
@@ -567,7 +586,10 @@ fn haproxy_passes_tls_through_and_weft_reads_the_header_before_the_handshake() {
             .stderr
             .wait_for(&format!("peer={me} host=127.0.0.1:{}", front.port));
         let made = log.matches("connection made").count();
-        assert_eq!(made, 1, "{line}: only the client reaches the protocol:\n{log}");
+        assert_eq!(
+            made, 1,
+            "{line}: only the client reaches the protocol:\n{log}"
+        );
     }
 }
 
@@ -642,7 +664,10 @@ fn keep_talking(port: u16, id: usize, stop: &AtomicBool, answered: &AtomicUsize)
                     panic!("client {id}: no answer within {WAIT:?}")
                 }
                 Err(e) => {
-                    assert!(answer.is_empty(), "client {id}: an answer cut short ({e}): {answer:?}");
+                    assert!(
+                        answer.is_empty(),
+                        "client {id}: an answer cut short ({e}): {answer:?}"
+                    );
                     break;
                 }
             }
@@ -703,7 +728,8 @@ fn rolling_restart_behind_haproxy_loses_no_line() {
     front.wait_status("b", "UP");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let answered: Arc<Vec<AtomicUsize>> = Arc::new((0..CLIENTS).map(|_| AtomicUsize::new(0)).collect());
+    let answered: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..CLIENTS).map(|_| AtomicUsize::new(0)).collect());
     let clients: Vec<_> = (0..CLIENTS)
         .map(|id| {
             let (stop, answered, port) = (stop.clone(), answered.clone(), front.port);
@@ -719,7 +745,10 @@ fn rolling_restart_behind_haproxy_loses_no_line() {
             .zip(&marks)
             .any(|(a, m)| a.load(Ordering::Relaxed) < m + 20)
         {
-            assert!(Instant::now() < deadline, "the clients stopped getting answers");
+            assert!(
+                Instant::now() < deadline,
+                "the clients stopped getting answers"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     };
@@ -728,7 +757,10 @@ fn rolling_restart_behind_haproxy_loses_no_line() {
     let mut done = Vec::new();
     for (i, name, server) in [(0, "a", &mut a), (1, "b", &mut b)] {
         let status = terminate(server);
-        assert!(status.success(), "{name} did not drain and exit 0: {status:?}");
+        assert!(
+            status.success(),
+            "{name} did not drain and exit 0: {status:?}"
+        );
         assert!(
             !server.stderr.text().contains("drain timeout"),
             "{name} was aborted at the drain deadline"
@@ -754,13 +786,15 @@ fn rolling_restart_behind_haproxy_loses_no_line() {
         // Every connection went to a or b, and both restarted.
         assert!(t.reconnects >= 1, "client {id} was never moved: {t:?}");
         // Its window is never empty: each connection ended with lines in flight.
-        assert!(t.resent >= t.reconnects, "client {id} resent nothing: {t:?}");
+        assert!(
+            t.resent >= t.reconnects,
+            "client {id} resent nothing: {t:?}"
+        );
     }
     assert_eq!(
         written, received,
         "the servers wrote {written} bytes, the clients got {received}: {talked:?}"
     );
-    eprintln!("rolling restart: {talked:?}");
 }
 
 /// A connection to 127.0.0.1:`port` from the local address `source` (any 127.x.y.z is ours).
@@ -809,7 +843,10 @@ fn max_per_peer_behind_haproxy_counts_the_headers_address() {
         assert!(served(&mut first, "first\n"), "v1={v1}");
         assert!(served(&mut second, "second\n"));
         let mut third = connect_from([127, 0, 0, 2], front.port);
-        assert!(!served(&mut third, "third\n"), "v1={v1}: the third was served");
+        assert!(
+            !served(&mut third, "third\n"),
+            "v1={v1}: the third was served"
+        );
         let mut other = connect_from([127, 0, 0, 3], front.port);
         assert!(served(&mut other, "from another address\n"));
 
@@ -832,9 +869,295 @@ fn max_per_peer_behind_haproxy_counts_the_headers_address() {
                 break;
             }
             // The server has not seen the first one leave yet.
-            assert!(Instant::now() < deadline, "127.0.0.2 was never served again");
+            assert!(
+                Instant::now() < deadline,
+                "127.0.0.2 was never served again"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(served(&mut second, "still here\n"));
     }
+}
+
+/// nginx in the foreground with docs/deploy.md's `stream` block (the `stream` module loaded,
+/// `daemon off`, one process, its log on stderr into a file, everything in a temporary
+/// prefix), listening on a free port in front of `backend`.
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// Where Debian's `libnginx-mod-stream` puts the module.
+const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+
+impl Nginx {
+    fn start(backend: &str) -> Nginx {
+        let bin = require("nginx", "nginx libnginx-mod-stream");
+        assert!(
+            Path::new(NGINX_STREAM_MODULE).exists(),
+            "nginx's stream module is not installed: run `apt-get update && apt-get install -y libnginx-mod-stream` (as root)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let doc = doc_snippet("# nginx.conf");
+        for needle in ["server 127.0.0.1:1234;", "listen 127.0.0.1:8000;"] {
+            assert!(doc.contains(needle), "{doc}");
+        }
+        let stream = doc
+            .replace("server 127.0.0.1:1234;", &format!("server {backend};"))
+            .replace(
+                "listen 127.0.0.1:8000;",
+                &format!("listen 127.0.0.1:{port};"),
+            );
+        let config = format!(
+            "load_module {NGINX_STREAM_MODULE};\ndaemon off;\nmaster_process off;\n\
+             error_log stderr warn;\npid {}/nginx.pid;\nevents {{}}\n{stream}",
+            dir.path().display()
+        );
+        let conf = dir.path().join("nginx.conf");
+        std::fs::write(&conf, &config).unwrap();
+        let nginx = |test: bool| {
+            let mut cmd = Command::new(&bin);
+            if test {
+                cmd.arg("-t");
+            }
+            cmd.arg("-c")
+                .arg(&conf)
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-e")
+                .arg("stderr")
+                .stdin(Stdio::null());
+            cmd
+        };
+        let check = nginx(true).output().unwrap();
+        assert!(
+            check.status.success(),
+            "nginx -t: {}\n{config}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let log = std::fs::File::create(dir.path().join("nginx.log")).unwrap();
+        let child = nginx(false)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Nginx { child, port, dir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nginx.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// docs/deploy.md's nginx `stream` block with `proxy_protocol on` in front of `weft serve`:
+/// the logger names the client, lines echo.
+#[test]
+fn behind_nginx_stream_the_logger_prints_the_clients_address_and_lines_echo() {
+    let logger = weft(&doc_command(
+        "weft serve line-logger --listen haproxy:tcp:1234:interface=127.0.0.1",
+        &[("1234", "0")],
+    ));
+    let front = Nginx::start(&logger.addr);
+    let mut c = connect_when_up(front.port);
+    let me = c.local_addr().unwrap().to_string();
+    c.write_all(b"through nginx\r\n").unwrap();
+    let out = logger.stdout.wait_for("through nginx\n");
+    assert!(
+        out.contains(&format!("Got connection from {me}\nthrough nginx\n")),
+        "the logger names the client ({me}), not nginx:\n{out}\nnginx: {}",
+        front.log()
+    );
+    drop(c);
+    logger.stdout.wait_for(&format!("{me} disconnected\n"));
+
+    let echo = weft(&doc_command(
+        "weft serve line-echo --log-traffic --listen haproxy:tcp:1234:interface=127.0.0.1",
+        &[("1234", "0")],
+    ));
+    let front = Nginx::start(&echo.addr);
+    let mut c = connect_when_up(front.port);
+    let me = c.local_addr().unwrap().to_string();
+    for i in 0..20 {
+        let line = format!("line {i} through nginx\n");
+        c.write_all(line.as_bytes()).unwrap();
+        let mut back = vec![0u8; line.len()];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(back, line.as_bytes());
+    }
+    echo.stderr
+        .wait_for(&format!("peer={me} host=127.0.0.1:{}", front.port));
+}
+
+/// The value of `key=` in a unit file.
+fn unit_key<'a>(unit: &'a str, key: &str) -> &'a str {
+    unit.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in\n{unit}"))
+}
+
+/// docs/deploy.md's `.socket` + `.service` pair, without a running systemd: `systemd-analyze
+/// verify` accepts both (the service's `ExecStart` pointed at the binary under test), and the
+/// service's command runs under `systemd-socket-activate` with the socket file's options
+/// (`ListenStream=`, `FileDescriptorName=`) and a `NOTIFY_SOCKET` (`Type=notify`): READY=1
+/// once it listens, lines echo, STOPPING=1 and exit 0 on SIGTERM.
+#[test]
+fn the_systemd_units_verify_and_run_with_the_socket_files_options() {
+    let analyze = require("systemd-analyze", "systemd");
+    let activate = require("systemd-socket-activate", "systemd");
+    let dir = tempfile::tempdir().unwrap();
+    let socket_unit = doc_snippet("# /etc/systemd/system/weft-lines.socket");
+    let doc_service = doc_snippet("# /etc/systemd/system/weft-lines.service");
+    assert!(doc_service.contains("ExecStart=/usr/local/bin/weft "));
+    let service_unit = doc_service.replace("/usr/local/bin/weft", WEFT);
+    let (socket_path, service_path) = (
+        dir.path().join("weft-lines.socket"),
+        dir.path().join("weft-lines.service"),
+    );
+    std::fs::write(&socket_path, &socket_unit).unwrap();
+    std::fs::write(&service_path, &service_unit).unwrap();
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&socket_path)
+        .arg(&service_path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !said.contains("weft-lines"),
+        "systemd-analyze verify: {said}"
+    );
+
+    let listen = unit_key(&socket_unit, "ListenStream");
+    assert_eq!(listen, "127.0.0.1:1234");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let name = unit_key(&socket_unit, "FileDescriptorName");
+    assert_eq!(unit_key(&service_unit, "Type"), "notify");
+    let exec: Vec<&str> = unit_key(&service_unit, "ExecStart")
+        .split_whitespace()
+        .collect();
+    assert_eq!(exec[0], WEFT);
+    let notify_path = dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(WAIT)).unwrap();
+    let mut child = Command::new(activate)
+        .arg("-l")
+        .arg(&listen)
+        .arg(format!("--fdname={name}"))
+        // It passes its children a clean environment: only what --setenv names.
+        .arg(format!("--setenv=NOTIFY_SOCKET={}", notify_path.display()))
+        .args(&exec)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(&mut child);
+    let port: u16 = listen.rsplit_once(':').unwrap().1.parse().unwrap();
+    // systemd-socket-activate starts weft at the first connection, as systemd does.
+    let mut c = connect_when_up(port);
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).unwrap();
+    assert_eq!(buf[..n].trim_ascii(), b"READY=1");
+    c.write_all(b"activated as the units say\n").unwrap();
+    let mut back = String::new();
+    BufReader::new(c).read_line(&mut back).unwrap();
+    assert_eq!(back, "activated as the units say\n");
+    // systemd-socket-activate execs the service: the pid is weft's.
+    let pid = guard.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let n = notify.recv(&mut buf).unwrap();
+    assert_eq!(buf[..n].trim_ascii(), b"STOPPING=1");
+    assert!(guard.0.wait().unwrap().success());
+}
+
+/// What the Kubernetes snippet relies on (the manifest itself is not run: there is no
+/// cluster here). Readiness is "the port accepts"; SIGTERM makes new connections refused at
+/// once (the probe fails, no new connection lands on a stopping pod); a connection that can
+/// finish is closed at once; one that cannot (a client that never reads its answers) is
+/// aborted at the drain deadline (5 s); then weft exits 0, well within
+/// `terminationGracePeriodSeconds: 30`.
+#[test]
+fn kubernetes_sigterm_refuses_new_connections_drains_until_the_deadline_and_exits_0() {
+    let args_line = r#"args: ["serve", "line-echo", "--listen", "tcp:1234"]"#;
+    assert!(
+        DEPLOY_MD.contains(args_line),
+        "docs/deploy.md's manifest changed"
+    );
+    assert!(DEPLOY_MD.contains("terminationGracePeriodSeconds: 30"));
+    let port = free_port();
+    // The manifest's arguments, on the loopback interface rather than every interface.
+    let args: Vec<String> = args_line["args: [".len()..args_line.len() - 1]
+        .split(", ")
+        .map(|a| {
+            a.trim_matches('"')
+                .replace("tcp:1234", &format!("tcp:{port}:interface=127.0.0.1"))
+        })
+        .collect();
+    let mut server = weft(&args);
+    // readinessProbe: tcpSocket.
+    let mut polite = connect_when_up(port);
+    polite.write_all(b"ready?\n").unwrap();
+    let mut back = [0u8; 7];
+    polite.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ready?\n");
+    // A client that sends lines and never reads the answers: once every buffer is full the
+    // server stops reading it, and its answers can never be flushed.
+    let mut rude = connect_when_up(port);
+    rude.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let line = [&[b'x'; 1023][..], b"\n"].concat();
+    let mut sent = 0usize;
+    while sent < 256 << 20 && rude.write_all(&line).is_ok() {
+        sent += line.len();
+    }
+    assert!(sent < 256 << 20, "the server never stopped reading");
+
+    let t0 = Instant::now();
+    let ok = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    // The connection that can finish is closed at once, while the rude one keeps weft alive.
+    let mut rest = Vec::new();
+    polite.read_to_end(&mut rest).unwrap();
+    assert_eq!(rest, b"");
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "weft exited before the drain deadline"
+    );
+    // New connections are refused: the readiness probe fails.
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = server.wait_exit();
+    let took = t0.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took >= Duration::from_secs(5),
+        "exited after {took:?}, before the 5 s drain deadline"
+    );
+    let log = server
+        .stderr
+        .wait_for("drain timeout; aborting connections");
+    assert!(log.contains("left=1"), "{log}");
 }
