@@ -7,19 +7,15 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command as Cmd;
-use common::{Server, WAIT, WEFT};
+use common::{Printed, Run, Server, WAIT, WEFT};
 
 /// `weft cert self-signed --name NAME --out DIR`; returns the (key+cert, cert) paths.
 fn self_signed(dir: &Path, name: &str) -> (String, String) {
     let out = Cmd::new(WEFT)
         .args(["cert", "self-signed", "--name", name, "--out"])
         .arg(dir)
-        .timeout(WAIT)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .run()
+        .ok_stdout();
     let out = String::from_utf8(out).unwrap();
     let mut lines = out.lines();
     let pem = lines.next().unwrap().to_owned();
@@ -40,8 +36,7 @@ fn connect(endpoint: &str, input: &str) -> assert_cmd::assert::Assert {
     Cmd::new(WEFT)
         .args(["connect", endpoint])
         .write_stdin(input)
-        .timeout(WAIT)
-        .assert()
+        .run()
 }
 
 #[test]
@@ -67,7 +62,7 @@ fn the_two_line_tls_session_works() {
     connect(&ep, "").failure();
     let ep = format!("tls:localhost:{}", port(&server));
     let assert = connect(&ep, "x\n").failure();
-    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let err = assert.stderr_text();
     assert!(
         err.contains("certificate") || err.contains("trust roots"),
         "{err}"
@@ -153,10 +148,9 @@ fn a_mismatched_key_fails_at_listen_time_naming_the_files() {
             "--listen",
             &format!("ssl:0:privateKey={a}:certKey={b_crt}:interface=127.0.0.1"),
         ])
-        .timeout(WAIT)
-        .assert()
+        .run()
         .failure();
-    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let err = assert.stderr_text();
     assert!(
         err.contains("does not match the certificate") && err.contains(&b_crt),
         "{err}"
@@ -169,9 +163,8 @@ fn a_mismatched_key_fails_at_listen_time_naming_the_files() {
             "--listen",
             &format!("ssl:0:privateKey={a}:dhParameters=dh.pem"),
         ])
-        .timeout(WAIT)
-        .assert()
+        .run()
         .failure();
-    let err = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    let err = assert.stderr_text();
     assert!(err.contains("finite-field DHE"), "{err}");
 }
