@@ -109,29 +109,49 @@ fn weft(args: &[String]) -> Server {
     Server::start_raw(&args)
 }
 
-/// Sends SIGTERM to a `weft serve` and waits for its exit.
-fn terminate(server: &mut Server) -> std::process::ExitStatus {
+/// Sends SIGTERM to process `pid`.
+fn sigterm(pid: u32) {
     let ok = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
+        .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap()
         .success();
-    assert!(ok, "kill -TERM failed");
+    assert!(ok, "kill -TERM {pid} failed");
+}
+
+/// Sends SIGTERM to a `weft serve` and waits for its exit.
+fn terminate(server: &mut Server) -> std::process::ExitStatus {
+    sigterm(server.child.id());
     server.wait_exit()
 }
 
-/// HAProxy in `mode tcp` from docs/deploy.md's `haproxy.cfg`, its frontend moved to a free
-/// port and its servers to `backends` (the doc's servers in order, those past `backends`
-/// left out), plus a stats socket the tests ask for the servers' health. With `v1`, the
-/// servers get `send-proxy` instead of `send-proxy-v2` (the health checks stay v2: LOCAL).
-struct Haproxy {
+/// Sends SIGTERM to a `weft serve` started with `NOTIFY_SOCKET` at `notify`: it says
+/// STOPPING=1 and exits 0.
+fn stops_notifying(child: &mut Child, notify: &std::os::unix::net::UnixDatagram) {
+    sigterm(child.id());
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).unwrap();
+    assert_eq!(buf[..n].trim_ascii(), b"STOPPING=1");
+    assert!(child.wait().unwrap().success());
+}
+
+/// A load balancer in front of weft (HAProxy or nginx), run in the foreground from a
+/// generated configuration on a free port, killed on drop.
+struct Front {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    /// Its log, in `dir`.
+    log: &'static str,
 }
 
-impl Haproxy {
-    fn start(backends: &[&str], v1: bool) -> Haproxy {
+impl Front {
+    /// HAProxy in `mode tcp` from docs/deploy.md's `haproxy.cfg`, its frontend moved to a
+    /// free port and its servers to `backends` (the doc's servers in order, those past
+    /// `backends` left out), plus a stats socket the tests ask for the servers' health. With
+    /// `v1`, the servers get `send-proxy` instead of `send-proxy-v2` (the health checks stay
+    /// v2: LOCAL).
+    fn haproxy(backends: &[&str], v1: bool) -> Front {
         let bin = require("haproxy", "haproxy");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -168,28 +188,42 @@ impl Haproxy {
         );
         let cfg = dir.path().join("haproxy.cfg");
         std::fs::write(&cfg, &config).unwrap();
-        let check = Command::new(&bin)
-            .arg("-c")
-            .arg("-f")
-            .arg(&cfg)
-            .output()
-            .unwrap();
+        let mut check = Command::new(&bin);
+        check.arg("-c").arg("-f").arg(&cfg);
+        let mut run = Command::new(&bin);
+        run.arg("-db").arg("-f").arg(&cfg);
+        Front::launch(check, run, &config, port, dir, "haproxy.log")
+    }
+
+    /// Runs `check` (the tool's configuration test) and then `run`, its log into `log` in
+    /// `dir`.
+    fn launch(
+        mut check: Command,
+        mut run: Command,
+        config: &str,
+        port: u16,
+        dir: tempfile::TempDir,
+        log: &'static str,
+    ) -> Front {
+        let checked = check.stdin(Stdio::null()).output().unwrap();
         assert!(
-            check.status.success(),
-            "haproxy -c: {}\n{config}",
-            String::from_utf8_lossy(&check.stderr)
+            checked.status.success(),
+            "{check:?}: {}\n{config}",
+            String::from_utf8_lossy(&checked.stderr)
         );
-        let log = std::fs::File::create(dir.path().join("haproxy.log")).unwrap();
-        let child = Command::new(&bin)
-            .arg("-db")
-            .arg("-f")
-            .arg(&cfg)
+        let file = std::fs::File::create(dir.path().join(log)).unwrap();
+        let child = run
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(file)
             .spawn()
             .unwrap();
-        Haproxy { child, port, dir }
+        Front {
+            child,
+            port,
+            dir,
+            log,
+        }
     }
 
     /// The `status` column of `show stat` for server `name` (`UP`, `DOWN`, `UP 1/3`, ...).
@@ -220,69 +254,87 @@ impl Haproxy {
             assert!(
                 Instant::now() < deadline,
                 "HAProxy's server {name} is {status:?}, not {want}: {}",
-                std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 }
 
-impl Drop for Haproxy {
+impl Front {
+    /// What the balancer logged.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join(self.log)).unwrap_or_default()
+    }
+}
+
+impl Drop for Front {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
+/// The doc's line-logger and line-echo behind a balancer started by `front` (given the
+/// backend's address): the logger names the client (the health checks' connections may come
+/// and go in between), lines echo, and the echo's traffic log names the client too.
+fn logger_and_echo_behind(what: &str, front: impl Fn(&str) -> Front) {
+    let logger = weft(&doc_command(
+        "weft serve line-logger --listen haproxy:tcp:1234:interface=127.0.0.1",
+        &[("1234", "0")],
+    ));
+    let echo = weft(&doc_command(
+        "weft serve line-echo --log-traffic --listen haproxy:tcp:1234:interface=127.0.0.1",
+        &[("1234", "0")],
+    ));
+    let front_logger = front(&logger.addr);
+    let front_echo = front(&echo.addr);
+
+    let mut c = connect_when_up(front_logger.port);
+    let me = c.local_addr().unwrap().to_string();
+    c.write_all(b"first line\r\nsecond line\n").unwrap();
+    let out = logger.stdout.wait_for("second line\n");
+    let out: String = out
+        .lines()
+        .filter(|l| {
+            let other = |s: Option<&str>| s.is_some_and(|peer| peer != me);
+            !other(l.strip_prefix("Got connection from "))
+                && !other(l.strip_suffix(" disconnected"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        out.contains(&format!(
+            "Got connection from {me}\nfirst line\nsecond line\n"
+        )),
+        "{what}: the logger names the client ({me}), not the balancer:\n{out}\n{}",
+        front_logger.log()
+    );
+    drop(c);
+    logger.stdout.wait_for(&format!("{me} disconnected\n"));
+
+    let mut c = connect_when_up(front_echo.port);
+    let me = c.local_addr().unwrap().to_string();
+    for i in 0..20 {
+        let line = format!("line {i} through {what}\r\n");
+        c.write_all(line.as_bytes()).unwrap();
+        let mut back = vec![0u8; line.len()];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(back, line.as_bytes());
+    }
+    echo.stderr
+        .wait_for(&format!("peer={me} host=127.0.0.1:{}", front_echo.port));
+}
+
 #[test]
 fn behind_haproxy_the_logger_prints_the_clients_address_and_lines_echo() {
-    for send_proxy in ["send-proxy", "send-proxy-v2"] {
-        let logger = weft(&doc_command(
-            "weft serve line-logger --listen haproxy:tcp:1234:interface=127.0.0.1",
-            &[("1234", "0")],
-        ));
-        let echo = weft(&doc_command(
-            "weft serve line-echo --log-traffic --listen haproxy:tcp:1234:interface=127.0.0.1",
-            &[("1234", "0")],
-        ));
-        let v1 = send_proxy == "send-proxy";
-        let front_logger = Haproxy::start(&[&logger.addr], v1);
-        let front_echo = Haproxy::start(&[&echo.addr], v1);
-        // Health checks (LOCAL headers) have run: they must not disturb.
-        front_logger.wait_status("a", "UP");
-        front_echo.wait_status("a", "UP");
-
-        let mut c = connect_when_up(front_logger.port);
-        let me = c.local_addr().unwrap().to_string();
-        c.write_all(b"first line\r\nsecond line\n").unwrap();
-        let out = logger.stdout.wait_for("second line\n");
-        // The health checks' connections (from HAProxy, LOCAL) come and go in between.
-        let out: String = out
-            .lines()
-            .filter(|l| {
-                let other = |s: Option<&str>| s.is_some_and(|peer| peer != me);
-                !other(l.strip_prefix("Got connection from "))
-                    && !other(l.strip_suffix(" disconnected"))
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        assert!(
-            out.contains(&format!(
-                "Got connection from {me}\nfirst line\nsecond line\n"
-            )),
-            "{send_proxy}: the logger names the client ({me}), not HAProxy:\n{out}"
-        );
-        drop(c);
-        logger.stdout.wait_for(&format!("{me} disconnected\n"));
-
-        let mut c = connect_when_up(front_echo.port);
-        for i in 0..20 {
-            let line = format!("line {i} through {send_proxy}\r\n");
-            c.write_all(line.as_bytes()).unwrap();
-            let mut back = vec![0u8; line.len()];
-            c.read_exact(&mut back).unwrap();
-            assert_eq!(back, line.as_bytes());
-        }
+    for (what, v1) in [("send-proxy", true), ("send-proxy-v2", false)] {
+        logger_and_echo_behind(what, |backend| {
+            let front = Front::haproxy(&[backend], v1);
+            // The health checks (LOCAL headers) have run: they must not disturb.
+            front.wait_status("a", "UP");
+            front
+        });
     }
 }
 
@@ -303,21 +355,30 @@ fn a_proxy_port_refuses_connections_without_a_header() {
     assert_eq!(got, b"");
 }
 
-fn socket_activate(extra: &[&str], listen: &str) -> (KillOnDropChild, u16) {
-    let bin = require("systemd-socket-activate", "systemd");
-    let port = free_port();
-    let child = Command::new(bin)
-        .arg("-l")
+/// `systemd-socket-activate -l 127.0.0.1:PORT OPTIONS... COMMAND...` (stdin and stdout
+/// closed; it gives its child a clean environment: only `LISTEN_*` and what `--setenv`
+/// names).
+fn activator(port: u16, options: &[&str], command: &[&str]) -> Command {
+    let mut cmd = Command::new(require("systemd-socket-activate", "systemd"));
+    cmd.arg("-l")
         .arg(format!("127.0.0.1:{port}"))
-        .args(extra)
-        .arg(WEFT)
-        .args(["serve", "line-echo", "--listen", listen])
-        .env_remove("RUST_LOG")
+        .args(options)
+        .args(command)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stdout(Stdio::null());
+    cmd
+}
+
+fn socket_activate(extra: &[&str], listen: &str) -> (KillOnDropChild, u16) {
+    let port = free_port();
+    let child = activator(
+        port,
+        extra,
+        &[WEFT, "serve", "line-echo", "--listen", listen],
+    )
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     (KillOnDropChild(child), port)
 }
 
@@ -379,15 +440,8 @@ fn socket_activation_errors_are_clear() {
             "index=1, but systemd passed 1 socket(s)",
         ),
     ] {
-        let bin = require("systemd-socket-activate", "systemd");
         let port = free_port();
-        let mut child = Command::new(bin)
-            .arg("-l")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg(WEFT)
-            .args(["serve", "echo", "--listen", listen])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        let mut child = activator(port, &[], &[WEFT, "serve", "echo", "--listen", listen])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -434,17 +488,7 @@ fn notify_socket_gets_ready_then_stopping() {
     let mut buf = [0u8; 256];
     let n = sock.recv(&mut buf).unwrap();
     assert_eq!(buf[..n].trim_ascii(), b"READY=1");
-    let pid = guard.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let n = sock.recv(&mut buf).unwrap();
-    assert_eq!(buf[..n].trim_ascii(), b"STOPPING=1");
-    assert!(guard.0.wait().unwrap().success());
+    stops_notifying(guard.0, &sock);
 }
 
 #[test]
@@ -567,7 +611,7 @@ fn haproxy_passes_tls_through_and_weft_reads_the_header_before_the_handshake() {
             .collect::<Vec<_>>(),
         );
         let server = weft(&args);
-        let front = Haproxy::start(&[&server.addr], v1);
+        let front = Front::haproxy(&[&server.addr], v1);
         front.wait_status("a", "UP");
         let out = Command::new("python3")
             .args(["-c", PY_TLS_CLIENT, &front.port.to_string(), &crt, "5"])
@@ -723,7 +767,7 @@ fn rolling_restart_behind_haproxy_loses_no_line() {
     };
     let mut a = start(0);
     let mut b = start(1);
-    let front = Haproxy::start(&[&a.addr, &b.addr], false);
+    let front = Front::haproxy(&[&a.addr, &b.addr], false);
     front.wait_status("a", "UP");
     front.wait_status("b", "UP");
 
@@ -836,7 +880,7 @@ fn max_per_peer_behind_haproxy_counts_the_headers_address() {
             "weft serve line-echo --max-per-peer 2 --listen haproxy:tcp:1234:interface=127.0.0.1",
             &[("1234", "0")],
         ));
-        let front = Haproxy::start(&[&server.addr], v1);
+        let front = Front::haproxy(&[&server.addr], v1);
         front.wait_status("a", "UP");
         let mut first = connect_from([127, 0, 0, 2], front.port);
         let mut second = connect_from([127, 0, 0, 2], front.port);
@@ -879,20 +923,14 @@ fn max_per_peer_behind_haproxy_counts_the_headers_address() {
     }
 }
 
-/// nginx in the foreground with docs/deploy.md's `stream` block (the `stream` module loaded,
-/// `daemon off`, one process, its log on stderr into a file, everything in a temporary
-/// prefix), listening on a free port in front of `backend`.
-struct Nginx {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
 /// Where Debian's `libnginx-mod-stream` puts the module.
 const NGINX_STREAM_MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
 
-impl Nginx {
-    fn start(backend: &str) -> Nginx {
+impl Front {
+    /// nginx in the foreground with docs/deploy.md's `stream` block (the `stream` module
+    /// loaded, `daemon off`, one process, its log on stderr into a file, everything in a
+    /// temporary prefix), listening on a free port in front of `backend`.
+    fn nginx(backend: &str) -> Front {
         let bin = require("nginx", "nginx libnginx-mod-stream");
         assert!(
             Path::new(NGINX_STREAM_MODULE).exists(),
@@ -927,34 +965,10 @@ impl Nginx {
                 .arg("-p")
                 .arg(dir.path())
                 .arg("-e")
-                .arg("stderr")
-                .stdin(Stdio::null());
+                .arg("stderr");
             cmd
         };
-        let check = nginx(true).output().unwrap();
-        assert!(
-            check.status.success(),
-            "nginx -t: {}\n{config}",
-            String::from_utf8_lossy(&check.stderr)
-        );
-        let log = std::fs::File::create(dir.path().join("nginx.log")).unwrap();
-        let child = nginx(false)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Nginx { child, port, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("nginx.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Front::launch(nginx(true), nginx(false), &config, port, dir, "nginx.log")
     }
 }
 
@@ -962,39 +976,7 @@ impl Drop for Nginx {
 /// the logger names the client, lines echo.
 #[test]
 fn behind_nginx_stream_the_logger_prints_the_clients_address_and_lines_echo() {
-    let logger = weft(&doc_command(
-        "weft serve line-logger --listen haproxy:tcp:1234:interface=127.0.0.1",
-        &[("1234", "0")],
-    ));
-    let front = Nginx::start(&logger.addr);
-    let mut c = connect_when_up(front.port);
-    let me = c.local_addr().unwrap().to_string();
-    c.write_all(b"through nginx\r\n").unwrap();
-    let out = logger.stdout.wait_for("through nginx\n");
-    assert!(
-        out.contains(&format!("Got connection from {me}\nthrough nginx\n")),
-        "the logger names the client ({me}), not nginx:\n{out}\nnginx: {}",
-        front.log()
-    );
-    drop(c);
-    logger.stdout.wait_for(&format!("{me} disconnected\n"));
-
-    let echo = weft(&doc_command(
-        "weft serve line-echo --log-traffic --listen haproxy:tcp:1234:interface=127.0.0.1",
-        &[("1234", "0")],
-    ));
-    let front = Nginx::start(&echo.addr);
-    let mut c = connect_when_up(front.port);
-    let me = c.local_addr().unwrap().to_string();
-    for i in 0..20 {
-        let line = format!("line {i} through nginx\n");
-        c.write_all(line.as_bytes()).unwrap();
-        let mut back = vec![0u8; line.len()];
-        c.read_exact(&mut back).unwrap();
-        assert_eq!(back, line.as_bytes());
-    }
-    echo.stderr
-        .wait_for(&format!("peer={me} host=127.0.0.1:{}", front.port));
+    logger_and_echo_behind("nginx", Front::nginx);
 }
 
 /// The value of `key=` in a unit file.
@@ -1012,7 +994,6 @@ fn unit_key<'a>(unit: &'a str, key: &str) -> &'a str {
 #[test]
 fn the_systemd_units_verify_and_run_with_the_socket_files_options() {
     let analyze = require("systemd-analyze", "systemd");
-    let activate = require("systemd-socket-activate", "systemd");
     let dir = tempfile::tempdir().unwrap();
     let socket_unit = doc_snippet("# /etc/systemd/system/weft-lines.socket");
     let doc_service = doc_snippet("# /etc/systemd/system/weft-lines.service");
@@ -1039,7 +1020,7 @@ fn the_systemd_units_verify_and_run_with_the_socket_files_options() {
 
     let listen = unit_key(&socket_unit, "ListenStream");
     assert_eq!(listen, "127.0.0.1:1234");
-    let listen = format!("127.0.0.1:{}", free_port());
+    let port = free_port();
     let name = unit_key(&socket_unit, "FileDescriptorName");
     assert_eq!(unit_key(&service_unit, "Type"), "notify");
     let exec: Vec<&str> = unit_key(&service_unit, "ExecStart")
@@ -1049,20 +1030,16 @@ fn the_systemd_units_verify_and_run_with_the_socket_files_options() {
     let notify_path = dir.path().join("notify");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
     notify.set_read_timeout(Some(WAIT)).unwrap();
-    let mut child = Command::new(activate)
-        .arg("-l")
-        .arg(&listen)
-        .arg(format!("--fdname={name}"))
-        // It passes its children a clean environment: only what --setenv names.
-        .arg(format!("--setenv=NOTIFY_SOCKET={}", notify_path.display()))
-        .args(&exec)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let options = [
+        format!("--fdname={name}"),
+        format!("--setenv=NOTIFY_SOCKET={}", notify_path.display()),
+    ];
+    let options: Vec<&str> = options.iter().map(String::as_str).collect();
+    let mut child = activator(port, &options, &exec)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let guard = KillOnDrop(&mut child);
-    let port: u16 = listen.rsplit_once(':').unwrap().1.parse().unwrap();
     // systemd-socket-activate starts weft at the first connection, as systemd does.
     let mut c = connect_when_up(port);
     let mut buf = [0u8; 64];
@@ -1073,17 +1050,7 @@ fn the_systemd_units_verify_and_run_with_the_socket_files_options() {
     BufReader::new(c).read_line(&mut back).unwrap();
     assert_eq!(back, "activated as the units say\n");
     // systemd-socket-activate execs the service: the pid is weft's.
-    let pid = guard.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let n = notify.recv(&mut buf).unwrap();
-    assert_eq!(buf[..n].trim_ascii(), b"STOPPING=1");
-    assert!(guard.0.wait().unwrap().success());
+    stops_notifying(guard.0, &notify);
 }
 
 /// What the Kubernetes snippet relies on (the manifest itself is not run: there is no
@@ -1129,12 +1096,7 @@ fn kubernetes_sigterm_refuses_new_connections_drains_until_the_deadline_and_exit
     assert!(sent < 256 << 20, "the server never stopped reading");
 
     let t0 = Instant::now();
-    let ok = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    sigterm(server.child.id());
     // The connection that can finish is closed at once, while the rude one keeps weft alive.
     let mut rest = Vec::new();
     polite.read_to_end(&mut rest).unwrap();
