@@ -209,6 +209,19 @@ impl<P: Protocol> MemoryTransport<P> {
         self.conn.transport.is_closing()
     }
 
+    /// Takes the protocol's pending [`Transport::start_tls`] request: the upgrade it asked
+    /// for and the bytes it handed over for the TLS session (the rest of the read after the
+    /// upgrade point). There is no TLS in memory: afterwards the connection goes on as if the
+    /// handshake were done (`feed` delivers again, and the write buffer holds what was written
+    /// before and after the call, in order); a close asked for after `start_tls` now applies.
+    /// `None` when none is pending.
+    ///
+    /// See [`Transport::start_tls`] for an example.
+    pub fn take_tls_upgrade(&mut self) -> Option<(crate::tls::TlsUpgrade, Vec<u8>)> {
+        let up = self.conn.transport.take_upgrade()?;
+        Some((up.tls, up.early))
+    }
+
     /// True once the protocol aborted (or panicked).
     ///
     /// ```

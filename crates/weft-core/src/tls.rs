@@ -256,6 +256,9 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Config(rustls::Error),
+    /// Not a name (or IP address) a TLS client can verify a server certificate for.
+    #[error("{0:?}: not a valid TLS server name")]
+    ServerName(String),
 }
 
 fn details(notes: &[String]) -> String {
@@ -925,4 +928,129 @@ where
     tokio_rustls::TlsConnector::from(config)
         .connect(name, io)
         .await
+}
+
+/// What [`Transport::start_tls`](crate::Transport::start_tls) upgrades a live connection to:
+/// the server or client side of a TLS session (a rustls configuration, and the name a client
+/// verifies), and how long the handshake may take (default
+/// [`DEFAULT_HANDSHAKE_TIMEOUT`]; past it the connection is lost with
+/// [`DisconnectReason::TimedOut`](crate::DisconnectReason::TimedOut)`(`[`TimeoutKind::Handshake`](crate::TimeoutKind::Handshake)`)`).
+///
+/// Cheap to clone (the configuration is shared): build it once and clone it per connection.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_core::tls::{ClientTlsOptions, TlsUpgrade};
+///
+/// let dir = std::env::temp_dir().join(format!("weft-upgrade-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+/// std::fs::write(dir.join("ca.pem"), cert.cert.pem())?;
+///
+/// let config = ClientTlsOptions::default().trust_roots(dir.join("ca.pem")).config()?;
+/// let upgrade = TlsUpgrade::client(config, "localhost")?.handshake_timeout(Duration::from_secs(5));
+/// assert!(format!("{upgrade:?}").contains("localhost"));
+/// assert!(TlsUpgrade::client(ClientTlsOptions::default().trust_roots(dir.join("ca.pem")).config()?, "not a name!").is_err());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct TlsUpgrade {
+    side: UpgradeSide,
+    handshake_timeout: Duration,
+}
+
+#[derive(Clone)]
+enum UpgradeSide {
+    Server(Arc<ServerConfig>),
+    Client(
+        Arc<ClientConfig>,
+        rustls_pki_types::ServerName<'static>,
+        String,
+    ),
+}
+
+impl fmt::Debug for TlsUpgrade {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TlsUpgrade");
+        match &self.side {
+            UpgradeSide::Server(_) => d.field("side", &"server"),
+            UpgradeSide::Client(_, _, name) => {
+                d.field("side", &"client").field("server_name", name)
+            }
+        };
+        d.field("handshake_timeout", &self.handshake_timeout)
+            .finish()
+    }
+}
+
+impl TlsUpgrade {
+    /// The server side, with this configuration (for a reloadable one, `TlsUpgrade::from(&server_tls)`).
+    pub fn server(config: Arc<ServerConfig>) -> Self {
+        Self {
+            side: UpgradeSide::Server(config),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// The client side, verifying the server's certificate for `server_name` (a DNS name or an
+    /// IP address).
+    ///
+    /// # Errors
+    /// [`TlsError::ServerName`] when `server_name` is neither.
+    pub fn client(config: Arc<ClientConfig>, server_name: &str) -> Result<Self, TlsError> {
+        let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(|_| TlsError::ServerName(server_name.to_owned()))?;
+        Ok(Self {
+            side: UpgradeSide::Client(config, name, server_name.to_owned()),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        })
+    }
+
+    /// Sets the time the peer gets to finish the handshake.
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
+        self
+    }
+
+    /// The handshake timeout.
+    pub fn timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// A new rustls connection for this side, and the name a client verifies.
+    pub(crate) fn connection(&self) -> Result<(rustls::Connection, Option<String>), rustls::Error> {
+        Ok(match &self.side {
+            UpgradeSide::Server(config) => {
+                (rustls::ServerConnection::new(config.clone())?.into(), None)
+            }
+            UpgradeSide::Client(config, name, text) => (
+                rustls::ClientConnection::new(config.clone(), name.clone())?.into(),
+                Some(text.clone()),
+            ),
+        })
+    }
+}
+
+impl From<&ServerTls> for TlsUpgrade {
+    /// The server side of a loaded (and reloadable: later handshakes see a reload)
+    /// configuration, with its handshake timeout.
+    fn from(tls: &ServerTls) -> Self {
+        TlsUpgrade::server(tls.config()).handshake_timeout(tls.options().handshake_timeout)
+    }
+}
+
+/// Why [`Transport::start_tls`](crate::Transport::start_tls) refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartTlsError {
+    /// The connection already runs TLS (an `ssl:`/`tls:` endpoint, or an earlier
+    /// `start_tls`).
+    #[error("the connection already uses TLS")]
+    AlreadyTls,
+    /// The connection is closing (or its write side was shut down): nothing more can be
+    /// sent, so no handshake either.
+    #[error("the connection is closing")]
+    Closing,
 }
