@@ -219,13 +219,12 @@ for _ in range(2):
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("python3 runs");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    assert_eq!(line, "ready\n");
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let ready = std::io::BufRead::lines(out).next();
+    assert!(
+        matches!(ready, Some(Ok(ref l)) if l == "ready"),
+        "{ready:?}"
+    );
     let via = format!(r"endpoint=unix\:{}", sock.display());
     // A name the certificate is not for: refused, never connected in clear.
     connect(&format!("tls:other.test:443:trustRoots={crt}:{via}"), "x\n")
