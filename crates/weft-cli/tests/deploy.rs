@@ -1123,3 +1123,40 @@ fn kubernetes_sigterm_refuses_new_connections_drains_until_the_deadline_and_exit
         .wait_for("drain timeout; aborting connections");
     assert!(log.contains("left=1"), "{log}");
 }
+
+/// `--listen` repeated over two activated sockets of different families, told apart by
+/// name (docs/deploy.md's `public` TCP port and `admin` Unix socket): both are served.
+#[test]
+fn one_service_takes_two_activated_sockets_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("admin.sock");
+    let args = doc_command(
+        "weft serve line-echo --listen systemd:domain=INET:name=public --listen systemd:domain=UNIX:name=admin",
+        &[],
+    );
+    assert!(DEPLOY_MD.contains("-l /run/weft/admin.sock --fdname=public:admin"));
+    let port = free_port();
+    let admin_path = admin.display().to_string();
+    let mut command = vec![WEFT];
+    command.extend(args.iter().map(String::as_str));
+    let child = activator(
+        port,
+        &["-l", &admin_path, "--fdname=public:admin"],
+        &command,
+    )
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let _guard = KillOnDropChild(child);
+    let mut tcp = connect_when_up(port);
+    tcp.write_all(b"public\n").unwrap();
+    let mut back = String::new();
+    BufReader::new(tcp).read_line(&mut back).unwrap();
+    assert_eq!(back, "public\n");
+    let unix = std::os::unix::net::UnixStream::connect(&admin).unwrap();
+    unix.set_read_timeout(Some(WAIT)).unwrap();
+    (&unix).write_all(b"admin\n").unwrap();
+    let mut back = String::new();
+    BufReader::new(unix).read_line(&mut back).unwrap();
+    assert_eq!(back, "admin\n");
+}
