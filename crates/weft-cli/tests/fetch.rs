@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use assert_cmd::Command as Cmd;
-use common::{HttpServer, Reply, Seen, WAIT, WEFT};
+use common::{HttpServer, Printed, Reply, Run, Seen, WAIT, WEFT};
 
 /// 100 000 bytes of a recognisable pattern.
 fn big() -> Vec<u8> {
@@ -99,8 +99,7 @@ fn weft(args: &[&str]) -> assert_cmd::assert::Assert {
         .env_remove("HTTP_PROXY")
         .env_remove("all_proxy")
         .env_remove("ALL_PROXY")
-        .timeout(WAIT)
-        .assert()
+        .run()
 }
 
 /// `weft fetch -q URL` run in `dir` (so the file gets its default name there); its stdout.
@@ -108,20 +107,15 @@ fn fetch_in(dir: &std::path::Path, url: &str) -> String {
     let out = Cmd::new(WEFT)
         .args(["fetch", "-q", url])
         .current_dir(dir)
-        .timeout(WAIT)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .run()
+        .ok_stdout();
     String::from_utf8(out).unwrap()
 }
 
 /// Runs a failing command; checks the exit code and that stderr is one line containing
 /// `needle`; returns stderr.
 fn fails(args: &[&str], code: i32, needle: &str) -> String {
-    let out = weft(args).code(code).get_output().clone();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let err = weft(args).code(code).stderr_text();
     assert_eq!(err.lines().count(), 1, "stderr not one line: {err:?}");
     assert!(err.starts_with("weft: "), "{err:?}");
     assert!(err.contains(needle), "{needle:?} not in {err:?}");
@@ -225,10 +219,7 @@ fn method_headers_and_body() {
         "a=1&b=2",
         &http.url("/echo"),
     ])
-    .success()
-    .get_output()
-    .stdout
-    .clone();
+    .ok_stdout();
     let text = String::from_utf8(out).unwrap();
     assert!(text.starts_with("PUT /echo\n"), "{text}");
     assert!(text.contains("x-test: yes\n"), "{text}");
@@ -238,11 +229,7 @@ fn method_headers_and_body() {
     );
     assert!(text.ends_with("a=1&b=2"), "{text}");
     // -d alone makes a POST.
-    let out = weft(&["cat", "-d", "x", &http.url("/echo")])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = weft(&["cat", "-d", "x", &http.url("/echo")]).ok_stdout();
     assert!(String::from_utf8(out).unwrap().starts_with("POST /echo\n"));
 }
 
@@ -395,10 +382,7 @@ fn fetch_into_a_directory_uses_the_default_name() {
         dir.path().to_str().unwrap(),
         &http.url("/files/big.bin"),
     ])
-    .success()
-    .get_output()
-    .stdout
-    .clone();
+    .ok_stdout();
     let expected = dir.path().join("big.bin");
     assert_eq!(
         String::from_utf8(out).unwrap().trim_end(),
@@ -410,17 +394,12 @@ fn fetch_into_a_directory_uses_the_default_name() {
 #[test]
 fn rust_log_and_verbose_control_tracing() {
     let http = HttpServer::start(routes);
-    let quiet = weft(&["cat", &http.url("/hello")])
-        .success()
-        .get_output()
-        .stderr
-        .clone();
+    let quiet = weft(&["cat", &http.url("/hello")]).ok_stderr();
     assert!(quiet.is_empty());
     let out = Cmd::new(WEFT)
         .args(["cat", &http.url("/hello")])
         .env("RUST_LOG", "debug")
-        .timeout(WAIT)
-        .assert()
+        .run()
         .success()
         .stdout("hello world\n")
         .get_output()
@@ -430,11 +409,7 @@ fn rust_log_and_verbose_control_tracing() {
         String::from_utf8_lossy(&out).contains("DEBUG"),
         "no debug output"
     );
-    let out = weft(&["-vv", "cat", &http.url("/hello")])
-        .success()
-        .get_output()
-        .stderr
-        .clone();
+    let out = weft(&["-vv", "cat", &http.url("/hello")]).ok_stderr();
     assert!(
         String::from_utf8_lossy(&out).contains("DEBUG"),
         "no debug output with -vv"
@@ -501,10 +476,7 @@ fn data_from_a_file() {
         &format!("@{}", body.display()),
         &http.url("/echo"),
     ])
-    .success()
-    .get_output()
-    .stdout
-    .clone();
+    .ok_stdout();
     assert!(String::from_utf8(out).unwrap().ends_with("\nfrom file"));
     let missing = dir.path().join("missing.txt");
     fails(
@@ -602,8 +574,7 @@ fn fetch_to_dash_writes_stdout() {
     Cmd::new(WEFT)
         .args(["fetch", "-o", "-", &http.url("/hello")])
         .current_dir(dir.path())
-        .timeout(WAIT)
-        .assert()
+        .run()
         .success()
         .stdout("hello world\n");
     assert_eq!(
@@ -616,21 +587,13 @@ fn fetch_to_dash_writes_stdout() {
 #[test]
 fn cat_include_head_and_verbose() {
     let http = HttpServer::start(routes);
-    let out = weft(&["cat", "-i", &http.url("/hello")])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = weft(&["cat", "-i", &http.url("/hello")]).ok_stdout();
     let text = String::from_utf8(out).unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text:?}");
     assert!(text.contains("content-length: 12\r\n"), "{text:?}");
     assert!(text.ends_with("\r\n\r\nhello world\n"), "{text:?}");
 
-    let out = weft(&["cat", "-I", &http.url("/hello")])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = weft(&["cat", "-I", &http.url("/hello")]).ok_stdout();
     let text = String::from_utf8(out).unwrap();
     assert!(
         text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("\r\n\r\n"),

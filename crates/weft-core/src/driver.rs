@@ -13,6 +13,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
 
 use crate::protocol::Conn;
+use crate::tls_io::TlsSocket;
 use crate::transport::{self, pool};
 use crate::{DisconnectReason, Protocol};
 
@@ -51,6 +52,90 @@ pub(crate) trait RawStream: Send + 'static {
     #[inline(always)]
     fn flush_pending(&self) -> io::Result<()> {
         Ok(())
+    }
+    /// True while a TLS handshake runs (or has just failed): the driver reads even when the
+    /// protocol paused reading, as the handshake cannot finish otherwise. Plain sockets:
+    /// constant `false`.
+    #[inline(always)]
+    fn handshaking(&self) -> bool {
+        false
+    }
+}
+
+/// How a connection's task is spawned for a stream: plain TCP and Unix sockets get an
+/// [`Upgradable`] driver (so `Transport::start_tls` can switch them to TLS), a stream that
+/// already carries TLS gets its [`Driver`] as is.
+pub(crate) trait Spawn: RawStream + Sized {
+    type Task<P: Protocol>: Future<Output = DisconnectReason> + Send + 'static;
+    fn task<P: Protocol>(driver: Driver<Self, P>) -> Self::Task<P>;
+}
+
+impl Spawn for TcpStream {
+    type Task<P: Protocol> = Upgradable<Self, P>;
+    fn task<P: Protocol>(driver: Driver<Self, P>) -> Self::Task<P> {
+        Upgradable::Plain(driver)
+    }
+}
+
+impl Spawn for UnixStream {
+    type Task<P: Protocol> = Upgradable<Self, P>;
+    fn task<P: Protocol>(driver: Driver<Self, P>) -> Self::Task<P> {
+        Upgradable::Plain(driver)
+    }
+}
+
+impl<T: crate::tls_io::Socket> Spawn for TlsSocket<T> {
+    type Task<P: Protocol> = Driver<Self, P>;
+    fn task<P: Protocol>(driver: Driver<Self, P>) -> Self::Task<P> {
+        driver
+    }
+}
+
+/// A plain connection's task: its driver, which becomes a TLS driver on the same socket
+/// when the protocol calls [`Transport::start_tls`](crate::Transport::start_tls).
+///
+/// The plain driver notices the request with the test it already makes for an abort (one
+/// comparison of the close state per turn, as before), stops at once (nothing more is read
+/// in clear) and returns; this wrapper then moves the socket, the connection and the
+/// driver's state into a [`TlsSocket`] driver, boxed so that a plain connection's task does
+/// not grow by a TLS session's size. What a plain connection pays is this enum's one
+/// comparison per poll of its task (not per read or per line).
+// The plain variant is the large one on purpose: it is what nearly every connection runs,
+// unboxed; the TLS variant is boxed so that it adds nothing to it.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Upgradable<S: crate::tls_io::Socket + RawStream, P: Protocol> {
+    Plain(Driver<S, P>),
+    Tls(Box<Driver<TlsSocket<S>, P>>),
+    Done,
+}
+
+impl<S: crate::tls_io::Socket + RawStream, P: Protocol> Unpin for Upgradable<S, P> {}
+
+impl<S: crate::tls_io::Socket + RawStream, P: Protocol> Future for Upgradable<S, P> {
+    type Output = DisconnectReason;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DisconnectReason> {
+        let this = &mut *self;
+        if let Upgradable::Plain(d) = this {
+            let reason = match Pin::new(d).poll(cx) {
+                Poll::Ready(r) => r,
+                Poll::Pending => return Poll::Pending,
+            };
+            if !matches!(this, Upgradable::Plain(d) if d.conn.transport.is_upgrading()) {
+                return Poll::Ready(reason);
+            }
+            let Upgradable::Plain(d) = std::mem::replace(this, Upgradable::Done) else {
+                unreachable!("checked above")
+            };
+            match d.upgrade() {
+                Ok(tls) => *this = Upgradable::Tls(Box::new(tls)),
+                Err(reason) => return Poll::Ready(reason),
+            }
+        }
+        match this {
+            Upgradable::Tls(d) => Pin::new(&mut **d).poll(cx),
+            _ => Poll::Ready(DisconnectReason::Shutdown),
+        }
     }
 }
 
@@ -190,28 +275,12 @@ enum Event {
 /// `next_event` must spend the budget too (tokio's own futures do), or the loop needs a bound.
 pub(crate) struct Driver<S: RawStream, P: Protocol> {
     stream: S,
-    conn: Conn<P>,
-    hub: Arc<Hub>,
+    /// `connection_lost` is delivered if the driver is dropped before it finished.
+    conn: Live<P>,
+    reg: Registration,
     /// The protocol's earliest timer, created when it arms the first one and reset (not
     /// reallocated) when the earliest deadline changes.
     timer: Option<Pin<Box<Sleep>>>,
-    /// This connection's waker slot in the [`Hub`] (`NO_SLOT` until the first poll
-    /// registers it; freed in `finish` or on drop). Registered once, so shutdown can wake an
-    /// idle connection without a per-poll lock.
-    slot: u32,
-    /// `connection_made` has run (on the first poll, inside the connection's task and tracing
-    /// span, not in the accept loop).
-    started: bool,
-    /// The hub's graceful level has been seen and turned into a close with
-    /// `DisconnectReason::Shutdown`: seen once, so the connection drains rather than
-    /// re-handling the level on every turn.
-    shutting_down: bool,
-    /// The peer sent EOF (a read returned 0): never read again — a readable socket at EOF
-    /// stays readable, and polling it would spin.
-    eof_seen: bool,
-    /// We shut down our write side (sent FIN) once the buffer drained after `write_eof` or a
-    /// close: done once.
-    eof_sent: bool,
 }
 
 // No field is ever pinned structurally (the timer is boxed), so the driver can move freely
@@ -222,21 +291,28 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
     pub(crate) fn new(stream: S, conn: Conn<P>, hub: Arc<Hub>) -> Self {
         Self {
             stream,
-            conn,
-            hub,
+            conn: Live(conn),
+            reg: Registration {
+                hub,
+                slot: NO_SLOT,
+                started: false,
+                shutting_down: false,
+                eof_seen: false,
+                eof_sent: false,
+            },
             timer: None,
-            slot: NO_SLOT,
-            started: false,
-            shutting_down: false,
-            eof_seen: false,
-            eof_sent: false,
         }
     }
 
     /// Applies what the protocol asked for: flush, half-close, close. `Some` once finished.
     fn settle(&mut self) -> Option<DisconnectReason> {
         let conn = &mut self.conn;
-        if conn.transport.is_aborted() {
+        if conn.transport.is_aborted_or_upgrading() {
+            if conn.transport.is_upgrading() {
+                // `start_tls`: this driver stops here, before reading anything more in clear;
+                // `Upgradable` carries on over TLS (the reason is not used).
+                return Some(DisconnectReason::LocalClose);
+            }
             return conn.requested_reason();
         }
         if let Err(e) = flush(&self.stream, conn) {
@@ -245,13 +321,20 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
         // What the stream itself holds (TLS records) goes out after the buffer, before a close.
         if self.stream.pending() {
             if let Err(e) = self.stream.flush_pending() {
+                // Our write side was shut down with nothing else pending, so only the
+                // `close_notify` was left: a peer that is gone already (EPIPE at once on a
+                // Unix socket, after it closed first) ends the close that was asked for.
+                let t = &conn.transport;
+                if self.reg.eof_sent && t.is_closing() && !t.is_aborted() {
+                    return conn.requested_reason();
+                }
                 return Some(DisconnectReason::from_io(e));
             }
         }
         let t = &conn.transport;
         let mut drained = t.pending_output().is_empty() && !self.stream.pending();
-        if drained && t.wants_write_shutdown() && !self.eof_sent {
-            self.eof_sent = true;
+        if drained && t.wants_write_shutdown() && !self.reg.eof_sent {
+            self.reg.eof_sent = true;
             if let Err(e) = self.stream.shutdown_write() {
                 if !t.is_closing() {
                     return Some(DisconnectReason::from_io(e));
@@ -262,7 +345,7 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
         if drained && t.is_closing() {
             // Discard what the peer already sent, so that closing does not turn into a reset
             // that could destroy our last replies in the peer's receive queue.
-            if !self.eof_seen {
+            if !self.reg.eof_seen {
                 discard_pending_input(&self.stream);
             }
             return Some(
@@ -280,9 +363,9 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
 
     /// The next thing to do, in priority order.
     fn next_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        match self.hub.state() {
+        match self.reg.hub.state() {
             FORCE => return Poll::Ready(Event::Force),
-            GRACEFUL if !self.shutting_down => return Poll::Ready(Event::Shutdown),
+            GRACEFUL if !self.reg.shutting_down => return Poll::Ready(Event::Shutdown),
             _ => {}
         }
         if let Poll::Ready(Some(cmd)) = self.conn.transport.poll_command(cx) {
@@ -295,7 +378,8 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
         {
             return Poll::Ready(Event::Writable);
         }
-        let want_read = !self.eof_seen && (t.is_closing() || !t.is_reading_paused());
+        let want_read = !self.reg.eof_seen
+            && (t.is_closing() || !t.is_reading_paused() || self.stream.handshaking());
         if want_read && self.stream.poll_read_ready(cx).is_ready() {
             return Poll::Ready(Event::Readable);
         }
@@ -317,7 +401,7 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
             Event::Writable => {} // flushed by `settle`
             Event::Timer => conn.fire_due_timers(Instant::now()),
             Event::Shutdown => {
-                self.shutting_down = true;
+                self.reg.shutting_down = true;
                 conn.transport.close_gracefully(DisconnectReason::Shutdown);
             }
             Event::Force => {
@@ -331,7 +415,7 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
                     Ok(n) => {
                         // While closing, input is read and discarded.
                         if !conn.transport.is_closing() {
-                            transport::deliver(conn, &buf[..n], |bufs| match bufs {
+                            transport::deliver(&mut conn.0, &buf[..n], |bufs| match bufs {
                                 [one] => stream.try_write(one),
                                 _ => stream.try_write_vectored(bufs),
                             })?;
@@ -343,7 +427,7 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
                 match res {
                     Ok(true) => {}
                     Ok(false) => {
-                        self.eof_seen = true;
+                        self.reg.eof_seen = true;
                         if !conn.transport.is_closing() {
                             tracing::trace!("peer sent EOF");
                             conn.eof();
@@ -370,16 +454,112 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
     }
 
     fn finish(&mut self, reason: DisconnectReason) -> DisconnectReason {
+        if self.conn.transport.is_upgrading() {
+            return reason; // not finished: `Upgradable` goes on with TLS
+        }
         if self.conn.transport.is_aborted() {
             self.stream.set_reset_on_close();
         }
         tracing::debug!(%reason, "connection lost");
         self.conn.lost(reason.clone());
+        self.reg.release();
+        reason
+    }
+}
+
+impl<S: crate::tls_io::Socket + RawStream, P: Protocol> Driver<S, P> {
+    /// The same connection over TLS, after `start_tls`: the bytes written before the call go
+    /// out first in clear, the peer's bytes after the upgrade point are fed to the new TLS
+    /// session before anything read later, and the handshake runs within its timeout.
+    /// `Err`: finished (`connection_lost` delivered) because rustls refused the configuration.
+    fn upgrade(mut self) -> Result<Driver<TlsSocket<S>, P>, DisconnectReason> {
+        let up = self
+            .conn
+            .transport
+            .take_upgrade()
+            .expect("called for a pending start_tls");
+        let (session, name) = match up.tls.connection() {
+            Ok(c) => c,
+            Err(e) => {
+                // A configuration rustls refuses: the connection cannot go on.
+                self.conn.transport.abort_connection();
+                return Err(self.finish(DisconnectReason::Tls(Arc::new(e))));
+            }
+        };
+        let clear = self.conn.transport.split_clear(up.clear);
+        tracing::debug!(clear = clear.len(), early = up.early.len(), "starting TLS");
+        let socket = TlsSocket::upgrade(self.stream, session, name, &up, clear);
+        Ok(Driver {
+            stream: socket,
+            conn: self.conn,
+            reg: self.reg,
+            timer: self.timer,
+        })
+    }
+}
+
+/// A connection driven by a driver: `connection_lost` once, even if the driver is dropped
+/// before it finished (its runtime went away). A field of its own (not `Drop` on the
+/// driver), so that `Driver::upgrade` can move the connection into the TLS driver.
+struct Live<P: Protocol>(Conn<P>);
+
+impl<P: Protocol> std::ops::Deref for Live<P> {
+    type Target = Conn<P>;
+    fn deref(&self) -> &Conn<P> {
+        &self.0
+    }
+}
+
+impl<P: Protocol> std::ops::DerefMut for Live<P> {
+    fn deref_mut(&mut self) -> &mut Conn<P> {
+        &mut self.0
+    }
+}
+
+impl<P: Protocol> Drop for Live<P> {
+    fn drop(&mut self) {
+        if !self.0.is_lost() {
+            self.0.lost(DisconnectReason::Shutdown);
+        }
+    }
+}
+
+/// This connection's waker slot in the [`Hub`] (`NO_SLOT` until the first poll registers
+/// it; freed when the connection finishes or is dropped). Registered once, so shutdown can
+/// wake an idle connection without a per-poll lock; an upgrade to TLS keeps it (same task).
+///
+/// The driver's flags live here too, packed beside `slot` (the driver future's size is an
+/// idle connection's memory).
+struct Registration {
+    hub: Arc<Hub>,
+    slot: u32,
+    /// `connection_made` has run (on the first poll, inside the connection's task and tracing
+    /// span, not in the accept loop).
+    started: bool,
+    /// The hub's graceful level has been seen and turned into a close with
+    /// `DisconnectReason::Shutdown`: seen once, so the connection drains rather than
+    /// re-handling the level on every turn.
+    shutting_down: bool,
+    /// The peer sent EOF (a read returned 0): never read again — a readable socket at EOF
+    /// stays readable, and polling it would spin.
+    eof_seen: bool,
+    /// We shut down our write side (sent FIN) once the buffer drained after `write_eof` or a
+    /// close: done once.
+    eof_sent: bool,
+}
+
+impl Registration {
+    fn release(&mut self) {
         if self.slot != NO_SLOT {
             self.hub.deregister(self.slot);
             self.slot = NO_SLOT;
         }
-        reason
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -392,15 +572,15 @@ impl<S: RawStream, P: Protocol> Future for Driver<S, P> {
             return Poll::Ready(DisconnectReason::Shutdown);
         }
         let _tls = this.stream.enter(this.conn.transport.connection_id());
-        if !this.started {
-            this.started = true;
+        if !this.reg.started {
+            this.reg.started = true;
             tracing::debug!("connection made");
             this.conn.made();
             this.conn.run_commands();
         }
-        if this.slot == NO_SLOT {
+        if this.reg.slot == NO_SLOT {
             // Register before reading the state: a trigger in between still wakes us.
-            this.slot = this.hub.register(cx.waker());
+            this.reg.slot = this.reg.hub.register(cx.waker());
         }
         loop {
             if let Some(reason) = this.settle() {
@@ -413,19 +593,6 @@ impl<S: RawStream, P: Protocol> Future for Driver<S, P> {
             if let Some(reason) = this.handle(event) {
                 return Poll::Ready(this.finish(reason));
             }
-        }
-    }
-}
-
-impl<S: RawStream, P: Protocol> Drop for Driver<S, P> {
-    /// A driver dropped before it finished (its runtime shut down) still delivers
-    /// `connection_lost`, once.
-    fn drop(&mut self) {
-        if !self.conn.is_lost() {
-            self.conn.lost(DisconnectReason::Shutdown);
-        }
-        if self.slot != NO_SLOT {
-            self.hub.deregister(self.slot);
         }
     }
 }
@@ -548,7 +715,8 @@ mod tests {
     }
 
     /// Idle memory per connection is mostly this future (inside its task): keep it small.
-    /// It was 872 bytes as an `async fn` with two cancellation futures; 296 as a struct.
+    /// It was 872 bytes as an `async fn` with two cancellation futures; 296 as a struct; 304
+    /// with the flags packed beside the hub slot (312 before).
     #[tokio::test]
     async fn an_idle_connection_task_stays_small() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -560,5 +728,13 @@ mod tests {
         let driver = Driver::new(s, conn, Arc::new(Hub::default()));
         let size = std::mem::size_of_val(&driver);
         assert!(size <= 320, "the driver future grew to {size} bytes");
+        // What a plain connection's task runs: the same size (the TLS driver is boxed, and
+        // the enum's tag lives in a niche of the driver).
+        let task = <TcpStream as Spawn>::task(driver);
+        let task_size = std::mem::size_of_val(&task);
+        assert!(
+            task_size <= size,
+            "start_tls grew the task to {task_size} bytes"
+        );
     }
 }

@@ -36,6 +36,23 @@ pub(crate) enum Closing {
     Graceful(DisconnectReason),
     /// Drop pending output and close now.
     Abort,
+    /// [`Transport::start_tls`] was called: the driver switches to TLS once the callback
+    /// returns (a close asked for meanwhile waits inside, for after the switch).
+    Upgrade(Box<Upgrade>),
+}
+
+/// A pending [`Transport::start_tls`], for the driver.
+#[derive(Debug, Clone)]
+pub(crate) struct Upgrade {
+    pub(crate) tls: crate::tls::TlsUpgrade,
+    /// How many bytes at the front of the write buffer were written before the call: they
+    /// go out in clear, the rest through TLS.
+    pub(crate) clear: usize,
+    /// The peer's bytes after the upgrade point (the rest of the read that carried the
+    /// command): the start of its TLS stream.
+    pub(crate) early: Vec<u8>,
+    /// A close asked for after `start_tls` in the same callback, applied after the switch.
+    pub(crate) then: Option<DisconnectReason>,
 }
 
 /// A request sent through a [`TransportHandle`] to the task that owns the connection.
@@ -131,6 +148,8 @@ pub struct Transport {
     abort_over_limit: bool,
     timers: Vec<(Instant, TimerId)>,
     next_timer: u64,
+    /// `start_tls` was called once (a second call is refused).
+    tls_started: bool,
     /// Where a connection accepted behind a PROXY header really comes from (`None` for every
     /// other connection: boxed, so they pay one pointer).
     pub(crate) origin: Option<Box<Origin>>,
@@ -179,6 +198,7 @@ impl Transport {
             abort_over_limit: false,
             timers: Vec::new(),
             next_timer: 0,
+            tls_started: false,
             origin: None,
         }
     }
@@ -335,8 +355,12 @@ impl Transport {
     }
 
     pub(crate) fn close_gracefully(&mut self, reason: DisconnectReason) {
-        if self.closing.is_none() {
-            self.closing = Some(Closing::Graceful(reason));
+        match &mut self.closing {
+            None => self.closing = Some(Closing::Graceful(reason)),
+            Some(Closing::Upgrade(up)) => {
+                up.then.get_or_insert(reason);
+            }
+            Some(_) => {}
         }
     }
 
@@ -388,7 +412,9 @@ impl Transport {
         self.writes_shut = true;
     }
 
-    /// True once `lose_connection`, `close_with_error` or `abort_connection` was called.
+    /// True once `lose_connection`, `close_with_error` or `abort_connection` was called; also
+    /// from [`start_tls`](Self::start_tls) until the callback that called it returns (no more
+    /// input is delivered in clear: weft-line's parse loop stops on it).
     ///
     /// ```
     /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
@@ -403,6 +429,102 @@ impl Transport {
         self.closing.is_some()
     }
 
+    /// Upgrades this connection to TLS (Twisted's `startTLS`; how SMTP, IMAP and XMPP
+    /// `STARTTLS` work), on the server side or the client side as `tls` says.
+    ///
+    /// Everything written before the call goes out in clear, everything written after it
+    /// (in the same callback too) is encrypted once the handshake is done; until then it
+    /// waits in the write buffer, which the water marks count as usual. The switch happens
+    /// when the callback returns, and the peer's bytes from then on are never handed to the
+    /// protocol in clear.
+    ///
+    /// `rest` is the part of the current read that follows the upgrade point: the bytes of
+    /// `data_received`'s `data` after the command that asked for TLS (`&[]` when the command
+    /// ended the read, or outside `data_received`). They go to the TLS session, first: a peer
+    /// may send its `ClientHello` right behind `STARTTLS\r\n` in one segment, and that must
+    /// work. They are never delivered in clear: plaintext a peer (or an attacker on the path)
+    /// injects after the command (`STARTTLS\r\nEVIL\r\n`, the classic STARTTLS command
+    /// injection) is not a TLS record, so the handshake fails on it and the connection is lost
+    /// with [`DisconnectReason::Tls`] (the alert is sent to the peer). weft-line's receivers
+    /// call this through `Control::start_tls`, which passes the rest of the read itself.
+    ///
+    /// The handshake then runs within `tls`'s timeout (a peer that never handshakes is
+    /// dropped with [`DisconnectReason::TimedOut`]`(`[`TimeoutKind::Handshake`](crate::TimeoutKind::Handshake)`)`);
+    /// a failed one ends the connection with [`DisconnectReason::Tls`] (the alert inside).
+    /// Afterwards the connection behaves as one from an `ssl:` endpoint: [`tls`](Self::tls)
+    /// says what was negotiated, [`lose_connection`](Self::lose_connection) sends
+    /// `close_notify`, a peer's `close_notify` is `eof_received`, a TCP EOF without it is
+    /// [`DisconnectReason::TlsTruncated`].
+    ///
+    /// From the call until the callback returns, [`is_closing`](Self::is_closing) is true (a
+    /// protocol's own loop stops there). A `lose_connection` in that callback closes after the
+    /// handshake (with `close_notify`).
+    ///
+    /// Over a socket, a plain TCP or Unix connection (server or client) can upgrade;
+    /// [`MemoryTransport`](crate::testing::MemoryTransport) records the request
+    /// ([`take_tls_upgrade`](crate::testing::MemoryTransport::take_tls_upgrade)).
+    ///
+    /// # Errors
+    /// [`StartTlsError::AlreadyTls`](crate::tls::StartTlsError::AlreadyTls) on a TLS
+    /// connection or a second call; [`StartTlsError::Closing`](crate::tls::StartTlsError::Closing)
+    /// once the connection is closing or its write side is shut.
+    ///
+    /// # Examples
+    ///
+    /// A protocol that is not line based (see `examples/starttls.rs` for a line protocol,
+    /// server and client):
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_core::tls::TlsUpgrade;
+    /// use weft_core::{Protocol, Transport};
+    ///
+    /// struct StartTls(TlsUpgrade);
+    /// impl Protocol for StartTls {
+    ///     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+    ///         if let Some(rest) = data.strip_prefix(b"STARTTLS\r\n") {
+    ///             t.write("220 go ahead\r\n"); // in clear
+    ///             t.start_tls(self.0.clone(), rest).expect("a plain connection");
+    ///         } else {
+    ///             t.write(data); // over TLS once upgraded
+    ///         }
+    ///     }
+    /// }
+    /// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+    /// # let key = rustls_pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())?;
+    /// # let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    /// #     .with_safe_default_protocol_versions()?.with_no_client_auth()
+    /// #     .with_single_cert(vec![cert.cert.der().clone()], key)?;
+    /// let upgrade = TlsUpgrade::server(Arc::new(config));
+    /// let mut conn = MemoryTransport::new(StartTls(upgrade));
+    /// conn.feed(b"STARTTLS\r\n\x16\x03\x01");
+    /// assert_eq!(conn.written(), b"220 go ahead\r\n");
+    /// let (_tls, early) = conn.take_tls_upgrade().expect("upgrade requested");
+    /// assert_eq!(early, b"\x16\x03\x01"); // the start of a ClientHello: for TLS, not the protocol
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_tls(
+        &mut self,
+        tls: crate::tls::TlsUpgrade,
+        rest: &[u8],
+    ) -> Result<(), crate::tls::StartTlsError> {
+        if self.tls_started || self.tls().is_some() {
+            return Err(crate::tls::StartTlsError::AlreadyTls);
+        }
+        if self.closing.is_some() || self.writes_shut {
+            return Err(crate::tls::StartTlsError::Closing);
+        }
+        self.tls_started = true;
+        self.closing = Some(Closing::Upgrade(Box::new(Upgrade {
+            tls,
+            clear: self.direct.len() + self.wbuf.len(),
+            early: rest.to_vec(),
+            then: None,
+        })));
+        Ok(())
+    }
+
     /// What TLS negotiated on this connection (version, ALPN, the SNI name, the peer's
     /// verified certificate under mutual TLS); `None` on a plain connection.
     ///
@@ -412,7 +534,9 @@ impl Transport {
     /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
     /// # struct P;
     /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// assert!(MemoryTransport::new(P).transport().tls().is_none());
+    /// let conn = MemoryTransport::new(P);
+    /// assert!(conn.transport().tls().is_none());
+    /// assert!(conn.transport().proxy_header().is_none());
     /// ```
     pub fn tls(&self) -> Option<Arc<crate::tls::TlsInfo>> {
         crate::tls_io::current_info(self.id)
@@ -425,7 +549,11 @@ impl Transport {
     /// # struct P;
     /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
     /// let conn = MemoryTransport::new(P);
-    /// assert_eq!(conn.transport().peer().to_string(), "127.0.0.1:54321");
+    /// let t = conn.transport();
+    /// assert_eq!(t.peer().to_string(), "127.0.0.1:54321");
+    /// assert_eq!(t.host().to_string(), "127.0.0.1:1234");
+    /// // No PROXY header: the socket's own addresses are the same.
+    /// assert_eq!((t.socket_peer(), t.socket_host()), (t.peer(), t.host()));
     /// ```
     pub fn peer(&self) -> &Address {
         &self.peer
@@ -436,13 +564,7 @@ impl Transport {
     /// this the proxy that connected (OpenTelemetry's `network.peer.address`, where `peer` is
     /// `client.address`).
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let conn = MemoryTransport::new(P);
-    /// assert_eq!(conn.transport().socket_peer(), conn.transport().peer());
-    /// ```
+    /// See [`peer`](Self::peer) for an example.
     pub fn socket_peer(&self) -> &Address {
         self.origin.as_ref().map_or(&self.peer, |o| &o.socket_peer)
     }
@@ -450,13 +572,7 @@ impl Transport {
     /// The local address of the socket itself: the same as [`host`](Self::host), except
     /// behind a PROXY header, where `host` is the address the client reached at the proxy.
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let conn = MemoryTransport::new(P);
-    /// assert_eq!(conn.transport().socket_host(), conn.transport().host());
-    /// ```
+    /// See [`peer`](Self::peer) for an example.
     pub fn socket_host(&self) -> &Address {
         self.origin.as_ref().map_or(&self.host, |o| &o.socket_host)
     }
@@ -465,25 +581,14 @@ impl Transport {
     /// command (`LOCAL` for a proxy's health check) and TLVs (ALPN, authority, unique id, SSL
     /// information); `None` for other endpoints.
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// assert!(MemoryTransport::new(P).transport().proxy_header().is_none());
-    /// ```
+    /// See [`tls`](Self::tls) for an example.
     pub fn proxy_header(&self) -> Option<&crate::proxy::ProxyHeader> {
         self.origin.as_ref().map(|o| &o.proxy)
     }
 
     /// The local address.
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let conn = MemoryTransport::new(P);
-    /// assert_eq!(conn.transport().host().to_string(), "127.0.0.1:1234");
-    /// ```
+    /// See [`peer`](Self::peer) for an example.
     pub fn host(&self) -> &Address {
         &self.host
     }
@@ -750,12 +855,50 @@ impl Transport {
         matches!(self.closing, Some(Closing::Abort))
     }
 
+    /// True once `abort_connection` or `start_tls` was called: the one test the driver
+    /// makes per turn for both (a plain connection pays nothing more for `start_tls`).
+    #[inline]
+    pub(crate) fn is_aborted_or_upgrading(&self) -> bool {
+        matches!(self.closing, Some(Closing::Abort | Closing::Upgrade(_)))
+    }
+
+    /// True while a `start_tls` waits for the driver.
+    pub(crate) fn is_upgrading(&self) -> bool {
+        matches!(self.closing, Some(Closing::Upgrade(_)))
+    }
+
+    /// Takes the pending `start_tls` (a close asked for after it becomes the close in
+    /// force).
+    pub(crate) fn take_upgrade(&mut self) -> Option<Box<Upgrade>> {
+        match self.closing.take() {
+            Some(Closing::Upgrade(mut up)) => {
+                self.closing = up.then.take().map(Closing::Graceful);
+                Some(up)
+            }
+            other => {
+                self.closing = other;
+                None
+            }
+        }
+    }
+
+    /// Takes the first `n` bytes of the write buffer (what was written before `start_tls`,
+    /// to send in clear).
+    pub(crate) fn split_clear(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.wbuf.len());
+        let clear = self.wbuf[..n].to_vec();
+        if n > 0 {
+            self.consume(n);
+        }
+        clear
+    }
+
     /// The reason `connection_lost` gets for the close that was asked for, if any.
     pub(crate) fn requested_close(&self) -> Option<DisconnectReason> {
         match &self.closing {
             Some(Closing::Abort) => Some(DisconnectReason::Aborted),
             Some(Closing::Graceful(r)) => Some(r.clone()),
-            None => None,
+            Some(Closing::Upgrade(_)) | None => None,
         }
     }
 

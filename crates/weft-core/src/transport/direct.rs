@@ -150,6 +150,12 @@ pub(crate) fn deliver<P: Protocol>(
     }
     let (off, len) = (t.direct.off as usize, t.direct.len as usize);
     let bytes = &data[off..off + len];
+    if t.is_upgrading() {
+        // `start_tls` after it: the buffer behind it may be for TLS; the driver splits the
+        // clear part off (copied, as the socket had taken none of it).
+        settle(t, bytes, 0);
+        return Ok(());
+    }
     let sent = if t.wbuf.is_empty() {
         send(&[IoSlice::new(bytes)])
     } else {
