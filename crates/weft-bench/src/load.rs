@@ -4,14 +4,13 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
 
 /// Length of every line, delimiter included.
 pub const LINE_LEN: usize = 64;
@@ -102,14 +101,8 @@ pub fn proxy_header(v: ProxyVersion, src: SocketAddr, dst: SocketAddr) -> Vec<u8
     }
 }
 
-/// A client connection: plain TCP (also after a PROXY header) or TLS.
-#[derive(Debug)]
-pub enum Stream {
-    /// Plain TCP.
-    Tcp(TcpStream),
-    /// TLS, handshake done.
-    Tls(Box<TlsStream<TcpStream>>),
-}
+/// A client connection: plain TCP (also after a PROXY header) or TLS (handshake done).
+pub type Stream = Either<TcpStream, Box<TlsStream<TcpStream>>>;
 
 /// Connects over `wire` (TCP_NODELAY; the TLS handshake, or the PROXY header) and writes
 /// `first` (with the PROXY header in one write: one segment, as a proxy sends it).
@@ -120,13 +113,13 @@ pub async fn dial(addr: SocketAddr, wire: &Wire, first: &[u8]) -> io::Result<Str
             if !first.is_empty() {
                 s.write_all(first).await?;
             }
-            Ok(Stream::Tcp(s))
+            Ok(Either::Left(s))
         }
         Wire::Proxy(v) => {
             let mut h = proxy_header(*v, s.local_addr()?, s.peer_addr()?);
             h.extend_from_slice(first);
             s.write_all(&h).await?;
-            Ok(Stream::Tcp(s))
+            Ok(Either::Left(s))
         }
         Wire::Tls(config) => {
             let connector = tokio_rustls::TlsConnector::from(config.clone());
@@ -135,56 +128,16 @@ pub async fn dial(addr: SocketAddr, wire: &Wire, first: &[u8]) -> io::Result<Str
                 t.write_all(first).await?;
                 t.flush().await?;
             }
-            Ok(Stream::Tls(Box::new(t)))
+            Ok(Either::Right(Box::new(t)))
         }
     }
 }
 
-impl Stream {
-    /// Closes: TLS sends `close_notify` first (a clean close, which servers log as such);
-    /// TCP just closes.
-    pub async fn close(self) {
-        if let Stream::Tls(mut t) = self {
-            let _ = t.shutdown().await;
-        }
-    }
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+/// Closes: TLS sends `close_notify` first (a clean close, which servers log as such); TCP
+/// just closes.
+pub async fn close(s: Stream) {
+    if let Either::Right(mut t) = s {
+        let _ = t.shutdown().await;
     }
 }
 
@@ -220,7 +173,7 @@ pub async fn line_echo(
         tasks.push(tokio::spawn(async move {
             let mut s = s;
             let n = line_conn(&mut s, i as u32, window, deadline).await;
-            s.close().await;
+            close(s).await;
             n
         }));
     }
@@ -339,7 +292,7 @@ pub async fn conn_rate(
                         String::from_utf8_lossy(&got)
                     )));
                 }
-                s.close().await;
+                close(s).await;
                 lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 seq += 1;
             }
@@ -383,11 +336,11 @@ pub async fn bulk(
     before_start: impl FnOnce(),
 ) -> io::Result<BulkResult> {
     match dial(addr, wire, &[]).await? {
-        Stream::Tcp(s) => {
+        Either::Left(s) => {
             let (r, w) = s.into_split();
             bulk_on(r, w, secs, before_start).await
         }
-        Stream::Tls(s) => {
+        Either::Right(s) => {
             let (r, w) = tokio::io::split(*s);
             bulk_on(r, w, secs, before_start).await
         }
@@ -473,7 +426,7 @@ impl IdleConns {
     /// Closes every connection (TLS: `close_notify` first).
     pub async fn close(self) {
         for s in self.streams {
-            s.close().await;
+            close(s).await;
         }
     }
 
@@ -507,7 +460,7 @@ pub async fn warm_up(addr: SocketAddr, wire: &Wire, n: usize) -> io::Result<()> 
             let mut s = dial(addr, &wire, &[]).await?;
             let far = Instant::now() + Duration::from_millis(100);
             let n = line_conn(&mut s, i as u32, 64, far).await;
-            s.close().await;
+            close(s).await;
             n
         }));
     }

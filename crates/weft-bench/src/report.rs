@@ -324,20 +324,27 @@ impl Report {
         }
     }
 
-    fn ratio_target(
+    /// `role`'s server and its baseline's, if both are in the run.
+    fn role_pair(&self, role: Role) -> Option<(usize, usize)> {
+        let a = self.sut(role)?;
+        Some((a, self.baseline(a)?))
+    }
+
+    /// A ratio target from paired samples of a server (`a`) and its baseline (`b`).
+    fn pair_target<T>(
         what: String,
         prec: usize,
-        rs: Vec<f64>,
-        measured: Option<f64>,
-        baseline: Option<f64>,
+        a: &[&T],
+        b: &[&T],
+        f: impl Fn(&T) -> f64,
         goal: Goal,
     ) -> Option<Target> {
+        let rs = ratios(a, b, &f);
         let ratio = median(rs.clone());
-        measured?;
         Some(Target {
             what,
-            measured,
-            baseline,
+            measured: Some(median(a.iter().map(|x| f(x)).collect())?),
+            baseline: median(b.iter().map(|x| f(x)).collect()),
             ratio,
             range: range(&rs),
             prec,
@@ -355,63 +362,43 @@ impl Report {
         lines_goal: Option<Goal>,
         cpu_goal: Goal,
     ) {
-        let Some(a) = self.sut(role) else { return };
-        let Some(b) = self.baseline(a) else { return };
-        let n = self.line_cfgs.len().min(2);
-        if let Some(goal) = lines_goal {
-            for ci in 0..n {
-                let f = |s: &LineSample| s.lines_per_s;
-                t.extend(Self::ratio_target(
-                    format!("{prefix}lines/s, {}", self.cfg_name(ci)),
-                    0,
-                    self.line_ratios(a, b, ci, f),
-                    self.line_median(a, ci, f),
-                    self.line_median(b, ci, f),
+        let Some((a, b)) = self.role_pair(role) else {
+            return;
+        };
+        let lines = |s: &LineSample| s.lines_per_s;
+        let cpu = |s: &LineSample| s.cpu_us_per_line;
+        let metrics: [(&str, usize, &dyn Fn(&LineSample) -> f64, Option<Goal>); 2] = [
+            ("lines/s", 0, &lines, lines_goal),
+            ("server CPU µs/line", 3, &cpu, Some(cpu_goal)),
+        ];
+        for (name, prec, f, goal) in metrics {
+            let Some(goal) = goal else { continue };
+            for ci in 0..self.line_cfgs.len().min(2) {
+                t.extend(Self::pair_target(
+                    format!("{prefix}{name}, {}", self.cfg_name(ci)),
+                    prec,
+                    &self.line_samples(a, ci),
+                    &self.line_samples(b, ci),
+                    f,
                     goal,
                 ));
             }
         }
-        for ci in 0..n {
-            let f = |s: &LineSample| s.cpu_us_per_line;
-            t.extend(Self::ratio_target(
-                format!("{prefix}server CPU µs/line, {}", self.cfg_name(ci)),
-                3,
-                self.line_ratios(a, b, ci, f),
-                self.line_median(a, ci, f),
-                self.line_median(b, ci, f),
-                cpu_goal,
-            ));
+    }
+
+    /// A target on `role` against its baseline over the samples `get` returns.
+    fn samples_target<'a, T: 'a>(
+        &'a self,
+        t: &mut Vec<Target>,
+        role: Role,
+        what: &str,
+        get: impl Fn(usize) -> Vec<&'a T>,
+        f: impl Fn(&T) -> f64,
+        goal: Goal,
+    ) {
+        if let Some((a, b)) = self.role_pair(role) {
+            t.extend(Self::pair_target(what.into(), 0, &get(a), &get(b), f, goal));
         }
-    }
-
-    fn rate_target(&self, t: &mut Vec<Target>, role: Role, what: &str, goal: Goal) {
-        let Some(a) = self.sut(role) else { return };
-        let Some(b) = self.baseline(a) else { return };
-        let (ra, rb) = (self.rate_samples(a), self.rate_samples(b));
-        let f = |s: &RateSample| s.conns_per_s;
-        t.extend(Self::ratio_target(
-            what.into(),
-            0,
-            ratios(&ra, &rb, f),
-            median(ra.iter().map(|s| f(s)).collect()),
-            median(rb.iter().map(|s| f(s)).collect()),
-            goal,
-        ));
-    }
-
-    fn bulk_target(&self, t: &mut Vec<Target>, role: Role, what: &str, goal: Goal) {
-        let Some(a) = self.sut(role) else { return };
-        let Some(b) = self.baseline(a) else { return };
-        let (ba, bb) = (self.bulk_samples(a), self.bulk_samples(b));
-        let f = |s: &BulkSample| s.mb_per_s;
-        t.extend(Self::ratio_target(
-            what.into(),
-            0,
-            ratios(&ba, &bb, f),
-            median(ba.iter().map(|s| f(s)).collect()),
-            median(bb.iter().map(|s| f(s)).collect()),
-            goal,
-        ));
     }
 
     /// Idle memory of `role`: at most `limit` KiB per connection, or (`None`) at most its
@@ -453,26 +440,46 @@ impl Report {
             Some(ge(0.95)),
             le(1.05),
         );
-        self.rate_target(&mut t, Role::WeftLine, "connection rate, conns/s", ge(0.9));
+        let rate = |si| self.rate_samples(si);
+        let conns = |s: &RateSample| s.conns_per_s;
+        self.samples_target(
+            &mut t,
+            Role::WeftLine,
+            "connection rate, conns/s",
+            rate,
+            conns,
+            ge(0.9),
+        );
         self.idle_target(&mut t, Role::WeftLine, Some(1.5));
         self.idle_target(&mut t, Role::WeftEcho, Some(1.5));
         out.push((Group::Plain, std::mem::take(&mut t)));
 
         self.line_targets(&mut t, Role::WeftLineTls, "TLS line echo ", None, le(1.05));
-        self.rate_target(
+        self.samples_target(
             &mut t,
             Role::WeftLineTls,
             "TLS handshakes/s (connect, full handshake, one line, close)",
+            rate,
+            conns,
             ge(0.95),
         );
         self.idle_target(&mut t, Role::WeftLineTls, None);
-        self.bulk_target(&mut t, Role::WeftEchoTls, "TLS bulk echo MB/s", ge(0.95));
+        self.samples_target(
+            &mut t,
+            Role::WeftEchoTls,
+            "TLS bulk echo MB/s",
+            |si| self.bulk_samples(si),
+            |s: &BulkSample| s.mb_per_s,
+            ge(0.95),
+        );
         out.push((Group::Tls, std::mem::take(&mut t)));
 
-        self.rate_target(
+        self.samples_target(
             &mut t,
             Role::WeftLineProxy,
             "haproxy:tcp: connection rate, conns/s",
+            rate,
+            conns,
             ge(0.95),
         );
         self.line_targets(&mut t, Role::WeftLineProxy, "haproxy:tcp: ", None, le(1.02));
@@ -480,10 +487,12 @@ impl Report {
 
         self.line_targets(&mut t, Role::WeftLinePolicies, "policies: ", None, le(1.03));
         self.idle_target(&mut t, Role::WeftLinePolicies, Some(1.5));
-        self.rate_target(
+        self.samples_target(
             &mut t,
             Role::WeftLinePolicies,
             "policies: connection rate, conns/s",
+            rate,
+            conns,
             ge(0.95),
         );
         out.push((Group::Policies, t));
@@ -533,7 +542,11 @@ impl Report {
             "| settings | {} s per measurement × {} repetitions (servers interleaved, in reverse order every other repetition), {} runtime workers in every Rust server, loopback only |",
             self.opts.secs, self.opts.reps, self.workers
         );
-        if self.suts.iter().any(|s| s.role.is_twisted() && s.cmd.is_ok()) {
+        if self
+            .suts
+            .iter()
+            .any(|s| s.role.is_twisted() && s.cmd.is_ok())
+        {
             let _ = writeln!(
                 o,
                 "| Twisted | measured in the first {} repetitions only (for the record) |",

@@ -223,12 +223,100 @@ impl Env<'_> {
     }
 }
 
+impl Env<'_> {
+    /// The command of the server of `role`; `name` may change (a stand-in) and a note say so.
+    fn command(
+        &self,
+        role: Role,
+        name: &'static str,
+        notes: &mut Vec<String>,
+    ) -> (&'static str, Result<ServerCmd, String>) {
+        let line = role.runs(Measure::Line);
+        let cmd = match role {
+            Role::RefLine | Role::RefLineTls => self.reference(role, "ref-line-echo"),
+            Role::RefEcho | Role::RefEchoTls => self.reference(role, "ref-echo"),
+            Role::Floor => Ok(self_cmd("floor-echo", self.workers, None)),
+            Role::Twisted | Role::TwistedTls => self.twisted(role),
+            Role::WeftLine | Role::WeftEcho => {
+                return match self.weft(role, line) {
+                    Ok(cmd) => (name, Ok(cmd)),
+                    Err(why) => {
+                        let (standin, sub, what) = if line {
+                            (
+                                "weft-line echo (stand-in)",
+                                "weft-line-echo",
+                                "weft-line `LineReceiver` on weft-core",
+                            )
+                        } else {
+                            (
+                                "weft-core echo (stand-in)",
+                                "weft-echo",
+                                "a weft-core `Protocol`",
+                            )
+                        };
+                        notes.push(format!(
+                            "**{name} is the stand-in** `weft-bench {sub}` ({what}): {why}"
+                        ));
+                        (standin, Ok(self_cmd(sub, self.workers, None)))
+                    }
+                };
+            }
+            Role::WeftLineTls
+            | Role::WeftEchoTls
+            | Role::WeftLineProxy
+            | Role::WeftLinePolicies => self.weft(role, line),
+        };
+        (name, cmd)
+    }
+}
+
 /// Picks the servers under test; returns them and notes for the report. The order is the
 /// order of measurement within a repetition: each compared pair close together in time.
 fn servers(env: &Env<'_>, sel: &Selection) -> (Vec<Sut>, Vec<String>) {
+    let plain = sel.group(Group::Plain);
+    let tls = sel.group(Group::Tls);
+    let proxy = sel.group(Group::Proxy);
+    let policies = sel.group(Group::Policies);
+    let twisted = !env.opts.no_twisted;
+    let rows = [
+        (
+            proxy,
+            "weft serve line-echo on haproxy:tcp:",
+            Role::WeftLineProxy,
+        ),
+        // Plain weft is also the PROXY and policies rows' baseline.
+        (
+            plain || proxy || policies,
+            "weft serve line-echo",
+            Role::WeftLine,
+        ),
+        (plain, "tokio reference line echo", Role::RefLine),
+        (
+            policies,
+            "weft serve line-echo with policies",
+            Role::WeftLinePolicies,
+        ),
+        (plain && twisted, "Twisted LineReceiver echo", Role::Twisted),
+        (tls, "weft serve line-echo on ssl:", Role::WeftLineTls),
+        (tls, "tokio-rustls reference line echo", Role::RefLineTls),
+        (
+            tls && twisted,
+            "Twisted LineReceiver echo on ssl: (pyOpenSSL)",
+            Role::TwistedTls,
+        ),
+        (plain, "weft serve echo", Role::WeftEcho),
+        (plain, "tokio reference echo", Role::RefEcho),
+        (tls, "weft serve echo on ssl:", Role::WeftEchoTls),
+        (tls, "tokio-rustls reference echo", Role::RefEchoTls),
+        (plain, "minimal tokio echo (idle floor)", Role::Floor),
+    ];
     let mut notes = Vec::new();
     let mut v = Vec::new();
-    let mut add = |name: &str, role: Role, cmd: Result<ServerCmd, String>| {
+    for (wanted, name, role) in rows {
+        if !wanted {
+            continue;
+        }
+        let (name, cmd) = env.command(role, name, &mut notes);
         if let Err(why) = &cmd {
             log(format!("{name}: {why}"));
         }
@@ -237,116 +325,6 @@ fn servers(env: &Env<'_>, sel: &Selection) -> (Vec<Sut>, Vec<String>) {
             role,
             cmd,
         });
-    };
-    let plain = sel.group(Group::Plain);
-    let twisted = !env.opts.no_twisted;
-    if sel.group(Group::Proxy) {
-        add(
-            "weft serve line-echo on haproxy:tcp:",
-            Role::WeftLineProxy,
-            env.weft(Role::WeftLineProxy, true),
-        );
-    }
-    // Plain weft is also the PROXY and policies rows' baseline.
-    let weft_line = if !plain && !sel.group(Group::Proxy) && !sel.group(Group::Policies) {
-        None
-    } else {
-        Some(match env.weft(Role::WeftLine, true) {
-            Ok(cmd) => ("weft serve line-echo", Ok(cmd)),
-            Err(why) => {
-                notes.push(format!(
-                    "**weft line echo is the stand-in** `weft-bench weft-line-echo` (weft-line \
-                 `LineReceiver` on weft-core), not `weft serve line-echo`: {why}"
-                ));
-                (
-                    "weft-line echo (stand-in)",
-                    Ok(self_cmd("weft-line-echo", env.workers, None)),
-                )
-            }
-        })
-    };
-    if let Some((name, cmd)) = weft_line {
-        add(name, Role::WeftLine, cmd);
-    }
-    if plain {
-        add(
-            "tokio reference line echo",
-            Role::RefLine,
-            env.reference(Role::RefLine, "ref-line-echo"),
-        );
-    }
-    if sel.group(Group::Policies) {
-        add(
-            "weft serve line-echo with policies",
-            Role::WeftLinePolicies,
-            env.weft(Role::WeftLinePolicies, true),
-        );
-    }
-    if plain && twisted {
-        add(
-            "Twisted LineReceiver echo",
-            Role::Twisted,
-            env.twisted(Role::Twisted),
-        );
-    }
-    if sel.group(Group::Tls) {
-        add(
-            "weft serve line-echo on ssl:",
-            Role::WeftLineTls,
-            env.weft(Role::WeftLineTls, true),
-        );
-        add(
-            "tokio-rustls reference line echo",
-            Role::RefLineTls,
-            env.reference(Role::RefLineTls, "ref-line-echo"),
-        );
-        if twisted {
-            add(
-                "Twisted LineReceiver echo on ssl: (pyOpenSSL)",
-                Role::TwistedTls,
-                env.twisted(Role::TwistedTls),
-            );
-        }
-    }
-    if plain {
-        match env.weft(Role::WeftEcho, false) {
-            Ok(cmd) => add("weft serve echo", Role::WeftEcho, Ok(cmd)),
-            Err(why) => {
-                notes.push(format!(
-                    "**weft byte echo is the stand-in** `weft-bench weft-echo` (a weft-core \
-                     `Protocol`), not `weft serve echo`: {why}"
-                ));
-                add(
-                    "weft-core echo (stand-in)",
-                    Role::WeftEcho,
-                    Ok(self_cmd("weft-echo", env.workers, None)),
-                );
-            }
-        }
-        add(
-            "tokio reference echo",
-            Role::RefEcho,
-            env.reference(Role::RefEcho, "ref-echo"),
-        );
-    }
-    if sel.group(Group::Tls) {
-        add(
-            "weft serve echo on ssl:",
-            Role::WeftEchoTls,
-            env.weft(Role::WeftEchoTls, false),
-        );
-        add(
-            "tokio-rustls reference echo",
-            Role::RefEchoTls,
-            env.reference(Role::RefEchoTls, "ref-echo"),
-        );
-    }
-    if plain {
-        add(
-            "minimal tokio echo (idle floor)",
-            Role::Floor,
-            Ok(self_cmd("floor-echo", env.workers, None)),
-        );
     }
     (v, notes)
 }
