@@ -56,13 +56,8 @@ impl Receiver for PausingEcho {
 async fn line_receiver_echo_with_handle_resumes_and_too_long_close() {
     let reactor = Reactor::new();
     let (tx, mut lost) = mpsc::unbounded_channel();
-    let port = reactor
-        .listen(
-            "tcp:0:interface=127.0.0.1",
-            framed_factory(move |_| Some(PausingEcho { lost: tx.clone() })),
-        )
-        .await
-        .expect("listen");
+    let pausing = framed_factory(move |_| Some(PausingEcho { lost: tx.clone() }));
+    let port = listen(&reactor, pausing).await;
     let addr = addr(&port);
 
     within(async {
