@@ -492,3 +492,55 @@ async fn a_peer_that_never_reads_after_the_upgrade_keeps_memory_bounded() {
     );
     drop(tls);
 }
+
+/// After the upgrade the connection ends as one from an `ssl:` endpoint does: the peer's
+/// `close_notify` is a clean EOF (`ConnectionDone`), a TCP close without it is
+/// `TlsTruncated`.
+#[tokio::test]
+async fn close_notify_and_truncation_after_the_upgrade_read_as_on_ssl_endpoints() {
+    let mut srv = example_server(Duration::from_secs(10)).await;
+    let config = ClientTlsOptions::default()
+        .trust_roots(&srv.cert)
+        .config()
+        .unwrap();
+    for clean in [true, false] {
+        let mut s = TcpStream::connect(("127.0.0.1", srv.port)).await.unwrap();
+        assert_eq!(read_line(&mut s).await, b"220 ready\r\n");
+        s.write_all(b"STARTTLS\r\n").await.unwrap();
+        assert_eq!(read_line(&mut s).await, b"220 go ahead\r\n");
+        let mut tls = within(weft::core::tls::client_handshake(
+            s,
+            "localhost",
+            config.clone(),
+        ))
+        .await
+        .unwrap();
+        tls.write_all(b"ping\r\n").await.unwrap();
+        let mut reply = [0u8; 11];
+        within(tls.read_exact(&mut reply)).await.unwrap();
+        assert_eq!(&reply, b"tls: ping\r\n");
+        if clean {
+            tls.shutdown().await.unwrap(); // close_notify, then FIN
+            let rest = read_to_end_tls(&mut tls).await;
+            assert!(rest.is_empty(), "{rest:?}");
+        } else {
+            drop(tls.into_inner().0); // a FIN without close_notify
+        }
+        let reason = srv.reason().await;
+        if clean {
+            assert!(
+                matches!(reason, DisconnectReason::ConnectionDone),
+                "{reason}"
+            );
+        } else {
+            assert!(matches!(reason, DisconnectReason::TlsTruncated), "{reason}");
+        }
+    }
+}
+
+/// Reads a TLS stream until its end (the server's `close_notify` answering ours).
+async fn read_to_end_tls(s: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> {
+    let mut got = Vec::new();
+    let _ = within(s.read_to_end(&mut got)).await;
+    got
+}
