@@ -180,6 +180,9 @@ struct Target {
     pass: Option<bool>,
 }
 
+/// One figure of a line-echo sample.
+type LineMetric = fn(&LineSample) -> f64;
+
 /// A goal on a ratio: at least or at most `x`.
 #[derive(Clone, Copy)]
 enum Goal {
@@ -365,11 +368,14 @@ impl Report {
         let Some((a, b)) = self.role_pair(role) else {
             return;
         };
-        let lines = |s: &LineSample| s.lines_per_s;
-        let cpu = |s: &LineSample| s.cpu_us_per_line;
-        let metrics: [(&str, usize, &dyn Fn(&LineSample) -> f64, Option<Goal>); 2] = [
-            ("lines/s", 0, &lines, lines_goal),
-            ("server CPU µs/line", 3, &cpu, Some(cpu_goal)),
+        let metrics: [(&str, usize, LineMetric, Option<Goal>); 2] = [
+            ("lines/s", 0, |s| s.lines_per_s, lines_goal),
+            (
+                "server CPU µs/line",
+                3,
+                |s| s.cpu_us_per_line,
+                Some(cpu_goal),
+            ),
         ];
         for (name, prec, f, goal) in metrics {
             let Some(goal) = goal else { continue };
