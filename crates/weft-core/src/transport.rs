@@ -731,7 +731,8 @@ impl Transport {
     /// and threads.
     ///
     /// This is how a protocol does async work: spawn a task with the handle, and write back when
-    /// the work is done.
+    /// the work is done. Taken after the connection is gone (after `connection_lost`), the
+    /// handle is closed from the start: its writes fail with [`WriteError::Closed`].
     ///
     /// ```
     /// use weft_core::{Protocol, Transport};

@@ -280,6 +280,15 @@ impl Drop for Link {
 /// ([`Transport::set_handle_limit`](crate::Transport::set_handle_limit), 1 MiB by default)
 /// past which [`write`](Self::write) fails with [`WriteError::Full`] instead of growing.
 ///
+/// The connection treats these bytes as its own output once its task takes them: the protocol
+/// is told ([`Protocol::handle_written`](crate::Protocol::handle_written), once per batch), so
+/// the [policies](crate::policies) see them: an
+/// [`IdleTimeout`](crate::policies::IdleTimeout) counts them as activity, a
+/// [`Throttle`](crate::policies::Throttle)'s write rate applies to them (over it they wait
+/// here, counted: [`buffered`](Self::buffered) grows, [`write`](Self::write) fails with
+/// [`WriteError::Full`] at the limit, [`writable`](Self::writable) waits), and the traffic log
+/// and metrics count them as bytes out.
+///
 /// ```
 /// use weft_core::testing::MemoryTransport;
 /// use weft_core::{Protocol, Transport};
