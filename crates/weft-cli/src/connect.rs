@@ -135,20 +135,36 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
             pump(r, w, &target).await
         }
         ClientEndpoint::Tls {
-            host, timeout, tls, ..
+            host,
+            timeout,
+            tls,
+            via,
+            ..
         } => {
             let config = tls
                 .config()
                 .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+            let how = format!(" over TLS as {host}");
+            if let Some(ClientEndpoint::Unix { path, .. }) = via.as_deref() {
+                // endpoint=unix\:/path: TLS through a Unix socket, still verifying HOST.
+                let target = path.display().to_string();
+                let connecting = async {
+                    let unix = UnixStream::connect(path).await?;
+                    weft_core::tls::client_handshake(unix, host, config).await
+                };
+                let stream = dial(&target, &how, *timeout, connecting).await?;
+                tracing::info!(peer = %target, name = %host, "connected over TLS");
+                let (r, w) = tokio::io::split(stream);
+                return pump(r, w, &target).await;
+            }
             let Some((to_host, to_port)) = endpoint.tcp_target() else {
                 return Err(Failure::new(
                     exit::USAGE,
-                    "endpoint= takes a tcp: endpoint for now",
+                    "endpoint= takes a tcp: or unix: endpoint",
                 ));
             };
             let target = format!("{to_host}:{to_port}");
             let connecting = weft_core::tls::connect_stream((to_host, to_port), host, config);
-            let how = format!(" over TLS as {host}");
             let stream = dial(&target, &how, *timeout, connecting).await?;
             tracing::info!(peer = %target, name = %host, "connected over TLS");
             let (r, w) = tokio::io::split(stream);

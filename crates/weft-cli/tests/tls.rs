@@ -168,3 +168,74 @@ fn a_mismatched_key_fails_at_listen_time_naming_the_files() {
     let err = assert.stderr_text();
     assert!(err.contains("finite-field DHE"), "{err}");
 }
+
+/// `weft connect tls:HOST:PORT:endpoint=unix\:/PATH`: TLS through a Unix socket (to a Python
+/// `ssl` server, which no one here wrote), the certificate still verified for HOST; a wrong
+/// HOST fails verification (exit 4).
+#[test]
+fn connect_tls_goes_through_a_unix_socket_endpoint_and_verifies_the_host() {
+    let ok = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "this test needs python3: install it with `apt-get install python3`"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, crt) = self_signed(dir.path(), "localhost");
+    let sock = dir.path().join("tls.sock");
+    let script = r#"
+import socket, ssl, sys
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1])
+ls = socket.socket(socket.AF_UNIX)
+ls.bind(sys.argv[2])
+ls.listen(2)
+ls.settimeout(20)
+print("ready", flush=True)
+for _ in range(2):
+    raw, _ = ls.accept()
+    try:
+        s = ctx.wrap_socket(raw, server_side=True)
+    except (ssl.SSLError, OSError):
+        raw.close()   # the client refused our certificate
+        continue
+    data = b""
+    while not data.endswith(b"\n"):
+        d = s.recv(100)
+        if not d:
+            break
+        data += d
+    s.sendall(b"unix: " + data)
+    s.unwrap()
+    s.close()
+"#;
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&pem)
+        .arg(&sock)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let ready = std::io::BufRead::lines(out).next();
+    assert!(
+        matches!(ready, Some(Ok(ref l)) if l == "ready"),
+        "{ready:?}"
+    );
+    let via = format!(r"endpoint=unix\:{}", sock.display());
+    // A name the certificate is not for: refused, never connected in clear.
+    connect(&format!("tls:other.test:443:trustRoots={crt}:{via}"), "x\n")
+        .code(4)
+        .stdout("");
+    connect(
+        &format!("tls:localhost:443:trustRoots={crt}:{via}"),
+        "hello\n",
+    )
+    .success()
+    .stdout("unix: hello\n");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "python server: {status}");
+}

@@ -1030,7 +1030,9 @@ impl DelayedCall {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let call = weft_core::Reactor::new().call_later(std::time::Duration::from_secs(60), || unreachable!());
+    /// assert!(call.is_active());
     /// call.cancel();
+    /// assert!(!call.is_active());
     /// # }
     /// ```
     pub fn cancel(&self) {

@@ -353,10 +353,15 @@ impl<P: Protocol> MemoryTransport<P> {
     ///
     /// ```
     /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let conn = MemoryTransport::new(P);
-    /// let _p: &P = conn.protocol();
+    /// struct Count(usize);
+    /// impl Protocol for Count {
+    ///     fn data_received(&mut self, d: &[u8], _: &mut Transport) { self.0 += d.len() }
+    /// }
+    /// let mut conn = MemoryTransport::new(Count(0));
+    /// conn.feed(b"abc");
+    /// assert_eq!(conn.protocol().0, 3);
+    /// let count: Count = conn.into_protocol(); // no connection_lost
+    /// assert_eq!(count.0, 3);
     /// ```
     pub fn protocol(&self) -> &P {
         &self.conn.protocol
@@ -402,13 +407,7 @@ impl<P: Protocol> MemoryTransport<P> {
 
     /// Gives the protocol back (without calling `connection_lost`).
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let conn = MemoryTransport::new(P);
-    /// let _p: P = conn.into_protocol();
-    /// ```
+    /// See [`protocol`](Self::protocol) for an example.
     pub fn into_protocol(self) -> P {
         self.conn.protocol
     }

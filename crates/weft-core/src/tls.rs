@@ -625,7 +625,9 @@ impl ResolvesServerCert for Resolver {
 pub struct ServerTls {
     options: ServerTlsOptions,
     resolver: Arc<Resolver>,
-    config: Arc<ServerConfig>,
+    /// The configuration new handshakes use: swapped whole by a reload under `clientCA=`
+    /// (the client verifier is part of it); shared by every clone.
+    config: Arc<RwLock<Arc<ServerConfig>>>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -650,43 +652,38 @@ impl ServerTls {
         let resolver = Arc::new(Resolver {
             set: RwLock::new(Arc::new(set)),
         });
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(TlsVersion::versions(options.min_version))
-            .map_err(TlsError::Config)?;
-        let builder = match &options.client_ca {
-            None => builder.with_no_client_auth(),
-            Some(path) => {
-                let roots = read_roots(path)?;
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|e| TlsError::BadCertificate {
-                            path: path.clone(),
-                            reason: e.to_string(),
-                        })?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut config = builder.with_cert_resolver(resolver.clone());
-        config.alpn_protocols = options.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let config = build_config(options, &provider, &resolver)?;
         Ok(ServerTls {
             options: options.clone(),
             resolver,
-            config: Arc::new(config),
+            config: Arc::new(RwLock::new(Arc::new(config))),
             provider,
         })
     }
 
-    /// Re-reads the certificate files and swaps them in for new connections; connections
-    /// already up keep theirs.
+    /// Re-reads the certificate files, and the `clientCA=` file if there is one, and swaps
+    /// them in for new connections; connections already up keep theirs.
     ///
     /// # Errors
-    /// As [`load`](Self::load); the certificates in use stay as they were.
+    /// As [`load`](Self::load) (a bad `clientCA=` file named too); the certificates and
+    /// client CAs in use all stay as they were.
     pub fn reload(&self) -> Result<(), TlsError> {
-        match CertSet::load(&self.options.certs, &self.provider) {
-            Ok(set) => {
+        let loaded = CertSet::load(&self.options.certs, &self.provider).and_then(|set| {
+            // Under clientCA=, a new configuration with a verifier built from the file as it
+            // is now (the same resolver: it gets the new certificates below).
+            let config = match &self.options.client_ca {
+                Some(_) => Some(build_config(&self.options, &self.provider, &self.resolver)?),
+                None => None,
+            };
+            Ok((set, config))
+        });
+        match loaded {
+            Ok((set, config)) => {
                 tracing::info!(names = set.by_name.len(), "TLS certificates reloaded");
                 *self.resolver.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+                if let Some(config) = config {
+                    *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -697,9 +694,14 @@ impl ServerTls {
         }
     }
 
-    /// The rustls configuration (for `tokio_rustls::TlsAcceptor`).
+    /// The rustls configuration new handshakes use now (for `tokio_rustls::TlsAcceptor`):
+    /// ask again after a [`reload`](Self::reload) under `clientCA=`, which replaces it (a
+    /// reload of the certificates alone is seen by configurations taken before, too).
     pub fn config(&self) -> Arc<ServerConfig> {
-        self.config.clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The options it was loaded from.
@@ -719,6 +721,35 @@ impl ServerTls {
         names.sort();
         names
     }
+}
+
+/// The server configuration of `options` around `resolver`: versions, the client verifier
+/// (`clientCA=`, read now), ALPN.
+fn build_config(
+    options: &ServerTlsOptions,
+    provider: &Arc<CryptoProvider>,
+    resolver: &Arc<Resolver>,
+) -> Result<ServerConfig, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(TlsVersion::versions(options.min_version))
+        .map_err(TlsError::Config)?;
+    let builder = match &options.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let roots = read_roots(path)?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| TlsError::BadCertificate {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(resolver.clone());
+    config.alpn_protocols = options.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(config)
 }
 
 fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
@@ -964,6 +995,9 @@ pub struct TlsUpgrade {
 #[derive(Clone)]
 enum UpgradeSide {
     Server(Arc<ServerConfig>),
+    /// A loaded configuration, asked for its current configuration at each upgrade (so a
+    /// reload is seen, `clientCA=` included).
+    Loaded(ServerTls),
     Client(
         Arc<ClientConfig>,
         rustls_pki_types::ServerName<'static>,
@@ -975,7 +1009,7 @@ impl fmt::Debug for TlsUpgrade {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("TlsUpgrade");
         match &self.side {
-            UpgradeSide::Server(_) => d.field("side", &"server"),
+            UpgradeSide::Server(_) | UpgradeSide::Loaded(_) => d.field("side", &"server"),
             UpgradeSide::Client(_, _, name) => {
                 d.field("side", &"client").field("server_name", name)
             }
@@ -1025,6 +1059,7 @@ impl TlsUpgrade {
             UpgradeSide::Server(config) => {
                 (rustls::ServerConnection::new(config.clone())?.into(), None)
             }
+            UpgradeSide::Loaded(tls) => (rustls::ServerConnection::new(tls.config())?.into(), None),
             UpgradeSide::Client(config, name, text) => (
                 rustls::ClientConnection::new(config.clone(), name.clone())?.into(),
                 Some(text.clone()),
@@ -1037,7 +1072,10 @@ impl From<&ServerTls> for TlsUpgrade {
     /// The server side of a loaded (and reloadable: later handshakes see a reload)
     /// configuration, with its handshake timeout.
     fn from(tls: &ServerTls) -> Self {
-        TlsUpgrade::server(tls.config()).handshake_timeout(tls.options().handshake_timeout)
+        TlsUpgrade {
+            side: UpgradeSide::Loaded(tls.clone()),
+            handshake_timeout: tls.options().handshake_timeout,
+        }
     }
 }
 

@@ -538,7 +538,9 @@ impl Transport {
     /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
     /// # struct P;
     /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// assert!(MemoryTransport::new(P).transport().tls().is_none());
+    /// let conn = MemoryTransport::new(P);
+    /// assert!(conn.transport().tls().is_none());
+    /// assert!(conn.transport().proxy_header().is_none());
     /// ```
     pub fn tls(&self) -> Option<Arc<crate::tls::TlsInfo>> {
         crate::tls_io::current_info(self.id)
@@ -551,7 +553,11 @@ impl Transport {
     /// # struct P;
     /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
     /// let conn = MemoryTransport::new(P);
-    /// assert_eq!(conn.transport().peer().to_string(), "127.0.0.1:54321");
+    /// let t = conn.transport();
+    /// assert_eq!(t.peer().to_string(), "127.0.0.1:54321");
+    /// assert_eq!(t.host().to_string(), "127.0.0.1:1234");
+    /// // No PROXY header: the socket's own addresses are the same.
+    /// assert_eq!((t.socket_peer(), t.socket_host()), (t.peer(), t.host()));
     /// ```
     pub fn peer(&self) -> &Address {
         &self.peer
@@ -562,13 +568,7 @@ impl Transport {
     /// this the proxy that connected (OpenTelemetry's `network.peer.address`, where `peer` is
     /// `client.address`).
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let conn = MemoryTransport::new(P);
-    /// assert_eq!(conn.transport().socket_peer(), conn.transport().peer());
-    /// ```
+    /// See [`peer`](Self::peer) for an example.
     pub fn socket_peer(&self) -> &Address {
         self.origin.as_ref().map_or(&self.peer, |o| &o.socket_peer)
     }
@@ -576,13 +576,7 @@ impl Transport {
     /// The local address of the socket itself: the same as [`host`](Self::host), except
     /// behind a PROXY header, where `host` is the address the client reached at the proxy.
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let conn = MemoryTransport::new(P);
-    /// assert_eq!(conn.transport().socket_host(), conn.transport().host());
-    /// ```
+    /// See [`peer`](Self::peer) for an example.
     pub fn socket_host(&self) -> &Address {
         self.origin.as_ref().map_or(&self.host, |o| &o.socket_host)
     }
@@ -591,25 +585,14 @@ impl Transport {
     /// command (`LOCAL` for a proxy's health check) and TLVs (ALPN, authority, unique id, SSL
     /// information); `None` for other endpoints.
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// assert!(MemoryTransport::new(P).transport().proxy_header().is_none());
-    /// ```
+    /// See [`tls`](Self::tls) for an example.
     pub fn proxy_header(&self) -> Option<&crate::proxy::ProxyHeader> {
         self.origin.as_ref().map(|o| &o.proxy)
     }
 
     /// The local address.
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let conn = MemoryTransport::new(P);
-    /// assert_eq!(conn.transport().host().to_string(), "127.0.0.1:1234");
-    /// ```
+    /// See [`peer`](Self::peer) for an example.
     pub fn host(&self) -> &Address {
         &self.host
     }

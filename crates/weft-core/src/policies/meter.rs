@@ -103,7 +103,6 @@ const FLUSH_EVERY: u64 = 64 * 1024;
 /// let factory = factory_fn(|_| Some(Echo))
 ///     .with(LimitTotal::new(100))
 ///     .with(Metrics::new().count_lines(b"\n"));
-/// # let _ = factory;
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 #[must_use]

@@ -142,8 +142,12 @@ impl<Pol, F> Wrapped<Pol, F> {
     /// # use weft_core::{factory_fn, Protocol, Transport};
     /// # struct P;
     /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// # use weft_core::{Address, Factory};
     /// let f = factory_fn(|_| Some(P)).with(LimitTotal::new(5));
     /// assert_eq!(f.policy().open(), 0);
+    /// // The factory it wraps builds the unwrapped protocol.
+    /// let p: Option<P> = f.inner().build_protocol(&Address::Memory("x".into()));
+    /// assert!(p.is_some());
     /// ```
     pub fn policy(&self) -> &Pol {
         &self.policy
@@ -151,14 +155,7 @@ impl<Pol, F> Wrapped<Pol, F> {
 
     /// The wrapped factory.
     ///
-    /// ```
-    /// use weft_core::policies::{FactoryExt, LimitTotal};
-    /// # use weft_core::{factory_fn, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let f = factory_fn(|_| Some(P)).with(LimitTotal::new(5));
-    /// let _inner = f.inner();
-    /// ```
+    /// See [`policy`](Self::policy) for an example.
     pub fn inner(&self) -> &F {
         &self.inner
     }
@@ -220,7 +217,6 @@ impl<Pol: Policy> Policy for Option<Pol> {
 /// impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
 /// let rate: Option<u64> = None; // from a setting
 /// let f = factory_fn(|_| Some(P)).with(rate.map(|r| Boxed(Throttle::new().per_connection(r))));
-/// # let _ = f;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Boxed<Pol>(pub Pol);
@@ -380,26 +376,15 @@ macro_rules! inner_accessors {
         impl<P> $ty<P> {
             /// The wrapped protocol.
             ///
-            /// ```
-            /// use weft_core::policies::{Busy, LimitPerPeer, Policy};
-            /// let limited = LimitPerPeer::new(1)
-            ///     .build(&weft_core::Address::Memory("x".into()), || Some(Busy::new("hi")))
-            ///     .unwrap();
-            /// assert_eq!(limited.inner().message(), b"hi");
-            /// ```
+            /// See [`Limited`](crate::policies::Limited) for an example (every policy's
+            /// protocol has the same two accessors).
             pub fn inner(&self) -> &P {
                 &self.inner
             }
 
             /// The wrapped protocol, mutably.
             ///
-            /// ```
-            /// use weft_core::policies::{Busy, LimitPerPeer, Policy};
-            /// let mut limited = LimitPerPeer::new(1)
-            ///     .build(&weft_core::Address::Memory("x".into()), || Some(Busy::new("hi")))
-            ///     .unwrap();
-            /// let _busy: &mut Busy = limited.inner_mut();
-            /// ```
+            /// See [`Limited`](crate::policies::Limited) for an example.
             pub fn inner_mut(&mut self) -> &mut P {
                 &mut self.inner
             }

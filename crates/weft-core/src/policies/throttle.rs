@@ -47,7 +47,6 @@ use crate::{Address, DisconnectReason, Protocol, TimerId, Transport};
 ///         .per_connection(100 * 1024)     // 100 KiB/s each way, each connection
 ///         .read_total(10 * 1024 * 1024),  // 10 MiB/s read by all of them
 /// );
-/// # let _ = factory;
 /// ```
 #[derive(Clone, Default)]
 #[must_use]
@@ -96,10 +95,7 @@ impl Throttle {
 
     /// Each connection reads at most `bytes_per_sec`.
     ///
-    /// ```
-    /// let t = weft_core::policies::Throttle::new().read_per_connection(4096);
-    /// # let _ = t;
-    /// ```
+    /// See [`Throttle`] for an example.
     pub fn read_per_connection(mut self, bytes_per_sec: u64) -> Self {
         self.read = Some(bytes_per_sec.max(1));
         self
@@ -107,10 +103,7 @@ impl Throttle {
 
     /// Each connection writes at most `bytes_per_sec`.
     ///
-    /// ```
-    /// let t = weft_core::policies::Throttle::new().write_per_connection(4096);
-    /// # let _ = t;
-    /// ```
+    /// See [`Throttle`] for an example.
     pub fn write_per_connection(mut self, bytes_per_sec: u64) -> Self {
         self.write = Some(bytes_per_sec.max(1));
         self
@@ -127,10 +120,7 @@ impl Throttle {
 
     /// All connections together write at most `bytes_per_sec`.
     ///
-    /// ```
-    /// let t = weft_core::policies::Throttle::new().write_total(1 << 20);
-    /// # let _ = t;
-    /// ```
+    /// See [`Throttle`] for an example.
     pub fn write_total(mut self, bytes_per_sec: u64) -> Self {
         let shared = shared_mut(&mut self.shared);
         shared.write = Some(Mutex::new(Bucket::new(bytes_per_sec, Instant::now())));

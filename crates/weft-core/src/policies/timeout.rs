@@ -377,8 +377,8 @@ impl LineTimeout {
     ///
     /// ```
     /// # use std::time::Duration;
+    /// // NUL-terminated messages: the timeout runs from a message's first byte to its NUL.
     /// let t = weft_core::policies::LineTimeout::new(Duration::from_secs(30)).with_delimiter(b"\0");
-    /// # let _ = t;
     /// ```
     pub fn with_delimiter(mut self, delimiter: &[u8]) -> Self {
         if let Some(&b) = delimiter.last() {

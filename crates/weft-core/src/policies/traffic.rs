@@ -25,7 +25,6 @@ use crate::{Address, DisconnectReason, Protocol, TimerId, Transport};
 /// }
 /// // RUST_LOG=weft::traffic=trace shows the bytes.
 /// let factory = factory_fn(|_| Some(Echo)).with(TrafficLog::new().max_dump(256));
-/// # let _ = factory;
 /// ```
 #[derive(Debug, Clone, Copy)]
 #[must_use]

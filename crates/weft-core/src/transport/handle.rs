@@ -458,14 +458,29 @@ impl TransportHandle {
     /// # Errors
     /// [`ConnectionClosed`] once the connection is gone.
     ///
+    /// # Examples
+    ///
+    /// The three ways a handle ends a connection, each applied when the connection's task
+    /// runs its commands:
+    ///
     /// ```
     /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
     /// # struct P;
     /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let mut conn = MemoryTransport::new(P);
-    /// conn.transport_mut().handle().lose_connection().unwrap();
-    /// conn.run_pending();
-    /// assert!(conn.is_closing());
+    /// let mut closed = MemoryTransport::new(P);
+    /// closed.transport_mut().handle().lose_connection().unwrap();
+    /// closed.run_pending();
+    /// assert!(closed.is_closing());
+    ///
+    /// let mut aborted = MemoryTransport::new(P);
+    /// aborted.transport_mut().handle().abort_connection().unwrap();
+    /// aborted.run_pending();
+    /// assert!(aborted.is_aborted());
+    ///
+    /// let mut half = MemoryTransport::new(P);
+    /// half.transport_mut().handle().write_eof().unwrap();
+    /// half.run_pending();
+    /// assert!(half.eof_written());
     /// ```
     pub fn lose_connection(&self) -> Result<(), ConnectionClosed> {
         self.send(Command::LoseConnection)
@@ -476,15 +491,7 @@ impl TransportHandle {
     /// # Errors
     /// [`ConnectionClosed`] once the connection is gone.
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let mut conn = MemoryTransport::new(P);
-    /// conn.transport_mut().handle().abort_connection().unwrap();
-    /// conn.run_pending();
-    /// assert!(conn.is_aborted());
-    /// ```
+    /// See [`lose_connection`](Self::lose_connection) for an example.
     pub fn abort_connection(&self) -> Result<(), ConnectionClosed> {
         self.send(Command::Abort)
     }
@@ -494,15 +501,7 @@ impl TransportHandle {
     /// # Errors
     /// [`ConnectionClosed`] once the connection is gone.
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let mut conn = MemoryTransport::new(P);
-    /// conn.transport_mut().handle().write_eof().unwrap();
-    /// conn.run_pending();
-    /// assert!(conn.eof_written());
-    /// ```
+    /// See [`lose_connection`](Self::lose_connection) for an example.
     pub fn write_eof(&self) -> Result<(), ConnectionClosed> {
         self.send(Command::WriteEof)
     }
