@@ -683,23 +683,28 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
-/// LoggingFactoryTests.test_thingsGetLogged: the connection, bytes each way (with a hexdump at
-/// trace level, cut at the limit), EOF and the end are logged.
-#[test]
-fn traffic_log_logs_both_directions() {
+/// What `f` logs, at trace level.
+fn traced(f: impl FnOnce()) -> String {
     let out = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(out.clone())
         .with_ansi(false)
         .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    tracing::subscriber::with_default(subscriber, f);
+    String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+}
+
+/// LoggingFactoryTests.test_thingsGetLogged: the connection, bytes each way (with a hexdump at
+/// trace level, cut at the limit), EOF and the end are logged.
+#[test]
+fn traffic_log_logs_both_directions() {
+    let log = traced(|| {
         let mut conn = connect(TrafficLog::new().max_dump(8), Recorder::default());
         conn.feed(b"here are some bytes");
         conn.feed_eof();
         conn.lose(DisconnectReason::ConnectionDone);
     });
-    let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("connection made"), "{log}");
     assert!(log.contains("dir=\"in\" bytes=19"), "{log}");
     assert!(log.contains("dir=\"out\" bytes=19"), "{log}");
@@ -913,20 +918,13 @@ async fn idle_timeout_closes_a_reader_that_never_reads_despite_handle_writes() {
 /// hexdump at trace level) and the metrics' bytes sent.
 #[test]
 fn traffic_log_and_metrics_count_handle_writes() {
-    let out = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(out.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let log = traced(|| {
         let (mut conn, h) = receiving(TrafficLog::new());
         h.write("from ").unwrap();
         h.write("elsewhere").unwrap();
         conn.run_pending();
         conn.lose(DisconnectReason::ConnectionDone);
     });
-    let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("dir=\"out\" handle=true bytes=14"), "{log}");
     assert!(log.contains("|from elsewhere|"), "{log}");
     assert!(log.contains("bytes_in=0 bytes_out=14"), "{log}");

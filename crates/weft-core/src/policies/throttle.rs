@@ -212,6 +212,16 @@ fn tokens_shared(b: &Option<Mutex<Bucket>>, now: Instant) -> f64 {
     }
 }
 
+/// The slower rate of a connection's own bucket and the factory's shared one (`INFINITY`:
+/// neither).
+fn slowest_rate(own: &Option<Bucket>, shared: Option<&Mutex<Bucket>>) -> f64 {
+    let own = own.as_ref().map_or(f64::INFINITY, |b| b.rate);
+    let shared = shared.map_or(f64::INFINITY, |m| {
+        m.lock().unwrap_or_else(|e| e.into_inner()).rate
+    });
+    own.min(shared)
+}
+
 fn tokens_own(b: &mut Option<Bucket>, now: Instant) -> f64 {
     match b {
         Some(b) => {
@@ -237,31 +247,22 @@ impl Policy for Throttle {
         let now = Instant::now();
         let shared = (self.shared.read.is_some() || self.shared.write.is_some())
             .then(|| self.shared.clone());
-        let shared_read = self
-            .shared
-            .read
-            .as_ref()
-            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).rate as u64);
-        let slowest = match (self.read, shared_read) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let shared_write = self
-            .shared
-            .write
-            .as_ref()
-            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).rate as u64);
-        let slowest_write = match (self.write, shared_write) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // A twentieth of a second's worth at the slower of the two rates (0: no limit).
+        let slice = |own: Option<u64>, shared: &Option<Mutex<Bucket>>| {
+            let rate = slowest_rate(&own.map(|r| Bucket::new(r, now)), shared.as_ref());
+            if rate.is_finite() {
+                (rate as u64 / SLICES_PER_SEC).max(1)
+            } else {
+                0
+            }
         };
         Some(Throttled {
             inner: inner()?,
-            write_slice: slowest_write.map_or(0, |r| (r / SLICES_PER_SEC).max(1)),
+            write_slice: slice(self.write, &self.shared.write),
             read: self.read.map(|r| Bucket::new(r, now)),
             write: self.write.map(|r| Bucket::new(r, now)),
             shared,
-            read_slice: slowest.map_or(0, |r| (r / SLICES_PER_SEC).max(1) as usize),
+            read_slice: slice(self.read, &self.shared.read) as usize,
             held: BytesMut::new(),
             timer: None,
             read_blocked: false,
@@ -375,15 +376,8 @@ impl<P: Protocol> Throttled<P> {
     }
 
     fn slowest_write_rate(&self) -> f64 {
-        let own = self.write.as_ref().map_or(f64::INFINITY, |b| b.rate);
-        let shared = self
-            .shared
-            .as_ref()
-            .and_then(|s| s.write.as_ref())
-            .map_or(f64::INFINITY, |m| {
-                m.lock().unwrap_or_else(|e| e.into_inner()).rate
-            });
-        own.min(shared)
+        let shared = self.shared.as_ref().and_then(|s| s.write.as_ref());
+        slowest_rate(&self.write, shared)
     }
 
     /// Reading is paused while the inner protocol or the throttle wants it paused.
@@ -451,15 +445,8 @@ impl<P: Protocol> Throttled<P> {
     }
 
     fn slowest_read_rate(&self) -> f64 {
-        let own = self.read.as_ref().map_or(f64::INFINITY, |b| b.rate);
-        let shared = self
-            .shared
-            .as_ref()
-            .and_then(|s| s.read.as_ref())
-            .map_or(f64::INFINITY, |m| {
-                m.lock().unwrap_or_else(|e| e.into_inner()).rate
-            });
-        own.min(shared)
+        let shared = self.shared.as_ref().and_then(|s| s.read.as_ref());
+        slowest_rate(&self.read, shared)
     }
 
     /// The throttle's timer fired: hand over held input, unblock what the rates allow now,
