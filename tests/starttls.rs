@@ -107,6 +107,15 @@ async fn serve<P: Protocol>(
     timeout: Duration,
     make: impl Fn(TlsUpgrade) -> P + Send + Sync + 'static,
 ) -> Server {
+    serve_on(None, timeout, make).await
+}
+
+/// Serves `make(upgrade)` on `unix` (a socket path) or 127.0.0.1.
+async fn serve_on<P: Protocol>(
+    unix: Option<&std::path::Path>,
+    timeout: Duration,
+    make: impl Fn(TlsUpgrade) -> P + Send + Sync + 'static,
+) -> Server {
     let (dir, cert, upgrade, _) = certificate();
     let upgrade = upgrade.handshake_timeout(timeout);
     let (tx, lost) = mpsc::unbounded_channel();
@@ -118,11 +127,12 @@ async fn serve<P: Protocol>(
             lost: tx.clone(),
         })
     });
-    let listening = reactor
-        .listen("tcp:0:interface=127.0.0.1", factory)
-        .await
-        .unwrap();
-    let port = listening.local_addr().as_inet().unwrap().port();
+    let endpoint = match unix {
+        Some(path) => format!("unix:{}", path.display()),
+        None => "tcp:0:interface=127.0.0.1".into(),
+    };
+    let listening = reactor.listen(&endpoint, factory).await.unwrap();
+    let port = listening.local_addr().as_inet().map_or(0, |a| a.port());
     std::mem::forget(listening); // serves until the test's runtime ends
     Server {
         _reactor: reactor,
@@ -271,10 +281,22 @@ async fn python_ssl_object_upgrades_after_the_clear_exchange() {
 }
 
 /// The weft client of the example against its server: clear greeting and go-ahead, the
-/// lines and replies over TLS, `QUIT`, and the server's `close_notify` read as a clean EOF.
+/// lines and replies over TLS, `QUIT`, and the server's `close_notify` read as a clean EOF;
+/// over TCP and over a Unix socket (both plain kinds can upgrade, on both sides).
 #[tokio::test]
 async fn the_example_client_talks_to_the_example_server_over_tls() {
-    let mut srv = example_server(Duration::from_secs(10)).await;
+    let sockets = tempfile::tempdir().unwrap();
+    let path = sockets.path().join("starttls.sock");
+    for unix in [None, Some(path.as_path())] {
+        example_client_and_server(unix).await;
+    }
+}
+
+async fn example_client_and_server(unix: Option<&std::path::Path>) {
+    let mut srv = serve_on(unix, Duration::from_secs(10), |upgrade| {
+        LineProtocol::new(starttls::Server { upgrade })
+    })
+    .await;
     let config = ClientTlsOptions::default()
         .trust_roots(&srv.cert)
         .config()
@@ -283,22 +305,27 @@ async fn the_example_client_talks_to_the_example_server_over_tls() {
     let replies = Arc::new(Mutex::new(Vec::new()));
     let sink = replies.clone();
     let lines = vec!["hello".to_string(), "world".to_string()];
+    let endpoint: weft::core::ClientEndpoint = match unix {
+        Some(path) => format!("unix:{}", path.display()),
+        None => format!("tcp:127.0.0.1:{}", srv.port),
+    }
+    .parse()
+    .unwrap();
     let reactor = Reactor::new();
     let conn = reactor
-        .connect_tcp(
-            ("127.0.0.1", srv.port),
+        .connect(
+            &endpoint,
             factory_fn(move |_: &Address| {
                 let c = starttls::Client::new(upgrade.clone(), lines.clone(), sink.clone());
                 Some(LineProtocol::new(c))
             }),
-            LIMIT,
         )
         .await
         .unwrap();
     let reason = within(conn.closed()).await;
     assert!(
         matches!(reason, DisconnectReason::ConnectionDone),
-        "client: {reason}"
+        "client ({unix:?}): {reason}"
     );
     assert_eq!(*replies.lock().unwrap(), ["tls: hello", "tls: world"]);
     assert!(matches!(srv.reason().await, DisconnectReason::LocalClose));
@@ -464,4 +491,56 @@ async fn a_peer_that_never_reads_after_the_upgrade_keeps_memory_bounded() {
         "wrote {at_pause} bytes to a peer that reads nothing"
     );
     drop(tls);
+}
+
+/// After the upgrade the connection ends as one from an `ssl:` endpoint does: the peer's
+/// `close_notify` is a clean EOF (`ConnectionDone`), a TCP close without it is
+/// `TlsTruncated`.
+#[tokio::test]
+async fn close_notify_and_truncation_after_the_upgrade_read_as_on_ssl_endpoints() {
+    let mut srv = example_server(Duration::from_secs(10)).await;
+    let config = ClientTlsOptions::default()
+        .trust_roots(&srv.cert)
+        .config()
+        .unwrap();
+    for clean in [true, false] {
+        let mut s = TcpStream::connect(("127.0.0.1", srv.port)).await.unwrap();
+        assert_eq!(read_line(&mut s).await, b"220 ready\r\n");
+        s.write_all(b"STARTTLS\r\n").await.unwrap();
+        assert_eq!(read_line(&mut s).await, b"220 go ahead\r\n");
+        let mut tls = within(weft::core::tls::client_handshake(
+            s,
+            "localhost",
+            config.clone(),
+        ))
+        .await
+        .unwrap();
+        tls.write_all(b"ping\r\n").await.unwrap();
+        let mut reply = [0u8; 11];
+        within(tls.read_exact(&mut reply)).await.unwrap();
+        assert_eq!(&reply, b"tls: ping\r\n");
+        if clean {
+            tls.shutdown().await.unwrap(); // close_notify, then FIN
+            let rest = read_to_end_tls(&mut tls).await;
+            assert!(rest.is_empty(), "{rest:?}");
+        } else {
+            drop(tls.into_inner().0); // a FIN without close_notify
+        }
+        let reason = srv.reason().await;
+        if clean {
+            assert!(
+                matches!(reason, DisconnectReason::ConnectionDone),
+                "{reason}"
+            );
+        } else {
+            assert!(matches!(reason, DisconnectReason::TlsTruncated), "{reason}");
+        }
+    }
+}
+
+/// Reads a TLS stream until its end (the server's `close_notify` answering ours).
+async fn read_to_end_tls(s: &mut (impl AsyncReadExt + Unpin)) -> Vec<u8> {
+    let mut got = Vec::new();
+    let _ = within(s.read_to_end(&mut got)).await;
+    got
 }

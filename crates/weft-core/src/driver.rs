@@ -321,6 +321,13 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
         // What the stream itself holds (TLS records) goes out after the buffer, before a close.
         if self.stream.pending() {
             if let Err(e) = self.stream.flush_pending() {
+                // Our write side was shut down with nothing else pending, so only the
+                // `close_notify` was left: a peer that is gone already (EPIPE at once on a
+                // Unix socket, after it closed first) ends the close that was asked for.
+                let t = &conn.transport;
+                if self.reg.eof_sent && t.is_closing() && !t.is_aborted() {
+                    return conn.requested_reason();
+                }
                 return Some(DisconnectReason::from_io(e));
             }
         }

@@ -163,7 +163,6 @@ pub enum OnTooLong {
 /// # Ok::<(), LineError>(())
 /// ```
 #[derive(Debug, Clone)]
-#[must_use]
 pub struct LineCodec {
     delimiter: Delimiter,
     max_length: usize,
@@ -200,6 +199,7 @@ impl LineCodec {
     /// assert_eq!(lines, [&b"one"[..], b"two", b"three"]);
     /// # Ok(()) }
     /// ```
+    #[must_use]
     pub fn new() -> Self {
         Self {
             delimiter: Delimiter::default(),
@@ -230,6 +230,7 @@ impl LineCodec {
     /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"a\r"[..]));
     /// # Ok::<(), weft_line::LineError>(())
     /// ```
+    #[must_use]
     pub fn delimiter(mut self, delimiter: impl Into<Delimiter>) -> Self {
         self.delimiter = delimiter.into();
         self.scanner.reset();
@@ -254,6 +255,7 @@ impl LineCodec {
     /// assert!(matches!(codec.decode(&mut buf), Err(LineError::TooLong { max_length: 4 })));
     /// # Ok::<(), LineError>(())
     /// ```
+    #[must_use]
     pub fn max_length(mut self, max_length: usize) -> Self {
         self.max_length = max_length;
         self
@@ -271,6 +273,7 @@ impl LineCodec {
     /// ```
     ///
     /// See [`OnTooLong`] for both behaviours.
+    #[must_use]
     pub fn on_too_long(mut self, policy: OnTooLong) -> Self {
         self.policy = policy;
         self

@@ -63,8 +63,9 @@ pub use traffic::{Logged, TrafficLog};
 
 /// A policy: builds, for each connection, a protocol that wraps the inner factory's.
 ///
-/// Implemented by every policy of this module; implement it to write your own (see
-/// [`TrafficLog`]'s source for a short one).
+/// Implemented by every policy of this module; implement it to write your own, or implement
+/// [`Wrapper`] for one that only wraps the inner protocol (see [`TrafficLog`]'s source for a
+/// short one).
 pub trait Policy: Send + Sync + 'static {
     /// The protocol that wraps the inner protocol `P`.
     type Protocol<P: Protocol>: Protocol;
@@ -99,6 +100,59 @@ pub trait Policy: Send + Sync + 'static {
             policy: self,
             inner: factory,
         }
+    }
+}
+
+/// A policy that only wraps the protocol the inner factory built: it never refuses a
+/// connection itself and does not look at the peer's address (a timeout, a throttle, a
+/// traffic log). Implementing it implements [`Policy`]; a policy that refuses connections
+/// or counts them (a limit, metrics) implements [`Policy`] instead.
+///
+/// ```
+/// use weft_core::policies::{Policy, Wrapper};
+/// use weft_core::{Address, Protocol, Transport};
+///
+/// /// Counts the bytes its connection received.
+/// struct Counted<P> { inner: P, bytes: usize }
+/// impl<P: Protocol> Protocol for Counted<P> {
+///     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+///         self.bytes += data.len();
+///         self.inner.data_received(data, t);
+///     }
+/// }
+///
+/// struct Counting;
+/// impl Wrapper for Counting {
+///     type Protocol<P: Protocol> = Counted<P>;
+///     fn around<P: Protocol>(&self, inner: P) -> Counted<P> {
+///         Counted { inner, bytes: 0 }
+///     }
+/// }
+///
+/// struct Quiet;
+/// impl Protocol for Quiet { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+/// let addr = Address::Memory("x".into());
+/// let counted = Counting.build(&addr, || Some(Quiet)).unwrap();
+/// assert_eq!(counted.bytes, 0);
+/// assert!(Counting.build(&addr, || None::<Quiet>).is_none()); // the inner factory refused
+/// ```
+pub trait Wrapper: Send + Sync + 'static {
+    /// The protocol that wraps the inner protocol `P`.
+    type Protocol<P: Protocol>: Protocol;
+
+    /// Wraps `inner`, the protocol the inner factory built for a new connection.
+    fn around<P: Protocol>(&self, inner: P) -> Self::Protocol<P>;
+}
+
+impl<W: Wrapper> Policy for W {
+    type Protocol<P: Protocol> = W::Protocol<P>;
+
+    fn build<P: Protocol>(
+        &self,
+        _: &Address,
+        inner: impl FnOnce() -> Option<P>,
+    ) -> Option<W::Protocol<P>> {
+        inner().map(|p| self.around(p))
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::time::Instant;
 
-use super::Policy;
-use crate::{Address, DisconnectReason, Protocol, TimerId, Transport};
+use super::Wrapper;
+use crate::{DisconnectReason, Protocol, TimerId, Transport};
 
 /// Limits the bytes per second read from and written to peers, per connection and for all the
 /// factory's connections together. Nothing is dropped or refused: over the read rate the
@@ -236,14 +236,10 @@ fn tokens_own(b: &mut Option<Bucket>, now: Instant) -> f64 {
 /// worth, so the rate is smooth however much one socket read returned.
 const SLICES_PER_SEC: u64 = 20;
 
-impl Policy for Throttle {
+impl Wrapper for Throttle {
     type Protocol<P: Protocol> = Throttled<P>;
 
-    fn build<P: Protocol>(
-        &self,
-        _: &Address,
-        inner: impl FnOnce() -> Option<P>,
-    ) -> Option<Throttled<P>> {
+    fn around<P: Protocol>(&self, inner: P) -> Throttled<P> {
         let now = Instant::now();
         let shared = (self.shared.read.is_some() || self.shared.write.is_some())
             .then(|| self.shared.clone());
@@ -256,8 +252,8 @@ impl Policy for Throttle {
                 0
             }
         };
-        Some(Throttled {
-            inner: inner()?,
+        Throttled {
+            inner,
             write_slice: slice(self.write, &self.shared.write),
             read: self.read.map(|r| Bucket::new(r, now)),
             write: self.write.map(|r| Bucket::new(r, now)),
@@ -269,7 +265,7 @@ impl Policy for Throttle {
             write_blocked: false,
             inner_paused: false,
             water_paused: false,
-        })
+        }
     }
 }
 

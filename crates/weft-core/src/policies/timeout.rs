@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Policy, forward};
-use crate::{Address, DisconnectReason, Protocol, TimeoutKind, TimerId, Transport};
+use super::{Wrapper, forward};
+use crate::{DisconnectReason, Protocol, TimeoutKind, TimerId, Transport};
 
 /// A timeout a protocol embeds and steers itself (Twisted's `TimeoutMixin`).
 ///
@@ -77,6 +77,14 @@ impl IdleTimer {
     /// See [`IdleTimer`] for an example.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A timer with `period`, not counting until the connection starts it.
+    fn with_period(period: Duration) -> Self {
+        Self {
+            period: Some(period),
+            ..Self::default()
+        }
     }
 
     /// Sets the period (`None`: no timeout) and starts counting it from now. Returns the
@@ -255,20 +263,12 @@ impl IdleTimeout {
     }
 }
 
-impl Policy for IdleTimeout {
+impl Wrapper for IdleTimeout {
     type Protocol<P: Protocol> = Idled<P>;
 
-    fn build<P: Protocol>(
-        &self,
-        _: &Address,
-        inner: impl FnOnce() -> Option<P>,
-    ) -> Option<Idled<P>> {
-        let mut timer = IdleTimer::new();
-        timer.period = Some(self.period);
-        Some(Idled {
-            inner: inner()?,
-            timer,
-        })
+    fn around<P: Protocol>(&self, inner: P) -> Idled<P> {
+        let timer = IdleTimer::with_period(self.period);
+        Idled { inner, timer }
     }
 }
 
@@ -388,21 +388,13 @@ impl LineTimeout {
     }
 }
 
-impl Policy for LineTimeout {
+impl Wrapper for LineTimeout {
     type Protocol<P: Protocol> = LineTimed<P>;
 
-    fn build<P: Protocol>(
-        &self,
-        _: &Address,
-        inner: impl FnOnce() -> Option<P>,
-    ) -> Option<LineTimed<P>> {
-        let mut timer = IdleTimer::new();
-        timer.period = Some(self.period);
-        Some(LineTimed {
-            inner: inner()?,
-            timer,
-            end: self.end,
-        })
+    fn around<P: Protocol>(&self, inner: P) -> LineTimed<P> {
+        let timer = IdleTimer::with_period(self.period);
+        let end = self.end;
+        LineTimed { inner, timer, end }
     }
 }
 

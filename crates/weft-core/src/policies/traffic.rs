@@ -2,8 +2,8 @@
 
 use std::fmt;
 
-use super::Policy;
-use crate::{Address, DisconnectReason, Protocol, TimerId, Transport};
+use super::Wrapper;
+use crate::{DisconnectReason, Protocol, TimerId, Transport};
 
 /// Logs every connection's traffic as `tracing` events, target `weft::traffic`: at debug
 /// level the byte count of each read (`dir = "in"`), of what each callback wrote
@@ -55,21 +55,17 @@ impl TrafficLog {
     }
 }
 
-impl Policy for TrafficLog {
+impl Wrapper for TrafficLog {
     type Protocol<P: Protocol> = Logged<P>;
 
-    fn build<P: Protocol>(
-        &self,
-        _: &Address,
-        inner: impl FnOnce() -> Option<P>,
-    ) -> Option<Logged<P>> {
-        Some(Logged {
-            inner: inner()?,
+    fn around<P: Protocol>(&self, inner: P) -> Logged<P> {
+        Logged {
+            inner,
             max_dump: self.max_dump,
             id: 0,
             bytes_in: 0,
             bytes_out: 0,
-        })
+        }
     }
 }
 

@@ -39,6 +39,14 @@ impl Log {
         }
     }
 
+    /// Stops the logger; everything it logged.
+    async fn stop(self, logger: Logger) -> String {
+        let (stop, task) = logger;
+        stop.send(()).unwrap();
+        drop(bounded(task).await.unwrap().unwrap());
+        self.rest().await
+    }
+
     /// Everything, once the logger has returned (and dropped) its sink.
     async fn rest(mut self) -> String {
         let mut rest = String::new();
@@ -47,15 +55,27 @@ impl Log {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn select_logger_multiplexes_interleaved_clients() {
+/// A running select logger: what stops it, its task.
+type Logger = (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<DuplexStream>>,
+);
+
+/// A select logger on a free loopback port: its address, its log, the logger.
+async fn start_logger() -> (std::net::SocketAddr, Log, Logger) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (sink, mut log) = Log::new();
+    let (sink, log) = Log::new();
     let logger = tokio::spawn(select_logger(listener, sink, async {
         let _ = stop_rx.await;
     }));
+    (addr, log, (stop_tx, logger))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_logger_multiplexes_interleaved_clients() {
+    let (addr, mut log, stop) = start_logger().await;
 
     // Three clients connect, then take turns sending: a0 b0 c0 a1 b1 c1 ... Each step waits
     // until the logger has logged the previous one (the seed logs per recv, in the order
@@ -80,9 +100,7 @@ async fn select_logger_multiplexes_interleaved_clients() {
         drop(c);
         log.wait_for(&format!("{name} disconnected\n")).await;
     }
-    stop_tx.send(()).unwrap();
-    drop(bounded(logger).await.unwrap().unwrap());
-    let log = log.rest().await;
+    let log = log.stop(stop).await;
     let lines: Vec<&str> = log.lines().collect();
 
     let mut expected = Vec::new();
@@ -104,13 +122,7 @@ async fn select_logger_multiplexes_interleaved_clients() {
 async fn select_logger_many_concurrent_clients() {
     // Twenty clients at once, each sending several chunks; every chunk and every
     // connect/disconnect must show up, and each client's chunks in order.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (sink, mut log) = Log::new();
-    let logger = tokio::spawn(select_logger(listener, sink, async {
-        let _ = stop_rx.await;
-    }));
+    let (addr, mut log, stop) = start_logger().await;
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             tokio::spawn(async move {
@@ -132,9 +144,7 @@ async fn select_logger_many_concurrent_clients() {
     for n in &names {
         log.wait_for(&format!("{n} disconnected\n")).await;
     }
-    stop_tx.send(()).unwrap();
-    drop(bounded(logger).await.unwrap().unwrap());
-    let log = log.rest().await;
+    let log = log.stop(stop).await;
     for (i, n) in names.iter().enumerate() {
         let got = log
             .find(&format!("Got connection from {n}\n"))
