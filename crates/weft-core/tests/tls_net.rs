@@ -507,10 +507,17 @@ async fn a_tls_peer_that_never_reads_keeps_memory_flat() {
 
 #[tokio::test]
 async fn many_concurrent_tls_connections_lose_no_line() {
-    // 200 connections x 100 lines in debug builds (the 1000 x 100 is the release
-    // soak's size); every line comes back, in order.
-    const CONNS: usize = 200;
+    // The size: 1000 connections at once x 100 lines each; every line comes back, in
+    // order, on its own connection.
+    const CONNS: usize = 1000;
     const LINES: usize = 100;
+    // This process holds both ends of every connection.
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    assert!(
+        limit >= 2 * CONNS as u64 + 64,
+        "the descriptor limit {limit} is below {}: raise the hard limit (ulimit -Hn)",
+        2 * CONNS + 64
+    );
     let srv = Arc::new(serve("tls:{dir}:port=0:interface=127.0.0.1").await);
     let done = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
