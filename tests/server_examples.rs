@@ -584,3 +584,58 @@ fn chat_relays_lines_and_a_client_that_never_reads_keeps_memory_flat() {
         assert_eq!(x.line(), "* guest-4 left\r\n");
     }
 }
+
+/// examples/chat.rs with a 1 s idle timeout (issue 15: reset by bytes in either direction): a
+/// client that only listens stays connected for as long as the others' lines reach it through
+/// its handle, well past the timeout, and is closed about a second after they stop.
+#[test]
+fn chat_listener_is_not_idle_while_lines_reach_it() {
+    let Some(path) = example("chat") else {
+        eprintln!("skipped: example chat not built");
+        return;
+    };
+    let (_running, addr, _out) = start(&path, "127.0.0.1:0", &["1"]);
+    let mut listener = ChatClient::connect(&addr);
+    assert!(listener.line().starts_with("Welcome, guest-1!"));
+    let mut talker = ChatClient::connect(&addr);
+    assert!(talker.line().starts_with("Welcome, guest-2!"));
+    assert_eq!(listener.line(), "* guest-2 joined\r\n");
+    let start = Instant::now();
+    // 3.5 s of lines every 250 ms: the listener never sends a byte.
+    for i in 0..14 {
+        std::thread::sleep(Duration::from_millis(250));
+        talker.send(&format!("line {i}\n"));
+        assert_eq!(
+            listener.line(),
+            format!("<guest-2> line {i}\r\n"),
+            "at {:?}",
+            start.elapsed()
+        );
+    }
+    // Then silence: both are idle now and closed about a second later (the talker's "left"
+    // notice reaches the listener only if the listener's own timeout did not fire first).
+    let quiet = Instant::now();
+    let mut rest = Vec::new();
+    loop {
+        let line = listener.line();
+        if line.is_empty() {
+            break;
+        }
+        rest.push(line);
+    }
+    let waited = quiet.elapsed();
+    assert!(
+        rest.is_empty() || rest == ["* guest-2 left\r\n"],
+        "{rest:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(500) && waited < LIMIT,
+        "closed {waited:?} after the last line"
+    );
+    // The talker was idle too (the listener's "left" notice may have reset it once).
+    let mut line = talker.line();
+    if line == "* guest-1 left\r\n" {
+        line = talker.line();
+    }
+    assert_eq!(line, "", "the talker is closed");
+}

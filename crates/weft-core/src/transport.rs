@@ -150,6 +150,9 @@ pub struct Transport {
     next_timer: u64,
     /// `start_tls` was called once (a second call is refused).
     tls_started: bool,
+    /// The connection is gone ([`shut_down`](Self::shut_down)): a handle taken now fails at
+    /// once.
+    gone: bool,
     /// Where a connection accepted behind a PROXY header really comes from (`None` for every
     /// other connection: boxed, so they pay one pointer).
     pub(crate) origin: Option<Box<Origin>>,
@@ -199,6 +202,7 @@ impl Transport {
             timers: Vec::new(),
             next_timer: 0,
             tls_started: false,
+            gone: false,
             origin: None,
         }
     }
@@ -710,7 +714,8 @@ impl Transport {
     /// and threads.
     ///
     /// This is how a protocol does async work: spawn a task with the handle, and write back when
-    /// the work is done.
+    /// the work is done. Taken after the connection is gone (after `connection_lost`), the
+    /// handle is closed from the start: its writes fail with [`WriteError::Closed`].
     ///
     /// ```
     /// use weft_core::{Protocol, Transport};
@@ -730,6 +735,10 @@ impl Transport {
     /// }
     /// ```
     pub fn handle(&mut self) -> TransportHandle {
+        if self.gone {
+            // `connection_lost` ran: nobody would read a new channel.
+            return Link::closed();
+        }
         let link = match &mut self.link {
             Some(link) => link,
             None => {
@@ -1002,6 +1011,23 @@ impl Transport {
         }
     }
 
+    /// Lets at most `budget` more bytes of handle writes into the write buffer (a write is
+    /// never split: the one that crosses the budget goes in whole); once it is spent the
+    /// connection's task leaves commands waiting in the channel, where the handles count them
+    /// (writers see [`WriteError::Full`] or wait in `writable`), until the budget is raised.
+    /// `None`: no limit (the default). Nothing without a handle. Set by the write throttle.
+    pub(crate) fn set_handle_budget(&mut self, budget: Option<u64>) {
+        if let Some(link) = &mut self.link {
+            link.set_budget(budget);
+        }
+    }
+
+    /// The budget [`set_handle_budget`](Self::set_handle_budget) left (`None`: no limit, or
+    /// no handle).
+    pub(crate) fn handle_budget(&self) -> Option<u64> {
+        self.link.as_ref().and_then(|link| link.budget())
+    }
+
     /// True once a handle was taken (the command channel exists).
     #[inline]
     pub(crate) fn has_handle(&self) -> bool {
@@ -1018,9 +1044,11 @@ impl Transport {
     pub(crate) fn apply(&mut self, cmd: Command) {
         match cmd {
             Command::Write(b) => {
+                let before = self.write_buffer_size();
                 self.write(&b);
-                if let Some(link) = &self.link {
-                    link.applied(b.len(), self.write_buffer_size());
+                let after = self.write_buffer_size();
+                if let Some(link) = &mut self.link {
+                    link.applied(b.len(), after.saturating_sub(before), after);
                 }
             }
             Command::LoseConnection => self.lose_connection(),
@@ -1037,6 +1065,14 @@ impl Transport {
         self.release_buffer();
         self.timers.clear();
         self.link = None;
+        self.gone = true;
+    }
+
+    /// Bytes handle writes added to the write buffer since the last call (0 without a
+    /// handle): what [`Protocol::handle_written`](crate::Protocol::handle_written) is told.
+    #[inline]
+    pub(crate) fn take_handle_written(&mut self) -> usize {
+        self.link.as_mut().map_or(0, |link| link.take_unreported())
     }
 
     fn release_buffer(&mut self) {

@@ -288,7 +288,8 @@ impl<P: Protocol> Protocol for Limited<P> {
         pause_writing,
         resume_writing,
         timer_fired,
-        reading_resumed
+        reading_resumed,
+        handle_written
     );
 }
 

@@ -20,7 +20,8 @@ pub mod names {
     pub const CONNECTIONS_CLOSED: &str = "weft_connections_closed_total";
     /// Counter: bytes received from peers.
     pub const BYTES_RECEIVED: &str = "weft_bytes_received_total";
-    /// Counter: bytes protocols wrote to peers (from their callbacks).
+    /// Counter: bytes written to peers (by protocols from their callbacks, and from other
+    /// tasks through [`TransportHandle`](crate::TransportHandle)s).
     pub const BYTES_SENT: &str = "weft_bytes_sent_total";
     /// Counter: lines received (when [`Metrics::count_lines`](super::Metrics::count_lines) is on).
     pub const LINES_RECEIVED: &str = "weft_lines_received_total";
@@ -218,6 +219,15 @@ impl<P: Protocol> Protocol for Metered<P> {
 
     fn resume_writing(&mut self, t: &mut Transport) {
         self.call(t, |p, t| p.resume_writing(t));
+        if self.bytes_out >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    /// Handle writes are bytes sent too, counted per batch and handed over as the others.
+    fn handle_written(&mut self, len: usize, t: &mut Transport) {
+        self.bytes_out += len as u64;
+        self.call(t, |p, t| p.handle_written(len, t));
         if self.bytes_out >= FLUSH_EVERY {
             self.flush();
         }

@@ -331,6 +331,9 @@ impl<A: Protocol, B: Protocol> Protocol for Either<A, B> {
     fn reading_resumed(&mut self, t: &mut Transport) {
         either!(self, p => p.reading_resumed(t))
     }
+    fn handle_written(&mut self, len: usize, t: &mut Transport) {
+        either!(self, p => p.handle_written(len, t))
+    }
 }
 
 /// Forwards the listed callbacks of a wrapper protocol (a struct with an `inner` field) to
@@ -358,6 +361,11 @@ macro_rules! forward {
     (@call timer_fired) => {
         fn timer_fired(&mut self, id: $crate::TimerId, t: &mut $crate::Transport) {
             self.call(t, |p, t| p.timer_fired(id, t))
+        }
+    };
+    (@call handle_written) => {
+        fn handle_written(&mut self, len: usize, t: &mut $crate::Transport) {
+            self.call(t, |p, t| p.handle_written(len, t))
         }
     };
     (@call reading_resumed) => {
@@ -398,6 +406,11 @@ macro_rules! forward {
     (timer_fired) => {
         fn timer_fired(&mut self, id: $crate::TimerId, t: &mut $crate::Transport) {
             self.inner.timer_fired(id, t)
+        }
+    };
+    (handle_written) => {
+        fn handle_written(&mut self, len: usize, t: &mut $crate::Transport) {
+            self.inner.handle_written(len, t)
         }
     };
     (reading_resumed) => {

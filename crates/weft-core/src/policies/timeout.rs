@@ -205,9 +205,13 @@ pub fn timeout_connection(t: &mut Transport, kind: TimeoutKind) {
 /// Closes connections on which no byte went either way for a period (Twisted's
 /// `TimeoutFactory`).
 ///
-/// Bytes received and bytes the protocol writes from its callbacks count as activity (writes
-/// made from other tasks through a [`TransportHandle`](crate::TransportHandle) do not). The
-/// connection is then closed after flushing, with
+/// Bytes received, bytes the protocol writes from its callbacks and bytes written from other
+/// tasks through a [`TransportHandle`](crate::TransportHandle) (a chat client that only
+/// receives the others' lines) all count as activity, as the connection's task takes them
+/// ([`Protocol::handle_written`]): a deadline moved, never a timer re-armed per read or
+/// write. A handle write refused because the peer does not read
+/// ([`WriteError::Full`](crate::WriteError::Full)) is no activity. After a period without
+/// any, the connection is closed after flushing, with
 /// [`DisconnectReason::TimedOut`]`(`[`TimeoutKind::Idle`]`)`; if it cannot flush within
 /// another period (a peer that does not read), it is aborted.
 ///
@@ -307,6 +311,15 @@ impl<P: Protocol> Protocol for Idled<P> {
             TimerOutcome::Pending => {}
             TimerOutcome::Expired => timeout_connection(t, TimeoutKind::Idle),
         }
+    }
+
+    /// Bytes written through handles are activity too (a client that only receives other
+    /// connections' messages is not idle): one clock read per batch the connection's task
+    /// applies, the timer untouched, as for a read.
+    #[inline]
+    fn handle_written(&mut self, len: usize, t: &mut Transport) {
+        self.timer.reset_timeout();
+        self.inner.handle_written(len, t);
     }
 
     forward!(connection_lost);
@@ -426,6 +439,7 @@ impl<P: Protocol> Protocol for LineTimed<P> {
         connection_lost,
         pause_writing,
         resume_writing,
-        reading_resumed
+        reading_resumed,
+        handle_written
     );
 }

@@ -6,8 +6,10 @@ use super::Wrapper;
 use crate::{DisconnectReason, Protocol, TimerId, Transport};
 
 /// Logs every connection's traffic as `tracing` events, target `weft::traffic`: at debug
-/// level the byte count of each read (`dir = "in"`) and of what each callback wrote
-/// (`dir = "out"`), at trace level a hexdump of the bytes too (cut after
+/// level the byte count of each read (`dir = "in"`), of what each callback wrote
+/// (`dir = "out"`) and of each batch of writes made from other tasks through a
+/// [`TransportHandle`](crate::TransportHandle) (`dir = "out", handle = true`), at trace
+/// level a hexdump of the bytes too (cut after
 /// [`max_dump`](Self::max_dump) bytes), and the totals when the connection ends.
 ///
 /// Events carry the connection id; under a [`Reactor`](crate::Reactor) they are inside the
@@ -103,6 +105,19 @@ impl<P: Protocol> Logged<P> {
         r
     }
 
+    #[cold]
+    fn log_handle(&self, n: usize, bytes: &[u8]) {
+        if tracing::enabled!(target: TARGET, tracing::Level::TRACE) {
+            let dump = Hexdump {
+                parts: &[bytes],
+                max: self.max_dump,
+            };
+            tracing::trace!(target: TARGET, conn = self.id, dir = "out", handle = true, bytes = n, "\n{dump}");
+        } else {
+            tracing::debug!(target: TARGET, conn = self.id, dir = "out", handle = true, bytes = n);
+        }
+    }
+
     fn log(&self, dir: &'static str, n: usize, parts: &[&[u8]]) {
         if tracing::enabled!(target: TARGET, tracing::Level::TRACE) {
             let dump = Hexdump {
@@ -162,6 +177,18 @@ impl<P: Protocol> Protocol for Logged<P> {
 
     fn reading_resumed(&mut self, t: &mut Transport) {
         self.call(t, &[], |p, t| p.reading_resumed(t))
+    }
+
+    /// Bytes written from other tasks through handles: logged as `dir = "out"` with
+    /// `handle = true`, their bytes being the last `len` of the write buffer.
+    fn handle_written(&mut self, len: usize, t: &mut Transport) {
+        if tracing::enabled!(target: TARGET, tracing::Level::DEBUG) {
+            self.bytes_out += len as u64;
+            let out = t.pending_output();
+            let tail = &out[out.len().saturating_sub(len)..];
+            self.log_handle(len, tail);
+        }
+        self.call(t, &[], |p, t| p.handle_written(len, t))
     }
 }
 

@@ -128,6 +128,14 @@ pub(crate) struct Link {
     tx: mpsc::UnboundedSender<Command>,
     rx: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
+    /// Bytes handle writes added to the write buffer since the protocol was last told
+    /// ([`Protocol::handle_written`](crate::Protocol::handle_written)).
+    unreported: usize,
+    /// Bytes of handle writes the task may still apply before it stops taking commands
+    /// (`u64::MAX`: no limit; 0: commands wait in the channel, counted by the handles, until
+    /// the budget is raised). Set by a write throttle
+    /// ([`Transport::set_handle_budget`](crate::Transport::set_handle_budget)).
+    budget: u64,
 }
 
 impl Link {
@@ -142,7 +150,20 @@ impl Link {
             waiting: AtomicBool::new(false),
             room: Notify::new(),
         });
-        Self { tx, rx, shared }
+        Self {
+            tx,
+            rx,
+            shared,
+            unreported: 0,
+            budget: u64::MAX,
+        }
+    }
+
+    /// A link whose connection is already gone: its handles fail with `Closed` at once.
+    pub(crate) fn closed() -> TransportHandle {
+        let mut link = Self::new();
+        link.rx.close();
+        link.handle()
     }
 
     pub(crate) fn handle(&self) -> TransportHandle {
@@ -193,18 +214,46 @@ impl Link {
         self.shared.update(|q, _| (q, 0));
     }
 
-    /// A handle write of `len` bytes went into the write buffer, which now holds `buffered`
-    /// (one atomic step: the bytes move from one count to the other).
-    pub(crate) fn applied(&self, len: usize, buffered: usize) {
+    /// A handle write of `len` bytes was applied: `added` bytes went into the write buffer
+    /// (fewer when writes are shut), which now holds `buffered` (one atomic step: the bytes
+    /// move from one count to the other). They count against the budget and are reported to
+    /// the protocol after the batch.
+    pub(crate) fn applied(&mut self, len: usize, added: usize, buffered: usize) {
         self.shared
             .update(|q, _| (q.saturating_sub(len as u64), buffered as u64));
+        self.unreported += added;
+        if self.budget != u64::MAX {
+            self.budget = self.budget.saturating_sub(added as u64);
+        }
     }
 
+    /// Bytes applied since the last call (what the protocol is told now).
+    #[inline]
+    pub(crate) fn take_unreported(&mut self) -> usize {
+        std::mem::take(&mut self.unreported)
+    }
+
+    pub(crate) fn set_budget(&mut self, budget: Option<u64>) {
+        self.budget = budget.unwrap_or(u64::MAX);
+    }
+
+    pub(crate) fn budget(&self) -> Option<u64> {
+        (self.budget != u64::MAX).then_some(self.budget)
+    }
+
+    /// The next command, registering `cx` for the next one; `Pending` without registering
+    /// while the budget is spent (the throttle that set it wakes the task with its timer).
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
+        if self.budget == 0 {
+            return Poll::Pending;
+        }
         self.rx.poll_recv(cx)
     }
 
     pub(crate) fn try_recv(&mut self) -> Option<Command> {
+        if self.budget == 0 {
+            return None;
+        }
         self.rx.try_recv().ok()
     }
 }
@@ -230,6 +279,15 @@ impl Drop for Link {
 /// [`write_when_ready`](Self::write_when_ready) to wait for room) and toward a hard limit
 /// ([`Transport::set_handle_limit`](crate::Transport::set_handle_limit), 1 MiB by default)
 /// past which [`write`](Self::write) fails with [`WriteError::Full`] instead of growing.
+///
+/// The connection treats these bytes as its own output once its task takes them: the protocol
+/// is told ([`Protocol::handle_written`](crate::Protocol::handle_written), once per batch), so
+/// the [policies](crate::policies) see them: an
+/// [`IdleTimeout`](crate::policies::IdleTimeout) counts them as activity, a
+/// [`Throttle`](crate::policies::Throttle)'s write rate applies to them (over it they wait
+/// here, counted: [`buffered`](Self::buffered) grows, [`write`](Self::write) fails with
+/// [`WriteError::Full`] at the limit, [`writable`](Self::writable) waits), and the traffic log
+/// and metrics count them as bytes out.
 ///
 /// ```
 /// use weft_core::testing::MemoryTransport;
@@ -521,6 +579,20 @@ mod tests {
     struct P;
     impl Protocol for P {
         fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    }
+
+    /// A handle taken after the connection was lost (in `connection_lost`'s aftermath, or by
+    /// a `Registry::join` too late) fails at once instead of queueing into a channel nobody
+    /// reads.
+    #[test]
+    fn a_handle_taken_after_the_connection_is_lost_fails_at_once() {
+        let mut conn = MemoryTransport::new(P);
+        conn.lose(crate::DisconnectReason::ConnectionDone);
+        let h = conn.transport_mut().handle();
+        assert!(h.is_closed());
+        assert_eq!(h.write("late"), Err(crate::WriteError::Closed));
+        assert_eq!(h.lose_connection(), Err(crate::ConnectionClosed));
+        assert_eq!(h.buffered(), 0);
     }
 
     /// Writers on other threads and the connection draining at once: once everything is
