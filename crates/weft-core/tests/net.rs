@@ -111,6 +111,24 @@ async fn events_until_lost(rx: &mut mpsc::UnboundedReceiver<Ev>) -> Vec<Ev> {
     out
 }
 
+/// Why the connection ended, once it has (the reason of its `Lost` event).
+async fn lost_reason(rx: &mut mpsc::UnboundedReceiver<Ev>) -> String {
+    match events_until_lost(rx).await.pop() {
+        Some(Ev::Lost(reason)) => reason,
+        other => panic!("no Lost event but {other:?}"),
+    }
+}
+
+/// Connects to `addr`, sends `data` and reads until the server closes: the read's outcome and
+/// what came back.
+async fn exchange(addr: std::net::SocketAddr, data: &[u8]) -> (std::io::Result<usize>, Vec<u8>) {
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    c.write_all(data).await.unwrap();
+    let mut got = Vec::new();
+    let r = within(c.read_to_end(&mut got)).await;
+    (r, got)
+}
+
 fn data_of(evs: &[Ev]) -> Vec<u8> {
     evs.iter()
         .filter_map(|e| match e {
@@ -143,29 +161,22 @@ async fn clean_close_by_peer_calls_back_in_order() {
 #[tokio::test]
 async fn lose_connection_flushes_then_closes() {
     let (reactor, addr, mut rx) = recorder_server().await;
-    let mut c = TcpStream::connect(addr).await.unwrap();
-    c.write_all(b"close").await.unwrap();
-    let mut got = Vec::new();
-    within(c.read_to_end(&mut got)).await.unwrap();
+    let (r, got) = exchange(addr, b"close").await;
+    r.unwrap();
     assert_eq!(got, b"bye");
-    let evs = events_until_lost(&mut rx).await;
-    assert_eq!(evs.last(), Some(&Ev::Lost("local".into())));
+    assert_eq!(lost_reason(&mut rx).await, "local");
     reactor.shutdown().await;
 }
 
 #[tokio::test]
 async fn abort_resets_and_reports_aborted() {
     let (reactor, addr, mut rx) = recorder_server().await;
-    let mut c = TcpStream::connect(addr).await.unwrap();
-    c.write_all(b"abort").await.unwrap();
-    let mut got = Vec::new();
-    let r = within(c.read_to_end(&mut got)).await;
+    let (r, got) = exchange(addr, b"abort").await;
     assert!(
         r.is_err() || got.is_empty(),
         "abort must not send data: {r:?} {got:?}"
     );
-    let evs = events_until_lost(&mut rx).await;
-    assert_eq!(evs.last(), Some(&Ev::Lost("aborted".into())));
+    assert_eq!(lost_reason(&mut rx).await, "aborted");
     reactor.shutdown().await;
 }
 
@@ -178,8 +189,7 @@ async fn reset_by_peer_reports_reset() {
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(c);
-    let evs = events_until_lost(&mut rx).await;
-    assert_eq!(evs.last(), Some(&Ev::Lost("reset".into())));
+    assert_eq!(lost_reason(&mut rx).await, "reset");
     reactor.shutdown().await;
 }
 
@@ -188,8 +198,7 @@ async fn panic_closes_only_that_connection() {
     let (reactor, addr, mut rx) = recorder_server().await;
     let mut bad = TcpStream::connect(addr).await.unwrap();
     bad.write_all(b"panic").await.unwrap();
-    let evs = events_until_lost(&mut rx).await;
-    assert_eq!(evs.last(), Some(&Ev::Lost("panicked:asked to".into())));
+    assert_eq!(lost_reason(&mut rx).await, "panicked:asked to");
     let mut sink = Vec::new();
     let _ = within(bad.read_to_end(&mut sink)).await;
 
@@ -394,8 +403,7 @@ async fn endpoint_string_listen_and_unix_round_trip() {
     within(c.read_exact(&mut buf)).await.unwrap();
     assert_eq!(&buf, b"over unix");
     drop(c);
-    let evs = events_until_lost(&mut rx).await;
-    assert_eq!(evs.last(), Some(&Ev::Lost("done".into())));
+    assert_eq!(lost_reason(&mut rx).await, "done");
     port.stop_listening().await;
     assert!(!path.exists(), "socket file removed");
     reactor.shutdown().await;
