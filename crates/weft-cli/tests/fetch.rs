@@ -112,6 +112,13 @@ fn fetch_in(dir: &std::path::Path, url: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
+/// [`fails`] with the URL of `path` on a fresh [`routes`] server as the last argument.
+fn fails_at(args: &[&str], path: &str, code: i32, needle: &str) -> String {
+    let http = HttpServer::start(routes);
+    let url = http.url(path);
+    fails(&[args, &[url.as_str()]].concat(), code, needle)
+}
+
 /// Runs a failing command; checks the exit code and that stderr is one line containing
 /// `needle`; returns stderr.
 fn fails(args: &[&str], code: i32, needle: &str) -> String {
@@ -154,18 +161,12 @@ fn cat_http_status_error() {
 
 #[test]
 fn cat_too_short() {
-    let http = HttpServer::start(routes);
-    fails(
-        &["cat", &http.url("/short")],
-        6,
-        "too short: got 10 of 100 bytes",
-    );
+    fails_at(&["cat"], "/short", 6, "too short: got 10 of 100 bytes");
 }
 
 #[test]
 fn cat_too_many_redirects() {
-    let http = HttpServer::start(routes);
-    fails(&["cat", &http.url("/loop/0")], 9, "too many redirects");
+    fails_at(&["cat"], "/loop/0", 9, "too many redirects");
 }
 
 #[test]
@@ -180,12 +181,7 @@ fn cat_unsupported_scheme_and_bad_url() {
 
 #[test]
 fn cat_timeout() {
-    let http = HttpServer::start(routes);
-    fails(
-        &["cat", "--timeout", "0.5", &http.url("/slow")],
-        5,
-        "timed out",
-    );
+    fails_at(&["cat", "--timeout", "0.5"], "/slow", 5, "timed out");
 }
 
 #[test]
@@ -235,12 +231,7 @@ fn method_headers_and_body() {
 
 #[test]
 fn malformed_header_is_a_usage_error() {
-    let http = HttpServer::start(routes);
-    fails(
-        &["cat", "-H", "no colon here", &http.url("/hello")],
-        2,
-        "header",
-    );
+    fails_at(&["cat", "-H", "no colon here"], "/hello", 2, "header");
 }
 
 #[test]
@@ -351,9 +342,9 @@ fn fetch_too_short_leaves_nothing() {
 
 #[test]
 fn fetch_into_a_missing_directory_is_a_local_io_error() {
-    let http = HttpServer::start(routes);
-    fails(
-        &["fetch", "-o", "/nonexistent-dir/x/out", &http.url("/hello")],
+    fails_at(
+        &["fetch", "-o", "/nonexistent-dir/x/out"],
+        "/hello",
         8,
         "/nonexistent-dir/x",
     );
