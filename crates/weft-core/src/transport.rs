@@ -219,9 +219,21 @@ impl Transport {
     }
 
     /// The write buffer with room for `len` more bytes (taken from the pool if the connection
-    /// holds none), or `None` when there is nothing to write or writes are ignored.
+    /// holds none), or `None` when writes are ignored (or there is nothing to write and no
+    /// buffer). Inlined into every write: the usual case (room left, writes allowed) is one
+    /// comparison and one flag; a connection without a buffer has no room, so it takes the
+    /// out-of-line path.
     #[inline]
     fn buffer_for(&mut self, len: usize) -> Option<&mut BytesMut> {
+        if len <= self.wbuf.capacity() - self.wbuf.len() && !self.writes_shut {
+            return Some(&mut self.wbuf);
+        }
+        self.make_room(len)
+    }
+
+    /// [`buffer_for`](Self::buffer_for) when the buffer is missing or full, or writes are shut.
+    #[inline(never)]
+    fn make_room(&mut self, len: usize) -> Option<&mut BytesMut> {
         if len == 0 || self.writes_shut {
             return None;
         }
@@ -247,7 +259,7 @@ impl Transport {
     /// conn.feed(b"line");
     /// assert_eq!(conn.written(), b"line\r\n");
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn write_slices(&mut self, parts: &[&[u8]]) {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let Some(buf) = self.buffer_for(total) else {
