@@ -410,8 +410,8 @@ impl Reactor {
         transport.origin = origin;
         let handle = with_handle.then(|| transport.handle());
         let conn = Conn::new(protocol, transport);
-        let driver = Driver::new(stream, conn, self.inner.hub.clone());
-        let task = self.inner.tracker.spawn(driver.instrument(span));
+        let driver = Driver::new(stream, conn, self.inner.hub.clone(), span);
+        let task = self.inner.tracker.spawn(driver);
         Some((task, handle))
     }
 

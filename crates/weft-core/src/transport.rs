@@ -36,6 +36,10 @@ pub(crate) enum Closing {
     Graceful(DisconnectReason),
     /// Drop pending output and close now.
     Abort,
+    /// A callback panicked (with this message): as `Abort`, reported as
+    /// `DisconnectReason::Panicked`. Kept here rather than beside the transport, so a
+    /// connection pays no room of its own for a panic message it almost never has.
+    Panicked(String),
 }
 
 /// A request sent through a [`TransportHandle`] to the task that owns the connection.
@@ -107,7 +111,9 @@ pub struct TimerId(u64);
 /// ```
 pub struct Transport {
     wbuf: BytesMut,
-    closing: Option<Closing>,
+    /// Boxed: a close happens once per connection, and inline the reason took 24 bytes in
+    /// every connection's task.
+    closing: Option<Box<Closing>>,
     eof_requested: bool,
     /// Set once writes are ignored (after an abort or `write_eof`): one flag for the hot path.
     writes_shut: bool,
@@ -266,12 +272,7 @@ impl Transport {
             return;
         };
         for part in parts {
-            match part.len() {
-                0 => {}
-                // A one-byte delimiter: no memmove call for a single byte.
-                1 => buf.extend_from_slice(&[part[0]]),
-                _ => buf.extend_from_slice(part),
-            }
+            buf.extend_from_slice(part);
         }
     }
 
@@ -348,7 +349,7 @@ impl Transport {
 
     pub(crate) fn close_gracefully(&mut self, reason: DisconnectReason) {
         if self.closing.is_none() {
-            self.closing = Some(Closing::Graceful(reason));
+            self.closing = Some(Box::new(Closing::Graceful(reason)));
         }
     }
 
@@ -370,7 +371,9 @@ impl Transport {
     /// assert!(conn.written().is_empty());
     /// ```
     pub fn abort_connection(&mut self) {
-        self.closing = Some(Closing::Abort);
+        if !self.is_aborted() {
+            self.closing = Some(Box::new(Closing::Abort));
+        }
         self.writes_shut = true;
         self.direct.clear();
         self.release_buffer();
@@ -759,13 +762,30 @@ impl Transport {
     /// True once `abort_connection` was called (or a callback panicked).
     #[inline]
     pub(crate) fn is_aborted(&self) -> bool {
-        matches!(self.closing, Some(Closing::Abort))
+        matches!(
+            self.closing.as_deref(),
+            Some(Closing::Abort | Closing::Panicked(_))
+        )
+    }
+
+    /// A callback panicked: aborts the connection, `msg` becoming its reason (whatever
+    /// close was asked for before or is asked for after).
+    pub(crate) fn abort_with_panic(&mut self, msg: String) {
+        self.abort_connection();
+        self.closing = Some(Box::new(Closing::Panicked(msg)));
+    }
+
+    /// True once a callback panicked.
+    #[inline]
+    pub(crate) fn has_panicked(&self) -> bool {
+        matches!(self.closing.as_deref(), Some(Closing::Panicked(_)))
     }
 
     /// The reason `connection_lost` gets for the close that was asked for, if any.
     pub(crate) fn requested_close(&self) -> Option<DisconnectReason> {
-        match &self.closing {
+        match self.closing.as_deref() {
             Some(Closing::Abort) => Some(DisconnectReason::Aborted),
+            Some(Closing::Panicked(msg)) => Some(DisconnectReason::Panicked(msg.clone())),
             Some(Closing::Graceful(r)) => Some(r.clone()),
             None => None,
         }
