@@ -854,3 +854,34 @@ async fn throttled_handle_writes_keep_to_the_rate_over_a_socket() {
     assert_eq!(h.buffered(), 0);
     reactor.shutdown().await;
 }
+
+/// An abort through a handle reaches a connection whose handle writes a throttle holds back
+/// at once, not when the throttle next lets a slice in (here a minute away).
+#[tokio::test]
+async fn a_handle_abort_is_not_held_back_by_the_throttle() {
+    use weft_core::policies::{FactoryExt, Throttle};
+    struct Handed(mpsc::UnboundedSender<weft_core::TransportHandle>);
+    impl Protocol for Handed {
+        fn connection_made(&mut self, t: &mut Transport) {
+            let _ = self.0.send(t.handle());
+        }
+        fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let factory = factory_fn(move |_| Some(Handed(tx.clone())))
+        .with(Throttle::new().write_per_connection(1024));
+    let (reactor, mut client) = serve_and_connect(factory).await;
+    let h = within(rx.recv()).await.unwrap();
+    h.write(vec![b'a'; 64 * 1024]).unwrap(); // a minute of debt
+    h.write(vec![b'b'; 1024]).unwrap(); // held back
+    let mut first = vec![0u8; 64 * 1024];
+    within(client.read_exact(&mut first)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.buffered(), 1024, "the second write waits");
+    h.abort_connection().unwrap();
+    let mut rest = Vec::new();
+    let end = within(client.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "the held-back write was dropped");
+    assert!(end.is_err(), "a reset: {end:?}");
+    reactor.shutdown().await;
+}
