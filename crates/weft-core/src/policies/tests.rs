@@ -1037,3 +1037,35 @@ async fn throttled_handle_writers_wait_for_room() {
     writer.await.unwrap();
     assert_eq!(got, 400_000);
 }
+
+/// An abort through a handle (`OverLimit::Abort`, `Laggards::Disconnect`) does not wait
+/// behind the handle writes a throttle holds back: it drops them, at the throttle's next turn
+/// at the latest, while a `lose_connection` waits its turn.
+#[tokio::test(start_paused = true)]
+async fn a_handle_abort_goes_ahead_of_throttled_handle_writes() {
+    let (mut conn, h) = receiving(Throttle::new().write_per_connection(1000));
+    for _ in 0..20 {
+        h.write(vec![b'q'; 500]).unwrap();
+    }
+    conn.run_pending();
+    assert!(h.buffered() >= 9000, "held back");
+    h.abort_connection().unwrap();
+    conn.advance(Duration::from_millis(100)).await;
+    assert!(conn.is_aborted(), "not after 10 s of throttled writes");
+    assert!(conn.written().is_empty(), "pending output dropped");
+
+    let (mut conn, h) = receiving(Throttle::new().write_per_connection(1000));
+    for _ in 0..4 {
+        h.write(vec![b'q'; 500]).unwrap();
+    }
+    h.lose_connection().unwrap();
+    conn.run_pending();
+    assert!(!conn.is_closing(), "waits behind the writes");
+    let mut got = conn.take_written().len();
+    for _ in 0..300 {
+        conn.advance(Duration::from_millis(10)).await;
+        got += conn.take_written().len();
+    }
+    assert_eq!(got, 2000);
+    assert!(conn.is_closing() && !conn.is_aborted());
+}

@@ -25,7 +25,9 @@ use crate::{DisconnectReason, Protocol, TimerId, Transport};
 /// [`write_when_ready`](crate::TransportHandle::write_when_ready) wait, a
 /// [`Registry`](crate::Registry) broadcast skips the member as a slow reader); nothing is
 /// dropped. They are let in a twentieth of a second's worth at a time. Commands sent behind
-/// them (a `lose_connection`, an `abort_connection`) wait their turn, in order.
+/// them wait their turn, in order (a `lose_connection` closes once they are all written),
+/// except an `abort_connection`, which drops them: it goes ahead, as soon as the connection's
+/// task runs (at the latest when the throttle lets the next slice in).
 ///
 /// The rates are averages: a connection may go a tenth of a second's worth of bytes ahead
 /// (a burst), and a read takes what the socket has (up to 64 KiB), after which the

@@ -89,6 +89,9 @@ struct Shared {
     low: AtomicUsize,
     limit: AtomicUsize,
     abort_over_limit: AtomicBool,
+    /// A handle asked for an abort: taken ahead of the commands a spent budget holds back
+    /// (an abort drops pending output anyway).
+    abort: AtomicBool,
     /// A writer waits in [`TransportHandle::writable`]: the task notifies `room` when the
     /// buffer drains under the low mark.
     waiting: AtomicBool,
@@ -147,6 +150,7 @@ impl Link {
             low: AtomicUsize::new(0),
             limit: AtomicUsize::new(DEFAULT_HANDLE_LIMIT),
             abort_over_limit: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
             waiting: AtomicBool::new(false),
             room: Notify::new(),
         });
@@ -242,19 +246,31 @@ impl Link {
     }
 
     /// The next command, registering `cx` for the next one; `Pending` without registering
-    /// while the budget is spent (the throttle that set it wakes the task with its timer).
+    /// while the budget is spent (the throttle that set it wakes the task with its timer),
+    /// except for an abort, which goes ahead of what the budget holds back.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
         if self.budget == 0 {
-            return Poll::Pending;
+            return match self.held_back_abort() {
+                Some(abort) => Poll::Ready(Some(abort)),
+                None => Poll::Pending,
+            };
         }
         self.rx.poll_recv(cx)
     }
 
     pub(crate) fn try_recv(&mut self) -> Option<Command> {
         if self.budget == 0 {
-            return None;
+            return self.held_back_abort();
         }
         self.rx.try_recv().ok()
+    }
+
+    #[cold]
+    fn held_back_abort(&self) -> Option<Command> {
+        self.shared
+            .abort
+            .swap(false, Ordering::SeqCst)
+            .then_some(Command::Abort)
     }
 }
 
@@ -347,7 +363,7 @@ impl TransportHandle {
         if let Err(v) = reserved {
             let (q, b) = split(v);
             if s.abort_over_limit.load(Ordering::SeqCst) {
-                let _ = self.send(Command::Abort);
+                let _ = self.abort_connection();
             }
             return Err(WriteError::Full {
                 buffered: (q + b) as usize,
@@ -486,13 +502,17 @@ impl TransportHandle {
         self.send(Command::LoseConnection)
     }
 
-    /// Drops pending output and closes now (the connection's `abort_connection`).
+    /// Drops pending output and closes now (the connection's `abort_connection`). It goes
+    /// ahead of handle writes a [`Throttle`](crate::policies::Throttle) holds back (they are
+    /// pending output too).
     ///
     /// # Errors
     /// [`ConnectionClosed`] once the connection is gone.
     ///
     /// See [`lose_connection`](Self::lose_connection) for an example.
     pub fn abort_connection(&self) -> Result<(), ConnectionClosed> {
+        // Also flagged: a throttle holding the handle writes back lets it through first.
+        self.shared.abort.store(true, Ordering::SeqCst);
         self.send(Command::Abort)
     }
 
