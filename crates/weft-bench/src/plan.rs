@@ -17,8 +17,9 @@ pub struct RunOpts {
     pub secs: f64,
     /// Repetitions of every measurement (servers interleaved; medians reported). Many short
     /// repetitions rather than a few long ones: on a shared 2-core machine a single ratio
-    /// spreads by ±15% or more, and only the median of some 30 pins it down to about ±3%.
-    #[arg(long, default_value_t = 30)]
+    /// spreads by ±15% or more, and only the median of many pins it down to a few percent
+    /// (15 keep the whole default run under 10 minutes; 30 for a closer look at one mode).
+    #[arg(long, default_value_t = 15)]
     pub reps: usize,
     /// Lines in flight per connection in the pipelined line-echo modes.
     #[arg(long, default_value_t = 64)]

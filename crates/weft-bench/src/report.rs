@@ -756,7 +756,10 @@ impl Report {
              server's VmRSS (`/proc/PID/status`) is read once it settles, before, with K fresh \
              connections, and after every connection carried one line and went idle again. \
              Memory the server keeps per connection after one line (buffers not released while \
-             idle) shows as the difference between the last two columns.\n"
+             idle) shows as the difference between the last two columns. A TLS connection \
+             also holds rustls' state for its life (keys, and a receive buffer of 4 KiB or \
+             more allocated by the handshake, which rustls' buffered API shrinks but never \
+             frees), in weft as in the reference.\n"
         );
         let _ = writeln!(
             o,
