@@ -1039,8 +1039,8 @@ async fn throttled_handle_writers_wait_for_room() {
 }
 
 /// An abort through a handle (`OverLimit::Abort`, `Laggards::Disconnect`) does not wait
-/// behind the handle writes a throttle holds back: it drops them, at the throttle's next turn
-/// at the latest, while a `lose_connection` waits its turn.
+/// behind the handle writes a throttle holds back: it drops them (over a socket too:
+/// `tests/net.rs`), while a `lose_connection` waits its turn.
 #[tokio::test(start_paused = true)]
 async fn a_handle_abort_goes_ahead_of_throttled_handle_writes() {
     let (mut conn, h) = receiving(Throttle::new().write_per_connection(1000));

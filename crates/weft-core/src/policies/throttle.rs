@@ -26,8 +26,7 @@ use crate::{DisconnectReason, Protocol, TimerId, Transport};
 /// [`Registry`](crate::Registry) broadcast skips the member as a slow reader); nothing is
 /// dropped. They are let in a twentieth of a second's worth at a time. Commands sent behind
 /// them wait their turn, in order (a `lose_connection` closes once they are all written),
-/// except an `abort_connection`, which drops them: it goes ahead, as soon as the connection's
-/// task runs (at the latest when the throttle lets the next slice in).
+/// except an `abort_connection`, which drops them: it goes ahead of them, at once.
 ///
 /// The rates are averages: a connection may go a tenth of a second's worth of bytes ahead
 /// (a burst), and a read takes what the socket has (up to 64 KiB), after which the

@@ -18,6 +18,9 @@ use crate::{DisconnectReason, Protocol, TimeoutKind, TimerId, Transport};
 /// Route [`Protocol::timer_fired`] through [`timer_fired`](Self::timer_fired): it says when
 /// the timeout expired, and the protocol then does what it wants (Twisted's
 /// `timeoutConnection`; [`timeout_connection`] is the default, a close that says why).
+/// What counts as activity is the protocol's choice: [`IdleTimeout`] calls
+/// [`reset_timeout`](Self::reset_timeout) for every read, for what each callback writes and
+/// from [`Protocol::handle_written`] (bytes other tasks wrote through handles).
 ///
 /// ```
 /// use std::time::Duration;

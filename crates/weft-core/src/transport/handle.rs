@@ -8,9 +8,9 @@
 //! limit fails instead of queueing; writers that want to wait for room await
 //! [`TransportHandle::writable`], woken when the task publishes a size under the low mark.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
@@ -92,6 +92,9 @@ struct Shared {
     /// A handle asked for an abort: taken ahead of the commands a spent budget holds back
     /// (an abort drops pending output anyway).
     abort: AtomicBool,
+    /// The connection's task while a spent budget keeps it off the channel (so it is not
+    /// woken by sends): an abort wakes it through this.
+    parked: Mutex<Option<Waker>>,
     /// A writer waits in [`TransportHandle::writable`]: the task notifies `room` when the
     /// buffer drains under the low mark.
     waiting: AtomicBool,
@@ -151,6 +154,7 @@ impl Link {
             limit: AtomicUsize::new(DEFAULT_HANDLE_LIMIT),
             abort_over_limit: AtomicBool::new(false),
             abort: AtomicBool::new(false),
+            parked: Mutex::new(None),
             waiting: AtomicBool::new(false),
             room: Notify::new(),
         });
@@ -250,10 +254,7 @@ impl Link {
     /// except for an abort, which goes ahead of what the budget holds back.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
         if self.budget == 0 {
-            return match self.held_back_abort() {
-                Some(abort) => Poll::Ready(Some(abort)),
-                None => Poll::Pending,
-            };
+            return self.poll_parked(cx);
         }
         self.rx.poll_recv(cx)
     }
@@ -263,6 +264,18 @@ impl Link {
             return self.held_back_abort();
         }
         self.rx.try_recv().ok()
+    }
+
+    /// The budget is spent: only an abort gets through; park the task for one.
+    #[cold]
+    fn poll_parked(&self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
+        *self.shared.parked.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        // Checked after parking: an abort flagged before is seen here, one flagged after
+        // finds the waker.
+        match self.held_back_abort() {
+            Some(abort) => Poll::Ready(Some(abort)),
+            None => Poll::Pending,
+        }
     }
 
     #[cold]
@@ -511,8 +524,18 @@ impl TransportHandle {
     ///
     /// See [`lose_connection`](Self::lose_connection) for an example.
     pub fn abort_connection(&self) -> Result<(), ConnectionClosed> {
-        // Also flagged: a throttle holding the handle writes back lets it through first.
+        // Also flagged: a throttle holding the handle writes back lets it through first
+        // (waking the task it keeps off the channel).
         self.shared.abort.store(true, Ordering::SeqCst);
+        let parked = self
+            .shared
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = parked {
+            task.wake();
+        }
         self.send(Command::Abort)
     }
 
