@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::time::Instant;
 
-use super::Wrapper;
+use super::{Wrapper, counting_writes};
 use crate::{DisconnectReason, Protocol, TimerId, Transport};
 
 /// Limits the bytes per second read from and written to peers, per connection and for all the
@@ -314,10 +314,8 @@ impl<P: Protocol> Throttled<P> {
     /// what it wrote.
     fn call<R>(&mut self, t: &mut Transport, f: impl FnOnce(&mut P, &mut Transport) -> R) -> R {
         set_paused(t, self.inner_paused);
-        let before = t.write_buffer_size();
-        let r = f(&mut self.inner, t);
+        let (r, wrote) = counting_writes(t, |t| f(&mut self.inner, t));
         let was_paused = std::mem::replace(&mut self.inner_paused, t.is_producing_paused());
-        let wrote = t.write_buffer_size().saturating_sub(before);
         if wrote > 0 {
             let now = Instant::now();
             let wait = self.take_write(wrote, now);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Wrapper, forward};
+use super::{Wrapper, counting_writes, forward};
 use crate::{DisconnectReason, Protocol, TimeoutKind, TimerId, Transport};
 
 /// A timeout a protocol embeds and steers itself (Twisted's `TimeoutMixin`).
@@ -286,9 +286,8 @@ impl<P> Idled<P> {
     /// Runs a callback of the inner protocol; writing counts as activity.
     #[inline]
     fn call<R>(&mut self, t: &mut Transport, f: impl FnOnce(&mut P, &mut Transport) -> R) -> R {
-        let before = t.write_buffer_size();
-        let r = f(&mut self.inner, t);
-        if t.write_buffer_size() > before {
+        let (r, wrote) = counting_writes(t, |t| f(&mut self.inner, t));
+        if wrote > 0 {
             self.timer.reset_timeout();
         }
         r
