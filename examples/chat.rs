@@ -1,8 +1,8 @@
 //! Twisted's chat server: every line a client sends goes to every other connected client.
 //!
 //! ```text
-//! cargo run --example chat [ADDR]   # default 127.0.0.1:1234; port 0 picks one; ADDR is HOST:PORT, :PORT or an endpoint string (tcp:0:interface=127.0.0.1)
-//! nc 127.0.0.1 1234                 # in two or more terminals; type lines
+//! cargo run --example chat [ADDR [IDLE_SECS]]   # default 127.0.0.1:1234; port 0 picks one; ADDR is HOST:PORT, :PORT or an endpoint string (tcp:0:interface=127.0.0.1)
+//! nc 127.0.0.1 1234                             # in two or more terminals; type lines
 //! ```
 //!
 //! The first stderr line is `listening on HOST:PORT` (the real address). A client gets a
@@ -17,12 +17,17 @@
 //! is dropped; a broadcast writes one `Bytes` to everyone else without copying it per client
 //! or waiting. A client that stops reading misses messages once more than 64 KiB wait for it
 //! (it is skipped, never slows the others, and the server's memory stays bounded).
-//! Ctrl-C shuts down gracefully.
+//! A connection on which nothing moved either way for `IDLE_SECS` (default 300, `0`: never)
+//! is closed by an [`IdleTimeout`] policy; a client that only listens is not idle while the
+//! others talk (what the room writes to it counts), and one that stops reading is closed once
+//! nothing more fits in its buffer. Ctrl-C shuts down gracefully.
 #![allow(clippy::print_stderr)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
+use weft::core::policies::{FactoryExt, IdleTimeout};
 use weft::core::{Address, DisconnectReason, Membership, Reactor, Registry, shared_factory};
 use weft::line::{Control, Delimiter, LineProtocol, Receiver};
 
@@ -103,6 +108,15 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:1234".into());
+    let idle_secs: u64 = match std::env::args().nth(2) {
+        Some(s) => s.parse().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("IDLE_SECS must be a number of seconds, not {s:?}"),
+            )
+        })?,
+        None => 300,
+    };
     let reactor = Reactor::new();
     reactor.handle_signals()?; // a Ctrl-C from now on is a clean shutdown
     let factory = shared_factory(Arc::new(Room::default()), |room, _peer: &Address| {
@@ -113,7 +127,8 @@ async fn main() -> std::io::Result<()> {
             me: None,
         };
         Some(LineProtocol::new(chatter).with_delimiter(Delimiter::ANY))
-    });
+    })
+    .with((idle_secs > 0).then(|| IdleTimeout::new(Duration::from_secs(idle_secs))));
     let port = reactor.listen(&addr, factory).await?;
     eprintln!("listening on {}", port.local_addr().listening());
     // After the first stderr line, so that it stays first whatever RUST_LOG says.

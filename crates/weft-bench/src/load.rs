@@ -1,12 +1,16 @@
 //! The load generator: async client modes, run on a current-thread runtime so the client
-//! takes at most one of the machine's cores.
+//! takes at most one of the machine's cores. Every mode speaks plain TCP, TLS (tokio-rustls)
+//! or TCP with a PROXY protocol header first ([`Wire`]).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_util::either::Either;
 
 /// Length of every line, delimiter included.
 pub const LINE_LEN: usize = 64;
@@ -35,6 +39,108 @@ async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     Ok(s)
 }
 
+/// How the load generator talks to a server.
+#[derive(Debug, Clone)]
+pub enum Wire {
+    /// Plain TCP.
+    Tcp,
+    /// TLS over TCP with this client configuration (verifying [`crate::tls::SERVER_NAME`]).
+    Tls(Arc<rustls::ClientConfig>),
+    /// TCP with a PROXY protocol header first, as HAProxy's `send-proxy` sends it.
+    Proxy(ProxyVersion),
+}
+
+/// Which PROXY protocol header the load generator sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyVersion {
+    /// Text: `PROXY TCP4 SRC DST SPORT DPORT\r\n`.
+    V1,
+    /// Binary, command PROXY, TCP over IPv4/IPv6.
+    V2,
+}
+
+/// The PROXY header for a connection from `src` to `dst`.
+pub fn proxy_header(v: ProxyVersion, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+    match v {
+        ProxyVersion::V1 => {
+            let fam = if src.is_ipv4() { "TCP4" } else { "TCP6" };
+            format!(
+                "PROXY {fam} {} {} {} {}\r\n",
+                src.ip(),
+                dst.ip(),
+                src.port(),
+                dst.port()
+            )
+            .into_bytes()
+        }
+        ProxyVersion::V2 => {
+            let mut h = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+            h.push(0x21); // version 2, PROXY
+            match (src.ip(), dst.ip()) {
+                (IpAddr::V4(s), IpAddr::V4(d)) => {
+                    h.push(0x11); // TCP over IPv4
+                    h.extend_from_slice(&12u16.to_be_bytes());
+                    h.extend_from_slice(&s.octets());
+                    h.extend_from_slice(&d.octets());
+                }
+                (s, d) => {
+                    let v6 = |ip: IpAddr| match ip {
+                        IpAddr::V4(a) => a.to_ipv6_mapped(),
+                        IpAddr::V6(a) => a,
+                    };
+                    h.push(0x21); // TCP over IPv6
+                    h.extend_from_slice(&36u16.to_be_bytes());
+                    h.extend_from_slice(&v6(s).octets());
+                    h.extend_from_slice(&v6(d).octets());
+                }
+            }
+            h.extend_from_slice(&src.port().to_be_bytes());
+            h.extend_from_slice(&dst.port().to_be_bytes());
+            h
+        }
+    }
+}
+
+/// A client connection: plain TCP (also after a PROXY header) or TLS (handshake done).
+pub type Stream = Either<TcpStream, Box<TlsStream<TcpStream>>>;
+
+/// Connects over `wire` (TCP_NODELAY; the TLS handshake, or the PROXY header) and writes
+/// `first` (with the PROXY header in one write: one segment, as a proxy sends it).
+pub async fn dial(addr: SocketAddr, wire: &Wire, first: &[u8]) -> io::Result<Stream> {
+    let mut s = connect(addr).await?;
+    match wire {
+        Wire::Tcp => {
+            if !first.is_empty() {
+                s.write_all(first).await?;
+            }
+            Ok(Either::Left(s))
+        }
+        Wire::Proxy(v) => {
+            let mut h = proxy_header(*v, s.local_addr()?, s.peer_addr()?);
+            h.extend_from_slice(first);
+            s.write_all(&h).await?;
+            Ok(Either::Left(s))
+        }
+        Wire::Tls(config) => {
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            let mut t = connector.connect(crate::tls::server_name(), s).await?;
+            if !first.is_empty() {
+                t.write_all(first).await?;
+                t.flush().await?;
+            }
+            Ok(Either::Right(Box::new(t)))
+        }
+    }
+}
+
+/// Closes: TLS sends `close_notify` first (a clean close, which servers log as such); TCP
+/// just closes.
+pub async fn close(s: Stream) {
+    if let Either::Right(mut t) = s {
+        let _ = t.shutdown().await;
+    }
+}
+
 /// Result of a line-echo run.
 #[derive(Debug, Clone, Copy)]
 pub struct LineResult {
@@ -49,6 +155,7 @@ pub struct LineResult {
 /// `before_start` runs once every connection is up, just before the first write.
 pub async fn line_echo(
     addr: SocketAddr,
+    wire: &Wire,
     conns: usize,
     window: usize,
     secs: f64,
@@ -56,14 +163,19 @@ pub async fn line_echo(
 ) -> io::Result<LineResult> {
     let mut streams = Vec::with_capacity(conns);
     for _ in 0..conns {
-        streams.push(connect(addr).await?);
+        streams.push(dial(addr, wire, &[]).await?);
     }
     before_start();
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(secs);
     let mut tasks = Vec::with_capacity(conns);
     for (i, s) in streams.into_iter().enumerate() {
-        tasks.push(tokio::spawn(line_conn(s, i as u32, window, deadline)));
+        tasks.push(tokio::spawn(async move {
+            let mut s = s;
+            let n = line_conn(&mut s, i as u32, window, deadline).await;
+            close(s).await;
+            n
+        }));
     }
     let mut lines = 0;
     for t in tasks {
@@ -75,12 +187,7 @@ pub async fn line_echo(
     })
 }
 
-async fn line_conn(
-    mut s: TcpStream,
-    conn: u32,
-    window: usize,
-    deadline: Instant,
-) -> io::Result<u64> {
+async fn line_conn(s: &mut Stream, conn: u32, window: usize, deadline: Instant) -> io::Result<u64> {
     let window = window as u64;
     let (mut sent, mut recv) = (0u64, 0u64);
     let mut wbuf = vec![0u8; window as usize * LINE_LEN];
@@ -98,6 +205,7 @@ async fn line_conn(
                 make_line(conn, sent + k as u64, &mut wbuf[k * LINE_LEN..]);
             }
             s.write_all(&wbuf[..n * LINE_LEN]).await?;
+            s.flush().await?;
             sent += n as u64;
         }
         if sent == recv {
@@ -153,10 +261,11 @@ impl RateResult {
     }
 }
 
-/// Connection rate: `parallel` clients, each in a loop connecting, sending one line, reading
-/// its echo and closing, for `secs`.
+/// Connection rate: `parallel` clients, each in a loop connecting (over TLS: a full
+/// handshake, no resumption), sending one line, reading its echo and closing, for `secs`.
 pub async fn conn_rate(
     addr: SocketAddr,
+    wire: &Wire,
     parallel: usize,
     secs: f64,
     before_start: impl FnOnce(),
@@ -166,6 +275,7 @@ pub async fn conn_rate(
     let deadline = start + Duration::from_secs_f64(secs);
     let mut tasks = Vec::new();
     for i in 0..parallel {
+        let wire = wire.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut line = [0u8; LINE_LEN];
@@ -173,9 +283,8 @@ pub async fn conn_rate(
             let mut seq = 0u64;
             while Instant::now() < deadline {
                 let t0 = Instant::now();
-                let mut s = connect(addr).await?;
                 make_line(i as u32, seq, &mut line);
-                s.write_all(&line).await?;
+                let mut s = dial(addr, &wire, &line).await?;
                 s.read_exact(&mut got).await?;
                 if got != line {
                     return Err(bad(format!(
@@ -183,7 +292,7 @@ pub async fn conn_rate(
                         String::from_utf8_lossy(&got)
                     )));
                 }
-                drop(s);
+                close(s).await;
                 lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
                 seq += 1;
             }
@@ -222,12 +331,33 @@ fn pattern(offset: u64, out: &mut [u8]) {
 /// down its side; a reader checks every byte echoed.
 pub async fn bulk(
     addr: SocketAddr,
+    wire: &Wire,
     secs: f64,
     before_start: impl FnOnce(),
 ) -> io::Result<BulkResult> {
+    match dial(addr, wire, &[]).await? {
+        Either::Left(s) => {
+            let (r, w) = s.into_split();
+            bulk_on(r, w, secs, before_start).await
+        }
+        Either::Right(s) => {
+            let (r, w) = tokio::io::split(*s);
+            bulk_on(r, w, secs, before_start).await
+        }
+    }
+}
+
+async fn bulk_on<R, W>(
+    mut r: R,
+    mut w: W,
+    secs: f64,
+    before_start: impl FnOnce(),
+) -> io::Result<BulkResult>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     const CHUNK: usize = 64 * 1024;
-    let s = connect(addr).await?;
-    let (mut r, mut w) = s.into_split();
     // A chunk of the 251-periodic pattern, with slack so any offset can be sliced out of it.
     let mut pat = vec![0u8; CHUNK + 251];
     pattern(0, &mut pat);
@@ -278,18 +408,26 @@ pub async fn bulk(
 }
 
 /// Idle connections held open: `k` connections, before and after each carried one line.
+#[derive(Debug)]
 pub struct IdleConns {
-    streams: Vec<TcpStream>,
+    streams: Vec<Stream>,
 }
 
 impl IdleConns {
-    /// Opens `k` connections (no data).
-    pub async fn open(addr: SocketAddr, k: usize) -> io::Result<Self> {
+    /// Opens `k` connections (no data; TLS connections finish their handshake).
+    pub async fn open(addr: SocketAddr, wire: &Wire, k: usize) -> io::Result<Self> {
         let mut streams = Vec::with_capacity(k);
         for _ in 0..k {
-            streams.push(connect(addr).await?);
+            streams.push(dial(addr, wire, &[]).await?);
         }
         Ok(Self { streams })
+    }
+
+    /// Closes every connection (TLS: `close_notify` first).
+    pub async fn close(self) {
+        for s in self.streams {
+            close(s).await;
+        }
     }
 
     /// Sends one line on every connection and checks its echo.
@@ -299,6 +437,7 @@ impl IdleConns {
         for (i, s) in self.streams.iter_mut().enumerate() {
             make_line(i as u32, 0, &mut line);
             s.write_all(&line).await?;
+            s.flush().await?;
         }
         for (i, s) in self.streams.iter_mut().enumerate() {
             make_line(i as u32, 0, &mut line);
@@ -313,17 +452,50 @@ impl IdleConns {
 
 /// Warms a server up: `n` connections exchanging a few hundred lines each at once, so every
 /// worker thread's buffers exist before memory is measured.
-pub async fn warm_up(addr: SocketAddr, n: usize) -> io::Result<()> {
+pub async fn warm_up(addr: SocketAddr, wire: &Wire, n: usize) -> io::Result<()> {
     let mut tasks = Vec::new();
     for i in 0..n {
+        let wire = wire.clone();
         tasks.push(tokio::spawn(async move {
-            let s = connect(addr).await?;
+            let mut s = dial(addr, &wire, &[]).await?;
             let far = Instant::now() + Duration::from_millis(100);
-            line_conn(s, i as u32, 64, far).await
+            let n = line_conn(&mut s, i as u32, 64, far).await;
+            close(s).await;
+            n
         }));
     }
     for t in tasks {
         t.await.map_err(io::Error::other)??;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_headers_follow_the_spec() {
+        let src: SocketAddr = "192.0.2.1:56324".parse().unwrap();
+        let dst: SocketAddr = "198.51.100.7:443".parse().unwrap();
+        assert_eq!(
+            proxy_header(ProxyVersion::V1, src, dst),
+            b"PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\n"
+        );
+        let v2 = proxy_header(ProxyVersion::V2, src, dst);
+        let mut want = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+        want.extend([0x21, 0x11, 0, 12, 192, 0, 2, 1, 198, 51, 100, 7]);
+        want.extend(56324u16.to_be_bytes());
+        want.extend(443u16.to_be_bytes());
+        assert_eq!(v2, want);
+        let src6: SocketAddr = "[2001:db8::1]:1000".parse().unwrap();
+        let dst6: SocketAddr = "[2001:db8::2]:2000".parse().unwrap();
+        assert_eq!(
+            proxy_header(ProxyVersion::V1, src6, dst6),
+            b"PROXY TCP6 2001:db8::1 2001:db8::2 1000 2000\r\n"
+        );
+        let v2 = proxy_header(ProxyVersion::V2, src6, dst6);
+        assert_eq!((v2[12], v2[13], &v2[14..16]), (0x21, 0x21, &[0u8, 36][..]));
+        assert_eq!(v2.len(), 16 + 36);
+    }
 }

@@ -7,7 +7,7 @@
 //! `/proc`, and prints (or writes) a markdown report with ratios against the reference.
 //!
 //! `weft-bench ref-line-echo --listen ADDR` and `weft-bench ref-echo --listen ADDR` run the
-//! reference servers on their own.
+//! reference servers on their own (over TLS with `--tls-key KEY.pem --tls-cert CERT.pem`).
 
 // A command-line tool: printing is its interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -19,6 +19,7 @@ mod reference;
 mod report;
 mod run;
 mod servers;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,9 +36,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Reference tokio line echo (LF), the best straightforward tokio code.
+    /// Reference tokio line echo (LF), the best straightforward tokio code (over
+    /// tokio-rustls with --tls-key/--tls-cert).
     RefLineEcho(ServeArgs),
-    /// Reference tokio byte echo.
+    /// Reference tokio byte echo (over tokio-rustls with --tls-key/--tls-cert).
     RefEcho(ServeArgs),
     /// weft-core byte echo (stand-in for `weft serve echo`).
     WeftEcho(ServeArgs),
@@ -70,13 +72,23 @@ struct ServeArgs {
     /// Runtime worker threads (default: the number of CPUs, as `#[tokio::main]`).
     #[arg(long)]
     workers: Option<usize>,
+    /// Serve TLS (tokio-rustls) with this private key (references only; needs --tls-cert).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The certificate for --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
 }
 
 fn serve(kind: servers::Kind, a: ServeArgs) -> ExitCode {
     let workers = a
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    match servers::serve(kind, a.listen, workers) {
+    let tls = match (a.tls_key, a.tls_cert) {
+        (Some(key), Some(cert)) => Some(servers::TlsFiles { key, cert }),
+        _ => None,
+    };
+    match servers::serve(kind, a.listen, workers, tls) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -99,7 +111,7 @@ fn main() -> ExitCode {
                 .build()
                 .expect("runtime");
             let res = rt.block_on(async {
-                let mut c = load::IdleConns::open(addr, k).await?;
+                let mut c = load::IdleConns::open(addr, &load::Wire::Tcp, k).await?;
                 c.one_line_each().await?;
                 eprintln!("holding {k} connections for {secs} s");
                 tokio::time::sleep(std::time::Duration::from_secs_f64(secs)).await;

@@ -206,3 +206,139 @@ impl Machine {
         }
     }
 }
+
+/// What the scheduler did with one thread (`/proc/PID/task/TID/sched`), cumulative.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadSched {
+    /// Thread id.
+    pub tid: u32,
+    /// CPU time, milliseconds.
+    pub exec_ms: f64,
+    /// Moves to another CPU.
+    pub migrations: u64,
+    /// Switches the thread asked for (it waited).
+    pub voluntary: u64,
+    /// Switches the scheduler forced (preempted).
+    pub involuntary: u64,
+    /// The CPU it last ran on.
+    pub cpu: u32,
+}
+
+fn read_thread_sched(dir: &std::path::Path, tid: u32) -> Option<ThreadSched> {
+    let text = std::fs::read_to_string(dir.join("sched")).ok()?;
+    let field = |name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.rsplit(':').next())
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    // Field 39 of stat(5) (`processor`); `after` starts at field 3.
+    let cpu = after.split_whitespace().nth(36)?.parse().ok()?;
+    Some(ThreadSched {
+        tid,
+        exec_ms: field("se.sum_exec_runtime")?,
+        migrations: field("se.nr_migrations")? as u64,
+        voluntary: field("nr_voluntary_switches")? as u64,
+        involuntary: field("nr_involuntary_switches")? as u64,
+        cpu,
+    })
+}
+
+/// Every thread of process `pid`.
+pub fn sched_threads(pid: u32) -> Vec<ThreadSched> {
+    let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| {
+        let e = e.ok()?;
+        let tid = e.file_name().to_str()?.parse().ok()?;
+        read_thread_sched(&e.path(), tid)
+    })
+    .collect()
+}
+
+/// The calling thread.
+pub fn sched_self() -> Option<ThreadSched> {
+    read_thread_sched(std::path::Path::new("/proc/thread-self"), 0)
+}
+
+/// Restricts every thread of process `pid` (all of `/proc/PID/task`) to `cpus`.
+pub fn pin_process(pid: u32, cpus: &[usize]) -> io::Result<()> {
+    let set = cpu_set(cpus)?;
+    let rd = std::fs::read_dir(format!("/proc/{pid}/task"))?;
+    for e in rd.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        // A thread that exited meanwhile is no error.
+        match nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(tid), &set) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Restricts the calling thread to `cpus`.
+pub fn pin_self(cpus: &[usize]) -> io::Result<()> {
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &cpu_set(cpus)?)
+        .map_err(io::Error::from)
+}
+
+fn cpu_set(cpus: &[usize]) -> io::Result<nix::sched::CpuSet> {
+    let mut set = nix::sched::CpuSet::new();
+    for &c in cpus {
+        set.set(c).map_err(io::Error::from)?;
+    }
+    Ok(set)
+}
+
+/// A snapshot of what the scheduler did with a server's threads and the calling thread, to
+/// log how a measurement ran (see [`SchedSnapshot::delta`]).
+#[derive(Debug, Clone, Default)]
+pub struct SchedSnapshot {
+    server: Vec<ThreadSched>,
+    client: Option<ThreadSched>,
+}
+
+impl SchedSnapshot {
+    /// Now, for server `pid` and the calling thread.
+    pub fn take(pid: u32) -> Self {
+        Self {
+            server: sched_threads(pid),
+            client: sched_self(),
+        }
+    }
+
+    /// Since `self`: the server threads that ran (CPU ms, migrations, voluntary switches:
+    /// how often it waited for work, involuntary ones: how often it was preempted, last
+    /// CPU) and the same for the client.
+    pub fn delta(&self, pid: u32) -> String {
+        let now = Self::take(pid);
+
+        let one = |who: &str, a: &ThreadSched, b: &ThreadSched| {
+            format!(
+                "{who} {:.0}ms mig {} vol {} inv {} cpu{}",
+                b.exec_ms - a.exec_ms,
+                b.migrations - a.migrations,
+                b.voluntary - a.voluntary,
+                b.involuntary - a.involuntary,
+                b.cpu
+            )
+        };
+        let mut parts: Vec<String> = now
+            .server
+            .iter()
+            .filter_map(|b| {
+                let a = self.server.iter().find(|a| a.tid == b.tid)?;
+                (b.exec_ms - a.exec_ms >= 5.0).then(|| one("server", a, b))
+            })
+            .collect();
+        if let (Some(a), Some(b)) = (&self.client, &now.client) {
+            parts.push(one("client", a, b));
+        }
+        parts.join(", ")
+    }
+}

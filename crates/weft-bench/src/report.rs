@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::load::{self, BulkResult, LineResult, RateResult};
-use crate::plan::{LineCfg, Role, RunOpts, Sut};
+use crate::plan::{Group, LineCfg, Measure, Role, RunOpts, Sut};
 use crate::procs::Machine;
 
 /// One line-echo measurement.
@@ -124,6 +124,8 @@ pub struct Report {
     pub load_after: String,
     /// Notes (stand-ins, skipped servers).
     pub notes: Vec<String>,
+    /// How the load generator and the servers were placed on the CPUs.
+    pub pinning: String,
     /// Wall time of the run.
     pub total_secs: f64,
 }
@@ -167,13 +169,60 @@ fn fmt_int(v: f64) -> String {
 /// A target row.
 struct Target {
     what: String,
-    weft: Option<f64>,
-    reference: Option<f64>,
+    measured: Option<f64>,
+    baseline: Option<f64>,
     ratio: Option<f64>,
     /// Smallest and largest per-repetition ratio.
     range: Option<(f64, f64)>,
+    /// Decimals of `measured` and `baseline` (0: thousands separators).
+    prec: usize,
     goal: String,
     pass: Option<bool>,
+}
+
+/// One figure of a line-echo sample.
+type LineMetric = fn(&LineSample) -> f64;
+
+/// A goal on a ratio: at least or at most `x`.
+#[derive(Clone, Copy)]
+enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Goal {
+    fn text(self) -> String {
+        match self {
+            Goal::AtLeast(x) => format!("≥ {x}×"),
+            Goal::AtMost(x) => format!("≤ {x}×"),
+        }
+    }
+    fn met(self, r: f64) -> bool {
+        match self {
+            Goal::AtLeast(x) => r >= x,
+            Goal::AtMost(x) => r <= x,
+        }
+    }
+}
+
+/// Per-repetition ratios a/b of paired samples (servers interleaved in time, so each ratio
+/// compares measurements taken under the same load).
+fn ratios<T>(a: &[&T], b: &[&T], f: impl Fn(&T) -> f64) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect()
+}
+
+fn fmt_ratio(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |x| format!("{x:.3}×"))
+}
+
+/// The issue a group's targets come from.
+fn group_title(g: Group) -> &'static str {
+    match g {
+        Group::Plain => "plain TCP",
+        Group::Tls => "TLS (issue 13)",
+        Group::Proxy => "PROXY header (issue 14)",
+        Group::Policies => "policies (issue 15)",
+    }
 }
 
 impl Report {
@@ -192,12 +241,26 @@ impl Report {
             load_before: String::new(),
             load_after: String::new(),
             notes: Vec::new(),
+            pinning: String::new(),
             total_secs: 0.0,
         }
     }
 
     fn sut(&self, role: Role) -> Option<usize> {
         self.suts.iter().position(|s| s.role == role)
+    }
+
+    /// Servers in the order of the report: by group, then as listed.
+    fn display_order(&self) -> Vec<usize> {
+        let rank = |g: Group| match g {
+            Group::Plain => 0,
+            Group::Tls => 1,
+            Group::Proxy => 2,
+            Group::Policies => 3,
+        };
+        let mut v: Vec<usize> = (0..self.suts.len()).collect();
+        v.sort_by_key(|&i| rank(self.suts[i].role.group()));
+        v
     }
 
     fn line_samples(&self, si: usize, ci: usize) -> Vec<&LineSample> {
@@ -212,8 +275,6 @@ impl Report {
         median(self.line_samples(si, ci).into_iter().map(f).collect())
     }
 
-    /// The per-repetition ratios a/b (servers interleaved in time, so each ratio compares
-    /// measurements taken under the same load).
     fn line_ratios(
         &self,
         a: usize,
@@ -221,20 +282,7 @@ impl Report {
         ci: usize,
         f: impl Fn(&LineSample) -> f64,
     ) -> Vec<f64> {
-        let xa = self.line_samples(a, ci);
-        let xb = self.line_samples(b, ci);
-        xa.iter().zip(&xb).map(|(x, y)| f(x) / f(y)).collect()
-    }
-
-    /// Median of [`line_ratios`](Self::line_ratios).
-    fn line_ratio(
-        &self,
-        a: usize,
-        b: usize,
-        ci: usize,
-        f: impl Fn(&LineSample) -> f64,
-    ) -> Option<f64> {
-        median(self.line_ratios(a, b, ci, f))
+        ratios(&self.line_samples(a, ci), &self.line_samples(b, ci), f)
     }
 
     fn rate_samples(&self, si: usize) -> Vec<&RateSample> {
@@ -253,6 +301,18 @@ impl Report {
             .collect()
     }
 
+    fn idle_worst(&self, si: usize) -> Option<f64> {
+        self.idle
+            .iter()
+            .find(|(i, _)| *i == si)
+            .map(|(_, x)| x.fresh_per_conn().max(x.after_per_conn()))
+    }
+
+    /// The baseline server of `si`, if it is in the run.
+    fn baseline(&self, si: usize) -> Option<usize> {
+        self.suts[si].role.baseline().and_then(|b| self.sut(b))
+    }
+
     fn cfg_name(&self, ci: usize) -> String {
         let c = self.line_cfgs[ci];
         if c.window == 1 {
@@ -267,88 +327,196 @@ impl Report {
         }
     }
 
-    fn targets(&self) -> Vec<Target> {
-        let mut t = Vec::new();
-        let (Some(w), Some(r)) = (self.sut(Role::WeftLine), self.sut(Role::RefLine)) else {
-            return t;
+    /// `role`'s server and its baseline's, if both are in the run.
+    fn role_pair(&self, role: Role) -> Option<(usize, usize)> {
+        let a = self.sut(role)?;
+        Some((a, self.baseline(a)?))
+    }
+
+    /// A ratio target from paired samples of a server (`a`) and its baseline (`b`).
+    fn pair_target<T>(
+        what: String,
+        prec: usize,
+        a: &[&T],
+        b: &[&T],
+        f: impl Fn(&T) -> f64,
+        goal: Goal,
+    ) -> Option<Target> {
+        let rs = ratios(a, b, &f);
+        let ratio = median(rs.clone());
+        Some(Target {
+            what,
+            measured: Some(median(a.iter().map(|x| f(x)).collect())?),
+            baseline: median(b.iter().map(|x| f(x)).collect()),
+            ratio,
+            range: range(&rs),
+            prec,
+            goal: goal.text(),
+            pass: ratio.map(|r| goal.met(r)),
+        })
+    }
+
+    /// Line-echo targets of `role` against its baseline over the first two (targeted) loads.
+    fn line_targets(
+        &self,
+        t: &mut Vec<Target>,
+        role: Role,
+        prefix: &str,
+        lines_goal: Option<Goal>,
+        cpu_goal: Goal,
+    ) {
+        let Some((a, b)) = self.role_pair(role) else {
+            return;
         };
-        for ci in 0..self.line_cfgs.len().min(2) {
-            if self.line_samples(w, ci).is_empty() {
-                continue;
+        let metrics: [(&str, usize, LineMetric, Option<Goal>); 2] = [
+            ("lines/s", 0, |s| s.lines_per_s, lines_goal),
+            (
+                "server CPU µs/line",
+                3,
+                |s| s.cpu_us_per_line,
+                Some(cpu_goal),
+            ),
+        ];
+        for (name, prec, f, goal) in metrics {
+            let Some(goal) = goal else { continue };
+            for ci in 0..self.line_cfgs.len().min(2) {
+                t.extend(Self::pair_target(
+                    format!("{prefix}{name}, {}", self.cfg_name(ci)),
+                    prec,
+                    &self.line_samples(a, ci),
+                    &self.line_samples(b, ci),
+                    f,
+                    goal,
+                ));
             }
-            let rs = self.line_ratios(w, r, ci, |s| s.lines_per_s);
-            let ratio = median(rs.clone());
-            t.push(Target {
-                range: range(&rs),
-                what: format!("line echo lines/s, {}", self.cfg_name(ci)),
-                weft: self.line_median(w, ci, |s| s.lines_per_s),
-                reference: self.line_median(r, ci, |s| s.lines_per_s),
-                ratio,
-                goal: "≥ 0.95×".into(),
-                pass: ratio.map(|x| x >= 0.95),
-            });
         }
-        for ci in 0..self.line_cfgs.len().min(2) {
-            if self.line_samples(w, ci).is_empty() {
-                continue;
+    }
+
+    /// A target on `role` against its baseline over the samples `get` returns.
+    fn samples_target<'a, T: 'a>(
+        &'a self,
+        t: &mut Vec<Target>,
+        role: Role,
+        what: &str,
+        get: impl Fn(usize) -> Vec<&'a T>,
+        f: impl Fn(&T) -> f64,
+        goal: Goal,
+    ) {
+        if let Some((a, b)) = self.role_pair(role) {
+            t.extend(Self::pair_target(what.into(), 0, &get(a), &get(b), f, goal));
+        }
+    }
+
+    /// Idle memory of `role`: at most `limit` KiB per connection, or (`None`) at most its
+    /// baseline's.
+    fn idle_target(&self, t: &mut Vec<Target>, role: Role, limit: Option<f64>) {
+        let Some(si) = self.sut(role) else { return };
+        let Some(worst) = self.idle_worst(si) else {
+            return;
+        };
+        let baseline = self.baseline(si).and_then(|b| self.idle_worst(b));
+        let (goal, pass) = match limit {
+            Some(l) => (format!("≤ {l} KiB"), Some(worst <= l)),
+            None => ("≤ the reference's".into(), baseline.map(|b| worst <= b)),
+        };
+        t.push(Target {
+            what: format!(
+                "idle memory KiB/conn, {} (worst of fresh / after one line)",
+                self.suts[si].name
+            ),
+            measured: Some(worst),
+            baseline,
+            ratio: baseline.map(|b| worst / b),
+            range: None,
+            prec: 3,
+            goal,
+            pass,
+        });
+    }
+
+    fn targets(&self) -> Vec<(Group, Vec<Target>)> {
+        let mut out = Vec::new();
+        let mut t = Vec::new();
+        let ge = Goal::AtLeast;
+        let le = Goal::AtMost;
+        self.line_targets(
+            &mut t,
+            Role::WeftLine,
+            "line echo ",
+            Some(ge(0.95)),
+            le(1.05),
+        );
+        let rate = |si| self.rate_samples(si);
+        let conns = |s: &RateSample| s.conns_per_s;
+        self.samples_target(
+            &mut t,
+            Role::WeftLine,
+            "connection rate, conns/s",
+            rate,
+            conns,
+            ge(0.9),
+        );
+        self.idle_target(&mut t, Role::WeftLine, Some(1.5));
+        self.idle_target(&mut t, Role::WeftEcho, Some(1.5));
+        out.push((Group::Plain, std::mem::take(&mut t)));
+
+        self.line_targets(&mut t, Role::WeftLineTls, "TLS line echo ", None, le(1.05));
+        self.samples_target(
+            &mut t,
+            Role::WeftLineTls,
+            "TLS handshakes/s (connect, full handshake, one line, close)",
+            rate,
+            conns,
+            ge(0.95),
+        );
+        self.idle_target(&mut t, Role::WeftLineTls, None);
+        self.samples_target(
+            &mut t,
+            Role::WeftEchoTls,
+            "TLS bulk echo MB/s",
+            |si| self.bulk_samples(si),
+            |s: &BulkSample| s.mb_per_s,
+            ge(0.95),
+        );
+        out.push((Group::Tls, std::mem::take(&mut t)));
+
+        self.samples_target(
+            &mut t,
+            Role::WeftLineProxy,
+            "haproxy:tcp: connection rate, conns/s",
+            rate,
+            conns,
+            ge(0.95),
+        );
+        self.line_targets(&mut t, Role::WeftLineProxy, "haproxy:tcp: ", None, le(1.02));
+        out.push((Group::Proxy, std::mem::take(&mut t)));
+
+        self.line_targets(&mut t, Role::WeftLinePolicies, "policies: ", None, le(1.03));
+        self.idle_target(&mut t, Role::WeftLinePolicies, Some(1.5));
+        self.samples_target(
+            &mut t,
+            Role::WeftLinePolicies,
+            "policies: connection rate, conns/s",
+            rate,
+            conns,
+            ge(0.95),
+        );
+        out.push((Group::Policies, t));
+        out.retain(|(_, t)| !t.is_empty());
+        out
+    }
+
+    /// Rows for the servers that did not run although `m` is theirs.
+    fn not_run_rows(&self, o: &mut String, m: Measure, leading: usize, cols: usize) {
+        for &si in &self.display_order() {
+            let s = &self.suts[si];
+            if let (Err(why), true) = (&s.cmd, s.role.runs(m)) {
+                let lead = "| – ".repeat(leading);
+                let rest = "| – ".repeat(cols - leading - 1);
+                let _ = writeln!(o, "{lead}| {} {rest}|", s.name);
+                let _ = writeln!(o, "{lead}| ↳ {why} {rest}|");
             }
-            let rs = self.line_ratios(w, r, ci, |s| s.cpu_us_per_line);
-            let ratio = median(rs.clone());
-            t.push(Target {
-                range: range(&rs),
-                what: format!("server CPU µs/line, {}", self.cfg_name(ci)),
-                weft: self.line_median(w, ci, |s| s.cpu_us_per_line),
-                reference: self.line_median(r, ci, |s| s.cpu_us_per_line),
-                ratio,
-                goal: "≤ 1.05×".into(),
-                pass: ratio.map(|x| x <= 1.05),
-            });
         }
-        let (rw, rr) = (self.rate_samples(w), self.rate_samples(r));
-        if !rw.is_empty() {
-            let rs: Vec<f64> = rw
-                .iter()
-                .zip(&rr)
-                .map(|(a, b)| a.conns_per_s / b.conns_per_s)
-                .collect();
-            let ratio = median(rs.clone());
-            t.push(Target {
-                range: range(&rs),
-                what: "connection rate, conns/s".into(),
-                weft: median(rw.iter().map(|s| s.conns_per_s).collect()),
-                reference: median(rr.iter().map(|s| s.conns_per_s).collect()),
-                ratio,
-                goal: "≥ 0.9×".into(),
-                pass: ratio.map(|x| x >= 0.9),
-            });
-        }
-        for (role, rrole) in [
-            (Role::WeftLine, Role::RefLine),
-            (Role::WeftEcho, Role::RefEcho),
-        ] {
-            let Some(si) = self.sut(role) else { continue };
-            let Some((_, s)) = self.idle.iter().find(|(i, _)| *i == si) else {
-                continue;
-            };
-            let worst = s.fresh_per_conn().max(s.after_per_conn());
-            let reference = self
-                .sut(rrole)
-                .and_then(|ri| self.idle.iter().find(|(i, _)| *i == ri))
-                .map(|(_, x)| x.fresh_per_conn().max(x.after_per_conn()));
-            t.push(Target {
-                what: format!(
-                    "idle memory KiB/conn, {} (worst of fresh / after one line)",
-                    self.suts[si].name
-                ),
-                weft: Some(worst),
-                reference,
-                ratio: None,
-                range: None,
-                goal: "≤ 1.5 KiB".into(),
-                pass: Some(worst <= 1.5),
-            });
-        }
-        t
     }
 
     /// The report as markdown.
@@ -377,9 +545,38 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "| settings | {} s per measurement × {} repetitions (servers interleaved, in reverse order every other repetition), {} runtime workers in every Rust server, loopback only |\n",
+            "| settings | {} s per measurement × {} repetitions (servers interleaved, in reverse order every other repetition), {} runtime workers in every Rust server, loopback only |",
             self.opts.secs, self.opts.reps, self.workers
         );
+        if self
+            .suts
+            .iter()
+            .any(|s| s.role.is_twisted() && s.cmd.is_ok())
+        {
+            let _ = writeln!(
+                o,
+                "| Twisted | measured in the first {} repetitions only (for the record) |",
+                self.opts.twisted_reps.min(self.opts.reps)
+            );
+        }
+        let _ = writeln!(o, "| CPU placement | {} |", self.pinning);
+        if self.suts.iter().any(|s| s.role.group() == Group::Tls) {
+            let _ = writeln!(
+                o,
+                "| TLS | one self-signed ECDSA P-256 certificate (rcgen) for every server; the \
+                 client (tokio-rustls, ring) offers only TLS 1.3 with AES-128-GCM and resumes no \
+                 session, so every TLS connection is a full handshake |"
+            );
+        }
+        if self.suts.iter().any(|s| s.role == Role::WeftLineProxy) {
+            let _ = writeln!(
+                o,
+                "| PROXY | a v{} header at the start of every connection, in the same write as \
+                 the first line where there is one |",
+                self.opts.proxy_version
+            );
+        }
+        let _ = writeln!(o);
         for n in &self.notes {
             let _ = writeln!(o, "> {n}\n");
         }
@@ -387,218 +584,271 @@ impl Report {
         let _ = writeln!(o, "## Targets\n");
         let _ = writeln!(
             o,
-            "Ratios are weft ÷ the hand-written tokio reference, measured in the same run: the \
-             median over repetitions of the per-repetition ratio (in brackets the smallest and \
-             largest per-repetition ratio).\n"
+            "Each ratio is measured ÷ baseline in the same run: the median over repetitions of \
+             the per-repetition ratio (in brackets the smallest and largest). The baseline is \
+             the hand-written tokio reference on the same transport (tokio-rustls for TLS); \
+             for the `haproxy:tcp:` and policies rows it is plain `weft serve line-echo` on \
+             `tcp:` without policies.\n"
         );
-        let _ = writeln!(o, "| Target | weft | reference | ratio | goal | result |");
-        let _ = writeln!(o, "|---|---:|---:|---:|---|---|");
-        for t in self.targets() {
-            let prec = if t.what.contains("CPU") || t.what.contains("KiB") {
-                3
-            } else {
-                0
-            };
-            let fmt = |v: Option<f64>| {
-                if prec == 0 {
-                    v.map_or_else(|| "–".into(), fmt_int)
-                } else {
-                    fmt_opt(v, prec)
-                }
-            };
+        for (g, targets) in self.targets() {
+            let _ = writeln!(o, "**{}**\n", group_title(g));
             let _ = writeln!(
                 o,
-                "| {} | {} | {} | {} | {} | {} |",
-                t.what,
-                fmt(t.weft),
-                fmt(t.reference),
-                match (t.ratio, t.range) {
-                    (Some(r), Some((lo, hi))) => format!("{r:.3}× ({lo:.2}–{hi:.2})"),
-                    (Some(r), None) => format!("{r:.3}×"),
-                    _ => "–".into(),
-                },
-                t.goal,
-                match t.pass {
-                    Some(true) => "**PASS**",
-                    Some(false) => "**MISS**",
-                    None => "–",
-                }
+                "| Target | measured | baseline | ratio | goal | result |"
             );
-        }
-        if let (Some(tw), Some(r)) = (self.sut(Role::Twisted), self.sut(Role::RefLine)) {
+            let _ = writeln!(o, "|---|---:|---:|---:|---|---|");
+            for t in targets {
+                let fmt = |v: Option<f64>| {
+                    if t.prec == 0 {
+                        v.map_or_else(|| "–".into(), fmt_int)
+                    } else {
+                        fmt_opt(v, t.prec)
+                    }
+                };
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    t.what,
+                    fmt(t.measured),
+                    fmt(t.baseline),
+                    match (t.ratio, t.range) {
+                        (Some(r), Some((lo, hi))) => format!("{r:.3}× ({lo:.2}–{hi:.2})"),
+                        (Some(r), None) => format!("{r:.3}×"),
+                        _ => "–".into(),
+                    },
+                    t.goal,
+                    match t.pass {
+                        Some(true) => "**PASS**",
+                        Some(false) => "**MISS**",
+                        None => "–",
+                    }
+                );
+            }
             let _ = writeln!(o);
+        }
+        for role in [Role::Twisted, Role::TwistedTls] {
+            let Some(tw) = self.sut(role) else { continue };
+            let Some(r) = self.baseline(tw) else { continue };
             for ci in 0..self.line_cfgs.len().min(2) {
-                if let Some(x) = self.line_ratio(tw, r, ci, |s| s.cpu_us_per_line) {
+                if let Some(x) = median(self.line_ratios(tw, r, ci, |s| s.cpu_us_per_line)) {
                     let _ = writeln!(
                         o,
-                        "Twisted spends {x:.1}× the reference's CPU per line ({}).  ",
+                        "{} spends {x:.1}× the {}'s CPU per line ({}).  ",
+                        self.suts[tw].name,
+                        self.suts[r].name,
                         self.cfg_name(ci)
                     );
                 }
             }
         }
 
-        if !self.line.is_empty() {
-            let _ = writeln!(o, "\n## Pipelined line echo\n");
-            let _ = writeln!(
-                o,
-                "64-byte lines (63 bytes + `\\n`); every echoed line checked byte for byte and in \
-                 order. Server CPU is utime + stime of the server process from `/proc/PID/stat` \
-                 over the measurement, divided by the lines echoed. Medians of {} repetitions; \
-                 \"vs ref\" is the median per-repetition ratio.\n",
-                self.opts.reps
-            );
-            let _ = writeln!(
-                o,
-                "| Load | Server | lines/s | MB/s (one way) | server CPU µs/line | lines/s vs ref | CPU/line vs ref | lines checked |"
-            );
-            let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|");
-            let r = self.sut(Role::RefLine);
-            for ci in 0..self.line_cfgs.len() {
-                for (si, s) in self.suts.iter().enumerate() {
-                    if self.line_samples(si, ci).is_empty() {
-                        continue;
-                    }
-                    let ratio = |f: fn(&LineSample) -> f64| {
-                        r.and_then(|r| self.line_ratio(si, r, ci, f))
-                            .map_or_else(|| "–".into(), |x| format!("{x:.3}×"))
-                    };
-                    let _ = writeln!(
-                        o,
-                        "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                        self.cfg_name(ci),
-                        s.name,
-                        fmt_int(self.line_median(si, ci, |x| x.lines_per_s).unwrap_or(0.0)),
-                        fmt_opt(self.line_median(si, ci, |x| x.mb_per_s), 1),
-                        fmt_opt(self.line_median(si, ci, |x| x.cpu_us_per_line), 3),
-                        ratio(|x| x.lines_per_s),
-                        ratio(|x| x.cpu_us_per_line),
-                        fmt_int(
-                            self.line_samples(si, ci)
-                                .iter()
-                                .map(|x| x.lines as f64)
-                                .sum()
-                        ),
-                    );
-                }
-            }
-        }
+        self.line_section(&mut o);
+        self.rate_section(&mut o);
+        self.idle_section(&mut o);
+        self.bulk_section(&mut o);
+        self.servers_section(&mut o);
+        o
+    }
 
-        if !self.rate.is_empty() {
-            let _ = writeln!(o, "\n## Connection rate\n");
-            let _ = writeln!(
-                o,
-                "{} parallel clients, each looping: connect, send one line, read and check its \
-                 echo, close. Latency is connect to echo checked. Medians of {} repetitions.\n",
-                self.opts.rate_parallel, self.opts.reps
-            );
-            let _ = writeln!(
-                o,
-                "| Server | conns/s | p50 µs | p99 µs | server CPU µs/conn |"
-            );
-            let _ = writeln!(o, "|---|---:|---:|---:|---:|");
-            for (si, s) in self.suts.iter().enumerate() {
-                let v = self.rate_samples(si);
-                if v.is_empty() {
+    fn line_section(&self, o: &mut String) {
+        if self.line.is_empty() {
+            return;
+        }
+        let _ = writeln!(o, "\n## Pipelined line echo\n");
+        let _ = writeln!(
+            o,
+            "64-byte lines (63 bytes + `\\n`); every echoed line checked byte for byte and in \
+             order. Server CPU is utime + stime of the server process from `/proc/PID/stat` \
+             over the measurement, divided by the lines echoed. Medians of {} repetitions; \
+             \"vs baseline\" is the median per-repetition ratio against the server named in the \
+             last column. The TLS, `haproxy:` and policies rows run the first two loads only.\n",
+            self.opts.reps
+        );
+        let _ = writeln!(
+            o,
+            "| Load | Server | lines/s | MB/s (one way) | server CPU µs/line | lines/s vs baseline | CPU/line vs baseline | lines checked | baseline |"
+        );
+        let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---|");
+        for ci in 0..self.line_cfgs.len() {
+            for &si in &self.display_order() {
+                let s = &self.suts[si];
+                if self.line_samples(si, ci).is_empty() {
                     continue;
                 }
-                let med = |f: fn(&RateSample) -> f64| median(v.iter().map(|x| f(x)).collect());
+                let b = self.baseline(si);
+                let ratio = |f: fn(&LineSample) -> f64| {
+                    fmt_ratio(b.and_then(|b| median(self.line_ratios(si, b, ci, f))))
+                };
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    self.cfg_name(ci),
                     s.name,
-                    fmt_int(med(|x| x.conns_per_s).unwrap_or(0.0)),
-                    fmt_opt(med(|x| x.p50_us as f64), 0),
-                    fmt_opt(med(|x| x.p99_us as f64), 0),
-                    fmt_opt(med(|x| x.cpu_us_per_conn), 1),
+                    fmt_int(self.line_median(si, ci, |x| x.lines_per_s).unwrap_or(0.0)),
+                    fmt_opt(self.line_median(si, ci, |x| x.mb_per_s), 1),
+                    fmt_opt(self.line_median(si, ci, |x| x.cpu_us_per_line), 3),
+                    ratio(|x| x.lines_per_s),
+                    ratio(|x| x.cpu_us_per_line),
+                    fmt_int(
+                        self.line_samples(si, ci)
+                            .iter()
+                            .map(|x| x.lines as f64)
+                            .sum()
+                    ),
+                    b.map_or("–", |b| self.suts[b].name.as_str()),
                 );
             }
         }
+        self.not_run_rows(o, Measure::Line, 1, 9);
+    }
 
-        if !self.idle.is_empty() {
-            let _ = writeln!(o, "\n## Idle connections\n");
-            let _ = writeln!(
-                o,
-                "A fresh server is warmed up (8 connections carrying lines, so per-thread \
-                 buffers exist), then K connections are opened and held; the server's VmRSS \
-                 (`/proc/PID/status`) is read once it settles, before, with K fresh connections, \
-                 and after every connection carried one line and went idle again.\n"
-            );
-            let _ = writeln!(
-                o,
-                "| Server | K | RSS before (KiB) | KiB/conn fresh | KiB/conn after one line |"
-            );
-            let _ = writeln!(o, "|---|---:|---:|---:|---:|");
-            for (si, x) in &self.idle {
-                let _ = writeln!(
-                    o,
-                    "| {} | {} | {} | {:.2} | {:.2} |",
-                    self.suts[*si].name,
-                    x.k,
-                    x.before_kib,
-                    x.fresh_per_conn(),
-                    x.after_per_conn()
-                );
-            }
+    fn rate_section(&self, o: &mut String) {
+        if self.rate.is_empty() {
+            return;
         }
-
-        if !self.bulk.is_empty() {
-            let _ = writeln!(o, "\n## Bulk byte echo\n");
+        let _ = writeln!(o, "\n## Connection rate\n");
+        let _ = writeln!(
+            o,
+            "{} parallel clients, each looping: connect (TLS: a full handshake), send one line, \
+             read and check its echo, close (TLS: `close_notify` first). Latency is connect to \
+             echo checked. Medians of {} repetitions.\n",
+            self.opts.rate_parallel, self.opts.reps
+        );
+        let _ = writeln!(
+            o,
+            "| Server | conns/s | p50 µs | p99 µs | server CPU µs/conn | conns/s vs baseline | baseline |"
+        );
+        let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---|");
+        for &si in &self.display_order() {
+            let s = &self.suts[si];
+            let v = self.rate_samples(si);
+            if v.is_empty() {
+                continue;
+            }
+            let b = self.baseline(si);
+            let med = |f: fn(&RateSample) -> f64| median(v.iter().map(|x| f(x)).collect());
             let _ = writeln!(
                 o,
-                "One connection; the client writes 64 KiB chunks for {} s while reading and \
-                 checking every byte echoed. Medians of {} repetitions.\n",
-                self.opts.secs, self.opts.reps
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                s.name,
+                fmt_int(med(|x| x.conns_per_s).unwrap_or(0.0)),
+                fmt_opt(med(|x| x.p50_us as f64), 0),
+                fmt_opt(med(|x| x.p99_us as f64), 0),
+                fmt_opt(med(|x| x.cpu_us_per_conn), 1),
+                fmt_ratio(
+                    b.and_then(|b| median(ratios(&v, &self.rate_samples(b), |x| x.conns_per_s)))
+                ),
+                b.map_or("–", |b| self.suts[b].name.as_str()),
             );
-            let _ = writeln!(o, "| Server | MB/s | server CPU s/GB | MB/s vs ref |");
-            let _ = writeln!(o, "|---|---:|---:|---:|");
-            let r = self.sut(Role::RefEcho);
-            for (si, s) in self.suts.iter().enumerate() {
-                let v = self.bulk_samples(si);
-                if v.is_empty() {
-                    continue;
-                }
-                let ratio = r
-                    .map(|r| self.bulk_samples(r))
-                    .and_then(|rv| {
-                        median(
-                            v.iter()
-                                .zip(&rv)
-                                .map(|(a, b)| a.mb_per_s / b.mb_per_s)
-                                .collect(),
-                        )
-                    })
-                    .map_or_else(|| "–".into(), |x| format!("{x:.3}×"));
-                let _ = writeln!(
-                    o,
-                    "| {} | {} | {} | {} |",
-                    s.name,
-                    fmt_int(median(v.iter().map(|x| x.mb_per_s).collect()).unwrap_or(0.0)),
-                    fmt_opt(median(v.iter().map(|x| x.cpu_s_per_gb).collect()), 2),
-                    ratio
-                );
-            }
         }
+        self.not_run_rows(o, Measure::Rate, 0, 7);
+    }
 
+    fn idle_section(&self, o: &mut String) {
+        if self.idle.is_empty() {
+            return;
+        }
+        let _ = writeln!(o, "\n## Idle connections\n");
+        let _ = writeln!(
+            o,
+            "A fresh server is warmed up (8 connections carrying lines, so per-thread \
+             buffers exist), then K connections are opened (TLS: handshake done) and held; the \
+             server's VmRSS (`/proc/PID/status`) is read once it settles, before, with K fresh \
+             connections, and after every connection carried one line and went idle again. \
+             Memory the server keeps per connection after one line (buffers not released while \
+             idle) shows as the difference between the last two columns. A TLS connection \
+             also holds rustls' state for its life (keys, and a receive buffer of 4 KiB or \
+             more allocated by the handshake, which rustls' buffered API shrinks but never \
+             frees), in weft as in the reference.\n"
+        );
+        let _ = writeln!(
+            o,
+            "| Server | K | RSS before (KiB) | KiB/conn fresh | KiB/conn after one line |"
+        );
+        let _ = writeln!(o, "|---|---:|---:|---:|---:|");
+        for &si in &self.display_order() {
+            let Some((_, x)) = self.idle.iter().find(|(i, _)| *i == si) else {
+                continue;
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {:.2} | {:.2} |",
+                self.suts[si].name,
+                x.k,
+                x.before_kib,
+                x.fresh_per_conn(),
+                x.after_per_conn()
+            );
+        }
+        self.not_run_rows(o, Measure::Idle, 0, 5);
+    }
+
+    fn bulk_section(&self, o: &mut String) {
+        if self.bulk.is_empty() {
+            return;
+        }
+        let _ = writeln!(o, "\n## Bulk byte echo\n");
+        let _ = writeln!(
+            o,
+            "One connection; the client writes 64 KiB chunks for {} s while reading and \
+             checking every byte echoed. Medians of {} repetitions.\n",
+            self.opts.secs, self.opts.reps
+        );
+        let _ = writeln!(
+            o,
+            "| Server | MB/s | server CPU s/GB | MB/s vs baseline | baseline |"
+        );
+        let _ = writeln!(o, "|---|---:|---:|---:|---|");
+        for &si in &self.display_order() {
+            let s = &self.suts[si];
+            let v = self.bulk_samples(si);
+            if v.is_empty() {
+                continue;
+            }
+            let b = self.baseline(si);
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} |",
+                s.name,
+                fmt_int(median(v.iter().map(|x| x.mb_per_s).collect()).unwrap_or(0.0)),
+                fmt_opt(median(v.iter().map(|x| x.cpu_s_per_gb).collect()), 2),
+                fmt_ratio(
+                    b.and_then(|b| median(ratios(&v, &self.bulk_samples(b), |x| x.mb_per_s)))
+                ),
+                b.map_or("–", |b| self.suts[b].name.as_str()),
+            );
+        }
+        self.not_run_rows(o, Measure::Bulk, 0, 5);
+    }
+
+    fn servers_section(&self, o: &mut String) {
         let _ = writeln!(o, "\n## Servers\n");
-        for s in &self.suts {
-            let args: Vec<String> = s
-                .cmd
-                .args
-                .iter()
-                .map(|a| {
-                    if a.contains('\n') {
-                        "<twisted_line_echo.py>".into()
-                    } else {
-                        a.clone()
-                    }
-                })
-                .collect();
-            let prog = s.cmd.program.file_name().map_or_else(
-                || s.cmd.program.display().to_string(),
-                |f| f.to_string_lossy().into(),
-            );
-            let _ = writeln!(o, "- **{}**: `{} {}`", s.name, prog, args.join(" "));
+        for &si in &self.display_order() {
+            let s = &self.suts[si];
+            match &s.cmd {
+                Ok(cmd) => {
+                    let args: Vec<String> = cmd
+                        .args
+                        .iter()
+                        .map(|a| {
+                            if a.contains('\n') {
+                                "<twisted_line_echo.py>".into()
+                            } else {
+                                // Temporary certificate paths say nothing: their file names do.
+                                a.replace(&format!("{}/", std::env::temp_dir().display()), "$TMP/")
+                            }
+                        })
+                        .collect();
+                    let prog = cmd.program.file_name().map_or_else(
+                        || cmd.program.display().to_string(),
+                        |f| f.to_string_lossy().into(),
+                    );
+                    let _ = writeln!(o, "- **{}**: `{} {}`", s.name, prog, args.join(" "));
+                }
+                Err(why) => {
+                    let _ = writeln!(o, "- **{}**: {why}", s.name);
+                }
+            }
         }
         let _ = writeln!(
             o,
@@ -606,19 +856,40 @@ impl Report {
              straightforward tokio code: a multi-thread runtime with the same worker count as \
              weft's, TCP_NODELAY, one task per connection, `BytesMut` buffers (8 KiB read + 8 KiB \
              write for the line echo, 64 KiB for the byte echo) held for the connection's life, a \
-             memchr scan and one `write_all` per read batch. Twisted's server is \
+             memchr scan and one `write_all` per read batch. The TLS references run the same \
+             connection code on a `tokio_rustls::server::TlsStream` (rustls' default server \
+             configuration with the ring provider, as weft's: TLS 1.2 and 1.3, session tickets; \
+             no handshake timeout, where weft arms one of 10 s) and answer the peer's \
+             `close_notify` with their own. Twisted's server is \
              `crates/weft-bench/twisted_line_echo.py` (LineReceiver, `delimiter = b\"\\n\"`, \
-             TCP_NODELAY, epoll reactor)."
+             TCP_NODELAY, epoll reactor; over TLS its `ssl:` endpoint string, pyOpenSSL)."
         );
+        if let Some(p) = self.sut(Role::WeftLinePolicies) {
+            let _ = writeln!(
+                o,
+                "\nThe policies row (issue 15) is `weft serve line-echo` with `{}`: an idle \
+                 timer armed on every connection (a deadline moved on each read, the timer \
+                 re-armed only when it fires early).",
+                self.suts[p]
+                    .cmd
+                    .as_ref()
+                    .map_or(self.opts.policy_row.clone(), |_| self
+                        .opts
+                        .policy_row
+                        .clone())
+            );
+        }
         let _ = writeln!(o, "\n## How to reproduce\n");
         let _ = writeln!(
             o,
             "```sh\njust bench   # = cargo run --release -p weft-bench -- run --write docs/benchmarks.md\n\
-             # with Twisted (installs it with pip if missing):\n\
-             cargo run --release -p weft-bench -- run --install-twisted --write docs/benchmarks.md\n\
-             # a quick smoke run, or only some modes:\n\
+             # with Twisted (plain and ssl:), for the record:\n\
+             python3 -m venv VENV && VENV/bin/pip install twisted pyopenssl service_identity\n\
+             WEFT_BENCH_PYTHON=VENV/bin/python cargo run --release -p weft-bench -- run --write docs/benchmarks.md\n\
+             # a quick smoke run, or only some modes (measurements line,rate,idle,bulk; groups tls,proxy,policies):\n\
              cargo run --release -p weft-bench -- run --quick\n\
              cargo run --release -p weft-bench -- run --modes line,rate --reps 5\n\
+             cargo run --release -p weft-bench -- run --modes tls --reps 5\n\
              # one line-echo load, many repetitions (CONNSxWINDOW):\n\
              cargo run --release -p weft-bench -- run --modes line --line-loads 50x64 --reps 30\n```\n"
         );
@@ -627,14 +898,35 @@ impl Report {
             "The client is one current-thread tokio runtime in the bench process, so client and \
              server share the machine's cores; lines/s and conns/s therefore depend on the \
              client too and on other load (see the load average above), while server CPU per \
-             line is the server's own cost. Each measurement runs {} s. On a 2-core machine \
-             shared with other work the per-repetition ratios spread widely (see the brackets \
-             in the targets table): a target whose range straddles the goal is not reliably \
-             met, whatever its median says; rerun with more `--reps` on an idle machine. For the \
-             user-space cost alone, free of this noise, `cargo bench -p weft-bench` compares \
-             weft's line path with the reference's loop in memory.",
+             line is the server's own cost. Each measurement runs {} s.\n",
             self.opts.secs
         );
-        o
+        let _ = writeln!(
+            o,
+            "Why the one-connection figures are pinned: with one connection, the server's CPU \
+             per line is mostly what it costs the server to wait for the next batch, and that \
+             depends on where the scheduler puts the server's worker and the load generator. \
+             On different CPUs the server echoes each window of 64 lines and then waits, its \
+             CPU goes idle and is woken by the next window; on the same CPU they take turns \
+             and the server rarely idles (it is preempted instead). When this was \
+             investigated (2026-11-30, this 2-CPU VM) that made 64 lines per server wait and \
+             about 0.6 µs of server CPU per line on different CPUs, about 100 lines per wait \
+             and 0.15 µs per line on the same one (closed loop: 35 against 9 µs). Unpinned, \
+             the scheduler moves between the two within and across 1-second measurements, so \
+             per-repetition ratios spread (0.75× to 1.26× in the run before pinning). Pinned \
+             (`--pin one-conn`, the default), every server is measured with its own CPU, as \
+             a server whose clients are elsewhere is, and the load generator on the other. \
+             The loads, the servers and their worker counts are unchanged; `--pin none` \
+             measures as before, `--pin all` pins the 50-connection and rate measurements too \
+             (the server then has one CPU). `weft-bench run` logs, per measurement, each busy \
+             server thread's and the client's CPU time, migrations, voluntary (waits) and \
+             involuntary (preemptions) context switches and last CPU, from \
+             `/proc/PID/task/TID/sched`. On a machine shared with other work the \
+             per-repetition ratios still spread (see the brackets in the targets table): a \
+             target whose range straddles the goal is not reliably met, whatever its median \
+             says; rerun with more `--reps` on an idle machine. For the user-space cost alone, \
+             free of this noise, `cargo bench -p \
+             weft-bench` compares weft's line path with the reference's loop in memory."
+        );
     }
 }

@@ -1,13 +1,16 @@
 //! `weft-bench run`: starts the servers, runs every mode against each, reports.
 
 use std::io;
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::load;
-use crate::plan::{LineCfg, Role, RunOpts, Sut};
+use crate::load::{self, ProxyVersion, Wire};
+use crate::plan::{Group, LineCfg, Measure, Pin, Role, RunOpts, Selection, Sut};
 use crate::procs::{self, Machine, Server, ServerCmd};
 use crate::report::{self, Report};
+use crate::tls::{self, CertFiles};
 
 fn log(msg: impl AsRef<str>) {
     eprintln!("[weft-bench {:>6.1}s] {}", elapsed_s(), msg.as_ref());
@@ -18,27 +21,36 @@ fn elapsed_s() -> f64 {
     START.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
-fn self_cmd(sub: &str, workers: usize) -> ServerCmd {
+fn self_cmd(sub: &str, workers: usize, tls: Option<&CertFiles>) -> ServerCmd {
+    let mut args: Vec<String> = vec![
+        sub.into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--workers".into(),
+        workers.to_string(),
+    ];
+    if let Some(c) = tls {
+        args.extend([
+            "--tls-key".into(),
+            c.key.display().to_string(),
+            "--tls-cert".into(),
+            c.cert.display().to_string(),
+        ]);
+    }
     ServerCmd {
         program: std::env::current_exe().unwrap_or_else(|_| "weft-bench".into()),
-        args: vec![
-            sub.into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--workers".into(),
-            workers.to_string(),
-        ],
+        args,
     }
 }
 
-fn weft_cmd(bin: &std::path::Path, line: bool, policies: &str) -> ServerCmd {
+fn weft_cmd(bin: &std::path::Path, line: bool, listen: &str, policies: &str) -> ServerCmd {
     let mut args: Vec<String> = vec!["serve".into()];
     if line {
         args.extend(["line-echo".into(), "--delimiter".into(), "lf".into()]);
     } else {
         args.push("echo".into());
     }
-    args.extend(["--listen".into(), "tcp:0:interface=127.0.0.1".into()]);
+    args.extend(["--listen".into(), listen.into()]);
     args.extend(policies.split_whitespace().map(String::from));
     ServerCmd {
         program: bin.to_path_buf(),
@@ -46,155 +58,274 @@ fn weft_cmd(bin: &std::path::Path, line: bool, policies: &str) -> ServerCmd {
     }
 }
 
-fn twisted_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import twisted"])
+/// How to make Twisted runnable, for the rows that could not run.
+const TWISTED_HOWTO: &str = "python3 -m venv VENV && VENV/bin/pip install twisted pyopenssl \
+     service_identity, then run with WEFT_BENCH_PYTHON=VENV/bin/python (or --python)";
+
+/// Whether `python` imports `modules`; `Err` says why not and how to fix it.
+fn python_has(python: &std::path::Path, modules: &str) -> Result<(), String> {
+    match Command::new(python)
+        .args(["-c", &format!("import {modules}")])
         .output()
-        .is_ok_and(|o| o.status.success())
+    {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(_) => Err(format!(
+            "not run: `{}` cannot import {modules} (install: {TWISTED_HOWTO})",
+            python.display()
+        )),
+        Err(e) => Err(format!(
+            "not run: cannot run `{}`: {e} (install: {TWISTED_HOWTO})",
+            python.display()
+        )),
+    }
+}
+
+fn twisted_cmd(python: &std::path::Path, tls: Option<&CertFiles>) -> ServerCmd {
+    let mut args = vec![
+        "-c".into(),
+        include_str!("../twisted_line_echo.py").into(),
+        "127.0.0.1".into(),
+        "0".into(),
+    ];
+    if let Some(c) = tls {
+        args.extend([c.key.display().to_string(), c.cert.display().to_string()]);
+    }
+    ServerCmd {
+        program: python.to_path_buf(),
+        args,
+    }
+}
+
+/// The wire the load generator speaks to a server of `role`.
+fn wire_for(role: Role, tls: Option<&Arc<rustls::ClientConfig>>, proxy: ProxyVersion) -> Wire {
+    match role.group() {
+        Group::Tls => tls.map_or(Wire::Tcp, |c| Wire::Tls(c.clone())),
+        Group::Proxy => Wire::Proxy(proxy),
+        Group::Plain | Group::Policies => Wire::Tcp,
+    }
 }
 
 /// Checks that a server starts and answers one line.
-fn probe(cmd: &ServerCmd, rt: &tokio::runtime::Runtime) -> io::Result<()> {
+fn probe(cmd: &ServerCmd, wire: &Wire, rt: &tokio::runtime::Runtime) -> io::Result<()> {
     let s = Server::start(cmd)?;
     rt.block_on(async {
-        let mut c = load::IdleConns::open(s.addr, 1).await?;
+        let mut c = load::IdleConns::open(s.addr, wire, 1).await?;
         tokio::time::timeout(Duration::from_secs(5), c.one_line_each())
             .await
-            .map_err(|_| io::Error::other("no echo within 5 s"))?
+            .map_err(|_| io::Error::other("no echo within 5 s"))??;
+        c.close().await;
+        Ok(())
     })
 }
 
-/// Picks the servers under test; returns them and notes for the report.
-fn servers(
-    opts: &RunOpts,
-    rt: &tokio::runtime::Runtime,
+/// Builds `weft` unless told not to; returns the binary if it exists.
+fn weft_binary(opts: &RunOpts) -> Option<PathBuf> {
+    if let Some(b) = &opts.weft_bin {
+        return Some(b.clone());
+    }
+    if opts.standin {
+        return None;
+    }
+    if !opts.no_build {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        log("building weft-cli (cargo build --release -p weft-cli)");
+        match Command::new(cargo)
+            .args(["build", "--release", "-p", "weft-cli"])
+            .status()
+        {
+            Ok(s) if s.success() => {}
+            Ok(s) => log(format!("building weft-cli failed ({s})")),
+            Err(e) => log(format!("cannot run cargo: {e}")),
+        }
+    }
+    crate::exe_dir()
+        .map(|d| d.join("weft"))
+        .filter(|p| p.exists())
+}
+
+/// What the servers under test need to start and be talked to.
+struct Env<'a> {
+    opts: &'a RunOpts,
+    rt: &'a tokio::runtime::Runtime,
     workers: usize,
-) -> (Vec<Sut>, Vec<String>) {
-    let mut notes = Vec::new();
-    let mut weft_bin = opts.weft_bin.clone();
-    if weft_bin.is_none() && !opts.standin {
-        if !opts.no_build {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            log("building weft-cli (cargo build --release -p weft-cli)");
-            match Command::new(cargo)
-                .args(["build", "--release", "-p", "weft-cli"])
-                .status()
-            {
-                Ok(s) if s.success() => {}
-                Ok(s) => log(format!("building weft-cli failed ({s})")),
-                Err(e) => log(format!("cannot run cargo: {e}")),
-            }
-        }
-        weft_bin = crate::exe_dir()
-            .map(|d| d.join("weft"))
-            .filter(|p| p.exists());
-    }
-    let mut weft_line = None;
-    let mut weft_echo = None;
-    if let Some(bin) = &weft_bin {
-        for line in [true, false] {
-            let cmd = weft_cmd(bin, line, &opts.weft_policies);
-            match probe(&cmd, rt) {
-                Ok(()) => {
-                    if line {
-                        weft_line = Some(cmd)
-                    } else {
-                        weft_echo = Some(cmd)
-                    }
-                }
-                Err(e) => {
-                    let msg = format!(
-                        "`{} {}` does not work ({e}); using this crate's stand-in instead",
-                        bin.display(),
-                        cmd.args.join(" ")
-                    );
-                    log(&msg);
-                    notes.push(msg);
-                }
-            }
-        }
-    }
-    let mut v = Vec::new();
-    match weft_line {
-        Some(cmd) => v.push(Sut {
-            name: "weft serve line-echo".into(),
-            role: Role::WeftLine,
-            cmd,
-        }),
-        None => {
-            notes.push(
-                "**weft line echo is the stand-in** `weft-bench weft-line-echo` (weft-line \
-                 `LineReceiver` on weft-core), not `weft serve line-echo`."
+    weft: Option<PathBuf>,
+    certs: Option<&'a CertFiles>,
+    tls_client: Option<&'a Arc<rustls::ClientConfig>>,
+    proxy: ProxyVersion,
+}
+
+impl Env<'_> {
+    /// A `weft serve` server of `role`, probed; `Err` says why it cannot run.
+    fn weft(&self, role: Role, line: bool) -> Result<ServerCmd, String> {
+        let Some(bin) = &self.weft else {
+            return Err(
+                "not run: no `weft` binary (built with `cargo build --release -p \
+                        weft-cli`, or given with --weft-bin)"
                     .into(),
             );
-            v.push(Sut {
-                name: "weft-line echo (stand-in)".into(),
-                role: Role::WeftLine,
-                cmd: self_cmd("weft-line-echo", workers),
-            })
+        };
+        let tcp = "tcp:0:interface=127.0.0.1".to_string();
+        let (listen, policies) = match role.group() {
+            Group::Plain => (tcp, self.opts.weft_policies.as_str()),
+            Group::Tls => {
+                let c = self.certs.ok_or("no certificate")?;
+                (
+                    format!(
+                        "ssl:0:interface=127.0.0.1:privateKey={}:certKey={}",
+                        c.key.display(),
+                        c.cert.display()
+                    ),
+                    self.opts.weft_policies.as_str(),
+                )
+            }
+            Group::Proxy => (format!("haproxy:{tcp}"), self.opts.weft_policies.as_str()),
+            Group::Policies => (tcp, self.opts.policy_row.as_str()),
+        };
+        let cmd = weft_cmd(bin, line, &listen, policies);
+        self.probed(role, cmd)
+    }
+
+    /// `cmd` if it starts and echoes a line over `role`'s wire.
+    fn probed(&self, role: Role, cmd: ServerCmd) -> Result<ServerCmd, String> {
+        let wire = wire_for(role, self.tls_client, self.proxy);
+        match probe(&cmd, &wire, self.rt) {
+            Ok(()) => Ok(cmd),
+            Err(e) => Err(format!(
+                "not run: `{} {}` does not work ({e})",
+                cmd.program.display(),
+                cmd.args
+                    .iter()
+                    .map(|a| if a.contains('\n') { "<script>" } else { a })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )),
         }
     }
-    v.push(Sut {
-        name: "tokio reference line echo".into(),
-        role: Role::RefLine,
-        cmd: self_cmd("ref-line-echo", workers),
-    });
-    if opts.twisted || opts.install_twisted {
-        if !twisted_available() && opts.install_twisted {
-            log("pip install twisted");
-            let _ = Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "twisted"])
-                .status();
-        }
-        if twisted_available() {
-            v.push(Sut {
-                name: "Twisted LineReceiver echo".into(),
-                role: Role::Twisted,
-                cmd: ServerCmd {
-                    program: "python3".into(),
-                    args: vec![
-                        "-c".into(),
-                        include_str!("../twisted_line_echo.py").into(),
-                        "127.0.0.1".into(),
-                        "0".into(),
-                    ],
-                },
-            });
+
+    fn reference(&self, role: Role, sub: &str) -> Result<ServerCmd, String> {
+        let tls = if role.group() == Group::Tls {
+            Some(self.certs.ok_or("no certificate")?)
         } else {
-            let msg = "Twisted is not installed (`--install-twisted` installs it): skipped.";
-            log(msg);
-            notes.push(msg.into());
+            None
+        };
+        Ok(self_cmd(sub, self.workers, tls))
+    }
+
+    fn twisted(&self, role: Role) -> Result<ServerCmd, String> {
+        let py = &self.opts.python;
+        if role == Role::TwistedTls {
+            python_has(py, "twisted, OpenSSL, service_identity")?;
+            self.probed(role, twisted_cmd(py, self.certs))
+        } else {
+            python_has(py, "twisted")?;
+            self.probed(role, twisted_cmd(py, None))
         }
     }
-    match weft_echo {
-        Some(cmd) => v.push(Sut {
-            name: "weft serve echo".into(),
-            role: Role::WeftEcho,
+}
+
+impl Env<'_> {
+    /// The command of the server of `role`; `name` may change (a stand-in) and a note say so.
+    fn command(
+        &self,
+        role: Role,
+        name: &'static str,
+        notes: &mut Vec<String>,
+    ) -> (&'static str, Result<ServerCmd, String>) {
+        let line = role.runs(Measure::Line);
+        let cmd = match role {
+            Role::RefLine | Role::RefLineTls => self.reference(role, "ref-line-echo"),
+            Role::RefEcho | Role::RefEchoTls => self.reference(role, "ref-echo"),
+            Role::Floor => Ok(self_cmd("floor-echo", self.workers, None)),
+            Role::Twisted | Role::TwistedTls => self.twisted(role),
+            Role::WeftLine | Role::WeftEcho => {
+                return match self.weft(role, line) {
+                    Ok(cmd) => (name, Ok(cmd)),
+                    Err(why) => {
+                        let (standin, sub, what) = if line {
+                            (
+                                "weft-line echo (stand-in)",
+                                "weft-line-echo",
+                                "weft-line `LineReceiver` on weft-core",
+                            )
+                        } else {
+                            (
+                                "weft-core echo (stand-in)",
+                                "weft-echo",
+                                "a weft-core `Protocol`",
+                            )
+                        };
+                        notes.push(format!(
+                            "**{name} is the stand-in** `weft-bench {sub}` ({what}): {why}"
+                        ));
+                        (standin, Ok(self_cmd(sub, self.workers, None)))
+                    }
+                };
+            }
+            Role::WeftLineTls
+            | Role::WeftEchoTls
+            | Role::WeftLineProxy
+            | Role::WeftLinePolicies => self.weft(role, line),
+        };
+        (name, cmd)
+    }
+}
+
+/// Picks the servers under test; returns them and notes for the report. The order is the
+/// order of measurement within a repetition: each compared pair close together in time.
+fn servers(env: &Env<'_>, sel: &Selection) -> (Vec<Sut>, Vec<String>) {
+    let plain = sel.group(Group::Plain);
+    let tls = sel.group(Group::Tls);
+    let proxy = sel.group(Group::Proxy);
+    let policies = sel.group(Group::Policies);
+    let twisted = !env.opts.no_twisted;
+    let rows = [
+        (
+            proxy,
+            "weft serve line-echo on haproxy:tcp:",
+            Role::WeftLineProxy,
+        ),
+        // Plain weft is also the PROXY and policies rows' baseline.
+        (
+            plain || proxy || policies,
+            "weft serve line-echo",
+            Role::WeftLine,
+        ),
+        (plain, "tokio reference line echo", Role::RefLine),
+        (
+            policies,
+            "weft serve line-echo with policies",
+            Role::WeftLinePolicies,
+        ),
+        (plain && twisted, "Twisted LineReceiver echo", Role::Twisted),
+        (tls, "weft serve line-echo on ssl:", Role::WeftLineTls),
+        (tls, "tokio-rustls reference line echo", Role::RefLineTls),
+        (
+            tls && twisted,
+            "Twisted LineReceiver echo on ssl: (pyOpenSSL)",
+            Role::TwistedTls,
+        ),
+        (plain, "weft serve echo", Role::WeftEcho),
+        (plain, "tokio reference echo", Role::RefEcho),
+        (tls, "weft serve echo on ssl:", Role::WeftEchoTls),
+        (tls, "tokio-rustls reference echo", Role::RefEchoTls),
+        (plain, "minimal tokio echo (idle floor)", Role::Floor),
+    ];
+    let mut notes = Vec::new();
+    let mut v = Vec::new();
+    for (wanted, name, role) in rows {
+        if !wanted {
+            continue;
+        }
+        let (name, cmd) = env.command(role, name, &mut notes);
+        if let Err(why) = &cmd {
+            log(format!("{name}: {why}"));
+        }
+        v.push(Sut {
+            name: name.into(),
+            role,
             cmd,
-        }),
-        None => {
-            notes.push(
-                "**weft byte echo is the stand-in** `weft-bench weft-echo` (a weft-core \
-                 `Protocol`), not `weft serve echo`."
-                    .into(),
-            );
-            v.push(Sut {
-                name: "weft-core echo (stand-in)".into(),
-                role: Role::WeftEcho,
-                cmd: self_cmd("weft-echo", workers),
-            })
-        }
+        });
     }
-    v.push(Sut {
-        name: "tokio reference echo".into(),
-        role: Role::RefEcho,
-        cmd: self_cmd("ref-echo", workers),
-    });
-    v.push(Sut {
-        name: "minimal tokio echo (idle floor)".into(),
-        role: Role::Floor,
-        cmd: self_cmd("floor-echo", workers),
-    });
     (v, notes)
 }
 
@@ -218,6 +349,101 @@ fn settled_rss(s: &Server) -> io::Result<u64> {
     Ok(last)
 }
 
+/// Pins the load generator (this thread: the current-thread runtime runs every client task
+/// on it) and a server to different CPUs for one measurement, and lets both float again
+/// afterwards.
+struct Pinning {
+    /// CPUs this process may use (from its affinity mask at start).
+    all: Vec<usize>,
+    when: Pin,
+}
+
+impl Pinning {
+    fn new(when: Pin) -> Self {
+        let all = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0))
+            .map(|set| {
+                (0..nix::sched::CpuSet::count())
+                    .filter(|&c| set.is_set(c).unwrap_or(false))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self { all, when }
+    }
+
+    /// True when pinning is possible at all (two CPUs or more) and wanted.
+    fn active(&self) -> bool {
+        self.all.len() >= 2 && self.when != Pin::None
+    }
+
+    /// The client's CPU (the last one) and the servers' (all the others).
+    fn split(&self) -> (Vec<usize>, Vec<usize>) {
+        let (last, rest) = self.all.split_last().expect("two CPUs or more");
+        (vec![*last], rest.to_vec())
+    }
+
+    /// The settings line of the report.
+    fn describe(&self) -> String {
+        if !self.active() {
+            return match self.when {
+                Pin::None => "nothing pinned (`--pin none`)".into(),
+                _ => "nothing pinned (one CPU)".into(),
+            };
+        }
+        let (c, s) = self.split();
+        let when = match self.when {
+            Pin::OneConn => {
+                "during the one-connection measurements (line echo over one \
+                             connection, bulk), floating otherwise"
+            }
+            _ => "during every measurement",
+        };
+        format!(
+            "load generator pinned to CPU {} and every thread of the server under test to CPU \
+             {} {when} (`sched_setaffinity`, the same for every server)",
+            c.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
+            s.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+        )
+    }
+
+    /// Runs `f` with the client and `server` pinned if `one_conn` (or always) says so.
+    fn around<T>(&self, server: &Server, one_conn: bool, f: impl FnOnce() -> T) -> T {
+        let pin = self.active() && (self.when == Pin::All || one_conn);
+        if pin {
+            let (c, s) = self.split();
+            if let Err(e) = procs::pin_self(&c).and_then(|()| procs::pin_process(server.pid(), &s))
+            {
+                log(format!("cannot pin: {e}"));
+            }
+        }
+        let out = f();
+        if pin {
+            let _ = procs::pin_self(&self.all);
+            let _ = procs::pin_process(server.pid(), &self.all);
+        }
+        out
+    }
+}
+
+/// A measurement's failure: Twisted's stops only Twisted (it is there for the record, never
+/// fails the run); anyone else's fails the run.
+fn failed(
+    e: io::Error,
+    s: &Sut,
+    running: &mut [Option<Server>],
+    si: usize,
+    notes: &mut Vec<String>,
+) -> io::Result<()> {
+    if s.role.is_twisted() {
+        let msg = format!("{} failed and was dropped from the run: {e}", s.name);
+        log(&msg);
+        notes.push(msg);
+        running[si] = None;
+        Ok(())
+    } else {
+        Err(io::Error::new(e.kind(), format!("{}: {e}", s.name)))
+    }
+}
+
 /// Runs everything.
 pub fn run(mut opts: RunOpts) -> io::Result<()> {
     elapsed_s();
@@ -226,6 +452,8 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
         opts.reps = 1;
         opts.idle = opts.idle.min(1000);
     }
+    let sel = Selection::parse(&opts.modes)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let workers = opts
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -233,10 +461,38 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
         .enable_all()
         .build()?;
     let machine = Machine::detect();
-    let (suts, mut notes) = servers(&opts, &rt, workers);
+    let certs = if sel.group(Group::Tls) {
+        Some(CertFiles::generate()?)
+    } else {
+        None
+    };
+    let tls_client = certs
+        .as_ref()
+        .map(|c| tls::client_config(&c.cert))
+        .transpose()?;
+    let proxy = if opts.proxy_version == 2 {
+        ProxyVersion::V2
+    } else {
+        ProxyVersion::V1
+    };
+    let env = Env {
+        opts: &opts,
+        rt: &rt,
+        workers,
+        weft: weft_binary(&opts),
+        certs: certs.as_ref(),
+        tls_client: tls_client.as_ref(),
+        proxy,
+    };
+    let (suts, mut notes) = servers(&env, &sel);
+    let wires: Vec<Wire> = suts
+        .iter()
+        .map(|s| wire_for(s.role, tls_client.as_ref(), proxy))
+        .collect();
+    let pinning = Pinning::new(opts.pin);
     let t0 = Instant::now();
-    let modes: Vec<&str> = opts.modes.split(',').map(str::trim).collect();
     let mut rep = Report::new(machine, opts.clone(), workers, suts.clone());
+    rep.pinning = pinning.describe();
     rep.load_before = procs::loadavg();
 
     if let Some(lim) = open_files_limit() {
@@ -272,45 +528,67 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
     };
     rep.line_cfgs = cfgs.clone();
 
-    let need_running = modes.iter().any(|m| matches!(*m, "line" | "rate" | "bulk"));
-    if need_running {
+    let timed = [Measure::Line, Measure::Rate, Measure::Bulk];
+    if timed.iter().any(|&m| sel.has(m)) {
         let mut running = Vec::new();
         for s in &suts {
-            if s.role == Role::Floor {
-                running.push(None);
-                continue;
+            let wanted = timed.iter().any(|&m| sel.has(m) && s.role.runs(m));
+            match (&s.cmd, wanted) {
+                (Ok(cmd), true) => {
+                    let srv = Server::start(cmd)?;
+                    log(format!("{} pid {} on {}", s.name, srv.pid(), srv.addr));
+                    running.push(Some(srv));
+                }
+                _ => running.push(None),
             }
-            let srv = Server::start(&s.cmd)?;
-            log(format!("{} pid {} on {}", s.name, srv.pid(), srv.addr));
-            running.push(Some(srv));
         }
         for r in 0..opts.reps {
             // Every other repetition runs the servers in reverse order, so that a drift in the
             // machine's load over a repetition does not always favour the same server.
-            let order: Vec<(usize, &Sut)> = if r % 2 == 0 {
-                suts.iter().enumerate().collect()
+            let mut order: Vec<usize> = if r % 2 == 0 {
+                (0..suts.len()).collect()
             } else {
-                suts.iter().enumerate().rev().collect()
+                (0..suts.len()).rev().collect()
             };
-            if modes.contains(&"line") {
+            if r >= opts.twisted_reps {
+                order.retain(|&si| !suts[si].role.is_twisted());
+            }
+            if sel.has(Measure::Line) {
                 for (ci, cfg) in cfgs.iter().enumerate() {
-                    for &(si, s) in &order {
-                        if !s.role.is_line() {
+                    for &si in &order {
+                        let s = &suts[si];
+                        if !s.role.runs(Measure::Line) || (s.role.targeted_loads_only() && ci >= 2)
+                        {
                             continue;
                         }
                         let Some(srv) = &running[si] else { continue };
                         let mut cpu0 = 0.0;
-                        let res = rt.block_on(load::line_echo(
-                            srv.addr,
-                            cfg.conns,
-                            cfg.window,
-                            opts.secs,
-                            || cpu0 = srv.cpu_secs().unwrap_or(0.0),
-                        ))?;
+                        let mut sched = procs::SchedSnapshot::default();
+                        let res = pinning.around(srv, cfg.conns == 1, || {
+                            rt.block_on(load::line_echo(
+                                srv.addr,
+                                &wires[si],
+                                cfg.conns,
+                                cfg.window,
+                                opts.secs,
+                                || {
+                                    sched = procs::SchedSnapshot::take(srv.pid());
+                                    cpu0 = srv.cpu_secs().unwrap_or(0.0);
+                                },
+                            ))
+                        });
+                        let sched = sched.delta(srv.pid());
+                        let res = match res {
+                            Ok(res) => res,
+                            Err(e) => {
+                                failed(e, s, &mut running, si, &mut notes)?;
+                                continue;
+                            }
+                        };
                         let cpu = srv.cpu_secs()? - cpu0;
                         let sample = report::LineSample::new(res, cpu);
                         log(format!(
-                            "rep {r} line {}x{} {}: {:.0} lines/s, {:.3} us CPU/line",
+                            "rep {r} line {}x{} {}: {:.0} lines/s, {:.3} us CPU/line ({sched})",
                             cfg.conns,
                             cfg.window,
                             s.name,
@@ -321,40 +599,60 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
                     }
                 }
             }
-            if modes.contains(&"rate") {
-                for &(si, s) in &order {
-                    if !s.role.is_line() {
+            if sel.has(Measure::Rate) {
+                for &si in &order {
+                    let s = &suts[si];
+                    if !s.role.runs(Measure::Rate) {
                         continue;
                     }
                     let Some(srv) = &running[si] else { continue };
                     let mut cpu0 = 0.0;
-                    let res = rt.block_on(load::conn_rate(
-                        srv.addr,
-                        opts.rate_parallel,
-                        opts.secs,
-                        || cpu0 = srv.cpu_secs().unwrap_or(0.0),
-                    ))?;
+                    let res = pinning.around(srv, false, || {
+                        rt.block_on(load::conn_rate(
+                            srv.addr,
+                            &wires[si],
+                            opts.rate_parallel,
+                            opts.secs,
+                            || cpu0 = srv.cpu_secs().unwrap_or(0.0),
+                        ))
+                    });
+                    let res = match res {
+                        Ok(res) => res,
+                        Err(e) => {
+                            failed(e, s, &mut running, si, &mut notes)?;
+                            continue;
+                        }
+                    };
                     let cpu = srv.cpu_secs()? - cpu0;
                     let sample = report::RateSample::new(&res, cpu);
                     log(format!(
-                        "rep {r} rate {}: {:.0} conns/s p50 {} us p99 {} us",
-                        s.name, sample.conns_per_s, sample.p50_us, sample.p99_us
+                        "rep {r} rate {}: {:.0} conns/s p50 {} us p99 {} us, {:.1} us CPU/conn",
+                        s.name,
+                        sample.conns_per_s,
+                        sample.p50_us,
+                        sample.p99_us,
+                        sample.cpu_us_per_conn
                     ));
                     rep.rate.push((si, sample));
                     // Let TIME_WAIT sockets and the server's accept queue settle.
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
-            if modes.contains(&"bulk") {
-                for &(si, s) in &order {
-                    if !s.role.is_bulk() {
+            if sel.has(Measure::Bulk) {
+                for &si in &order {
+                    let s = &suts[si];
+                    if !s.role.runs(Measure::Bulk) {
                         continue;
                     }
                     let Some(srv) = &running[si] else { continue };
                     let mut cpu0 = 0.0;
-                    let res = rt.block_on(load::bulk(srv.addr, opts.secs, || {
-                        cpu0 = srv.cpu_secs().unwrap_or(0.0)
-                    }))?;
+                    let res = pinning
+                        .around(srv, true, || {
+                            rt.block_on(load::bulk(srv.addr, &wires[si], opts.secs, || {
+                                cpu0 = srv.cpu_secs().unwrap_or(0.0)
+                            }))
+                        })
+                        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", s.name)))?;
                     let cpu = srv.cpu_secs()? - cpu0;
                     let sample = report::BulkSample::new(res, cpu);
                     log(format!(
@@ -368,30 +666,29 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
         drop(running);
     }
 
-    if modes.contains(&"idle") {
+    if sel.has(Measure::Idle) {
         for (si, s) in suts.iter().enumerate() {
-            // A fresh server, warmed up, so earlier load does not leave free memory to reuse.
-            let srv = Server::start(&s.cmd)?;
-            rt.block_on(load::warm_up(srv.addr, 8))?;
-            let before = settled_rss(&srv)?;
-            let mut conns = rt.block_on(load::IdleConns::open(srv.addr, opts.idle))?;
-            let fresh = settled_rss(&srv)?;
-            rt.block_on(conns.one_line_each())?;
-            let after = settled_rss(&srv)?;
-            drop(conns);
-            let sample = report::IdleSample {
-                k: opts.idle,
-                before_kib: before,
-                fresh_kib: fresh,
-                after_kib: after,
-            };
-            log(format!(
-                "idle {}: {:.2} KiB/conn fresh, {:.2} KiB/conn after one line",
-                s.name,
-                sample.fresh_per_conn(),
-                sample.after_per_conn()
-            ));
-            rep.idle.push((si, sample));
+            let Ok(cmd) = &s.cmd else { continue };
+            if !s.role.runs(Measure::Idle) {
+                continue;
+            }
+            match idle(&rt, cmd, &wires[si], opts.idle) {
+                Ok(sample) => {
+                    log(format!(
+                        "idle {}: {:.2} KiB/conn fresh, {:.2} KiB/conn after one line",
+                        s.name,
+                        sample.fresh_per_conn(),
+                        sample.after_per_conn()
+                    ));
+                    rep.idle.push((si, sample));
+                }
+                Err(e) if s.role.is_twisted() => {
+                    let msg = format!("{}: idle connections failed: {e}", s.name);
+                    log(&msg);
+                    notes.push(msg);
+                }
+                Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", s.name))),
+            }
         }
     }
 
@@ -405,6 +702,32 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
         log(format!("wrote {}", path.display()));
     }
     Ok(())
+}
+
+/// Idle memory: a fresh server, warmed up so earlier load does not leave free memory to
+/// reuse, then `k` connections held, fresh and after one line each.
+fn idle(
+    rt: &tokio::runtime::Runtime,
+    cmd: &ServerCmd,
+    wire: &Wire,
+    k: usize,
+) -> io::Result<report::IdleSample> {
+    let srv = Server::start(cmd)?;
+    rt.block_on(load::warm_up(srv.addr, wire, 8))?;
+    let before = settled_rss(&srv)?;
+    let mut conns = rt.block_on(load::IdleConns::open(srv.addr, wire, k))?;
+    let fresh = settled_rss(&srv)?;
+    rt.block_on(conns.one_line_each())?;
+    let after = settled_rss(&srv)?;
+    // The server first, so that it does not log thousands of connections going away.
+    drop(srv);
+    drop(conns);
+    Ok(report::IdleSample {
+        k,
+        before_kib: before,
+        fresh_kib: fresh,
+        after_kib: after,
+    })
 }
 
 /// Parses `--line-loads`: `CONNSxWINDOW` items, comma-separated.

@@ -120,21 +120,8 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
             timeout,
         } => {
             let target = format!("{host}:{port}");
-            let stream =
-                match tokio::time::timeout(*timeout, TcpStream::connect((host.as_str(), *port)))
-                    .await
-                {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        return Err(Failure::network(format!("cannot connect to {target}"), &e));
-                    }
-                    Err(_) => {
-                        return Err(Failure::new(
-                            exit::TIMEOUT,
-                            format!("cannot connect to {target}: timed out after {timeout:?}"),
-                        ));
-                    }
-                };
+            let connecting = TcpStream::connect((host.as_str(), *port));
+            let stream = dial(&target, "", *timeout, connecting).await?;
             let _ = stream.set_nodelay(true);
             tracing::info!(peer = %target, "connected");
             let (r, w) = stream.into_split();
@@ -142,51 +129,43 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         }
         ClientEndpoint::Unix { path, timeout } => {
             let target = path.display().to_string();
-            let stream = match tokio::time::timeout(*timeout, UnixStream::connect(path)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    return Err(Failure::network(format!("cannot connect to {target}"), &e));
-                }
-                Err(_) => {
-                    return Err(Failure::new(
-                        exit::TIMEOUT,
-                        format!("cannot connect to {target}: timed out after {timeout:?}"),
-                    ));
-                }
-            };
+            let stream = dial(&target, "", *timeout, UnixStream::connect(path)).await?;
             tracing::info!(peer = %target, "connected");
             let (r, w) = stream.into_split();
             pump(r, w, &target).await
         }
         ClientEndpoint::Tls {
-            host, timeout, tls, ..
+            host,
+            timeout,
+            tls,
+            via,
+            ..
         } => {
             let config = tls
                 .config()
                 .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+            let how = format!(" over TLS as {host}");
+            if let Some(ClientEndpoint::Unix { path, .. }) = via.as_deref() {
+                // endpoint=unix\:/path: TLS through a Unix socket, still verifying HOST.
+                let target = path.display().to_string();
+                let connecting = async {
+                    let unix = UnixStream::connect(path).await?;
+                    weft_core::tls::client_handshake(unix, host, config).await
+                };
+                let stream = dial(&target, &how, *timeout, connecting).await?;
+                tracing::info!(peer = %target, name = %host, "connected over TLS");
+                let (r, w) = tokio::io::split(stream);
+                return pump(r, w, &target).await;
+            }
             let Some((to_host, to_port)) = endpoint.tcp_target() else {
                 return Err(Failure::new(
                     exit::USAGE,
-                    "endpoint= takes a tcp: endpoint for now",
+                    "endpoint= takes a tcp: or unix: endpoint",
                 ));
             };
             let target = format!("{to_host}:{to_port}");
             let connecting = weft_core::tls::connect_stream((to_host, to_port), host, config);
-            let stream = match tokio::time::timeout(*timeout, connecting).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    return Err(Failure::network(
-                        format!("cannot connect to {target} over TLS as {host}"),
-                        &e,
-                    ));
-                }
-                Err(_) => {
-                    return Err(Failure::new(
-                        exit::TIMEOUT,
-                        format!("cannot connect to {target}: timed out after {timeout:?}"),
-                    ));
-                }
-            };
+            let stream = dial(&target, &how, *timeout, connecting).await?;
             tracing::info!(peer = %target, name = %host, "connected over TLS");
             let (r, w) = tokio::io::split(stream);
             pump(r, w, &target).await
@@ -194,6 +173,27 @@ pub async fn run(args: ConnectArgs) -> Result<(), Failure> {
         other => Err(Failure::new(
             exit::USAGE,
             format!("unsupported endpoint {other:?}"),
+        )),
+    }
+}
+
+/// Awaits `connecting` for at most `timeout`: a failure says "cannot connect to TARGET" (with
+/// `how`, e.g. " over TLS as NAME", after it), a timeout exits with [`exit::TIMEOUT`].
+async fn dial<S>(
+    target: &str,
+    how: &str,
+    timeout: Duration,
+    connecting: impl std::future::Future<Output = io::Result<S>>,
+) -> Result<S, Failure> {
+    match tokio::time::timeout(timeout, connecting).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(Failure::network(
+            format!("cannot connect to {target}{how}"),
+            &e,
+        )),
+        Err(_) => Err(Failure::new(
+            exit::TIMEOUT,
+            format!("cannot connect to {target}: timed out after {timeout:?}"),
         )),
     }
 }

@@ -218,63 +218,38 @@ async fn listen(
 ) -> std::io::Result<ListeningPort> {
     // What ends a line, for the line timeout and the line count: the delimiter's last byte.
     let lines = opts.delimiter.as_bytes().last().copied();
+    // `$build` builds each connection's protocol; `$lines`: what ends a line, for the policies
+    // that count or time lines (`None` for protocols without lines).
+    macro_rules! serve {
+        ($build:expr, $lines:expr) => {
+            reactor
+                .listen_endpoint(ep, policies.apply(factory_fn($build), $lines))
+                .await
+        };
+    }
     match name {
         ProtocolName::Logger => {
-            let f = factory_fn(|peer: &Address| Some(wire::Logger::new(peer.clone())));
-            reactor.listen_endpoint(ep, policies.apply(f, None)).await
+            serve!(|peer: &Address| Some(wire::Logger::new(peer.clone())), None)
         }
-        ProtocolName::LineLogger => {
-            let f = factory_fn(move |peer: &Address| {
-                Some(framed(wire::LineLogger::new(peer.clone()), &opts))
-            });
-            reactor.listen_endpoint(ep, policies.apply(f, lines)).await
-        }
-        ProtocolName::Echo => {
-            reactor
-                .listen_endpoint(
-                    ep,
-                    policies.apply(factory_fn(|_: &Address| Some(wire::Echo)), None),
-                )
-                .await
-        }
-        ProtocolName::LineEcho => {
-            let f = factory_fn(move |_: &Address| {
+        ProtocolName::LineLogger => serve!(
+            move |peer: &Address| Some(framed(wire::LineLogger::new(peer.clone()), &opts)),
+            lines
+        ),
+        ProtocolName::Echo => serve!(|_: &Address| Some(wire::Echo), None),
+        ProtocolName::LineEcho => serve!(
+            move |_: &Address| {
                 Some(
                     LineOnlyProtocol::new(wire::LineEcho)
                         .with_delimiter(opts.delimiter.clone())
                         .with_max_length(opts.max_length),
                 )
-            });
-            reactor.listen_endpoint(ep, policies.apply(f, lines)).await
-        }
-        ProtocolName::Discard => {
-            reactor
-                .listen_endpoint(
-                    ep,
-                    policies.apply(factory_fn(|_: &Address| Some(wire::Discard)), None),
-                )
-                .await
-        }
-        ProtocolName::Daytime => {
-            reactor
-                .listen_endpoint(
-                    ep,
-                    policies.apply(factory_fn(|_: &Address| Some(wire::Daytime)), None),
-                )
-                .await
-        }
-        ProtocolName::Chargen => {
-            let f = factory_fn(|_: &Address| Some(wire::Chargen::default()));
-            reactor.listen_endpoint(ep, policies.apply(f, None)).await
-        }
-        ProtocolName::Qotd => {
-            reactor
-                .listen_endpoint(
-                    ep,
-                    policies.apply(factory_fn(|_: &Address| Some(wire::Qotd)), None),
-                )
-                .await
-        }
+            },
+            lines
+        ),
+        ProtocolName::Discard => serve!(|_: &Address| Some(wire::Discard), None),
+        ProtocolName::Daytime => serve!(|_: &Address| Some(wire::Daytime), None),
+        ProtocolName::Chargen => serve!(|_: &Address| Some(wire::Chargen::default()), None),
+        ProtocolName::Qotd => serve!(|_: &Address| Some(wire::Qotd), None),
     }
 }
 

@@ -12,6 +12,15 @@ fn off(s: &str) -> bool {
     s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("off")
 }
 
+/// The number and unit of a setting that is on: `None` for `0` (with any unit) and `none`.
+fn on(s: &str) -> Result<Option<(f64, &str)>, String> {
+    if off(s) {
+        return Ok(None);
+    }
+    let (n, unit) = number_and_unit(s)?;
+    Ok((n != 0.0).then_some((n, unit)))
+}
+
 /// Splits `12.5KiB` into `(12.5, "KiB")`.
 fn number_and_unit(s: &str) -> Result<(f64, &str), String> {
     let s = s.trim();
@@ -30,13 +39,9 @@ fn number_and_unit(s: &str) -> Result<(f64, &str), String> {
 
 /// A duration: seconds by default, or with `ms`, `s`, `m`, `h`; `0`/`none`: off.
 pub fn duration(s: &str) -> Result<Setting<Duration>, String> {
-    if off(s) {
+    let Some((n, unit)) = on(s)? else {
         return Ok(Setting(None));
-    }
-    let (n, unit) = number_and_unit(s)?;
-    if n == 0.0 {
-        return Ok(Setting(None));
-    }
+    };
     let secs = match unit {
         "" | "s" | "sec" | "secs" => n,
         "ms" => n / 1000.0,
@@ -56,13 +61,9 @@ pub fn duration(s: &str) -> Result<Setting<Duration>, String> {
 /// A byte count: bytes by default, or with `k`/`KB` (1000), `KiB` (1024), `M`/`MB`, `MiB`,
 /// `G`/`GB`, `GiB` (a trailing `/s` is allowed); `0`/`none`: off.
 pub fn bytes(s: &str) -> Result<Setting<u64>, String> {
-    if off(s) {
+    let Some((n, unit)) = on(s)? else {
         return Ok(Setting(None));
-    }
-    let (n, unit) = number_and_unit(s)?;
-    if n == 0.0 {
-        return Ok(Setting(None));
-    }
+    };
     let unit = unit.strip_suffix("/s").unwrap_or(unit);
     let scale: f64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,

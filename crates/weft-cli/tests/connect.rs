@@ -7,7 +7,7 @@ use std::net::{TcpListener, UdpSocket};
 use std::thread;
 
 use assert_cmd::Command as Cmd;
-use common::{Server, WAIT, WEFT};
+use common::{Printed, Run, Server, WAIT, WEFT};
 
 /// A one-shot server: reads until the client's EOF (so the client must half-close), then
 /// answers with what it got and closes.
@@ -29,15 +29,12 @@ fn answering_server() -> (String, thread::JoinHandle<Vec<u8>>) {
 
 /// Runs `weft ARGS` with `stdin`; expects exit `code` and one line on stderr, which it returns.
 fn one_line_failure(args: &[&str], stdin: impl Into<Vec<u8>>, code: i32) -> String {
-    let out = Cmd::new(WEFT)
+    let err = Cmd::new(WEFT)
         .args(args)
         .write_stdin(stdin)
-        .timeout(WAIT)
-        .assert()
+        .run()
         .code(code)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        .stderr_text();
     assert_eq!(err.lines().count(), 1, "{err}");
     err
 }
@@ -48,8 +45,7 @@ fn stdin_to_socket_half_close_then_socket_to_stdout() {
     Cmd::new(WEFT)
         .args(["connect", &addr])
         .write_stdin("ping\n")
-        .timeout(WAIT)
-        .assert()
+        .run()
         .success()
         .stdout("got 5 bytes: ping\n");
     assert_eq!(server.join().unwrap(), b"ping\n");
@@ -62,8 +58,7 @@ fn twisted_client_endpoint_syntax() {
     Cmd::new(WEFT)
         .args(["connect", &format!("tcp:host={host}:port={port}:timeout=5")])
         .write_stdin("x")
-        .timeout(WAIT)
-        .assert()
+        .run()
         .success()
         .stdout("got 1 bytes: x");
     server.join().unwrap();
@@ -108,8 +103,7 @@ fn talks_to_weft_serve_echo() {
     Cmd::new(WEFT)
         .args(["connect", &format!("tcp:{}", server.addr)])
         .write_stdin("hello echo")
-        .timeout(WAIT)
-        .assert()
+        .run()
         .success()
         .stdout("hello echo");
 }
@@ -123,8 +117,7 @@ fn connects_to_a_unix_socket() {
     Cmd::new(WEFT)
         .args(["connect", &endpoint])
         .write_stdin("unix echo")
-        .timeout(WAIT)
-        .assert()
+        .run()
         .success()
         .stdout("unix echo");
 }
@@ -141,11 +134,7 @@ fn refused_connection_is_a_network_error() {
 
 #[test]
 fn bad_endpoint_is_a_usage_error() {
-    Cmd::new(WEFT)
-        .args(["connect", "nonsense"])
-        .timeout(WAIT)
-        .assert()
-        .code(2);
+    Cmd::new(WEFT).args(["connect", "nonsense"]).run().code(2);
 }
 
 #[test]
@@ -155,8 +144,7 @@ fn nc_two_argument_form() {
     Cmd::new(WEFT)
         .args(["connect", host, port])
         .write_stdin("two args\n")
-        .timeout(WAIT)
-        .assert()
+        .run()
         .success()
         .stdout("got 9 bytes: two args\n");
     assert_eq!(server.join().unwrap(), b"two args\n");
@@ -211,8 +199,7 @@ fn udp_sends_a_datagram_per_line_and_prints_the_replies() {
                     .arg("connect")
                     .args(&args)
                     .write_stdin("one\ntwo\n")
-                    .timeout(WAIT)
-                    .assert()
+                    .run()
                     .success()
                     .stdout("echo: one\necho: two\n");
                 assert_eq!(

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use assert_cmd::Command as Cmd;
-use common::{HttpServer, Reply, Seen, WAIT, WEFT};
+use common::{HttpServer, Printed, Reply, Run, Seen, WAIT, WEFT};
 
 /// 100 000 bytes of a recognisable pattern.
 fn big() -> Vec<u8> {
@@ -99,8 +99,7 @@ fn weft(args: &[&str]) -> assert_cmd::assert::Assert {
         .env_remove("HTTP_PROXY")
         .env_remove("all_proxy")
         .env_remove("ALL_PROXY")
-        .timeout(WAIT)
-        .assert()
+        .run()
 }
 
 /// `weft fetch -q URL` run in `dir` (so the file gets its default name there); its stdout.
@@ -108,20 +107,22 @@ fn fetch_in(dir: &std::path::Path, url: &str) -> String {
     let out = Cmd::new(WEFT)
         .args(["fetch", "-q", url])
         .current_dir(dir)
-        .timeout(WAIT)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+        .run()
+        .ok_stdout();
     String::from_utf8(out).unwrap()
+}
+
+/// [`fails`] with the URL of `path` on a fresh [`routes`] server as the last argument.
+fn fails_at(args: &[&str], path: &str, code: i32, needle: &str) -> String {
+    let http = HttpServer::start(routes);
+    let url = http.url(path);
+    fails(&[args, &[url.as_str()]].concat(), code, needle)
 }
 
 /// Runs a failing command; checks the exit code and that stderr is one line containing
 /// `needle`; returns stderr.
 fn fails(args: &[&str], code: i32, needle: &str) -> String {
-    let out = weft(args).code(code).get_output().clone();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let err = weft(args).code(code).stderr_text();
     assert_eq!(err.lines().count(), 1, "stderr not one line: {err:?}");
     assert!(err.starts_with("weft: "), "{err:?}");
     assert!(err.contains(needle), "{needle:?} not in {err:?}");
@@ -160,18 +161,12 @@ fn cat_http_status_error() {
 
 #[test]
 fn cat_too_short() {
-    let http = HttpServer::start(routes);
-    fails(
-        &["cat", &http.url("/short")],
-        6,
-        "too short: got 10 of 100 bytes",
-    );
+    fails_at(&["cat"], "/short", 6, "too short: got 10 of 100 bytes");
 }
 
 #[test]
 fn cat_too_many_redirects() {
-    let http = HttpServer::start(routes);
-    fails(&["cat", &http.url("/loop/0")], 9, "too many redirects");
+    fails_at(&["cat"], "/loop/0", 9, "too many redirects");
 }
 
 #[test]
@@ -186,12 +181,7 @@ fn cat_unsupported_scheme_and_bad_url() {
 
 #[test]
 fn cat_timeout() {
-    let http = HttpServer::start(routes);
-    fails(
-        &["cat", "--timeout", "0.5", &http.url("/slow")],
-        5,
-        "timed out",
-    );
+    fails_at(&["cat", "--timeout", "0.5"], "/slow", 5, "timed out");
 }
 
 #[test]
@@ -225,10 +215,7 @@ fn method_headers_and_body() {
         "a=1&b=2",
         &http.url("/echo"),
     ])
-    .success()
-    .get_output()
-    .stdout
-    .clone();
+    .ok_stdout();
     let text = String::from_utf8(out).unwrap();
     assert!(text.starts_with("PUT /echo\n"), "{text}");
     assert!(text.contains("x-test: yes\n"), "{text}");
@@ -238,22 +225,13 @@ fn method_headers_and_body() {
     );
     assert!(text.ends_with("a=1&b=2"), "{text}");
     // -d alone makes a POST.
-    let out = weft(&["cat", "-d", "x", &http.url("/echo")])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = weft(&["cat", "-d", "x", &http.url("/echo")]).ok_stdout();
     assert!(String::from_utf8(out).unwrap().starts_with("POST /echo\n"));
 }
 
 #[test]
 fn malformed_header_is_a_usage_error() {
-    let http = HttpServer::start(routes);
-    fails(
-        &["cat", "-H", "no colon here", &http.url("/hello")],
-        2,
-        "header",
-    );
+    fails_at(&["cat", "-H", "no colon here"], "/hello", 2, "header");
 }
 
 #[test]
@@ -364,9 +342,9 @@ fn fetch_too_short_leaves_nothing() {
 
 #[test]
 fn fetch_into_a_missing_directory_is_a_local_io_error() {
-    let http = HttpServer::start(routes);
-    fails(
-        &["fetch", "-o", "/nonexistent-dir/x/out", &http.url("/hello")],
+    fails_at(
+        &["fetch", "-o", "/nonexistent-dir/x/out"],
+        "/hello",
         8,
         "/nonexistent-dir/x",
     );
@@ -395,10 +373,7 @@ fn fetch_into_a_directory_uses_the_default_name() {
         dir.path().to_str().unwrap(),
         &http.url("/files/big.bin"),
     ])
-    .success()
-    .get_output()
-    .stdout
-    .clone();
+    .ok_stdout();
     let expected = dir.path().join("big.bin");
     assert_eq!(
         String::from_utf8(out).unwrap().trim_end(),
@@ -410,17 +385,12 @@ fn fetch_into_a_directory_uses_the_default_name() {
 #[test]
 fn rust_log_and_verbose_control_tracing() {
     let http = HttpServer::start(routes);
-    let quiet = weft(&["cat", &http.url("/hello")])
-        .success()
-        .get_output()
-        .stderr
-        .clone();
+    let quiet = weft(&["cat", &http.url("/hello")]).ok_stderr();
     assert!(quiet.is_empty());
     let out = Cmd::new(WEFT)
         .args(["cat", &http.url("/hello")])
         .env("RUST_LOG", "debug")
-        .timeout(WAIT)
-        .assert()
+        .run()
         .success()
         .stdout("hello world\n")
         .get_output()
@@ -430,11 +400,7 @@ fn rust_log_and_verbose_control_tracing() {
         String::from_utf8_lossy(&out).contains("DEBUG"),
         "no debug output"
     );
-    let out = weft(&["-vv", "cat", &http.url("/hello")])
-        .success()
-        .get_output()
-        .stderr
-        .clone();
+    let out = weft(&["-vv", "cat", &http.url("/hello")]).ok_stderr();
     assert!(
         String::from_utf8_lossy(&out).contains("DEBUG"),
         "no debug output with -vv"
@@ -501,10 +467,7 @@ fn data_from_a_file() {
         &format!("@{}", body.display()),
         &http.url("/echo"),
     ])
-    .success()
-    .get_output()
-    .stdout
-    .clone();
+    .ok_stdout();
     assert!(String::from_utf8(out).unwrap().ends_with("\nfrom file"));
     let missing = dir.path().join("missing.txt");
     fails(
@@ -602,8 +565,7 @@ fn fetch_to_dash_writes_stdout() {
     Cmd::new(WEFT)
         .args(["fetch", "-o", "-", &http.url("/hello")])
         .current_dir(dir.path())
-        .timeout(WAIT)
-        .assert()
+        .run()
         .success()
         .stdout("hello world\n");
     assert_eq!(
@@ -616,21 +578,13 @@ fn fetch_to_dash_writes_stdout() {
 #[test]
 fn cat_include_head_and_verbose() {
     let http = HttpServer::start(routes);
-    let out = weft(&["cat", "-i", &http.url("/hello")])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = weft(&["cat", "-i", &http.url("/hello")]).ok_stdout();
     let text = String::from_utf8(out).unwrap();
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text:?}");
     assert!(text.contains("content-length: 12\r\n"), "{text:?}");
     assert!(text.ends_with("\r\n\r\nhello world\n"), "{text:?}");
 
-    let out = weft(&["cat", "-I", &http.url("/hello")])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
+    let out = weft(&["cat", "-I", &http.url("/hello")]).ok_stdout();
     let text = String::from_utf8(out).unwrap();
     assert!(
         text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("\r\n\r\n"),

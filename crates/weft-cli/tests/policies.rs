@@ -155,7 +155,8 @@ fn max_connections_closes_the_eleventh_and_serves_the_twelfth_after_one_leaves()
 }
 
 /// `--max-per-peer 2`: a third connection from 127.0.0.1 is closed at once; the default limit
-/// (256) leaves ordinary use alone.
+/// (256) leaves ordinary use alone. Behind HAProxy and a PROXY header (the header's address
+/// counts): `max_per_peer_behind_haproxy_counts_the_headers_address` in deploy.rs.
 #[test]
 fn max_per_peer_closes_the_third_from_one_address() {
     let server = Server::start(&["echo", "--max-per-peer", "2"]);

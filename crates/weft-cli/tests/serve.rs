@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use assert_cmd::Command as Cmd;
-use common::{Server, WAIT, WEFT, read_exact, read_to_end};
+use common::{Printed, Run, Server, WAIT, WEFT, read_exact, read_to_end};
 
 #[test]
 fn listening_line_names_the_real_port() {
@@ -207,33 +207,25 @@ fn serves_on_a_unix_socket() {
 fn bad_endpoint_is_a_usage_error() {
     Cmd::new(WEFT)
         .args(["serve", "echo", "--listen", "tcp:http"])
-        .timeout(WAIT)
-        .assert()
+        .run()
         .code(2);
-    Cmd::new(WEFT)
-        .args(["serve", "nope"])
-        .timeout(WAIT)
-        .assert()
-        .code(2);
+    Cmd::new(WEFT).args(["serve", "nope"]).run().code(2);
 }
 
 #[test]
 fn port_in_use_is_a_network_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let out = Cmd::new(WEFT)
+    let err = Cmd::new(WEFT)
         .args([
             "serve",
             "echo",
             "--listen",
             &format!("tcp:{port}:interface=127.0.0.1"),
         ])
-        .timeout(WAIT)
-        .assert()
+        .run()
         .code(4)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
+        .stderr_text();
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("weft: cannot listen on"), "{err}");
 }
@@ -315,14 +307,11 @@ fn listen_takes_plain_forms_and_names_all_interfaces() {
 
 #[test]
 fn an_unreadable_address_lists_the_accepted_forms() {
-    let out = Cmd::new(WEFT)
+    let err = Cmd::new(WEFT)
         .args(["serve", "echo", "--listen", "nowhere"])
-        .timeout(WAIT)
-        .assert()
+        .run()
         .code(2)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
+        .stderr_text();
     for form in ["HOST:PORT", "[IPv6]:PORT", ":PORT", "tcp:PORT", "./"] {
         assert!(err.contains(form), "{form} missing from {err}");
     }

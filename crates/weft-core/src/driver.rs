@@ -13,6 +13,7 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{Instant, Sleep};
 
 use crate::protocol::Conn;
+use crate::tls_io::TlsSocket;
 use crate::transport::{self, pool};
 use crate::{DisconnectReason, Protocol};
 
@@ -51,6 +52,129 @@ pub(crate) trait RawStream: Send + 'static {
     #[inline(always)]
     fn flush_pending(&self) -> io::Result<()> {
         Ok(())
+    }
+    /// True while a TLS handshake runs (or has just failed): the driver reads even when the
+    /// protocol paused reading, as the handshake cannot finish otherwise. Plain sockets:
+    /// constant `false`.
+    #[inline(always)]
+    fn handshaking(&self) -> bool {
+        false
+    }
+}
+
+/// How a connection's task is spawned for a stream: plain TCP and Unix sockets get an
+/// [`Upgradable`] driver (so `Transport::start_tls` can switch them to TLS), a stream that
+/// already carries TLS gets its [`Driver`] as is.
+pub(crate) trait Spawn: RawStream + Sized {
+    type Task<P: Protocol>: Future<Output = DisconnectReason> + Unpin + Send + 'static;
+    fn task<P: Protocol>(driver: Driver<Self, P>) -> Self::Task<P>;
+}
+
+impl Spawn for TcpStream {
+    type Task<P: Protocol> = Upgradable<Self, P>;
+    fn task<P: Protocol>(driver: Driver<Self, P>) -> Self::Task<P> {
+        Upgradable::Plain(driver)
+    }
+}
+
+impl Spawn for UnixStream {
+    type Task<P: Protocol> = Upgradable<Self, P>;
+    fn task<P: Protocol>(driver: Driver<Self, P>) -> Self::Task<P> {
+        Upgradable::Plain(driver)
+    }
+}
+
+impl<T: crate::tls_io::Socket> Spawn for TlsSocket<T> {
+    type Task<P: Protocol> = Driver<Self, P>;
+    fn task<P: Protocol>(driver: Driver<Self, P>) -> Self::Task<P> {
+        driver
+    }
+}
+
+/// A connection's task inside its tracing span, entered around every poll and around the
+/// drop (as `tracing::Instrumented` does), but boxed, and only when the span is enabled: a
+/// disabled span (the usual case: `info` spans under a `warn` filter) still took 40 bytes in
+/// every connection's task inside `Instrumented`; here it takes a pointer.
+pub(crate) struct Spanned<F> {
+    /// `None` once dropped (so that the drop runs inside the span).
+    task: Option<F>,
+    span: Option<Box<tracing::Span>>,
+}
+
+impl<F> Spanned<F> {
+    pub(crate) fn new(task: F, span: tracing::Span) -> Self {
+        Self {
+            task: Some(task),
+            span: (!span.is_disabled()).then(|| Box::new(span)),
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for Spanned<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        let _entered = this.span.as_deref().map(tracing::Span::enter);
+        match this.task.as_mut() {
+            Some(task) => Pin::new(task).poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<F> Drop for Spanned<F> {
+    fn drop(&mut self) {
+        let _entered = self.span.as_deref().map(tracing::Span::enter);
+        self.task = None;
+    }
+}
+
+/// A plain connection's task: its driver, which becomes a TLS driver on the same socket
+/// when the protocol calls [`Transport::start_tls`](crate::Transport::start_tls).
+///
+/// The plain driver notices the request with the test it already makes for an abort (one
+/// comparison of the close state per turn, as before), stops at once (nothing more is read
+/// in clear) and returns; this wrapper then moves the socket, the connection and the
+/// driver's state into a [`TlsSocket`] driver, boxed so that a plain connection's task does
+/// not grow by a TLS session's size. What a plain connection pays is this enum's one
+/// comparison per poll of its task (not per read or per line).
+// The plain variant is the large one on purpose: it is what nearly every connection runs,
+// unboxed; the TLS variant is boxed so that it adds nothing to it.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Upgradable<S: crate::tls_io::Socket + RawStream, P: Protocol> {
+    Plain(Driver<S, P>),
+    Tls(Box<Driver<TlsSocket<S>, P>>),
+    Done,
+}
+
+impl<S: crate::tls_io::Socket + RawStream, P: Protocol> Unpin for Upgradable<S, P> {}
+
+impl<S: crate::tls_io::Socket + RawStream, P: Protocol> Future for Upgradable<S, P> {
+    type Output = DisconnectReason;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DisconnectReason> {
+        let this = &mut *self;
+        if let Upgradable::Plain(d) = this {
+            let reason = match Pin::new(d).poll(cx) {
+                Poll::Ready(r) => r,
+                Poll::Pending => return Poll::Pending,
+            };
+            if !matches!(this, Upgradable::Plain(d) if d.conn.transport.is_upgrading()) {
+                return Poll::Ready(reason);
+            }
+            let Upgradable::Plain(d) = std::mem::replace(this, Upgradable::Done) else {
+                unreachable!("checked above")
+            };
+            match d.upgrade() {
+                Ok(tls) => *this = Upgradable::Tls(Box::new(tls)),
+                Err(reason) => return Poll::Ready(reason),
+            }
+        }
+        match this {
+            Upgradable::Tls(d) => Pin::new(&mut **d).poll(cx),
+            _ => Poll::Ready(DisconnectReason::Shutdown),
+        }
     }
 }
 
@@ -190,33 +314,12 @@ enum Event {
 /// `next_event` must spend the budget too (tokio's own futures do), or the loop needs a bound.
 pub(crate) struct Driver<S: RawStream, P: Protocol> {
     stream: S,
-    conn: Conn<P>,
-    hub: Arc<Hub>,
+    /// `connection_lost` is delivered if the driver is dropped before it finished.
+    conn: Live<P>,
+    reg: Registration,
     /// The protocol's earliest timer, created when it arms the first one and reset (not
     /// reallocated) when the earliest deadline changes.
     timer: Option<Pin<Box<Sleep>>>,
-    /// The connection's tracing span, entered around every poll and the drop; boxed, and only
-    /// when enabled: a disabled span (the usual case: `info` spans under a `warn` filter)
-    /// would still take 40 bytes in every connection's task (`tracing::Instrumented` holds
-    /// one inline).
-    span: Option<Box<tracing::Span>>,
-    /// This connection's waker slot in the [`Hub`] (`NO_SLOT` until the first poll
-    /// registers it; freed in `finish` or on drop). Registered once, so shutdown can wake an
-    /// idle connection without a per-poll lock.
-    slot: u32,
-    /// `connection_made` has run (on the first poll, inside the connection's task and tracing
-    /// span, not in the accept loop).
-    started: bool,
-    /// The hub's graceful level has been seen and turned into a close with
-    /// `DisconnectReason::Shutdown`: seen once, so the connection drains rather than
-    /// re-handling the level on every turn.
-    shutting_down: bool,
-    /// The peer sent EOF (a read returned 0): never read again — a readable socket at EOF
-    /// stays readable, and polling it would spin.
-    eof_seen: bool,
-    /// We shut down our write side (sent FIN) once the buffer drained after `write_eof` or a
-    /// close: done once.
-    eof_sent: bool,
 }
 
 // No field is ever pinned structurally (the timer is boxed), so the driver can move freely
@@ -224,25 +327,31 @@ pub(crate) struct Driver<S: RawStream, P: Protocol> {
 impl<S: RawStream, P: Protocol> Unpin for Driver<S, P> {}
 
 impl<S: RawStream, P: Protocol> Driver<S, P> {
-    pub(crate) fn new(stream: S, conn: Conn<P>, hub: Arc<Hub>, span: tracing::Span) -> Self {
+    pub(crate) fn new(stream: S, conn: Conn<P>, hub: Arc<Hub>) -> Self {
         Self {
             stream,
-            conn,
-            hub,
+            conn: Live(conn),
+            reg: Registration {
+                hub,
+                slot: NO_SLOT,
+                started: false,
+                shutting_down: false,
+                eof_seen: false,
+                eof_sent: false,
+            },
             timer: None,
-            span: (!span.is_disabled()).then(|| Box::new(span)),
-            slot: NO_SLOT,
-            started: false,
-            shutting_down: false,
-            eof_seen: false,
-            eof_sent: false,
         }
     }
 
     /// Applies what the protocol asked for: flush, half-close, close. `Some` once finished.
     fn settle(&mut self) -> Option<DisconnectReason> {
         let conn = &mut self.conn;
-        if conn.transport.is_aborted() {
+        if conn.transport.is_aborted_or_upgrading() {
+            if conn.transport.is_upgrading() {
+                // `start_tls`: this driver stops here, before reading anything more in clear;
+                // `Upgradable` carries on over TLS (the reason is not used).
+                return Some(DisconnectReason::LocalClose);
+            }
             return conn.requested_reason();
         }
         if let Err(e) = flush(&self.stream, conn) {
@@ -251,13 +360,20 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
         // What the stream itself holds (TLS records) goes out after the buffer, before a close.
         if self.stream.pending() {
             if let Err(e) = self.stream.flush_pending() {
+                // Our write side was shut down with nothing else pending, so only the
+                // `close_notify` was left: a peer that is gone already (EPIPE at once on a
+                // Unix socket, after it closed first) ends the close that was asked for.
+                let t = &conn.transport;
+                if self.reg.eof_sent && t.is_closing() && !t.is_aborted() {
+                    return conn.requested_reason();
+                }
                 return Some(DisconnectReason::from_io(e));
             }
         }
         let t = &conn.transport;
         let mut drained = t.pending_output().is_empty() && !self.stream.pending();
-        if drained && t.wants_write_shutdown() && !self.eof_sent {
-            self.eof_sent = true;
+        if drained && t.wants_write_shutdown() && !self.reg.eof_sent {
+            self.reg.eof_sent = true;
             if let Err(e) = self.stream.shutdown_write() {
                 if !t.is_closing() {
                     return Some(DisconnectReason::from_io(e));
@@ -268,7 +384,7 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
         if drained && t.is_closing() {
             // Discard what the peer already sent, so that closing does not turn into a reset
             // that could destroy our last replies in the peer's receive queue.
-            if !self.eof_seen {
+            if !self.reg.eof_seen {
                 discard_pending_input(&self.stream);
             }
             return Some(
@@ -286,9 +402,9 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
 
     /// The next thing to do, in priority order.
     fn next_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        match self.hub.state() {
+        match self.reg.hub.state() {
             FORCE => return Poll::Ready(Event::Force),
-            GRACEFUL if !self.shutting_down => return Poll::Ready(Event::Shutdown),
+            GRACEFUL if !self.reg.shutting_down => return Poll::Ready(Event::Shutdown),
             _ => {}
         }
         if let Poll::Ready(Some(cmd)) = self.conn.transport.poll_command(cx) {
@@ -301,7 +417,8 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
         {
             return Poll::Ready(Event::Writable);
         }
-        let want_read = !self.eof_seen && (t.is_closing() || !t.is_reading_paused());
+        let want_read = !self.reg.eof_seen
+            && (t.is_closing() || !t.is_reading_paused() || self.stream.handshaking());
         if want_read && self.stream.poll_read_ready(cx).is_ready() {
             return Poll::Ready(Event::Readable);
         }
@@ -323,7 +440,7 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
             Event::Writable => {} // flushed by `settle`
             Event::Timer => conn.fire_due_timers(Instant::now()),
             Event::Shutdown => {
-                self.shutting_down = true;
+                self.reg.shutting_down = true;
                 conn.transport.close_gracefully(DisconnectReason::Shutdown);
             }
             Event::Force => {
@@ -337,7 +454,7 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
                     Ok(n) => {
                         // While closing, input is read and discarded.
                         if !conn.transport.is_closing() {
-                            transport::deliver(conn, &buf[..n], |bufs| match bufs {
+                            transport::deliver(&mut conn.0, &buf[..n], |bufs| match bufs {
                                 [one] => stream.try_write(one),
                                 _ => stream.try_write_vectored(bufs),
                             })?;
@@ -349,7 +466,7 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
                 match res {
                     Ok(true) => {}
                     Ok(false) => {
-                        self.eof_seen = true;
+                        self.reg.eof_seen = true;
                         if !conn.transport.is_closing() {
                             tracing::trace!("peer sent EOF");
                             conn.eof();
@@ -376,16 +493,112 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
     }
 
     fn finish(&mut self, reason: DisconnectReason) -> DisconnectReason {
+        if self.conn.transport.is_upgrading() {
+            return reason; // not finished: `Upgradable` goes on with TLS
+        }
         if self.conn.transport.is_aborted() {
             self.stream.set_reset_on_close();
         }
         tracing::debug!(%reason, "connection lost");
         self.conn.lost(reason.clone());
+        self.reg.release();
+        reason
+    }
+}
+
+impl<S: crate::tls_io::Socket + RawStream, P: Protocol> Driver<S, P> {
+    /// The same connection over TLS, after `start_tls`: the bytes written before the call go
+    /// out first in clear, the peer's bytes after the upgrade point are fed to the new TLS
+    /// session before anything read later, and the handshake runs within its timeout.
+    /// `Err`: finished (`connection_lost` delivered) because rustls refused the configuration.
+    fn upgrade(mut self) -> Result<Driver<TlsSocket<S>, P>, DisconnectReason> {
+        let up = self
+            .conn
+            .transport
+            .take_upgrade()
+            .expect("called for a pending start_tls");
+        let (session, name) = match up.tls.connection() {
+            Ok(c) => c,
+            Err(e) => {
+                // A configuration rustls refuses: the connection cannot go on.
+                self.conn.transport.abort_connection();
+                return Err(self.finish(DisconnectReason::Tls(Arc::new(e))));
+            }
+        };
+        let clear = self.conn.transport.split_clear(up.clear);
+        tracing::debug!(clear = clear.len(), early = up.early.len(), "starting TLS");
+        let socket = TlsSocket::upgrade(self.stream, session, name, &up, clear);
+        Ok(Driver {
+            stream: socket,
+            conn: self.conn,
+            reg: self.reg,
+            timer: self.timer,
+        })
+    }
+}
+
+/// A connection driven by a driver: `connection_lost` once, even if the driver is dropped
+/// before it finished (its runtime went away). A field of its own (not `Drop` on the
+/// driver), so that `Driver::upgrade` can move the connection into the TLS driver.
+struct Live<P: Protocol>(Conn<P>);
+
+impl<P: Protocol> std::ops::Deref for Live<P> {
+    type Target = Conn<P>;
+    fn deref(&self) -> &Conn<P> {
+        &self.0
+    }
+}
+
+impl<P: Protocol> std::ops::DerefMut for Live<P> {
+    fn deref_mut(&mut self) -> &mut Conn<P> {
+        &mut self.0
+    }
+}
+
+impl<P: Protocol> Drop for Live<P> {
+    fn drop(&mut self) {
+        if !self.0.is_lost() {
+            self.0.lost(DisconnectReason::Shutdown);
+        }
+    }
+}
+
+/// This connection's waker slot in the [`Hub`] (`NO_SLOT` until the first poll registers
+/// it; freed when the connection finishes or is dropped). Registered once, so shutdown can
+/// wake an idle connection without a per-poll lock; an upgrade to TLS keeps it (same task).
+///
+/// The driver's flags live here too, packed beside `slot` (the driver future's size is an
+/// idle connection's memory).
+struct Registration {
+    hub: Arc<Hub>,
+    slot: u32,
+    /// `connection_made` has run (on the first poll, inside the connection's task and tracing
+    /// span, not in the accept loop).
+    started: bool,
+    /// The hub's graceful level has been seen and turned into a close with
+    /// `DisconnectReason::Shutdown`: seen once, so the connection drains rather than
+    /// re-handling the level on every turn.
+    shutting_down: bool,
+    /// The peer sent EOF (a read returned 0): never read again — a readable socket at EOF
+    /// stays readable, and polling it would spin.
+    eof_seen: bool,
+    /// We shut down our write side (sent FIN) once the buffer drained after `write_eof` or a
+    /// close: done once.
+    eof_sent: bool,
+}
+
+impl Registration {
+    fn release(&mut self) {
         if self.slot != NO_SLOT {
             self.hub.deregister(self.slot);
             self.slot = NO_SLOT;
         }
-        reason
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -394,33 +607,19 @@ impl<S: RawStream, P: Protocol> Future for Driver<S, P> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DisconnectReason> {
         let this = &mut *self;
-        // Taken out while entered: the guard borrows the span, `turn` the whole driver.
-        let span = this.span.take();
-        let entered = span.as_deref().map(tracing::Span::enter);
-        let poll = this.turn(cx);
-        drop(entered);
-        this.span = span;
-        poll
-    }
-}
-
-impl<S: RawStream, P: Protocol> Driver<S, P> {
-    /// One poll of the future, inside the connection's span.
-    fn turn(&mut self, cx: &mut Context<'_>) -> Poll<DisconnectReason> {
-        let this = self;
         if this.conn.is_lost() {
             return Poll::Ready(DisconnectReason::Shutdown);
         }
         let _tls = this.stream.enter(this.conn.transport.connection_id());
-        if !this.started {
-            this.started = true;
+        if !this.reg.started {
+            this.reg.started = true;
             tracing::debug!("connection made");
             this.conn.made();
             this.conn.run_commands();
         }
-        if this.slot == NO_SLOT {
+        if this.reg.slot == NO_SLOT {
             // Register before reading the state: a trigger in between still wakes us.
-            this.slot = this.hub.register(cx.waker());
+            this.reg.slot = this.reg.hub.register(cx.waker());
         }
         loop {
             if let Some(reason) = this.settle() {
@@ -433,21 +632,6 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
             if let Some(reason) = this.handle(event) {
                 return Poll::Ready(this.finish(reason));
             }
-        }
-    }
-}
-
-impl<S: RawStream, P: Protocol> Drop for Driver<S, P> {
-    /// A driver dropped before it finished (its runtime shut down) still delivers
-    /// `connection_lost`, once.
-    fn drop(&mut self) {
-        let span = self.span.take();
-        let _entered = span.as_deref().map(tracing::Span::enter);
-        if !self.conn.is_lost() {
-            self.conn.lost(DisconnectReason::Shutdown);
-        }
-        if self.slot != NO_SLOT {
-            self.hub.deregister(self.slot);
         }
     }
 }
@@ -570,13 +754,15 @@ mod tests {
     }
 
     /// Idle memory per connection is mostly this future (inside its task): keep it small.
-    /// It was 872 bytes as an `async fn` with two cancellation futures; 296 as a struct; 344
-    /// with the connection's span around it (`Instrumented`, 40 bytes even when disabled);
-    /// 272 with the span inside (boxed, only when enabled), the panic message in the
-    /// transport's closing state and that state boxed. A tokio task is its future plus 96
-    /// bytes, allocated in 128-byte steps (`Cell` is 128-aligned on x86_64): with the task
-    /// tracker's token (8 bytes) and `weft serve line-echo`'s protocol (112 bytes with its
-    /// policies off) the task is 512 bytes, 24 bytes under the step to 640.
+    /// It was 872 bytes as an `async fn` with two cancellation futures; 296 as a struct; 304
+    /// with the flags packed beside the hub slot (312 before); 264 once the panic message
+    /// moved into the transport's closing state and that state was boxed. Spawned, it is
+    /// inside `Spanned` (8 bytes: the span boxed, only when enabled; `tracing::Instrumented`
+    /// took 40) and the task tracker's future (8 bytes). A tokio task is its future plus 96
+    /// bytes, allocated in 128-byte steps (tokio's `Cell` is 128-aligned on x86_64): with
+    /// `weft serve line-echo`'s protocol (112 bytes with its policies off) the task is 512
+    /// bytes, 24 bytes under the step to 640 (see `weft-cli`'s
+    /// `policies_take_no_room_in_a_connection`).
     #[tokio::test]
     async fn an_idle_connection_task_stays_small() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -585,8 +771,23 @@ mod tests {
             P,
             Transport::new(0, Address::Unix(None), Address::Unix(None)),
         );
-        let driver = Driver::new(s, conn, Arc::new(Hub::default()), tracing::Span::none());
+        let driver = Driver::new(s, conn, Arc::new(Hub::default()));
         let size = std::mem::size_of_val(&driver);
-        assert!(size <= 272, "the driver future grew to {size} bytes");
+        assert!(size <= 264, "the driver future grew to {size} bytes");
+        // What a plain connection's task runs: the same size (the TLS driver is boxed, and
+        // the enum's tag lives in a niche of the driver).
+        let task = <TcpStream as Spawn>::task(driver);
+        let task_size = std::mem::size_of_val(&task);
+        assert!(
+            task_size <= size,
+            "start_tls grew the task to {task_size} bytes"
+        );
+        let spanned = Spanned::new(task, tracing::Span::none());
+        let spanned_size = std::mem::size_of_val(&spanned);
+        assert!(
+            spanned_size <= size + 8,
+            "the span takes {} bytes",
+            spanned_size - size
+        );
     }
 }

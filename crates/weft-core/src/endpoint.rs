@@ -414,7 +414,7 @@ fn tokenize(s: &str) -> Result<(String, Vec<Arg>), EndpointError> {
 
 /// Binds positional arguments to `names` and collects keyword arguments, rejecting unknown and
 /// duplicate ones.
-fn bind(args: Vec<Arg>, names: &[&'static str]) -> Result<Vec<Option<String>>, EndpointError> {
+fn bind(args: Vec<Arg>, names: &[&'static str]) -> Result<Args, EndpointError> {
     let mut out: Vec<Option<String>> = vec![None; names.len()];
     let mut next_pos = 0;
     for arg in args {
@@ -439,7 +439,24 @@ fn bind(args: Vec<Arg>, names: &[&'static str]) -> Result<Vec<Option<String>>, E
         }
         out[i] = Some(value);
     }
-    Ok(out)
+    Ok(Args(out.into_iter()))
+}
+
+/// The values [`bind`] read, in the order of the names it was given.
+struct Args(std::vec::IntoIter<Option<String>>);
+
+impl Args {
+    /// The next argument's value, if it was given.
+    fn arg(&mut self) -> Option<String> {
+        self.0.next().flatten()
+    }
+
+    /// The next argument's value: `Missing(what)` when it was not given or is empty.
+    fn required(&mut self, what: &'static str) -> Result<String, EndpointError> {
+        self.arg()
+            .filter(|v| !v.is_empty())
+            .ok_or(EndpointError::Missing(what))
+    }
 }
 
 fn number<T: FromStr>(key: &str, v: &str) -> Result<T, EndpointError> {
@@ -489,6 +506,18 @@ fn timeout(v: Option<String>) -> Result<Duration, EndpointError> {
             })
         }
     }
+}
+
+/// A duration in seconds (`0.5`, `10`) greater than zero, for the argument `key`.
+fn positive_secs(key: &str, v: String) -> Result<Duration, EndpointError> {
+    number::<f64>(key, &v)
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or(EndpointError::InvalidNumber {
+            key: key.to_owned(),
+            value: v,
+        })
 }
 
 /// A plain form, read before the endpoint grammar when the string does not start with a
@@ -603,14 +632,10 @@ impl ServerEndpoint {
                         other => rest.push(other),
                     }
                 }
-                let mut a = bind(rest, &["port", "interface", "backlog"])?.into_iter();
-                let port = port(a.next().flatten())?;
-                let ip = interface(a.next().flatten(), kind == "tcp6")?;
-                let backlog = a
-                    .next()
-                    .flatten()
-                    .map(|b| number("backlog", &b))
-                    .transpose()?;
+                let mut a = bind(rest, &["port", "interface", "backlog"])?;
+                let port = port(a.arg())?;
+                let ip = interface(a.arg(), kind == "tcp6")?;
+                let backlog = backlog(a.arg())?;
                 let reuse_port = reuse
                     .map(|v| flag("reusePort", &v))
                     .transpose()?
@@ -623,8 +648,8 @@ impl ServerEndpoint {
             }
             "haproxy" => Self::proxied(args),
             "systemd" => {
-                let mut a = bind(args, &["domain", "index", "name"])?.into_iter();
-                let domain = match a.next().flatten().as_deref() {
+                let mut a = bind(args, &["domain", "index", "name"])?;
+                let domain = match a.arg().as_deref() {
                     Some("INET") => SocketDomain::Inet,
                     Some("INET6") => SocketDomain::Inet6,
                     Some("UNIX") => SocketDomain::Unix,
@@ -637,7 +662,7 @@ impl ServerEndpoint {
                     }
                     None => return Err(EndpointError::Missing("domain (INET, INET6 or UNIX)")),
                 };
-                let socket = match (a.next().flatten(), a.next().flatten()) {
+                let socket = match (a.arg(), a.arg()) {
                     (Some(i), None) => SystemdSocket::Index(number("index", &i)?),
                     (None, Some(n)) if !n.is_empty() => SystemdSocket::Name(n),
                     _ => {
@@ -649,23 +674,18 @@ impl ServerEndpoint {
                 Ok(Self::Systemd { domain, socket })
             }
             "udp" | "udp6" => {
-                let mut a = bind(args, &["port", "interface"])?.into_iter();
-                let port = port(a.next().flatten())?;
-                let ip = interface(a.next().flatten(), kind == "udp6")?;
+                let mut a = bind(args, &["port", "interface"])?;
+                let port = port(a.arg())?;
+                let ip = interface(a.arg(), kind == "udp6")?;
                 Ok(Self::Udp {
                     addr: SocketAddr::new(ip, port),
                 })
             }
             "unix" => {
-                let mut a = bind(args, &["address", "mode", "backlog", "lockfile"])?.into_iter();
-                let path = a
-                    .next()
-                    .flatten()
-                    .filter(|p| !p.is_empty())
-                    .ok_or(EndpointError::Missing("address (the socket path)"))?;
+                let mut a = bind(args, &["address", "mode", "backlog", "lockfile"])?;
+                let path = a.required("address (the socket path)")?;
                 let mode = a
-                    .next()
-                    .flatten()
+                    .arg()
                     .map(|m| {
                         u32::from_str_radix(&m, 8)
                             .ok()
@@ -676,11 +696,7 @@ impl ServerEndpoint {
                             })
                     })
                     .transpose()?;
-                let backlog = a
-                    .next()
-                    .flatten()
-                    .map(|b| number("backlog", &b))
-                    .transpose()?;
+                let backlog = backlog(a.arg())?;
                 Ok(Self::Unix {
                     path: PathBuf::from(path),
                     mode,
@@ -701,14 +717,7 @@ impl ServerEndpoint {
         let inner_kind = loop {
             match it.next() {
                 Some(Arg::Keyword(k, v)) if k == "headerTimeout" => {
-                    let secs: f64 = number("headerTimeout", &v)?;
-                    options.header_timeout = Duration::try_from_secs_f64(secs)
-                        .ok()
-                        .filter(|d| !d.is_zero())
-                        .ok_or(EndpointError::InvalidNumber {
-                            key: "headerTimeout".into(),
-                            value: v,
-                        })?;
+                    options.header_timeout = positive_secs("headerTimeout", v)?;
                 }
                 Some(Arg::Keyword(k, v)) if k == "trusted" => {
                     options.trusted = v
@@ -764,13 +773,18 @@ fn path(v: Option<String>) -> Option<PathBuf> {
     v.filter(|p| !p.is_empty()).map(PathBuf::from)
 }
 
-/// The options `ssl:` and `tls:` share: `alpn=`, `handshakeTimeout=`, `clientCA=`.
-fn tls_options(
+/// The arguments `ssl:` and `tls:` end with, read by [`tls_server`].
+const TLS_SERVER_OPTIONS: [&str; 3] = ["alpn", "handshakeTimeout", "clientCA"];
+
+/// The TLS server endpoint on `ip:port`, its [`TLS_SERVER_OPTIONS`] the rest of `a`.
+fn tls_server(
     mut opts: ServerTlsOptions,
-    alpn: Option<String>,
-    handshake: Option<String>,
-    client_ca: Option<String>,
-) -> Result<ServerTlsOptions, EndpointError> {
+    a: &mut Args,
+    ip: IpAddr,
+    port: u16,
+    backlog: Option<u32>,
+) -> Result<ServerEndpoint, EndpointError> {
+    let (alpn, handshake, client_ca) = (a.arg(), a.arg(), a.arg());
     if let Some(a) = alpn {
         let protos: Vec<String> = a.split(',').map(str::trim).map(str::to_owned).collect();
         if protos.iter().any(|p| p.is_empty() || p.len() > 255) {
@@ -783,47 +797,37 @@ fn tls_options(
         opts.alpn = protos;
     }
     if let Some(h) = handshake {
-        let secs: f64 = number("handshakeTimeout", &h)?;
-        opts.handshake_timeout = Duration::try_from_secs_f64(secs)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or(EndpointError::InvalidNumber {
-                key: "handshakeTimeout".into(),
-                value: h,
-            })?;
+        opts.handshake_timeout = positive_secs("handshakeTimeout", h)?;
     }
     opts.client_ca = path(client_ca);
-    Ok(opts)
+    Ok(ServerEndpoint::Tls {
+        addr: SocketAddr::new(ip, port),
+        backlog,
+        tls: Box::new(opts),
+    })
 }
 
 /// `ssl:PORT:privateKey=KEY:certKey=CERT:...`, Twisted's argument order.
 fn parse_ssl(args: Vec<Arg>) -> Result<ServerEndpoint, EndpointError> {
-    let mut a = bind(
-        args,
-        &[
-            "port",
-            "privateKey",
-            "certKey",
-            "sslmethod",
-            "interface",
-            "backlog",
-            "extraCertChain",
-            "dhParameters",
-            "alpn",
-            "handshakeTimeout",
-            "clientCA",
-        ],
-    )?
-    .into_iter();
-    let mut next = || a.next().flatten();
-    let port = port(next())?;
-    let private_key = path(next()).unwrap_or_else(|| PathBuf::from("server.pem"));
-    let cert = path(next());
-    let method = next();
-    let ip = any_interface(next(), IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
-    let backlog = backlog(next())?;
-    let chain = path(next());
-    if next().is_some() {
+    let names = [
+        "port",
+        "privateKey",
+        "certKey",
+        "sslmethod",
+        "interface",
+        "backlog",
+        "extraCertChain",
+        "dhParameters",
+    ];
+    let mut a = bind(args, &[&names[..], &TLS_SERVER_OPTIONS].concat())?;
+    let port = port(a.arg())?;
+    let private_key = path(a.arg()).unwrap_or_else(|| PathBuf::from("server.pem"));
+    let cert = path(a.arg());
+    let method = a.arg();
+    let ip = any_interface(a.arg(), IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+    let backlog = backlog(a.arg())?;
+    let chain = path(a.arg());
+    if a.arg().is_some() {
         return Err(EndpointError::Unsupported {
             key: "dhParameters".into(),
             reason: "rustls has no finite-field DHE; its ECDHE key exchange (X25519, P-256) needs no parameters file: remove the argument",
@@ -838,46 +842,24 @@ fn parse_ssl(args: Vec<Arg>) -> Result<ServerEndpoint, EndpointError> {
                 expected: "TLSv1_2_METHOD or TLSv1_3_METHOD (rustls speaks TLS 1.2 and 1.3 only)",
             })?;
     }
-    let opts = tls_options(opts, next(), next(), next())?;
-    Ok(ServerEndpoint::Tls {
-        addr: SocketAddr::new(ip, port),
-        backlog,
-        tls: Box::new(opts),
-    })
+    tls_server(opts, &mut a, ip, port, backlog)
 }
 
 /// `tls:DIR:port=443:interface=::`, Twisted 26's SNI endpoint.
 fn parse_tls_server(args: Vec<Arg>) -> Result<ServerEndpoint, EndpointError> {
-    let mut a = bind(
-        args,
-        &[
-            "directory",
-            "port",
-            "interface",
-            "backlog",
-            "alpn",
-            "handshakeTimeout",
-            "clientCA",
-        ],
-    )?
-    .into_iter();
-    let mut next = || a.next().flatten();
-    let dir = path(next()).ok_or(EndpointError::Missing(
+    let names = ["directory", "port", "interface", "backlog"];
+    let mut a = bind(args, &[&names[..], &TLS_SERVER_OPTIONS].concat())?;
+    let dir = path(a.arg()).ok_or(EndpointError::Missing(
         "the directory of PEM files (tls:DIR:port=443)",
     ))?;
-    let port = match next() {
+    let port = match a.arg() {
         None => 443,
         Some(p) => port(Some(p))?,
     };
-    let ip = any_interface(next(), IpAddr::V6(Ipv6Addr::UNSPECIFIED))?;
-    let backlog = backlog(next())?;
+    let ip = any_interface(a.arg(), IpAddr::V6(Ipv6Addr::UNSPECIFIED))?;
+    let backlog = backlog(a.arg())?;
     let opts = ServerTlsOptions::new(CertSource::Directory(dir));
-    let opts = tls_options(opts, next(), next(), next())?;
-    Ok(ServerEndpoint::Tls {
-        addr: SocketAddr::new(ip, port),
-        backlog,
-        tls: Box::new(opts),
-    })
+    tls_server(opts, &mut a, ip, port, backlog)
 }
 
 /// `tls:HOST:PORT:timeout=:trustRoots=:certificate=:privateKey=:endpoint=`, Twisted's
@@ -896,30 +878,27 @@ fn parse_tls_client(args: Vec<Arg>) -> Result<ClientEndpoint, EndpointError> {
             "endpoint",
             "alpn",
         ],
-    )?
-    .into_iter();
-    let mut next = || a.next().flatten();
-    let host = next()
-        .filter(|h| !h.is_empty())
-        .ok_or(EndpointError::Missing("host"))?;
-    let port = port(next())?;
-    let timeout = timeout(next())?;
-    if next().is_some() {
+    )?;
+    let host = a.required("host")?;
+    let port = port(a.arg())?;
+    let timeout = timeout(a.arg())?;
+    if a.arg().is_some() {
         return Err(EndpointError::Unsupported {
             key: "bindAddress".into(),
             reason: "weft does not bind client sockets to a local address yet",
         });
     }
     let mut tls = ClientTlsOptions {
-        certificate: path(next()),
-        private_key: path(next()),
-        trust_roots: path(next()),
+        certificate: path(a.arg()),
+        private_key: path(a.arg()),
+        trust_roots: path(a.arg()),
         ..ClientTlsOptions::default()
     };
-    let via = next()
+    let via = a
+        .arg()
         .map(|e| e.parse::<ClientEndpoint>().map(Box::new))
         .transpose()?;
-    if let Some(a) = next() {
+    if let Some(a) = a.arg() {
         tls.alpn = a.split(',').map(str::trim).map(str::to_owned).collect();
     }
     if tls.private_key.is_some() && tls.certificate.is_none() {
@@ -962,14 +941,10 @@ impl FromStr for ClientEndpoint {
         let (kind, args) = tokenize(s)?;
         match kind.as_str() {
             "tcp" | "tcp6" => {
-                let mut a = bind(args, &["host", "port", "timeout", "bindAddress"])?.into_iter();
-                let host = a
-                    .next()
-                    .flatten()
-                    .filter(|h| !h.is_empty())
-                    .ok_or(EndpointError::Missing("host"))?;
-                let port = port(a.next().flatten())?;
-                let timeout = timeout(a.next().flatten())?;
+                let mut a = bind(args, &["host", "port", "timeout", "bindAddress"])?;
+                let host = a.required("host")?;
+                let port = port(a.arg())?;
+                let timeout = timeout(a.arg())?;
                 Ok(Self::Tcp {
                     host,
                     port,
@@ -977,13 +952,9 @@ impl FromStr for ClientEndpoint {
                 })
             }
             "unix" => {
-                let mut a = bind(args, &["path", "timeout", "checkPID"])?.into_iter();
-                let path = a
-                    .next()
-                    .flatten()
-                    .filter(|p| !p.is_empty())
-                    .ok_or(EndpointError::Missing("path"))?;
-                let timeout = timeout(a.next().flatten())?;
+                let mut a = bind(args, &["path", "timeout", "checkPID"])?;
+                let path = a.required("path")?;
+                let timeout = timeout(a.arg())?;
                 Ok(Self::Unix {
                     path: PathBuf::from(path),
                     timeout,

@@ -359,6 +359,7 @@ impl<F: Factory> Drop for FactoryUse<F> {
 /// assert_eq!(b.next_delay(), Some(Duration::from_secs(1)));
 /// ```
 #[derive(Debug, Clone)]
+#[must_use]
 pub struct Backoff {
     initial: f64,
     max: f64,

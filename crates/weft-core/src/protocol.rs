@@ -106,6 +106,40 @@ pub trait Protocol: Send + 'static {
     fn reading_resumed(&mut self, transport: &mut Transport) {
         let _ = transport;
     }
+
+    /// Bytes written through [`TransportHandle`](crate::TransportHandle)s (from other tasks)
+    /// were just added to the write buffer: `len` bytes, the last `len` of it, by the
+    /// commands the connection's task applied in one go (one call per batch, not per write).
+    ///
+    /// Nothing to do for most protocols (the bytes are sent like any others): it is how a
+    /// wrapper sees traffic it did not write itself. The policies use it to count handle
+    /// writes as activity ([`IdleTimeout`](crate::policies::IdleTimeout)), against the write
+    /// rate ([`Throttle`](crate::policies::Throttle)), and as bytes out
+    /// ([`TrafficLog`](crate::policies::TrafficLog), [`Metrics`](crate::policies::Metrics)).
+    /// A wrapper protocol should forward it to the protocol it wraps.
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_core::{Protocol, Transport};
+    ///
+    /// #[derive(Default)]
+    /// struct Counting { from_handles: usize }
+    /// impl Protocol for Counting {
+    ///     fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    ///     fn handle_written(&mut self, len: usize, _: &mut Transport) {
+    ///         self.from_handles += len;
+    ///     }
+    /// }
+    /// let mut conn = MemoryTransport::new(Counting::default());
+    /// let h = conn.transport_mut().handle();
+    /// h.write("hello ").unwrap();
+    /// h.write("world").unwrap();
+    /// conn.run_pending(); // the connection's task applies both: one call
+    /// assert_eq!(conn.protocol().from_handles, 11);
+    /// ```
+    fn handle_written(&mut self, len: usize, transport: &mut Transport) {
+        let _ = (len, transport);
+    }
 }
 
 impl<P: Protocol + ?Sized> Protocol for Box<P> {
@@ -132,6 +166,9 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
     }
     fn reading_resumed(&mut self, t: &mut Transport) {
         (**self).reading_resumed(t)
+    }
+    fn handle_written(&mut self, len: usize, t: &mut Transport) {
+        (**self).handle_written(len, t)
     }
 }
 
@@ -210,13 +247,18 @@ impl<P: Protocol> Conn<P> {
         }
     }
 
+    /// Then tells the protocol what handle writes added (`handle_written`), once for the
+    /// batch, counting the command `next_event` applied before it.
     fn drain_commands(&mut self) {
         let mut ran = false;
         while let Some(cmd) = self.transport.try_command() {
             self.apply_command(cmd);
             ran = true;
         }
-        if ran {
+        let written = self.transport.take_handle_written();
+        if written > 0 {
+            self.call(|p, t| p.handle_written(written, t));
+        } else if ran {
             self.check_water();
         }
     }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::driver::{Driver, Hub, RawStream};
+use crate::driver::{Driver, Hub, Spanned, Spawn};
 use crate::endpoint::{ClientEndpoint, ServerEndpoint};
 use crate::factory::FactoryUse;
 use crate::listener::{Established, ListenOptions, Listener, Stream};
@@ -381,7 +381,7 @@ impl Reactor {
         };
     }
 
-    fn spawn_connection<S: RawStream, F: Factory>(
+    fn spawn_connection<S: Spawn, F: Factory>(
         &self,
         stream: S,
         peer: Address,
@@ -410,8 +410,11 @@ impl Reactor {
         transport.origin = origin;
         let handle = with_handle.then(|| transport.handle());
         let conn = Conn::new(protocol, transport);
-        let driver = Driver::new(stream, conn, self.inner.hub.clone(), span);
-        let task = self.inner.tracker.spawn(driver);
+        let driver = Driver::new(stream, conn, self.inner.hub.clone());
+        let task = self
+            .inner
+            .tracker
+            .spawn(Spanned::new(S::task(driver), span));
         Some((task, handle))
     }
 
@@ -626,7 +629,7 @@ impl Reactor {
         self.client_connection(socket, target, host, use_)
     }
 
-    fn client_connection<S: RawStream, F: ClientFactory>(
+    fn client_connection<S: Spawn, F: ClientFactory>(
         &self,
         stream: S,
         peer: Address,
@@ -1030,7 +1033,9 @@ impl DelayedCall {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// let call = weft_core::Reactor::new().call_later(std::time::Duration::from_secs(60), || unreachable!());
+    /// assert!(call.is_active());
     /// call.cancel();
+    /// assert!(!call.is_active());
     /// # }
     /// ```
     pub fn cancel(&self) {

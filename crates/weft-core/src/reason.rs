@@ -70,6 +70,8 @@ pub enum TimeoutKind {
     /// A line was started and not finished in time
     /// ([`LineTimeout`](crate::policies::LineTimeout)).
     Line,
+    /// The TLS handshake of [`Transport::start_tls`](crate::Transport::start_tls) took too long.
+    Handshake,
 }
 
 impl DisconnectReason {
@@ -133,6 +135,9 @@ impl DisconnectReason {
             if inner.is::<crate::tls_io::Truncated>() {
                 return Self::TlsTruncated;
             }
+            if inner.is::<crate::tls_io::HandshakeTimedOut>() {
+                return Self::TimedOut(TimeoutKind::Handshake);
+            }
         }
         match err.kind() {
             io::ErrorKind::ConnectionReset
@@ -161,6 +166,9 @@ impl fmt::Display for DisconnectReason {
             Self::TimedOut(TimeoutKind::Idle) => f.write_str("connection timed out: idle too long"),
             Self::TimedOut(TimeoutKind::Line) => {
                 f.write_str("connection timed out: a line took too long")
+            }
+            Self::TimedOut(TimeoutKind::Handshake) => {
+                f.write_str("connection timed out: the TLS handshake took too long")
             }
         }
     }

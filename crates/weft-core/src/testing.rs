@@ -209,6 +209,19 @@ impl<P: Protocol> MemoryTransport<P> {
         self.conn.transport.is_closing()
     }
 
+    /// Takes the protocol's pending [`Transport::start_tls`] request: the upgrade it asked
+    /// for and the bytes it handed over for the TLS session (the rest of the read after the
+    /// upgrade point). There is no TLS in memory: afterwards the connection goes on as if the
+    /// handshake were done (`feed` delivers again, and the write buffer holds what was written
+    /// before and after the call, in order); a close asked for after `start_tls` now applies.
+    /// `None` when none is pending.
+    ///
+    /// See [`Transport::start_tls`] for an example.
+    pub fn take_tls_upgrade(&mut self) -> Option<(crate::tls::TlsUpgrade, Vec<u8>)> {
+        let up = self.conn.transport.take_upgrade()?;
+        Some((up.tls, up.early))
+    }
+
     /// True once the protocol aborted (or panicked).
     ///
     /// ```
@@ -340,10 +353,15 @@ impl<P: Protocol> MemoryTransport<P> {
     ///
     /// ```
     /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let conn = MemoryTransport::new(P);
-    /// let _p: &P = conn.protocol();
+    /// struct Count(usize);
+    /// impl Protocol for Count {
+    ///     fn data_received(&mut self, d: &[u8], _: &mut Transport) { self.0 += d.len() }
+    /// }
+    /// let mut conn = MemoryTransport::new(Count(0));
+    /// conn.feed(b"abc");
+    /// assert_eq!(conn.protocol().0, 3);
+    /// let count: Count = conn.into_protocol(); // no connection_lost
+    /// assert_eq!(count.0, 3);
     /// ```
     pub fn protocol(&self) -> &P {
         &self.conn.protocol
@@ -389,13 +407,7 @@ impl<P: Protocol> MemoryTransport<P> {
 
     /// Gives the protocol back (without calling `connection_lost`).
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let conn = MemoryTransport::new(P);
-    /// let _p: P = conn.into_protocol();
-    /// ```
+    /// See [`protocol`](Self::protocol) for an example.
     pub fn into_protocol(self) -> P {
         self.conn.protocol
     }

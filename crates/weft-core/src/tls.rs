@@ -256,6 +256,9 @@ pub enum TlsError {
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Config(rustls::Error),
+    /// Not a name (or IP address) a TLS client can verify a server certificate for.
+    #[error("{0:?}: not a valid TLS server name")]
+    ServerName(String),
 }
 
 fn details(notes: &[String]) -> String {
@@ -622,7 +625,9 @@ impl ResolvesServerCert for Resolver {
 pub struct ServerTls {
     options: ServerTlsOptions,
     resolver: Arc<Resolver>,
-    config: Arc<ServerConfig>,
+    /// The configuration new handshakes use: swapped whole by a reload under `clientCA=`
+    /// (the client verifier is part of it); shared by every clone.
+    config: Arc<RwLock<Arc<ServerConfig>>>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -647,43 +652,38 @@ impl ServerTls {
         let resolver = Arc::new(Resolver {
             set: RwLock::new(Arc::new(set)),
         });
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(TlsVersion::versions(options.min_version))
-            .map_err(TlsError::Config)?;
-        let builder = match &options.client_ca {
-            None => builder.with_no_client_auth(),
-            Some(path) => {
-                let roots = read_roots(path)?;
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|e| TlsError::BadCertificate {
-                            path: path.clone(),
-                            reason: e.to_string(),
-                        })?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut config = builder.with_cert_resolver(resolver.clone());
-        config.alpn_protocols = options.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        let config = build_config(options, &provider, &resolver)?;
         Ok(ServerTls {
             options: options.clone(),
             resolver,
-            config: Arc::new(config),
+            config: Arc::new(RwLock::new(Arc::new(config))),
             provider,
         })
     }
 
-    /// Re-reads the certificate files and swaps them in for new connections; connections
-    /// already up keep theirs.
+    /// Re-reads the certificate files, and the `clientCA=` file if there is one, and swaps
+    /// them in for new connections; connections already up keep theirs.
     ///
     /// # Errors
-    /// As [`load`](Self::load); the certificates in use stay as they were.
+    /// As [`load`](Self::load) (a bad `clientCA=` file named too); the certificates and
+    /// client CAs in use all stay as they were.
     pub fn reload(&self) -> Result<(), TlsError> {
-        match CertSet::load(&self.options.certs, &self.provider) {
-            Ok(set) => {
+        let loaded = CertSet::load(&self.options.certs, &self.provider).and_then(|set| {
+            // Under clientCA=, a new configuration with a verifier built from the file as it
+            // is now (the same resolver: it gets the new certificates below).
+            let config = match &self.options.client_ca {
+                Some(_) => Some(build_config(&self.options, &self.provider, &self.resolver)?),
+                None => None,
+            };
+            Ok((set, config))
+        });
+        match loaded {
+            Ok((set, config)) => {
                 tracing::info!(names = set.by_name.len(), "TLS certificates reloaded");
                 *self.resolver.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+                if let Some(config) = config {
+                    *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -694,9 +694,14 @@ impl ServerTls {
         }
     }
 
-    /// The rustls configuration (for `tokio_rustls::TlsAcceptor`).
+    /// The rustls configuration new handshakes use now (for `tokio_rustls::TlsAcceptor`):
+    /// ask again after a [`reload`](Self::reload) under `clientCA=`, which replaces it (a
+    /// reload of the certificates alone is seen by configurations taken before, too).
     pub fn config(&self) -> Arc<ServerConfig> {
-        self.config.clone()
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The options it was loaded from.
@@ -716,6 +721,35 @@ impl ServerTls {
         names.sort();
         names
     }
+}
+
+/// The server configuration of `options` around `resolver`: versions, the client verifier
+/// (`clientCA=`, read now), ALPN.
+fn build_config(
+    options: &ServerTlsOptions,
+    provider: &Arc<CryptoProvider>,
+    resolver: &Arc<Resolver>,
+) -> Result<ServerConfig, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(TlsVersion::versions(options.min_version))
+        .map_err(TlsError::Config)?;
+    let builder = match &options.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let roots = read_roots(path)?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| TlsError::BadCertificate {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(resolver.clone());
+    config.alpn_protocols = options.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    Ok(config)
 }
 
 fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
@@ -925,4 +959,136 @@ where
     tokio_rustls::TlsConnector::from(config)
         .connect(name, io)
         .await
+}
+
+/// What [`Transport::start_tls`](crate::Transport::start_tls) upgrades a live connection to:
+/// the server or client side of a TLS session (a rustls configuration, and the name a client
+/// verifies), and how long the handshake may take (default
+/// [`DEFAULT_HANDSHAKE_TIMEOUT`]; past it the connection is lost with
+/// [`DisconnectReason::TimedOut`](crate::DisconnectReason::TimedOut)`(`[`TimeoutKind::Handshake`](crate::TimeoutKind::Handshake)`)`).
+///
+/// Cheap to clone (the configuration is shared): build it once and clone it per connection.
+///
+/// ```
+/// use std::time::Duration;
+/// use weft_core::tls::{ClientTlsOptions, TlsUpgrade};
+///
+/// let dir = std::env::temp_dir().join(format!("weft-upgrade-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+/// std::fs::write(dir.join("ca.pem"), cert.cert.pem())?;
+///
+/// let config = ClientTlsOptions::default().trust_roots(dir.join("ca.pem")).config()?;
+/// let upgrade = TlsUpgrade::client(config, "localhost")?.handshake_timeout(Duration::from_secs(5));
+/// assert!(format!("{upgrade:?}").contains("localhost"));
+/// assert!(TlsUpgrade::client(ClientTlsOptions::default().trust_roots(dir.join("ca.pem")).config()?, "not a name!").is_err());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct TlsUpgrade {
+    side: UpgradeSide,
+    handshake_timeout: Duration,
+}
+
+#[derive(Clone)]
+enum UpgradeSide {
+    Server(Arc<ServerConfig>),
+    /// A loaded configuration, asked for its current configuration at each upgrade (so a
+    /// reload is seen, `clientCA=` included).
+    Loaded(ServerTls),
+    Client(
+        Arc<ClientConfig>,
+        rustls_pki_types::ServerName<'static>,
+        String,
+    ),
+}
+
+impl fmt::Debug for TlsUpgrade {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TlsUpgrade");
+        match &self.side {
+            UpgradeSide::Server(_) | UpgradeSide::Loaded(_) => d.field("side", &"server"),
+            UpgradeSide::Client(_, _, name) => {
+                d.field("side", &"client").field("server_name", name)
+            }
+        };
+        d.field("handshake_timeout", &self.handshake_timeout)
+            .finish()
+    }
+}
+
+impl TlsUpgrade {
+    /// The server side, with this configuration (for a reloadable one, `TlsUpgrade::from(&server_tls)`).
+    pub fn server(config: Arc<ServerConfig>) -> Self {
+        Self {
+            side: UpgradeSide::Server(config),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    /// The client side, verifying the server's certificate for `server_name` (a DNS name or an
+    /// IP address).
+    ///
+    /// # Errors
+    /// [`TlsError::ServerName`] when `server_name` is neither.
+    pub fn client(config: Arc<ClientConfig>, server_name: &str) -> Result<Self, TlsError> {
+        let name = rustls_pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(|_| TlsError::ServerName(server_name.to_owned()))?;
+        Ok(Self {
+            side: UpgradeSide::Client(config, name, server_name.to_owned()),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+        })
+    }
+
+    /// Sets the time the peer gets to finish the handshake.
+    pub fn handshake_timeout(mut self, d: Duration) -> Self {
+        self.handshake_timeout = d;
+        self
+    }
+
+    /// The handshake timeout.
+    pub fn timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// A new rustls connection for this side, and the name a client verifies.
+    pub(crate) fn connection(&self) -> Result<(rustls::Connection, Option<String>), rustls::Error> {
+        Ok(match &self.side {
+            UpgradeSide::Server(config) => {
+                (rustls::ServerConnection::new(config.clone())?.into(), None)
+            }
+            UpgradeSide::Loaded(tls) => (rustls::ServerConnection::new(tls.config())?.into(), None),
+            UpgradeSide::Client(config, name, text) => (
+                rustls::ClientConnection::new(config.clone(), name.clone())?.into(),
+                Some(text.clone()),
+            ),
+        })
+    }
+}
+
+impl From<&ServerTls> for TlsUpgrade {
+    /// The server side of a loaded (and reloadable: later handshakes see a reload)
+    /// configuration, with its handshake timeout.
+    fn from(tls: &ServerTls) -> Self {
+        TlsUpgrade {
+            side: UpgradeSide::Loaded(tls.clone()),
+            handshake_timeout: tls.options().handshake_timeout,
+        }
+    }
+}
+
+/// Why [`Transport::start_tls`](crate::Transport::start_tls) refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartTlsError {
+    /// The connection already runs TLS (an `ssl:`/`tls:` endpoint, or an earlier
+    /// `start_tls`).
+    #[error("the connection already uses TLS")]
+    AlreadyTls,
+    /// The connection is closing (or its write side was shut down): nothing more can be
+    /// sent, so no handshake either.
+    #[error("the connection is closing")]
+    Closing,
 }

@@ -15,9 +15,14 @@
 //!   [`pending`](RawStream::pending): the driver keeps flushing it and closes only after it.
 //! - **Close.** `shutdown_write` queues `close_notify` behind everything written, then sends
 //!   the TCP FIN once it is out.
-//! - **Handshake** (not finished when the driver starts: a future `start_tls`):
-//!   plaintext waits in the transport's buffer until the handshake is done; reading drives
-//!   the handshake forward.
+//! - **Handshake** (not finished when the driver starts: `Transport::start_tls`, made by
+//!   [`TlsSocket::upgrade`]): plaintext waits in the transport's buffer until the handshake
+//!   is done; reading drives the handshake forward (even while the protocol paused reading);
+//!   the bytes written before `start_tls` go out in clear ahead of the first record; the
+//!   peer's bytes after the upgrade point were fed to rustls first; past the deadline the
+//!   read fails with [`HandshakeTimedOut`]. A rustls error is sticky (rustls returns it again
+//!   on every later `process_new_packets`), so a failure found outside a read (in the early
+//!   bytes) makes the socket readable and the next read returns it.
 
 use std::cell::{Cell, RefCell};
 use std::io::{self, Read, Write};
@@ -62,30 +67,23 @@ impl Drop for Entered {
 #[error("the TLS peer closed the connection without close_notify (truncated)")]
 pub(crate) struct Truncated;
 
-/// The socket operations TLS needs from a stream socket (TCP or Unix).
-pub(crate) trait Socket: AsFd + Send + 'static {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
-    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize>;
+/// The peer did not finish a `start_tls` handshake in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the TLS handshake took too long")]
+pub(crate) struct HandshakeTimedOut;
+
+/// No connection entered yet (`TlsSocket::id`).
+const NO_ID: u64 = u64::MAX;
+
+/// The socket operations TLS needs from a stream socket (TCP or Unix): the driver's
+/// [`RawStream`] ones (readiness, writes), and `try_io` for reads through rustls.
+pub(crate) trait Socket: RawStream + AsFd {
     fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
 }
 
 macro_rules! socket {
     ($t:ty) => {
         impl Socket for $t {
-            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                <$t>::poll_read_ready(self, cx)
-            }
-            fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                <$t>::poll_write_ready(self, cx)
-            }
-            fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-                <$t>::try_write(self, buf)
-            }
-            fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-                <$t>::try_write_vectored(self, bufs)
-            }
             fn try_io<R>(
                 &self,
                 interest: Interest,
@@ -109,6 +107,18 @@ pub(crate) struct TlsSocket<T: Socket = TcpStream> {
     info: RefCell<Option<Arc<TlsInfo>>>,
     /// The name a client verified the server's certificate for.
     server_name: Option<String>,
+    /// Bytes written before `start_tls`, still to go out in clear before any TLS record.
+    clear: RefCell<Vec<u8>>,
+    /// A rustls error happened outside a read (in the early bytes of `start_tls`): the next
+    /// read reports it.
+    failed: Cell<bool>,
+    /// The `start_tls` handshake's deadline (dropped once the handshake is done), and
+    /// whether it passed.
+    deadline: RefCell<Option<std::pin::Pin<Box<tokio::time::Sleep>>>>,
+    timed_out: Cell<bool>,
+    /// The connection whose driver entered last (for `Transport::tls` from the very poll in
+    /// which a handshake finishes).
+    id: Cell<u64>,
 }
 
 impl<T: Socket> TlsSocket<T> {
@@ -123,22 +133,71 @@ impl<T: Socket> TlsSocket<T> {
             fin_due: Cell::new(false),
             info: RefCell::new(None),
             server_name,
+            clear: RefCell::new(Vec::new()),
+            failed: Cell::new(false),
+            deadline: RefCell::new(None),
+            timed_out: Cell::new(false),
+            id: Cell::new(NO_ID),
         };
         s.note_handshake(&s.tls.borrow());
+        s
+    }
+
+    /// A plain connection's socket after `Transport::start_tls`: `clear` (written before the
+    /// call) goes out first in clear; the peer's bytes after the upgrade point are fed to the
+    /// new session now, ahead of anything read later; the handshake must finish within the
+    /// upgrade's timeout.
+    pub(crate) fn upgrade(
+        tcp: T,
+        conn: rustls::Connection,
+        name: Option<String>,
+        up: &crate::transport::Upgrade,
+        clear: Vec<u8>,
+    ) -> Self {
+        let s = Self::new(tcp, conn, name);
+        *s.clear.borrow_mut() = clear;
+        *s.deadline.borrow_mut() = Some(Box::pin(tokio::time::sleep(up.tls.timeout())));
+        let mut tls = s.tls.borrow_mut();
+        let mut early = &up.early[..];
+        while !early.is_empty() && !s.failed.get() {
+            match tls.read_tls(&mut early) {
+                Ok(0) => break,
+                Ok(_) => {
+                    if s.process(&mut tls).is_err() {
+                        break; // `process` marked the failure and queued the alert
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "early TLS bytes refused");
+                    s.failed.set(true);
+                }
+            }
+        }
+        drop(tls);
         s
     }
 
     /// Records what the handshake negotiated, once it is done.
     fn note_handshake(&self, tls: &rustls::Connection) {
         if !tls.is_handshaking() && self.info.borrow().is_none() {
-            let info = TlsInfo::new(tls, self.server_name.as_deref());
-            *self.info.borrow_mut() = Some(Arc::new(info));
+            let info = Arc::new(TlsInfo::new(tls, self.server_name.as_deref()));
+            *self.info.borrow_mut() = Some(info.clone());
+            *self.deadline.borrow_mut() = None;
+            let id = self.id.get();
+            if id != NO_ID {
+                // Inside this connection's turn (its `enter` guard restores the previous
+                // value): the callbacks of this very turn see what was negotiated.
+                CURRENT.with(|c| *c.borrow_mut() = Some((id, info)));
+            }
         }
     }
 
     /// Writes queued ciphertext until rustls has none left or the socket is full
     /// (`WouldBlock`).
     fn flush_tls(&self, tls: &mut rustls::Connection) -> io::Result<()> {
+        if !self.clear.borrow().is_empty() {
+            self.flush_clear()?;
+        }
         while tls.wants_write() {
             let mut out = SocketOut(&self.tcp);
             match tls.write_tls(&mut out) {
@@ -160,10 +219,53 @@ impl<T: Socket> TlsSocket<T> {
         Ok(())
     }
 
+    /// Sends what was written before `start_tls`, in clear (`WouldBlock` while some is left).
+    #[cold]
+    fn flush_clear(&self) -> io::Result<()> {
+        let mut clear = self.clear.borrow_mut();
+        while !clear.is_empty() {
+            match self.tcp.try_write(&clear) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "socket accepted no bytes",
+                    ));
+                }
+                Ok(n) => {
+                    clear.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        *clear = Vec::new();
+        Ok(())
+    }
+
+    /// The error of a failed or timed-out `start_tls` handshake, once it is known.
+    #[cold]
+    fn handshake_error(&self, tls: &mut rustls::Connection) -> Option<io::Error> {
+        if self.timed_out.get() {
+            return Some(io::Error::new(io::ErrorKind::TimedOut, HandshakeTimedOut));
+        }
+        if self.failed.get() {
+            let _ = self.flush_tls(tls); // the alert, if the socket takes it
+            return Some(match tls.process_new_packets() {
+                Err(e) => io::Error::new(io::ErrorKind::InvalidData, e),
+                Ok(_) => io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    rustls::Error::General("TLS could not start".into()),
+                ),
+            });
+        }
+        None
+    }
+
     /// Decrypts what was read; a TLS error is sent to the peer as an alert and returned.
     fn process(&self, tls: &mut rustls::Connection) -> io::Result<()> {
         let handshaking = tls.is_handshaking();
         if let Err(e) = tls.process_new_packets() {
+            self.failed.set(true);
             // rustls queued the alert: try to get it out before the connection closes.
             let _ = self.flush_tls(tls);
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
@@ -216,6 +318,15 @@ impl<T: Socket> Read for SocketIn<'_, T> {
 
 impl<T: Socket> RawStream for TlsSocket<T> {
     fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.failed.get() || self.timed_out.get() {
+            return Poll::Ready(Ok(())); // the read reports it
+        }
+        if let Some(deadline) = self.deadline.borrow_mut().as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                self.timed_out.set(true);
+                return Poll::Ready(Ok(()));
+            }
+        }
         // Plaintext already decrypted, or the peer's close (clean or not), is ready without
         // the socket.
         let waiting = matches!(
@@ -230,7 +341,7 @@ impl<T: Socket> RawStream for TlsSocket<T> {
 
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let tls = self.tls.borrow();
-        if tls.is_handshaking() && !tls.wants_write() {
+        if tls.is_handshaking() && !tls.wants_write() && self.clear.borrow().is_empty() {
             // Waiting for the peer's handshake messages: reading moves it on.
             return Poll::Pending;
         }
@@ -240,6 +351,11 @@ impl<T: Socket> RawStream for TlsSocket<T> {
 
     fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut tls = self.tls.borrow_mut();
+        if self.failed.get() || self.timed_out.get() {
+            if let Some(e) = self.handshake_error(&mut tls) {
+                return Err(e);
+            }
+        }
         let mut filled = 0;
         let mut drained = false;
         loop {
@@ -333,13 +449,21 @@ impl<T: Socket> RawStream for TlsSocket<T> {
 
     fn pending(&self) -> bool {
         let tls = self.tls.borrow();
-        tls.wants_write() || tls.is_handshaking() || self.fin_due.get()
+        tls.wants_write()
+            || tls.is_handshaking()
+            || self.fin_due.get()
+            || !self.clear.borrow().is_empty()
+    }
+
+    fn handshaking(&self) -> bool {
+        self.tls.borrow().is_handshaking() || self.failed.get() || self.timed_out.get()
     }
 
     fn enter(&self, id: u64) -> Option<Entered> {
-        let info = self.info.borrow().clone()?;
+        self.id.set(id);
+        let now = self.info.borrow().clone().map(|info| (id, info));
         Some(Entered(
-            CURRENT.with(|c| c.borrow_mut().replace((id, info))),
+            CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), now)),
         ))
     }
 

@@ -40,6 +40,23 @@ pub(crate) enum Closing {
     /// `DisconnectReason::Panicked`. Kept here rather than beside the transport, so a
     /// connection pays no room of its own for a panic message it almost never has.
     Panicked(String),
+    /// [`Transport::start_tls`] was called: the driver switches to TLS once the callback
+    /// returns (a close asked for meanwhile waits inside, for after the switch).
+    Upgrade(Box<Upgrade>),
+}
+
+/// A pending [`Transport::start_tls`], for the driver.
+#[derive(Debug, Clone)]
+pub(crate) struct Upgrade {
+    pub(crate) tls: crate::tls::TlsUpgrade,
+    /// How many bytes at the front of the write buffer were written before the call: they
+    /// go out in clear, the rest through TLS.
+    pub(crate) clear: usize,
+    /// The peer's bytes after the upgrade point (the rest of the read that carried the
+    /// command): the start of its TLS stream.
+    pub(crate) early: Vec<u8>,
+    /// A close asked for after `start_tls` in the same callback, applied after the switch.
+    pub(crate) then: Option<DisconnectReason>,
 }
 
 /// A request sent through a [`TransportHandle`] to the task that owns the connection.
@@ -111,8 +128,8 @@ pub struct TimerId(u64);
 /// ```
 pub struct Transport {
     wbuf: BytesMut,
-    /// Boxed: a close happens once per connection, and inline the reason took 24 bytes in
-    /// every connection's task.
+    /// Boxed: a connection closes once, and inline the reason took 24 bytes in every
+    /// connection's task.
     closing: Option<Box<Closing>>,
     eof_requested: bool,
     /// Set once writes are ignored (after an abort or `write_eof`): one flag for the hot path.
@@ -137,6 +154,11 @@ pub struct Transport {
     abort_over_limit: bool,
     timers: Vec<(Instant, TimerId)>,
     next_timer: u64,
+    /// `start_tls` was called once (a second call is refused).
+    tls_started: bool,
+    /// The connection is gone ([`shut_down`](Self::shut_down)): a handle taken now fails at
+    /// once.
+    gone: bool,
     /// Where a connection accepted behind a PROXY header really comes from (`None` for every
     /// other connection: boxed, so they pay one pointer).
     pub(crate) origin: Option<Box<Origin>>,
@@ -185,6 +207,8 @@ impl Transport {
             abort_over_limit: false,
             timers: Vec::new(),
             next_timer: 0,
+            tls_started: false,
+            gone: false,
             origin: None,
         }
     }
@@ -265,6 +289,8 @@ impl Transport {
     /// conn.feed(b"line");
     /// assert_eq!(conn.written(), b"line\r\n");
     /// ```
+    // Always inlined: a line and its delimiter (`send_line`) compile to one room check, a
+    // copy and, for a one-byte delimiter (a constant-length part), a byte store.
     #[inline(always)]
     pub fn write_slices(&mut self, parts: &[&[u8]]) {
         let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -348,8 +374,12 @@ impl Transport {
     }
 
     pub(crate) fn close_gracefully(&mut self, reason: DisconnectReason) {
-        if self.closing.is_none() {
-            self.closing = Some(Box::new(Closing::Graceful(reason)));
+        match self.closing.as_deref_mut() {
+            None => self.closing = Some(Box::new(Closing::Graceful(reason))),
+            Some(Closing::Upgrade(up)) => {
+                up.then.get_or_insert(reason);
+            }
+            Some(_) => {}
         }
     }
 
@@ -403,7 +433,9 @@ impl Transport {
         self.writes_shut = true;
     }
 
-    /// True once `lose_connection`, `close_with_error` or `abort_connection` was called.
+    /// True once `lose_connection`, `close_with_error` or `abort_connection` was called; also
+    /// from [`start_tls`](Self::start_tls) until the callback that called it returns (no more
+    /// input is delivered in clear: weft-line's parse loop stops on it).
     ///
     /// ```
     /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
@@ -418,6 +450,102 @@ impl Transport {
         self.closing.is_some()
     }
 
+    /// Upgrades this connection to TLS (Twisted's `startTLS`; how SMTP, IMAP and XMPP
+    /// `STARTTLS` work), on the server side or the client side as `tls` says.
+    ///
+    /// Everything written before the call goes out in clear, everything written after it
+    /// (in the same callback too) is encrypted once the handshake is done; until then it
+    /// waits in the write buffer, which the water marks count as usual. The switch happens
+    /// when the callback returns, and the peer's bytes from then on are never handed to the
+    /// protocol in clear.
+    ///
+    /// `rest` is the part of the current read that follows the upgrade point: the bytes of
+    /// `data_received`'s `data` after the command that asked for TLS (`&[]` when the command
+    /// ended the read, or outside `data_received`). They go to the TLS session, first: a peer
+    /// may send its `ClientHello` right behind `STARTTLS\r\n` in one segment, and that must
+    /// work. They are never delivered in clear: plaintext a peer (or an attacker on the path)
+    /// injects after the command (`STARTTLS\r\nEVIL\r\n`, the classic STARTTLS command
+    /// injection) is not a TLS record, so the handshake fails on it and the connection is lost
+    /// with [`DisconnectReason::Tls`] (the alert is sent to the peer). weft-line's receivers
+    /// call this through `Control::start_tls`, which passes the rest of the read itself.
+    ///
+    /// The handshake then runs within `tls`'s timeout (a peer that never handshakes is
+    /// dropped with [`DisconnectReason::TimedOut`]`(`[`TimeoutKind::Handshake`](crate::TimeoutKind::Handshake)`)`);
+    /// a failed one ends the connection with [`DisconnectReason::Tls`] (the alert inside).
+    /// Afterwards the connection behaves as one from an `ssl:` endpoint: [`tls`](Self::tls)
+    /// says what was negotiated, [`lose_connection`](Self::lose_connection) sends
+    /// `close_notify`, a peer's `close_notify` is `eof_received`, a TCP EOF without it is
+    /// [`DisconnectReason::TlsTruncated`].
+    ///
+    /// From the call until the callback returns, [`is_closing`](Self::is_closing) is true (a
+    /// protocol's own loop stops there). A `lose_connection` in that callback closes after the
+    /// handshake (with `close_notify`).
+    ///
+    /// Over a socket, a plain TCP or Unix connection (server or client) can upgrade;
+    /// [`MemoryTransport`](crate::testing::MemoryTransport) records the request
+    /// ([`take_tls_upgrade`](crate::testing::MemoryTransport::take_tls_upgrade)).
+    ///
+    /// # Errors
+    /// [`StartTlsError::AlreadyTls`](crate::tls::StartTlsError::AlreadyTls) on a TLS
+    /// connection or a second call; [`StartTlsError::Closing`](crate::tls::StartTlsError::Closing)
+    /// once the connection is closing or its write side is shut.
+    ///
+    /// # Examples
+    ///
+    /// A protocol that is not line based (see `examples/starttls.rs` for a line protocol,
+    /// server and client):
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_core::tls::TlsUpgrade;
+    /// use weft_core::{Protocol, Transport};
+    ///
+    /// struct StartTls(TlsUpgrade);
+    /// impl Protocol for StartTls {
+    ///     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+    ///         if let Some(rest) = data.strip_prefix(b"STARTTLS\r\n") {
+    ///             t.write("220 go ahead\r\n"); // in clear
+    ///             t.start_tls(self.0.clone(), rest).expect("a plain connection");
+    ///         } else {
+    ///             t.write(data); // over TLS once upgraded
+    ///         }
+    ///     }
+    /// }
+    /// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+    /// # let key = rustls_pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())?;
+    /// # let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    /// #     .with_safe_default_protocol_versions()?.with_no_client_auth()
+    /// #     .with_single_cert(vec![cert.cert.der().clone()], key)?;
+    /// let upgrade = TlsUpgrade::server(Arc::new(config));
+    /// let mut conn = MemoryTransport::new(StartTls(upgrade));
+    /// conn.feed(b"STARTTLS\r\n\x16\x03\x01");
+    /// assert_eq!(conn.written(), b"220 go ahead\r\n");
+    /// let (_tls, early) = conn.take_tls_upgrade().expect("upgrade requested");
+    /// assert_eq!(early, b"\x16\x03\x01"); // the start of a ClientHello: for TLS, not the protocol
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_tls(
+        &mut self,
+        tls: crate::tls::TlsUpgrade,
+        rest: &[u8],
+    ) -> Result<(), crate::tls::StartTlsError> {
+        if self.tls_started || self.tls().is_some() {
+            return Err(crate::tls::StartTlsError::AlreadyTls);
+        }
+        if self.closing.is_some() || self.writes_shut {
+            return Err(crate::tls::StartTlsError::Closing);
+        }
+        self.tls_started = true;
+        self.closing = Some(Box::new(Closing::Upgrade(Box::new(Upgrade {
+            tls,
+            clear: self.direct.len() + self.wbuf.len(),
+            early: rest.to_vec(),
+            then: None,
+        }))));
+        Ok(())
+    }
+
     /// What TLS negotiated on this connection (version, ALPN, the SNI name, the peer's
     /// verified certificate under mutual TLS); `None` on a plain connection.
     ///
@@ -427,7 +555,9 @@ impl Transport {
     /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
     /// # struct P;
     /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// assert!(MemoryTransport::new(P).transport().tls().is_none());
+    /// let conn = MemoryTransport::new(P);
+    /// assert!(conn.transport().tls().is_none());
+    /// assert!(conn.transport().proxy_header().is_none());
     /// ```
     pub fn tls(&self) -> Option<Arc<crate::tls::TlsInfo>> {
         crate::tls_io::current_info(self.id)
@@ -440,7 +570,11 @@ impl Transport {
     /// # struct P;
     /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
     /// let conn = MemoryTransport::new(P);
-    /// assert_eq!(conn.transport().peer().to_string(), "127.0.0.1:54321");
+    /// let t = conn.transport();
+    /// assert_eq!(t.peer().to_string(), "127.0.0.1:54321");
+    /// assert_eq!(t.host().to_string(), "127.0.0.1:1234");
+    /// // No PROXY header: the socket's own addresses are the same.
+    /// assert_eq!((t.socket_peer(), t.socket_host()), (t.peer(), t.host()));
     /// ```
     pub fn peer(&self) -> &Address {
         &self.peer
@@ -451,13 +585,7 @@ impl Transport {
     /// this the proxy that connected (OpenTelemetry's `network.peer.address`, where `peer` is
     /// `client.address`).
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let conn = MemoryTransport::new(P);
-    /// assert_eq!(conn.transport().socket_peer(), conn.transport().peer());
-    /// ```
+    /// See [`peer`](Self::peer) for an example.
     pub fn socket_peer(&self) -> &Address {
         self.origin.as_ref().map_or(&self.peer, |o| &o.socket_peer)
     }
@@ -465,13 +593,7 @@ impl Transport {
     /// The local address of the socket itself: the same as [`host`](Self::host), except
     /// behind a PROXY header, where `host` is the address the client reached at the proxy.
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let conn = MemoryTransport::new(P);
-    /// assert_eq!(conn.transport().socket_host(), conn.transport().host());
-    /// ```
+    /// See [`peer`](Self::peer) for an example.
     pub fn socket_host(&self) -> &Address {
         self.origin.as_ref().map_or(&self.host, |o| &o.socket_host)
     }
@@ -480,25 +602,14 @@ impl Transport {
     /// command (`LOCAL` for a proxy's health check) and TLVs (ALPN, authority, unique id, SSL
     /// information); `None` for other endpoints.
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// assert!(MemoryTransport::new(P).transport().proxy_header().is_none());
-    /// ```
+    /// See [`tls`](Self::tls) for an example.
     pub fn proxy_header(&self) -> Option<&crate::proxy::ProxyHeader> {
         self.origin.as_ref().map(|o| &o.proxy)
     }
 
     /// The local address.
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let conn = MemoryTransport::new(P);
-    /// assert_eq!(conn.transport().host().to_string(), "127.0.0.1:1234");
-    /// ```
+    /// See [`peer`](Self::peer) for an example.
     pub fn host(&self) -> &Address {
         &self.host
     }
@@ -620,7 +731,8 @@ impl Transport {
     /// and threads.
     ///
     /// This is how a protocol does async work: spawn a task with the handle, and write back when
-    /// the work is done.
+    /// the work is done. Taken after the connection is gone (after `connection_lost`), the
+    /// handle is closed from the start: its writes fail with [`WriteError::Closed`].
     ///
     /// ```
     /// use weft_core::{Protocol, Transport};
@@ -640,6 +752,10 @@ impl Transport {
     /// }
     /// ```
     pub fn handle(&mut self) -> TransportHandle {
+        if self.gone {
+            // `connection_lost` ran: nobody would read a new channel.
+            return Link::closed();
+        }
         let link = match &mut self.link {
             Some(link) => link,
             None => {
@@ -781,13 +897,54 @@ impl Transport {
         matches!(self.closing.as_deref(), Some(Closing::Panicked(_)))
     }
 
+    /// True once `abort_connection` or `start_tls` was called: the one test the driver
+    /// makes per turn for both (a plain connection pays nothing more for `start_tls`).
+    #[inline]
+    pub(crate) fn is_aborted_or_upgrading(&self) -> bool {
+        matches!(
+            self.closing.as_deref(),
+            Some(Closing::Abort | Closing::Panicked(_) | Closing::Upgrade(_))
+        )
+    }
+
+    /// True while a `start_tls` waits for the driver.
+    pub(crate) fn is_upgrading(&self) -> bool {
+        matches!(self.closing.as_deref(), Some(Closing::Upgrade(_)))
+    }
+
+    /// Takes the pending `start_tls` (a close asked for after it becomes the close in
+    /// force).
+    pub(crate) fn take_upgrade(&mut self) -> Option<Box<Upgrade>> {
+        match self.closing.take().map(|c| *c) {
+            Some(Closing::Upgrade(mut up)) => {
+                self.closing = up.then.take().map(|r| Box::new(Closing::Graceful(r)));
+                Some(up)
+            }
+            other => {
+                self.closing = other.map(Box::new);
+                None
+            }
+        }
+    }
+
+    /// Takes the first `n` bytes of the write buffer (what was written before `start_tls`,
+    /// to send in clear).
+    pub(crate) fn split_clear(&mut self, n: usize) -> Vec<u8> {
+        let n = n.min(self.wbuf.len());
+        let clear = self.wbuf[..n].to_vec();
+        if n > 0 {
+            self.consume(n);
+        }
+        clear
+    }
+
     /// The reason `connection_lost` gets for the close that was asked for, if any.
     pub(crate) fn requested_close(&self) -> Option<DisconnectReason> {
         match self.closing.as_deref() {
             Some(Closing::Abort) => Some(DisconnectReason::Aborted),
             Some(Closing::Panicked(msg)) => Some(DisconnectReason::Panicked(msg.clone())),
             Some(Closing::Graceful(r)) => Some(r.clone()),
-            None => None,
+            Some(Closing::Upgrade(_)) | None => None,
         }
     }
 
@@ -891,6 +1048,23 @@ impl Transport {
         }
     }
 
+    /// Lets at most `budget` more bytes of handle writes into the write buffer (a write is
+    /// never split: the one that crosses the budget goes in whole); once it is spent the
+    /// connection's task leaves commands waiting in the channel, where the handles count them
+    /// (writers see [`WriteError::Full`] or wait in `writable`), until the budget is raised.
+    /// `None`: no limit (the default). Nothing without a handle. Set by the write throttle.
+    pub(crate) fn set_handle_budget(&mut self, budget: Option<u64>) {
+        if let Some(link) = &mut self.link {
+            link.set_budget(budget);
+        }
+    }
+
+    /// The budget [`set_handle_budget`](Self::set_handle_budget) left (`None`: no limit, or
+    /// no handle).
+    pub(crate) fn handle_budget(&self) -> Option<u64> {
+        self.link.as_ref().and_then(|link| link.budget())
+    }
+
     /// True once a handle was taken (the command channel exists).
     #[inline]
     pub(crate) fn has_handle(&self) -> bool {
@@ -907,9 +1081,11 @@ impl Transport {
     pub(crate) fn apply(&mut self, cmd: Command) {
         match cmd {
             Command::Write(b) => {
+                let before = self.write_buffer_size();
                 self.write(&b);
-                if let Some(link) = &self.link {
-                    link.applied(b.len(), self.write_buffer_size());
+                let after = self.write_buffer_size();
+                if let Some(link) = &mut self.link {
+                    link.applied(b.len(), after.saturating_sub(before), after);
                 }
             }
             Command::LoseConnection => self.lose_connection(),
@@ -926,6 +1102,14 @@ impl Transport {
         self.release_buffer();
         self.timers.clear();
         self.link = None;
+        self.gone = true;
+    }
+
+    /// Bytes handle writes added to the write buffer since the last call (0 without a
+    /// handle): what [`Protocol::handle_written`](crate::Protocol::handle_written) is told.
+    #[inline]
+    pub(crate) fn take_handle_written(&mut self) -> usize {
+        self.link.as_mut().map_or(0, |link| link.take_unreported())
     }
 
     fn release_buffer(&mut self) {

@@ -347,38 +347,29 @@ fn garbage_is_refused_at_the_first_wrong_byte() {
             bytes.escape_ascii().to_string()
         );
     }
-    let v2_refused: &[(Vec<u8>, ProxyError)] = &[
+    let v2_refused: &[(Vec<u8>, &str)] = &[
         (
             v2(1, 0x11, &[0; 12])
                 .iter()
                 .enumerate()
                 .map(|(i, b)| if i == 12 { 0x11 } else { *b })
                 .collect(),
-            ProxyError::InvalidV2("version is not 2"),
+            "version is not 2",
         ),
-        (
-            v2(2, 0x11, &[0; 12]),
-            ProxyError::InvalidV2("command is neither LOCAL nor PROXY"),
-        ),
-        (
-            v2(1, 0x41, &[0; 12]),
-            ProxyError::InvalidV2("unknown address family"),
-        ),
-        (
-            v2(1, 0x13, &[0; 12]),
-            ProxyError::InvalidV2("unknown transport protocol"),
-        ),
+        (v2(2, 0x11, &[0; 12]), "command is neither LOCAL nor PROXY"),
+        (v2(1, 0x41, &[0; 12]), "unknown address family"),
+        (v2(1, 0x13, &[0; 12]), "unknown transport protocol"),
         (
             v2(1, 0x11, &[0; 11]),
-            ProxyError::InvalidV2("length too short for the addresses of its family"),
+            "length too short for the addresses of its family",
         ),
         (
             v2(1, 0x21, &[0; 35]),
-            ProxyError::InvalidV2("length too short for the addresses of its family"),
+            "length too short for the addresses of its family",
         ),
         (
             v2(1, 0x31, &[0; 215]),
-            ProxyError::InvalidV2("length too short for the addresses of its family"),
+            "length too short for the addresses of its family",
         ),
         (
             {
@@ -386,7 +377,7 @@ fn garbage_is_refused_at_the_first_wrong_byte() {
                 b.extend([0x01, 0, 9]);
                 v2(1, 0x11, &b)
             },
-            ProxyError::InvalidV2("a TLV longer than the header"),
+            "a TLV longer than the header",
         ),
         (
             {
@@ -394,10 +385,11 @@ fn garbage_is_refused_at_the_first_wrong_byte() {
                 b.extend([0x01, 0]);
                 v2(1, 0x11, &b)
             },
-            ProxyError::InvalidV2("a TLV cut in its type or length"),
+            "a TLV cut in its type or length",
         ),
     ];
-    for (bytes, want) in v2_refused {
+    for (bytes, why) in v2_refused {
+        let want = ProxyError::InvalidV2(why);
         // Decided on the first byte that shows it, whatever the chunking.
         for chunk in 1..=bytes.len() {
             assert_eq!(

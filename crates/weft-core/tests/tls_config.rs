@@ -457,3 +457,63 @@ fn self_signed_helper_works_for_one_file_key_and_certificate() {
     let path = pki::self_signed(&["localhost"]).write_combined(dir.path(), "localhost");
     assert!(load(CertSource::files(&path, None, None)).is_ok());
 }
+
+/// A client trusting `ca` that presents `leaf` as its certificate.
+fn client_with_cert(ca: &Ca, leaf: &pki::Leaf) -> Arc<ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der()).unwrap();
+    let certs =
+        vec![rustls::pki_types::CertificateDer::from_pem_slice(leaf.cert.as_bytes()).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap();
+    Arc::new(
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(certs, key)
+            .unwrap(),
+    )
+}
+
+/// `reload` re-reads `clientCA=` too: client certificates of the new CA are accepted and the
+/// old CA's refused from then on; a broken CA file fails the reload, names the file, and
+/// keeps the CAs (and certificates) in use.
+#[test]
+fn a_reload_rereads_the_client_ca_file_and_a_broken_one_keeps_the_old_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server_ca = Ca::new("server CA");
+    let key = server_ca.leaf(&["one.test"]).write_combined(d, "server");
+    let (old_ca, new_ca) = (Ca::new("old client CA"), Ca::new("new client CA"));
+    let ca_file = d.join("clients.pem");
+    std::fs::write(&ca_file, old_ca.pem()).unwrap();
+    let tls = ServerTls::load(
+        &ServerTlsOptions::new(CertSource::files(key, None, None)).client_ca(&ca_file),
+    )
+    .unwrap();
+    let old_client = client_with_cert(&server_ca, &old_ca.leaf(&["old client"]));
+    let new_client = client_with_cert(&server_ca, &new_ca.leaf(&["new client"]));
+    assert!(handshake(tls.config(), old_client.clone(), "one.test").is_ok());
+    assert!(handshake(tls.config(), new_client.clone(), "one.test").is_err());
+
+    std::fs::write(&ca_file, new_ca.pem()).unwrap();
+    tls.reload().unwrap();
+    assert!(handshake(tls.config(), new_client.clone(), "one.test").is_ok());
+    assert!(handshake(tls.config(), old_client.clone(), "one.test").is_err());
+
+    // Broken: the reload says which file and why; the new CA is still the one in use.
+    std::fs::write(&ca_file, "not a certificate\n").unwrap();
+    let err = tls.reload().unwrap_err();
+    assert!(err.to_string().contains("clients.pem"), "{err}");
+    assert!(handshake(tls.config(), new_client.clone(), "one.test").is_ok());
+    assert!(handshake(tls.config(), old_client, "one.test").is_err());
+    // Gone: the same.
+    std::fs::remove_file(&ca_file).unwrap();
+    let err = tls.reload().unwrap_err();
+    assert!(
+        matches!(err, TlsError::Read { ref path, .. } if *path == ca_file),
+        "{err}"
+    );
+    assert!(handshake(tls.config(), new_client, "one.test").is_ok());
+}

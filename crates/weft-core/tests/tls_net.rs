@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use support::pki::Ca;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use weft_core::{DisconnectReason, ListeningPort, Protocol, Reactor, Transport, factory_fn};
@@ -211,22 +211,50 @@ else:
     raw.close()     # TCP close without close_notify
 "#;
 
+/// Runs [`PY_CLIENT`] against `srv`, trusting its CA: `name` for SNI, TLS `version`, `alpn`,
+/// how to `close`, the client certificate `cert` if any; what it printed.
+async fn py_client(
+    srv: &Server,
+    name: &str,
+    version: &str,
+    alpn: &str,
+    close: &str,
+    cert: Option<&Path>,
+) -> String {
+    let port = srv.port().to_string();
+    let ca = srv.dir.join("ca.pem");
+    let mut args = vec![
+        port.as_str(),
+        ca.to_str().unwrap(),
+        name,
+        version,
+        alpn,
+        close,
+    ];
+    args.extend(cert.map(|c| c.to_str().unwrap()));
+    python(PY_CLIENT, &args).await
+}
+
+/// Writes `line` to `s`; the line that comes back.
+async fn echoed(s: &mut (impl AsyncRead + AsyncWrite + Unpin), line: &str) -> String {
+    s.write_all(line.as_bytes()).await.unwrap();
+    let mut back = String::new();
+    within(BufReader::new(s).read_line(&mut back))
+        .await
+        .unwrap();
+    back
+}
+
 #[tokio::test]
 async fn python_ssl_speaks_tls12_and_tls13_with_sni_and_alpn() {
     need_python();
     let mut srv = serve("tls:{dir}:port=0:interface=127.0.0.1:alpn=weft-line/1,h2").await;
-    let ca = srv.dir.join("ca.pem");
-    let port = srv.port().to_string();
     for (version, name, want) in [
         ("1.3", "localhost", "TLSv1.3"),
         ("1.2", "localhost", "TLSv1.2"),
         ("1.3", "api.example.test", "TLSv1.3"),
     ] {
-        let out = python(
-            PY_CLIENT,
-            &[&port, ca.to_str().unwrap(), name, version, "h2", "unwrap"],
-        )
-        .await;
+        let out = py_client(&srv, name, version, "h2", "unwrap", None).await;
         assert!(out.contains(&format!("negotiated {want} h2")), "{out}");
         assert!(
             out.contains(&format!("alpn=h2 sni={name} client_cert=false")),
@@ -246,22 +274,8 @@ async fn python_ssl_speaks_tls12_and_tls13_with_sni_and_alpn() {
 async fn close_notify_truncation_and_lose_connection_are_told_apart() {
     need_python();
     let mut srv = serve("ssl:0:privateKey={pem}:interface=127.0.0.1").await;
-    let ca = srv.dir.join("ca.pem");
-    let port = srv.port().to_string();
-    let args = |close: &'static str| {
-        vec![
-            port.clone(),
-            ca.to_str().unwrap().to_owned(),
-            "localhost".to_owned(),
-            "any".to_owned(),
-            String::new(),
-            close.to_owned(),
-        ]
-    };
     // A TCP close without close_notify: truncated, not a clean EOF.
-    let a = args("tcp");
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    python(PY_CLIENT, &a).await;
+    py_client(&srv, "localhost", "any", "", "tcp", None).await;
     let reason = srv.next_lost().await;
     assert!(
         matches!(reason, DisconnectReason::TlsTruncated),
@@ -269,9 +283,7 @@ async fn close_notify_truncation_and_lose_connection_are_told_apart() {
     );
     assert!(!reason.is_clean());
     // Our lose_connection: the buffered reply, then close_notify (Python reads a clean EOF).
-    let a = args("bye");
-    let a: Vec<&str> = a.iter().map(String::as_str).collect();
-    let out = python(PY_CLIENT, &a).await;
+    let out = py_client(&srv, "localhost", "any", "", "bye", None).await;
     assert!(out.contains("clean close"), "{out}");
     let reason = srv.next_lost().await;
     assert!(matches!(reason, DisconnectReason::LocalClose), "{reason:?}");
@@ -287,20 +299,7 @@ async fn mutual_tls_requires_a_client_certificate_and_shows_it_to_the_protocol()
     srv.ca
         .leaf(&["client.test"])
         .write_combined(&srv.dir, "client");
-    let port = srv.port().to_string();
-    let out = python(
-        PY_CLIENT,
-        &[
-            &port,
-            ca.to_str().unwrap(),
-            "localhost",
-            "1.3",
-            "",
-            "unwrap",
-            client.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let out = py_client(&srv, "localhost", "1.3", "", "unwrap", Some(&client)).await;
     assert!(out.contains("client_cert=true"), "{out}");
     assert!(matches!(
         srv.next_lost().await,
@@ -320,6 +319,7 @@ try:
 except (ssl.SSLError, ConnectionError) as e:
     print("refused", e)
 "#;
+    let port = srv.port().to_string();
     let out = python(script, &[&port, ca.to_str().unwrap()]).await;
     assert!(out.contains("refused"), "{out}");
     assert!(out.to_lowercase().contains("certificate"), "{out}");
@@ -395,12 +395,7 @@ async fn garbage_instead_of_a_client_hello_is_dropped_and_the_server_goes_on() {
     assert!(buf.is_empty() || buf[0] == 0x15, "not an alert: {buf:?}");
     // Served as before.
     let mut s = tls_connect(&srv).await;
-    s.write_all(b"still here\n").await.unwrap();
-    let mut line = String::new();
-    within(BufReader::new(&mut s).read_line(&mut line))
-        .await
-        .unwrap();
-    assert_eq!(line, "still here\n");
+    assert_eq!(echoed(&mut s, "still here\n").await, "still here\n");
     srv.reactor.shutdown().await;
 }
 
@@ -512,10 +507,17 @@ async fn a_tls_peer_that_never_reads_keeps_memory_flat() {
 
 #[tokio::test]
 async fn many_concurrent_tls_connections_lose_no_line() {
-    // 200 connections x 100 lines in debug builds (the issue's 1000 x 100 is the release
-    // soak's size); every line comes back, in order.
-    const CONNS: usize = 200;
+    // The issue's size: 1000 connections at once x 100 lines each; every line comes back, in
+    // order, on its own connection.
+    const CONNS: usize = 1000;
     const LINES: usize = 100;
+    // This process holds both ends of every connection.
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    assert!(
+        limit >= 2 * CONNS as u64 + 64,
+        "the descriptor limit {limit} is below {}: raise the hard limit (ulimit -Hn)",
+        2 * CONNS + 64
+    );
     let srv = Arc::new(serve("tls:{dir}:port=0:interface=127.0.0.1").await);
     let done = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -573,11 +575,19 @@ for _ in range(int(sys.argv[2])):
     s.unwrap()
     s.close()
 "#;
+    let rounds = rounds.to_string();
+    let (child, line) = spawn_python(script, dir, rounds.as_ref());
+    (child, line.trim().parse().expect("a port"))
+}
+
+/// Runs a Python `script` with `localhost.pem` of `dir` and `arg` as its arguments (stderr
+/// not shown); the child and the first line it printed.
+fn spawn_python(script: &str, dir: &Path, arg: &std::ffi::OsStr) -> (std::process::Child, String) {
     let mut child = Command::new("python3")
         .arg("-c")
         .arg(script)
         .arg(dir.join("pems/localhost.pem"))
-        .arg(rounds.to_string())
+        .arg(arg)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -588,7 +598,7 @@ for _ in range(int(sys.argv[2])):
         &mut line,
     )
     .unwrap();
-    (child, line.trim().parse().expect("a port"))
+    (child, line)
 }
 
 /// Sends `hello\n`, closes after the echo; reports what came back and how it ended.
@@ -616,6 +626,29 @@ impl Protocol for Hello {
     }
 }
 
+/// Connects a [`Hello`] client to `ep` (`expect` says what must work) and waits for it to
+/// end: the connection, what it received, how it ended, whether it saw the server's
+/// certificate.
+async fn hello_client(
+    reactor: &Reactor,
+    ep: &weft_core::ClientEndpoint,
+    expect: &str,
+) -> (weft_core::Connection, Vec<u8>, DisconnectReason, bool) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let hello = move |_: &_| {
+        Some(Hello {
+            got: Vec::new(),
+            done: tx.clone(),
+            tls: false,
+        })
+    };
+    let conn = within(reactor.connect(ep, factory_fn(hello)))
+        .await
+        .expect(expect);
+    let (got, reason, saw_cert) = within(rx.recv()).await.unwrap();
+    (conn, got, reason, saw_cert)
+}
+
 #[tokio::test]
 async fn tls_client_endpoints_verify_the_host_against_a_python_server() {
     need_python();
@@ -623,24 +656,11 @@ async fn tls_client_endpoints_verify_the_host_against_a_python_server() {
     let (mut child, port) = python_server(&srv.dir, 2);
     let ca = srv.dir.join("ca.pem");
     let reactor = Reactor::new();
-    let (tx, mut rx) = mpsc::unbounded_channel();
     let ep: weft_core::ClientEndpoint = format!("tls:localhost:{port}:trustRoots={}", ca.display())
         .parse()
         .unwrap();
-    let tx2 = tx.clone();
-    let conn = within(reactor.connect(
-        &ep,
-        factory_fn(move |_| {
-            Some(Hello {
-                got: Vec::new(),
-                done: tx2.clone(),
-                tls: false,
-            })
-        }),
-    ))
-    .await
-    .expect("connects and verifies localhost");
-    let (got, reason, saw_cert) = within(rx.recv()).await.unwrap();
+    let (conn, got, reason, saw_cert) =
+        hello_client(&reactor, &ep, "connects and verifies localhost").await;
     assert_eq!(got, b"hello\n");
     assert!(saw_cert, "the protocol sees the server's certificate");
     assert!(reason.is_clean(), "{reason:?}");
@@ -726,14 +746,8 @@ async fn reload_under_load_drops_no_connection_and_new_ones_see_the_new_certific
         tokio::spawn(async move { srv.port.reload_tls().unwrap().unwrap() })
     };
     for (i, s) in open.iter_mut().enumerate() {
-        s.write_all(format!("still {i}\n").as_bytes())
-            .await
-            .unwrap();
-        let mut line = String::new();
-        within(BufReader::new(&mut *s).read_line(&mut line))
-            .await
-            .unwrap();
-        assert_eq!(line, format!("still {i}\n"));
+        let line = format!("still {i}\n");
+        assert_eq!(echoed(s, &line).await, line);
     }
     within(reloading).await.unwrap();
     let fresh = tls_connect(&srv).await;
@@ -757,12 +771,7 @@ async fn a_client_hello_sent_a_byte_at_a_time_still_completes() {
         .connect(ServerName::try_from("localhost").unwrap(), slow)
         .await
         .expect("handshake over one-byte writes");
-    s.write_all(b"slow\n").await.unwrap();
-    let mut line = String::new();
-    within(BufReader::new(&mut s).read_line(&mut line))
-        .await
-        .unwrap();
-    assert_eq!(line, "slow\n");
+    assert_eq!(echoed(&mut s, "slow\n").await, "slow\n");
     srv.reactor.shutdown().await;
 }
 
@@ -821,20 +830,7 @@ data = s.recv(100)
 s.sendall(data)
 s.unwrap()
 "#;
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(srv.dir.join("pems/localhost.pem"))
-        .arg(&sock)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let (mut child, line) = spawn_python(script, &srv.dir, sock.as_ref());
     assert_eq!(line, "ready\n");
     let ep: weft_core::ClientEndpoint = format!(
         r"tls:localhost:443:trustRoots={}:endpoint=unix\:{}",
@@ -844,20 +840,12 @@ s.unwrap()
     .parse()
     .unwrap();
     let reactor = Reactor::new();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let _conn = within(reactor.connect(
+    let (_conn, got, reason, saw_cert) = hello_client(
+        &reactor,
         &ep,
-        factory_fn(move |_| {
-            Some(Hello {
-                got: Vec::new(),
-                done: tx.clone(),
-                tls: false,
-            })
-        }),
-    ))
-    .await
-    .expect("TLS over the Unix socket, localhost verified");
-    let (got, reason, saw_cert) = within(rx.recv()).await.unwrap();
+        "TLS over the Unix socket, localhost verified",
+    )
+    .await;
     assert_eq!(got, b"hello\n");
     assert!(saw_cert);
     assert!(reason.is_clean(), "{reason:?}");

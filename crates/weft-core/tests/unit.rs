@@ -10,55 +10,29 @@ use weft_core::{
 
 #[test]
 fn server_endpoints_parse() {
+    let tcp = |addr: &str, backlog| ServerEndpoint::Tcp {
+        addr: addr.parse().unwrap(),
+        backlog,
+        reuse_port: false,
+    };
+    let unix = |path: &str, mode| ServerEndpoint::Unix {
+        path: path.into(),
+        mode,
+        backlog: None,
+    };
     let cases: &[(&str, ServerEndpoint)] = &[
-        (
-            "tcp:1234",
-            ServerEndpoint::Tcp {
-                addr: "0.0.0.0:1234".parse().unwrap(),
-                backlog: None,
-                reuse_port: false,
-            },
-        ),
+        ("tcp:1234", tcp("0.0.0.0:1234", None)),
         (
             "tcp:port=1234:interface=127.0.0.1:backlog=50",
-            ServerEndpoint::Tcp {
-                addr: "127.0.0.1:1234".parse().unwrap(),
-                backlog: Some(50),
-                reuse_port: false,
-            },
+            tcp("127.0.0.1:1234", Some(50)),
         ),
-        (
-            r"tcp6:80:interface=\:\:1",
-            ServerEndpoint::Tcp {
-                addr: "[::1]:80".parse().unwrap(),
-                backlog: None,
-                reuse_port: false,
-            },
-        ),
-        (
-            "tcp6:80",
-            ServerEndpoint::Tcp {
-                addr: "[::]:80".parse().unwrap(),
-                backlog: None,
-                reuse_port: false,
-            },
-        ),
+        (r"tcp6:80:interface=\:\:1", tcp("[::1]:80", None)),
+        ("tcp6:80", tcp("[::]:80", None)),
         (
             "unix:/var/run/finger:mode=660",
-            ServerEndpoint::Unix {
-                path: "/var/run/finger".into(),
-                mode: Some(0o660),
-                backlog: None,
-            },
+            unix("/var/run/finger", Some(0o660)),
         ),
-        (
-            r"unix:address=/tmp/a\:b",
-            ServerEndpoint::Unix {
-                path: "/tmp/a:b".into(),
-                mode: None,
-                backlog: None,
-            },
-        ),
+        (r"unix:address=/tmp/a\:b", unix("/tmp/a:b", None)),
         (
             "udp:5353:interface=127.0.0.1",
             ServerEndpoint::Udp {

@@ -802,8 +802,9 @@ impl OpenerBuilder {
 
     /// Trusts this PEM certificate (in addition to the system roots).
     ///
-    /// For a private CA or a self-signed test server. A malformed certificate makes
-    /// [`build`](Self::build) fail.
+    /// For a private CA or a self-signed test server. The data may hold several
+    /// certificates (a bundle); data holding none, or a block that does not decode, makes
+    /// [`build`](Self::build) fail with [`Error::Io`](crate::Error::Io) (`InvalidData`).
     ///
     /// # Examples
     ///
@@ -816,6 +817,9 @@ impl OpenerBuilder {
     ///     .add_root_certificate_pem(ca.cert.pem().as_bytes())
     ///     .build()?;
     /// assert!(format!("{opener:?}").contains("extra_root_certificates: 1"));
+    ///
+    /// // PEM data without a certificate is refused at build time, not silently ignored.
+    /// assert!(Opener::builder().add_root_certificate_pem(b"junk").build().is_err());
     /// # Ok(())
     /// # }
     /// ```
@@ -956,11 +960,22 @@ impl OpenerBuilder {
             cb = cb.proxy(proxy);
         }
         for pem in &self.root_certs {
-            let cert = reqwest::Certificate::from_pem(pem).map_err(|e| Error::Network {
-                url: None,
-                source: Box::new(e),
-            })?;
-            cb = cb.add_root_certificate(cert);
+            // `Certificate::from_pem` only copies the bytes under rustls (a junk PEM would be
+            // accepted and trust nothing): parse the bundle here so a bad one fails `build`.
+            let bad = |reason: String| Error::Io {
+                path: None,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, reason),
+            };
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| bad(format!("root certificate PEM does not parse: {e}")))?;
+            if certs.is_empty() {
+                return Err(bad(
+                    "no CERTIFICATE block in the root certificate PEM".into()
+                ));
+            }
+            for cert in certs {
+                cb = cb.add_root_certificate(cert);
+            }
         }
         let client = cb.build().map_err(|e| Error::Network {
             url: None,

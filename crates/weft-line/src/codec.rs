@@ -565,8 +565,7 @@ impl<T: AsRef<[u8]>> Encoder<T> for LineCodec {
 pub struct NetstringCodec {
     max_length: usize,
     header: NetstringHeader,
-    body: Option<usize>,
-    failed: Option<std::sync::Arc<FrameError>>,
+    state: Prefixed,
 }
 
 impl Default for NetstringCodec {
@@ -618,8 +617,7 @@ impl NetstringCodec {
         Self {
             max_length,
             header: NetstringHeader::default(),
-            body: None,
-            failed: None,
+            state: Prefixed::default(),
         }
     }
 
@@ -636,9 +634,66 @@ impl NetstringCodec {
     pub fn max_length(&self) -> usize {
         self.max_length
     }
+}
 
-    fn fail(&mut self, buf: &mut BytesMut, err: FrameError) -> FrameError {
-        tracing::debug!(error = %err, "bad netstring");
+/// What the netstring and IntN decoders share: the payload length once its header was read,
+/// and the error that broke the stream (every later decode clears the buffer and fails the
+/// same way).
+#[derive(Debug, Clone, Default)]
+struct Prefixed {
+    body: Option<usize>,
+    failed: Option<std::sync::Arc<FrameError>>,
+}
+
+impl Prefixed {
+    /// Decodes one frame: `header` reads the payload length off the front of `buf` (`None`:
+    /// not all of it is there yet); then the payload, and the byte `end` after it if any
+    /// (netstring's comma: another byte is [`FrameError::MissingComma`]), must have arrived.
+    /// An error breaks the stream (`what` went wrong, for the log).
+    fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        header: impl FnOnce(&mut BytesMut) -> Result<Option<usize>, FrameError>,
+        end: Option<u8>,
+        what: &str,
+    ) -> Result<Option<Bytes>, FrameError> {
+        if let Some(err) = &self.failed {
+            buf.clear();
+            return Err(err.duplicate());
+        }
+        let len = match self.body {
+            Some(len) => len,
+            None => match header(buf) {
+                Ok(Some(len)) => {
+                    self.body = Some(len);
+                    len
+                }
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(self.fail(buf, e, what)),
+            },
+        };
+        let need = len + usize::from(end.is_some());
+        if buf.len() < need {
+            buf.reserve(need - buf.len());
+            return Ok(None);
+        }
+        if end.is_some_and(|end| buf[len] != end) {
+            let err = FrameError::MissingComma(buf[len]);
+            return Err(self.fail(buf, err, what));
+        }
+        self.body = None;
+        let mut frame = buf.split_to(need);
+        frame.truncate(len);
+        Ok(Some(frame.freeze()))
+    }
+
+    /// Whether the stream may end here: nothing buffered, no payload announced.
+    fn between_frames(&self, buf: &BytesMut) -> bool {
+        buf.is_empty() && self.body.is_none()
+    }
+
+    fn fail(&mut self, buf: &mut BytesMut, err: FrameError, what: &str) -> FrameError {
+        tracing::debug!(error = %err, "{what}");
         buf.clear();
         let copy = err.duplicate();
         self.failed = Some(std::sync::Arc::new(err));
@@ -674,37 +729,13 @@ impl Decoder for NetstringCodec {
     /// # Ok::<(), FrameError>(())
     /// ```
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        if let Some(err) = &self.failed {
-            buf.clear();
-            return Err(err.duplicate());
-        }
-        let len = match self.body {
-            Some(len) => len,
-            None => match self.header.push(buf, self.max_length) {
-                Ok((used, Some(len))) => {
-                    buf.advance(used);
-                    self.body = Some(len);
-                    len
-                }
-                Ok((used, None)) => {
-                    buf.advance(used);
-                    return Ok(None);
-                }
-                Err(e) => return Err(self.fail(buf, e)),
-            },
+        let (header, max) = (&mut self.header, self.max_length);
+        let length = |buf: &mut BytesMut| {
+            let (used, len) = header.push(buf, max)?;
+            buf.advance(used);
+            Ok(len)
         };
-        if buf.len() <= len {
-            buf.reserve(len + 1 - buf.len());
-            return Ok(None);
-        }
-        if buf[len] != b',' {
-            let b = buf[len];
-            return Err(self.fail(buf, FrameError::MissingComma(b)));
-        }
-        self.body = None;
-        let mut frame = buf.split_to(len + 1);
-        frame.truncate(len);
-        Ok(Some(frame.freeze()))
+        self.state.decode(buf, length, Some(b','), "bad netstring")
     }
 
     /// Like [`decode`](Self::decode), and checks that the stream did not end inside a
@@ -730,7 +761,7 @@ impl Decoder for NetstringCodec {
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         match self.decode(buf)? {
             Some(frame) => Ok(Some(frame)),
-            None if buf.is_empty() && self.body.is_none() && !self.header.in_progress() => Ok(None),
+            None if self.state.between_frames(buf) && !self.header.in_progress() => Ok(None),
             None => Err(FrameError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "stream ended inside a netstring",
@@ -808,8 +839,7 @@ impl<T: AsRef<[u8]>> Encoder<T> for NetstringCodec {
 /// ```
 pub struct IntNCodec<W: PrefixWidth> {
     max_length: usize,
-    body: Option<usize>,
-    failed: Option<std::sync::Arc<FrameError>>,
+    state: Prefixed,
     _width: PhantomData<fn() -> W>,
 }
 
@@ -871,8 +901,7 @@ impl<W: PrefixWidth> std::fmt::Debug for IntNCodec<W> {
         f.debug_struct("IntNCodec")
             .field("prefix_size", &W::SIZE)
             .field("max_length", &self.max_length)
-            .field("body", &self.body)
-            .field("failed", &self.failed)
+            .field("state", &self.state)
             .finish()
     }
 }
@@ -881,8 +910,7 @@ impl<W: PrefixWidth> Clone for IntNCodec<W> {
     fn clone(&self) -> Self {
         Self {
             max_length: self.max_length,
-            body: self.body,
-            failed: self.failed.clone(),
+            state: self.state.clone(),
             _width: PhantomData,
         }
     }
@@ -925,8 +953,7 @@ impl<W: PrefixWidth> IntNCodec<W> {
     pub fn with_max_length(max_length: usize) -> Self {
         Self {
             max_length: clamp_max::<W>(max_length),
-            body: None,
-            failed: None,
+            state: Prefixed::default(),
             _width: PhantomData,
         }
     }
@@ -973,40 +1000,19 @@ impl<W: PrefixWidth> Decoder for IntNCodec<W> {
     /// # Ok::<(), weft_line::FrameError>(())
     /// ```
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        if let Some(err) = &self.failed {
-            buf.clear();
-            return Err(err.duplicate());
-        }
-        let len = match self.body {
-            Some(len) => len,
-            None => {
-                if buf.len() < W::SIZE {
-                    return Ok(None);
-                }
-                let mut header = PrefixHeader::default();
-                match header.push(&buf[..W::SIZE], W::SIZE, self.max_length) {
-                    Ok((_, Some(len))) => {
-                        buf.advance(W::SIZE);
-                        self.body = Some(len);
-                        len
-                    }
-                    Ok((_, None)) => return Ok(None),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "length prefix too long");
-                        buf.clear();
-                        let copy = e.duplicate();
-                        self.failed = Some(std::sync::Arc::new(e));
-                        return Err(copy);
-                    }
-                }
+        let max = self.max_length;
+        let length = |buf: &mut BytesMut| {
+            if buf.len() < W::SIZE {
+                return Ok(None);
             }
+            let (_, len) = PrefixHeader::default().push(&buf[..W::SIZE], W::SIZE, max)?;
+            if len.is_some() {
+                buf.advance(W::SIZE);
+            }
+            Ok(len)
         };
-        if buf.len() < len {
-            buf.reserve(len - buf.len());
-            return Ok(None);
-        }
-        self.body = None;
-        Ok(Some(buf.split_to(len).freeze()))
+        self.state
+            .decode(buf, length, None, "length prefix too long")
     }
 
     /// Like [`decode`](Self::decode), and checks that the stream did not end inside a frame.
@@ -1031,7 +1037,7 @@ impl<W: PrefixWidth> Decoder for IntNCodec<W> {
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         match self.decode(buf)? {
             Some(frame) => Ok(Some(frame)),
-            None if buf.is_empty() && self.body.is_none() => Ok(None),
+            None if self.state.between_frames(buf) => Ok(None),
             None => Err(FrameError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "stream ended inside a length-prefixed frame",

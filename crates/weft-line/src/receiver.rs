@@ -723,9 +723,76 @@ impl Control<'_, Line> {
     /// assert_eq!(conn.protocol().receiver().rest, b"bar\r\nbaz");
     /// ```
     pub fn clear_line_buffer(&mut self) -> Vec<u8> {
-        let mut out = match self.out.injected.take() {
+        let out = self.rest();
+        self.clear_rest();
+        out
+    }
+}
+
+impl<F: Framing> Control<'_, F> {
+    /// Upgrades the connection to TLS (STARTTLS) right after the current frame: what was
+    /// sent before goes out in clear, what is sent after (in this callback too) over TLS,
+    /// and every byte not delivered yet — the rest of this read after the current frame,
+    /// anything buffered, data handed back with `set_line_mode` — goes to the TLS session
+    /// instead of being parsed: a `ClientHello` sent right behind `STARTTLS\r\n` works, and
+    /// plaintext injected there (`STARTTLS\r\nEVIL\r\n`) is never delivered as a frame (the
+    /// handshake fails on it). No frame is delivered after this call. See
+    /// [`Transport::start_tls`] for the whole contract; in `raw_data_received`, hand the
+    /// unused end of the data back with `set_line_mode` first.
+    ///
+    /// # Errors
+    /// As [`Transport::start_tls`] (nothing changes then).
+    ///
+    /// # Examples
+    ///
+    /// The server side of a STARTTLS line protocol (`examples/starttls.rs` has both sides):
+    ///
+    /// ```
+    /// use weft_core::testing::MemoryTransport;
+    /// use weft_core::tls::TlsUpgrade;
+    /// use weft_line::{Control, LineProtocol, Receiver};
+    ///
+    /// struct Server(TlsUpgrade);
+    /// impl Receiver for Server {
+    ///     fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
+    ///         if line == b"STARTTLS" {
+    ///             ctl.send_line("220 go ahead");
+    ///             if ctl.start_tls(self.0.clone()).is_err() {
+    ///                 ctl.send_line("454 TLS not available");
+    ///             }
+    ///         } else {
+    ///             ctl.send_line(line);
+    ///         }
+    ///     }
+    /// }
+    /// # let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()])?;
+    /// # let key = rustls_pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())?;
+    /// # let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+    /// #     .with_safe_default_protocol_versions()?.with_no_client_auth()
+    /// #     .with_single_cert(vec![cert.cert.der().clone()], key)?;
+    /// let upgrade = TlsUpgrade::server(std::sync::Arc::new(config));
+    /// let mut conn = MemoryTransport::new(LineProtocol::new(Server(upgrade)));
+    /// conn.feed(b"hi\r\nSTARTTLS\r\nEVIL\r\n");
+    /// assert_eq!(conn.written(), b"hi\r\n220 go ahead\r\n"); // EVIL was not answered
+    /// let (_, early) = conn.take_tls_upgrade().expect("upgrade requested");
+    /// assert_eq!(early, b"EVIL\r\n"); // it goes to TLS, where the handshake fails on it
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_tls(
+        &mut self,
+        tls: weft_core::tls::TlsUpgrade,
+    ) -> Result<(), weft_core::tls::StartTlsError> {
+        let rest = self.rest();
+        self.t.start_tls(tls, &rest)?;
+        self.clear_rest();
+        Ok(())
+    }
+
+    /// Every byte not delivered yet: handed back, buffered, the rest of the current read.
+    fn rest(&self) -> Vec<u8> {
+        let mut out = match &self.out.injected {
             None => Vec::new(),
-            Some(Injected::Bytes(v)) => v,
+            Some(Injected::Bytes(v)) => v.clone(),
             Some(Injected::Suffix(n)) => {
                 let given = self.given.unwrap_or_default();
                 given[given.len() - n..].to_vec()
@@ -733,13 +800,18 @@ impl Control<'_, Line> {
         };
         out.extend_from_slice(&self.st.buf);
         out.extend_from_slice(self.input.get(self.rest_at..).unwrap_or_default());
+        out
+    }
+
+    /// Forgets what [`rest`](Self::rest) returned: nothing more is parsed from it.
+    fn clear_rest(&mut self) {
+        self.out.injected = None;
         self.st.buf = BytesMut::new();
         self.st.rescan();
         self.input = &[];
         self.rest_at = 0;
         self.out.cleared = true;
         self.out.dirty = true;
-        out
     }
 }
 

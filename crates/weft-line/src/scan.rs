@@ -460,7 +460,11 @@ mod tests {
             assert_eq!(search.find(&hay), None, "len {len}");
             for at in 0..len {
                 hay[at] = b'\n';
-                assert_eq!(search.find(&hay), memchr::memchr(b'\n', &hay), "len {len} at {at}");
+                assert_eq!(
+                    search.find(&hay),
+                    memchr::memchr(b'\n', &hay),
+                    "len {len} at {at}"
+                );
                 assert_eq!(search.find(&hay[at..]), Some(0));
                 hay[at] = b'a';
             }
@@ -540,21 +544,9 @@ mod tests {
         // A line ending in `\r` keeps all but the last one.
         assert_eq!(feed(&[b"a\r\r\n"], &any, 8), (vec![b"a\r".to_vec()], false));
         let mut s = LineScanner::default();
-        assert_eq!(
-            s.scan(b"x\n", &any, 8),
-            Scan::Line {
-                len: 1,
-                consumed: 2
-            }
-        );
+        assert_eq!(s.scan(b"x\n", &any, 8), line(1, 2));
         assert!(s.bare_lf());
-        assert_eq!(
-            s.scan(b"x\r\n", &any, 8),
-            Scan::Line {
-                len: 1,
-                consumed: 3
-            }
-        );
+        assert_eq!(s.scan(b"x\r\n", &any, 8), line(1, 3));
         assert!(!s.bare_lf());
     }
 
@@ -563,13 +555,7 @@ mod tests {
         let mut s = LineScanner::default();
         assert_eq!(s.scan(b"ab", &crlf(), 10), Scan::Incomplete);
         assert_eq!(s.scan(b"ab\r", &crlf(), 10), Scan::Incomplete);
-        assert_eq!(
-            s.scan(b"ab\r\ncd", &crlf(), 10),
-            Scan::Line {
-                len: 2,
-                consumed: 4
-            }
-        );
+        assert_eq!(s.scan(b"ab\r\ncd", &crlf(), 10), line(2, 4));
     }
 
     #[test]
@@ -577,17 +563,19 @@ mod tests {
         let mut s = LineScanner::default();
         // M bytes then a split delimiter: still fine.
         assert_eq!(s.scan(b"xxxx\r", &crlf(), 4), Scan::Incomplete);
-        assert_eq!(
-            s.scan(b"xxxx\r\n", &crlf(), 4),
-            Scan::Line {
-                len: 4,
-                consumed: 6
-            }
-        );
+        assert_eq!(s.scan(b"xxxx\r\n", &crlf(), 4), line(4, 6));
         s.reset();
         assert_eq!(s.scan(b"xxxxx", &crlf(), 4), Scan::Incomplete);
         assert_eq!(s.scan(b"xxxxxx", &crlf(), 4), Scan::TooLong);
         assert_eq!(s.scan(b"xxxxx\r\n", &crlf(), 4), Scan::TooLong);
+    }
+
+    fn line(len: usize, consumed: usize) -> Scan {
+        Scan::Line { len, consumed }
+    }
+
+    fn frame(start: usize, len: usize, used: usize) -> Completion {
+        Completion::Frame { start, len, used }
     }
 
     #[test]
@@ -598,11 +586,7 @@ mod tests {
         buf.extend_from_slice(b"abc\r");
         assert_eq!(
             complete_tail(&mut s, &mut buf, b"\nnext\r\n", &crlf(), 10),
-            Completion::Frame {
-                start: 0,
-                len: 3,
-                used: 1
-            }
+            frame(0, 3, 1)
         );
         assert_eq!(&buf[..], b"abc");
     }
@@ -614,11 +598,7 @@ mod tests {
         assert_eq!(s.scan(&buf, &crlf(), 10), Scan::Incomplete);
         assert_eq!(
             complete_tail(&mut s, &mut buf, b"cd\r\nef", &crlf(), 10),
-            Completion::Frame {
-                start: 0,
-                len: 4,
-                used: 4
-            }
+            frame(0, 4, 4)
         );
         assert_eq!(&buf[..], b"abcd");
         let mut buf = BytesMut::from(&b"ab"[..]);

@@ -86,14 +86,18 @@ fn connection(
 ///
 /// # Examples
 ///
+/// The log written into an in-memory pipe and read as it comes (stop only once it has
+/// logged what you wait for: a `stop` that comes first ends the log without it):
+///
 /// ```
-/// use tokio::io::AsyncWriteExt;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 /// let addr = listener.local_addr()?;
+/// let (sink, mut log) = tokio::io::duplex(4096);
 /// let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-/// let logger = tokio::spawn(weft_server::loggers::select_logger(listener, Vec::new(), async {
+/// let logger = tokio::spawn(weft_server::loggers::select_logger(listener, sink, async {
 ///     let _ = stop_rx.await;
 /// }));
 ///
@@ -101,11 +105,12 @@ fn connection(
 /// let me = client.local_addr()?;
 /// client.write_all(b"hello\n").await?;
 /// drop(client);
-/// tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+/// let want = format!("Got connection from {me}\nhello\n{me} disconnected\n");
+/// let mut got = vec![0; want.len()];
+/// log.read_exact(&mut got).await?;
+/// assert_eq!(String::from_utf8_lossy(&got), want);
 /// stop_tx.send(()).unwrap();
-///
-/// let log = String::from_utf8(logger.await.unwrap()?).unwrap();
-/// assert_eq!(log, format!("Got connection from {me}\nhello\n{me} disconnected\n"));
+/// logger.await.unwrap()?;
 /// # Ok(()) }
 /// ```
 pub async fn select_logger<W, F>(

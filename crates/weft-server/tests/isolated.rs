@@ -82,8 +82,7 @@ fn main() {
         .try_init();
     if let Ok(role) = std::env::var(ROLE) {
         match role.as_str() {
-            "fork-tcp" | "fork-unix" => fork_server_role(&role),
-            "fork-udp" | "fork-unix-dgram" => fork_dgram_role(&role),
+            "fork-tcp" | "fork-unix" | "fork-udp" | "fork-unix-dgram" => fork_role(&role),
             other => panic!("unknown role {other}"),
         }
         return;
@@ -139,45 +138,41 @@ fn main() {
 
 /// Runs in a fresh, single-threaded process: serves `WEFT_REQUESTS` requests by
 /// forking, then closes (waiting for the children) and exits.
-fn fork_server_role(role: &str) {
+fn fork_role(role: &str) {
     // The children's expected panics are reported through handle_error: keep the
     // default hook's message and backtrace out of the test output.
     std::panic::set_hook(Box::new(|_| {}));
     let n: usize = std::env::var("WEFT_REQUESTS").unwrap().parse().unwrap();
-    let config = ServerConfig::new().concurrency(Concurrency::Processes(ProcessPool::new(3)));
-    let mut server = if role == "fork-tcp" {
-        ForkingServer::bind_tcp("127.0.0.1:0", PidEcho, config).unwrap()
-    } else {
-        ForkingServer::bind_unix(std::env::var("WEFT_PATH").unwrap(), PidEcho, config).unwrap()
-    };
-    assert_eq!(thread_count().unwrap(), 1);
-    println!("{}", server.server_address());
-    std::io::stdout().flush().unwrap();
-    for _ in 0..n {
-        server.handle_request().unwrap();
-        assert!(server.active_children() <= 3);
-    }
-    server.close().unwrap();
-    println!("closed");
-}
-
-fn fork_dgram_role(role: &str) {
-    std::panic::set_hook(Box::new(|_| {}));
-    let n: usize = std::env::var("WEFT_REQUESTS").unwrap().parse().unwrap();
+    let path = || std::env::var("WEFT_PATH").unwrap();
+    let three = ServerConfig::new().concurrency(Concurrency::Processes(ProcessPool::new(3)));
     let config = ServerConfig::new();
-    let mut server = if role == "fork-udp" {
-        ForkingDatagramServer::bind_udp("127.0.0.1:0", PidEcho, config).unwrap()
-    } else {
-        ForkingDatagramServer::bind_unix(std::env::var("WEFT_PATH").unwrap(), PidEcho, config)
-            .unwrap()
-    };
-    println!("{}", server.server_address());
-    std::io::stdout().flush().unwrap();
-    for _ in 0..n {
-        server.handle_request().unwrap();
+    // The two fork server types share no trait: one body for both.
+    macro_rules! serve {
+        ($server:expr, $max_children:expr) => {{
+            let mut server = $server.unwrap();
+            assert_eq!(thread_count().unwrap(), 1);
+            println!("{}", server.server_address());
+            std::io::stdout().flush().unwrap();
+            for _ in 0..n {
+                server.handle_request().unwrap();
+                assert!(server.active_children() <= $max_children);
+            }
+            server.close().unwrap();
+            println!("closed");
+        }};
     }
-    server.close().unwrap();
-    println!("closed");
+    match role {
+        "fork-tcp" => serve!(ForkingServer::bind_tcp("127.0.0.1:0", PidEcho, three), 3),
+        "fork-unix" => serve!(ForkingServer::bind_unix(path(), PidEcho, three), 3),
+        "fork-udp" => serve!(
+            ForkingDatagramServer::bind_udp("127.0.0.1:0", PidEcho, config),
+            usize::MAX
+        ),
+        _ => serve!(
+            ForkingDatagramServer::bind_unix(path(), PidEcho, config),
+            usize::MAX
+        ),
+    }
 }
 
 /// Sends a datagram, waits up to the duration for the reply.
@@ -188,26 +183,26 @@ fn forking_dgram(role: &str) {
     let path = dir.path().join("fork-dgram.sock");
     let server = RoleChild::start(role, 5, &path);
     let (server_pid, addr) = (server.pid, server.addr.clone());
+    // std's UdpSocket and UnixDatagram have the same methods but no shared trait.
+    macro_rules! ask_over {
+        ($socket:expr) => {{
+            let s = $socket.unwrap();
+            let addr = addr.clone();
+            Box::new(move |d: &[u8], wait| {
+                s.set_read_timeout(Some(wait)).unwrap();
+                s.send_to(d, &addr).unwrap();
+                let mut buf = [0u8; 100];
+                let n = s.recv(&mut buf).ok()?;
+                Some(String::from_utf8(buf[..n].to_vec()).unwrap())
+            })
+        }};
+    }
     let ask: Ask = if role == "fork-udp" {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = addr.clone();
-        Box::new(move |d, wait| {
-            s.set_read_timeout(Some(wait)).unwrap();
-            s.send_to(d, &addr).unwrap();
-            let mut buf = [0u8; 100];
-            let n = s.recv(&mut buf).ok()?;
-            Some(String::from_utf8(buf[..n].to_vec()).unwrap())
-        })
+        ask_over!(std::net::UdpSocket::bind("127.0.0.1:0"))
     } else {
-        let s = std::os::unix::net::UnixDatagram::bind(dir.path().join("client.sock")).unwrap();
-        let addr = addr.clone();
-        Box::new(move |d, wait| {
-            s.set_read_timeout(Some(wait)).unwrap();
-            s.send_to(d, &addr).unwrap();
-            let mut buf = [0u8; 100];
-            let n = s.recv(&mut buf).ok()?;
-            Some(String::from_utf8(buf[..n].to_vec()).unwrap())
-        })
+        ask_over!(std::os::unix::net::UnixDatagram::bind(
+            dir.path().join("client.sock")
+        ))
     };
     let mut pids = std::collections::HashSet::new();
     for i in 0..3 {
@@ -376,51 +371,33 @@ fn refuses_multi_threaded() {
 // ---------------------------------------------------------------- worker pool
 
 fn worker_role(kind: &str) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    runtime().block_on(async {
         let config = ServerConfig::new().concurrency(Concurrency::Processes(ProcessPool::new(2)));
+        // The four server types share no trait: one body for all.
+        macro_rules! work {
+            ($bound:expr) => {{
+                let server = $bound.await.unwrap();
+                assert!(server.info().is_worker());
+                server.serve_forever().await.unwrap();
+                server.close().await.unwrap();
+            }};
+        }
+        // The Unix path is the parent's; the worker adopts the inherited socket.
+        let path = "/nonexistent/ignored.sock";
         match kind {
-            "worker-tcp" => {
-                let server = TcpServer::bind_with("127.0.0.1:0", PidEcho, config)
-                    .await
-                    .unwrap();
-                assert!(server.info().is_worker());
-                server.serve_forever().await.unwrap();
-                server.close().await.unwrap();
-            }
-            "worker-udp" => {
-                let server = UdpServer::bind_with("127.0.0.1:0", Blocking(PidEcho), config)
-                    .await
-                    .unwrap();
-                assert!(server.info().is_worker());
-                server.serve_forever().await.unwrap();
-                server.close().await.unwrap();
-            }
-            "worker-unix" => {
-                // The path is the parent's; the worker adopts the inherited socket.
-                let server =
-                    UnixStreamServer::bind_with("/nonexistent/ignored.sock", PidEcho, config)
-                        .await
-                        .unwrap();
-                assert!(server.info().is_worker());
-                server.serve_forever().await.unwrap();
-                server.close().await.unwrap();
-            }
+            "worker-tcp" => work!(TcpServer::bind_with("127.0.0.1:0", PidEcho, config)),
+            "worker-udp" => work!(UdpServer::bind_with(
+                "127.0.0.1:0",
+                Blocking(PidEcho),
+                config
+            )),
+            "worker-unix" => work!(UnixStreamServer::bind_with(path, PidEcho, config)),
             "worker-unix-dgram" => {
-                let server = UnixDatagramServer::bind_with(
-                    "/nonexistent/ignored.sock",
+                work!(UnixDatagramServer::bind_with(
+                    path,
                     Blocking(PidEcho),
-                    config,
-                )
-                .await
-                .unwrap();
-                assert!(server.info().is_worker());
-                server.serve_forever().await.unwrap();
-                server.close().await.unwrap();
+                    config
+                ))
             }
             other => panic!("unknown worker kind {other}"),
         }
@@ -454,6 +431,26 @@ async fn ask_tcp(addr: std::net::SocketAddr, line: &[u8]) -> String {
     String::from_utf8(buf).unwrap()
 }
 
+/// Spawns `serve_forever` of `server` (a pool parent in an `Arc`) and waits for its two
+/// workers; the serving task.
+macro_rules! serve_pool {
+    ($server:expr) => {{
+        let s2 = $server.clone();
+        let serving = tokio::spawn(async move { s2.serve_forever().await });
+        wait_for("two workers", || $server.worker_pids().len() == 2).await;
+        serving
+    }};
+}
+
+/// Waits for a serving task to end after close or shutdown.
+async fn served(serving: tokio::task::JoinHandle<Result<(), ServerError>>) {
+    tokio::time::timeout(LIMIT, serving)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 fn pool_tcp() {
     runtime().block_on(async {
         let pool = ProcessPool::new(2)
@@ -470,9 +467,7 @@ fn pool_tcp() {
             server.handle_request().await,
             Err(ServerError::Unsupported(_))
         ));
-        let s2 = server.clone();
-        let serving = tokio::spawn(async move { s2.serve_forever().await });
-        wait_for("two workers", || server.worker_pids().len() == 2).await;
+        let serving = serve_pool!(server);
         let before = server.worker_pids();
         let me = std::process::id();
         for i in 0..10 {
@@ -502,11 +497,7 @@ fn pool_tcp() {
             assert!(r.ends_with(&format!(" again {i}\n")), "{r}");
         }
         server.shutdown_handle().shutdown().await;
-        tokio::time::timeout(LIMIT, serving)
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        served(serving).await;
         assert!(server.worker_pids().is_empty());
         for pid in after {
             // Gone and reaped.
@@ -519,53 +510,62 @@ fn pool_tcp() {
     });
 }
 
-/// Serves `server` (a pool parent: a `UdpServer` or a `UnixDatagramServer`) while ten
-/// datagrams go through `ask` and come back from its workers, then closes it: the workers
-/// are gone.
-macro_rules! serve_datagrams_through_pool {
-    ($server:expr, $ask:expr) => {
+/// Serves `server` (a pool parent) while `n` messages (`msg(i)`) go through `ask` and come
+/// back from its workers, then closes it: the workers are gone.
+macro_rules! serve_through_pool {
+    ($server:expr, $n:expr, $msg:expr, $ask:expr) => {
         async {
             let ask = $ask;
             let server = Arc::new($server);
-            let s2 = server.clone();
-            let serving = tokio::spawn(async move { s2.serve_forever().await });
-            wait_for("two workers", || server.worker_pids().len() == 2).await;
+            let serving = serve_pool!(server);
             let workers = server.worker_pids();
-            for i in 0..10 {
-                let msg = format!("d{i}");
+            for i in 0..$n {
+                let msg: String = $msg(i);
                 let reply = tokio::time::timeout(LIMIT, ask(msg.clone().into_bytes()))
                     .await
                     .unwrap();
                 assert_worker_reply(&workers, &reply, &msg);
             }
             server.close().await.unwrap();
-            tokio::time::timeout(LIMIT, serving)
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
+            served(serving).await;
             assert!(server.worker_pids().is_empty());
         }
     };
 }
 
+/// [`serve_through_pool!`] with ten datagrams from `client` (a `&` tokio UDP or Unix
+/// datagram socket) to `to`.
+macro_rules! datagrams_through_pool {
+    ($server:expr, $client:expr, $to:expr) => {
+        serve_through_pool!(
+            $server,
+            10,
+            |i| format!("d{i}"),
+            move |msg: Vec<u8>| async move {
+                $client.send_to(&msg, $to).await.unwrap();
+                let mut buf = [0u8; 64];
+                let n = $client.recv(&mut buf).await.unwrap();
+                buf[..n].to_vec()
+            }
+        )
+    };
+}
+
+/// A pool of two workers running this binary as `worker`.
+fn pool_of_two(worker: &str) -> ServerConfig {
+    let pool = ProcessPool::new(2).args([worker]);
+    ServerConfig::new().concurrency(Concurrency::Processes(pool))
+}
+
 fn pool_udp() {
     runtime().block_on(async {
-        let pool = ProcessPool::new(2).args(["worker-udp"]);
-        let config = ServerConfig::new().concurrency(Concurrency::Processes(pool));
-        let server = UdpServer::bind_with("127.0.0.1:0", PidEcho, config)
+        let server = UdpServer::bind_with("127.0.0.1:0", PidEcho, pool_of_two("worker-udp"))
             .await
             .unwrap();
         let addr = server.server_address().as_inet().unwrap();
         let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let client = &client;
-        serve_datagrams_through_pool!(server, move |msg: Vec<u8>| async move {
-            client.send_to(&msg, addr).await.unwrap();
-            let mut buf = [0u8; 64];
-            let n = client.recv(&mut buf).await.unwrap();
-            buf[..n].to_vec()
-        })
-        .await;
+        datagrams_through_pool!(server, client, addr).await;
     });
 }
 
@@ -574,34 +574,23 @@ fn pool_unix() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pool.sock");
     runtime().block_on(async {
-        let pool = ProcessPool::new(2).args(["worker-unix"]);
-        let config = ServerConfig::new().concurrency(Concurrency::Processes(pool));
-        let server = Arc::new(
-            UnixStreamServer::bind_with(&path, PidEcho, config)
-                .await
-                .unwrap(),
-        );
-        let s2 = server.clone();
-        let serving = tokio::spawn(async move { s2.serve_forever().await });
-        wait_for("two workers", || server.worker_pids().len() == 2).await;
-        let workers = server.worker_pids();
-        for i in 0..6 {
-            let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
-            s.write_all(format!("u{i}\n").as_bytes()).await.unwrap();
-            let mut buf = String::new();
-            tokio::time::timeout(LIMIT, s.read_to_string(&mut buf))
-                .await
-                .unwrap()
-                .unwrap();
-            assert_worker_reply(&workers, buf.as_bytes(), &format!("u{i}\n"));
-        }
-        server.close().await.unwrap();
-        tokio::time::timeout(LIMIT, serving)
+        let server = UnixStreamServer::bind_with(&path, PidEcho, pool_of_two("worker-unix"))
             .await
-            .unwrap()
-            .unwrap()
             .unwrap();
-        assert!(server.worker_pids().is_empty());
+        let path = &path;
+        serve_through_pool!(
+            server,
+            6,
+            |i| format!("u{i}\n"),
+            move |msg: Vec<u8>| async move {
+                let mut s = tokio::net::UnixStream::connect(path).await.unwrap();
+                s.write_all(&msg).await.unwrap();
+                let mut buf = Vec::new();
+                s.read_to_end(&mut buf).await.unwrap();
+                buf
+            }
+        )
+        .await;
         assert!(
             !path.exists(),
             "the parent removed its socket file, the workers left it"
@@ -613,21 +602,14 @@ fn pool_unix_dgram() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("pool-dgram.sock");
     runtime().block_on(async {
-        let pool = ProcessPool::new(2).args(["worker-unix-dgram"]);
-        let config = ServerConfig::new().concurrency(Concurrency::Processes(pool));
-        let server = UnixDatagramServer::bind_with(&path, PidEcho, config)
-            .await
-            .unwrap();
+        let server =
+            UnixDatagramServer::bind_with(&path, PidEcho, pool_of_two("worker-unix-dgram"))
+                .await
+                .unwrap();
         // A client needs an address of its own to get replies.
         let client = tokio::net::UnixDatagram::bind(dir.path().join("client.sock")).unwrap();
         let (client, to) = (&client, &path);
-        serve_datagrams_through_pool!(server, move |msg: Vec<u8>| async move {
-            client.send_to(&msg, to).await.unwrap();
-            let mut buf = [0u8; 64];
-            let n = client.recv(&mut buf).await.unwrap();
-            buf[..n].to_vec()
-        })
-        .await;
+        datagrams_through_pool!(server, client, to).await;
         assert!(!path.exists(), "the parent removed its socket file");
     });
 }

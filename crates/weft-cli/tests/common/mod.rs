@@ -18,6 +18,42 @@ pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 /// The longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// `weft` run to its end, bounded by [`WAIT`]: `Cmd::new(WEFT).args(..).run()`.
+pub trait Run {
+    /// Runs the command (killed after [`WAIT`]); the outcome to check.
+    fn run(&mut self) -> assert_cmd::assert::Assert;
+}
+
+impl Run for assert_cmd::Command {
+    fn run(&mut self) -> assert_cmd::assert::Assert {
+        self.timeout(WAIT).assert()
+    }
+}
+
+/// What a finished command printed.
+pub trait Printed {
+    /// Its stdout, after checking that it exited 0.
+    fn ok_stdout(self) -> Vec<u8>;
+    /// Its stderr, after checking that it exited 0.
+    fn ok_stderr(self) -> Vec<u8>;
+    /// Its stderr as text (invalid UTF-8 replaced), whatever its exit.
+    fn stderr_text(&self) -> String;
+}
+
+impl Printed for assert_cmd::assert::Assert {
+    fn ok_stdout(self) -> Vec<u8> {
+        self.success().get_output().stdout.clone()
+    }
+
+    fn ok_stderr(self) -> Vec<u8> {
+        self.success().get_output().stderr.clone()
+    }
+
+    fn stderr_text(&self) -> String {
+        String::from_utf8_lossy(&self.get_output().stderr).into_owned()
+    }
+}
+
 /// A `weft serve` child process, killed on drop (even when the test fails).
 pub struct Server {
     pub child: Child,

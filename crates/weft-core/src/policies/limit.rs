@@ -253,6 +253,19 @@ impl Drop for Slot {
 }
 
 /// A connection's protocol holding a slot under [`LimitTotal`] or [`LimitPerPeer`].
+///
+/// Like every policy's protocol, it reaches the protocol it wraps through `inner()` and
+/// `inner_mut()`:
+///
+/// ```
+/// use weft_core::policies::{Busy, LimitPerPeer, Policy};
+/// let mut limited = LimitPerPeer::new(1)
+///     .build(&weft_core::Address::Memory("x".into()), || Some(Busy::new("hi")))
+///     .unwrap();
+/// assert_eq!(limited.inner().message(), b"hi");
+/// *limited.inner_mut() = Busy::new("later");
+/// assert_eq!(limited.inner().message(), b"later");
+/// ```
 pub struct Limited<P> {
     pub(super) inner: P,
     _slot: Slot,
@@ -275,7 +288,8 @@ impl<P: Protocol> Protocol for Limited<P> {
         pause_writing,
         resume_writing,
         timer_fired,
-        reading_resumed
+        reading_resumed,
+        handle_written
     );
 }
 

@@ -1,6 +1,6 @@
 //! Connection metrics through the [`metrics`] facade.
 
-use super::{Policy, forward};
+use super::{Policy, counting_writes, forward};
 use crate::{Address, DisconnectReason, Protocol, Transport};
 
 /// The names of the metrics weft records (Prometheus style; counters end in `_total`).
@@ -20,7 +20,8 @@ pub mod names {
     pub const CONNECTIONS_CLOSED: &str = "weft_connections_closed_total";
     /// Counter: bytes received from peers.
     pub const BYTES_RECEIVED: &str = "weft_bytes_received_total";
-    /// Counter: bytes protocols wrote to peers (from their callbacks).
+    /// Counter: bytes written to peers (by protocols from their callbacks, and from other
+    /// tasks through [`TransportHandle`](crate::TransportHandle)s).
     pub const BYTES_SENT: &str = "weft_bytes_sent_total";
     /// Counter: lines received (when [`Metrics::count_lines`](super::Metrics::count_lines) is on).
     pub const LINES_RECEIVED: &str = "weft_lines_received_total";
@@ -102,7 +103,6 @@ const FLUSH_EVERY: u64 = 64 * 1024;
 /// let factory = factory_fn(|_| Some(Echo))
 ///     .with(LimitTotal::new(100))
 ///     .with(Metrics::new().count_lines(b"\n"));
-/// # let _ = factory;
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 #[must_use]
@@ -164,9 +164,8 @@ pub struct Metered<P> {
 impl<P> Metered<P> {
     #[inline]
     fn call<R>(&mut self, t: &mut Transport, f: impl FnOnce(&mut P, &mut Transport) -> R) -> R {
-        let before = t.write_buffer_size();
-        let r = f(&mut self.inner, t);
-        self.bytes_out += t.write_buffer_size().saturating_sub(before) as u64;
+        let (r, wrote) = counting_writes(t, |t| f(&mut self.inner, t));
+        self.bytes_out += wrote as u64;
         r
     }
 
@@ -219,6 +218,15 @@ impl<P: Protocol> Protocol for Metered<P> {
 
     fn resume_writing(&mut self, t: &mut Transport) {
         self.call(t, |p, t| p.resume_writing(t));
+        if self.bytes_out >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    /// Handle writes are bytes sent too, counted per batch and handed over as the others.
+    fn handle_written(&mut self, len: usize, t: &mut Transport) {
+        self.bytes_out += len as u64;
+        self.call(t, |p, t| p.handle_written(len, t));
         if self.bytes_out >= FLUSH_EVERY {
             self.flush();
         }

@@ -63,8 +63,9 @@ pub use traffic::{Logged, TrafficLog};
 
 /// A policy: builds, for each connection, a protocol that wraps the inner factory's.
 ///
-/// Implemented by every policy of this module; implement it to write your own (see
-/// [`TrafficLog`]'s source for a short one).
+/// Implemented by every policy of this module; implement it to write your own, or implement
+/// [`Wrapper`] for one that only wraps the inner protocol (see [`TrafficLog`]'s source for a
+/// short one).
 pub trait Policy: Send + Sync + 'static {
     /// The protocol that wraps the inner protocol `P`.
     type Protocol<P: Protocol>: Protocol;
@@ -100,6 +101,68 @@ pub trait Policy: Send + Sync + 'static {
             inner: factory,
         }
     }
+}
+
+/// A policy that only wraps the protocol the inner factory built: it never refuses a
+/// connection itself and does not look at the peer's address (a timeout, a throttle, a
+/// traffic log). Implementing it implements [`Policy`]; a policy that refuses connections
+/// or counts them (a limit, metrics) implements [`Policy`] instead.
+///
+/// ```
+/// use weft_core::policies::{Policy, Wrapper};
+/// use weft_core::{Address, Protocol, Transport};
+///
+/// /// Counts the bytes its connection received.
+/// struct Counted<P> { inner: P, bytes: usize }
+/// impl<P: Protocol> Protocol for Counted<P> {
+///     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+///         self.bytes += data.len();
+///         self.inner.data_received(data, t);
+///     }
+/// }
+///
+/// struct Counting;
+/// impl Wrapper for Counting {
+///     type Protocol<P: Protocol> = Counted<P>;
+///     fn around<P: Protocol>(&self, inner: P) -> Counted<P> {
+///         Counted { inner, bytes: 0 }
+///     }
+/// }
+///
+/// struct Quiet;
+/// impl Protocol for Quiet { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+/// let addr = Address::Memory("x".into());
+/// let counted = Counting.build(&addr, || Some(Quiet)).unwrap();
+/// assert_eq!(counted.bytes, 0);
+/// assert!(Counting.build(&addr, || None::<Quiet>).is_none()); // the inner factory refused
+/// ```
+pub trait Wrapper: Send + Sync + 'static {
+    /// The protocol that wraps the inner protocol `P`.
+    type Protocol<P: Protocol>: Protocol;
+
+    /// Wraps `inner`, the protocol the inner factory built for a new connection.
+    fn around<P: Protocol>(&self, inner: P) -> Self::Protocol<P>;
+}
+
+impl<W: Wrapper> Policy for W {
+    type Protocol<P: Protocol> = W::Protocol<P>;
+
+    fn build<P: Protocol>(
+        &self,
+        _: &Address,
+        inner: impl FnOnce() -> Option<P>,
+    ) -> Option<W::Protocol<P>> {
+        inner().map(|p| self.around(p))
+    }
+}
+
+/// Runs `f` (a callback of a wrapped protocol); what it returned and how many bytes it added
+/// to the transport's write buffer (what the timeouts, the throttle and the metrics count).
+#[inline]
+fn counting_writes<R>(t: &mut Transport, f: impl FnOnce(&mut Transport) -> R) -> (R, usize) {
+    let before = t.write_buffer_size();
+    let r = f(t);
+    (r, t.write_buffer_size().saturating_sub(before))
 }
 
 /// Wraps factories in policies: `factory.with(policy)`.
@@ -142,8 +205,12 @@ impl<Pol, F> Wrapped<Pol, F> {
     /// # use weft_core::{factory_fn, Protocol, Transport};
     /// # struct P;
     /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
+    /// # use weft_core::{Address, Factory};
     /// let f = factory_fn(|_| Some(P)).with(LimitTotal::new(5));
     /// assert_eq!(f.policy().open(), 0);
+    /// // The factory it wraps builds the unwrapped protocol.
+    /// let p: Option<P> = f.inner().build_protocol(&Address::Memory("x".into()));
+    /// assert!(p.is_some());
     /// ```
     pub fn policy(&self) -> &Pol {
         &self.policy
@@ -151,14 +218,7 @@ impl<Pol, F> Wrapped<Pol, F> {
 
     /// The wrapped factory.
     ///
-    /// ```
-    /// use weft_core::policies::{FactoryExt, LimitTotal};
-    /// # use weft_core::{factory_fn, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let f = factory_fn(|_| Some(P)).with(LimitTotal::new(5));
-    /// let _inner = f.inner();
-    /// ```
+    /// See [`policy`](Self::policy) for an example.
     pub fn inner(&self) -> &F {
         &self.inner
     }
@@ -220,7 +280,6 @@ impl<Pol: Policy> Policy for Option<Pol> {
 /// impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
 /// let rate: Option<u64> = None; // from a setting
 /// let f = factory_fn(|_| Some(P)).with(rate.map(|r| Boxed(Throttle::new().per_connection(r))));
-/// # let _ = f;
 /// ```
 #[derive(Debug, Clone)]
 pub struct Boxed<Pol>(pub Pol);
@@ -281,6 +340,9 @@ impl<A: Protocol, B: Protocol> Protocol for Either<A, B> {
     fn reading_resumed(&mut self, t: &mut Transport) {
         either!(self, p => p.reading_resumed(t))
     }
+    fn handle_written(&mut self, len: usize, t: &mut Transport) {
+        either!(self, p => p.handle_written(len, t))
+    }
 }
 
 /// Forwards the listed callbacks of a wrapper protocol (a struct with an `inner` field) to
@@ -308,6 +370,11 @@ macro_rules! forward {
     (@call timer_fired) => {
         fn timer_fired(&mut self, id: $crate::TimerId, t: &mut $crate::Transport) {
             self.call(t, |p, t| p.timer_fired(id, t))
+        }
+    };
+    (@call handle_written) => {
+        fn handle_written(&mut self, len: usize, t: &mut $crate::Transport) {
+            self.call(t, |p, t| p.handle_written(len, t))
         }
     };
     (@call reading_resumed) => {
@@ -350,6 +417,11 @@ macro_rules! forward {
             self.inner.timer_fired(id, t)
         }
     };
+    (handle_written) => {
+        fn handle_written(&mut self, len: usize, t: &mut $crate::Transport) {
+            self.inner.handle_written(len, t)
+        }
+    };
     (reading_resumed) => {
         fn reading_resumed(&mut self, t: &mut $crate::Transport) {
             self.inner.reading_resumed(t)
@@ -367,26 +439,15 @@ macro_rules! inner_accessors {
         impl<P> $ty<P> {
             /// The wrapped protocol.
             ///
-            /// ```
-            /// use weft_core::policies::{Busy, LimitPerPeer, Policy};
-            /// let limited = LimitPerPeer::new(1)
-            ///     .build(&weft_core::Address::Memory("x".into()), || Some(Busy::new("hi")))
-            ///     .unwrap();
-            /// assert_eq!(limited.inner().message(), b"hi");
-            /// ```
+            /// See [`Limited`](crate::policies::Limited) for an example (every policy's
+            /// protocol has the same two accessors).
             pub fn inner(&self) -> &P {
                 &self.inner
             }
 
             /// The wrapped protocol, mutably.
             ///
-            /// ```
-            /// use weft_core::policies::{Busy, LimitPerPeer, Policy};
-            /// let mut limited = LimitPerPeer::new(1)
-            ///     .build(&weft_core::Address::Memory("x".into()), || Some(Busy::new("hi")))
-            ///     .unwrap();
-            /// let _busy: &mut Busy = limited.inner_mut();
-            /// ```
+            /// See [`Limited`](crate::policies::Limited) for an example.
             pub fn inner_mut(&mut self) -> &mut P {
                 &mut self.inner
             }

@@ -683,23 +683,28 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
-/// LoggingFactoryTests.test_thingsGetLogged: the connection, bytes each way (with a hexdump at
-/// trace level, cut at the limit), EOF and the end are logged.
-#[test]
-fn traffic_log_logs_both_directions() {
+/// What `f` logs, at trace level.
+fn traced(f: impl FnOnce()) -> String {
     let out = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(out.clone())
         .with_ansi(false)
         .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    tracing::subscriber::with_default(subscriber, f);
+    String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+}
+
+/// LoggingFactoryTests.test_thingsGetLogged: the connection, bytes each way (with a hexdump at
+/// trace level, cut at the limit), EOF and the end are logged.
+#[test]
+fn traffic_log_logs_both_directions() {
+    let log = traced(|| {
         let mut conn = connect(TrafficLog::new().max_dump(8), Recorder::default());
         conn.feed(b"here are some bytes");
         conn.feed_eof();
         conn.lose(DisconnectReason::ConnectionDone);
     });
-    let log = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("connection made"), "{log}");
     assert!(log.contains("dir=\"in\" bytes=19"), "{log}");
     assert!(log.contains("dir=\"out\" bytes=19"), "{log}");
@@ -836,4 +841,231 @@ fn metrics_count_connections_bytes_lines_and_reasons() {
     assert_eq!(get("weft_connections_closed_total{reason=done}"), 1.0);
     assert_eq!(get("weft_connections_closed_total{reason=panic}"), 1.0);
     assert_eq!(get(names::PROTOCOL_PANICS), 1.0);
+}
+
+// ---- Writes from other tasks through handles ------------------------------------------------
+
+/// A protocol that takes a handle in `connection_made` (as `Registry::join` does) and hands
+/// it out, so a test can write through it as another task would.
+struct Receives(Arc<Mutex<Option<crate::TransportHandle>>>);
+
+impl Protocol for Receives {
+    fn connection_made(&mut self, t: &mut Transport) {
+        *self.0.lock().unwrap() = Some(t.handle());
+    }
+    fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+}
+
+fn receiving<Pol: Policy>(policy: Pol) -> (MemoryTransport<impl Protocol>, crate::TransportHandle) {
+    let slot = Arc::new(Mutex::new(None));
+    let conn = connect(policy, Receives(slot.clone()));
+    let h = slot.lock().unwrap().take().expect("handle taken");
+    (conn, h)
+}
+
+/// Issue 15's "reset by bytes in either direction" for a client that only receives what
+/// other connections write through its handle (a chat reader): it stays open while they
+/// flow, one timer all along, and is closed a period after they stop.
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_counts_handle_writes_as_activity() {
+    let (mut conn, h) = receiving(IdleTimeout::new(Duration::from_secs(3)));
+    for i in 0..10 {
+        conn.advance(Duration::from_secs(2)).await;
+        h.write(format!("line {i}\r\n")).unwrap();
+        conn.run_pending(); // the connection's task applies it
+        assert!(
+            !conn.is_closing(),
+            "closed after {} s of traffic",
+            2 * (i + 1)
+        );
+        assert_eq!(conn.transport().pending_timers(), 1, "no timer per write");
+        conn.take_written(); // the peer reads
+    }
+    // Queued but not applied yet is no activity: only what the connection's task takes.
+    conn.advance(Duration::from_millis(2900)).await;
+    assert!(!conn.is_closing());
+    conn.advance(Duration::from_millis(200)).await;
+    assert!(conn.is_closing(), "3 s after the last handle write");
+    assert!(matches!(
+        conn.close_reason(),
+        Some(DisconnectReason::TimedOut(TimeoutKind::Idle))
+    ));
+}
+
+/// A peer that never reads: handle writes are refused once its buffer is at the handle limit,
+/// and refused writes are no activity, so the idle timeout closes it (then aborts it, as it
+/// cannot flush).
+#[tokio::test(start_paused = true)]
+async fn idle_timeout_closes_a_reader_that_never_reads_despite_handle_writes() {
+    let (mut conn, h) = receiving(IdleTimeout::new(Duration::from_secs(3)));
+    conn.transport_mut()
+        .set_handle_limit(10_000, crate::OverLimit::Fail);
+    let mut refused = 0;
+    for _ in 0..50 {
+        conn.advance(Duration::from_millis(100)).await;
+        if h.write(vec![b'x'; 1000]).is_err() {
+            refused += 1;
+        }
+        conn.run_pending();
+    }
+    assert_eq!(refused, 40, "the first 10 KB went in, then the limit");
+    assert!(conn.is_closing(), "idle: nothing was taken for 3 s");
+    conn.advance(Duration::from_secs(3)).await;
+    assert!(conn.is_aborted(), "could not flush: aborted");
+}
+
+/// The handle's bytes reach the traffic log (a batch as one `out` event with `handle=true`,
+/// hexdump at trace level) and the metrics' bytes sent.
+#[test]
+fn traffic_log_and_metrics_count_handle_writes() {
+    let log = traced(|| {
+        let (mut conn, h) = receiving(TrafficLog::new());
+        h.write("from ").unwrap();
+        h.write("elsewhere").unwrap();
+        conn.run_pending();
+        conn.lose(DisconnectReason::ConnectionDone);
+    });
+    assert!(log.contains("dir=\"out\" handle=true bytes=14"), "{log}");
+    assert!(log.contains("|from elsewhere|"), "{log}");
+    assert!(log.contains("bytes_in=0 bytes_out=14"), "{log}");
+
+    let rec = recorded::Rec::default();
+    metrics::with_local_recorder(&rec, || {
+        let (mut conn, h) = receiving(Metrics::new());
+        h.write(vec![b'x'; 40_000]).unwrap();
+        conn.run_pending();
+        conn.take_written();
+        assert!(
+            rec.0.lock().unwrap().get(names::BYTES_SENT).is_none(),
+            "batched"
+        );
+        h.write(vec![b'x'; 40_000]).unwrap();
+        conn.run_pending();
+        assert_eq!(
+            rec.0.lock().unwrap().get(names::BYTES_SENT).copied(),
+            Some(80_000.0),
+            "handed over at 64 KiB, while the connection lives"
+        );
+        h.write("tail").unwrap();
+        conn.run_pending();
+        conn.lose(DisconnectReason::ConnectionDone);
+    });
+    assert_eq!(
+        rec.0.lock().unwrap().get(names::BYTES_SENT).copied(),
+        Some(80_004.0)
+    );
+}
+
+/// Over the write rate, handle writes wait in the handle's bounded queue: the connection's
+/// task lets them into its buffer at the rate, writers see what waits (`buffered`, `Full`
+/// past the handle limit), nothing is dropped and the order is kept.
+#[tokio::test(start_paused = true)]
+async fn throttle_holds_handle_writes_in_the_bounded_queue() {
+    let (mut conn, h) = receiving(Throttle::new().write_per_connection(1000));
+    conn.transport_mut()
+        .set_handle_limit(5000, crate::OverLimit::Fail);
+    let mut sent = Vec::new();
+    let mut refused = 0;
+    for i in 0..100u32 {
+        let chunk: Vec<u8> = (0..100).map(|j| b'a' + ((i + j) % 26) as u8).collect();
+        match h.write(chunk.clone()) {
+            Ok(()) => sent.extend_from_slice(&chunk),
+            Err(crate::WriteError::Full { limit: 5000, .. }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(sent.len(), 5000, "accepted up to the handle limit");
+    assert_eq!(refused, 50);
+    conn.run_pending();
+    assert!(
+        conn.written().len() <= 200,
+        "{} bytes let in at once",
+        conn.written().len()
+    );
+    assert!(
+        h.buffered() >= 4800,
+        "the rest waits, counted by the handle"
+    );
+    let mut got = Vec::new();
+    let mut at_2s = 0;
+    for ms in (10..=6000).step_by(10) {
+        conn.advance(Duration::from_millis(10)).await;
+        got.extend_from_slice(&conn.take_written());
+        if ms == 2000 {
+            at_2s = got.len();
+        }
+    }
+    assert!(
+        (1900..=2300).contains(&at_2s),
+        "{at_2s} bytes after 2 s at 1000 B/s (burst 100)"
+    );
+    assert!(got == sent, "every accepted byte, in order");
+    assert_eq!(h.buffered(), 0);
+    assert_eq!(
+        conn.transport().pending_timers(),
+        0,
+        "no timer once drained"
+    );
+}
+
+/// The throttle lets handle writes through at full speed while under the rate, and a writer
+/// waiting for room (`write_when_ready`) is woken as the throttled queue drains.
+#[tokio::test(start_paused = true)]
+async fn throttled_handle_writers_wait_for_room() {
+    let (mut conn, h) = receiving(Throttle::new().write_per_connection(100_000));
+    h.write("small").unwrap();
+    conn.run_pending();
+    assert_eq!(
+        conn.take_written(),
+        &b"small"[..],
+        "under the rate: at once"
+    );
+    let writer = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            for _ in 0..40 {
+                h.write_when_ready(vec![b'z'; 10_000]).await.unwrap();
+            }
+        })
+    };
+    let mut got = 0;
+    while !writer.is_finished() || h.buffered() > 0 {
+        conn.advance(Duration::from_millis(10)).await;
+        got += conn.take_written().len();
+        assert!(h.buffered() <= 64 * 1024 + 10_000, "{}", h.buffered());
+    }
+    writer.await.unwrap();
+    assert_eq!(got, 400_000);
+}
+
+/// An abort through a handle (`OverLimit::Abort`, `Laggards::Disconnect`) does not wait
+/// behind the handle writes a throttle holds back: it drops them (over a socket too:
+/// `tests/net.rs`), while a `lose_connection` waits its turn.
+#[tokio::test(start_paused = true)]
+async fn a_handle_abort_goes_ahead_of_throttled_handle_writes() {
+    let (mut conn, h) = receiving(Throttle::new().write_per_connection(1000));
+    for _ in 0..20 {
+        h.write(vec![b'q'; 500]).unwrap();
+    }
+    conn.run_pending();
+    assert!(h.buffered() >= 9000, "held back");
+    h.abort_connection().unwrap();
+    conn.advance(Duration::from_millis(100)).await;
+    assert!(conn.is_aborted(), "not after 10 s of throttled writes");
+    assert!(conn.written().is_empty(), "pending output dropped");
+
+    let (mut conn, h) = receiving(Throttle::new().write_per_connection(1000));
+    for _ in 0..4 {
+        h.write(vec![b'q'; 500]).unwrap();
+    }
+    h.lose_connection().unwrap();
+    conn.run_pending();
+    assert!(!conn.is_closing(), "waits behind the writes");
+    let mut got = conn.take_written().len();
+    for _ in 0..300 {
+        conn.advance(Duration::from_millis(10)).await;
+        got += conn.take_written().len();
+    }
+    assert_eq!(got, 2000);
+    assert!(conn.is_closing() && !conn.is_aborted());
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::time::Instant;
 
-use super::Policy;
-use crate::{Address, DisconnectReason, Protocol, TimerId, Transport};
+use super::{Wrapper, counting_writes};
+use crate::{DisconnectReason, Protocol, TimerId, Transport};
 
 /// Limits the bytes per second read from and written to peers, per connection and for all the
 /// factory's connections together. Nothing is dropped or refused: over the read rate the
@@ -17,10 +17,21 @@ use crate::{Address, DisconnectReason, Protocol, TimerId, Transport};
 /// protocol gets [`pause_writing`](Protocol::pause_writing), as for a slow reader, and its
 /// input pauses too, until the rate allows more (then `resume_writing`).
 ///
+/// Bytes written from other tasks through a [`TransportHandle`](crate::TransportHandle) (a
+/// broadcast to a chat client) count against the same write rate: over it, the connection's
+/// task stops taking them from the handles, so they wait in the handles' bounded queue (a
+/// writer sees [`WriteError::Full`](crate::WriteError::Full) past the handle limit,
+/// [`TransportHandle::writable`](crate::TransportHandle::writable) and
+/// [`write_when_ready`](crate::TransportHandle::write_when_ready) wait, a
+/// [`Registry`](crate::Registry) broadcast skips the member as a slow reader); nothing is
+/// dropped. They are let in a twentieth of a second's worth at a time. Commands sent behind
+/// them wait their turn, in order (a `lose_connection` closes once they are all written),
+/// except an `abort_connection`, which drops them: it goes ahead of them, at once.
+///
 /// The rates are averages: a connection may go a tenth of a second's worth of bytes ahead
 /// (a burst), and a read takes what the socket has (up to 64 KiB), after which the
-/// connection waits long enough to pay it back. Bytes written from other tasks through a
-/// [`TransportHandle`](crate::TransportHandle) are not counted.
+/// connection waits long enough to pay it back (so does a handle write larger than what is
+/// left: it goes in whole).
 ///
 /// Unlike Twisted's, which pauses every connection once the factory's total is over, a
 /// connection over the shared rate pauses when it next reads or writes.
@@ -37,7 +48,6 @@ use crate::{Address, DisconnectReason, Protocol, TimerId, Transport};
 ///         .per_connection(100 * 1024)     // 100 KiB/s each way, each connection
 ///         .read_total(10 * 1024 * 1024),  // 10 MiB/s read by all of them
 /// );
-/// # let _ = factory;
 /// ```
 #[derive(Clone, Default)]
 #[must_use]
@@ -86,10 +96,7 @@ impl Throttle {
 
     /// Each connection reads at most `bytes_per_sec`.
     ///
-    /// ```
-    /// let t = weft_core::policies::Throttle::new().read_per_connection(4096);
-    /// # let _ = t;
-    /// ```
+    /// See [`Throttle`] for an example.
     pub fn read_per_connection(mut self, bytes_per_sec: u64) -> Self {
         self.read = Some(bytes_per_sec.max(1));
         self
@@ -97,10 +104,7 @@ impl Throttle {
 
     /// Each connection writes at most `bytes_per_sec`.
     ///
-    /// ```
-    /// let t = weft_core::policies::Throttle::new().write_per_connection(4096);
-    /// # let _ = t;
-    /// ```
+    /// See [`Throttle`] for an example.
     pub fn write_per_connection(mut self, bytes_per_sec: u64) -> Self {
         self.write = Some(bytes_per_sec.max(1));
         self
@@ -117,10 +121,7 @@ impl Throttle {
 
     /// All connections together write at most `bytes_per_sec`.
     ///
-    /// ```
-    /// let t = weft_core::policies::Throttle::new().write_total(1 << 20);
-    /// # let _ = t;
-    /// ```
+    /// See [`Throttle`] for an example.
     pub fn write_total(mut self, bytes_per_sec: u64) -> Self {
         let shared = shared_mut(&mut self.shared);
         shared.write = Some(Mutex::new(Bucket::new(bytes_per_sec, Instant::now())));
@@ -212,6 +213,16 @@ fn tokens_shared(b: &Option<Mutex<Bucket>>, now: Instant) -> f64 {
     }
 }
 
+/// The slower rate of a connection's own bucket and the factory's shared one (`INFINITY`:
+/// neither).
+fn slowest_rate(own: &Option<Bucket>, shared: Option<&Mutex<Bucket>>) -> f64 {
+    let own = own.as_ref().map_or(f64::INFINITY, |b| b.rate);
+    let shared = shared.map_or(f64::INFINITY, |m| {
+        m.lock().unwrap_or_else(|e| e.into_inner()).rate
+    });
+    own.min(shared)
+}
+
 fn tokens_own(b: &mut Option<Bucket>, now: Instant) -> f64 {
     match b {
         Some(b) => {
@@ -226,39 +237,36 @@ fn tokens_own(b: &mut Option<Bucket>, now: Instant) -> f64 {
 /// worth, so the rate is smooth however much one socket read returned.
 const SLICES_PER_SEC: u64 = 20;
 
-impl Policy for Throttle {
+impl Wrapper for Throttle {
     type Protocol<P: Protocol> = Throttled<P>;
 
-    fn build<P: Protocol>(
-        &self,
-        _: &Address,
-        inner: impl FnOnce() -> Option<P>,
-    ) -> Option<Throttled<P>> {
+    fn around<P: Protocol>(&self, inner: P) -> Throttled<P> {
         let now = Instant::now();
         let shared = (self.shared.read.is_some() || self.shared.write.is_some())
             .then(|| self.shared.clone());
-        let shared_read = self
-            .shared
-            .read
-            .as_ref()
-            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()).rate as u64);
-        let slowest = match (self.read, shared_read) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        // A twentieth of a second's worth at the slower of the two rates (0: no limit).
+        let slice = |own: Option<u64>, shared: &Option<Mutex<Bucket>>| {
+            let rate = slowest_rate(&own.map(|r| Bucket::new(r, now)), shared.as_ref());
+            if rate.is_finite() {
+                (rate as u64 / SLICES_PER_SEC).max(1)
+            } else {
+                0
+            }
         };
-        Some(Throttled {
-            inner: inner()?,
+        Throttled {
+            inner,
+            write_slice: slice(self.write, &self.shared.write),
             read: self.read.map(|r| Bucket::new(r, now)),
             write: self.write.map(|r| Bucket::new(r, now)),
             shared,
-            read_slice: slowest.map_or(0, |r| (r / SLICES_PER_SEC).max(1) as usize),
+            read_slice: slice(self.read, &self.shared.read) as usize,
             held: BytesMut::new(),
             timer: None,
             read_blocked: false,
             write_blocked: false,
             inner_paused: false,
             water_paused: false,
-        })
+        }
     }
 }
 
@@ -270,6 +278,8 @@ pub struct Throttled<P> {
     shared: Option<Arc<Shared>>,
     /// The most input handed over at once when over the rate (0: no read limit).
     read_slice: usize,
+    /// The most handle-write bytes let into the write buffer at once (0: no write limit).
+    write_slice: u64,
     /// Input read but not handed over yet (at most one socket read: reading is paused
     /// meanwhile).
     held: BytesMut,
@@ -304,20 +314,19 @@ impl<P: Protocol> Throttled<P> {
     /// what it wrote.
     fn call<R>(&mut self, t: &mut Transport, f: impl FnOnce(&mut P, &mut Transport) -> R) -> R {
         set_paused(t, self.inner_paused);
-        let before = t.write_buffer_size();
-        let r = f(&mut self.inner, t);
+        let (r, wrote) = counting_writes(t, |t| f(&mut self.inner, t));
         let was_paused = std::mem::replace(&mut self.inner_paused, t.is_producing_paused());
-        let wrote = t.write_buffer_size().saturating_sub(before);
         if wrote > 0 {
             let now = Instant::now();
-            let mut wait = take_own(&mut self.write, wrote, now);
-            if let Some(s) = &self.shared {
-                wait = wait.max(take_shared(&s.write, wrote, now));
-            }
+            let wait = self.take_write(wrote, now);
             if !wait.is_zero() {
                 self.block_writing(t);
                 self.arm(t, wait);
             }
+            self.budget_handles(t, now);
+        } else if self.write_slice != 0 && t.has_handle() && t.handle_budget().is_none() {
+            // A handle was taken in this callback: its writes are throttled from now on.
+            self.budget_handles(t, Instant::now());
         }
         if was_paused && !self.inner_paused && !self.held.is_empty() {
             // The protocol resumed itself: hand it what is held.
@@ -325,6 +334,45 @@ impl<P: Protocol> Throttled<P> {
         }
         self.sync(t);
         r
+    }
+
+    /// Takes `n` bytes from the write buckets; returns the wait their debt asks for.
+    fn take_write(&mut self, n: usize, now: Instant) -> Duration {
+        let mut wait = take_own(&mut self.write, n, now);
+        if let Some(s) = &self.shared {
+            wait = wait.max(take_shared(&s.write, n, now));
+        }
+        wait
+    }
+
+    /// Lets handle writes into the write buffer as far as the write rate allows now (a slice
+    /// at most, so that the factory's shared rate is shared), or stops them and arms the timer
+    /// for when a slice is allowed: meanwhile they wait in the handles' bounded queue, where
+    /// writers see it (`WriteError::Full`, `writable` waiting). Nothing without a handle.
+    fn budget_handles(&mut self, t: &mut Transport, now: Instant) {
+        if self.write_slice == 0 || !t.has_handle() {
+            return;
+        }
+        let mut tokens = tokens_own(&mut self.write, now);
+        if let Some(s) = &self.shared {
+            tokens = tokens.min(tokens_shared(&s.write, now));
+        }
+        if tokens >= 1.0 {
+            t.set_handle_budget(Some((tokens as u64).min(self.write_slice)));
+        } else {
+            t.set_handle_budget(Some(0));
+            let rate = self.slowest_write_rate();
+            let want = self.write_slice as f64 - tokens;
+            self.arm(
+                t,
+                Duration::from_secs_f64(want / rate).max(Duration::from_millis(1)),
+            );
+        }
+    }
+
+    fn slowest_write_rate(&self) -> f64 {
+        let shared = self.shared.as_ref().and_then(|s| s.write.as_ref());
+        slowest_rate(&self.write, shared)
     }
 
     /// Reading is paused while the inner protocol or the throttle wants it paused.
@@ -392,15 +440,8 @@ impl<P: Protocol> Throttled<P> {
     }
 
     fn slowest_read_rate(&self) -> f64 {
-        let own = self.read.as_ref().map_or(f64::INFINITY, |b| b.rate);
-        let shared = self
-            .shared
-            .as_ref()
-            .and_then(|s| s.read.as_ref())
-            .map_or(f64::INFINITY, |m| {
-                m.lock().unwrap_or_else(|e| e.into_inner()).rate
-            });
-        own.min(shared)
+        let shared = self.shared.as_ref().and_then(|s| s.read.as_ref());
+        slowest_rate(&self.read, shared)
     }
 
     /// The throttle's timer fired: hand over held input, unblock what the rates allow now,
@@ -425,10 +466,7 @@ impl<P: Protocol> Throttled<P> {
             self.read_wait(now)
         };
         self.read_blocked = !self.held.is_empty() || !wait_r.is_zero();
-        let mut wait_w = take_own(&mut self.write, 0, now);
-        if let Some(s) = &self.shared {
-            wait_w = wait_w.max(take_shared(&s.write, 0, now));
-        }
+        let wait_w = self.take_write(0, now);
         if self.write_blocked && wait_w.is_zero() {
             self.write_blocked = false;
             if !self.water_paused {
@@ -444,6 +482,7 @@ impl<P: Protocol> Throttled<P> {
         if !wait.is_zero() {
             self.arm(t, wait);
         }
+        self.budget_handles(t, now);
         self.sync(t);
     }
 }
@@ -510,6 +549,17 @@ impl<P: Protocol> Protocol for Throttled<P> {
         } else {
             self.call(t, |p, t| p.timer_fired(id, t));
         }
+    }
+
+    /// Handle writes the task applied (within the budget): charged to the write rate, and
+    /// the next budget set from what is left.
+    fn handle_written(&mut self, len: usize, t: &mut Transport) {
+        if self.write_slice != 0 {
+            let now = Instant::now();
+            self.take_write(len, now);
+            self.budget_handles(t, now);
+        }
+        self.call(t, |p, t| p.handle_written(len, t))
     }
 
     fn reading_resumed(&mut self, t: &mut Transport) {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Policy, forward};
-use crate::{Address, DisconnectReason, Protocol, TimeoutKind, TimerId, Transport};
+use super::{Wrapper, counting_writes, forward};
+use crate::{DisconnectReason, Protocol, TimeoutKind, TimerId, Transport};
 
 /// A timeout a protocol embeds and steers itself (Twisted's `TimeoutMixin`).
 ///
@@ -18,6 +18,9 @@ use crate::{Address, DisconnectReason, Protocol, TimeoutKind, TimerId, Transport
 /// Route [`Protocol::timer_fired`] through [`timer_fired`](Self::timer_fired): it says when
 /// the timeout expired, and the protocol then does what it wants (Twisted's
 /// `timeoutConnection`; [`timeout_connection`] is the default, a close that says why).
+/// What counts as activity is the protocol's choice: [`IdleTimeout`] calls
+/// [`reset_timeout`](Self::reset_timeout) for every read, for what each callback writes and
+/// from [`Protocol::handle_written`] (bytes other tasks wrote through handles).
 ///
 /// ```
 /// use std::time::Duration;
@@ -77,6 +80,14 @@ impl IdleTimer {
     /// See [`IdleTimer`] for an example.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A timer with `period`, not counting until the connection starts it.
+    fn with_period(period: Duration) -> Self {
+        Self {
+            period: Some(period),
+            ..Self::default()
+        }
     }
 
     /// Sets the period (`None`: no timeout) and starts counting it from now. Returns the
@@ -197,9 +208,13 @@ pub fn timeout_connection(t: &mut Transport, kind: TimeoutKind) {
 /// Closes connections on which no byte went either way for a period (Twisted's
 /// `TimeoutFactory`).
 ///
-/// Bytes received and bytes the protocol writes from its callbacks count as activity (writes
-/// made from other tasks through a [`TransportHandle`](crate::TransportHandle) do not). The
-/// connection is then closed after flushing, with
+/// Bytes received, bytes the protocol writes from its callbacks and bytes written from other
+/// tasks through a [`TransportHandle`](crate::TransportHandle) (a chat client that only
+/// receives the others' lines) all count as activity, as the connection's task takes them
+/// ([`Protocol::handle_written`]): a deadline moved, never a timer re-armed per read or
+/// write. A handle write refused because the peer does not read
+/// ([`WriteError::Full`](crate::WriteError::Full)) is no activity. After a period without
+/// any, the connection is closed after flushing, with
 /// [`DisconnectReason::TimedOut`]`(`[`TimeoutKind::Idle`]`)`; if it cannot flush within
 /// another period (a peer that does not read), it is aborted.
 ///
@@ -251,29 +266,21 @@ impl IdleTimeout {
     }
 }
 
-impl Policy for IdleTimeout {
+impl Wrapper for IdleTimeout {
     type Protocol<P: Protocol> = Idled<P>;
 
-    fn build<P: Protocol>(
-        &self,
-        _: &Address,
-        inner: impl FnOnce() -> Option<P>,
-    ) -> Option<Idled<P>> {
-        let inner = inner()?;
-        let mut timer = Box::new(IdleTimer::new());
-        timer.period = Some(self.period);
-        Some(Idled { inner, timer })
+    fn around<P: Protocol>(&self, inner: P) -> Idled<P> {
+        let timer = Box::new(IdleTimer::with_period(self.period));
+        Idled { inner, timer }
     }
 }
 
 /// The protocol [`IdleTimeout`] builds around `P`.
-///
-/// The timer's state (48 bytes) is boxed: an `Option<IdleTimeout>` that is off then costs a
-/// connection a pointer's room, where inline it cost 48 bytes in every connection's task, on
-/// or off.
 #[derive(Debug)]
 pub struct Idled<P> {
     pub(super) inner: P,
+    /// Boxed (48 bytes): an `Option<IdleTimeout>` that is off then costs a connection a
+    /// pointer's room, where inline it cost 48 bytes in every connection's task, on or off.
     timer: Box<IdleTimer>,
 }
 
@@ -281,9 +288,8 @@ impl<P> Idled<P> {
     /// Runs a callback of the inner protocol; writing counts as activity.
     #[inline]
     fn call<R>(&mut self, t: &mut Transport, f: impl FnOnce(&mut P, &mut Transport) -> R) -> R {
-        let before = t.write_buffer_size();
-        let r = f(&mut self.inner, t);
-        if t.write_buffer_size() > before {
+        let (r, wrote) = counting_writes(t, |t| f(&mut self.inner, t));
+        if wrote > 0 {
             self.timer.reset_timeout();
         }
         r
@@ -309,6 +315,15 @@ impl<P: Protocol> Protocol for Idled<P> {
             TimerOutcome::Pending => {}
             TimerOutcome::Expired => timeout_connection(t, TimeoutKind::Idle),
         }
+    }
+
+    /// Bytes written through handles are activity too (a client that only receives other
+    /// connections' messages is not idle): one clock read per batch the connection's task
+    /// applies, the timer untouched, as for a read.
+    #[inline]
+    fn handle_written(&mut self, len: usize, t: &mut Transport) {
+        self.timer.reset_timeout();
+        self.inner.handle_written(len, t);
     }
 
     forward!(connection_lost);
@@ -366,8 +381,8 @@ impl LineTimeout {
     ///
     /// ```
     /// # use std::time::Duration;
+    /// // NUL-terminated messages: the timeout runs from a message's first byte to its NUL.
     /// let t = weft_core::policies::LineTimeout::new(Duration::from_secs(30)).with_delimiter(b"\0");
-    /// # let _ = t;
     /// ```
     pub fn with_delimiter(mut self, delimiter: &[u8]) -> Self {
         if let Some(&b) = delimiter.last() {
@@ -377,21 +392,13 @@ impl LineTimeout {
     }
 }
 
-impl Policy for LineTimeout {
+impl Wrapper for LineTimeout {
     type Protocol<P: Protocol> = LineTimed<P>;
 
-    fn build<P: Protocol>(
-        &self,
-        _: &Address,
-        inner: impl FnOnce() -> Option<P>,
-    ) -> Option<LineTimed<P>> {
-        let mut timer = IdleTimer::new();
-        timer.period = Some(self.period);
-        Some(LineTimed {
-            inner: inner()?,
-            timer,
-            end: self.end,
-        })
+    fn around<P: Protocol>(&self, inner: P) -> LineTimed<P> {
+        let timer = IdleTimer::with_period(self.period);
+        let end = self.end;
+        LineTimed { inner, timer, end }
     }
 }
 
@@ -436,6 +443,7 @@ impl<P: Protocol> Protocol for LineTimed<P> {
         connection_lost,
         pause_writing,
         resume_writing,
-        reading_resumed
+        reading_resumed,
+        handle_written
     );
 }

@@ -2,12 +2,14 @@
 
 use std::fmt;
 
-use super::Policy;
-use crate::{Address, DisconnectReason, Protocol, TimerId, Transport};
+use super::Wrapper;
+use crate::{DisconnectReason, Protocol, TimerId, Transport};
 
 /// Logs every connection's traffic as `tracing` events, target `weft::traffic`: at debug
-/// level the byte count of each read (`dir = "in"`) and of what each callback wrote
-/// (`dir = "out"`), at trace level a hexdump of the bytes too (cut after
+/// level the byte count of each read (`dir = "in"`), of what each callback wrote
+/// (`dir = "out"`) and of each batch of writes made from other tasks through a
+/// [`TransportHandle`](crate::TransportHandle) (`dir = "out", handle = true`), at trace
+/// level a hexdump of the bytes too (cut after
 /// [`max_dump`](Self::max_dump) bytes), and the totals when the connection ends.
 ///
 /// Events carry the connection id; under a [`Reactor`](crate::Reactor) they are inside the
@@ -23,7 +25,6 @@ use crate::{Address, DisconnectReason, Protocol, TimerId, Transport};
 /// }
 /// // RUST_LOG=weft::traffic=trace shows the bytes.
 /// let factory = factory_fn(|_| Some(Echo)).with(TrafficLog::new().max_dump(256));
-/// # let _ = factory;
 /// ```
 #[derive(Debug, Clone, Copy)]
 #[must_use]
@@ -54,21 +55,17 @@ impl TrafficLog {
     }
 }
 
-impl Policy for TrafficLog {
+impl Wrapper for TrafficLog {
     type Protocol<P: Protocol> = Logged<P>;
 
-    fn build<P: Protocol>(
-        &self,
-        _: &Address,
-        inner: impl FnOnce() -> Option<P>,
-    ) -> Option<Logged<P>> {
-        Some(Logged {
-            inner: inner()?,
+    fn around<P: Protocol>(&self, inner: P) -> Logged<P> {
+        Logged {
+            inner,
             max_dump: self.max_dump,
             id: 0,
             bytes_in: 0,
             bytes_out: 0,
-        })
+        }
     }
 }
 
@@ -106,6 +103,19 @@ impl<P: Protocol> Logged<P> {
             self.log("out", n, &parts);
         }
         r
+    }
+
+    #[cold]
+    fn log_handle(&self, n: usize, bytes: &[u8]) {
+        if tracing::enabled!(target: TARGET, tracing::Level::TRACE) {
+            let dump = Hexdump {
+                parts: &[bytes],
+                max: self.max_dump,
+            };
+            tracing::trace!(target: TARGET, conn = self.id, dir = "out", handle = true, bytes = n, "\n{dump}");
+        } else {
+            tracing::debug!(target: TARGET, conn = self.id, dir = "out", handle = true, bytes = n);
+        }
     }
 
     fn log(&self, dir: &'static str, n: usize, parts: &[&[u8]]) {
@@ -167,6 +177,18 @@ impl<P: Protocol> Protocol for Logged<P> {
 
     fn reading_resumed(&mut self, t: &mut Transport) {
         self.call(t, &[], |p, t| p.reading_resumed(t))
+    }
+
+    /// Bytes written from other tasks through handles: logged as `dir = "out"` with
+    /// `handle = true`, their bytes being the last `len` of the write buffer.
+    fn handle_written(&mut self, len: usize, t: &mut Transport) {
+        if tracing::enabled!(target: TARGET, tracing::Level::DEBUG) {
+            self.bytes_out += len as u64;
+            let out = t.pending_output();
+            let tail = &out[out.len().saturating_sub(len)..];
+            self.log_handle(len, tail);
+        }
+        self.call(t, &[], |p, t| p.handle_written(len, t))
     }
 }
 

@@ -150,12 +150,20 @@ pub(crate) fn deliver<P: Protocol>(
     }
     let (off, len) = (t.direct.off as usize, t.direct.len as usize);
     let bytes = &data[off..off + len];
+    if t.is_upgrading() {
+        // `start_tls` after it: the buffer behind it may be for TLS; the driver splits the
+        // clear part off (copied, as the socket had taken none of it).
+        settle(t, bytes, 0);
+        return Ok(());
+    }
+    // Handles stop counting what goes to the socket now (as `flush` does).
+    t.publish_sending();
     let sent = if t.wbuf.is_empty() {
         send(&[IoSlice::new(bytes)])
     } else {
         send(&[IoSlice::new(bytes), IoSlice::new(&t.wbuf)])
     };
-    match sent {
+    let result = match sent {
         Ok(n) => {
             settle(t, bytes, n);
             Ok(())
@@ -173,7 +181,11 @@ pub(crate) fn deliver<P: Protocol>(
             settle(t, bytes, 0);
             Err(e)
         }
-    }
+    };
+    // What the socket did not take is counted again at once, not at the next flush (a
+    // handle taken during the callback had published the echo as buffered).
+    t.publish();
+    result
 }
 
 /// Settles a direct write after `sent` of its bytes (`bytes`, from the read buffer) and of
@@ -266,6 +278,36 @@ mod tests {
         assert_eq!(read_offset(&read), None);
         t.abort_connection();
         assert_eq!(t.direct.len(), 0, "an abort drops it");
+    }
+
+    /// A large echo sent from the read buffer stops counting for handles at once: a handle
+    /// taken in the callback (which publishes the buffer, echo included) does not see it
+    /// buffered until the next flush; what the socket refuses is counted at once.
+    #[test]
+    fn an_echo_sent_from_the_read_buffer_is_published_at_once() {
+        struct EchoAndTakeHandle(Option<crate::TransportHandle>);
+        impl Protocol for EchoAndTakeHandle {
+            fn data_received(&mut self, data: &[u8], t: &mut Transport) {
+                t.write(data);
+                self.0 = Some(t.handle());
+            }
+        }
+        let read = vec![b'e'; 3 * DIRECT_MIN];
+        for (take, left) in [
+            (usize::MAX, 0),
+            (DIRECT_MIN, 2 * DIRECT_MIN),
+            (0, read.len()),
+        ] {
+            let mut conn = Conn::new(EchoAndTakeHandle(None), transport());
+            deliver(&mut conn, &read, |bufs| {
+                let len: usize = bufs.iter().map(|b| b.len()).sum();
+                Ok(len.min(take))
+            })
+            .unwrap();
+            let h = conn.protocol.0.as_ref().expect("handle taken");
+            assert_eq!(conn.transport.write_buffer_size(), left);
+            assert_eq!(h.buffered(), left, "socket took {take}");
+        }
     }
 
     /// `MemoryTransport::feed` takes the socket's path: an echo is recorded, then kept (its

@@ -8,9 +8,9 @@
 //! limit fails instead of queueing; writers that want to wait for room await
 //! [`TransportHandle::writable`], woken when the task publishes a size under the low mark.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
@@ -89,6 +89,12 @@ struct Shared {
     low: AtomicUsize,
     limit: AtomicUsize,
     abort_over_limit: AtomicBool,
+    /// A handle asked for an abort: taken ahead of the commands a spent budget holds back
+    /// (an abort drops pending output anyway).
+    abort: AtomicBool,
+    /// The connection's task while a spent budget keeps it off the channel (so it is not
+    /// woken by sends): an abort wakes it through this.
+    parked: Mutex<Option<Waker>>,
     /// A writer waits in [`TransportHandle::writable`]: the task notifies `room` when the
     /// buffer drains under the low mark.
     waiting: AtomicBool,
@@ -128,6 +134,14 @@ pub(crate) struct Link {
     tx: mpsc::UnboundedSender<Command>,
     rx: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
+    /// Bytes handle writes added to the write buffer since the protocol was last told
+    /// ([`Protocol::handle_written`](crate::Protocol::handle_written)).
+    unreported: usize,
+    /// Bytes of handle writes the task may still apply before it stops taking commands
+    /// (`u64::MAX`: no limit; 0: commands wait in the channel, counted by the handles, until
+    /// the budget is raised). Set by a write throttle
+    /// ([`Transport::set_handle_budget`](crate::Transport::set_handle_budget)).
+    budget: u64,
 }
 
 impl Link {
@@ -139,10 +153,25 @@ impl Link {
             low: AtomicUsize::new(0),
             limit: AtomicUsize::new(DEFAULT_HANDLE_LIMIT),
             abort_over_limit: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            parked: Mutex::new(None),
             waiting: AtomicBool::new(false),
             room: Notify::new(),
         });
-        Self { tx, rx, shared }
+        Self {
+            tx,
+            rx,
+            shared,
+            unreported: 0,
+            budget: u64::MAX,
+        }
+    }
+
+    /// A link whose connection is already gone: its handles fail with `Closed` at once.
+    pub(crate) fn closed() -> TransportHandle {
+        let mut link = Self::new();
+        link.rx.close();
+        link.handle()
     }
 
     pub(crate) fn handle(&self) -> TransportHandle {
@@ -193,19 +222,68 @@ impl Link {
         self.shared.update(|q, _| (q, 0));
     }
 
-    /// A handle write of `len` bytes went into the write buffer, which now holds `buffered`
-    /// (one atomic step: the bytes move from one count to the other).
-    pub(crate) fn applied(&self, len: usize, buffered: usize) {
+    /// A handle write of `len` bytes was applied: `added` bytes went into the write buffer
+    /// (fewer when writes are shut), which now holds `buffered` (one atomic step: the bytes
+    /// move from one count to the other). They count against the budget and are reported to
+    /// the protocol after the batch.
+    pub(crate) fn applied(&mut self, len: usize, added: usize, buffered: usize) {
         self.shared
             .update(|q, _| (q.saturating_sub(len as u64), buffered as u64));
+        self.unreported += added;
+        if self.budget != u64::MAX {
+            self.budget = self.budget.saturating_sub(added as u64);
+        }
     }
 
+    /// Bytes applied since the last call (what the protocol is told now).
+    #[inline]
+    pub(crate) fn take_unreported(&mut self) -> usize {
+        std::mem::take(&mut self.unreported)
+    }
+
+    pub(crate) fn set_budget(&mut self, budget: Option<u64>) {
+        self.budget = budget.unwrap_or(u64::MAX);
+    }
+
+    pub(crate) fn budget(&self) -> Option<u64> {
+        (self.budget != u64::MAX).then_some(self.budget)
+    }
+
+    /// The next command, registering `cx` for the next one; `Pending` without registering
+    /// while the budget is spent (the throttle that set it wakes the task with its timer),
+    /// except for an abort, which goes ahead of what the budget holds back.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
+        if self.budget == 0 {
+            return self.poll_parked(cx);
+        }
         self.rx.poll_recv(cx)
     }
 
     pub(crate) fn try_recv(&mut self) -> Option<Command> {
+        if self.budget == 0 {
+            return self.held_back_abort();
+        }
         self.rx.try_recv().ok()
+    }
+
+    /// The budget is spent: only an abort gets through; park the task for one.
+    #[cold]
+    fn poll_parked(&self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
+        *self.shared.parked.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        // Checked after parking: an abort flagged before is seen here, one flagged after
+        // finds the waker.
+        match self.held_back_abort() {
+            Some(abort) => Poll::Ready(Some(abort)),
+            None => Poll::Pending,
+        }
+    }
+
+    #[cold]
+    fn held_back_abort(&self) -> Option<Command> {
+        self.shared
+            .abort
+            .swap(false, Ordering::SeqCst)
+            .then_some(Command::Abort)
     }
 }
 
@@ -230,6 +308,15 @@ impl Drop for Link {
 /// [`write_when_ready`](Self::write_when_ready) to wait for room) and toward a hard limit
 /// ([`Transport::set_handle_limit`](crate::Transport::set_handle_limit), 1 MiB by default)
 /// past which [`write`](Self::write) fails with [`WriteError::Full`] instead of growing.
+///
+/// The connection treats these bytes as its own output once its task takes them: the protocol
+/// is told ([`Protocol::handle_written`](crate::Protocol::handle_written), once per batch), so
+/// the [policies](crate::policies) see them: an
+/// [`IdleTimeout`](crate::policies::IdleTimeout) counts them as activity, a
+/// [`Throttle`](crate::policies::Throttle)'s write rate applies to them (over it they wait
+/// here, counted: [`buffered`](Self::buffered) grows, [`write`](Self::write) fails with
+/// [`WriteError::Full`] at the limit, [`writable`](Self::writable) waits), and the traffic log
+/// and metrics count them as bytes out.
 ///
 /// ```
 /// use weft_core::testing::MemoryTransport;
@@ -289,7 +376,7 @@ impl TransportHandle {
         if let Err(v) = reserved {
             let (q, b) = split(v);
             if s.abort_over_limit.load(Ordering::SeqCst) {
-                let _ = self.send(Command::Abort);
+                let _ = self.abort_connection();
             }
             return Err(WriteError::Full {
                 buffered: (q + b) as usize,
@@ -400,34 +487,55 @@ impl TransportHandle {
     /// # Errors
     /// [`ConnectionClosed`] once the connection is gone.
     ///
+    /// # Examples
+    ///
+    /// The three ways a handle ends a connection, each applied when the connection's task
+    /// runs its commands:
+    ///
     /// ```
     /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
     /// # struct P;
     /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let mut conn = MemoryTransport::new(P);
-    /// conn.transport_mut().handle().lose_connection().unwrap();
-    /// conn.run_pending();
-    /// assert!(conn.is_closing());
+    /// let mut closed = MemoryTransport::new(P);
+    /// closed.transport_mut().handle().lose_connection().unwrap();
+    /// closed.run_pending();
+    /// assert!(closed.is_closing());
+    ///
+    /// let mut aborted = MemoryTransport::new(P);
+    /// aborted.transport_mut().handle().abort_connection().unwrap();
+    /// aborted.run_pending();
+    /// assert!(aborted.is_aborted());
+    ///
+    /// let mut half = MemoryTransport::new(P);
+    /// half.transport_mut().handle().write_eof().unwrap();
+    /// half.run_pending();
+    /// assert!(half.eof_written());
     /// ```
     pub fn lose_connection(&self) -> Result<(), ConnectionClosed> {
         self.send(Command::LoseConnection)
     }
 
-    /// Drops pending output and closes now (the connection's `abort_connection`).
+    /// Drops pending output and closes now (the connection's `abort_connection`). It goes
+    /// ahead of handle writes a [`Throttle`](crate::policies::Throttle) holds back (they are
+    /// pending output too).
     ///
     /// # Errors
     /// [`ConnectionClosed`] once the connection is gone.
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let mut conn = MemoryTransport::new(P);
-    /// conn.transport_mut().handle().abort_connection().unwrap();
-    /// conn.run_pending();
-    /// assert!(conn.is_aborted());
-    /// ```
+    /// See [`lose_connection`](Self::lose_connection) for an example.
     pub fn abort_connection(&self) -> Result<(), ConnectionClosed> {
+        // Also flagged: a throttle holding the handle writes back lets it through first
+        // (waking the task it keeps off the channel).
+        self.shared.abort.store(true, Ordering::SeqCst);
+        let parked = self
+            .shared
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = parked {
+            task.wake();
+        }
         self.send(Command::Abort)
     }
 
@@ -436,15 +544,7 @@ impl TransportHandle {
     /// # Errors
     /// [`ConnectionClosed`] once the connection is gone.
     ///
-    /// ```
-    /// # use weft_core::{testing::MemoryTransport, Protocol, Transport};
-    /// # struct P;
-    /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
-    /// let mut conn = MemoryTransport::new(P);
-    /// conn.transport_mut().handle().write_eof().unwrap();
-    /// conn.run_pending();
-    /// assert!(conn.eof_written());
-    /// ```
+    /// See [`lose_connection`](Self::lose_connection) for an example.
     pub fn write_eof(&self) -> Result<(), ConnectionClosed> {
         self.send(Command::WriteEof)
     }
@@ -522,6 +622,20 @@ mod tests {
     struct P;
     impl Protocol for P {
         fn data_received(&mut self, _: &[u8], _: &mut Transport) {}
+    }
+
+    /// A handle taken after the connection was lost (in `connection_lost`'s aftermath, or by
+    /// a `Registry::join` too late) fails at once instead of queueing into a channel nobody
+    /// reads.
+    #[test]
+    fn a_handle_taken_after_the_connection_is_lost_fails_at_once() {
+        let mut conn = MemoryTransport::new(P);
+        conn.lose(crate::DisconnectReason::ConnectionDone);
+        let h = conn.transport_mut().handle();
+        assert!(h.is_closed());
+        assert_eq!(h.write("late"), Err(crate::WriteError::Closed));
+        assert_eq!(h.lose_connection(), Err(crate::ConnectionClosed));
+        assert_eq!(h.buffered(), 0);
     }
 
     /// Writers on other threads and the connection draining at once: once everything is

@@ -71,15 +71,20 @@ fn auths(srv: &Server) -> Vec<Option<String>> {
     Gate::Server.sent(srv)
 }
 
+/// An opener (no proxies from the environment) with one password, as `add_password` takes it.
+fn with_password(realm: Option<&str>, uri: &str, user: &str, password: &str) -> Opener {
+    Opener::builder()
+        .env_proxies(false)
+        .add_password(realm, uri, user, password)
+        .build()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn basic_challenge_retry_and_wrong_password() {
     within(10, async {
         let srv = Server::start(basic_server).await;
-        let op = Opener::builder()
-            .env_proxies(false)
-            .add_password(Some("Test"), &srv.url("/"), "user", "pass")
-            .build()
-            .unwrap();
+        let op = with_password(Some("Test"), &srv.url("/"), "user", "pass");
         let mut r = op.open(srv.url("/basic")).await.unwrap();
         assert_eq!(r.text().await.unwrap(), "welcome");
         assert_eq!(auths(&srv), [None, Some(BASIC_OK.to_string())]);
@@ -90,11 +95,7 @@ async fn basic_challenge_retry_and_wrong_password() {
 
         // Wrong password: one retry, then the 401 as an error with its body.
         let srv = Server::start(basic_server).await;
-        let op = Opener::builder()
-            .env_proxies(false)
-            .add_password(Some("Test"), &srv.url("/"), "user", "bad")
-            .build()
-            .unwrap();
+        let op = with_password(Some("Test"), &srv.url("/"), "user", "bad");
         let err = op.open(srv.url("/basic")).await.unwrap_err();
         assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
         assert_eq!(srv.seen().len(), 2);
@@ -103,11 +104,7 @@ async fn basic_challenge_retry_and_wrong_password() {
 
         // Credentials for another realm are not used: a single request.
         let srv = Server::start(basic_server).await;
-        let op = Opener::builder()
-            .env_proxies(false)
-            .add_password(Some("Other"), &srv.url("/"), "user", "pass")
-            .build()
-            .unwrap();
+        let op = with_password(Some("Other"), &srv.url("/"), "user", "pass");
         let err = op.open(srv.url("/basic")).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Http);
         assert_eq!(srv.seen().len(), 1);
@@ -184,11 +181,7 @@ fn digest_server(s: &Seen) -> Resp {
 async fn digest_challenge_retry_and_wrong_password() {
     within(10, async {
         let srv = Server::start(digest_server).await;
-        let op = Opener::builder()
-            .env_proxies(false)
-            .add_password(Some("digest-realm"), &srv.url("/"), "alice", "secret")
-            .build()
-            .unwrap();
+        let op = with_password(Some("digest-realm"), &srv.url("/"), "alice", "secret");
         let mut r = op.open(srv.url("/protected?x=1")).await.unwrap();
         assert_eq!(r.text().await.unwrap(), "digest ok");
         assert_eq!(srv.seen().len(), 2);

@@ -4,7 +4,7 @@
 
 use weft_fetch::{Error, ErrorKind, RetrieveOptions};
 
-use crate::server::{Seen, Server, opener, within};
+use crate::server::{Seen, Server, closed_addr, opener, within};
 
 /// 1000 bytes of a recognisable pattern (version `v` changes every byte).
 fn body(v: u8) -> Vec<u8> {
@@ -12,7 +12,7 @@ fn body(v: u8) -> Vec<u8> {
 }
 
 /// A raw HTTP/1.1 answer: status line, headers, a blank line, the body.
-fn raw(status: &str, headers: &[(&str, String)], body: &[u8]) -> Vec<u8> {
+fn raw(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {status}\r\n").into_bytes();
     for (k, v) in headers {
         out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
@@ -31,13 +31,35 @@ fn range_start(s: &Seen) -> Option<usize> {
         .ok()
 }
 
+/// A 206 with these headers and body.
+fn partial(headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    raw("206 Partial Content", headers, body)
+}
+
+/// A 416 whose `Content-Range` is `range` (`bytes */LENGTH`).
+fn unsatisfiable(range: &str) -> Vec<u8> {
+    raw(
+        "416 Range Not Satisfiable",
+        &[("Content-Range", range), ("Content-Length", "0")],
+        b"",
+    )
+}
+
 /// A 200 with the whole body.
 fn whole(full: &[u8]) -> Vec<u8> {
     raw(
         "200 OK",
-        &[("Content-Length", full.len().to_string())],
+        &[("Content-Length", &full.len().to_string())],
         full,
     )
+}
+
+/// Retrieves `/f` from `srv` with `opts`.
+async fn retrieve_f(
+    srv: &Server,
+    opts: &RetrieveOptions,
+) -> Result<(std::path::PathBuf, weft_fetch::header::HeaderMap), Error> {
+    opener().retrieve(srv.url("/f"), opts, None).await
 }
 
 fn files_in(dir: &std::path::Path) -> Vec<String> {
@@ -57,41 +79,34 @@ async fn a_206_that_does_not_continue_the_part_is_never_appended() {
         let wrong: Vec<(&str, Vec<u8>)> = vec![
             (
                 "starts at 0",
-                raw(
-                    "206 Partial Content",
+                partial(
                     &[
-                        ("Content-Range", "bytes 0-999/1000".into()),
-                        ("Content-Length", "1000".into()),
+                        ("Content-Range", "bytes 0-999/1000"),
+                        ("Content-Length", "1000"),
                     ],
                     &full,
                 ),
             ),
             (
                 "no Content-Range",
-                raw(
-                    "206 Partial Content",
-                    &[("Content-Length", "700".into())],
-                    &full[300..],
-                ),
+                partial(&[("Content-Length", "700")], &full[300..]),
             ),
             (
                 "multipart",
-                raw(
-                    "206 Partial Content",
+                partial(
                     &[
-                        ("Content-Type", "multipart/byteranges; boundary=XX".into()),
-                        ("Content-Length", "700".into()),
+                        ("Content-Type", "multipart/byteranges; boundary=XX"),
+                        ("Content-Length", "700"),
                     ],
                     &full[300..],
                 ),
             ),
             (
                 "inconsistent total",
-                raw(
-                    "206 Partial Content",
+                partial(
                     &[
-                        ("Content-Range", "bytes 300-999/2000".into()),
-                        ("Content-Length", "700".into()),
+                        ("Content-Range", "bytes 300-999/2000"),
+                        ("Content-Length", "700"),
                     ],
                     &full[300..],
                 ),
@@ -108,8 +123,7 @@ async fn a_206_that_does_not_continue_the_part_is_never_appended() {
             let dest = dir.path().join("f.bin");
             std::fs::write(dir.path().join("f.bin.part"), &full[..300]).unwrap();
             let opts = RetrieveOptions::new().dest(&dest).resume(true);
-            opener()
-                .retrieve(srv.url("/f"), &opts, None)
+            retrieve_f(&srv, &opts)
                 .await
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
             assert!(std::fs::read(&dest).unwrap() == full, "{what}: wrong bytes");
@@ -123,11 +137,10 @@ async fn a_206_that_does_not_continue_the_part_is_never_appended() {
         // A server that answers 206 even without Range: a typed error, nothing at the
         // destination, the partial file kept.
         let always = Server::start_raw_fn(|_| {
-            raw(
-                "206 Partial Content",
+            partial(
                 &[
-                    ("Content-Range", "bytes 0-9/1000".into()),
-                    ("Content-Length", "10".into()),
+                    ("Content-Range", "bytes 0-9/1000"),
+                    ("Content-Length", "10"),
                 ],
                 b"0123456789",
             )
@@ -137,10 +150,7 @@ async fn a_206_that_does_not_continue_the_part_is_never_appended() {
         let dest = dir.path().join("f.bin");
         std::fs::write(dir.path().join("f.bin.part"), &full[..300]).unwrap();
         let opts = RetrieveOptions::new().dest(&dest).resume(true);
-        let err = opener()
-            .retrieve(always.url("/f"), &opts, None)
-            .await
-            .unwrap_err();
+        let err = retrieve_f(&always, &opts).await.unwrap_err();
         assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
         assert_eq!(err.kind(), ErrorKind::Protocol);
         assert!(err.to_string().contains("asked for no range"), "{err}");
@@ -173,15 +183,14 @@ fn versioned(
             || s.header("if-range")
                 .is_none_or(|validator| validator == etag);
         match range_start(s) {
-            Some(start) if range_ok && start < full.len() => raw(
-                "206 Partial Content",
+            Some(start) if range_ok && start < full.len() => partial(
                 &[
-                    ("ETag", etag.clone()),
+                    ("ETag", &etag),
                     (
                         "Content-Range",
-                        format!("bytes {start}-{}/{}", full.len() - 1, full.len()),
+                        &format!("bytes {start}-{}/{}", full.len() - 1, full.len()),
                     ),
-                    ("Content-Length", (full.len() - start).to_string()),
+                    ("Content-Length", &(full.len() - start).to_string()),
                 ],
                 &full[start..],
             ),
@@ -189,10 +198,7 @@ fn versioned(
                 let n = cut.unwrap_or(full.len());
                 raw(
                     "200 OK",
-                    &[
-                        ("ETag", etag.clone()),
-                        ("Content-Length", full.len().to_string()),
-                    ],
+                    &[("ETag", &etag), ("Content-Length", &full.len().to_string())],
                     &full[..n],
                 )
             }
@@ -211,10 +217,7 @@ async fn if_range_fetches_a_changed_resource_whole() {
         let dest = dir.path().join("f.bin");
         let opts = RetrieveOptions::new().dest(&dest).resume(true);
         // A first attempt cut short leaves 400 bytes and their ETag.
-        let err = opener()
-            .retrieve(cutting.url("/f"), &opts, None)
-            .await
-            .unwrap_err();
+        let err = retrieve_f(&cutting, &opts).await.unwrap_err();
         assert!(err.is_content_too_short(), "{err:?}");
         assert!(std::fs::read(dir.path().join("f.bin.part")).unwrap() == body(1)[..400]);
         assert_eq!(
@@ -224,10 +227,7 @@ async fn if_range_fetches_a_changed_resource_whole() {
 
         // Unchanged: continued with If-Range.
         let good = Server::start_raw_fn(versioned(version.clone(), None, false)).await;
-        opener()
-            .retrieve(good.url("/f"), &opts, None)
-            .await
-            .unwrap();
+        retrieve_f(&good, &opts).await.unwrap();
         assert!(std::fs::read(&dest).unwrap() == body(1));
         assert_eq!(good.seen()[0].header("if-range").as_deref(), Some("\"v1\""));
         assert_eq!(range_start(&good.seen()[0]), Some(400));
@@ -236,15 +236,9 @@ async fn if_range_fetches_a_changed_resource_whole() {
         // Changed between two runs: the server's If-Range check sends it whole.
         std::fs::remove_file(&dest).unwrap();
         version.store(1, Ordering::SeqCst);
-        opener()
-            .retrieve(cutting.url("/f"), &opts, None)
-            .await
-            .unwrap_err();
+        retrieve_f(&cutting, &opts).await.unwrap_err();
         version.store(2, Ordering::SeqCst);
-        opener()
-            .retrieve(good.url("/f"), &opts, None)
-            .await
-            .unwrap();
+        retrieve_f(&good, &opts).await.unwrap();
         assert!(
             std::fs::read(&dest).unwrap() == body(2),
             "spliced two versions"
@@ -254,16 +248,10 @@ async fn if_range_fetches_a_changed_resource_whole() {
         // A server that ignores If-Range and splices anyway: its new ETag gives it away.
         std::fs::remove_file(&dest).unwrap();
         version.store(1, Ordering::SeqCst);
-        opener()
-            .retrieve(cutting.url("/f"), &opts, None)
-            .await
-            .unwrap_err();
+        retrieve_f(&cutting, &opts).await.unwrap_err();
         version.store(3, Ordering::SeqCst);
         let careless = Server::start_raw_fn(versioned(version.clone(), None, true)).await;
-        opener()
-            .retrieve(careless.url("/f"), &opts, None)
-            .await
-            .unwrap();
+        retrieve_f(&careless, &opts).await.unwrap();
         assert!(
             std::fs::read(&dest).unwrap() == body(3),
             "spliced two versions"
@@ -282,40 +270,14 @@ async fn a_complete_file_stays_and_a_short_restart_never_shrinks_the_part() {
         let opts = RetrieveOptions::new().dest(&dest).resume(true);
 
         // Complete at the destination: the 416 says so; nothing is renamed.
-        let done = Server::start_raw_fn(|_| {
-            raw(
-                "416 Range Not Satisfiable",
-                &[
-                    ("Content-Range", "bytes */1000".into()),
-                    ("Content-Length", "0".into()),
-                ],
-                b"",
-            )
-        })
-        .await;
+        let done = Server::start_raw_fn(|_| unsatisfiable("bytes */1000")).await;
         std::fs::write(&dest, &full).unwrap();
-        let (path, _) = opener()
-            .retrieve(done.url("/f"), &opts, None)
-            .await
-            .unwrap();
+        let (path, _) = retrieve_f(&done, &opts).await.unwrap();
         assert_eq!(path, dest);
         assert_eq!(files_in(dir.path()), ["f.bin"]);
         // A 416 for another length: an error, and the file is still where it was.
-        let other = Server::start_raw_fn(|_| {
-            raw(
-                "416 Range Not Satisfiable",
-                &[
-                    ("Content-Range", "bytes */500".into()),
-                    ("Content-Length", "0".into()),
-                ],
-                b"",
-            )
-        })
-        .await;
-        let err = opener()
-            .retrieve(other.url("/f"), &opts, None)
-            .await
-            .unwrap_err();
+        let other = Server::start_raw_fn(|_| unsatisfiable("bytes */500")).await;
+        let err = retrieve_f(&other, &opts).await.unwrap_err();
         assert_eq!(err.status().map(|s| s.as_u16()), Some(416));
         assert_eq!(files_in(dir.path()), ["f.bin"]);
         assert!(std::fs::read(&dest).unwrap() == full);
@@ -328,17 +290,10 @@ async fn a_complete_file_stays_and_a_short_restart_never_shrinks_the_part() {
         for (cut, kept) in [(200usize, 600usize), (800, 800)] {
             let full2 = full.clone();
             let srv = Server::start_raw_fn(move |_| {
-                raw(
-                    "200 OK",
-                    &[("Content-Length", "1000".into())],
-                    &full2[..cut],
-                )
+                raw("200 OK", &[("Content-Length", "1000")], &full2[..cut])
             })
             .await;
-            let err = opener()
-                .retrieve(srv.url("/f"), &opts, None)
-                .await
-                .unwrap_err();
+            let err = retrieve_f(&srv, &opts).await.unwrap_err();
             assert!(err.is_content_too_short(), "{err:?}");
             assert!(
                 std::fs::read(&part).unwrap() == full[..kept],
@@ -393,8 +348,8 @@ async fn content_encoding_is_decoded_or_refused() {
                 raw(
                     "200 OK",
                     &[
-                        ("Content-Encoding", enc.into()),
-                        ("Content-Length", body.len().to_string()),
+                        ("Content-Encoding", enc),
+                        ("Content-Length", &body.len().to_string()),
                     ],
                     body,
                 )
@@ -426,10 +381,7 @@ async fn content_encoding_is_decoded_or_refused() {
 
         // "gzip" that is not gzip: an error, not the raw bytes.
         let fake = encoded("gzip", b"this is not gzip at all").await;
-        let err = opener()
-            .retrieve(fake.url("/f"), &opts, None)
-            .await
-            .unwrap_err();
+        let err = retrieve_f(&fake, &opts).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Protocol, "{err:?}");
         assert!(err.to_string().contains("gzip"), "{err}");
         assert!(files_in(dir.path()).is_empty());
@@ -547,10 +499,7 @@ async fn credentials_never_follow_a_redirect_to_another_scheme() {
 #[tokio::test]
 async fn a_password_in_a_url_is_never_printed() {
     within(20, async {
-        let closed = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
+        let closed = closed_addr();
         let url = format!("http://bob:hunter2@{closed}/x");
         let err = opener().open(url.as_str()).await.unwrap_err();
         assert!(err.is_connect(), "{err:?}");
@@ -639,11 +588,10 @@ async fn names_up_to_255_bytes_download_and_resume() {
     within(20, async {
         let full = body(0);
         let srv = Server::start_raw_fn(move |s| match range_start(s) {
-            Some(start) => raw(
-                "206 Partial Content",
+            Some(start) => partial(
                 &[
-                    ("Content-Range", format!("bytes {start}-999/1000")),
-                    ("Content-Length", (1000 - start).to_string()),
+                    ("Content-Range", &format!("bytes {start}-999/1000")),
+                    ("Content-Length", &(1000 - start).to_string()),
                 ],
                 &full[start..],
             ),
@@ -664,10 +612,7 @@ async fn names_up_to_255_bytes_download_and_resume() {
         let dest = dir.path().join("r".repeat(255));
         let cut = Server::start_raw(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123").await;
         let opts = RetrieveOptions::new().dest(&dest).resume(true);
-        let err = opener()
-            .retrieve(cut.url("/f"), &opts, None)
-            .await
-            .unwrap_err();
+        let err = retrieve_f(&cut, &opts).await.unwrap_err();
         assert!(err.is_content_too_short(), "{err:?}");
         let left = files_in(dir.path());
         assert_eq!(left.len(), 1, "{left:?}");
@@ -677,7 +622,7 @@ async fn names_up_to_255_bytes_download_and_resume() {
         );
         // The cut body was the wrong bytes for this server; put the right ones in.
         std::fs::write(dir.path().join(&left[0]), &body(0)[..4]).unwrap();
-        opener().retrieve(srv.url("/f"), &opts, None).await.unwrap();
+        retrieve_f(&srv, &opts).await.unwrap();
         assert!(std::fs::read(&dest).unwrap() == body(0));
         assert_eq!(range_start(srv.seen().last().unwrap()), Some(4));
         assert_eq!(files_in(dir.path()).len(), 1);
@@ -688,10 +633,7 @@ async fn names_up_to_255_bytes_download_and_resume() {
 #[tokio::test]
 async fn errors_carry_their_cause_once() {
     within(20, async {
-        let closed = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap()
-        };
+        let closed = closed_addr();
         let err = opener()
             .open(format!("http://{closed}/").as_str())
             .await

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use tokio::io::AsyncBufReadExt;
 use weft_fetch::{Error, ErrorKind, Opener, Request, StatusCode};
 
-use crate::server::{Server, chunked, opener, resp, stalling, within};
+use crate::server::{Server, chunked, closed_addr, opener, resp, stalling, within};
 
 #[tokio::test]
 async fn get_with_default_headers_and_lines() {
@@ -276,10 +276,7 @@ async fn stall_and_total_timeouts() {
 #[tokio::test]
 async fn connect_errors_and_bad_input() {
     within(10, async {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
+        let port = closed_addr().port();
         let err = opener()
             .open(format!("http://127.0.0.1:{port}/"))
             .await

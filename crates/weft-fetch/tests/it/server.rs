@@ -315,3 +315,9 @@ pub fn opener() -> weft_fetch::Opener {
         .build()
         .unwrap()
 }
+
+/// A loopback address nothing listens on (a port just bound and released).
+pub fn closed_addr() -> std::net::SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}

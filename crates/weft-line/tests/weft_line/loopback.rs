@@ -20,6 +20,14 @@ async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, f).await.expect("timed out")
 }
 
+/// Listens on a free loopback port with `factory`.
+async fn listen<F: weft_core::Factory>(reactor: &Reactor, factory: F) -> ListeningPort {
+    reactor
+        .listen("tcp:0:interface=127.0.0.1", factory)
+        .await
+        .expect("listen")
+}
+
 fn addr(port: &ListeningPort) -> std::net::SocketAddr {
     port.local_addr().as_inet().expect("tcp")
 }
@@ -48,13 +56,8 @@ impl Receiver for PausingEcho {
 async fn line_receiver_echo_with_handle_resumes_and_too_long_close() {
     let reactor = Reactor::new();
     let (tx, mut lost) = mpsc::unbounded_channel();
-    let port = reactor
-        .listen(
-            "tcp:0:interface=127.0.0.1",
-            framed_factory(move |_| Some(PausingEcho { lost: tx.clone() })),
-        )
-        .await
-        .expect("listen");
+    let pausing = framed_factory(move |_| Some(PausingEcho { lost: tx.clone() }));
+    let port = listen(&reactor, pausing).await;
     let addr = addr(&port);
 
     within(async {
@@ -105,13 +108,7 @@ impl Receiver<LineOnly> for OnlyEcho {
 #[tokio::test]
 async fn line_only_echo() {
     let reactor = Reactor::new();
-    let port = reactor
-        .listen(
-            "tcp:0:interface=127.0.0.1",
-            framed_factory(|_| Some(OnlyEcho)),
-        )
-        .await
-        .expect("listen");
+    let port = listen(&reactor, framed_factory(|_| Some(OnlyEcho))).await;
     within(async {
         let stream = TcpStream::connect(addr(&port)).await.expect("connect");
         let (r, mut w) = stream.into_split();
@@ -145,20 +142,16 @@ impl<F: StringFraming> Receiver<F> for StringEcho {
 #[tokio::test]
 async fn netstring_and_int32_echo() {
     let reactor = Reactor::new();
-    let ns = reactor
-        .listen(
-            "tcp:0:interface=127.0.0.1",
-            framed_factory::<Netstring, _, _>(|_| Some(StringEcho)),
-        )
-        .await
-        .expect("listen");
-    let i32p = reactor
-        .listen(
-            "tcp:0:interface=127.0.0.1",
-            framed_factory::<IntN<u32>, _, _>(|_| Some(StringEcho)),
-        )
-        .await
-        .expect("listen");
+    let ns = listen(
+        &reactor,
+        framed_factory::<Netstring, _, _>(|_| Some(StringEcho)),
+    )
+    .await;
+    let i32p = listen(
+        &reactor,
+        framed_factory::<IntN<u32>, _, _>(|_| Some(StringEcho)),
+    )
+    .await;
     let payloads: Vec<Vec<u8>> = (0..40).map(|i| vec![i as u8; i * 997 % 5000]).collect();
     within(async {
         let mut framed = Framed::new(

@@ -3,13 +3,44 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_server::{
     BlockingRequestHandler, BlockingStreamRequest, Concurrency, DatagramRequest, HandlerResult,
-    RequestHandler, StreamRequest,
+    Handles, RequestHandler, ServerError, StreamRequest, TcpServer,
 };
+
+/// Serves a freshly bound server (`$bind`: a `bind` or `bind_with` future of any server type
+/// on an IP address) in a task: the server (in an `Arc`), its address, the serving task.
+macro_rules! serving {
+    ($bind:expr) => {{
+        let server = std::sync::Arc::new($bind.await.unwrap());
+        let addr = server.server_address().as_inet().unwrap();
+        let s2 = server.clone();
+        let serving = tokio::spawn(async move { s2.serve_forever().await });
+        (server, addr, serving)
+    }};
+}
+pub(crate) use serving;
+
+/// Serves `server` on a thread of its own with a current-thread runtime (the smallest).
+pub fn serve_on_a_thread<H>(
+    server: &Arc<TcpServer<H>>,
+) -> std::thread::JoinHandle<Result<(), ServerError>>
+where
+    H: Handles<StreamRequest> + Send + Sync + 'static,
+{
+    let s2 = server.clone();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(s2.serve_forever())
+    })
+}
 
 pub const TEST_STR: &[u8] = b"hello world\n";
 pub const LIMIT: Duration = Duration::from_secs(20);

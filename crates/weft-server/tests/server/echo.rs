@@ -60,14 +60,7 @@ async fn tcp_server_on_current_thread_runtime() {
     // The default concurrency on the smallest runtime.
     let server = Arc::new(TcpServer::bind("127.0.0.1:0", Echo).await.unwrap());
     let addr = server.server_address().as_inet().unwrap();
-    let s2 = server.clone();
-    let t = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(s2.serve_forever())
-    });
+    let t = serve_on_a_thread(&server);
     for _ in 0..3 {
         tcp_examine(addr).await;
     }

@@ -61,20 +61,15 @@ async fn udp_server_binds_endpoint_strings_and_plain_addresses() {
 
 #[tokio::test]
 async fn the_wrong_kind_of_endpoint_is_refused_with_what_was_given() {
+    let invalid_input = |err: &ServerError| matches!(err, ServerError::Io(e) if e.kind() == ErrorKind::InvalidInput);
     let err = UdpServer::bind("tcp:0:interface=127.0.0.1", Echo)
         .await
         .unwrap_err();
-    assert!(
-        matches!(&err, ServerError::Io(e) if e.kind() == ErrorKind::InvalidInput),
-        "{err}"
-    );
+    assert!(invalid_input(&err), "{err}");
     let err = TcpServer::bind("udp:0:interface=127.0.0.1", Echo)
         .await
         .unwrap_err();
-    assert!(
-        matches!(&err, ServerError::Io(e) if e.kind() == ErrorKind::InvalidInput),
-        "{err}"
-    );
+    assert!(invalid_input(&err), "{err}");
     let err = TcpServer::bind(BindAddress::from("no such thing"), Echo)
         .await
         .unwrap_err();

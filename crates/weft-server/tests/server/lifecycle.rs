@@ -132,14 +132,7 @@ async fn shutdown_from_another_thread_while_serving() {
     let mut running = Vec::new();
     for _ in 0..20 {
         let server = Arc::new(TcpServer::bind("127.0.0.1:0", Echo).await.unwrap());
-        let s2 = server.clone();
-        let t = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(s2.serve_forever())
-        });
+        let t = serve_on_a_thread(&server);
         running.push((server, t));
     }
     let handles: Vec<_> = running.iter().map(|(s, _)| s.shutdown_handle()).collect();
@@ -233,10 +226,7 @@ async fn verify_request_false_closes_without_handling() {
         refuse: true,
         ..Recorder::default()
     }));
-    let server = Arc::new(TcpServer::bind("127.0.0.1:0", rec.clone()).await.unwrap());
-    let addr = server.server_address().as_inet().unwrap();
-    let s2 = server.clone();
-    let serving = tokio::spawn(async move { s2.serve_forever().await });
+    let (server, addr, serving) = serving!(TcpServer::bind("127.0.0.1:0", rec.clone()));
     for _ in 0..3 {
         assert_eq!(send(addr, b"hi\n").await, b"");
     }
@@ -384,14 +374,8 @@ async fn limit_caps_requests_in_flight() {
     ] {
         let rec = Shared::default();
         let config = ServerConfig::new().concurrency(mode);
-        let server = Arc::new(
-            TcpServer::bind_with("127.0.0.1:0", rec.clone(), config)
-                .await
-                .unwrap(),
-        );
-        let addr = server.server_address().as_inet().unwrap();
-        let s2 = server.clone();
-        let serving = tokio::spawn(async move { s2.serve_forever().await });
+        let (server, addr, serving) =
+            serving!(TcpServer::bind_with("127.0.0.1:0", rec.clone(), config));
         let slow = tokio::spawn(send(addr, b"slow\n"));
         wait_until(|| rec.0.handled.load(Ordering::SeqCst) == 1).await;
         let start = Instant::now();
@@ -414,14 +398,8 @@ async fn request_timeout_fails_a_silent_client() {
     let config = ServerConfig::new()
         .request_timeout(Duration::from_millis(50))
         .nodelay(true);
-    let server = Arc::new(
-        TcpServer::bind_with("127.0.0.1:0", rec.clone(), config)
-            .await
-            .unwrap(),
-    );
-    let addr = server.server_address().as_inet().unwrap();
-    let s2 = server.clone();
-    let serving = tokio::spawn(async move { s2.serve_forever().await });
+    let (server, addr, serving) =
+        serving!(TcpServer::bind_with("127.0.0.1:0", rec.clone(), config));
     let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut buf = Vec::new();
     bounded(silent.read_to_end(&mut buf)).await.unwrap();
@@ -497,14 +475,7 @@ async fn datagram_reply_only_when_wfile_is_written() {
         }
     }
     let config = ServerConfig::new().max_packet_size(16);
-    let server = Arc::new(
-        UdpServer::bind_with("127.0.0.1:0", Quiet, config)
-            .await
-            .unwrap(),
-    );
-    let addr = server.server_address().as_inet().unwrap();
-    let s2 = server.clone();
-    let serving = tokio::spawn(async move { s2.serve_forever().await });
+    let (server, addr, serving) = serving!(UdpServer::bind_with("127.0.0.1:0", Quiet, config));
     let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     client.send_to(b"silence", addr).await.unwrap();
     client.send_to(b"answer", addr).await.unwrap();
