@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::{Address, DisconnectReason};
 
 mod direct;
-mod handle;
+pub(crate) mod handle;
 pub(crate) use direct::deliver;
 use handle::Link;
 pub use handle::{ConnectionClosed, DEFAULT_HANDLE_LIMIT, OverLimit, TransportHandle, WriteError};
@@ -779,22 +779,24 @@ impl Transport {
     /// [`TransportHandle::write`] that would take the bytes buffered for it (queued through
     /// handles plus the write buffer) past `limit` fails with [`WriteError::Full`] instead
     /// of growing the server, and with [`OverLimit::Abort`] the connection is also aborted
-    /// (a reader that never reads is cut off). A write into an empty queue is accepted
-    /// whatever its size. Default: [`DEFAULT_HANDLE_LIMIT`] (1 MiB), failing. Clamped to
-    /// 4 GiB - 1.
+    /// (a reader that never reads is cut off). Each write waiting in the queue also counts
+    /// 64 bytes for the memory it holds besides its data, so a flood of tiny writes is
+    /// bounded too. A write into an empty queue is accepted whatever its size. Default:
+    /// [`DEFAULT_HANDLE_LIMIT`] (1 MiB), failing. Clamped to 4 GiB - 1.
     ///
     /// ```
     /// # use weft_core::{testing::MemoryTransport, OverLimit, Protocol, Transport, WriteError};
     /// # struct P;
     /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
     /// let mut conn = MemoryTransport::new(P);
-    /// conn.transport_mut().set_handle_limit(10, OverLimit::Fail);
+    /// conn.transport_mut().set_handle_limit(1000, OverLimit::Fail);
     /// let h = conn.transport_mut().handle();
-    /// h.write("123456").unwrap();
-    /// assert!(matches!(h.write("7890!"), Err(WriteError::Full { .. })));
-    /// h.write("7890").unwrap(); // exactly at the limit
+    /// h.write(vec![b'a'; 600]).unwrap();
+    /// // 600 + 400 bytes, plus 2 x 64 for the two queued writes: over.
+    /// assert!(matches!(h.write(vec![b'b'; 400]), Err(WriteError::Full { .. })));
+    /// h.write(vec![b'c'; 272]).unwrap(); // 600 + 272 + 128: exactly at the limit
     /// conn.run_pending();
-    /// assert_eq!(conn.written(), b"1234567890");
+    /// assert_eq!(conn.written().len(), 872);
     /// ```
     pub fn set_handle_limit(&mut self, limit: usize, over: OverLimit) {
         self.handle_limit = u32::try_from(limit).unwrap_or(u32::MAX);
