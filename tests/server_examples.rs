@@ -2,10 +2,11 @@
 //!
 //! The logger loops are driven in-process with several clients sending interleaved data:
 //! `select_logger` through `weft::server::loggers`, and the mio `poll_logger` by including
-//! the example's source as a module. The server examples are run as programs when cargo
-//! has built them (`cargo test` builds every example before running tests); the check
-//! that needs them reports a skip otherwise. Every server example must exit 0 on SIGINT
-//! and SIGTERM.
+//! the example's source as a module. The server examples are run as programs: `cargo test`
+//! builds every example before running tests; run alone (`cargo test --test
+//! server_examples`), cargo does not, so build them first (`cargo build --examples`): a
+//! check whose example is missing fails and says so, it never passes as skipped. Every
+//! server example must exit 0 on SIGINT and SIGTERM.
 #![allow(clippy::print_stderr)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -146,11 +147,22 @@ fn select_logger_with_interleaved_clients() {
     rt.block_on(copier).unwrap();
 }
 
-/// The example binary next to this test binary (`target/<profile>/examples/NAME`).
-fn example(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let path = exe.parent()?.parent()?.join("examples").join(name);
-    path.exists().then_some(path)
+/// The example binary next to this test binary (`target/<profile>/examples/NAME`); fails the
+/// test when it is not built.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "example {name} is not built at {}: run `cargo test` (it builds every example) or \
+         `cargo build --examples` first",
+        path.display()
+    );
+    path
 }
 
 struct Running(Child);
@@ -198,12 +210,7 @@ fn server_examples_thank_each_client() {
         ("forking_server", "tcp:0:interface=127.0.0.1", &[][..]),
         ("forking_server", "127.0.0.1:0", &["--pool", "2"][..]),
     ] {
-        let Some(path) = example(name) else {
-            eprintln!(
-                "skipped: example {name} not built (run `cargo test` or `cargo build --examples`)"
-            );
-            continue;
-        };
+        let path = example(name);
         let (_running, addr, mut out) = start(&path, listen, extra);
         for _ in 0..3 {
             let mut s = TcpStream::connect(&addr).unwrap();
@@ -237,10 +244,7 @@ fn every_server_example_exits_cleanly_on_sigint_and_sigterm() {
     let mut runs: Vec<(&str, &[&str])> = servers.iter().map(|n| (n.as_str(), &[][..])).collect();
     runs.push(("forking_server", &["--pool", "2"]));
     for (name, extra) in runs {
-        let Some(path) = example(name) else {
-            eprintln!("skipped: example {name} not built");
-            continue;
-        };
+        let path = example(name);
         for signal in ["INT", "TERM"] {
             let (mut running, addr, _out) = start(&path, "127.0.0.1:0", extra);
             let _idle_client = TcpStream::connect(&addr).unwrap();
@@ -360,10 +364,7 @@ fn logger_examples_log_interleaved_clients() {
         ("select_logger", "127.0.0.1:0"),
         ("poll_logger", "tcp:0:interface=127.0.0.1"),
     ] {
-        let Some(path) = example(name) else {
-            eprintln!("skipped: example {name} not built");
-            continue;
-        };
+        let path = example(name);
         let (_running, addr, out) = start(&path, listen, &[]);
         let sink = Shared::default();
         std::thread::spawn({
@@ -392,10 +393,7 @@ fn reactor_examples_take_endpoint_strings() {
         ("line_logger", "tcp:0:interface=127.0.0.1"),
         ("twisted_logger", "127.0.0.1:0"),
     ] {
-        let Some(path) = example(name) else {
-            eprintln!("skipped: example {name} not built");
-            continue;
-        };
+        let path = example(name);
         let (_running, addr, mut out) = start(&path, listen, &[]);
         let mut s = TcpStream::connect(&addr).unwrap();
         s.set_read_timeout(Some(LIMIT)).unwrap();
@@ -420,10 +418,7 @@ fn reactor_examples_take_endpoint_strings() {
 /// (issue 16: with a strict `\r\n` framing, plain nc's lines were silently dropped).
 #[test]
 fn line_examples_take_plain_nc_lines() {
-    let Some(path) = example("line_logger") else {
-        eprintln!("skipped: example line_logger not built");
-        return;
-    };
+    let path = example("line_logger");
     let (_running, addr, mut out) = start(&path, "127.0.0.1:0", &[]);
     let mut c = TcpStream::connect(&addr).unwrap();
     let me = c.local_addr().unwrap();
@@ -443,10 +438,7 @@ fn line_examples_take_plain_nc_lines() {
         ]
     );
 
-    let Some(path) = example("line_echo") else {
-        eprintln!("skipped: example line_echo not built");
-        return;
-    };
+    let path = example("line_echo");
     let (_running, addr, _out) = start(&path, "127.0.0.1:0", &[]);
     let mut c = TcpStream::connect(&addr).unwrap();
     c.set_read_timeout(Some(LIMIT)).unwrap();
@@ -460,10 +452,7 @@ fn line_examples_take_plain_nc_lines() {
 #[test]
 fn logger_examples_print_the_client_behind_a_proxy() {
     for name in ["line_logger", "twisted_logger"] {
-        let Some(path) = example(name) else {
-            eprintln!("skipped: example {name} not built");
-            continue;
-        };
+        let path = example(name);
         let (_running, addr, mut out) = start(&path, "haproxy:tcp:0:interface=127.0.0.1", &[]);
         let mut s = TcpStream::connect(&addr).unwrap();
         s.write_all(b"PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\nhello\n")
@@ -503,10 +492,7 @@ impl ChatClient {
 /// memory stays flat (that client is skipped, never slowing the others).
 #[test]
 fn chat_relays_lines_and_a_client_that_never_reads_keeps_memory_flat() {
-    let Some(path) = example("chat") else {
-        eprintln!("skipped: example chat not built");
-        return;
-    };
+    let path = example("chat");
     let (running, addr, _out) = start(&path, "127.0.0.1:0", &[]);
     let pid = running.0.id();
     let welcome =
@@ -590,10 +576,7 @@ fn chat_relays_lines_and_a_client_that_never_reads_keeps_memory_flat() {
 /// its handle, well past the timeout, and is closed about a second after they stop.
 #[test]
 fn chat_listener_is_not_idle_while_lines_reach_it() {
-    let Some(path) = example("chat") else {
-        eprintln!("skipped: example chat not built");
-        return;
-    };
+    let path = example("chat");
     let (_running, addr, _out) = start(&path, "127.0.0.1:0", &["1"]);
     let mut listener = ChatClient::connect(&addr);
     assert!(listener.line().starts_with("Welcome, guest-1!"));

@@ -158,8 +158,13 @@ struct Policies {
 impl Policies {
     /// Wraps `factory` in the policies that are on; `lines`: the last byte of a line
     /// protocol's delimiter.
-    /// The usually-off ones are boxed, so when off they cost a connection a pointer's room,
-    /// not their state's.
+    ///
+    /// A policy that is off costs a connection no room: every policy but the idle timeout is
+    /// boxed (the `Either` of a box and the inner protocol keeps its tag in a spare value of
+    /// the inner protocol; one that is on costs one allocation per connection, holding the
+    /// protocol it wraps), and the idle timeout boxes its own state. Unboxed, the idle timer
+    /// and the per-peer slot took 80 bytes in every connection even when off, which pushed
+    /// the connection's task over one of tokio's 128-byte task-size steps.
     fn apply<F: Factory>(self, factory: F, lines: Option<u8>) -> impl Factory + use<F> {
         let line = self
             .line
@@ -177,7 +182,7 @@ impl Policies {
             .with(line)
             .with(self.rate.map(|r| Boxed(Throttle::new().per_connection(r))))
             .with(self.log_traffic.then(|| Boxed(TrafficLog::new())))
-            .with(self.max_per_peer.map(LimitPerPeer::new))
+            .with(self.max_per_peer.map(|n| Boxed(LimitPerPeer::new(n))))
             .with(
                 self.max_connections
                     .map(|n| Boxed(LimitTotal::new(n as usize))),
@@ -390,5 +395,39 @@ fn listen_failure(ep: &ServerEndpoint, err: &std::io::Error) -> Failure {
             Failure::local_io(path, err)
         }
         _ => Failure::network(format_args!("cannot listen on {ep}"), err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn protocol_size<F: Factory>(_: &F) -> usize {
+        std::mem::size_of::<F::Protocol>()
+    }
+
+    const OFF: Policies = Policies {
+        idle: None,
+        line: None,
+        max_connections: None,
+        max_per_peer: None,
+        rate: None,
+        log_traffic: false,
+        metrics: false,
+    };
+
+    /// Every connection's task holds its protocol: the policy layers `weft serve` wraps it in
+    /// take a pointer's room when off (the idle timeout's; the boxed ones none: the line
+    /// echo's protocol has spare values for their tags), and a byte echo (a protocol without
+    /// spare values) at most a pointer per layer. Unboxed, the idle timer and the per-peer
+    /// slot took 80 bytes, enough to cross one of tokio's 128-byte task-size steps.
+    #[test]
+    fn policies_take_no_room_in_a_connection() {
+        let line_echo = || factory_fn(|_: &Address| Some(LineOnlyProtocol::new(wire::LineEcho)));
+        let bare = protocol_size(&line_echo());
+        let wrapped = protocol_size(&OFF.apply(line_echo(), Some(b'\n')));
+        assert!(wrapped <= bare + 8, "{wrapped} bytes wrapped, {bare} bare");
+        let echo = OFF.apply(factory_fn(|_: &Address| Some(wire::Echo)), None);
+        assert!(protocol_size(&echo) <= 7 * 8, "{}", protocol_size(&echo));
     }
 }

@@ -177,7 +177,6 @@ impl<P: Protocol + ?Sized> Protocol for Box<P> {
 pub(crate) struct Conn<P> {
     pub(crate) protocol: P,
     pub(crate) transport: Transport,
-    panicked: Option<String>,
     lost: bool,
 }
 
@@ -186,22 +185,20 @@ impl<P: Protocol> Conn<P> {
         Self {
             protocol,
             transport,
-            panicked: None,
             lost: false,
         }
     }
 
     /// Runs one callback; a panic aborts the connection and is remembered as the reason.
     fn call(&mut self, f: impl FnOnce(&mut P, &mut Transport)) {
-        if self.panicked.is_some() || self.lost {
+        if self.transport.has_panicked() || self.lost {
             return;
         }
         let (p, t) = (&mut self.protocol, &mut self.transport);
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(p, t))) {
             let msg = panic_message(payload.as_ref());
             tracing::error!(panic = %msg, "protocol callback panicked; closing the connection");
-            self.transport.abort_connection();
-            self.panicked = Some(msg);
+            self.transport.abort_with_panic(msg);
         }
         self.check_water();
     }
@@ -283,7 +280,7 @@ impl<P: Protocol> Conn<P> {
 
     #[cold]
     fn water_crossed(&mut self, len: usize) {
-        if self.panicked.is_some() || self.lost {
+        if self.transport.has_panicked() || self.lost {
             return;
         }
         let paused = self.transport.is_write_paused();
@@ -298,9 +295,6 @@ impl<P: Protocol> Conn<P> {
 
     /// The reason the protocol or a panic asked for, if any.
     pub(crate) fn requested_reason(&self) -> Option<DisconnectReason> {
-        if let Some(msg) = &self.panicked {
-            return Some(DisconnectReason::Panicked(msg.clone()));
-        }
         self.transport.requested_close()
     }
 

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::driver::{Driver, Hub, Spawn};
+use crate::driver::{Driver, Hub, Spanned, Spawn};
 use crate::endpoint::{ClientEndpoint, ServerEndpoint};
 use crate::factory::FactoryUse;
 use crate::listener::{Established, ListenOptions, Listener, Stream};
@@ -411,7 +411,10 @@ impl Reactor {
         let handle = with_handle.then(|| transport.handle());
         let conn = Conn::new(protocol, transport);
         let driver = Driver::new(stream, conn, self.inner.hub.clone());
-        let task = self.inner.tracker.spawn(S::task(driver).instrument(span));
+        let task = self
+            .inner
+            .tracker
+            .spawn(Spanned::new(S::task(driver), span));
         Some((task, handle))
     }
 

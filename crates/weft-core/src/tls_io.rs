@@ -75,30 +75,15 @@ pub(crate) struct HandshakeTimedOut;
 /// No connection entered yet (`TlsSocket::id`).
 const NO_ID: u64 = u64::MAX;
 
-/// The socket operations TLS needs from a stream socket (TCP or Unix).
-pub(crate) trait Socket: AsFd + Send + 'static {
-    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
-    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize>;
+/// The socket operations TLS needs from a stream socket (TCP or Unix): the driver's
+/// [`RawStream`] ones (readiness, writes), and `try_io` for reads through rustls.
+pub(crate) trait Socket: RawStream + AsFd {
     fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
 }
 
 macro_rules! socket {
     ($t:ty) => {
         impl Socket for $t {
-            fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                <$t>::poll_read_ready(self, cx)
-            }
-            fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                <$t>::poll_write_ready(self, cx)
-            }
-            fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
-                <$t>::try_write(self, buf)
-            }
-            fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-                <$t>::try_write_vectored(self, bufs)
-            }
             fn try_io<R>(
                 &self,
                 interest: Interest,

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use crate::{Address, DisconnectReason};
 
 mod direct;
-mod handle;
+pub(crate) mod handle;
 pub(crate) use direct::deliver;
 use handle::Link;
 pub use handle::{ConnectionClosed, DEFAULT_HANDLE_LIMIT, OverLimit, TransportHandle, WriteError};
@@ -36,6 +36,10 @@ pub(crate) enum Closing {
     Graceful(DisconnectReason),
     /// Drop pending output and close now.
     Abort,
+    /// A callback panicked (with this message): as `Abort`, reported as
+    /// `DisconnectReason::Panicked`. Kept here rather than beside the transport, so a
+    /// connection pays no room of its own for a panic message it almost never has.
+    Panicked(String),
     /// [`Transport::start_tls`] was called: the driver switches to TLS once the callback
     /// returns (a close asked for meanwhile waits inside, for after the switch).
     Upgrade(Box<Upgrade>),
@@ -124,7 +128,9 @@ pub struct TimerId(u64);
 /// ```
 pub struct Transport {
     wbuf: BytesMut,
-    closing: Option<Closing>,
+    /// Boxed: a connection closes once, and inline the reason took 24 bytes in every
+    /// connection's task.
+    closing: Option<Box<Closing>>,
     eof_requested: bool,
     /// Set once writes are ignored (after an abort or `write_eof`): one flag for the hot path.
     writes_shut: bool,
@@ -243,9 +249,21 @@ impl Transport {
     }
 
     /// The write buffer with room for `len` more bytes (taken from the pool if the connection
-    /// holds none), or `None` when there is nothing to write or writes are ignored.
+    /// holds none), or `None` when writes are ignored (or there is nothing to write and no
+    /// buffer). Inlined into every write: the usual case (room left, writes allowed) is one
+    /// comparison and one flag; a connection without a buffer has no room, so it takes the
+    /// out-of-line path.
     #[inline]
     fn buffer_for(&mut self, len: usize) -> Option<&mut BytesMut> {
+        if len <= self.wbuf.capacity() - self.wbuf.len() && !self.writes_shut {
+            return Some(&mut self.wbuf);
+        }
+        self.make_room(len)
+    }
+
+    /// [`buffer_for`](Self::buffer_for) when the buffer is missing or full, or writes are shut.
+    #[inline(never)]
+    fn make_room(&mut self, len: usize) -> Option<&mut BytesMut> {
         if len == 0 || self.writes_shut {
             return None;
         }
@@ -271,19 +289,16 @@ impl Transport {
     /// conn.feed(b"line");
     /// assert_eq!(conn.written(), b"line\r\n");
     /// ```
-    #[inline]
+    // Always inlined: a line and its delimiter (`send_line`) compile to one room check, a
+    // copy and, for a one-byte delimiter (a constant-length part), a byte store.
+    #[inline(always)]
     pub fn write_slices(&mut self, parts: &[&[u8]]) {
         let total: usize = parts.iter().map(|p| p.len()).sum();
         let Some(buf) = self.buffer_for(total) else {
             return;
         };
         for part in parts {
-            match part.len() {
-                0 => {}
-                // A one-byte delimiter: no memmove call for a single byte.
-                1 => buf.extend_from_slice(&[part[0]]),
-                _ => buf.extend_from_slice(part),
-            }
+            buf.extend_from_slice(part);
         }
     }
 
@@ -359,8 +374,8 @@ impl Transport {
     }
 
     pub(crate) fn close_gracefully(&mut self, reason: DisconnectReason) {
-        match &mut self.closing {
-            None => self.closing = Some(Closing::Graceful(reason)),
+        match self.closing.as_deref_mut() {
+            None => self.closing = Some(Box::new(Closing::Graceful(reason))),
             Some(Closing::Upgrade(up)) => {
                 up.then.get_or_insert(reason);
             }
@@ -386,7 +401,9 @@ impl Transport {
     /// assert!(conn.written().is_empty());
     /// ```
     pub fn abort_connection(&mut self) {
-        self.closing = Some(Closing::Abort);
+        if !self.is_aborted() {
+            self.closing = Some(Box::new(Closing::Abort));
+        }
         self.writes_shut = true;
         self.direct.clear();
         self.release_buffer();
@@ -520,12 +537,12 @@ impl Transport {
             return Err(crate::tls::StartTlsError::Closing);
         }
         self.tls_started = true;
-        self.closing = Some(Closing::Upgrade(Box::new(Upgrade {
+        self.closing = Some(Box::new(Closing::Upgrade(Box::new(Upgrade {
             tls,
             clear: self.direct.len() + self.wbuf.len(),
             early: rest.to_vec(),
             then: None,
-        })));
+        }))));
         Ok(())
     }
 
@@ -762,22 +779,24 @@ impl Transport {
     /// [`TransportHandle::write`] that would take the bytes buffered for it (queued through
     /// handles plus the write buffer) past `limit` fails with [`WriteError::Full`] instead
     /// of growing the server, and with [`OverLimit::Abort`] the connection is also aborted
-    /// (a reader that never reads is cut off). A write into an empty queue is accepted
-    /// whatever its size. Default: [`DEFAULT_HANDLE_LIMIT`] (1 MiB), failing. Clamped to
-    /// 4 GiB - 1.
+    /// (a reader that never reads is cut off). Each write waiting in the queue also counts
+    /// 64 bytes for the memory it holds besides its data, so a flood of tiny writes is
+    /// bounded too. A write into an empty queue is accepted whatever its size. Default:
+    /// [`DEFAULT_HANDLE_LIMIT`] (1 MiB), failing. Clamped to 4 GiB - 1.
     ///
     /// ```
     /// # use weft_core::{testing::MemoryTransport, OverLimit, Protocol, Transport, WriteError};
     /// # struct P;
     /// # impl Protocol for P { fn data_received(&mut self, _: &[u8], _: &mut Transport) {} }
     /// let mut conn = MemoryTransport::new(P);
-    /// conn.transport_mut().set_handle_limit(10, OverLimit::Fail);
+    /// conn.transport_mut().set_handle_limit(1000, OverLimit::Fail);
     /// let h = conn.transport_mut().handle();
-    /// h.write("123456").unwrap();
-    /// assert!(matches!(h.write("7890!"), Err(WriteError::Full { .. })));
-    /// h.write("7890").unwrap(); // exactly at the limit
+    /// h.write(vec![b'a'; 600]).unwrap();
+    /// // 600 + 400 bytes, plus 2 x 64 for the two queued writes: over.
+    /// assert!(matches!(h.write(vec![b'b'; 400]), Err(WriteError::Full { .. })));
+    /// h.write(vec![b'c'; 272]).unwrap(); // 600 + 272 + 128: exactly at the limit
     /// conn.run_pending();
-    /// assert_eq!(conn.written(), b"1234567890");
+    /// assert_eq!(conn.written().len(), 872);
     /// ```
     pub fn set_handle_limit(&mut self, limit: usize, over: OverLimit) {
         self.handle_limit = u32::try_from(limit).unwrap_or(u32::MAX);
@@ -861,31 +880,50 @@ impl Transport {
     /// True once `abort_connection` was called (or a callback panicked).
     #[inline]
     pub(crate) fn is_aborted(&self) -> bool {
-        matches!(self.closing, Some(Closing::Abort))
+        matches!(
+            self.closing.as_deref(),
+            Some(Closing::Abort | Closing::Panicked(_))
+        )
+    }
+
+    /// A callback panicked: aborts the connection, `msg` becoming its reason (whatever
+    /// close was asked for before or is asked for after).
+    pub(crate) fn abort_with_panic(&mut self, msg: String) {
+        self.abort_connection();
+        self.closing = Some(Box::new(Closing::Panicked(msg)));
+    }
+
+    /// True once a callback panicked.
+    #[inline]
+    pub(crate) fn has_panicked(&self) -> bool {
+        matches!(self.closing.as_deref(), Some(Closing::Panicked(_)))
     }
 
     /// True once `abort_connection` or `start_tls` was called: the one test the driver
     /// makes per turn for both (a plain connection pays nothing more for `start_tls`).
     #[inline]
     pub(crate) fn is_aborted_or_upgrading(&self) -> bool {
-        matches!(self.closing, Some(Closing::Abort | Closing::Upgrade(_)))
+        matches!(
+            self.closing.as_deref(),
+            Some(Closing::Abort | Closing::Panicked(_) | Closing::Upgrade(_))
+        )
     }
 
     /// True while a `start_tls` waits for the driver.
     pub(crate) fn is_upgrading(&self) -> bool {
-        matches!(self.closing, Some(Closing::Upgrade(_)))
+        matches!(self.closing.as_deref(), Some(Closing::Upgrade(_)))
     }
 
     /// Takes the pending `start_tls` (a close asked for after it becomes the close in
     /// force).
     pub(crate) fn take_upgrade(&mut self) -> Option<Box<Upgrade>> {
-        match self.closing.take() {
+        match self.closing.take().map(|c| *c) {
             Some(Closing::Upgrade(mut up)) => {
-                self.closing = up.then.take().map(Closing::Graceful);
+                self.closing = up.then.take().map(|r| Box::new(Closing::Graceful(r)));
                 Some(up)
             }
             other => {
-                self.closing = other;
+                self.closing = other.map(Box::new);
                 None
             }
         }
@@ -904,8 +942,9 @@ impl Transport {
 
     /// The reason `connection_lost` gets for the close that was asked for, if any.
     pub(crate) fn requested_close(&self) -> Option<DisconnectReason> {
-        match &self.closing {
+        match self.closing.as_deref() {
             Some(Closing::Abort) => Some(DisconnectReason::Aborted),
+            Some(Closing::Panicked(msg)) => Some(DisconnectReason::Panicked(msg.clone())),
             Some(Closing::Graceful(r)) => Some(r.clone()),
             Some(Closing::Upgrade(_)) | None => None,
         }

@@ -817,10 +817,9 @@ async fn broadcast_skips_or_drops_a_member_that_never_reads() {
     }
 }
 
-/// Through the socket driver, handle writes keep to a `Throttle`'s write rate (they wait in
-/// the handle's queue, counted), and every byte arrives, in order.
-#[tokio::test]
-async fn throttled_handle_writes_keep_to_the_rate_over_a_socket() {
+/// A server whose connections write `rate` bytes per second at most (a `Throttle`) and hand
+/// their handle out; connected.
+async fn throttled_handle_server(rate: u64) -> (Reactor, TcpStream, weft_core::TransportHandle) {
     use weft_core::policies::{FactoryExt, Throttle};
     struct Handed(mpsc::UnboundedSender<weft_core::TransportHandle>);
     impl Protocol for Handed {
@@ -831,9 +830,17 @@ async fn throttled_handle_writes_keep_to_the_rate_over_a_socket() {
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let factory = factory_fn(move |_| Some(Handed(tx.clone())))
-        .with(Throttle::new().write_per_connection(20 * 1024));
-    let (reactor, mut client) = serve_and_connect(factory).await;
+        .with(Throttle::new().write_per_connection(rate));
+    let (reactor, client) = serve_and_connect(factory).await;
     let h = within(rx.recv()).await.unwrap();
+    (reactor, client, h)
+}
+
+/// Through the socket driver, handle writes keep to a `Throttle`'s write rate (they wait in
+/// the handle's queue, counted), and every byte arrives, in order.
+#[tokio::test]
+async fn throttled_handle_writes_keep_to_the_rate_over_a_socket() {
+    let (reactor, mut client, h) = throttled_handle_server(20 * 1024).await;
     let sent: Vec<u8> = (0..40 * 1024).map(|i| (i % 251) as u8).collect();
     let start = std::time::Instant::now();
     for chunk in sent.chunks(1024) {
@@ -852,5 +859,24 @@ async fn throttled_handle_writes_keep_to_the_rate_over_a_socket() {
     // bypassed (a floor that follows from the rate; speed itself is not asserted).
     assert!(took >= Duration::from_millis(1800), "{took:?}");
     assert_eq!(h.buffered(), 0);
+    reactor.shutdown().await;
+}
+
+/// An abort through a handle reaches a connection whose handle writes a throttle holds back
+/// at once, not when the throttle next lets a slice in (here a minute away).
+#[tokio::test]
+async fn a_handle_abort_is_not_held_back_by_the_throttle() {
+    let (reactor, mut client, h) = throttled_handle_server(1024).await;
+    h.write(vec![b'a'; 64 * 1024]).unwrap(); // a minute of debt
+    h.write(vec![b'b'; 1024]).unwrap(); // held back
+    let mut first = vec![0u8; 64 * 1024];
+    within(client.read_exact(&mut first)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.buffered(), 1024, "the second write waits");
+    h.abort_connection().unwrap();
+    let mut rest = Vec::new();
+    let end = within(client.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "the held-back write was dropped");
+    assert!(end.is_err(), "a reset: {end:?}");
     reactor.shutdown().await;
 }

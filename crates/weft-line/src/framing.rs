@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use weft_core::Transport;
 
 use crate::codec::{DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_LINE_LENGTH};
-use crate::scan::{Delimiter, LineScanner, Scan, complete_tail};
+use crate::scan::{ByteSearch, Delimiter, LineScanner, Scan, complete_tail};
 use crate::{FrameError, LineError};
 
 mod sealed {
@@ -79,12 +79,12 @@ pub(crate) mod engine {
         fn reset(&mut self) {}
         /// What `scan` needs from the current rule, computed once per run of frames (a
         /// callback that changes the rule ends the run).
-        type Key: Copy;
+        type Key;
         /// The key for the current rule.
         fn key(&self, max_length: usize) -> Self::Key;
         /// Looks for the first frame of `data`, which starts at a frame boundary and was not
         /// searched before (`complete` goes on from an `Incomplete`).
-        fn scan(&mut self, data: &[u8], key: Self::Key) -> Step;
+        fn scan(&mut self, data: &[u8], key: &Self::Key) -> Step;
         /// The error `scan` (or `complete`) found.
         fn take_error(&mut self, max_length: usize) -> Self::Error;
         /// Adds `data` to the partial frame in `buf` (which `scan` returned `Incomplete` for),
@@ -180,16 +180,17 @@ impl<const RAW: bool> Engine for LineFraming<RAW> {
         self.scanner.reset();
     }
 
-    /// The one-byte delimiter (the scanner's fast path) and the maximum length.
-    type Key = (Option<u8>, usize);
+    /// The one-byte delimiter's search (the scanner's fast path) and the maximum length.
+    type Key = (Option<ByteSearch>, usize);
 
     #[inline]
-    fn key(&self, max_length: usize) -> (Option<u8>, usize) {
-        (self.delimiter.single(), max_length)
+    fn key(&self, max_length: usize) -> (Option<ByteSearch>, usize) {
+        (self.delimiter.single().map(ByteSearch::new), max_length)
     }
 
     #[inline]
-    fn scan(&mut self, data: &[u8], (byte, max_length): (Option<u8>, usize)) -> Step {
+    fn scan(&mut self, data: &[u8], (byte, max_length): &(Option<ByteSearch>, usize)) -> Step {
+        let max_length = *max_length;
         let found = match byte {
             Some(byte) => self
                 .scanner
@@ -303,7 +304,7 @@ macro_rules! string_engine {
                 max_length
             }
 
-            fn scan(&mut self, data: &[u8], max_length: usize) -> Step {
+            fn scan(&mut self, data: &[u8], &max_length: &usize) -> Step {
                 scan_string::<Self>(data, max_length).unwrap_or_else(|e| {
                     self.error = Some(e);
                     Step::Error

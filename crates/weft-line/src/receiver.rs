@@ -569,8 +569,15 @@ impl<const RAW: bool> Control<'_, LineFraming<RAW>> {
     #[inline]
     pub fn send_line(&mut self, line: impl AsRef<[u8]>) {
         let lines = &self.st.framing;
-        let ending = lines.delimiter.ending(lines.scanner.bare_lf());
-        self.t.write_slices(&[line.as_ref(), ending]);
+        match lines.delimiter.single() {
+            // The common one-byte delimiter: a constant-length second part, so the write
+            // compiles to a copy and a byte store.
+            Some(byte) => self.t.write_slices(&[line.as_ref(), &[byte]]),
+            None => {
+                let ending = lines.delimiter.ending(lines.scanner.bare_lf());
+                self.t.write_slices(&[line.as_ref(), ending]);
+            }
+        }
     }
 
     /// The delimiter [`send_line`](Self::send_line) writes now.
@@ -1141,7 +1148,7 @@ impl<R: Receiver<F>, F: Framing> FramedProtocol<R, F> {
             let key = ctl.st.framing.key(ctl.st.max_length);
             loop {
                 let data = &bytes[pos..];
-                match ctl.st.framing.scan(data, key) {
+                match ctl.st.framing.scan(data, &key) {
                     Step::Frame {
                         start,
                         len: n,

@@ -1,6 +1,6 @@
 //! Connection metrics through the [`metrics`] facade.
 
-use super::{Policy, forward};
+use super::{Policy, counting_writes, forward};
 use crate::{Address, DisconnectReason, Protocol, Transport};
 
 /// The names of the metrics weft records (Prometheus style; counters end in `_total`).
@@ -164,9 +164,8 @@ pub struct Metered<P> {
 impl<P> Metered<P> {
     #[inline]
     fn call<R>(&mut self, t: &mut Transport, f: impl FnOnce(&mut P, &mut Transport) -> R) -> R {
-        let before = t.write_buffer_size();
-        let r = f(&mut self.inner, t);
-        self.bytes_out += t.write_buffer_size().saturating_sub(before) as u64;
+        let (r, wrote) = counting_writes(t, |t| f(&mut self.inner, t));
+        self.bytes_out += wrote as u64;
         r
     }
 

@@ -156,6 +156,15 @@ impl<W: Wrapper> Policy for W {
     }
 }
 
+/// Runs `f` (a callback of a wrapped protocol); what it returned and how many bytes it added
+/// to the transport's write buffer (what the timeouts, the throttle and the metrics count).
+#[inline]
+fn counting_writes<R>(t: &mut Transport, f: impl FnOnce(&mut Transport) -> R) -> (R, usize) {
+    let before = t.write_buffer_size();
+    let r = f(t);
+    (r, t.write_buffer_size().saturating_sub(before))
+}
+
 /// Wraps factories in policies: `factory.with(policy)`.
 ///
 /// See the [module docs](self) for an example.

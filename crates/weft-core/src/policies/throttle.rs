@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::time::Instant;
 
-use super::Wrapper;
+use super::{Wrapper, counting_writes};
 use crate::{DisconnectReason, Protocol, TimerId, Transport};
 
 /// Limits the bytes per second read from and written to peers, per connection and for all the
@@ -26,8 +26,7 @@ use crate::{DisconnectReason, Protocol, TimerId, Transport};
 /// [`Registry`](crate::Registry) broadcast skips the member as a slow reader); nothing is
 /// dropped. They are let in a twentieth of a second's worth at a time. Commands sent behind
 /// them wait their turn, in order (a `lose_connection` closes once they are all written),
-/// except an `abort_connection`, which drops them: it goes ahead, as soon as the connection's
-/// task runs (at the latest when the throttle lets the next slice in).
+/// except an `abort_connection`, which drops them: it goes ahead of them, at once.
 ///
 /// The rates are averages: a connection may go a tenth of a second's worth of bytes ahead
 /// (a burst), and a read takes what the socket has (up to 64 KiB), after which the
@@ -315,10 +314,8 @@ impl<P: Protocol> Throttled<P> {
     /// what it wrote.
     fn call<R>(&mut self, t: &mut Transport, f: impl FnOnce(&mut P, &mut Transport) -> R) -> R {
         set_paused(t, self.inner_paused);
-        let before = t.write_buffer_size();
-        let r = f(&mut self.inner, t);
+        let (r, wrote) = counting_writes(t, |t| f(&mut self.inner, t));
         let was_paused = std::mem::replace(&mut self.inner_paused, t.is_producing_paused());
-        let wrote = t.write_buffer_size().saturating_sub(before);
         if wrote > 0 {
             let now = Instant::now();
             let wait = self.take_write(wrote, now);

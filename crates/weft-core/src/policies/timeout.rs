@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Wrapper, forward};
+use super::{Wrapper, counting_writes, forward};
 use crate::{DisconnectReason, Protocol, TimeoutKind, TimerId, Transport};
 
 /// A timeout a protocol embeds and steers itself (Twisted's `TimeoutMixin`).
@@ -18,6 +18,9 @@ use crate::{DisconnectReason, Protocol, TimeoutKind, TimerId, Transport};
 /// Route [`Protocol::timer_fired`] through [`timer_fired`](Self::timer_fired): it says when
 /// the timeout expired, and the protocol then does what it wants (Twisted's
 /// `timeoutConnection`; [`timeout_connection`] is the default, a close that says why).
+/// What counts as activity is the protocol's choice: [`IdleTimeout`] calls
+/// [`reset_timeout`](Self::reset_timeout) for every read, for what each callback writes and
+/// from [`Protocol::handle_written`] (bytes other tasks wrote through handles).
 ///
 /// ```
 /// use std::time::Duration;
@@ -267,7 +270,7 @@ impl Wrapper for IdleTimeout {
     type Protocol<P: Protocol> = Idled<P>;
 
     fn around<P: Protocol>(&self, inner: P) -> Idled<P> {
-        let timer = IdleTimer::with_period(self.period);
+        let timer = Box::new(IdleTimer::with_period(self.period));
         Idled { inner, timer }
     }
 }
@@ -276,16 +279,17 @@ impl Wrapper for IdleTimeout {
 #[derive(Debug)]
 pub struct Idled<P> {
     pub(super) inner: P,
-    timer: IdleTimer,
+    /// Boxed (48 bytes): an `Option<IdleTimeout>` that is off then costs a connection a
+    /// pointer's room, where inline it cost 48 bytes in every connection's task, on or off.
+    timer: Box<IdleTimer>,
 }
 
 impl<P> Idled<P> {
     /// Runs a callback of the inner protocol; writing counts as activity.
     #[inline]
     fn call<R>(&mut self, t: &mut Transport, f: impl FnOnce(&mut P, &mut Transport) -> R) -> R {
-        let before = t.write_buffer_size();
-        let r = f(&mut self.inner, t);
-        if t.write_buffer_size() > before {
+        let (r, wrote) = counting_writes(t, |t| f(&mut self.inner, t));
+        if wrote > 0 {
             self.timer.reset_timeout();
         }
         r

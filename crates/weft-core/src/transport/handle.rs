@@ -8,9 +8,9 @@
 //! limit fails instead of queueing; writers that want to wait for room await
 //! [`TransportHandle::writable`], woken when the task publishes a size under the low mark.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
@@ -85,6 +85,9 @@ struct Shared {
     /// are the bytes written through handles and not yet applied to the write buffer, the
     /// high 32 bits the write buffer's size as the connection's task last published it.
     counts: AtomicU64,
+    /// Writes queued through handles and not yet applied: each costs memory besides its
+    /// bytes (a channel slot, a `Bytes`), charged as [`QUEUED_WRITE_COST`] against the limit.
+    entries: AtomicUsize,
     high: AtomicUsize,
     low: AtomicUsize,
     limit: AtomicUsize,
@@ -92,11 +95,19 @@ struct Shared {
     /// A handle asked for an abort: taken ahead of the commands a spent budget holds back
     /// (an abort drops pending output anyway).
     abort: AtomicBool,
+    /// The connection's task while a spent budget keeps it off the channel (so it is not
+    /// woken by sends): an abort wakes it through this.
+    parked: Mutex<Option<Waker>>,
     /// A writer waits in [`TransportHandle::writable`]: the task notifies `room` when the
     /// buffer drains under the low mark.
     waiting: AtomicBool,
     room: Notify,
 }
+
+/// What one queued handle write is charged against the limit besides its bytes: its channel
+/// slot and `Bytes` header (about 48 bytes) and a small allocation. Without it, a million
+/// 1-byte writes would fit under a 1 MiB limit and hold ~100 MB.
+pub(crate) const QUEUED_WRITE_COST: usize = 64;
 
 /// `(queued, buffered)` from [`Shared::counts`].
 fn split(v: u64) -> (u64, u64) {
@@ -146,11 +157,13 @@ impl Link {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             counts: AtomicU64::new(0),
+            entries: AtomicUsize::new(0),
             high: AtomicUsize::new(0),
             low: AtomicUsize::new(0),
             limit: AtomicUsize::new(DEFAULT_HANDLE_LIMIT),
             abort_over_limit: AtomicBool::new(false),
             abort: AtomicBool::new(false),
+            parked: Mutex::new(None),
             waiting: AtomicBool::new(false),
             room: Notify::new(),
         });
@@ -225,6 +238,7 @@ impl Link {
     pub(crate) fn applied(&mut self, len: usize, added: usize, buffered: usize) {
         self.shared
             .update(|q, _| (q.saturating_sub(len as u64), buffered as u64));
+        self.shared.entries.fetch_sub(1, Ordering::SeqCst);
         self.unreported += added;
         if self.budget != u64::MAX {
             self.budget = self.budget.saturating_sub(added as u64);
@@ -250,10 +264,7 @@ impl Link {
     /// except for an abort, which goes ahead of what the budget holds back.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
         if self.budget == 0 {
-            return match self.held_back_abort() {
-                Some(abort) => Poll::Ready(Some(abort)),
-                None => Poll::Pending,
-            };
+            return self.poll_parked(cx);
         }
         self.rx.poll_recv(cx)
     }
@@ -263,6 +274,18 @@ impl Link {
             return self.held_back_abort();
         }
         self.rx.try_recv().ok()
+    }
+
+    /// The budget is spent: only an abort gets through; park the task for one.
+    #[cold]
+    fn poll_parked(&self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
+        *self.shared.parked.lock().unwrap_or_else(|e| e.into_inner()) = Some(cx.waker().clone());
+        // Checked after parking: an abort flagged before is seen here, one flagged after
+        // finds the waker.
+        match self.held_back_abort() {
+            Some(abort) => Poll::Ready(Some(abort)),
+            None => Poll::Pending,
+        }
     }
 
     #[cold]
@@ -335,9 +358,9 @@ impl TransportHandle {
     ///
     /// # Errors
     /// [`WriteError::Closed`] once the connection is gone; [`WriteError::Full`] if the bytes
-    /// already buffered for the connection plus `data` exceed its
-    /// [handle limit](crate::Transport::set_handle_limit) (a write into an empty buffer is
-    /// always accepted). With [`OverLimit::Abort`] the connection is then aborted too.
+    /// already buffered for the connection plus `data` (and 64 bytes for each queued write)
+    /// exceed its [handle limit](crate::Transport::set_handle_limit) (a write into an empty
+    /// buffer is always accepted). With [`OverLimit::Abort`] the connection is then aborted too.
     ///
     /// See [`TransportHandle`] for an example, and
     /// [`Transport::set_handle_limit`](crate::Transport::set_handle_limit) for the limit.
@@ -349,6 +372,10 @@ impl TransportHandle {
         }
         let s = &self.shared;
         let limit = s.limit.load(Ordering::SeqCst);
+        // Each queued write also costs memory of its own: charged, so that many tiny writes
+        // cannot queue far more memory than the limit says.
+        let entries = s.entries.fetch_add(1, Ordering::SeqCst);
+        let overhead = ((entries + 1) * QUEUED_WRITE_COST) as u64;
         // Check and reserve in one atomic step: concurrent writers cannot both slip under
         // the limit.
         let reserved = s
@@ -356,11 +383,13 @@ impl TransportHandle {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
                 let (q, b) = split(v);
                 let buffered = q + b;
-                let fits = buffered == 0 || buffered + len as u64 <= limit as u64;
+                let fits = (buffered == 0 && entries == 0)
+                    || buffered + len as u64 + overhead <= limit as u64;
                 let q = q + len as u64;
                 (fits && q <= u64::from(u32::MAX)).then(|| join(q, b))
             });
         if let Err(v) = reserved {
+            s.entries.fetch_sub(1, Ordering::SeqCst);
             let (q, b) = split(v);
             if s.abort_over_limit.load(Ordering::SeqCst) {
                 let _ = self.abort_connection();
@@ -371,6 +400,7 @@ impl TransportHandle {
             });
         }
         self.send(Command::Write(data)).map_err(|ConnectionClosed| {
+            s.entries.fetch_sub(1, Ordering::SeqCst);
             s.update(|q, b| (q.saturating_sub(len as u64), b));
             WriteError::Closed
         })
@@ -511,8 +541,18 @@ impl TransportHandle {
     ///
     /// See [`lose_connection`](Self::lose_connection) for an example.
     pub fn abort_connection(&self) -> Result<(), ConnectionClosed> {
-        // Also flagged: a throttle holding the handle writes back lets it through first.
+        // Also flagged: a throttle holding the handle writes back lets it through first
+        // (waking the task it keeps off the channel).
         self.shared.abort.store(true, Ordering::SeqCst);
+        let parked = self
+            .shared
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = parked {
+            task.wake();
+        }
         self.send(Command::Abort)
     }
 
@@ -645,5 +685,32 @@ mod tests {
         read += conn.take_written().len();
         assert_eq!(read, sent);
         assert_eq!(h.buffered(), 0);
+        assert_eq!(
+            h.shared.entries.load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+    }
+
+    /// A flood of 1-byte writes to a connection that is not draining stops at the limit
+    /// counted with each queued write's own cost, not after a million entries.
+    #[test]
+    fn tiny_writes_are_bounded_by_their_queue_cost_too() {
+        let mut conn = MemoryTransport::new(P);
+        let h = conn.transport_mut().handle();
+        let mut queued = 0;
+        while h.write(&b"x"[..]).is_ok() {
+            queued += 1;
+            assert!(queued <= 1 << 20, "unbounded");
+        }
+        let per_write = 1 + super::QUEUED_WRITE_COST;
+        assert_eq!(queued, super::DEFAULT_HANDLE_LIMIT / per_write);
+        conn.run_pending();
+        assert_eq!(
+            conn.take_written().len(),
+            queued,
+            "every accepted byte is written"
+        );
+        assert_eq!(h.buffered(), 0);
+        assert!(h.write(&b"again"[..]).is_ok(), "room once applied");
     }
 }
