@@ -319,12 +319,19 @@ pub(crate) struct Driver<S: RawStream, P: Protocol> {
     reg: Registration,
     /// The protocol's earliest timer, created when it arms the first one and reset (not
     /// reallocated) when the earliest deadline changes.
-    timer: Option<Pin<Box<Sleep>>>,
-    /// The waker `timer` registered since it was made or reset: while it is this task's and
-    /// the timer has not fired, polling it again would only re-register the same waker
-    /// (about 100 instructions on every turn of a connection that has a timer, e.g. an idle
-    /// timeout), so `next_event` skips it.
-    timer_waker: Option<Waker>,
+    timer: Option<Pin<Box<Timer>>>,
+}
+
+pin_project_lite::pin_project! {
+    /// The driver's timer and whether it holds this task's waker (polled `Pending` with
+    /// budget left since it was made or reset). A driver is always polled by the one task it
+    /// was spawned as, so the waker never changes. In the timer's box: the driver future
+    /// stays within its size (`an_idle_connection_task_stays_small`).
+    struct Timer {
+        #[pin]
+        sleep: Sleep,
+        registered: bool,
+    }
 }
 
 // No field is ever pinned structurally (the timer is boxed), so the driver can move freely
@@ -345,7 +352,6 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
                 eof_sent: false,
             },
             timer: None,
-            timer_waker: None,
         }
     }
 
@@ -399,13 +405,16 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
             );
         }
         match (t.next_deadline(), &mut self.timer) {
-            (Some(at), Some(timer)) if timer.deadline() != at => {
-                timer.as_mut().reset(at);
-                self.timer_waker = None;
+            (Some(at), Some(timer)) if timer.sleep.deadline() != at => {
+                let timer = timer.as_mut().project();
+                timer.sleep.reset(at);
+                *timer.registered = false;
             }
             (Some(at), None) => {
-                self.timer = Some(Box::pin(tokio::time::sleep_until(at)));
-                self.timer_waker = None;
+                self.timer = Some(Box::pin(Timer {
+                    sleep: tokio::time::sleep_until(at),
+                    registered: false,
+                }));
             }
             _ => {}
         }
@@ -436,17 +445,17 @@ impl<S: RawStream, P: Protocol> Driver<S, P> {
         }
         if t.pending_timers() != 0 {
             if let Some(timer) = self.timer.as_mut() {
-                let registered = self
-                    .timer_waker
-                    .as_ref()
-                    .is_some_and(|w| w.will_wake(cx.waker()));
-                if !registered || timer.is_elapsed() {
+                // Polling the Sleep again would only re-register the same waker (about 100
+                // instructions on every turn of a connection with a timer, e.g. an idle
+                // timeout): once it holds this task's waker, it is polled when it fired.
+                let timer = timer.as_mut().project();
+                if !*timer.registered || timer.sleep.is_elapsed() {
                     // A poll that finds the task's budget spent registers no waker.
                     let budget = tokio::task::coop::has_budget_remaining();
-                    if timer.as_mut().poll(cx).is_ready() {
+                    if timer.sleep.poll(cx).is_ready() {
                         return Poll::Ready(Event::Timer);
                     }
-                    self.timer_waker = budget.then(|| cx.waker().clone());
+                    *timer.registered = budget;
                 }
             }
         }
@@ -554,7 +563,6 @@ impl<S: crate::tls_io::Socket + RawStream, P: Protocol> Driver<S, P> {
             conn: self.conn,
             reg: self.reg,
             timer: self.timer,
-            timer_waker: self.timer_waker,
         })
     }
 }
