@@ -53,6 +53,17 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Whether a socket listens on 127.0.0.1:`port` (read from /proc/net/tcp, without
+/// connecting: a probe connection would reach the backend behind a balancer).
+fn listening(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.get(1) == Some(&local.as_str()) && f.get(3) == Some(&"0A")
+    })
+}
+
 /// Connects to `port`, retrying until something listens there (a tool still starting).
 fn connect_when_up(port: u16) -> TcpStream {
     let deadline = Instant::now() + WAIT;
@@ -218,12 +229,25 @@ impl Front {
             .stderr(file)
             .spawn()
             .unwrap();
-        Front {
+        let front = Front {
             child,
             port,
             dir,
             log,
+        };
+        // Return only once it listens: `free_port` can hand the same port out again until
+        // then, and HAProxy binds with SO_REUSEPORT, so a second front started meanwhile
+        // would share the port and take the first one's clients.
+        let deadline = Instant::now() + WAIT;
+        while !listening(port) {
+            assert!(
+                Instant::now() < deadline,
+                "nothing listens on {port}: {}",
+                front.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
+        front
     }
 
     /// The `status` column of `show stat` for server `name` (`UP`, `DOWN`, `UP 1/3`, ...).
@@ -754,7 +778,17 @@ fn bytes_out(server: &Server) -> usize {
 #[test]
 fn rolling_restart_behind_haproxy_loses_no_line() {
     const CLIENTS: usize = 4;
-    let ports = [free_port(), free_port()];
+    // Both held while the second is chosen, so they differ.
+    let ports = {
+        let (a, b) = (
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+        );
+        [
+            a.local_addr().unwrap().port(),
+            b.local_addr().unwrap().port(),
+        ]
+    };
     // The doc's a listens on 1234, b on 1235.
     let start = |i: usize| {
         let doc_port = ["1234", "1235"][i];
