@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, Server, WAIT, WEFT};
+use common::{KillOnDrop, Server, WAIT, WEFT, require_python_ssl};
 
 /// The path of `tool`, or a failure that says how to install it.
 fn require(tool: &str, package: &str) -> PathBuf {
@@ -549,20 +549,6 @@ fn two_instances_share_a_port_with_reuse_port() {
         assert!(Instant::now() < deadline, "lines missing:\n{ta}\n--\n{tb}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// `python3` with its `ssl` module, or a failure that says how to install it.
-fn require_python_ssl() {
-    let ok = Command::new("python3")
-        .args(["-c", "import ssl"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "python3 with its ssl module is not installed: run `apt-get update && apt-get install -y python3` (as root)"
-    );
 }
 
 /// A Python `ssl` client (OpenSSL, not rustls): connects to 127.0.0.1:PORT trusting CAFILE,

@@ -174,14 +174,7 @@ fn a_mismatched_key_fails_at_listen_time_naming_the_files() {
 /// HOST fails verification (exit 4).
 #[test]
 fn connect_tls_goes_through_a_unix_socket_endpoint_and_verifies_the_host() {
-    let ok = std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        ok,
-        "this test needs python3: install it with `apt-get install python3`"
-    );
+    common::require_python_ssl();
     let dir = tempfile::tempdir().unwrap();
     let (pem, crt) = self_signed(dir.path(), "localhost");
     let sock = dir.path().join("tls.sock");

@@ -18,6 +18,20 @@ pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 /// The longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// `python3` with its `ssl` module, or a failure that says how to install it (never a skip).
+pub fn require_python_ssl() {
+    let ok = Command::new("python3")
+        .args(["-c", "import ssl"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "python3 with its ssl module is not installed: run `apt-get update && apt-get install -y python3` (as root)"
+    );
+}
+
 /// `weft` run to its end, bounded by [`WAIT`]: `Cmd::new(WEFT).args(..).run()`.
 pub trait Run {
     /// Runs the command (killed after [`WAIT`]); the outcome to check.
