@@ -152,7 +152,14 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            match rt.block_on(load::line_echo(addr, &load::Wire::Tcp, conns, window, secs, || {})) {
+            match rt.block_on(load::line_echo(
+                addr,
+                &load::Wire::Tcp,
+                conns,
+                window,
+                secs,
+                || {},
+            )) {
                 Ok(r) => {
                     println!(
                         "{} lines in {:.3} s: {:.0} lines/s",
