@@ -50,21 +50,16 @@ pub enum BindAddress {
     Socket(SocketAddr),
 }
 
-impl From<&str> for BindAddress {
-    fn from(s: &str) -> Self {
-        Self::Text(s.to_owned())
+/// Text: `&str`, `&String`, `&Cow<str>` and the like.
+impl<S: AsRef<str> + ?Sized> From<&S> for BindAddress {
+    fn from(s: &S) -> Self {
+        Self::Text(s.as_ref().to_owned())
     }
 }
 
 impl From<String> for BindAddress {
     fn from(s: String) -> Self {
         Self::Text(s)
-    }
-}
-
-impl From<&String> for BindAddress {
-    fn from(s: &String) -> Self {
-        Self::Text(s.clone())
     }
 }
 
