@@ -240,16 +240,7 @@ fn netstring_codec_vectors() {
     }
     // Too long is seen on the digits alone.
     let error = decode_error(NetstringCodec::with_max_length(10), b"11");
-    assert!(
-        matches!(
-            error,
-            FrameError::TooLong {
-                length: 11,
-                max_length: 10
-            }
-        ),
-        "{error:?}"
-    );
+    assert_eq!(too_long(error), (11, 10));
     // A stream ending inside a frame is an error at EOF.
     assert!(decode_chunked(NetstringCodec::new(), b"3:ab", 1).is_err());
     let mut out = BytesMut::new();
@@ -258,6 +249,14 @@ fn netstring_codec_vectors() {
             .encode(&b"abc"[..], &mut out)
             .is_err()
     );
+}
+
+/// The announced length and the maximum of a [`FrameError::TooLong`]; panics on another error.
+fn too_long(error: FrameError) -> (u64, usize) {
+    match error {
+        FrameError::TooLong { length, max_length } => (length, max_length),
+        other => panic!("not TooLong: {other:?}"),
+    }
 }
 
 #[test]
@@ -284,15 +283,6 @@ fn intn_codecs() {
     }
     // Max length checked on the prefix alone.
     let error = decode_error(Int32Codec::with_max_length(50), b"\x10\x00\x00\x00");
-    assert!(
-        matches!(
-            error,
-            FrameError::TooLong {
-                length: 268_435_456,
-                ..
-            }
-        ),
-        "{error:?}"
-    );
+    assert_eq!(too_long(error), (268_435_456, 50));
     assert!(decode_chunked(Int16Codec::new(), b"\x00\x05ab", 1).is_err());
 }

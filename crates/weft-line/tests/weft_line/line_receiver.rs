@@ -80,6 +80,19 @@ fn received(conn: &MemoryTransport<LineProtocol<LineTester>>) -> Vec<&[u8]> {
         .collect()
 }
 
+/// The tester fed `input` in every chunk size, each checked to have received `expected`.
+fn tester_receives(
+    input: &[u8],
+    expected: &[&[u8]],
+) -> Vec<MemoryTransport<LineProtocol<LineTester>>> {
+    let fed_in = |size| {
+        let conn = fed(tester(), input, size);
+        assert_eq!(received(&conn), expected, "chunk size {size}");
+        conn
+    };
+    chunk_sizes(input).map(fed_in).collect()
+}
+
 const BUFFER: &[u8] = b"len 10\n\n0123456789len 5\n\n1234\nlen 20\nfoo 123\n\n0123456789\n012345678len 0\nfoo 5\n\n1234567890123456789012345678901234567890123456789012345678901234567890\nlen 1\n\na";
 
 #[test]
@@ -99,9 +112,7 @@ fn test_buffer_every_chunk_size() {
         b"len 1",
         b"a",
     ];
-    for size in chunk_sizes(BUFFER) {
-        let conn = fed(tester(), BUFFER, size);
-        assert_eq!(received(&conn), expected, "chunk size {size}");
+    for conn in tester_receives(BUFFER, &expected) {
         assert!(!conn.is_closing());
     }
 }
@@ -148,13 +159,7 @@ fn test_raw_pausing_every_chunk_size() {
 #[test]
 fn test_stop_producing_every_chunk_size() {
     let input = b"twiddle1\ntwiddle2\nstop\nmore\nstuff\n";
-    for size in chunk_sizes(input) {
-        let conn = fed(tester(), input, size);
-        assert_eq!(
-            received(&conn),
-            [&b"twiddle1"[..], b"twiddle2", b"stop"],
-            "size {size}"
-        );
+    for conn in tester_receives(input, &[b"twiddle1", b"twiddle2", b"stop"]) {
         assert!(conn.is_closing());
     }
 }
@@ -162,13 +167,10 @@ fn test_stop_producing_every_chunk_size() {
 #[test]
 fn test_line_receiver_as_producer() {
     let input = b"produce\nhello world\nunproduce\ngoodbye\n";
-    for size in chunk_sizes(input) {
-        let conn = fed(tester(), input, size);
-        assert_eq!(
-            received(&conn),
-            [&b"produce"[..], b"hello world", b"unproduce", b"goodbye"]
-        );
-    }
+    tester_receives(
+        input,
+        &[b"produce", b"hello world", b"unproduce", b"goodbye"],
+    );
 }
 
 #[derive(Default)]
@@ -437,31 +439,32 @@ impl Receiver for Consuming {
 
 #[test]
 fn test_pause_resume() {
+    /// What the test does next: feed bytes, or resume producing.
+    enum Step {
+        Feed(&'static [u8]),
+        Resume,
+    }
+    use Step::{Feed, Resume};
+    // Each step, then what was written after it, and whether the protocol is paused.
+    let script: [(Step, &[u8], bool); 8] = [
+        (Feed(b"hello, "), b"", false),
+        (Feed(b"world\r\n"), b"hello, world", true),
+        (Resume, b"", false),
+        (Feed(b"hello\r\nworld\r\n"), b"hello", true),
+        (Resume, b"world", true),
+        (Feed(b"goodbye\r\n"), b"", true),
+        (Resume, b"goodbye", true),
+        (Resume, b"", false),
+    ];
     let mut conn = MemoryTransport::new(LineProtocol::new(Consuming));
-    conn.feed(b"hello, ");
-    assert_eq!(conn.written(), b"");
-    assert!(!conn.protocol().is_paused());
-    conn.feed(b"world\r\n");
-    assert_eq!(conn.take_written(), &b"hello, world"[..]);
-    assert!(conn.protocol().is_paused());
-    conn.with(|p, t| p.resume_producing(t));
-    assert_eq!(conn.written(), b"");
-    assert!(!conn.protocol().is_paused());
-    conn.feed(b"hello\r\nworld\r\n");
-    assert_eq!(conn.take_written(), &b"hello"[..]);
-    assert!(conn.protocol().is_paused());
-    conn.with(|p, t| p.resume_producing(t));
-    assert_eq!(conn.take_written(), &b"world"[..]);
-    assert!(conn.protocol().is_paused());
-    conn.feed(b"goodbye\r\n");
-    assert_eq!(conn.written(), b"");
-    assert!(conn.protocol().is_paused());
-    conn.with(|p, t| p.resume_producing(t));
-    assert_eq!(conn.take_written(), &b"goodbye"[..]);
-    assert!(conn.protocol().is_paused());
-    conn.with(|p, t| p.resume_producing(t));
-    assert_eq!(conn.written(), b"");
-    assert!(!conn.protocol().is_paused());
+    for (i, (step, written, paused)) in script.into_iter().enumerate() {
+        match step {
+            Feed(data) => conn.feed(data),
+            Resume => conn.with(|p, t| p.resume_producing(t)),
+        }
+        assert_eq!(&conn.take_written()[..], written, "step {i}");
+        assert_eq!(conn.protocol().is_paused(), paused, "step {i}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
