@@ -43,7 +43,6 @@
 //! # let _ = factory;
 //! ```
 
-
 use crate::{Address, ClientFactory, DisconnectReason, Factory, Protocol, TimerId, Transport};
 
 mod limit;
