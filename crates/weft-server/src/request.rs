@@ -25,7 +25,7 @@ use crate::config::ServerConfig;
 /// # Examples
 ///
 /// A handler reads them through its request; the server's owner through
-/// [`info`](crate::StreamServer::info):
+/// [`info`](crate::TcpServer::info) (or that of any other server type):
 ///
 /// ```
 /// use tokio::io::AsyncReadExt;
