@@ -41,6 +41,11 @@ pub struct HttpArgs {
     /// A request body (POST unless -X says otherwise); `@FILE` reads it from FILE.
     #[arg(short = 'd', long = "data", value_name = "DATA")]
     pub data: Option<String>,
+
+    /// Also trust the CA certificates in FILE (PEM) for https, beside the system's roots
+    /// (repeatable): for a private CA or a self-signed server.
+    #[arg(long = "cacert", value_name = "FILE")]
+    pub cacerts: Vec<PathBuf>,
 }
 
 /// Arguments of `weft fetch`.
@@ -138,6 +143,18 @@ impl Client {
         };
         if let Some(Setting(t)) = args.timeout {
             builder = builder.connect_timeout(t).read_timeout(t);
+        }
+        for path in &args.cacerts {
+            let pem = std::fs::read(path).map_err(|e| Failure::local_io(path, &e))?;
+            // weft-fetch checks the PEM when the opener is built; check each file alone
+            // first so the message names the file that is wrong.
+            if let Err(e) = Opener::builder().add_root_certificate_pem(&pem).build() {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    format!("{}: {e}", path.display()),
+                ));
+            }
+            builder = builder.add_root_certificate_pem(&pem);
         }
         Ok(Client {
             opener: builder.build()?,

@@ -169,22 +169,12 @@ fn connect_tls_goes_through_a_unix_socket_endpoint_and_verifies_the_host() {
     let (pem, crt) = self_signed(dir.path(), "localhost");
     let sock = dir.path().join("tls.sock");
     // Two connections (the refused one counts), then it exits.
-    let mut child = Command::new("openssl")
-        .args(["s_server", "-rev", "-naccept", "2", "-cert", &pem, "-unix"])
-        .arg(&sock)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("openssl runs");
+    let sock_path = sock.to_str().unwrap();
+    let (mut child, _, out) = openssl_server(
+        dir.path(),
+        &["-rev", "-naccept", "2", "-cert", &pem, "-unix", sock_path],
+    );
     let server = KillOnDrop(&mut child);
-    // `ACCEPT ...` once it listens; its statistics come at exit: its stdout stays open.
-    let mut out = BufReader::new(server.0.stdout.take().unwrap()).lines();
-    let ready = out
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("ACCEPT"));
-    assert!(ready.is_some(), "openssl s_server never listened");
     let via = format!(r"endpoint=unix\:{}", sock.display());
     // A name the certificate is not for: refused, never connected in clear.
     connect(&format!("tls:other.test:443:trustRoots={crt}:{via}"), "x\n")
@@ -199,4 +189,85 @@ fn connect_tls_goes_through_a_unix_socket_endpoint_and_verifies_the_host() {
     let status = common::wait_exit(server.0, "openssl s_server did not exit after two clients");
     assert!(status.success(), "openssl s_server: {status}");
     drop(out);
+}
+
+/// `openssl s_server ARGS` run in `cwd`, returned once it prints `ACCEPT ADDR`, with that
+/// line. Its statistics come at exit: its stdout stays open in the returned lines.
+fn openssl_server(cwd: &Path, args: &[&str]) -> (std::process::Child, String, Lines) {
+    common::require_openssl();
+    let mut child = Command::new("openssl")
+        .arg("s_server")
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl runs");
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = out
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("ACCEPT"));
+    match ready {
+        Some(line) => (child, line, out),
+        None => {
+            let _ = child.kill();
+            panic!("openssl s_server {args:?} never listened");
+        }
+    }
+}
+
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// `weft cat --cacert FILE https://...` trusts a self-signed server (openssl's `-WWW` file
+/// server, which no one here wrote); without it the certificate is refused (exit 4, nothing
+/// on stdout); a file without a certificate is a usage error naming the file.
+#[test]
+fn cat_over_https_trusts_the_cacert_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, crt) = self_signed(dir.path(), "localhost");
+    let body = "a private CA's secret\n".repeat(1000);
+    common::file_in(dir.path(), "secret.txt", &body);
+    // `-WWW` serves files relative to its working directory; one connection per request.
+    let (mut server, accept, _out) = openssl_server(
+        dir.path(),
+        &[
+            "-WWW",
+            "-naccept",
+            "2",
+            "-cert",
+            &pem,
+            "-accept",
+            "127.0.0.1:0",
+        ],
+    );
+    let server_guard = KillOnDrop(&mut server);
+    let port = accept.rsplit_once(':').unwrap().1;
+    let url = format!("https://localhost:{port}/secret.txt");
+
+    let err = Cmd::new(WEFT)
+        .args(["cat", &url])
+        .run()
+        .code(4)
+        .stdout("")
+        .stderr_text();
+    assert!(err.contains("certificate"), "{err}");
+    let got = Cmd::new(WEFT)
+        .args(["cat", "--cacert", &crt, &url])
+        .run()
+        .ok_stdout();
+    assert_eq!(String::from_utf8(got).unwrap(), body);
+    common::wait_exit(
+        server_guard.0,
+        "openssl s_server did not exit after two requests",
+    );
+
+    // A file without a certificate: refused before any connection, naming the file.
+    let junk = common::file_in(dir.path(), "junk.pem", "not a certificate\n");
+    let err = common::usage_error(&["cat", "--cacert", junk.to_str().unwrap(), &url]);
+    assert!(
+        err.contains("junk.pem") && err.contains("CERTIFICATE"),
+        "{err}"
+    );
 }
