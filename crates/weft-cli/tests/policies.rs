@@ -148,6 +148,38 @@ fn max_connections_closes_the_eleventh_and_serves_the_twelfth_after_one_leaves()
     }
 }
 
+/// With several `--listen`, the limits count the service's connections, not each endpoint's:
+/// `--max-connections 2` over two ports serves one on each and closes a third on either.
+#[test]
+fn limits_count_the_connections_of_every_endpoint_together() {
+    let server = Server::start_raw(&[
+        "serve",
+        "echo",
+        "--max-connections",
+        "2",
+        "--listen",
+        LOOPBACK,
+        "--listen",
+        LOOPBACK,
+    ]);
+    let second = server.stderr.wait_for_line("listening on ");
+    assert_ne!(second, server.addr, "two ports");
+    let connect = |addr: &str| {
+        let c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        c
+    };
+    let mut a = connect(&server.addr);
+    let mut b = connect(&second);
+    echoes(&mut a, b"first port");
+    echoes(&mut b, b"second port");
+    for addr in [&server.addr, &second] {
+        let mut third = connect(addr);
+        assert!(closed_within(&mut third, WAIT), "a third served on {addr}");
+    }
+    echoes(&mut a, b"still here");
+}
+
 /// `--max-per-peer 2`: a third connection from 127.0.0.1 is closed at once; the default limit
 /// (256) leaves ordinary use alone. Behind HAProxy and a PROXY header (the header's address
 /// counts): `max_per_peer_behind_haproxy_counts_the_headers_address` in deploy.rs.
