@@ -476,26 +476,38 @@ mod tests {
 
     #[test]
     fn proxy_headers_follow_the_spec() {
-        let src: SocketAddr = "192.0.2.1:56324".parse().unwrap();
-        let dst: SocketAddr = "198.51.100.7:443".parse().unwrap();
-        assert_eq!(
-            proxy_header(ProxyVersion::V1, src, dst),
-            b"PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\n"
-        );
-        let v2 = proxy_header(ProxyVersion::V2, src, dst);
-        let mut want = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-        want.extend([0x21, 0x11, 0, 12, 192, 0, 2, 1, 198, 51, 100, 7]);
-        want.extend(56324u16.to_be_bytes());
-        want.extend(443u16.to_be_bytes());
-        assert_eq!(v2, want);
-        let src6: SocketAddr = "[2001:db8::1]:1000".parse().unwrap();
-        let dst6: SocketAddr = "[2001:db8::2]:2000".parse().unwrap();
-        assert_eq!(
-            proxy_header(ProxyVersion::V1, src6, dst6),
-            b"PROXY TCP6 2001:db8::1 2001:db8::2 1000 2000\r\n"
-        );
-        let v2 = proxy_header(ProxyVersion::V2, src6, dst6);
-        assert_eq!((v2[12], v2[13], &v2[14..16]), (0x21, 0x21, &[0u8, 36][..]));
-        assert_eq!(v2.len(), 16 + 36);
+        // (source, destination, the v1 header, the v2 header after its 12-byte signature:
+        // version and command, family and protocol, address length, addresses, ports).
+        let cases = [
+            (
+                "192.0.2.1:56324",
+                "198.51.100.7:443",
+                "PROXY TCP4 192.0.2.1 198.51.100.7 56324 443\r\n",
+                "21 11 000c c0000201 c6336407 dc04 01bb",
+            ),
+            (
+                "[2001:db8::1]:1000",
+                "[2001:db8::2]:2000",
+                "PROXY TCP6 2001:db8::1 2001:db8::2 1000 2000\r\n",
+                "21 21 0024 20010db8000000000000000000000001 \
+                 20010db8000000000000000000000002 03e8 07d0",
+            ),
+        ];
+        for (src, dst, v1, v2) in cases {
+            let (src, dst) = (src.parse().unwrap(), dst.parse().unwrap());
+            assert_eq!(
+                String::from_utf8_lossy(&proxy_header(ProxyVersion::V1, src, dst)),
+                v1,
+                "{src}"
+            );
+            let hex: String = v2.split_whitespace().collect();
+            let mut want = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+            want.extend(
+                (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()),
+            );
+            assert_eq!(proxy_header(ProxyVersion::V2, src, dst), want, "{src}");
+        }
     }
 }

@@ -52,25 +52,22 @@ impl Server {
                 }
             }
             if let Some(t) = tx {
-                let _ = t.send(Err(seen.join("\n")));
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Ok(addr)) => addr,
-            Ok(Err(out)) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(io::Error::other(format!(
-                    "{} {:?} exited without `listening on`:\n{out}",
-                    cmd.program.display(),
-                    cmd.args
+                let _ = t.send(Err(format!(
+                    "exited without `listening on`:\n{}",
+                    seen.join("\n")
                 )));
             }
-            Err(_) => {
+        });
+        let listening = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| Err("no `listening on` line within 60 s".into()));
+        let addr = match listening {
+            Ok(addr) => addr,
+            Err(why) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(io::Error::other(format!(
-                    "{} {:?}: no `listening on` line within 60 s",
+                    "{} {:?}: {why}",
                     cmd.program.display(),
                     cmd.args
                 )));
@@ -340,5 +337,24 @@ impl SchedSnapshot {
             parts.push(one("client", a, b));
         }
         parts.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_that_exits_without_listening_is_an_error_with_its_stderr() {
+        let cmd = ServerCmd {
+            program: "sh".into(),
+            args: vec!["-c".into(), "echo oops >&2".into()],
+        };
+        let e = Server::start(&cmd).unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with(": exited without `listening on`:\noops"),
+            "{e}"
+        );
     }
 }

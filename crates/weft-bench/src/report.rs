@@ -211,6 +211,26 @@ fn ratios<T>(a: &[&T], b: &[&T], f: impl Fn(&T) -> f64) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect()
 }
 
+/// Server `si`'s samples among `(server, sample)` pairs.
+fn of<T>(samples: &[(usize, T)], si: usize) -> Vec<&T> {
+    samples
+        .iter()
+        .filter(|(s, _)| *s == si)
+        .map(|(_, x)| x)
+        .collect()
+}
+
+/// The median of `f` over samples.
+fn med<T>(v: &[&T], f: impl Fn(&T) -> f64) -> Option<f64> {
+    median(v.iter().map(|x| f(x)).collect())
+}
+
+/// The "vs baseline" cell: the median per-repetition ratio of `f`, samples against their
+/// baseline's.
+fn vs<T>(v: &[&T], base: &[&T], f: impl Fn(&T) -> f64) -> String {
+    fmt_ratio(median(ratios(v, base, f)))
+}
+
 fn fmt_ratio(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |x| format!("{x:.3}×"))
 }
@@ -271,10 +291,6 @@ impl Report {
             .collect()
     }
 
-    fn line_median(&self, si: usize, ci: usize, f: impl Fn(&LineSample) -> f64) -> Option<f64> {
-        median(self.line_samples(si, ci).into_iter().map(f).collect())
-    }
-
     fn line_ratios(
         &self,
         a: usize,
@@ -283,22 +299,6 @@ impl Report {
         f: impl Fn(&LineSample) -> f64,
     ) -> Vec<f64> {
         ratios(&self.line_samples(a, ci), &self.line_samples(b, ci), f)
-    }
-
-    fn rate_samples(&self, si: usize) -> Vec<&RateSample> {
-        self.rate
-            .iter()
-            .filter(|(s, _)| *s == si)
-            .map(|(_, x)| x)
-            .collect()
-    }
-
-    fn bulk_samples(&self, si: usize) -> Vec<&BulkSample> {
-        self.bulk
-            .iter()
-            .filter(|(s, _)| *s == si)
-            .map(|(_, x)| x)
-            .collect()
     }
 
     fn idle_worst(&self, si: usize) -> Option<f64> {
@@ -446,7 +446,7 @@ impl Report {
             Some(ge(0.95)),
             le(1.05),
         );
-        let rate = |si| self.rate_samples(si);
+        let rate = |si| of(&self.rate, si);
         let conns = |s: &RateSample| s.conns_per_s;
         self.samples_target(
             &mut t,
@@ -474,7 +474,7 @@ impl Report {
             &mut t,
             Role::WeftEchoTls,
             "TLS bulk echo MB/s",
-            |si| self.bulk_samples(si),
+            |si| of(&self.bulk, si),
             |s: &BulkSample| s.mb_per_s,
             ge(0.95),
         );
@@ -650,175 +650,186 @@ impl Report {
         o
     }
 
-    fn line_section(&self, o: &mut String) {
-        if self.line.is_empty() {
+    /// Writes a results section: `## title`, the `intro` paragraph, a table with `columns`
+    /// (the markdown header row and alignment row) and its `rows`, then two rows for every
+    /// server of `measure` that did not run (its name after `leading` empty cells, and why).
+    /// Nothing without rows.
+    fn section(
+        &self,
+        o: &mut String,
+        (title, intro): (&str, &str),
+        columns: [&str; 2],
+        rows: Vec<Vec<String>>,
+        (measure, leading): (Measure, usize),
+    ) {
+        if rows.is_empty() {
             return;
         }
-        let _ = writeln!(o, "\n## Pipelined line echo\n");
-        let _ = writeln!(
-            o,
+        let _ = writeln!(o, "\n## {title}\n");
+        let _ = writeln!(o, "{intro}\n");
+        for line in columns {
+            let _ = writeln!(o, "{line}");
+        }
+        for row in rows {
+            let _ = writeln!(o, "| {} |", row.join(" | "));
+        }
+        self.not_run_rows(o, measure, leading, columns[0].matches('|').count() - 1);
+    }
+
+    /// A table row for every server with `samples`, in display order: its name, the cells
+    /// `row` makes of its samples and its baseline's (none without a baseline), the
+    /// baseline's name.
+    fn sample_rows<'a, T: 'a>(
+        &'a self,
+        samples: impl Fn(usize) -> Vec<&'a T>,
+        row: impl Fn(&[&T], &[&T]) -> Vec<String>,
+    ) -> Vec<Vec<String>> {
+        let mut rows = Vec::new();
+        for si in self.display_order() {
+            let v = samples(si);
+            if v.is_empty() {
+                continue;
+            }
+            let b = self.baseline(si);
+            let mut cells = vec![self.suts[si].name.clone()];
+            cells.extend(row(&v, &b.map(&samples).unwrap_or_default()));
+            cells.push(b.map_or("–", |b| self.suts[b].name.as_str()).to_string());
+            rows.push(cells);
+        }
+        rows
+    }
+
+    fn line_section(&self, o: &mut String) {
+        let mut rows = Vec::new();
+        for ci in 0..self.line_cfgs.len() {
+            let samples = |si| self.line_samples(si, ci);
+            for mut row in self.sample_rows(samples, |v, base| {
+                vec![
+                    fmt_int(med(v, |x| x.lines_per_s).unwrap_or(0.0)),
+                    fmt_opt(med(v, |x| x.mb_per_s), 1),
+                    fmt_opt(med(v, |x| x.cpu_us_per_line), 3),
+                    vs(v, base, |x| x.lines_per_s),
+                    vs(v, base, |x| x.cpu_us_per_line),
+                    fmt_int(v.iter().map(|x| x.lines as f64).sum()),
+                ]
+            }) {
+                row.insert(0, self.cfg_name(ci));
+                rows.push(row);
+            }
+        }
+        let intro = format!(
             "64-byte lines (63 bytes + `\\n`); every echoed line checked byte for byte and in \
              order. Server CPU is utime + stime of the server process from `/proc/PID/stat` \
              over the measurement, divided by the lines echoed. Medians of {} repetitions; \
              \"vs baseline\" is the median per-repetition ratio against the server named in the \
-             last column. The TLS, `haproxy:` and policies rows run the first two loads only.\n",
+             last column. The TLS, `haproxy:` and policies rows run the first two loads only.",
             self.opts.reps
         );
-        let _ = writeln!(
+        self.section(
             o,
-            "| Load | Server | lines/s | MB/s (one way) | server CPU µs/line | lines/s vs baseline | CPU/line vs baseline | lines checked | baseline |"
+            ("Pipelined line echo", &intro),
+            [
+                "| Load | Server | lines/s | MB/s (one way) | server CPU µs/line | lines/s vs baseline | CPU/line vs baseline | lines checked | baseline |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---|",
+            ],
+            rows,
+            (Measure::Line, 1),
         );
-        let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---|");
-        for ci in 0..self.line_cfgs.len() {
-            for &si in &self.display_order() {
-                let s = &self.suts[si];
-                if self.line_samples(si, ci).is_empty() {
-                    continue;
-                }
-                let b = self.baseline(si);
-                let ratio = |f: fn(&LineSample) -> f64| {
-                    fmt_ratio(b.and_then(|b| median(self.line_ratios(si, b, ci, f))))
-                };
-                let _ = writeln!(
-                    o,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    self.cfg_name(ci),
-                    s.name,
-                    fmt_int(self.line_median(si, ci, |x| x.lines_per_s).unwrap_or(0.0)),
-                    fmt_opt(self.line_median(si, ci, |x| x.mb_per_s), 1),
-                    fmt_opt(self.line_median(si, ci, |x| x.cpu_us_per_line), 3),
-                    ratio(|x| x.lines_per_s),
-                    ratio(|x| x.cpu_us_per_line),
-                    fmt_int(
-                        self.line_samples(si, ci)
-                            .iter()
-                            .map(|x| x.lines as f64)
-                            .sum()
-                    ),
-                    b.map_or("–", |b| self.suts[b].name.as_str()),
-                );
-            }
-        }
-        self.not_run_rows(o, Measure::Line, 1, 9);
     }
 
     fn rate_section(&self, o: &mut String) {
-        if self.rate.is_empty() {
-            return;
-        }
-        let _ = writeln!(o, "\n## Connection rate\n");
-        let _ = writeln!(
-            o,
+        let rows = self.sample_rows(
+            |si| of(&self.rate, si),
+            |v, base| {
+                vec![
+                    fmt_int(med(v, |x| x.conns_per_s).unwrap_or(0.0)),
+                    fmt_opt(med(v, |x| x.p50_us as f64), 0),
+                    fmt_opt(med(v, |x| x.p99_us as f64), 0),
+                    fmt_opt(med(v, |x| x.cpu_us_per_conn), 1),
+                    vs(v, base, |x| x.conns_per_s),
+                ]
+            },
+        );
+        let intro = format!(
             "{} parallel clients, each looping: connect (TLS: a full handshake), send one line, \
              read and check its echo, close (TLS: `close_notify` first). Latency is connect to \
-             echo checked. Medians of {} repetitions.\n",
+             echo checked. Medians of {} repetitions.",
             self.opts.rate_parallel, self.opts.reps
         );
-        let _ = writeln!(
+        self.section(
             o,
-            "| Server | conns/s | p50 µs | p99 µs | server CPU µs/conn | conns/s vs baseline | baseline |"
+            ("Connection rate", &intro),
+            [
+                "| Server | conns/s | p50 µs | p99 µs | server CPU µs/conn | conns/s vs baseline | baseline |",
+                "|---|---:|---:|---:|---:|---:|---|",
+            ],
+            rows,
+            (Measure::Rate, 0),
         );
-        let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---|");
-        for &si in &self.display_order() {
-            let s = &self.suts[si];
-            let v = self.rate_samples(si);
-            if v.is_empty() {
-                continue;
-            }
-            let b = self.baseline(si);
-            let med = |f: fn(&RateSample) -> f64| median(v.iter().map(|x| f(x)).collect());
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                s.name,
-                fmt_int(med(|x| x.conns_per_s).unwrap_or(0.0)),
-                fmt_opt(med(|x| x.p50_us as f64), 0),
-                fmt_opt(med(|x| x.p99_us as f64), 0),
-                fmt_opt(med(|x| x.cpu_us_per_conn), 1),
-                fmt_ratio(
-                    b.and_then(|b| median(ratios(&v, &self.rate_samples(b), |x| x.conns_per_s)))
-                ),
-                b.map_or("–", |b| self.suts[b].name.as_str()),
-            );
-        }
-        self.not_run_rows(o, Measure::Rate, 0, 7);
     }
 
     fn idle_section(&self, o: &mut String) {
-        if self.idle.is_empty() {
-            return;
+        let mut rows = Vec::new();
+        for si in self.display_order() {
+            if let Some((_, x)) = self.idle.iter().find(|(i, _)| *i == si) {
+                rows.push(vec![
+                    self.suts[si].name.clone(),
+                    x.k.to_string(),
+                    x.before_kib.to_string(),
+                    format!("{:.2}", x.fresh_per_conn()),
+                    format!("{:.2}", x.after_per_conn()),
+                ]);
+            }
         }
-        let _ = writeln!(o, "\n## Idle connections\n");
-        let _ = writeln!(
+        self.section(
             o,
-            "A fresh server is warmed up (8 connections carrying lines, so per-thread \
-             buffers exist), then K connections are opened (TLS: handshake done) and held; the \
-             server's VmRSS (`/proc/PID/status`) is read once it settles, before, with K fresh \
-             connections, and after every connection carried one line and went idle again. \
-             Memory the server keeps per connection after one line (buffers not released while \
-             idle) shows as the difference between the last two columns. A TLS connection \
-             also holds rustls' state for its life (keys, and a receive buffer of 4 KiB or \
-             more allocated by the handshake, which rustls' buffered API shrinks but never \
-             frees), in weft as in the reference.\n"
+            (
+                "Idle connections",
+                "A fresh server is warmed up (8 connections carrying lines, so per-thread \
+                 buffers exist), then K connections are opened (TLS: handshake done) and held; \
+                 the server's VmRSS (`/proc/PID/status`) is read once it settles, before, with K \
+                 fresh connections, and after every connection carried one line and went idle \
+                 again. Memory the server keeps per connection after one line (buffers not \
+                 released while idle) shows as the difference between the last two columns. A \
+                 TLS connection also holds rustls' state for its life (keys, and a receive \
+                 buffer of 4 KiB or more allocated by the handshake, which rustls' buffered API \
+                 shrinks but never frees), in weft as in the reference.",
+            ),
+            [
+                "| Server | K | RSS before (KiB) | KiB/conn fresh | KiB/conn after one line |",
+                "|---|---:|---:|---:|---:|",
+            ],
+            rows,
+            (Measure::Idle, 0),
         );
-        let _ = writeln!(
-            o,
-            "| Server | K | RSS before (KiB) | KiB/conn fresh | KiB/conn after one line |"
-        );
-        let _ = writeln!(o, "|---|---:|---:|---:|---:|");
-        for &si in &self.display_order() {
-            let Some((_, x)) = self.idle.iter().find(|(i, _)| *i == si) else {
-                continue;
-            };
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {:.2} | {:.2} |",
-                self.suts[si].name,
-                x.k,
-                x.before_kib,
-                x.fresh_per_conn(),
-                x.after_per_conn()
-            );
-        }
-        self.not_run_rows(o, Measure::Idle, 0, 5);
     }
 
     fn bulk_section(&self, o: &mut String) {
-        if self.bulk.is_empty() {
-            return;
-        }
-        let _ = writeln!(o, "\n## Bulk byte echo\n");
-        let _ = writeln!(
-            o,
+        let rows = self.sample_rows(
+            |si| of(&self.bulk, si),
+            |v, base| {
+                vec![
+                    fmt_int(med(v, |x| x.mb_per_s).unwrap_or(0.0)),
+                    fmt_opt(med(v, |x| x.cpu_s_per_gb), 2),
+                    vs(v, base, |x| x.mb_per_s),
+                ]
+            },
+        );
+        let intro = format!(
             "One connection; the client writes 64 KiB chunks for {} s while reading and \
-             checking every byte echoed. Medians of {} repetitions.\n",
+             checking every byte echoed. Medians of {} repetitions.",
             self.opts.secs, self.opts.reps
         );
-        let _ = writeln!(
+        self.section(
             o,
-            "| Server | MB/s | server CPU s/GB | MB/s vs baseline | baseline |"
+            ("Bulk byte echo", &intro),
+            [
+                "| Server | MB/s | server CPU s/GB | MB/s vs baseline | baseline |",
+                "|---|---:|---:|---:|---|",
+            ],
+            rows,
+            (Measure::Bulk, 0),
         );
-        let _ = writeln!(o, "|---|---:|---:|---:|---|");
-        for &si in &self.display_order() {
-            let s = &self.suts[si];
-            let v = self.bulk_samples(si);
-            if v.is_empty() {
-                continue;
-            }
-            let b = self.baseline(si);
-            let _ = writeln!(
-                o,
-                "| {} | {} | {} | {} | {} |",
-                s.name,
-                fmt_int(median(v.iter().map(|x| x.mb_per_s).collect()).unwrap_or(0.0)),
-                fmt_opt(median(v.iter().map(|x| x.cpu_s_per_gb).collect()), 2),
-                fmt_ratio(
-                    b.and_then(|b| median(ratios(&v, &self.bulk_samples(b), |x| x.mb_per_s)))
-                ),
-                b.map_or("–", |b| self.suts[b].name.as_str()),
-            );
-        }
-        self.not_run_rows(o, Measure::Bulk, 0, 5);
     }
 
     fn servers_section(&self, o: &mut String) {
@@ -928,5 +939,155 @@ impl Report {
              free of this noise, `cargo bench -p \
              weft-bench` compares weft's line path with the reference's loop in memory."
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::procs::ServerCmd;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        opts: RunOpts,
+    }
+
+    /// A report of two repetitions over every server, Twisted not installed, as `run` fills it.
+    fn sample_report() -> Report {
+        let machine = Machine {
+            cpu: "test CPU".into(),
+            nproc: 2,
+            kernel: "6.0".into(),
+            date: "2026-01-01 00:00 UTC".into(),
+            rustc: "rustc 1.0".into(),
+        };
+        let opts = Cli::parse_from(["weft-bench", "--reps", "2"]).opts;
+        let roles = [
+            Role::WeftLine,
+            Role::RefLine,
+            Role::Twisted,
+            Role::WeftEcho,
+            Role::RefEcho,
+            Role::Floor,
+            Role::WeftLineTls,
+            Role::RefLineTls,
+            Role::WeftEchoTls,
+            Role::RefEchoTls,
+            Role::WeftLineProxy,
+            Role::WeftLinePolicies,
+        ];
+        let suts = roles
+            .iter()
+            .map(|&role| Sut {
+                name: format!("{role:?}"),
+                role,
+                cmd: if role.is_twisted() {
+                    Err("pip install twisted".into())
+                } else {
+                    Ok(ServerCmd {
+                        program: "srv".into(),
+                        args: vec![format!("{role:?}")],
+                    })
+                },
+            })
+            .collect();
+        let mut rep = Report::new(machine, opts, 2, suts);
+        rep.line_cfgs = vec![
+            LineCfg {
+                conns: 1,
+                window: 64,
+            },
+            LineCfg {
+                conns: 50,
+                window: 64,
+            },
+            LineCfg {
+                conns: 1,
+                window: 1,
+            },
+        ];
+        let secs = Duration::from_secs(1);
+        for r in 0..2u64 {
+            for (si, &role) in roles.iter().enumerate() {
+                let x = (si as u64 + 1) * 1000 + r * 100;
+                if role.is_twisted() {
+                    continue;
+                }
+                if role.runs(Measure::Line) {
+                    for ci in 0..rep.line_cfgs.len() {
+                        if ci < 2 || !role.targeted_loads_only() {
+                            let res = LineResult {
+                                lines: x * (ci as u64 + 1),
+                                elapsed: secs,
+                            };
+                            rep.line
+                                .push((si, ci, LineSample::new(res, 0.001 * x as f64)));
+                        }
+                    }
+                    let res = RateResult {
+                        conns: x,
+                        elapsed: secs,
+                        latencies_us: (0..100).collect(),
+                    };
+                    rep.rate
+                        .push((si, RateSample::new(&res, 0.0001 * x as f64)));
+                }
+                if role.runs(Measure::Bulk) {
+                    let res = BulkResult {
+                        bytes: x * 1_000_000,
+                        elapsed: secs,
+                    };
+                    rep.bulk.push((si, BulkSample::new(res, 0.1)));
+                }
+                if role.runs(Measure::Idle) && r == 0 {
+                    let idle = IdleSample {
+                        k: 1000,
+                        before_kib: 4000,
+                        fresh_kib: 4000 + x,
+                        after_kib: 5000 + x,
+                    };
+                    rep.idle.push((si, idle));
+                }
+            }
+        }
+        rep
+    }
+
+    /// Every table of the report has as many cells in each row as in its header, a row for
+    /// every server measured (its medians and the ratio to its baseline, or dashes without
+    /// one), and two rows for a server that could not run.
+    #[test]
+    fn markdown_tables_have_a_row_per_server() {
+        let md = sample_report().markdown();
+        let mut width = None;
+        for line in md.lines() {
+            if !line.starts_with('|') {
+                width = None;
+                continue;
+            }
+            let cells = line.matches('|').count();
+            assert_eq!(*width.get_or_insert(cells), cells, "{line}");
+        }
+        for row in [
+            "| 1 conn, 64 in flight each | WeftLine | 1,050 | 0.1 | 1000.000 | 0.512× | 1.000× | 2,100 | RefLine |",
+            "| 1 conn, closed loop (1 in flight) | RefLine | 6,150 | 0.4 | 333.333 | – | – | 12,300 | – |",
+            "| – | Twisted | – | – | – | – | – | – | – |",
+            "| – | ↳ pip install twisted | – | – | – | – | – | – | – |",
+            "| WeftLineProxy | 11,050 | 50 | 98 | 100.0 | 10.545× | WeftLine |",
+            "| Twisted | – | – | – | – | – | – |",
+            "| Floor | 1000 | 4000 | 6.00 | 7.00 |",
+            "| WeftEchoTls | 9,050 | 0.01 | 0.900× | RefEchoTls |",
+            "| RefEcho | 5,050 | 0.02 | – | – |",
+        ] {
+            assert!(md.lines().any(|l| l == row), "no row {row} in\n{md}");
+        }
+        // A server with samples in none of a section's loads has no row in it.
+        assert!(!md.contains("| 1 conn, closed loop (1 in flight) | WeftLineTls |"));
+        assert!(!md.contains("| WeftEcho | 4,050 | 50"));
     }
 }

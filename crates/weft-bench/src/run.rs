@@ -424,6 +424,76 @@ impl Pinning {
     }
 }
 
+/// One timed measurement of a repetition.
+#[derive(Debug, Clone, Copy)]
+enum Timed {
+    /// Line echo under the line load at this index of the run's line loads.
+    Line(usize),
+    /// Connection rate.
+    Rate,
+    /// Bulk echo over one connection.
+    Bulk,
+}
+
+/// A repetition's timed measurements in the order they run: every line load (for each, the
+/// servers in `order`), then the connection rate, then bulk, each only where selected and run
+/// by the server (the other groups' servers run only the first two line loads).
+fn timed_jobs(
+    sel: &Selection,
+    suts: &[Sut],
+    order: &[usize],
+    line_loads: usize,
+) -> Vec<(usize, Timed)> {
+    let runs = |m: Measure, si: usize| sel.has(m) && suts[si].role.runs(m);
+    let mut jobs = Vec::new();
+    for ci in 0..line_loads {
+        for &si in order {
+            if runs(Measure::Line, si) && !(suts[si].role.targeted_loads_only() && ci >= 2) {
+                jobs.push((si, Timed::Line(ci)));
+            }
+        }
+    }
+    for (m, job) in [(Measure::Rate, Timed::Rate), (Measure::Bulk, Timed::Bulk)] {
+        jobs.extend(order.iter().filter(|&&si| runs(m, si)).map(|&si| (si, job)));
+    }
+    jobs
+}
+
+/// A load's result and what the server spent on it.
+struct Measured<T> {
+    res: T,
+    /// Server CPU seconds from the load's start to its end.
+    cpu: f64,
+    /// What the scheduler did meanwhile ([`procs::SchedSnapshot::delta`]).
+    sched: String,
+}
+
+/// Runs one load against `srv`, pinned as [`Pinning::around`] decides for `one_conn`. `load`
+/// gets the callback the `load` functions call just before they start (every connection up):
+/// the server's CPU time and the scheduler's snapshot are taken there.
+fn measure<T>(
+    pinning: &Pinning,
+    srv: &Server,
+    one_conn: bool,
+    load: impl FnOnce(&mut dyn FnMut()) -> io::Result<T>,
+) -> io::Result<Measured<T>> {
+    let mut cpu0 = 0.0;
+    let mut sched = procs::SchedSnapshot::default();
+    let res = pinning.around(srv, one_conn, || {
+        load(&mut || {
+            sched = procs::SchedSnapshot::take(srv.pid());
+            cpu0 = srv.cpu_secs().unwrap_or(0.0);
+        })
+    });
+    let sched = sched.delta(srv.pid());
+    let res = res?;
+    Ok(Measured {
+        res,
+        cpu: srv.cpu_secs()? - cpu0,
+        sched,
+    })
+}
+
 /// A measurement's failure: Twisted's stops only Twisted (it is there for the record, never
 /// fails the run); anyone else's fails the run.
 fn failed(
@@ -553,113 +623,69 @@ pub fn run(mut opts: RunOpts) -> io::Result<()> {
             if r >= opts.twisted_reps {
                 order.retain(|&si| !suts[si].role.is_twisted());
             }
-            if sel.has(Measure::Line) {
-                for (ci, cfg) in cfgs.iter().enumerate() {
-                    for &si in &order {
-                        let s = &suts[si];
-                        if !s.role.runs(Measure::Line) || (s.role.targeted_loads_only() && ci >= 2)
-                        {
-                            continue;
-                        }
-                        let Some(srv) = &running[si] else { continue };
-                        let mut cpu0 = 0.0;
-                        let mut sched = procs::SchedSnapshot::default();
-                        let res = pinning.around(srv, cfg.conns == 1, || {
+            for (si, job) in timed_jobs(&sel, &suts, &order, cfgs.len()) {
+                let s = &suts[si];
+                let Some(srv) = &running[si] else { continue };
+                let (addr, wire) = (srv.addr, &wires[si]);
+                let done = match job {
+                    Timed::Line(ci) => {
+                        let cfg = &cfgs[ci];
+                        measure(&pinning, srv, cfg.conns == 1, |start| {
                             rt.block_on(load::line_echo(
-                                srv.addr,
-                                &wires[si],
+                                addr, wire, cfg.conns, cfg.window, opts.secs, start,
+                            ))
+                        })
+                        .map(|m| {
+                            let sample = report::LineSample::new(m.res, m.cpu);
+                            log(format!(
+                                "rep {r} line {}x{} {}: {:.0} lines/s, {:.3} us CPU/line ({})",
                                 cfg.conns,
                                 cfg.window,
-                                opts.secs,
-                                || {
-                                    sched = procs::SchedSnapshot::take(srv.pid());
-                                    cpu0 = srv.cpu_secs().unwrap_or(0.0);
-                                },
-                            ))
-                        });
-                        let sched = sched.delta(srv.pid());
-                        let res = match res {
-                            Ok(res) => res,
-                            Err(e) => {
-                                failed(e, s, &mut running, si, &mut notes)?;
-                                continue;
-                            }
-                        };
-                        let cpu = srv.cpu_secs()? - cpu0;
-                        let sample = report::LineSample::new(res, cpu);
-                        log(format!(
-                            "rep {r} line {}x{} {}: {:.0} lines/s, {:.3} us CPU/line ({sched})",
-                            cfg.conns,
-                            cfg.window,
-                            s.name,
-                            sample.lines_per_s,
-                            sample.cpu_us_per_line
-                        ));
-                        rep.line.push((si, ci, sample));
+                                s.name,
+                                sample.lines_per_s,
+                                sample.cpu_us_per_line,
+                                m.sched
+                            ));
+                            rep.line.push((si, ci, sample));
+                        })
                     }
-                }
-            }
-            if sel.has(Measure::Rate) {
-                for &si in &order {
-                    let s = &suts[si];
-                    if !s.role.runs(Measure::Rate) {
-                        continue;
-                    }
-                    let Some(srv) = &running[si] else { continue };
-                    let mut cpu0 = 0.0;
-                    let res = pinning.around(srv, false, || {
+                    Timed::Rate => measure(&pinning, srv, false, |start| {
                         rt.block_on(load::conn_rate(
-                            srv.addr,
-                            &wires[si],
+                            addr,
+                            wire,
                             opts.rate_parallel,
                             opts.secs,
-                            || cpu0 = srv.cpu_secs().unwrap_or(0.0),
+                            start,
                         ))
-                    });
-                    let res = match res {
-                        Ok(res) => res,
-                        Err(e) => {
-                            failed(e, s, &mut running, si, &mut notes)?;
-                            continue;
-                        }
-                    };
-                    let cpu = srv.cpu_secs()? - cpu0;
-                    let sample = report::RateSample::new(&res, cpu);
-                    log(format!(
-                        "rep {r} rate {}: {:.0} conns/s p50 {} us p99 {} us, {:.1} us CPU/conn",
-                        s.name,
-                        sample.conns_per_s,
-                        sample.p50_us,
-                        sample.p99_us,
-                        sample.cpu_us_per_conn
-                    ));
-                    rep.rate.push((si, sample));
-                    // Let TIME_WAIT sockets and the server's accept queue settle.
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-            if sel.has(Measure::Bulk) {
-                for &si in &order {
-                    let s = &suts[si];
-                    if !s.role.runs(Measure::Bulk) {
-                        continue;
-                    }
-                    let Some(srv) = &running[si] else { continue };
-                    let mut cpu0 = 0.0;
-                    let res = pinning
-                        .around(srv, true, || {
-                            rt.block_on(load::bulk(srv.addr, &wires[si], opts.secs, || {
-                                cpu0 = srv.cpu_secs().unwrap_or(0.0)
-                            }))
-                        })
-                        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", s.name)))?;
-                    let cpu = srv.cpu_secs()? - cpu0;
-                    let sample = report::BulkSample::new(res, cpu);
-                    log(format!(
-                        "rep {r} bulk {}: {:.0} MB/s",
-                        s.name, sample.mb_per_s
-                    ));
-                    rep.bulk.push((si, sample));
+                    })
+                    .map(|m| {
+                        let sample = report::RateSample::new(&m.res, m.cpu);
+                        log(format!(
+                            "rep {r} rate {}: {:.0} conns/s p50 {} us p99 {} us, {:.1} us CPU/conn",
+                            s.name,
+                            sample.conns_per_s,
+                            sample.p50_us,
+                            sample.p99_us,
+                            sample.cpu_us_per_conn
+                        ));
+                        rep.rate.push((si, sample));
+                        // Let TIME_WAIT sockets and the server's accept queue settle.
+                        std::thread::sleep(Duration::from_millis(200));
+                    }),
+                    Timed::Bulk => measure(&pinning, srv, true, |start| {
+                        rt.block_on(load::bulk(addr, wire, opts.secs, start))
+                    })
+                    .map(|m| {
+                        let sample = report::BulkSample::new(m.res, m.cpu);
+                        log(format!(
+                            "rep {r} bulk {}: {:.0} MB/s",
+                            s.name, sample.mb_per_s
+                        ));
+                        rep.bulk.push((si, sample));
+                    }),
+                };
+                if let Err(e) = done {
+                    failed(e, s, &mut running, si, &mut notes)?;
                 }
             }
         }

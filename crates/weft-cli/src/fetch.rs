@@ -12,6 +12,7 @@ use weft_fetch::header::{CONTENT_TYPE, HeaderValue};
 use weft_fetch::{CookieJar, Exchange, Opener, Progress, Request, Response, RetrieveOptions, Url};
 
 use crate::exit::{self, Failure};
+use crate::units::{self, Setting};
 
 /// The options `fetch` and `cat` share (curl's names).
 #[derive(Debug, Args)]
@@ -28,9 +29,10 @@ pub struct HttpArgs {
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
     pub headers: Vec<String>,
 
-    /// Give up when connecting, or waiting for data, takes longer than SECS.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
-    pub timeout: Option<Duration>,
+    /// Give up when connecting, or waiting for data, takes longer than DURATION (seconds, or
+    /// with ms, s, m, h; 0 or none: never) [default: 30 s to connect, 120 s between reads].
+    #[arg(long, value_name = "DURATION", value_parser = units::duration)]
+    pub timeout: Option<Setting<Duration>>,
 
     /// The request method (default GET, or POST with -d).
     #[arg(short = 'X', long = "request", value_name = "METHOD")]
@@ -39,17 +41,11 @@ pub struct HttpArgs {
     /// A request body (POST unless -X says otherwise); `@FILE` reads it from FILE.
     #[arg(short = 'd', long = "data", value_name = "DATA")]
     pub data: Option<String>,
-}
 
-/// Parses a positive number of seconds (fractions allowed).
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
-        return Err(format!("{s:?} is not a positive number of seconds"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    /// Also trust the CA certificates in FILE (PEM) for https, beside the system's roots
+    /// (repeatable): for a private CA or a self-signed server.
+    #[arg(long = "cacert", value_name = "FILE")]
+    pub cacerts: Vec<PathBuf>,
 }
 
 /// Arguments of `weft fetch`.
@@ -145,8 +141,20 @@ impl Client {
             }
             None => None,
         };
-        if let Some(t) = args.timeout {
+        if let Some(Setting(t)) = args.timeout {
             builder = builder.connect_timeout(t).read_timeout(t);
+        }
+        for path in &args.cacerts {
+            let pem = std::fs::read(path).map_err(|e| Failure::local_io(path, &e))?;
+            // weft-fetch checks the PEM when the opener is built; check each file alone
+            // first so the message names the file that is wrong.
+            if let Err(e) = Opener::builder().add_root_certificate_pem(&pem).build() {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    format!("{}: {e}", path.display()),
+                ));
+            }
+            builder = builder.add_root_certificate_pem(&pem);
         }
         Ok(Client {
             opener: builder.build()?,
@@ -482,15 +490,6 @@ mod tests {
             name("http://x/tab%09%7F%C2%85"),
             PathBuf::from("tab%09%7F%C2%85")
         );
-    }
-
-    #[test]
-    fn seconds() {
-        assert_eq!(parse_secs("1.5").unwrap(), Duration::from_millis(1500));
-        assert!(parse_secs("0").is_err());
-        assert!(parse_secs("-1").is_err());
-        assert!(parse_secs("abc").is_err());
-        assert!(parse_secs("inf").is_err());
     }
 
     #[test]

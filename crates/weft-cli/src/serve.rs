@@ -1,5 +1,6 @@
 //! `weft serve PROTOCOL [--listen ENDPOINT]...`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -82,7 +83,8 @@ Where to listen (an endpoint string, Twisted syntax, or a plain form):
                                  (try: weft cert self-signed --name localhost --out pems)
   TLS options: :alpn=h2,http/1.1 :handshakeTimeout=SECS (10) :clientCA=ca.pem (mutual TLS)
 
---listen may be given several times: one protocol served on every endpoint.
+--listen may be given several times: one protocol served on every endpoint, the
+connection limits counting all of them together.
 The first lines on stderr are `listening on HOST:PORT` (or the socket path), one per
 endpoint, with ` (all interfaces)` after an address on every interface.
 Ctrl-C or SIGTERM stops accepting, lets connections finish, and exits. SIGHUP re-reads the
@@ -207,25 +209,35 @@ fn framed<R: weft_line::Receiver>(receiver: R, opts: &LineOptions) -> LineProtoc
         .with_max_length(opts.max_length)
 }
 
-/// Listens with the protocol `name`. Each arm has its own concrete factory, so a connection
-/// holds its protocol inline, not behind a `Box<dyn Protocol>` (less memory per connection).
+/// Listens on every endpoint of `eps` with the protocol `name`, one factory for all of them:
+/// the connection limits count the service's connections, whichever endpoint they came in
+/// on (as one Twisted factory listening on several ports). Each arm has its own concrete
+/// factory, so a connection holds its protocol inline, not behind a `Box<dyn Protocol>`
+/// (less memory per connection).
 async fn listen(
     reactor: &Reactor,
-    ep: &ServerEndpoint,
+    eps: &[ServerEndpoint],
     opts: LineOptions,
     name: ProtocolName,
     policies: Policies,
-) -> std::io::Result<ListeningPort> {
+) -> Result<Vec<ListeningPort>, Failure> {
     // What ends a line, for the line timeout and the line count: the delimiter's last byte.
     let lines = opts.delimiter.as_bytes().last().copied();
     // `$build` builds each connection's protocol; `$lines`: what ends a line, for the policies
     // that count or time lines (`None` for protocols without lines).
     macro_rules! serve {
-        ($build:expr, $lines:expr) => {
-            reactor
-                .listen_endpoint(ep, policies.apply(factory_fn($build), $lines))
-                .await
-        };
+        ($build:expr, $lines:expr) => {{
+            let factory = Arc::new(policies.apply(factory_fn($build), $lines));
+            let mut ports = Vec::with_capacity(eps.len());
+            for ep in eps {
+                let port = reactor
+                    .listen_endpoint(ep, factory.clone())
+                    .await
+                    .map_err(|e| listen_failure(ep, &e))?;
+                ports.push(port);
+            }
+            Ok(ports)
+        }};
     }
     match name {
         ProtocolName::Logger => {
@@ -301,13 +313,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         }
     };
     let reactor = Reactor::new();
-    let mut ports = Vec::with_capacity(args.listen.len());
-    for ep in &args.listen {
-        let port = listen(&reactor, ep, opts.clone(), name, policies)
-            .await
-            .map_err(|e| listen_failure(ep, &e))?;
-        ports.push(port);
-    }
+    let ports = listen(&reactor, &args.listen, opts, name, policies).await?;
     let metrics_port = match &args.metrics {
         Some(ep) => Some(
             prometheus::serve(&reactor, ep)

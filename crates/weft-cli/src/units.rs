@@ -116,6 +116,8 @@ mod tests {
         assert!(d("").is_err());
         assert!(d("-1").is_err());
         assert!(d("5x").is_err());
+        assert!(d("abc").is_err());
+        assert!(d("inf").is_err());
         assert!(d("1e999").is_err());
         assert!(d("99999999999999999999999").is_err());
     }

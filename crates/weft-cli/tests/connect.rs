@@ -82,17 +82,10 @@ fn exits_when_the_server_closes_even_with_stdin_open() {
         .unwrap()
         .read_to_string(&mut out)
         .unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("weft connect did not exit after the server closed");
-        }
-        thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = common::wait_exit(
+        &mut child,
+        "weft connect did not exit after the server closed",
+    );
     assert!(status.success());
     assert_eq!(out, "An apple a day keeps the doctor away.\r\n");
 }
@@ -110,10 +103,8 @@ fn talks_to_weft_serve_echo() {
 
 #[test]
 fn connects_to_a_unix_socket() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s");
+    let (_server, path) = Server::start_unix(&["echo"]);
     let endpoint = format!("unix:{}", path.display());
-    let _server = Server::start_raw(&["serve", "echo", "--listen", &endpoint]);
     Cmd::new(WEFT)
         .args(["connect", &endpoint])
         .write_stdin("unix echo")
@@ -124,17 +115,14 @@ fn connects_to_a_unix_socket() {
 
 #[test]
 fn refused_connection_is_a_network_error() {
-    let addr = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let addr = common::closed_addr().to_string();
     let err = one_line_failure(&["connect", &addr], "", 4);
     assert!(err.contains(&format!("cannot connect to {addr}")), "{err}");
 }
 
 #[test]
 fn bad_endpoint_is_a_usage_error() {
-    Cmd::new(WEFT).args(["connect", "nonsense"]).run().code(2);
+    common::usage_error(&["connect", "nonsense"]);
 }
 
 #[test]

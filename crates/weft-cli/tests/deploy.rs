@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{KillOnDrop, Server, WAIT, WEFT, require_python_ssl};
+use common::{KillOnDrop, Server, WAIT, WEFT, file_in, require_python_ssl};
 
 /// The path of `tool`, or a failure that says how to install it.
 fn require(tool: &str, package: &str) -> PathBuf {
@@ -120,26 +120,16 @@ fn weft(args: &[String]) -> Server {
     Server::start_raw(&args)
 }
 
-/// Sends SIGTERM to process `pid`.
-fn sigterm(pid: u32) {
-    let ok = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -TERM {pid} failed");
-}
-
 /// Sends SIGTERM to a `weft serve` and waits for its exit.
 fn terminate(server: &mut Server) -> std::process::ExitStatus {
-    sigterm(server.child.id());
+    server.kill("-TERM");
     server.wait_exit()
 }
 
 /// Sends SIGTERM to a `weft serve` started with `NOTIFY_SOCKET` at `notify`: it says
 /// STOPPING=1 and exits 0.
 fn stops_notifying(child: &mut Child, notify: &std::os::unix::net::UnixDatagram) {
-    sigterm(child.id());
+    common::kill("-TERM", child.id());
     let mut buf = [0u8; 64];
     let n = notify.recv(&mut buf).unwrap();
     assert_eq!(buf[..n].trim_ascii(), b"STOPPING=1");
@@ -197,8 +187,7 @@ impl Front {
             backends.len(),
             "docs/deploy.md's haproxy.cfg has too few servers"
         );
-        let cfg = dir.path().join("haproxy.cfg");
-        std::fs::write(&cfg, &config).unwrap();
+        let cfg = file_in(dir.path(), "haproxy.cfg", &config);
         let mut check = Command::new(&bin);
         check.arg("-c").arg("-f").arg(&cfg);
         let mut run = Command::new(&bin);
@@ -366,12 +355,7 @@ fn behind_haproxy_the_logger_prints_the_clients_address_and_lines_echo() {
 /// plain: the spec's "never guess".
 #[test]
 fn a_proxy_port_refuses_connections_without_a_header() {
-    let server = Server::start_raw(&[
-        "serve",
-        "line-echo",
-        "--listen",
-        "haproxy:tcp:0:interface=127.0.0.1",
-    ]);
+    let server = Server::serve_on("haproxy:tcp:0:interface=127.0.0.1", &["line-echo"]);
     let mut c = server.connect();
     c.write_all(b"hello\r\n").unwrap();
     let mut got = Vec::new();
@@ -481,17 +465,16 @@ fn socket_activation_errors_are_clear() {
         assert!(err.contains(says), "{listen}: {err}");
     }
     // Exactly one of index and name.
-    let out = Command::new(WEFT)
-        .args([
-            "serve",
-            "echo",
-            "--listen",
-            "systemd:domain=INET:index=0:name=x",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("exactly one of index=N and name=NAME"));
+    let err = common::usage_error(&[
+        "serve",
+        "echo",
+        "--listen",
+        "systemd:domain=INET:index=0:name=x",
+    ]);
+    assert!(
+        err.contains("exactly one of index=N and name=NAME"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -973,8 +956,7 @@ impl Front {
              error_log stderr warn;\npid {}/nginx.pid;\nevents {{}}\n{stream}",
             dir.path().display()
         );
-        let conf = dir.path().join("nginx.conf");
-        std::fs::write(&conf, &config).unwrap();
+        let conf = file_in(dir.path(), "nginx.conf", &config);
         let nginx = |test: bool| {
             let mut cmd = Command::new(&bin);
             if test {
@@ -1019,12 +1001,8 @@ fn the_systemd_units_verify_and_run_with_the_socket_files_options() {
     let doc_service = doc_snippet("# /etc/systemd/system/weft-lines.service");
     assert!(doc_service.contains("ExecStart=/usr/local/bin/weft "));
     let service_unit = doc_service.replace("/usr/local/bin/weft", WEFT);
-    let (socket_path, service_path) = (
-        dir.path().join("weft-lines.socket"),
-        dir.path().join("weft-lines.service"),
-    );
-    std::fs::write(&socket_path, &socket_unit).unwrap();
-    std::fs::write(&service_path, &service_unit).unwrap();
+    let socket_path = file_in(dir.path(), "weft-lines.socket", &socket_unit);
+    let service_path = file_in(dir.path(), "weft-lines.service", &service_unit);
     let out = Command::new(analyze)
         .arg("verify")
         .arg(&socket_path)
@@ -1116,7 +1094,7 @@ fn kubernetes_sigterm_refuses_new_connections_drains_until_the_deadline_and_exit
     assert!(sent < 256 << 20, "the server never stopped reading");
 
     let t0 = Instant::now();
-    sigterm(server.child.id());
+    server.kill("-TERM");
     // The connection that can finish is closed at once, while the rude one keeps weft alive.
     let mut rest = Vec::new();
     polite.read_to_end(&mut rest).unwrap();

@@ -2,10 +2,11 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use assert_cmd::Command as Cmd;
-use common::{HttpServer, Printed, Reply, Run, Seen, WAIT, WEFT};
+use common::{HttpServer, Printed, Reply, Run, Seen, WAIT, WEFT, file_in};
 
 /// 100 000 bytes of a recognisable pattern.
 fn big() -> Vec<u8> {
@@ -102,6 +103,17 @@ fn weft(args: &[&str]) -> assert_cmd::assert::Assert {
         .run()
 }
 
+/// A [`routes`] server and an empty temporary directory.
+fn server_and_dir() -> (HttpServer, tempfile::TempDir) {
+    (HttpServer::start(routes), tempfile::tempdir().unwrap())
+}
+
+/// `weft fetch OPTIONS... -o DEST URL`, bounded in time.
+fn fetch_to(options: &[&str], dest: &Path, url: &str) -> assert_cmd::assert::Assert {
+    let dest = dest.to_str().unwrap();
+    weft(&[&["fetch"], options, &["-o", dest, url]].concat())
+}
+
 /// `weft fetch -q URL` run in `dir` (so the file gets its default name there); its stdout.
 fn fetch_in(dir: &std::path::Path, url: &str) -> String {
     let out = Cmd::new(WEFT)
@@ -119,10 +131,24 @@ fn fails_at(args: &[&str], path: &str, code: i32, needle: &str) -> String {
     fails(&[args, &[url.as_str()]].concat(), code, needle)
 }
 
+/// `weft fetch -o DIR/out URL` for `path` on a fresh [`routes`] server, failing as [`fails`]
+/// checks, with nothing on stdout and no `out` left behind; returns stderr.
+fn fetch_fails_at(path: &str, code: i32, needle: &str) -> String {
+    let (http, dir) = server_and_dir();
+    let dest = dir.path().join("out");
+    let failed = fetch_to(&[], &dest, &http.url(path)).code(code).stdout("");
+    assert!(!dest.exists(), "{path}: {dest:?} left behind");
+    one_line_error(failed.stderr_text(), needle)
+}
+
 /// Runs a failing command; checks the exit code and that stderr is one line containing
 /// `needle`; returns stderr.
 fn fails(args: &[&str], code: i32, needle: &str) -> String {
-    let err = weft(args).code(code).stderr_text();
+    one_line_error(weft(args).code(code).stderr_text(), needle)
+}
+
+/// Checks that `err` is one `weft: ` line containing `needle`, no panic; returns it.
+fn one_line_error(err: String, needle: &str) -> String {
     assert_eq!(err.lines().count(), 1, "stderr not one line: {err:?}");
     assert!(err.starts_with("weft: "), "{err:?}");
     assert!(err.contains(needle), "{needle:?} not in {err:?}");
@@ -145,8 +171,7 @@ fn cat_data_and_file_urls() {
         .success()
         .stdout("Hello, World!");
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("f.txt");
-    std::fs::write(&file, "from a file").unwrap();
+    let file = file_in(dir.path(), "f.txt", "from a file");
     weft(&["cat", &format!("file://{}", file.display())])
         .success()
         .stdout("from a file");
@@ -182,14 +207,14 @@ fn cat_unsupported_scheme_and_bad_url() {
 #[test]
 fn cat_timeout() {
     fails_at(&["cat", "--timeout", "0.5"], "/slow", 5, "timed out");
+    fails_at(&["cat", "--timeout", "500ms"], "/slow", 5, "timed out");
+    let err = common::usage_error(&["cat", "--timeout", "soon", "data:,x"]);
+    assert!(err.contains("`soon` is not a number"), "{err}");
 }
 
 #[test]
 fn cat_connection_refused() {
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let addr = common::closed_addr();
     fails(&["cat", &format!("http://{addr}/")], 4, "cannot connect");
 }
 
@@ -250,8 +275,7 @@ fn basic_auth_on_challenge() {
 
 #[test]
 fn cookie_jar_is_loaded_and_saved() {
-    let http = HttpServer::start(routes);
-    let dir = tempfile::tempdir().unwrap();
+    let (http, dir) = server_and_dir();
     let jar = dir.path().join("cookies.txt");
     let jar_s = jar.to_str().unwrap();
     weft(&["cat", "--cookie-jar", jar_s, &http.url("/cookie/set")])
@@ -266,20 +290,14 @@ fn cookie_jar_is_loaded_and_saved() {
 
 #[test]
 fn fetch_saves_and_prints_the_path() {
-    let http = HttpServer::start(routes);
-    let dir = tempfile::tempdir().unwrap();
+    let (http, dir) = server_and_dir();
     let dest = dir.path().join("out.bin");
-    let out = weft(&[
-        "fetch",
-        "-o",
-        dest.to_str().unwrap(),
-        &http.url("/files/big.bin"),
-    ])
-    .success()
-    .stderr("") // not a terminal: no progress bar
-    .get_output()
-    .stdout
-    .clone();
+    let out = fetch_to(&[], &dest, &http.url("/files/big.bin"))
+        .success()
+        .stderr("") // not a terminal: no progress bar
+        .get_output()
+        .stdout
+        .clone();
     let text = String::from_utf8(out).unwrap();
     assert_eq!(text.lines().last(), Some(dest.to_str().unwrap()));
     assert!(std::fs::read(&dest).unwrap() == big());
@@ -287,8 +305,7 @@ fn fetch_saves_and_prints_the_path() {
 
 #[test]
 fn fetch_without_output_names_the_file_after_the_url() {
-    let http = HttpServer::start(routes);
-    let dir = tempfile::tempdir().unwrap();
+    let (http, dir) = server_and_dir();
     let out = fetch_in(dir.path(), &http.url("/files/big.bin"));
     assert_eq!(out, "big.bin\n");
     assert!(std::fs::read(dir.path().join("big.bin")).unwrap() == big());
@@ -296,18 +313,10 @@ fn fetch_without_output_names_the_file_after_the_url() {
 
 #[test]
 fn fetch_resume_continues_a_partial_download() {
-    let http = HttpServer::start(routes);
-    let dir = tempfile::tempdir().unwrap();
+    let (http, dir) = server_and_dir();
     let dest = dir.path().join("big.bin");
-    std::fs::write(dir.path().join("big.bin.part"), &big()[..30_000]).unwrap();
-    weft(&[
-        "fetch",
-        "--resume",
-        "-o",
-        dest.to_str().unwrap(),
-        &http.url("/files/big.bin"),
-    ])
-    .success();
+    file_in(dir.path(), "big.bin.part", &big()[..30_000]);
+    fetch_to(&["--resume"], &dest, &http.url("/files/big.bin")).success();
     assert!(std::fs::read(&dest).unwrap() == big());
     assert!(!dir.path().join("big.bin.part").exists());
     let reqs = http.requests();
@@ -323,21 +332,7 @@ fn fetch_resume_continues_a_partial_download() {
 
 #[test]
 fn fetch_too_short_leaves_nothing() {
-    let http = HttpServer::start(routes);
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("short");
-    fails(
-        &["fetch", "-o", dest.to_str().unwrap(), &http.url("/short")],
-        6,
-        "too short: got 10 of 100 bytes",
-    );
-    assert!(!dest.exists());
-    let out = weft(&["fetch", "-o", dest.to_str().unwrap(), &http.url("/short")])
-        .code(6)
-        .get_output()
-        .stdout
-        .clone();
-    assert!(out.is_empty());
+    fetch_fails_at("/short", 6, "too short: got 10 of 100 bytes");
 }
 
 #[test]
@@ -352,28 +347,13 @@ fn fetch_into_a_missing_directory_is_a_local_io_error() {
 
 #[test]
 fn fetch_http_error() {
-    let http = HttpServer::start(routes);
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("x");
-    fails(
-        &["fetch", "-o", dest.to_str().unwrap(), &http.url("/missing")],
-        3,
-        "404",
-    );
-    assert!(!dest.exists());
+    fetch_fails_at("/missing", 3, "404");
 }
 
 #[test]
 fn fetch_into_a_directory_uses_the_default_name() {
-    let http = HttpServer::start(routes);
-    let dir = tempfile::tempdir().unwrap();
-    let out = weft(&[
-        "fetch",
-        "-o",
-        dir.path().to_str().unwrap(),
-        &http.url("/files/big.bin"),
-    ])
-    .ok_stdout();
+    let (http, dir) = server_and_dir();
+    let out = fetch_to(&[], dir.path(), &http.url("/files/big.bin")).ok_stdout();
     let expected = dir.path().join("big.bin");
     assert_eq!(
         String::from_utf8(out).unwrap().trim_end(),
@@ -409,8 +389,7 @@ fn rust_log_and_verbose_control_tracing() {
 
 #[test]
 fn ctrl_c_during_fetch_leaves_nothing() {
-    let http = HttpServer::start(routes);
-    let dir = tempfile::tempdir().unwrap();
+    let (http, dir) = server_and_dir();
     let dest = dir.path().join("out");
     let mut child = std::process::Command::new(WEFT)
         .args(["fetch", "-o", dest.to_str().unwrap(), &http.url("/stall")])
@@ -428,20 +407,8 @@ fn ctrl_c_during_fetch_leaves_nothing() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(200));
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("weft fetch ignored Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    common::kill("-INT", child.id());
+    let status = common::wait_exit(&mut child, "weft fetch ignored Ctrl-C");
     assert_eq!(status.code(), Some(130));
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
@@ -457,10 +424,8 @@ fn digest_auth_on_challenge() {
 
 #[test]
 fn data_from_a_file() {
-    let http = HttpServer::start(routes);
-    let dir = tempfile::tempdir().unwrap();
-    let body = dir.path().join("body.txt");
-    std::fs::write(&body, "from file").unwrap();
+    let (http, dir) = server_and_dir();
+    let body = file_in(dir.path(), "body.txt", "from file");
     let out = weft(&[
         "cat",
         "-d",
@@ -487,27 +452,12 @@ fn protocol_violations_have_their_own_exit_code() {
     let http = HttpServer::start(routes);
     fails(&["cat", &http.url("/garbage")], 11, "protocol error");
     fails(&["cat", &http.url("/bad-chunk")], 11, "protocol error");
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("x");
-    fails(
-        &[
-            "fetch",
-            "-o",
-            dest.to_str().unwrap(),
-            &http.url("/bad-chunk"),
-        ],
-        11,
-        "protocol error",
-    );
-    assert!(!dest.exists());
+    fetch_fails_at("/bad-chunk", 11, "protocol error");
 }
 
 #[test]
 fn a_password_in_the_url_never_reaches_stderr() {
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let addr = common::closed_addr();
     let err = fails(
         &["cat", &format!("http://bob:hunter2@{addr}/")],
         4,
@@ -519,14 +469,12 @@ fn a_password_in_the_url_never_reaches_stderr() {
 
 #[test]
 fn a_bad_cookie_jar_line_is_skipped_with_a_warning() {
-    let http = HttpServer::start(routes);
-    let dir = tempfile::tempdir().unwrap();
-    let jar = dir.path().join("cookies.txt");
-    std::fs::write(
-        &jar,
+    let (http, dir) = server_and_dir();
+    let jar = file_in(
+        dir.path(),
+        "cookies.txt",
         "127.0.0.1\tFALSE\t/\tFALSE\t0\tbad\tline\textra\n127.0.0.1\tFALSE\t/\tFALSE\t0\tgood\t1\n",
-    )
-    .unwrap();
+    );
     let out = weft(&[
         "cat",
         "--cookie-jar",
@@ -560,8 +508,7 @@ fn a_url_without_a_scheme_is_http() {
 
 #[test]
 fn fetch_to_dash_writes_stdout() {
-    let http = HttpServer::start(routes);
-    let dir = tempfile::tempdir().unwrap();
+    let (http, dir) = server_and_dir();
     Cmd::new(WEFT)
         .args(["fetch", "-o", "-", &http.url("/hello")])
         .current_dir(dir.path())
@@ -630,10 +577,8 @@ fn cat_error_body_still_fails() {
 
 #[test]
 fn fetch_does_not_replace_a_file_without_force() {
-    let http = HttpServer::start(routes);
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("hello.txt");
-    std::fs::write(&dest, "mine").unwrap();
+    let (http, dir) = server_and_dir();
+    let dest = file_in(dir.path(), "hello.txt", "mine");
     let d = dest.to_str().unwrap();
     fails(&["fetch", "-o", d, &http.url("/hello")], 8, "--force");
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "mine");
@@ -644,8 +589,7 @@ fn fetch_does_not_replace_a_file_without_force() {
 
 #[test]
 fn errors_name_what_the_user_gave() {
-    let http = HttpServer::start(routes);
-    let dir = tempfile::tempdir().unwrap();
+    let (http, dir) = server_and_dir();
     let dest = dir.path().join("missing").join("x.txt");
     let err = fails(
         &["fetch", "-o", dest.to_str().unwrap(), &http.url("/hello")],

@@ -10,7 +10,7 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Server, WAIT, WEFT, read_exact};
+use common::{LOOPBACK, Server, WAIT, echoes, read_exact, usage_error};
 
 /// True once the server closed `c` (EOF or a reset), waiting at most `wait`.
 fn closed_within(c: &mut TcpStream, wait: Duration) -> bool {
@@ -26,12 +26,6 @@ fn closed_within(c: &mut TcpStream, wait: Duration) -> bool {
             Err(_) => return true, // reset
         }
     }
-}
-
-/// Writes `msg` and expects it echoed back.
-fn echoes(c: &mut TcpStream, msg: &[u8]) {
-    c.write_all(msg).unwrap();
-    assert_eq!(read_exact(c, msg.len()), msg);
 }
 
 /// File descriptors the process `pid` holds.
@@ -154,6 +148,38 @@ fn max_connections_closes_the_eleventh_and_serves_the_twelfth_after_one_leaves()
     }
 }
 
+/// With several `--listen`, the limits count the service's connections, not each endpoint's:
+/// `--max-connections 2` over two ports serves one on each and closes a third on either.
+#[test]
+fn limits_count_the_connections_of_every_endpoint_together() {
+    let server = Server::start_raw(&[
+        "serve",
+        "echo",
+        "--max-connections",
+        "2",
+        "--listen",
+        LOOPBACK,
+        "--listen",
+        LOOPBACK,
+    ]);
+    let second = server.stderr.wait_for_line("listening on ");
+    assert_ne!(second, server.addr, "two ports");
+    let connect = |addr: &str| {
+        let c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        c
+    };
+    let mut a = connect(&server.addr);
+    let mut b = connect(&second);
+    echoes(&mut a, b"first port");
+    echoes(&mut b, b"second port");
+    for addr in [&server.addr, &second] {
+        let mut third = connect(addr);
+        assert!(closed_within(&mut third, WAIT), "a third served on {addr}");
+    }
+    echoes(&mut a, b"still here");
+}
+
 /// `--max-per-peer 2`: a third connection from 127.0.0.1 is closed at once; the default limit
 /// (256) leaves ordinary use alone. Behind HAProxy and a PROXY header (the header's address
 /// counts): `max_per_peer_behind_haproxy_counts_the_headers_address` in deploy.rs.
@@ -243,8 +269,7 @@ fn metrics_endpoint_counts_connections_bytes_and_reasons() {
     let get = |m: &HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
 
     let mut c = server.connect();
-    c.write_all(b"one\ntwo\n").unwrap();
-    assert_eq!(read_exact(&mut c, 8), b"one\ntwo\n");
+    echoes(&mut c, b"one\ntwo\n");
     let mut refused = server.connect();
     assert!(closed_within(&mut refused, WAIT));
     c.shutdown(Shutdown::Write).unwrap();
@@ -277,25 +302,12 @@ fn bad_policy_values_are_usage_errors() {
         &["serve", "echo", "--rate", "1TiB"],
         &["serve", "echo", "--max-connections", "many"],
     ] {
-        let out = std::process::Command::new(WEFT)
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = usage_error(args);
         assert!(err.contains(args[2]), "{args:?}: {err}");
     }
-    let out = std::process::Command::new(WEFT)
-        .args([
-            "serve",
-            "echo",
-            "--line-timeout",
-            "5",
-            "--listen",
-            "tcp:0:interface=127.0.0.1",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--line-timeout is for line protocols"));
+    let err = usage_error(&["serve", "echo", "--line-timeout", "5", "--listen", LOOPBACK]);
+    assert!(
+        err.contains("--line-timeout is for line protocols"),
+        "{err}"
+    );
 }

@@ -3,13 +3,15 @@
 mod common;
 
 use std::io::Write;
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
 use assert_cmd::Command as Cmd;
-use common::{Printed, Run, Server, WAIT, WEFT, read_exact, read_to_end};
+use common::{
+    LOOPBACK, Printed, Run, Server, WAIT, WEFT, echoes, read_exact, read_to_end, usage_error,
+};
 
 #[test]
 fn listening_line_names_the_real_port() {
@@ -19,41 +21,46 @@ fn listening_line_names_the_real_port() {
     assert_ne!(port.parse::<u16>().unwrap(), 0);
 }
 
-#[test]
-fn logger_prints_connection_data_and_disconnect() {
-    let server = Server::start(&["logger"]);
-    let mut c = server.connect();
-    let me = c.local_addr().unwrap().to_string();
-    server
-        .stdout
-        .wait_for(&format!("Got connection from {me}\n"));
-    // No newline: the logger must print the data at once anyway.
-    c.write_all(b"partial data").unwrap();
-    server.stdout.wait_for("partial data");
-    c.write_all(b" and more\n").unwrap();
+/// Runs `weft serve PROTOCOL`, lets `talk` drive one client (given its address as the server
+/// prints it), closes that client; checks that the server printed exactly `Got connection from
+/// ME`, then `printed`, then `ME disconnected`.
+fn logs_one_session(
+    protocol: &str,
+    printed: &str,
+    talk: impl FnOnce(&Server, &mut TcpStream, &str),
+) {
+    let server = Server::start(&[protocol]);
+    let (mut c, me) = server.connect_as();
+    talk(&server, &mut c, &me);
     drop(c);
     let out = server.stdout.wait_for(&format!("{me} disconnected\n"));
     assert_eq!(
         out,
-        format!("Got connection from {me}\npartial data and more\n{me} disconnected\n")
+        format!("Got connection from {me}\n{printed}{me} disconnected\n")
     );
 }
 
 #[test]
+fn logger_prints_connection_data_and_disconnect() {
+    logs_one_session("logger", "partial data and more\n", |server, c, me| {
+        server
+            .stdout
+            .wait_for(&format!("Got connection from {me}\n"));
+        // No newline: the logger must print the data at once anyway.
+        c.write_all(b"partial data").unwrap();
+        server.stdout.wait_for("partial data");
+        c.write_all(b" and more\n").unwrap();
+    });
+}
+
+#[test]
 fn line_logger_prints_each_line() {
-    let server = Server::start(&["line-logger"]);
-    let mut c = server.connect();
-    let me = c.local_addr().unwrap().to_string();
-    c.write_all(b"first\r\nsec").unwrap();
-    server.stdout.wait_for("first\n");
-    c.write_all(b"ond\r\n").unwrap();
-    server.stdout.wait_for("second\n");
-    drop(c);
-    let out = server.stdout.wait_for(&format!("{me} disconnected\n"));
-    assert_eq!(
-        out,
-        format!("Got connection from {me}\nfirst\nsecond\n{me} disconnected\n")
-    );
+    logs_one_session("line-logger", "first\nsecond\n", |server, c, _| {
+        c.write_all(b"first\r\nsec").unwrap();
+        server.stdout.wait_for("first\n");
+        c.write_all(b"ond\r\n").unwrap();
+        server.stdout.wait_for("second\n");
+    });
 }
 
 #[test]
@@ -88,16 +95,14 @@ fn line_echo_echoes_lines_and_drops_over_long_ones() {
     assert_eq!(read_to_end(&mut c), b"");
     // ...and the server goes on.
     let mut c = server.connect();
-    c.write_all(b"again\r\n").unwrap();
-    assert_eq!(read_exact(&mut c, 7), b"again\r\n");
+    echoes(&mut c, b"again\r\n");
 }
 
 #[test]
 fn line_echo_with_lf_delimiter() {
     let server = Server::start(&["line-echo", "--delimiter", "lf"]);
     let mut c = server.connect();
-    c.write_all(b"a\r\nb\n").unwrap();
-    assert_eq!(read_exact(&mut c, 5), b"a\r\nb\n");
+    echoes(&mut c, b"a\r\nb\n");
 }
 
 #[test]
@@ -175,13 +180,8 @@ fn chargen_respects_backpressure() {
 fn sigterm_shuts_down_gracefully() {
     let mut server = Server::start(&["echo"]);
     let mut c = server.connect();
-    c.write_all(b"hi").unwrap();
-    assert_eq!(read_exact(&mut c, 2), b"hi");
-    let status = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    echoes(&mut c, b"hi");
+    server.kill("-TERM");
     // The open connection is closed by the shutdown, then the process exits cleanly.
     assert_eq!(read_to_end(&mut c), b"");
     let status = server.wait_exit();
@@ -190,26 +190,17 @@ fn sigterm_shuts_down_gracefully() {
 
 #[test]
 fn serves_on_a_unix_socket() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("echo.sock");
-    let endpoint = format!("unix:{}", path.display());
-    let server = Server::start_raw(&["serve", "echo", "--listen", &endpoint]);
+    let (server, path) = Server::start_unix(&["echo"]);
     assert_eq!(server.addr, path.display().to_string());
     let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
     c.set_read_timeout(Some(WAIT)).unwrap();
-    c.write_all(b"over unix").unwrap();
-    let mut buf = [0u8; 9];
-    std::io::Read::read_exact(&mut c, &mut buf).unwrap();
-    assert_eq!(&buf, b"over unix");
+    echoes(&mut c, b"over unix");
 }
 
 #[test]
 fn bad_endpoint_is_a_usage_error() {
-    Cmd::new(WEFT)
-        .args(["serve", "echo", "--listen", "tcp:http"])
-        .run()
-        .code(2);
-    Cmd::new(WEFT).args(["serve", "nope"]).run().code(2);
+    usage_error(&["serve", "echo", "--listen", "tcp:http"]);
+    usage_error(&["serve", "nope"]);
 }
 
 #[test]
@@ -233,15 +224,10 @@ fn port_in_use_is_a_network_error() {
 #[test]
 fn sigint_shuts_down_gracefully() {
     let mut server = Server::start(&["line-logger"]);
-    let mut c = server.connect();
-    let me = c.local_addr().unwrap().to_string();
+    let (mut c, me) = server.connect_as();
     c.write_all(b"bye\r\n").unwrap();
     server.stdout.wait_for("bye\n");
-    let status = Command::new("kill")
-        .args(["-INT", &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    server.kill("-INT");
     assert_eq!(read_to_end(&mut c), b"");
     assert!(server.wait_exit().success());
     server.stdout.wait_for(&format!("{me} disconnected\n"));
@@ -250,24 +236,16 @@ fn sigint_shuts_down_gracefully() {
 #[test]
 fn listening_line_comes_first_even_with_verbose_logging() {
     // start_raw fails unless the first stderr line is `listening on ...`.
-    let server = Server::start_raw(&[
-        "-vv",
-        "serve",
-        "echo",
-        "--listen",
-        "tcp:0:interface=127.0.0.1",
-    ]);
+    let server = Server::start_raw(&["-vv", "serve", "echo", "--listen", LOOPBACK]);
     let mut c = server.connect();
-    c.write_all(b"x").unwrap();
-    assert_eq!(read_exact(&mut c, 1), b"x");
+    echoes(&mut c, b"x");
 }
 
 #[test]
 fn line_protocols_take_lines_from_nc_and_telnet_alike_by_default() {
     // nc sends `\n`, telnet `\r\n`: the logger prints both without the `\r`.
     let server = Server::start(&["line-logger"]);
-    let mut c = server.connect();
-    let me = c.local_addr().unwrap().to_string();
+    let (mut c, me) = server.connect_as();
     c.write_all(b"from nc\nfrom telnet\r\n").unwrap();
     let out = server.stdout.wait_for("from telnet\n");
     assert_eq!(
@@ -278,8 +256,7 @@ fn line_protocols_take_lines_from_nc_and_telnet_alike_by_default() {
     // The echo sends each line back as it came; the length limit ignores the `\r`.
     let server = Server::start(&["line-echo", "--max-length", "8"]);
     let mut c = server.connect();
-    c.write_all(b"lf\ncrlf\r\n12345678\r\n").unwrap();
-    assert_eq!(read_exact(&mut c, 19), b"lf\ncrlf\r\n12345678\r\n");
+    echoes(&mut c, b"lf\ncrlf\r\n12345678\r\n");
     c.write_all(b"123456789\r\n").unwrap();
     assert_eq!(read_to_end(&mut c), b"", "9 bytes before the \\r: too long");
 }
@@ -287,12 +264,12 @@ fn line_protocols_take_lines_from_nc_and_telnet_alike_by_default() {
 /// Issue 16: `--listen` takes the plain forms, and says when it listens on every interface.
 #[test]
 fn listen_takes_plain_forms_and_names_all_interfaces() {
-    let server = Server::start_raw(&["serve", "echo", "--listen", "127.0.0.1:0"]);
+    let server = Server::serve_on("127.0.0.1:0", &["echo"]);
     assert!(server.addr.starts_with("127.0.0.1:"), "{}", server.addr);
     assert!(!server.addr.contains("all interfaces"), "{}", server.addr);
 
     for form in ["0", ":0", "tcp:0"] {
-        let server = Server::start_raw(&["serve", "echo", "--listen", form]);
+        let server = Server::serve_on(form, &["echo"]);
         let port = server
             .addr
             .strip_prefix("0.0.0.0:")
@@ -307,11 +284,7 @@ fn listen_takes_plain_forms_and_names_all_interfaces() {
 
 #[test]
 fn an_unreadable_address_lists_the_accepted_forms() {
-    let err = Cmd::new(WEFT)
-        .args(["serve", "echo", "--listen", "nowhere"])
-        .run()
-        .code(2)
-        .stderr_text();
+    let err = usage_error(&["serve", "echo", "--listen", "nowhere"]);
     for form in ["HOST:PORT", "[IPv6]:PORT", ":PORT", "tcp:PORT", "./"] {
         assert!(err.contains(form), "{form} missing from {err}");
     }
@@ -325,7 +298,7 @@ fn listen_is_repeatable() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(WEFT)
         .current_dir(dir.path())
-        .args(["serve", "echo", "--listen", "tcp:0:interface=127.0.0.1"])
+        .args(["serve", "echo", "--listen", LOOPBACK])
         .args(["--listen", "./echo.sock"])
         .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::null())
@@ -343,12 +316,8 @@ fn listen_is_repeatable() {
     assert_eq!(lines[1].trim(), "listening on ./echo.sock");
     let mut c = std::net::TcpStream::connect(tcp).unwrap();
     c.set_read_timeout(Some(WAIT)).unwrap();
-    c.write_all(b"t").unwrap();
-    assert_eq!(read_exact(&mut c, 1), b"t");
+    echoes(&mut c, b"t");
     let mut u = std::os::unix::net::UnixStream::connect(dir.path().join("echo.sock")).unwrap();
     u.set_read_timeout(Some(WAIT)).unwrap();
-    u.write_all(b"u").unwrap();
-    let mut b = [0u8; 1];
-    std::io::Read::read_exact(&mut u, &mut b).unwrap();
-    assert_eq!(&b, b"u");
+    echoes(&mut u, b"u");
 }

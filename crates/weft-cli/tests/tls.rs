@@ -2,12 +2,14 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command as Cmd;
-use common::{Printed, Run, Server, WAIT, WEFT};
+use common::{KillOnDrop, Printed, Run, Server, WAIT, WEFT};
 
 /// `weft cert self-signed --name NAME --out DIR`; returns the (key+cert, cert) paths.
 fn self_signed(dir: &Path, name: &str) -> (String, String) {
@@ -43,12 +45,10 @@ fn connect(endpoint: &str, input: &str) -> assert_cmd::assert::Assert {
 fn the_two_line_tls_session_works() {
     let dir = tempfile::tempdir().unwrap();
     let (pem, crt) = self_signed(dir.path(), "localhost");
-    let server = Server::start_raw(&[
-        "serve",
-        "line-echo",
-        "--listen",
+    let server = Server::serve_on(
         &format!("ssl:0:privateKey={pem}:interface=127.0.0.1"),
-    ]);
+        &["line-echo"],
+    );
     let ep = format!("tls:localhost:{}:trustRoots={crt}", port(&server));
     connect(&ep, "hello over tls\nsecond line\n")
         .success()
@@ -78,12 +78,10 @@ fn a_tls_directory_reloads_on_sighup_and_a_broken_reload_keeps_serving() {
     let spare = dir.path().join("spare");
     let (_, crt) = self_signed(&pems, "localhost");
     let (other_pem, other_crt) = self_signed(&spare, "other.test");
-    let mut server = Server::start_raw(&[
-        "serve",
-        "line-echo",
-        "--listen",
+    let mut server = Server::serve_on(
         &format!("tls:{}:port=0:interface=127.0.0.1", pems.display()),
-    ]);
+        &["line-echo"],
+    );
     let p = port(&server).to_owned();
     let other = format!(r"tls:other.test:{p}:trustRoots={other_crt}:endpoint=tcp\:127.0.0.1\:{p}");
     connect(&format!("tls:localhost:{p}:trustRoots={crt}"), "a\n")
@@ -93,15 +91,7 @@ fn a_tls_directory_reloads_on_sighup_and_a_broken_reload_keeps_serving() {
     // server never reads the directory for an unknown name).
     std::fs::copy(&other_pem, pems.join("other.test.pem")).unwrap();
     connect(&other, "b\n").failure();
-    let hup = |server: &Server| {
-        let ok = std::process::Command::new("kill")
-            .args(["-HUP", &server.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-    };
-    hup(&server);
+    server.kill("-HUP");
     let deadline = Instant::now() + WAIT;
     loop {
         let out = Cmd::new(WEFT)
@@ -126,7 +116,7 @@ fn a_tls_directory_reloads_on_sighup_and_a_broken_reload_keeps_serving() {
         "-----BEGIN CERTIFICATE-----\nnope\n",
     )
     .unwrap();
-    hup(&server);
+    server.kill("-HUP");
     thread::sleep(Duration::from_millis(200));
     connect(&other, "c\n").success().stdout("c\n");
     connect(&format!("tls:localhost:{p}:trustRoots={crt}"), "d\n")
@@ -169,58 +159,22 @@ fn a_mismatched_key_fails_at_listen_time_naming_the_files() {
     assert!(err.contains("finite-field DHE"), "{err}");
 }
 
-/// `weft connect tls:HOST:PORT:endpoint=unix\:/PATH`: TLS through a Unix socket (to a Python
-/// `ssl` server, which no one here wrote), the certificate still verified for HOST; a wrong
-/// HOST fails verification (exit 4).
+/// `weft connect tls:HOST:PORT:endpoint=unix\:/PATH`: TLS through a Unix socket (to `openssl
+/// s_server`, which no one here wrote, echoing each line reversed), the certificate still
+/// verified for HOST; a wrong HOST fails verification (exit 4).
 #[test]
 fn connect_tls_goes_through_a_unix_socket_endpoint_and_verifies_the_host() {
-    common::require_python_ssl();
+    common::require_openssl();
     let dir = tempfile::tempdir().unwrap();
     let (pem, crt) = self_signed(dir.path(), "localhost");
     let sock = dir.path().join("tls.sock");
-    let script = r#"
-import socket, ssl, sys
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(sys.argv[1])
-ls = socket.socket(socket.AF_UNIX)
-ls.bind(sys.argv[2])
-ls.listen(2)
-ls.settimeout(20)
-print("ready", flush=True)
-for _ in range(2):
-    raw, _ = ls.accept()
-    try:
-        s = ctx.wrap_socket(raw, server_side=True)
-    except (ssl.SSLError, OSError):
-        raw.close()   # the client refused our certificate
-        continue
-    data = b""
-    while not data.endswith(b"\n"):
-        d = s.recv(100)
-        if not d:
-            break
-        data += d
-    s.sendall(b"unix: " + data)
-    try:
-        s.unwrap()    # close_notify both ways; the client may have closed first
-    except (ssl.SSLError, OSError):
-        pass
-    s.close()
-"#;
-    let mut child = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&pem)
-        .arg(&sock)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let ready = std::io::BufRead::lines(out).next();
-    assert!(
-        matches!(ready, Some(Ok(ref l)) if l == "ready"),
-        "{ready:?}"
+    // Two connections (the refused one counts), then it exits.
+    let sock_path = sock.to_str().unwrap();
+    let (mut child, _, out) = openssl_server(
+        dir.path(),
+        &["-rev", "-naccept", "2", "-cert", &pem, "-unix", sock_path],
     );
+    let server = KillOnDrop(&mut child);
     let via = format!(r"endpoint=unix\:{}", sock.display());
     // A name the certificate is not for: refused, never connected in clear.
     connect(&format!("tls:other.test:443:trustRoots={crt}:{via}"), "x\n")
@@ -231,7 +185,89 @@ for _ in range(2):
         "hello\n",
     )
     .success()
-    .stdout("unix: hello\n");
-    let status = child.wait().unwrap();
-    assert!(status.success(), "python server: {status}");
+    .stdout("olleh\n");
+    let status = common::wait_exit(server.0, "openssl s_server did not exit after two clients");
+    assert!(status.success(), "openssl s_server: {status}");
+    drop(out);
+}
+
+/// `openssl s_server ARGS` run in `cwd`, returned once it prints `ACCEPT ADDR`, with that
+/// line. Its statistics come at exit: its stdout stays open in the returned lines.
+fn openssl_server(cwd: &Path, args: &[&str]) -> (std::process::Child, String, Lines) {
+    common::require_openssl();
+    let mut child = Command::new("openssl")
+        .arg("s_server")
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl runs");
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = out
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("ACCEPT"));
+    match ready {
+        Some(line) => (child, line, out),
+        None => {
+            let _ = child.kill();
+            panic!("openssl s_server {args:?} never listened");
+        }
+    }
+}
+
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// `weft cat --cacert FILE https://...` trusts a self-signed server (openssl's `-WWW` file
+/// server, which no one here wrote); without it the certificate is refused (exit 4, nothing
+/// on stdout); a file without a certificate is a usage error naming the file.
+#[test]
+fn cat_over_https_trusts_the_cacert_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, crt) = self_signed(dir.path(), "localhost");
+    let body = "a private CA's secret\n".repeat(1000);
+    common::file_in(dir.path(), "secret.txt", &body);
+    // `-WWW` serves files relative to its working directory; one connection per request.
+    let (mut server, accept, _out) = openssl_server(
+        dir.path(),
+        &[
+            "-WWW",
+            "-naccept",
+            "2",
+            "-cert",
+            &pem,
+            "-accept",
+            "127.0.0.1:0",
+        ],
+    );
+    let server_guard = KillOnDrop(&mut server);
+    let port = accept.rsplit_once(':').unwrap().1;
+    let url = format!("https://localhost:{port}/secret.txt");
+
+    let err = Cmd::new(WEFT)
+        .args(["cat", &url])
+        .run()
+        .code(4)
+        .stdout("")
+        .stderr_text();
+    assert!(err.contains("certificate"), "{err}");
+    let got = Cmd::new(WEFT)
+        .args(["cat", "--cacert", &crt, &url])
+        .run()
+        .ok_stdout();
+    assert_eq!(String::from_utf8(got).unwrap(), body);
+    common::wait_exit(
+        server_guard.0,
+        "openssl s_server did not exit after two requests",
+    );
+
+    // A file without a certificate: refused before any connection, naming the file.
+    let junk = common::file_in(dir.path(), "junk.pem", "not a certificate\n");
+    let err = common::usage_error(&["cat", "--cacert", junk.to_str().unwrap(), &url]);
+    assert!(
+        err.contains("junk.pem") && err.contains("CERTIFICATE"),
+        "{err}"
+    );
 }

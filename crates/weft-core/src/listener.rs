@@ -150,6 +150,7 @@ impl ListenOptions {
 ///
 /// Dropping it closes the socket and removes a Unix socket file it created.
 /// See the [module documentation](self) for an example.
+#[derive(Debug)]
 pub struct Listener {
     socket: Socket,
     local: Address,
@@ -161,18 +162,10 @@ pub struct Listener {
     pauses: Mutex<Pauses>,
 }
 
+#[derive(Debug)]
 enum Socket {
     Tcp(TcpListener),
     Unix(UnixListener),
-}
-
-impl fmt::Debug for Listener {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Listener")
-            .field("local", &self.local)
-            .field("setup", &self.setup)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Drop for Listener {
@@ -694,21 +687,12 @@ impl Pauses {
 /// [`Listener::accept`]).
 ///
 /// See the [module documentation](self) for an example.
+#[derive(Debug)]
 pub struct Incoming {
     stream: Stream,
     peer: Address,
     host: Address,
     setup: Option<Arc<Setup>>,
-}
-
-impl fmt::Debug for Incoming {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Incoming")
-            .field("peer", &self.peer)
-            .field("host", &self.host)
-            .field("setup", &self.setup)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Incoming {

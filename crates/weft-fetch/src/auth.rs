@@ -724,33 +724,27 @@ mod tests {
         pm.add(Some("c"), "http://example.com/bar", "bar", "nini");
         pm.add(Some("f"), "http://g.example.com:80", "10", "j");
         let u = |s: &str| Url::parse(s).unwrap();
-        // Most specific prefix wins (urllib: first added).
-        assert_eq!(
-            pm.find(Some("Some Realm"), &u("http://example.com/ni")),
-            Some(("ni", "ni"))
-        );
-        assert_eq!(
-            pm.find(Some("Some Realm"), &u("http://example.com/spam")),
-            Some(("joe", "password"))
-        );
-        assert_eq!(
-            pm.find(Some("c"), &u("http://example.com/foo/bar")),
-            Some(("foo", "ni"))
-        );
-        assert_eq!(pm.find(Some("c"), &u("http://example.com/foobar")), None);
-        assert_eq!(
-            pm.find(Some("Some Realm"), &u("http://c.example.com/")),
-            None
-        );
-        assert_eq!(
-            pm.find(Some("Some Realm"), &u("http://c.example.com:3128/x")),
-            Some(("3", "c"))
-        );
-        assert_eq!(
-            pm.find(Some("f"), &u("http://g.example.com/")),
-            Some(("10", "j"))
-        );
-        assert_eq!(pm.find(Some("other"), &u("http://example.com/")), None);
+        for (realm, url, want) in [
+            // Most specific prefix wins (urllib: first added).
+            ("Some Realm", "http://example.com/ni", Some(("ni", "ni"))),
+            (
+                "Some Realm",
+                "http://example.com/spam",
+                Some(("joe", "password")),
+            ),
+            ("c", "http://example.com/foo/bar", Some(("foo", "ni"))),
+            ("c", "http://example.com/foobar", None),
+            ("Some Realm", "http://c.example.com/", None),
+            (
+                "Some Realm",
+                "http://c.example.com:3128/x",
+                Some(("3", "c")),
+            ),
+            ("f", "http://g.example.com/", Some(("10", "j"))),
+            ("other", "http://example.com/", None),
+        ] {
+            assert_eq!(pm.find(Some(realm), &u(url)), want, "{realm} {url}");
+        }
         pm.add_default("any", "one");
         assert_eq!(pm.find(Some("other"), &u("http://example.com/")), None);
         assert_eq!(

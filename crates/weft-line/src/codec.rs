@@ -37,15 +37,15 @@
 //! choice, [`OnTooLong::Discard`], skips the line without an error: an error would make
 //! `Framed` stall the lines already buffered behind it until new bytes arrive.
 
-use std::fmt::Write as _;
+use std::fmt;
 use std::marker::PhantomData;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::framing::{NetstringHeader, PrefixHeader, check_len, clamp_max, prefix_bytes};
+use crate::framing::check_len;
 use crate::scan::{Delimiter, LineScanner, Scan};
-use crate::{FrameError, LineError, PrefixWidth};
+use crate::{FrameError, IntN, LineError, Netstring, StringFraming};
 
 /// The default line delimiter (Twisted's `LineReceiver.delimiter`).
 ///
@@ -526,21 +526,61 @@ impl<T: AsRef<[u8]>> Encoder<T> for LineCodec {
     }
 }
 
+/// The codec of a string framing, [`Netstring`] or [`IntN`] (the framings of
+/// [`NetstringProtocol`](crate::NetstringProtocol) and [`IntNProtocol`](crate::IntNProtocol)):
+/// use it through the aliases [`NetstringCodec`], [`Int8Codec`], [`Int16Codec`],
+/// [`Int32Codec`] or [`IntNCodec`].
+///
+/// The framing's header announces the payload length, checked against the maximum
+/// (default 99999, capped to what a length prefix can express) before any payload
+/// arrives. Payloads are [`Bytes`] split off the read buffer.
+///
+/// # Errors
+///
+/// Decoding fails with a [`FrameError`] on a malformed or over-long frame (the stream is
+/// broken: the buffer is cleared and every later call fails the same way), and at end of
+/// stream inside a frame with [`FrameError::Io`] (`UnexpectedEof`). Encoding fails with
+/// [`FrameError::TooLong`] for a payload over the maximum.
+///
+/// # Examples
+///
+/// A function written once for every string codec:
+///
+/// ```
+/// use bytes::BytesMut;
+/// use tokio_util::codec::{Decoder, Encoder};
+/// use weft_line::{FrameError, Int16Codec, NetstringCodec, StringCodec, StringFraming};
+///
+/// /// The framed length of `payload`, checked to decode back to it.
+/// fn framed_len<F: StringFraming>(mut codec: StringCodec<F>, payload: &[u8]) -> Result<usize, FrameError> {
+///     let mut wire = BytesMut::new();
+///     codec.encode(payload, &mut wire)?;
+///     let len = wire.len();
+///     assert_eq!(codec.decode(&mut wire)?.as_deref(), Some(payload));
+///     Ok(len)
+/// }
+/// assert_eq!(framed_len(NetstringCodec::new(), b"hello")?, 8); // 5:hello,
+/// assert_eq!(framed_len(Int16Codec::new(), b"hello")?, 7); // \0 \x05 hello
+/// # Ok::<(), FrameError>(())
+/// ```
+#[must_use]
+pub struct StringCodec<F: StringFraming> {
+    max_length: usize,
+    /// The payload length once its header was read.
+    body: Option<usize>,
+    /// The error that broke the stream (every later decode clears the buffer and fails the
+    /// same way).
+    failed: Option<std::sync::Arc<FrameError>>,
+    _framing: PhantomData<fn() -> F>,
+}
+
 /// The netstring codec: `<decimal length>:<payload>,` (D. J. Bernstein's netstrings,
 /// Twisted's `NetstringReceiver`).
 ///
 /// Lengths with a leading zero (`01:a,`), with no digit, with any byte other than digits
 /// before the colon, and payloads not followed by a comma are errors ([`FrameError`]). A
 /// length over the maximum (default 99999) is rejected as soon as its digits exceed it,
-/// before the colon arrives. Payloads are [`Bytes`] split off the read buffer. Encoding a
-/// payload longer than the maximum is an error.
-///
-/// # Errors
-///
-/// Decoding fails with a [`FrameError`] on a malformed or over-long netstring (the stream
-/// is broken: the buffer is cleared and every later call fails the same way), and at end of
-/// stream inside a netstring with [`FrameError::Io`] (`UnexpectedEof`). Encoding fails with
-/// [`FrameError::TooLong`] for a payload over the maximum.
+/// before the colon arrives. See [`StringCodec`] for the methods.
 ///
 /// # Examples
 ///
@@ -561,263 +601,14 @@ impl<T: AsRef<[u8]>> Encoder<T> for LineCodec {
 /// assert!(matches!(codec.decode(&mut bad), Err(FrameError::TooLong { .. })));
 /// # Ok::<(), FrameError>(())
 /// ```
-#[derive(Debug, Clone)]
-pub struct NetstringCodec {
-    max_length: usize,
-    header: NetstringHeader,
-    state: Prefixed,
-}
-
-impl Default for NetstringCodec {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl NetstringCodec {
-    /// A codec with the maximum payload length 99999.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use futures::TryStreamExt;
-    /// use tokio_util::codec::FramedRead;
-    /// use weft_line::NetstringCodec;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), weft_line::FrameError> {
-    /// let input: &[u8] = b"3:abc,0:,2:hi,";
-    /// let frames: Vec<_> = FramedRead::new(input, NetstringCodec::new()).try_collect().await?;
-    /// assert_eq!(frames, [&b"abc"[..], b"", b"hi"]);
-    /// # Ok(()) }
-    /// ```
-    #[must_use]
-    pub fn new() -> Self {
-        Self::with_max_length(DEFAULT_MAX_FRAME_LENGTH)
-    }
-
-    /// A codec with the given maximum payload length.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bytes::BytesMut;
-    /// use tokio_util::codec::Encoder;
-    /// use weft_line::{FrameError, NetstringCodec};
-    ///
-    /// let mut codec = NetstringCodec::with_max_length(3);
-    /// let mut out = BytesMut::new();
-    /// codec.encode("abc", &mut out)?;
-    /// assert!(matches!(codec.encode("abcd", &mut out), Err(FrameError::TooLong { length: 4, max_length: 3 })));
-    /// assert_eq!(&out[..], b"3:abc,");
-    /// # Ok::<(), FrameError>(())
-    /// ```
-    #[must_use]
-    pub fn with_max_length(max_length: usize) -> Self {
-        Self {
-            max_length,
-            header: NetstringHeader::default(),
-            state: Prefixed::default(),
-        }
-    }
-
-    /// The maximum payload length.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_line::NetstringCodec;
-    ///
-    /// assert_eq!(NetstringCodec::new().max_length(), 99999);
-    /// assert_eq!(NetstringCodec::with_max_length(10).max_length(), 10);
-    /// ```
-    pub fn max_length(&self) -> usize {
-        self.max_length
-    }
-}
-
-/// What the netstring and IntN decoders share: the payload length once its header was read,
-/// and the error that broke the stream (every later decode clears the buffer and fails the
-/// same way).
-#[derive(Debug, Clone, Default)]
-struct Prefixed {
-    body: Option<usize>,
-    failed: Option<std::sync::Arc<FrameError>>,
-}
-
-impl Prefixed {
-    /// Decodes one frame: `header` reads the payload length off the front of `buf` (`None`:
-    /// not all of it is there yet); then the payload, and the byte `end` after it if any
-    /// (netstring's comma: another byte is [`FrameError::MissingComma`]), must have arrived.
-    /// An error breaks the stream (`what` went wrong, for the log).
-    fn decode(
-        &mut self,
-        buf: &mut BytesMut,
-        header: impl FnOnce(&mut BytesMut) -> Result<Option<usize>, FrameError>,
-        end: Option<u8>,
-        what: &str,
-    ) -> Result<Option<Bytes>, FrameError> {
-        if let Some(err) = &self.failed {
-            buf.clear();
-            return Err(err.duplicate());
-        }
-        let len = match self.body {
-            Some(len) => len,
-            None => match header(buf) {
-                Ok(Some(len)) => {
-                    self.body = Some(len);
-                    len
-                }
-                Ok(None) => return Ok(None),
-                Err(e) => return Err(self.fail(buf, e, what)),
-            },
-        };
-        let need = len + usize::from(end.is_some());
-        if buf.len() < need {
-            buf.reserve(need - buf.len());
-            return Ok(None);
-        }
-        if end.is_some_and(|end| buf[len] != end) {
-            let err = FrameError::MissingComma(buf[len]);
-            return Err(self.fail(buf, err, what));
-        }
-        self.body = None;
-        let mut frame = buf.split_to(need);
-        frame.truncate(len);
-        Ok(Some(frame.freeze()))
-    }
-
-    /// Whether the stream may end here: nothing buffered, no payload announced.
-    fn between_frames(&self, buf: &BytesMut) -> bool {
-        buf.is_empty() && self.body.is_none()
-    }
-
-    fn fail(&mut self, buf: &mut BytesMut, err: FrameError, what: &str) -> FrameError {
-        tracing::debug!(error = %err, "{what}");
-        buf.clear();
-        let copy = err.duplicate();
-        self.failed = Some(std::sync::Arc::new(err));
-        copy
-    }
-}
-
-impl Decoder for NetstringCodec {
-    type Item = Bytes;
-    type Error = FrameError;
-
-    /// Splits the first complete netstring's payload off `buf`; `None` until it has arrived.
-    ///
-    /// # Errors
-    ///
-    /// [`FrameError::TooLong`], [`FrameError::LeadingZero`], [`FrameError::EmptyLength`],
-    /// [`FrameError::InvalidLength`] or [`FrameError::MissingComma`] for a netstring that
-    /// breaks the stream; the buffer is cleared and every later call fails the same way.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bytes::BytesMut;
-    /// use tokio_util::codec::Decoder;
-    /// use weft_line::{FrameError, NetstringCodec};
-    ///
-    /// let mut codec = NetstringCodec::new();
-    /// let mut buf = BytesMut::from(&b"5:hel"[..]);
-    /// assert_eq!(codec.decode(&mut buf)?, None);
-    /// buf.extend_from_slice(b"lo,5:world;");
-    /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"hello"[..]));
-    /// assert!(matches!(codec.decode(&mut buf), Err(FrameError::MissingComma(b';'))));
-    /// # Ok::<(), FrameError>(())
-    /// ```
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        let (header, max) = (&mut self.header, self.max_length);
-        let length = |buf: &mut BytesMut| {
-            let (used, len) = header.push(buf, max)?;
-            buf.advance(used);
-            Ok(len)
-        };
-        self.state.decode(buf, length, Some(b','), "bad netstring")
-    }
-
-    /// Like [`decode`](Self::decode), and checks that the stream did not end inside a
-    /// netstring.
-    ///
-    /// # Errors
-    ///
-    /// As [`decode`](Self::decode), and [`FrameError::Io`] with
-    /// [`UnexpectedEof`](std::io::ErrorKind::UnexpectedEof) for a truncated netstring.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bytes::BytesMut;
-    /// use tokio_util::codec::Decoder;
-    /// use weft_line::{FrameError, NetstringCodec};
-    ///
-    /// let mut codec = NetstringCodec::new();
-    /// let mut buf = BytesMut::from(&b"5:hel"[..]);
-    /// let err = codec.decode_eof(&mut buf).unwrap_err();
-    /// assert!(matches!(err, FrameError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof));
-    /// ```
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        match self.decode(buf)? {
-            Some(frame) => Ok(Some(frame)),
-            None if self.state.between_frames(buf) && !self.header.in_progress() => Ok(None),
-            None => Err(FrameError::Io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "stream ended inside a netstring",
-            ))),
-        }
-    }
-}
-
-impl<T: AsRef<[u8]>> Encoder<T> for NetstringCodec {
-    type Error = FrameError;
-
-    /// Appends `payload` as a netstring to `dst`.
-    ///
-    /// # Errors
-    ///
-    /// [`FrameError::TooLong`] if `payload` is longer than the maximum length; `dst` is
-    /// untouched then.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bytes::BytesMut;
-    /// use tokio_util::codec::Encoder;
-    /// use weft_line::NetstringCodec;
-    ///
-    /// let mut out = BytesMut::new();
-    /// NetstringCodec::new().encode("hello world!", &mut out)?;
-    /// assert_eq!(&out[..], b"12:hello world!,");
-    /// # Ok::<(), weft_line::FrameError>(())
-    /// ```
-    fn encode(&mut self, payload: T, dst: &mut BytesMut) -> Result<(), FrameError> {
-        let payload = payload.as_ref();
-        check_len(payload.len() as u64, self.max_length)?;
-        dst.reserve(payload.len() + 24);
-        // Writing to a BytesMut cannot fail.
-        let _ = write!(dst, "{}:", payload.len());
-        dst.extend_from_slice(payload);
-        dst.extend_from_slice(b",");
-        Ok(())
-    }
-}
+pub type NetstringCodec = StringCodec<Netstring>;
 
 /// A big-endian length-prefixed codec (Twisted's `IntNStringReceiver`): `W` is `u8`, `u16`
 /// or `u32` (see the aliases [`Int8Codec`], [`Int16Codec`], [`Int32Codec`]).
 ///
-/// The maximum length (default 99999, capped to what the prefix can express) is checked on
-/// the prefix, before any payload arrives: an over-long frame is an error as soon as its
-/// prefix is read. Encoding a payload longer than the maximum is an error. Payloads are
-/// [`Bytes`] split off the read buffer.
-///
-/// # Errors
-///
-/// Decoding fails with [`FrameError::TooLong`] as soon as a prefix announces more than the
-/// maximum (the stream is broken: every later call fails the same way), and at end of stream
-/// inside a frame with [`FrameError::Io`] (`UnexpectedEof`). Encoding fails with
-/// [`FrameError::TooLong`] for a payload over the maximum.
+/// The maximum length is capped to what the prefix can express, and checked on the prefix,
+/// before any payload arrives: an over-long frame is an error as soon as its prefix is
+/// read. See [`StringCodec`] for the methods.
 ///
 /// # Examples
 ///
@@ -837,11 +628,7 @@ impl<T: AsRef<[u8]>> Encoder<T> for NetstringCodec {
 /// assert!(matches!(codec.decode(&mut buf), Err(FrameError::TooLong { length: 11, .. })));
 /// # Ok::<(), FrameError>(())
 /// ```
-pub struct IntNCodec<W: PrefixWidth> {
-    max_length: usize,
-    state: Prefixed,
-    _width: PhantomData<fn() -> W>,
-}
+pub type IntNCodec<W> = StringCodec<IntN<W>>;
 
 /// A codec with a 1-byte length prefix (payloads of at most 255 bytes).
 ///
@@ -896,65 +683,85 @@ pub type Int16Codec = IntNCodec<u16>;
 /// ```
 pub type Int32Codec = IntNCodec<u32>;
 
-impl<W: PrefixWidth> std::fmt::Debug for IntNCodec<W> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IntNCodec")
-            .field("prefix_size", &W::SIZE)
+impl<F: StringFraming> fmt::Debug for StringCodec<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StringCodec")
+            .field("framing", &std::any::type_name::<F>())
             .field("max_length", &self.max_length)
-            .field("state", &self.state)
+            .field("body", &self.body)
+            .field("failed", &self.failed)
             .finish()
     }
 }
 
-impl<W: PrefixWidth> Clone for IntNCodec<W> {
+impl<F: StringFraming> Clone for StringCodec<F> {
     fn clone(&self) -> Self {
         Self {
             max_length: self.max_length,
-            state: self.state.clone(),
-            _width: PhantomData,
+            body: self.body,
+            failed: self.failed.clone(),
+            _framing: PhantomData,
         }
     }
 }
 
-impl<W: PrefixWidth> Default for IntNCodec<W> {
+impl<F: StringFraming> Default for StringCodec<F> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<W: PrefixWidth> IntNCodec<W> {
-    /// A codec with the maximum length 99999 (capped to the prefix's range).
+impl<F: StringFraming> StringCodec<F> {
+    /// A codec with the maximum payload length 99999 (capped to a prefix's range).
     ///
     /// # Examples
     ///
     /// ```
-    /// use weft_line::{Int16Codec, Int32Codec, Int8Codec};
+    /// use futures::TryStreamExt;
+    /// use tokio_util::codec::FramedRead;
+    /// use weft_line::{Int16Codec, Int32Codec, Int8Codec, NetstringCodec};
     ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_line::FrameError> {
+    /// assert_eq!(NetstringCodec::new().max_length(), 99999);
     /// assert_eq!(Int8Codec::new().max_length(), 255);
     /// assert_eq!(Int16Codec::new().max_length(), 65535);
     /// assert_eq!(Int32Codec::new().max_length(), 99999);
+    ///
+    /// let input: &[u8] = b"3:abc,0:,2:hi,";
+    /// let frames: Vec<_> = FramedRead::new(input, NetstringCodec::new()).try_collect().await?;
+    /// assert_eq!(frames, [&b"abc"[..], b"", b"hi"]);
+    /// # Ok(()) }
     /// ```
-    #[must_use]
     pub fn new() -> Self {
         Self::with_max_length(DEFAULT_MAX_FRAME_LENGTH)
     }
 
-    /// A codec with the given maximum length (capped to the prefix's range).
+    /// A codec with the given maximum payload length (capped to a prefix's range).
     ///
     /// # Examples
     ///
     /// ```
-    /// use weft_line::{Int32Codec, Int8Codec};
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Encoder;
+    /// use weft_line::{FrameError, Int32Codec, Int8Codec, NetstringCodec};
+    ///
+    /// let mut codec = NetstringCodec::with_max_length(3);
+    /// let mut out = BytesMut::new();
+    /// codec.encode("abc", &mut out)?;
+    /// assert!(matches!(codec.encode("abcd", &mut out), Err(FrameError::TooLong { length: 4, max_length: 3 })));
+    /// assert_eq!(&out[..], b"3:abc,");
     ///
     /// assert_eq!(Int8Codec::with_max_length(1000).max_length(), 255);
     /// assert_eq!(Int32Codec::with_max_length(1 << 20).max_length(), 1 << 20);
+    /// # Ok::<(), FrameError>(())
     /// ```
-    #[must_use]
     pub fn with_max_length(max_length: usize) -> Self {
         Self {
-            max_length: clamp_max::<W>(max_length),
-            state: Prefixed::default(),
-            _width: PhantomData,
+            max_length: F::clamp(max_length),
+            body: None,
+            failed: None,
+            _framing: PhantomData,
         }
     }
 
@@ -963,16 +770,26 @@ impl<W: PrefixWidth> IntNCodec<W> {
     /// # Examples
     ///
     /// ```
-    /// use weft_line::Int16Codec;
+    /// use weft_line::{Int16Codec, NetstringCodec};
     ///
+    /// assert_eq!(NetstringCodec::with_max_length(10).max_length(), 10);
     /// assert_eq!(Int16Codec::with_max_length(512).max_length(), 512);
     /// ```
+    #[must_use]
     pub fn max_length(&self) -> usize {
         self.max_length
     }
+
+    fn fail(&mut self, buf: &mut BytesMut, err: FrameError) -> FrameError {
+        tracing::debug!(error = %err, "{}", F::BROKEN);
+        buf.clear();
+        let copy = err.duplicate();
+        self.failed = Some(std::sync::Arc::new(err));
+        copy
+    }
 }
 
-impl<W: PrefixWidth> Decoder for IntNCodec<W> {
+impl<F: StringFraming> Decoder for StringCodec<F> {
     type Item = Bytes;
     type Error = FrameError;
 
@@ -980,15 +797,24 @@ impl<W: PrefixWidth> Decoder for IntNCodec<W> {
     ///
     /// # Errors
     ///
-    /// [`FrameError::TooLong`] as soon as a prefix announces more than the maximum; the
-    /// buffer is cleared and every later call fails the same way.
+    /// [`FrameError::TooLong`] as soon as a header announces more than the maximum; for a
+    /// netstring also [`FrameError::LeadingZero`], [`FrameError::EmptyLength`],
+    /// [`FrameError::InvalidLength`] or [`FrameError::MissingComma`]. The stream is broken
+    /// then: the buffer is cleared and every later call fails the same way.
     ///
     /// # Examples
     ///
     /// ```
     /// use bytes::BytesMut;
     /// use tokio_util::codec::Decoder;
-    /// use weft_line::Int16Codec;
+    /// use weft_line::{FrameError, Int16Codec, NetstringCodec};
+    ///
+    /// let mut codec = NetstringCodec::new();
+    /// let mut buf = BytesMut::from(&b"5:hel"[..]);
+    /// assert_eq!(codec.decode(&mut buf)?, None);
+    /// buf.extend_from_slice(b"lo,5:world;");
+    /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"hello"[..]));
+    /// assert!(matches!(codec.decode(&mut buf), Err(FrameError::MissingComma(b';'))));
     ///
     /// let mut codec = Int16Codec::new();
     /// let mut buf = BytesMut::from(&b"\x00"[..]);
@@ -997,22 +823,37 @@ impl<W: PrefixWidth> Decoder for IntNCodec<W> {
     /// assert_eq!(codec.decode(&mut buf)?, None); // half a payload
     /// buf.extend_from_slice(b"k");
     /// assert_eq!(codec.decode(&mut buf)?.as_deref(), Some(&b"ok"[..]));
-    /// # Ok::<(), weft_line::FrameError>(())
+    /// # Ok::<(), FrameError>(())
     /// ```
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        let max = self.max_length;
-        let length = |buf: &mut BytesMut| {
-            if buf.len() < W::SIZE {
-                return Ok(None);
-            }
-            let (_, len) = PrefixHeader::default().push(&buf[..W::SIZE], W::SIZE, max)?;
-            if len.is_some() {
-                buf.advance(W::SIZE);
-            }
-            Ok(len)
+        if let Some(err) = &self.failed {
+            buf.clear();
+            return Err(err.duplicate());
+        }
+        let len = match self.body {
+            Some(len) => len,
+            None => match F::header(buf, self.max_length) {
+                Ok(Some((used, len))) => {
+                    buf.advance(used);
+                    self.body = Some(len);
+                    len
+                }
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(self.fail(buf, e)),
+            },
         };
-        self.state
-            .decode(buf, length, None, "length prefix too long")
+        let need = len + F::TRAILER;
+        if buf.len() < need {
+            buf.reserve(need - buf.len());
+            return Ok(None);
+        }
+        if let Err(e) = F::check_trailer(&buf[len..need]) {
+            return Err(self.fail(buf, e));
+        }
+        self.body = None;
+        let mut frame = buf.split_to(need);
+        frame.truncate(len);
+        Ok(Some(frame.freeze()))
     }
 
     /// Like [`decode`](Self::decode), and checks that the stream did not end inside a frame.
@@ -1027,29 +868,31 @@ impl<W: PrefixWidth> Decoder for IntNCodec<W> {
     /// ```
     /// use bytes::BytesMut;
     /// use tokio_util::codec::Decoder;
-    /// use weft_line::{FrameError, Int8Codec};
+    /// use weft_line::{FrameError, Int8Codec, NetstringCodec};
     ///
-    /// let mut codec = Int8Codec::new();
-    /// let mut buf = BytesMut::from(&b"\x05abc"[..]);
-    /// let err = codec.decode_eof(&mut buf).unwrap_err();
-    /// assert!(matches!(err, FrameError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof));
+    /// let truncated = |err: FrameError| matches!(err, FrameError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof);
+    /// let err = NetstringCodec::new().decode_eof(&mut BytesMut::from(&b"5:hel"[..])).unwrap_err();
+    /// assert!(truncated(err));
+    /// let err = Int8Codec::new().decode_eof(&mut BytesMut::from(&b"\x05abc"[..])).unwrap_err();
+    /// assert!(truncated(err));
     /// ```
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         match self.decode(buf)? {
             Some(frame) => Ok(Some(frame)),
-            None if self.state.between_frames(buf) => Ok(None),
+            None if buf.is_empty() && self.body.is_none() => Ok(None),
             None => Err(FrameError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                "stream ended inside a length-prefixed frame",
+                F::TRUNCATED,
             ))),
         }
     }
 }
 
-impl<W: PrefixWidth, T: AsRef<[u8]>> Encoder<T> for IntNCodec<W> {
+impl<F: StringFraming, T: AsRef<[u8]>> Encoder<T> for StringCodec<F> {
     type Error = FrameError;
 
-    /// Appends the big-endian length of `payload`, then `payload`, to `dst`.
+    /// Appends `payload` to `dst`, framed: after its header, and for a netstring before
+    /// its comma.
     ///
     /// # Errors
     ///
@@ -1061,9 +904,12 @@ impl<W: PrefixWidth, T: AsRef<[u8]>> Encoder<T> for IntNCodec<W> {
     /// ```
     /// use bytes::BytesMut;
     /// use tokio_util::codec::Encoder;
-    /// use weft_line::Int32Codec;
+    /// use weft_line::{Int32Codec, NetstringCodec};
     ///
     /// let mut out = BytesMut::new();
+    /// NetstringCodec::new().encode("hello world!", &mut out)?;
+    /// assert_eq!(&out[..], b"12:hello world!,");
+    /// out.clear();
     /// Int32Codec::new().encode("abc", &mut out)?;
     /// assert_eq!(&out[..], b"\0\0\0\x03abc");
     /// # Ok::<(), weft_line::FrameError>(())
@@ -1071,10 +917,7 @@ impl<W: PrefixWidth, T: AsRef<[u8]>> Encoder<T> for IntNCodec<W> {
     fn encode(&mut self, payload: T, dst: &mut BytesMut) -> Result<(), FrameError> {
         let payload = payload.as_ref();
         check_len(payload.len() as u64, self.max_length)?;
-        let (prefix, from) = prefix_bytes::<W>(payload.len());
-        dst.reserve(W::SIZE + payload.len());
-        dst.extend_from_slice(&prefix[from..]);
-        dst.extend_from_slice(payload);
+        F::encode(payload, dst);
         Ok(())
     }
 }

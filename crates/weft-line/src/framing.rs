@@ -5,6 +5,7 @@
 //! maximum length before any payload.
 
 use std::fmt;
+use std::fmt::Write as _;
 use std::marker::PhantomData;
 
 use bytes::BytesMut;
@@ -125,6 +126,12 @@ pub(crate) mod engine {
         }
         /// Writes one frame.
         fn write(t: &mut weft_core::Transport, payload: &[u8]);
+        /// Appends one frame to a codec's buffer.
+        fn encode(payload: &[u8], dst: &mut BytesMut);
+        /// What a codec logs when a frame breaks the stream.
+        const BROKEN: &'static str;
+        /// A codec's error message for a stream that ends inside a frame.
+        const TRUNCATED: &'static str;
     }
 }
 
@@ -392,6 +399,15 @@ impl Header for Netstring {
         }
         t.write_slices(&[&head[i..], payload, b","]);
     }
+    fn encode(payload: &[u8], dst: &mut BytesMut) {
+        dst.reserve(payload.len() + 24);
+        // Writing to a BytesMut cannot fail.
+        let _ = write!(dst, "{}:", payload.len());
+        dst.extend_from_slice(payload);
+        dst.extend_from_slice(b",");
+    }
+    const BROKEN: &'static str = "bad netstring";
+    const TRUNCATED: &'static str = "stream ended inside a netstring";
 }
 
 /// A big-endian length prefix of `W` (`u8`, `u16`, `u32`): Twisted's `IntNStringReceiver`
@@ -441,6 +457,14 @@ impl<W: PrefixWidth> Header for IntN<W> {
         let (prefix, from) = prefix_bytes::<W>(payload.len());
         t.write_slices(&[&prefix[from..], payload]);
     }
+    fn encode(payload: &[u8], dst: &mut BytesMut) {
+        let (prefix, from) = prefix_bytes::<W>(payload.len());
+        dst.reserve(W::SIZE + payload.len());
+        dst.extend_from_slice(&prefix[from..]);
+        dst.extend_from_slice(payload);
+    }
+    const BROKEN: &'static str = "length prefix too long";
+    const TRUNCATED: &'static str = "stream ended inside a length-prefixed frame";
 }
 
 /// The width of a big-endian length prefix: implemented for `u8`, `u16` and `u32`
@@ -564,11 +588,6 @@ impl NetstringHeader {
             }
         }
         Ok((data.len(), None))
-    }
-
-    /// True when some header bytes were read.
-    pub(crate) fn in_progress(&self) -> bool {
-        self.digits > 0
     }
 }
 

@@ -80,7 +80,7 @@ mod scan;
 
 pub use codec::{
     DEFAULT_DELIMITER, DEFAULT_MAX_FRAME_LENGTH, DEFAULT_MAX_LINE_LENGTH, Int8Codec, Int16Codec,
-    Int32Codec, IntNCodec, LineCodec, NetstringCodec, OnTooLong,
+    Int32Codec, IntNCodec, LineCodec, NetstringCodec, OnTooLong, StringCodec,
 };
 pub use error::{FrameError, LineError};
 pub use framing::{

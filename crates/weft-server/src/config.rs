@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use weft_core::ListenOptions;
 
+use crate::hooks::{Hooks, ServerHooks};
+
 /// How a server runs its requests: the seed's three ways (one at a time, threads,
 /// processes) plus tokio tasks.
 ///
@@ -268,6 +270,7 @@ impl ProcessPool {
 /// | `max_packet_size` | 8192 | `UDPServer.max_packet_size = 8192` |
 /// | `request_timeout` | `None` | `StreamRequestHandler.timeout = None` |
 /// | `nodelay` | `false` | `StreamRequestHandler.disable_nagle_algorithm = False` |
+/// | `hooks` | `()`: all requests verified, errors logged | `BaseServer.verify_request`, `handle_error`, `handle_timeout` |
 ///
 /// # Examples
 ///
@@ -292,6 +295,7 @@ pub struct ServerConfig {
     pub(crate) block_on_close: bool,
     pub(crate) max_packet_size: usize,
     pub(crate) request_timeout: Option<Duration>,
+    pub(crate) hooks: Hooks,
 }
 
 impl Default for ServerConfig {
@@ -306,6 +310,7 @@ impl Default for ServerConfig {
             block_on_close: true,
             max_packet_size: 8192,
             request_timeout: None,
+            hooks: Hooks::default(),
         }
     }
 }
@@ -485,6 +490,30 @@ impl ServerConfig {
         self
     }
 
+    /// The server's `verify_request`, `handle_error` and `handle_timeout` (see
+    /// [`ServerHooks`], where each has an example); replaces the defaults (`()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{Address, ServerConfig, ServerHooks, ServerInfo};
+    ///
+    /// /// Serves loopback clients only.
+    /// struct LocalOnly;
+    /// impl ServerHooks for LocalOnly {
+    ///     fn verify_request(&self, client: &Address, _server: &ServerInfo) -> bool {
+    ///         client.as_inet().is_some_and(|a| a.ip().is_loopback())
+    ///     }
+    /// }
+    ///
+    /// let config = ServerConfig::new().hooks(LocalOnly);
+    /// # let _ = config;
+    /// ```
+    pub fn hooks(mut self, hooks: impl ServerHooks) -> Self {
+        self.hooks = Hooks(std::sync::Arc::new(hooks));
+        self
+    }
+
     /// The listen backlog.
     ///
     /// # Examples
@@ -596,5 +625,28 @@ impl ServerConfig {
     /// ```
     pub fn get_nodelay(&self) -> bool {
         self.listen.nodelay
+    }
+
+    /// The server's hooks, for a handler that wants to report through them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_server::{Address, HandlerResult, RequestHandler, StreamRequest};
+    ///
+    /// /// Reports a refused client itself, then serves on.
+    /// struct Picky;
+    /// impl RequestHandler<StreamRequest> for Picky {
+    ///     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+    ///         if req.read_line().await? != b"please\n" {
+    ///             let hooks = req.server().config().get_hooks();
+    ///             hooks.handle_error(req.client_address(), &"impolite client".into());
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    pub fn get_hooks(&self) -> &dyn ServerHooks {
+        &*self.hooks.0
     }
 }

@@ -1,5 +1,5 @@
 //! How requests run: the configured concurrency, and the reporting of each request's
-//! error or panic to the handler's `handle_error`.
+//! error or panic to the server's `handle_error`.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -12,13 +12,14 @@ use weft_core::Address;
 
 use crate::config::{Concurrency, ServerConfig};
 use crate::error::HandlerResult;
-use crate::handler::{Handles, panic_error};
+use crate::handler::panic_error;
+use crate::hooks;
 use crate::request::ServerInfo;
 
 /// One request's work: build the request, run the handler, finish (close or reply).
 pub(crate) type Job = BoxFuture<'static, HandlerResult>;
 
-/// Where a job's outcome goes (the handler's `handle_error`).
+/// Where a job's outcome goes (the server's `handle_error`).
 pub(crate) type Report = Arc<dyn Fn(HandlerResult) + Send + Sync>;
 
 /// How jobs run, derived from [`Concurrency`].
@@ -104,40 +105,12 @@ async fn catch(job: Job) -> HandlerResult {
         .unwrap_or_else(|p| Err(panic_error(p)))
 }
 
-/// The report of a request from `client`: its error goes to `handle_error`, whose own
-/// panic is logged.
-pub(crate) fn reporter<R, H: Handles<R>>(handler: &Arc<H>, client: &Address) -> Report {
-    let (handler, client) = (handler.clone(), client.clone());
+/// The report of a request from `client`: its error goes to the server's `handle_error`.
+pub(crate) fn reporter(info: &ServerInfo, client: &Address) -> Report {
+    let (hooks, client) = (info.config.hooks.0.clone(), client.clone());
     Arc::new(move |result: HandlerResult| {
         if let Err(e) = result {
-            let reported =
-                std::panic::catch_unwind(AssertUnwindSafe(|| handler.report_error(&client, &e)));
-            if reported.is_err() {
-                tracing::error!(%client, error = %e, "handle_error panicked while reporting this error");
-            }
+            hooks::report(&hooks, &client, &e);
         }
     })
-}
-
-/// `verify_request`, with a panic counting as a refusal reported to `handle_error`
-/// (Python sends exceptions of `verify_request` to `handle_error` too).
-pub(crate) fn verify<R, H: Handles<R>>(
-    handler: &Arc<H>,
-    client: &Address,
-    info: &ServerInfo,
-) -> bool {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| handler.verify(client, info))) {
-        Ok(ok) => ok,
-        Err(p) => {
-            reporter(handler, client)(Err(panic_error(p)));
-            false
-        }
-    }
-}
-
-/// `handle_timeout`, whose panic is logged and does not stop the server.
-pub(crate) fn timeout<R, H: Handles<R>>(handler: &H, info: &ServerInfo) {
-    if std::panic::catch_unwind(AssertUnwindSafe(|| handler.timed_out(info))).is_err() {
-        tracing::error!(server = %info.address, "handle_timeout panicked");
-    }
 }

@@ -13,8 +13,8 @@
 //! pool of re-executed worker processes.
 //!
 //! Each child runs the [`BlockingRequestHandler`] for its connection and exits with
-//! status 0, or 1 after an error or panic (which the child reports through
-//! `handle_error`); a crash in a child cannot hurt the server or the other children.
+//! status 0, or 1 after an error or panic (which the child reports through the
+//! server's [`handle_error`](crate::ServerHooks::handle_error)); a crash in a child cannot hurt the server or the other children.
 //! The server reaps its children after each request, waits when `max_children` are
 //! running (40 by default, like Python), and waits for them all on
 //! [`close`](ForkingServer::close) when `block_on_close` is set. It never reaps child
@@ -55,6 +55,7 @@ use weft_core::Address;
 use crate::config::{Concurrency, ServerConfig};
 use crate::error::{HandlerResult, ServerError};
 use crate::handler::{BlockingRequestHandler, panic_error, run_blocking};
+use crate::hooks;
 use crate::request::{BlockingStreamRequest, DatagramRequest, ServerInfo};
 
 /// `ForkingMixIn.max_children` when the config does not say.
@@ -169,26 +170,12 @@ impl Children {
     }
 }
 
-/// Runs a server-side hook (`verify_request`, `handle_timeout`) in the serving
-/// process: a panic there is logged and yields `fallback` instead of unwinding out of
-/// the serve loop.
-fn guard_hook<T>(f: impl FnOnce() -> T, fallback: T) -> T {
-    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
-        tracing::error!("a server hook panicked");
-        fallback
-    })
-}
-
 /// The exit status of a child: 0, or 1 after reporting an error to `handle_error`.
-fn child_status<R: Send + 'static, H: BlockingRequestHandler<R>>(
-    handler: &H,
-    client: &Address,
-    result: crate::HandlerResult,
-) -> i32 {
+fn child_status(info: &ServerInfo, client: &Address, result: crate::HandlerResult) -> i32 {
     let status = match result {
         Ok(()) => 0,
         Err(e) => {
-            handler.handle_error(client, &e);
+            hooks::report(&info.config.hooks.0, client, &e);
             1
         }
     };
@@ -409,7 +396,7 @@ impl<R: ForkRequest, H: BlockingRequestHandler<R>> Forks<R, H> {
                 ) =>
             {
                 if call_timeout {
-                    guard_hook(|| self.handler.handle_timeout(&self.info), ());
+                    hooks::timeout(&self.info);
                 }
                 self.children.collect(false);
                 return Ok(false);
@@ -420,7 +407,7 @@ impl<R: ForkRequest, H: BlockingRequestHandler<R>> Forks<R, H> {
                 return Ok(false);
             }
         };
-        if !guard_hook(|| self.handler.verify_request(&client, &self.info), false) {
+        if !hooks::verify(&self.info, &client) {
             tracing::debug!(%client, "request refused by verify_request");
             return Ok(true);
         }
@@ -440,11 +427,8 @@ impl<R: ForkRequest, H: BlockingRequestHandler<R>> Forks<R, H> {
                     drop(self.socket.take());
                 }
                 let status = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    child_status(
-                        &*self.handler,
-                        &client,
-                        R::run_child(self, request, &client),
-                    )
+                    let result = R::run_child(self, request, &client);
+                    child_status(&self.info, &client, result)
                 }))
                 .unwrap_or(1);
                 std::process::exit(status)
@@ -579,7 +563,7 @@ macro_rules! forking_type {
             /// [`ServerError::NotSingleThreaded`] if a request came while the process runs
             /// more than one thread (nothing is forked then), and [`ServerError::Io`] if
             /// `fork` or setting the receive timeout fails. Failed accepts and receives are
-            /// logged, not returned; errors of the handler go to its `handle_error` in the
+            /// logged, not returned; errors of the handler go to the server's `handle_error` in the
             /// child.
             ///
             #[doc = concat!("See [`", stringify!($name), "`] for an example.")]
@@ -630,28 +614,34 @@ forking_type! {
     /// use std::time::{Duration, Instant};
     /// use weft_server::fork::ForkingServer;
     /// use weft_server::{BlockingRequestHandler, BlockingStreamRequest, HandlerResult};
-    /// use weft_server::{ServerConfig, ServerError, ServerInfo};
+    /// use weft_server::{ServerConfig, ServerError, ServerHooks, ServerInfo};
     ///
-    /// struct Thanks(Arc<AtomicBool>);
+    /// struct Thanks;
     /// impl BlockingRequestHandler<BlockingStreamRequest> for Thanks {
     ///     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
     ///         req.write_all(b"Thank you for connecting")?;
     ///         Ok(())
     ///     }
+    /// }
+    ///
+    /// struct Idle(AtomicBool);
+    /// impl ServerHooks for Idle {
     ///     fn handle_timeout(&self, _server: &ServerInfo) {
     ///         self.0.store(true, Ordering::SeqCst);
     ///     }
     /// }
     ///
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let timed_out = Arc::new(AtomicBool::new(false));
-    /// let config = ServerConfig::new().timeout(Duration::from_millis(20));
-    /// let mut server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks(timed_out.clone()), config)?;
+    /// let idle = Arc::new(Idle(AtomicBool::new(false)));
+    /// let config = ServerConfig::new()
+    ///     .timeout(Duration::from_millis(20))
+    ///     .hooks(idle.clone());
+    /// let mut server = ForkingServer::bind_tcp("127.0.0.1:0", Thanks, config)?;
     /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
     ///
     /// // Nobody connects: `handle_timeout` runs, nothing is forked.
     /// server.handle_request()?;
-    /// assert!(timed_out.load(Ordering::SeqCst));
+    /// assert!(idle.0.load(Ordering::SeqCst));
     /// assert_eq!(server.active_children(), 0);
     ///
     /// // A connection while another thread runs: the server refuses to fork.

@@ -6,10 +6,8 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use weft_core::Address;
-
 use crate::error::{HandlerError, HandlerResult};
-use crate::request::{BlockingStreamRequest, DatagramRequest, ServerInfo, StreamRequest};
+use crate::request::{BlockingStreamRequest, DatagramRequest, StreamRequest};
 
 /// An async request handler (`BaseRequestHandler`): `setup`, `handle`, `finish` run
 /// for every request, with the request (`R`: [`crate::StreamRequest`] or
@@ -18,12 +16,14 @@ use crate::request::{BlockingStreamRequest, DatagramRequest, ServerInfo, StreamR
 ///
 /// One handler value serves every request of a server (it is shared behind an `Arc`);
 /// keep per-request state in locals of `handle`. `finish` runs even when `handle`
-/// fails, like Python's `try: handle() finally: finish()`. The first error goes to
-/// [`handle_error`](Self::handle_error); a panic is caught and reported the same way.
+/// fails, like Python's `try: handle() finally: finish()`. The first error goes to the
+/// server's [`handle_error`](crate::ServerHooks::handle_error); a panic is caught and
+/// reported the same way.
 /// Neither stops the server.
 ///
 /// The server-level hooks of `socketserver` (`verify_request`, `handle_error`,
-/// `handle_timeout`) are default methods here too.
+/// `handle_timeout`) are the server's, as in Python: [`crate::ServerHooks`], set on the
+/// [`crate::ServerConfig`] (so a handler is one `impl` block, of either flavour).
 ///
 /// # Examples
 ///
@@ -192,145 +192,6 @@ pub trait RequestHandler<R: Send + 'static>: Send + Sync + 'static {
         let _ = request;
         async { Ok(()) }
     }
-
-    /// Called for each new request before anything else; `false` closes the
-    /// connection (or drops the datagram) without handling it.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::net::IpAddr;
-    /// use weft_server::{Address, HandlerResult, RequestHandler, ServerInfo, StreamRequest};
-    ///
-    /// /// Serves the listed hosts only.
-    /// struct AllowList(Vec<IpAddr>);
-    /// impl RequestHandler<StreamRequest> for AllowList {
-    ///     fn verify_request(&self, client: &Address, _server: &ServerInfo) -> bool {
-    ///         client.as_inet().is_some_and(|a| self.0.contains(&a.ip()))
-    ///     }
-    ///     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
-    ///         req.write_all(b"hello, friend\n").await?;
-    ///         Ok(())
-    ///     }
-    /// }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// let handler = AllowList(vec!["10.1.2.3".parse()?]);
-    /// let server = weft_server::TcpServer::bind("127.0.0.1:0", handler).await?;
-    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
-    /// # let handle = server.shutdown_handle();
-    /// # let serving = tokio::spawn(async move { server.serve_forever().await });
-    ///
-    /// // 127.0.0.1 is not on the list: the connection is closed unanswered.
-    /// # use tokio::io::AsyncReadExt;
-    /// let mut client = tokio::net::TcpStream::connect(addr).await?;
-    /// let mut reply = Vec::new();
-    /// client.read_to_end(&mut reply).await?;
-    /// assert!(reply.is_empty());
-    /// # handle.shutdown().await;
-    /// # serving.await??;
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    fn verify_request(&self, client: &Address, server: &ServerInfo) -> bool {
-        let _ = (client, server);
-        true
-    }
-
-    /// Called with an error or panic of `setup`/`handle`/`finish`; logs it by default.
-    ///
-    /// # Examples
-    ///
-    /// The server goes on either way; this hook only decides what is reported, and how.
-    ///
-    /// ```
-    /// use std::sync::{Arc, Mutex};
-    /// use weft_server::{Address, Concurrency, HandlerError, HandlerResult, ServerConfig};
-    /// use weft_server::{RequestHandler, StreamRequest, TcpServer};
-    ///
-    /// struct Strict {
-    ///     errors: Arc<Mutex<Vec<String>>>,
-    /// }
-    /// impl RequestHandler<StreamRequest> for Strict {
-    ///     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
-    ///         let line = String::from_utf8(req.read_line().await?)?;
-    ///         let _n: u32 = line.trim().parse()?;
-    ///         Ok(())
-    ///     }
-    ///     fn handle_error(&self, client: &Address, error: &HandlerError) {
-    ///         let mut errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
-    ///         errors.push(format!("{client}: {error}"));
-    ///     }
-    /// }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// let errors = Arc::new(Mutex::new(Vec::new()));
-    /// // `Sequential`: `handle_request` returns after the handler and its `handle_error`.
-    /// let config = ServerConfig::new().concurrency(Concurrency::Sequential);
-    /// let handler = Strict { errors: errors.clone() };
-    /// let server = TcpServer::bind_with("127.0.0.1:0", handler, config).await?;
-    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
-    ///
-    /// # use tokio::io::AsyncWriteExt;
-    /// let mut client = tokio::net::TcpStream::connect(addr).await?;
-    /// client.write_all(b"forty-two\n").await?;
-    /// server.handle_request().await?;
-    ///
-    /// let errors = errors.lock().unwrap_or_else(|e| e.into_inner());
-    /// assert_eq!(errors.len(), 1);
-    /// assert!(errors[0].ends_with("invalid digit found in string"));
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    fn handle_error(&self, client: &Address, error: &HandlerError) {
-        tracing::error!(%client, %error, "error while handling a request");
-    }
-
-    /// Called by `handle_request` when no request came within the server's timeout.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::atomic::{AtomicBool, Ordering};
-    /// use std::sync::Arc;
-    /// use std::time::Duration;
-    /// use weft_server::{HandlerResult, RequestHandler, ServerConfig, ServerInfo, StreamRequest};
-    ///
-    /// struct Idle {
-    ///     timed_out: Arc<AtomicBool>,
-    /// }
-    /// impl RequestHandler<StreamRequest> for Idle {
-    ///     async fn handle(&self, _req: &mut StreamRequest) -> HandlerResult {
-    ///         Ok(())
-    ///     }
-    ///     fn handle_timeout(&self, _server: &ServerInfo) {
-    ///         self.timed_out.store(true, Ordering::SeqCst);
-    ///     }
-    /// }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// let timed_out = Arc::new(AtomicBool::new(false));
-    /// let config = ServerConfig::new().timeout(Duration::from_millis(20));
-    /// let handler = Idle { timed_out: timed_out.clone() };
-    /// let server = weft_server::TcpServer::bind_with("127.0.0.1:0", handler, config).await?;
-    ///
-    /// server.handle_request().await?; // nobody connects
-    /// assert!(timed_out.load(Ordering::SeqCst));
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    fn handle_timeout(&self, server: &ServerInfo) {
-        let _ = server;
-    }
 }
 
 /// A blocking request handler, for [`crate::Concurrency::Threads`] and
@@ -475,129 +336,6 @@ pub trait BlockingRequestHandler<R: Send + 'static>: Send + Sync + 'static {
         let _ = request;
         Ok(())
     }
-
-    /// See [`RequestHandler::verify_request`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use weft_server::{Address, BlockingRequestHandler, BlockingStreamRequest};
-    /// use weft_server::{HandlerResult, ServerInfo};
-    ///
-    /// /// Serves nobody: every connection is closed unanswered.
-    /// struct Closed;
-    /// impl BlockingRequestHandler<BlockingStreamRequest> for Closed {
-    ///     fn verify_request(&self, _client: &Address, _server: &ServerInfo) -> bool {
-    ///         false
-    ///     }
-    ///     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-    ///         req.write_all(b"never sent")?;
-    ///         Ok(())
-    ///     }
-    /// }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// # let server = weft_server::TcpServer::bind("127.0.0.1:0", weft_server::Blocking(Closed)).await?;
-    /// # let addr = server.server_address().as_inet().ok_or("not an IP address")?;
-    /// # let handle = server.shutdown_handle();
-    /// # let serving = tokio::spawn(async move { server.serve_forever().await });
-    /// # use tokio::io::AsyncReadExt;
-    /// let mut client = tokio::net::TcpStream::connect(addr).await?;
-    /// let mut reply = Vec::new();
-    /// client.read_to_end(&mut reply).await?;
-    /// assert!(reply.is_empty());
-    /// # handle.shutdown().await;
-    /// # serving.await??;
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    fn verify_request(&self, client: &Address, server: &ServerInfo) -> bool {
-        let _ = (client, server);
-        true
-    }
-
-    /// See [`RequestHandler::handle_error`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::{Arc, Mutex};
-    /// use weft_server::{Address, Blocking, BlockingRequestHandler, BlockingStreamRequest};
-    /// use weft_server::{Concurrency, HandlerError, HandlerResult, ServerConfig, TcpServer};
-    ///
-    /// struct Failing {
-    ///     errors: Arc<Mutex<Vec<String>>>,
-    /// }
-    /// impl BlockingRequestHandler<BlockingStreamRequest> for Failing {
-    ///     fn handle(&self, _req: &mut BlockingStreamRequest) -> HandlerResult {
-    ///         Err("out of coffee".into())
-    ///     }
-    ///     fn handle_error(&self, _client: &Address, error: &HandlerError) {
-    ///         self.errors.lock().unwrap_or_else(|e| e.into_inner()).push(error.to_string());
-    ///     }
-    /// }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// let errors = Arc::new(Mutex::new(Vec::new()));
-    /// let config = ServerConfig::new().concurrency(Concurrency::Sequential);
-    /// let handler = Blocking(Failing { errors: errors.clone() });
-    /// let server = TcpServer::bind_with("127.0.0.1:0", handler, config).await?;
-    /// let addr = server.server_address().as_inet().ok_or("not an IP address")?;
-    ///
-    /// let _client = tokio::net::TcpStream::connect(addr).await?;
-    /// server.handle_request().await?; // handler and `handle_error` have run
-    /// assert_eq!(*errors.lock().unwrap_or_else(|e| e.into_inner()), ["out of coffee"]);
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    fn handle_error(&self, client: &Address, error: &HandlerError) {
-        tracing::error!(%client, %error, "error while handling a request");
-    }
-
-    /// See [`RequestHandler::handle_timeout`].
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::sync::atomic::{AtomicUsize, Ordering};
-    /// use std::sync::Arc;
-    /// use std::time::Duration;
-    /// use weft_server::{Blocking, BlockingRequestHandler, DatagramRequest, HandlerResult};
-    /// use weft_server::{ServerConfig, ServerInfo, UdpServer};
-    ///
-    /// struct Idle(Arc<AtomicUsize>);
-    /// impl BlockingRequestHandler<DatagramRequest> for Idle {
-    ///     fn handle(&self, _req: &mut DatagramRequest) -> HandlerResult {
-    ///         Ok(())
-    ///     }
-    ///     fn handle_timeout(&self, _server: &ServerInfo) {
-    ///         self.0.fetch_add(1, Ordering::SeqCst);
-    ///     }
-    /// }
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # tokio::time::timeout(std::time::Duration::from_secs(10), async {
-    /// let timeouts = Arc::new(AtomicUsize::new(0));
-    /// let config = ServerConfig::new().timeout(Duration::from_millis(20));
-    /// let handler = Blocking(Idle(timeouts.clone()));
-    /// let server = UdpServer::bind_with("127.0.0.1:0", handler, config).await?;
-    /// server.handle_request().await?; // no datagram comes
-    /// server.handle_request().await?;
-    /// assert_eq!(timeouts.load(Ordering::SeqCst), 2);
-    /// # Ok::<_, Box<dyn std::error::Error>>(())
-    /// # }).await?
-    /// # }
-    /// ```
-    fn handle_timeout(&self, server: &ServerInfo) {
-        let _ = server;
-    }
 }
 
 /// Marks a [`BlockingRequestHandler`] for an async server: its requests run on a
@@ -710,12 +448,6 @@ pub trait Handles<R>: Send + Sync + 'static {
     /// Runs `setup`, `handle` and `finish` on `request` and hands it back (a datagram's
     /// reply is in its `wfile`) with the first error.
     fn run(self: Arc<Self>, request: R) -> BoxFuture<'static, (R, HandlerResult)>;
-    /// The handler's `verify_request`.
-    fn verify(&self, client: &Address, server: &ServerInfo) -> bool;
-    /// The handler's `handle_error`.
-    fn report_error(&self, client: &Address, error: &HandlerError);
-    /// The handler's `handle_timeout`.
-    fn timed_out(&self, server: &ServerInfo);
 }
 
 impl<R: Send + 'static, H: RequestHandler<R>> Handles<R> for H {
@@ -725,30 +457,6 @@ impl<R: Send + 'static, H: RequestHandler<R>> Handles<R> for H {
             (request, result)
         })
     }
-    fn verify(&self, client: &Address, server: &ServerInfo) -> bool {
-        self.verify_request(client, server)
-    }
-    fn report_error(&self, client: &Address, error: &HandlerError) {
-        self.handle_error(client, error)
-    }
-    fn timed_out(&self, server: &ServerInfo) {
-        self.handle_timeout(server)
-    }
-}
-
-/// The hooks of a [`Blocking`] handler: its inner handler's.
-macro_rules! blocking_hooks {
-    () => {
-        fn verify(&self, client: &Address, server: &ServerInfo) -> bool {
-            self.0.verify_request(client, server)
-        }
-        fn report_error(&self, client: &Address, error: &HandlerError) {
-            self.0.handle_error(client, error)
-        }
-        fn timed_out(&self, server: &ServerInfo) {
-            self.0.handle_timeout(server)
-        }
-    };
 }
 
 impl<H: BlockingRequestHandler<BlockingStreamRequest>> Handles<StreamRequest> for Blocking<H> {
@@ -770,7 +478,6 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> Handles<StreamRequest> fo
             (request, ran.and_then(|result| result))
         })
     }
-    blocking_hooks!();
 }
 
 impl<H: BlockingRequestHandler<DatagramRequest>> Handles<DatagramRequest> for Blocking<H> {
@@ -791,7 +498,6 @@ impl<H: BlockingRequestHandler<DatagramRequest>> Handles<DatagramRequest> for Bl
             ran.unwrap_or_else(|e| (lost, Err(e)))
         })
     }
-    blocking_hooks!();
 }
 
 /// Runs `f` on tokio's blocking pool; its panic becomes the handler's error.

@@ -10,7 +10,9 @@
 //! The life cycle is `socketserver`'s: `serve_forever`, [`ShutdownHandle::shutdown`]
 //! from any task or thread, `handle_request` with a timeout and `handle_timeout`,
 //! `verify_request`, `handle_error` (errors and panics in handlers never stop the
-//! server), `server_address` with the real port, and `close`.
+//! server), `server_address` with the real port, and `close`. As in Python, those three
+//! hooks are the server's, not the handler's: [`ServerHooks`], set with
+//! [`ServerConfig::hooks`], serve both handler flavours.
 //!
 //! How requests run is the [`Concurrency`] of the [`ServerConfig`]: `Sequential`
 //! (the seed's first server), `Threads` (`ThreadingMixIn`), `Processes` (a pool of
@@ -62,6 +64,7 @@ mod error;
 mod exec;
 pub mod fork;
 mod handler;
+mod hooks;
 pub mod loggers;
 pub mod pool;
 mod request;
@@ -70,6 +73,7 @@ mod server;
 pub use config::{Concurrency, ProcessPool, ServerConfig};
 pub use error::{HandlerError, HandlerResult, ServerError};
 pub use handler::{Blocking, BlockingRequestHandler, Handles, RequestHandler};
+pub use hooks::ServerHooks;
 pub use request::{
     BlockingStreamRequest, DatagramRequest, ServerInfo, StreamReader, StreamRequest, StreamWriter,
     TimeoutIo,

@@ -25,7 +25,7 @@ use crate::config::ServerConfig;
 /// # Examples
 ///
 /// A handler reads them through its request; the server's owner through
-/// [`info`](crate::StreamServer::info):
+/// [`info`](crate::TcpServer::info) (or that of any other server type):
 ///
 /// ```
 /// use tokio::io::AsyncReadExt;
@@ -377,6 +377,7 @@ pub type StreamWriter = TimeoutIo<Pin<Box<dyn AsyncWrite + Send>>>;
 /// # }).await?
 /// # }
 /// ```
+#[derive(Debug)]
 pub struct StreamRequest {
     /// Buffered reader over the connection.
     pub rfile: BufReader<StreamReader>,
@@ -384,14 +385,6 @@ pub struct StreamRequest {
     pub wfile: BufWriter<StreamWriter>,
     pub(crate) client: Address,
     pub(crate) server: Arc<ServerInfo>,
-}
-
-impl fmt::Debug for StreamRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamRequest")
-            .field("client", &self.client)
-            .finish_non_exhaustive()
-    }
 }
 
 impl StreamRequest {

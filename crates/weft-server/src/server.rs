@@ -20,6 +20,7 @@ use crate::config::{Concurrency, ProcessPool, ServerConfig};
 use crate::error::{HandlerResult, ServerError};
 use crate::exec::{self, Executor, Job};
 use crate::handler::Handles;
+use crate::hooks;
 use crate::pool;
 use crate::request::{DatagramRequest, ServerInfo, StreamRequest};
 
@@ -49,21 +50,16 @@ pub enum BindAddress {
     Socket(SocketAddr),
 }
 
-impl From<&str> for BindAddress {
-    fn from(s: &str) -> Self {
-        Self::Text(s.to_owned())
+/// Text: `&str`, `&String`, `&Cow<str>` and the like.
+impl<S: AsRef<str> + ?Sized> From<&S> for BindAddress {
+    fn from(s: &S) -> Self {
+        Self::Text(s.as_ref().to_owned())
     }
 }
 
 impl From<String> for BindAddress {
     fn from(s: String) -> Self {
         Self::Text(s)
-    }
-}
-
-impl From<&String> for BindAddress {
-    fn from(s: &String) -> Self {
-        Self::Text(s.clone())
     }
 }
 
@@ -478,7 +474,7 @@ impl<S: Source, H: Handles<S::Request>> Served<S, H> {
             Some(t) => match tokio::time::timeout(t, socket.next(&mut buf)).await {
                 Ok(r) => r,
                 Err(_) => {
-                    exec::timeout(&*self.handler, &self.info);
+                    hooks::timeout(&self.info);
                     return Ok(());
                 }
             },
@@ -497,7 +493,7 @@ impl<S: Source, H: Handles<S::Request>> Served<S, H> {
         client: Address,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) {
-        let report = exec::reporter(&self.handler, &client);
+        let report = exec::reporter(&self.info, &client);
         let job = self.job(item, client);
         self.exec.run(job, report, permit).await;
     }
@@ -507,7 +503,7 @@ impl<S: Source, H: Handles<S::Request>> Served<S, H> {
         let (handler, info) = (self.handler.clone(), self.info.clone());
         Box::pin(async move {
             let request = S::request(item, client, info.clone()).await?;
-            if !exec::verify(&handler, S::client(&request), &info) {
+            if !hooks::verify(&info, S::client(&request)) {
                 tracing::debug!(client = %S::client(&request), "request refused by verify_request");
                 return Ok(());
             }
@@ -628,7 +624,7 @@ macro_rules! server_type {
             }
 
             /// Handles one request (`handle_request`): waits up to the configured `timeout`
-            /// for it, and calls the handler's `handle_timeout` if none came. A failed accept
+            /// for it, and calls the server's `handle_timeout` if none came. A failed accept
             /// or receive is logged, not returned.
             ///
             /// # Errors

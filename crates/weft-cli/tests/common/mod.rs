@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -18,18 +19,37 @@ pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 /// The longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// `python3` with its `ssl` module, or a failure that says how to install it (never a skip).
-pub fn require_python_ssl() {
-    let ok = Command::new("python3")
-        .args(["-c", "import ssl"])
+/// The endpoint [`Server::start`] listens on: a free port on 127.0.0.1.
+pub const LOOPBACK: &str = "tcp:0:interface=127.0.0.1";
+
+/// Fails (never skips) unless `program ARGS...` runs and exits 0, saying that `what` is not
+/// installed and how to install `package`.
+pub fn require_runs(program: &str, args: &[&str], what: &str, package: &str) {
+    let ok = Command::new(program)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "python3 with its ssl module is not installed: run `apt-get update && apt-get install -y python3` (as root)"
+        "{what} is not installed: run `apt-get update && apt-get install -y {package}` (as root)"
     );
+}
+
+/// `python3` with its `ssl` module, or a failure that says how to install it.
+pub fn require_python_ssl() {
+    require_runs(
+        "python3",
+        &["-c", "import ssl"],
+        "python3 with its ssl module",
+        "python3",
+    );
+}
+
+/// The `openssl` command, or a failure that says how to install it.
+pub fn require_openssl() {
+    require_runs("openssl", &["version"], "openssl", "openssl");
 }
 
 /// `weft` run to its end, bounded by [`WAIT`]: `Cmd::new(WEFT).args(..).run()`.
@@ -41,6 +61,45 @@ pub trait Run {
 impl Run for assert_cmd::Command {
     fn run(&mut self) -> assert_cmd::assert::Assert {
         self.timeout(WAIT).assert()
+    }
+}
+
+/// Runs `weft ARGS...`, checks that it fails as a usage error (exit 2); its stderr.
+pub fn usage_error(args: &[&str]) -> String {
+    assert_cmd::Command::new(WEFT)
+        .args(args)
+        .run()
+        .code(2)
+        .stderr_text()
+}
+
+/// A loopback address nothing listens on (a port just bound and released).
+pub fn closed_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Sends `signal` (`-TERM`, `-INT`, `-HUP`) to process `pid` with kill(1).
+pub fn kill(signal: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}: {status:?}");
+}
+
+/// Waits up to [`WAIT`] for `child` to exit; kills it and fails naming `what` if it does not.
+pub fn wait_exit(child: &mut Child, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what}");
+        }
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -71,6 +130,8 @@ impl Printed for assert_cmd::assert::Assert {
 /// A `weft serve` child process, killed on drop (even when the test fails).
 pub struct Server {
     pub child: Child,
+    /// The directory of a [`Server::start_unix`] socket, removed after the child is gone.
+    dir: Option<tempfile::TempDir>,
     /// The address from the `listening on ...` line.
     pub addr: String,
     /// What the child prints on stdout, as it arrives.
@@ -134,10 +195,22 @@ impl Output {
 impl Server {
     /// Starts `weft serve ARGS... --listen tcp:0:interface=127.0.0.1`.
     pub fn start(args: &[&str]) -> Server {
-        let mut all: Vec<&str> = vec!["serve"];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&["--listen", "tcp:0:interface=127.0.0.1"]);
-        Self::start_raw(&all)
+        Self::serve_on(LOOPBACK, args)
+    }
+
+    /// Starts `weft serve ARGS... --listen ENDPOINT`.
+    pub fn serve_on(endpoint: &str, args: &[&str]) -> Server {
+        Self::start_raw(&[&["serve"], args, &["--listen", endpoint]].concat())
+    }
+
+    /// Starts `weft serve ARGS... --listen unix:DIR/s` in a fresh temporary directory
+    /// (removed when the server is dropped); the server and the socket's path.
+    pub fn start_unix(args: &[&str]) -> (Server, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let mut server = Self::serve_on(&format!("unix:{}", path.display()), args);
+        server.dir = Some(dir);
+        (server, path)
     }
 
     /// Starts `weft ARGS...` and waits for its `listening on ADDR` line.
@@ -169,6 +242,7 @@ impl Server {
         });
         let mut server = Server {
             child,
+            dir: None,
             addr: String::new(),
             stdout,
             stderr: rest,
@@ -189,16 +263,28 @@ impl Server {
         s
     }
 
+    /// Connects a plain TCP client as [`connect`](Self::connect) does; the client and its
+    /// own address as the server prints it (`Got connection from ME`).
+    pub fn connect_as(&self) -> (TcpStream, String) {
+        let c = self.connect();
+        let me = c.local_addr().unwrap().to_string();
+        (c, me)
+    }
+
+    /// A loopback address nothing listens on (a port just bound and released).
+    pub fn closed_addr() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    /// Sends `signal` (`-TERM`, `-INT`, `-HUP`) to the child.
+    pub fn kill(&self, signal: &str) {
+        kill(signal, self.child.id());
+    }
+
     /// Waits for the child to exit (after a signal), up to [`WAIT`].
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "weft did not exit");
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_exit(&mut self.child, "weft did not exit")
     }
 }
 
@@ -222,6 +308,21 @@ pub fn read_exact(s: &mut TcpStream, n: usize) -> Vec<u8> {
     let mut out = vec![0; n];
     s.read_exact(&mut out).expect("read");
     out
+}
+
+/// Writes `contents` to the file `name` in `dir`; its path.
+pub fn file_in(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+/// Writes `msg` and expects it echoed back (over TCP or a Unix socket).
+pub fn echoes(c: &mut (impl Read + Write), msg: &[u8]) {
+    c.write_all(msg).unwrap();
+    let mut back = vec![0; msg.len()];
+    c.read_exact(&mut back).expect("read the echo");
+    assert_eq!(back, msg);
 }
 
 /// One request as the test HTTP server saw it.

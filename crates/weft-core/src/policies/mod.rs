@@ -43,8 +43,6 @@
 //! # let _ = factory;
 //! ```
 
-use std::fmt;
-
 use crate::{Address, ClientFactory, DisconnectReason, Factory, Protocol, TimerId, Transport};
 
 mod limit;
@@ -183,18 +181,10 @@ impl<F: Factory> FactoryExt for F {}
 ///
 /// It starts and stops with its inner factory, and is a [`ClientFactory`] when the inner one
 /// is, so policies apply to clients too.
+#[derive(Debug)]
 pub struct Wrapped<Pol, F> {
     policy: Pol,
     inner: F,
-}
-
-impl<Pol: fmt::Debug, F> fmt::Debug for Wrapped<Pol, F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Wrapped")
-            .field("policy", &self.policy)
-            .field("inner", &std::any::type_name::<F>())
-            .finish()
-    }
 }
 
 impl<Pol, F> Wrapped<Pol, F> {

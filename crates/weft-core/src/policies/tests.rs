@@ -295,14 +295,19 @@ fn mixin(period: Option<u64>) -> (MemoryTransport<Mixin>, Arc<AtomicUsize>) {
     (conn, n)
 }
 
+/// Checks that the mixin times out `ms` milliseconds from now: not 100 ms before, once then.
+async fn mixin_times_out_after(conn: &mut MemoryTransport<Mixin>, n: &AtomicUsize, ms: u64) {
+    conn.advance(Duration::from_millis(ms - 100)).await;
+    assert_eq!(n.load(Ordering::SeqCst), 0, "timed out before {ms} ms");
+    conn.advance(Duration::from_millis(100)).await;
+    assert_eq!(n.load(Ordering::SeqCst), 1, "not timed out once at {ms} ms");
+}
+
 /// TimeoutMixinTests.test_timeout.
 #[tokio::test(start_paused = true)]
 async fn mixin_times_out() {
     let (mut conn, n) = mixin(Some(5));
-    conn.advance(Duration::from_millis(4900)).await;
-    assert_eq!(n.load(Ordering::SeqCst), 0);
-    conn.advance(Duration::from_millis(100)).await;
-    assert_eq!(n.load(Ordering::SeqCst), 1);
+    mixin_times_out_after(&mut conn, &n, 5000).await;
     assert!(conn.is_closing());
 }
 
@@ -312,10 +317,7 @@ async fn mixin_reset_by_data() {
     let (mut conn, n) = mixin(Some(5));
     conn.advance(Duration::from_millis(4900)).await;
     conn.feed(b"hello");
-    conn.advance(Duration::from_millis(4900)).await;
-    assert_eq!(n.load(Ordering::SeqCst), 0);
-    conn.advance(Duration::from_millis(100)).await;
-    assert_eq!(n.load(Ordering::SeqCst), 1);
+    mixin_times_out_after(&mut conn, &n, 5000).await;
 }
 
 /// TimeoutMixinTests.test_resetTimeout: resetting with the timeout off does nothing, setting
@@ -330,10 +332,7 @@ async fn mixin_reset_while_off_does_nothing() {
         conn.protocol().timer.timeout(),
         Some(Duration::from_secs(1))
     );
-    conn.advance(Duration::from_millis(900)).await;
-    assert_eq!(n.load(Ordering::SeqCst), 0);
-    conn.advance(Duration::from_millis(100)).await;
-    assert_eq!(n.load(Ordering::SeqCst), 1);
+    mixin_times_out_after(&mut conn, &n, 1000).await;
 }
 
 /// TimeoutMixinTests.test_cancelTimeout, TimeoutProtocolTests.test_cancelTimeout.

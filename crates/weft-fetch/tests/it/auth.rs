@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use md5::{Digest, Md5};
 use weft_fetch::{ErrorKind, Opener, Request, StatusCode};
 
-use crate::server::{Resp, Seen, Server, resp, within};
+use crate::server::{Resp, Seen, Server, builder, opener_with, resp, text, within};
 
 const BASIC_OK: &str = "Basic dXNlcjpwYXNz"; // user:pass
 
@@ -71,22 +71,24 @@ fn auths(srv: &Server) -> Vec<Option<String>> {
     Gate::Server.sent(srv)
 }
 
-/// An opener (no proxies from the environment) with one password, as `add_password` takes it.
-fn with_password(realm: Option<&str>, uri: &str, user: &str, password: &str) -> Opener {
-    Opener::builder()
-        .env_proxies(false)
-        .add_password(realm, uri, user, password)
-        .build()
-        .unwrap()
+/// A fresh server answering as `gate` does, and an opener with one password for the whole
+/// server (`realm`, `user`, `password` as `add_password` takes them).
+async fn gated(
+    gate: fn(&Seen) -> Resp,
+    realm: &str,
+    user: &str,
+    password: &str,
+) -> (Server, Opener) {
+    let srv = Server::start(gate).await;
+    let op = opener_with(|b| b.add_password(Some(realm), &srv.url("/"), user, password));
+    (srv, op)
 }
 
 #[tokio::test]
 async fn basic_challenge_retry_and_wrong_password() {
     within(10, async {
-        let srv = Server::start(basic_server).await;
-        let op = with_password(Some("Test"), &srv.url("/"), "user", "pass");
-        let mut r = op.open(srv.url("/basic")).await.unwrap();
-        assert_eq!(r.text().await.unwrap(), "welcome");
+        let (srv, op) = gated(basic_server, "Test", "user", "pass").await;
+        assert_eq!(text(&op, srv.url("/basic")).await, "welcome");
         assert_eq!(auths(&srv), [None, Some(BASIC_OK.to_string())]);
         // Once accepted, the credentials go up front within that directory (prior auth).
         op.open(srv.url("/other")).await.unwrap();
@@ -94,8 +96,7 @@ async fn basic_challenge_retry_and_wrong_password() {
         assert_eq!(auths(&srv)[2].as_deref(), Some(BASIC_OK));
 
         // Wrong password: one retry, then the 401 as an error with its body.
-        let srv = Server::start(basic_server).await;
-        let op = with_password(Some("Test"), &srv.url("/"), "user", "bad");
+        let (srv, op) = gated(basic_server, "Test", "user", "bad").await;
         let err = op.open(srv.url("/basic")).await.unwrap_err();
         assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
         assert_eq!(srv.seen().len(), 2);
@@ -103,20 +104,14 @@ async fn basic_challenge_retry_and_wrong_password() {
         assert_eq!(r.text().await.unwrap(), "who are you?");
 
         // Credentials for another realm are not used: a single request.
-        let srv = Server::start(basic_server).await;
-        let op = with_password(Some("Other"), &srv.url("/"), "user", "pass");
+        let (srv, op) = gated(basic_server, "Other", "user", "pass").await;
         let err = op.open(srv.url("/basic")).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Http);
         assert_eq!(srv.seen().len(), 1);
 
         // Pre-emptive Basic with any-realm credentials: a single request.
         let srv = Server::start(basic_server).await;
-        let op = Opener::builder()
-            .env_proxies(false)
-            .credentials("user", "pass")
-            .preemptive_basic(true)
-            .build()
-            .unwrap();
+        let op = opener_with(|b| b.credentials("user", "pass").preemptive_basic(true));
         op.open(srv.url("/basic")).await.unwrap();
         assert_eq!(auths(&srv), [Some(BASIC_OK.to_string())]);
 
@@ -180,18 +175,12 @@ fn digest_server(s: &Seen) -> Resp {
 #[tokio::test]
 async fn digest_challenge_retry_and_wrong_password() {
     within(10, async {
-        let srv = Server::start(digest_server).await;
-        let op = with_password(Some("digest-realm"), &srv.url("/"), "alice", "secret");
-        let mut r = op.open(srv.url("/protected?x=1")).await.unwrap();
-        assert_eq!(r.text().await.unwrap(), "digest ok");
+        let (srv, op) = gated(digest_server, "digest-realm", "alice", "secret").await;
+        assert_eq!(text(&op, srv.url("/protected?x=1")).await, "digest ok");
         assert_eq!(srv.seen().len(), 2);
 
         let srv = Server::start(digest_server).await;
-        let op = Opener::builder()
-            .env_proxies(false)
-            .credentials("alice", "wrong")
-            .build()
-            .unwrap();
+        let op = opener_with(|b| b.credentials("alice", "wrong"));
         let err = op.open(srv.url("/protected")).await.unwrap_err();
         assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
         assert_eq!(srv.seen().len(), 2);
@@ -210,13 +199,11 @@ async fn no_credentials_or_cookies_to_another_host() {
             _ => resp(302, &[("location", &target)], ""),
         })
         .await;
-        let op = Opener::builder()
-            .env_proxies(false)
-            .credentials("user", "pass")
-            .preemptive_basic(true)
-            .cookie_store(true)
-            .build()
-            .unwrap();
+        let op = opener_with(|b| {
+            b.credentials("user", "pass")
+                .preemptive_basic(true)
+                .cookie_store(true)
+        });
         op.open(first.url("/login")).await.unwrap();
         let req = Request::new(first.url("/go"))
             .unwrap()
@@ -224,8 +211,7 @@ async fn no_credentials_or_cookies_to_another_host() {
             .unwrap()
             .header_line("Proxy-Authorization: Basic eDp5")
             .unwrap();
-        let mut r = op.open(req).await.unwrap();
-        assert_eq!(r.text().await.unwrap(), "other host");
+        assert_eq!(text(&op, req).await, "other host");
         let go = &first.seen()[1];
         assert_eq!(go.header("authorization").as_deref(), Some(BASIC_OK));
         assert_eq!(go.header("cookie").as_deref(), Some("mine=1; sid=secret"));
@@ -242,7 +228,7 @@ const PROXY_OK: &str = "Basic cHVzZXI6cHBhc3M="; // puser:ppass
 
 /// An opener that sends everything through `proxy`.
 fn proxied(proxy: &Server) -> weft_fetch::OpenerBuilder {
-    Opener::builder().env_proxies(false).proxy(&proxy.url(""))
+    builder().proxy(&proxy.url(""))
 }
 
 /// Opens a page through a fresh [`basic_proxy`] with the opener `configure` makes; expects
@@ -281,8 +267,7 @@ async fn proxy_basic_challenge_retry_and_wrong_password() {
             .add_proxy_password(Some("proxy"), &proxy.url(""), "puser", "ppass")
             .build()
             .unwrap();
-        let mut r = op.open("http://example.invalid/page").await.unwrap();
-        assert_eq!(r.text().await.unwrap(), "via proxy");
+        assert_eq!(text(&op, "http://example.invalid/page").await, "via proxy");
         assert_eq!(Gate::Proxy.sent(&proxy), [None, Some(PROXY_OK.to_string())]);
         assert_eq!(
             proxy.targets(),
@@ -330,8 +315,10 @@ async fn proxy_digest_challenge_covers_the_absolute_url() {
             .add_proxy_password(None, &proxy.url(""), "bob", "hunter2")
             .build()
             .unwrap();
-        let mut r = op.open("http://example.invalid/a?b=c").await.unwrap();
-        assert_eq!(r.text().await.unwrap(), "digest via proxy");
+        assert_eq!(
+            text(&op, "http://example.invalid/a?b=c").await,
+            "digest via proxy"
+        );
         let seen = proxy.seen();
         assert_eq!(seen.len(), 2);
         let second = seen[1].header("proxy-authorization").unwrap();

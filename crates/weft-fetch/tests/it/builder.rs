@@ -1,13 +1,9 @@
 //! The opener's settings do what they say, over loopback (the doc examples check only that
 //! they are taken).
 
-use weft_fetch::{Error, Opener, PasswordManager};
+use weft_fetch::{Error, PasswordManager};
 
-use crate::server::{Server, resp, within};
-
-fn builder() -> weft_fetch::OpenerBuilder {
-    Opener::builder().env_proxies(false)
-}
+use crate::server::{Server, builder, resp, text, within};
 
 #[tokio::test]
 async fn max_redirects_stops_after_that_many() {
@@ -43,10 +39,7 @@ async fn a_password_manager_answers_the_challenge() {
         let mut pm = PasswordManager::new();
         pm.add(Some("r"), &srv.url("/"), "joe", "s3cret");
         let op = builder().password_manager(pm).build().unwrap();
-        assert_eq!(
-            op.open(srv.url("/x")).await.unwrap().text().await.unwrap(),
-            "in"
-        );
+        assert_eq!(text(&op, srv.url("/x")).await, "in");
         // Another realm: not answered.
         let mut pm = PasswordManager::new();
         pm.add(Some("other"), &srv.url("/"), "joe", "s3cret");
@@ -72,7 +65,7 @@ async fn remove_header_and_keep_alive() {
             .keep_alive(false)
             .build()
             .unwrap();
-        op.open(srv.url("/")).await.unwrap().text().await.unwrap();
+        text(&op, srv.url("/")).await;
         assert_eq!(srv.seen()[0].header("user-agent"), None);
         let op = builder().build().unwrap();
         op.open(srv.url("/")).await.unwrap();

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use weft_fetch::{CookieJar, Opener};
+use weft_fetch::CookieJar;
 
-use crate::server::{Server, resp, within};
+use crate::server::{Server, opener_with, resp, within};
 
 #[tokio::test]
 async fn cookies_set_then_sent_and_file_round_trip() {
@@ -20,11 +20,7 @@ async fn cookies_set_then_sent_and_file_round_trip() {
         })
         .await;
         let jar = Arc::new(CookieJar::new());
-        let op = Opener::builder()
-            .env_proxies(false)
-            .cookie_jar(jar.clone())
-            .build()
-            .unwrap();
+        let op = opener_with(|b| b.cookie_jar(jar.clone()));
         op.open(srv.url("/set")).await.unwrap();
         op.open(srv.url("/check")).await.unwrap();
         op.open(srv.url("/deep/x")).await.unwrap();
@@ -47,11 +43,7 @@ async fn cookies_set_then_sent_and_file_round_trip() {
         // A fresh opener with the loaded jar sends them.
         let loaded = Arc::new(CookieJar::load(&file).unwrap());
         assert_eq!(loaded.cookies(), jar.cookies());
-        let op2 = Opener::builder()
-            .env_proxies(false)
-            .cookie_jar(loaded)
-            .build()
-            .unwrap();
+        let op2 = opener_with(|b| b.cookie_jar(loaded));
         op2.open(srv.url("/again")).await.unwrap();
         assert_eq!(srv.seen()[3].header("cookie").as_deref(), Some("a=1; s=2"));
 

@@ -1,20 +1,16 @@
 //! The free functions and their global state (installed opener, temp file registry).
 //! Everything touching globals is in this one test so that it runs sequentially.
 
-use weft_fetch::{Opener, install_opener, registered_tempfiles, urlcleanup, urlopen, urlretrieve};
+use weft_fetch::{install_opener, registered_tempfiles, urlcleanup, urlopen, urlretrieve};
 
-use crate::server::{Server, resp, within};
+use crate::server::{Server, opener_with, resp, within};
 
 #[tokio::test]
 async fn install_retrieve_cleanup() {
     within(10, async {
         let srv = Server::start(|_| resp(200, &[], "payload")).await;
 
-        let op = Opener::builder()
-            .env_proxies(false)
-            .header_line("X-Custom: yes")
-            .build()
-            .unwrap();
+        let op = opener_with(|b| b.header_line("X-Custom: yes"));
         install_opener(op);
         urlopen(srv.url("/a")).await.unwrap();
         assert_eq!(srv.seen()[0].header("x-custom").as_deref(), Some("yes"));

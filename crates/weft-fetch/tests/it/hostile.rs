@@ -4,7 +4,7 @@
 
 use weft_fetch::{Error, ErrorKind, RetrieveOptions};
 
-use crate::server::{Seen, Server, closed_addr, opener, within};
+use crate::server::{Seen, Server, closed_addr, opener, opener_with, within};
 
 /// 1000 bytes of a recognisable pattern (version `v` changes every byte).
 fn body(v: u8) -> Vec<u8> {
@@ -397,22 +397,21 @@ async fn protocol_violations_are_not_network_errors() {
         assert_eq!(err.kind(), ErrorKind::Protocol, "{err:?}");
         assert!(err.to_string().starts_with("protocol error ("), "{err}");
 
-        let bad_chunk = Server::start_raw(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nxx\r\n0\r\n\r\n",
-        )
-        .await;
-        let mut resp = opener().open(bad_chunk.url("/")).await.unwrap();
-        let err = resp.read_to_end().await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Protocol, "{err:?}");
-
-        // A connection closed in the middle of a chunked body is a network failure.
-        let cut = Server::start_raw(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
-        )
-        .await;
-        let mut resp = opener().open(cut.url("/")).await.unwrap();
-        let err = resp.read_to_end().await.unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Network, "{err:?}");
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for (what, body, kind) in [
+            (
+                "a bad chunk size",
+                "5\r\nhello\r\nzz\r\nxx\r\n0\r\n\r\n",
+                ErrorKind::Protocol,
+            ),
+            // A connection closed in the middle of a chunked body is a network failure.
+            ("a cut chunk", "5\r\nhel", ErrorKind::Network),
+        ] {
+            let srv = Server::start_raw(format!("{chunked}{body}")).await;
+            let mut resp = opener().open(srv.url("/")).await.unwrap();
+            let err = resp.read_to_end().await.unwrap_err();
+            assert_eq!(err.kind(), kind, "{what}: {err:?}");
+        }
     })
     .await;
 }
@@ -437,13 +436,11 @@ async fn credentials_never_follow_a_redirect_to_another_scheme() {
             }
         })
         .await;
-        let op = weft_fetch::Opener::builder()
-            .env_proxies(false)
-            .add_root_certificate_pem(pem.as_bytes())
-            .credentials("joe", "s3cret")
-            .preemptive_basic(true)
-            .build()
-            .unwrap();
+        let op = opener_with(|b| {
+            b.add_root_certificate_pem(pem.as_bytes())
+                .credentials("joe", "s3cret")
+                .preemptive_basic(true)
+        });
         let base = format!("https://127.0.0.1:{}", srv.addr.port());
         let with_headers = |url: String| {
             weft_fetch::Request::new(url)
@@ -536,11 +533,7 @@ async fn a_cookie_with_a_tab_is_refused_and_a_public_suffix_domain_too() {
         )
         .await;
         let jar = std::sync::Arc::new(weft_fetch::CookieJar::new());
-        let op = weft_fetch::Opener::builder()
-            .env_proxies(false)
-            .cookie_jar(jar.clone())
-            .build()
-            .unwrap();
+        let op = opener_with(|b| b.cookie_jar(jar.clone()));
         op.open(srv.url("/")).await.unwrap();
         let names: Vec<String> = jar.cookies().into_iter().map(|c| c.name).collect();
         assert_eq!(names, ["good"]);
@@ -671,9 +664,8 @@ async fn on_exchange_sees_every_hop() {
         .await;
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = seen.clone();
-        let op = weft_fetch::Opener::builder()
-            .env_proxies(false)
-            .on_exchange(move |ex| {
+        let op = opener_with(|b| {
+            b.on_exchange(move |ex| {
                 log.lock().unwrap().push((
                     ex.request_line(),
                     ex.request_headers.get("host").cloned(),
@@ -681,8 +673,7 @@ async fn on_exchange_sees_every_hop() {
                     ex.response_headers.get("x-answer").cloned(),
                 ));
             })
-            .build()
-            .unwrap();
+        });
         let mut r = op.open(srv.url("/old")).await.unwrap();
         assert_eq!(r.text().await.unwrap(), "new");
         assert_eq!(r.status_line(), "HTTP/1.1 200 OK");

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use tokio::io::AsyncBufReadExt;
 use weft_fetch::{Error, ErrorKind, Opener, Request, StatusCode};
 
-use crate::server::{Server, chunked, closed_addr, opener, resp, stalling, within};
+use crate::server::{
+    Server, chunked, closed_addr, opener, opener_with, resp, stalling, text, within,
+};
 
 #[tokio::test]
 async fn get_with_default_headers_and_lines() {
@@ -72,12 +74,7 @@ async fn read_n_and_chunked_bodies() {
 async fn post_put_and_header_overrides() {
     within(10, async {
         let srv = Server::start(|_| resp(200, &[], "ok")).await;
-        let op = Opener::builder()
-            .env_proxies(false)
-            .user_agent("custom/1")
-            .header_line("X-Default: d")
-            .build()
-            .unwrap();
+        let op = opener_with(|b| b.user_agent("custom/1").header_line("X-Default: d"));
         let req = Request::new(srv.url("/bizarre"))
             .unwrap()
             .body("get=with_feeling");
@@ -177,7 +174,7 @@ async fn redirect_chain_limit_and_loop() {
         assert!(matches!(err, Error::RedirectLoop { .. }), "{err:?}");
         assert_eq!(srv.seen().len() - before, 5, "urllib's max_repeats = 4");
 
-        let no_follow = Opener::builder().env_proxies(false).follow_redirects(false).build().unwrap();
+        let no_follow = opener_with(|b| b.follow_redirects(false));
         let r = no_follow.open(srv.url("/loop")).await.unwrap();
         assert_eq!(r.status(), StatusCode::FOUND);
     })
@@ -240,11 +237,7 @@ async fn stall_and_total_timeouts() {
             _ => stalling(&[], b"slow", Duration::from_millis(600)),
         })
         .await;
-        let op = Opener::builder()
-            .env_proxies(false)
-            .read_timeout(Duration::from_millis(300))
-            .build()
-            .unwrap();
+        let op = opener_with(|b| b.read_timeout(Duration::from_millis(300)));
         let start = std::time::Instant::now();
         let mut r = op.open(srv.url("/stall")).await.unwrap();
         assert_eq!(&r.read(5).await.unwrap()[..], b"12345");
@@ -253,11 +246,7 @@ async fn stall_and_total_timeouts() {
         assert!(start.elapsed() < Duration::from_secs(5));
 
         // A body that keeps flowing is not killed by the stall timeout...
-        let op = Opener::builder()
-            .env_proxies(false)
-            .read_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap();
+        let op = opener_with(|b| b.read_timeout(Duration::from_secs(5)));
         let mut r = op.open(srv.url("/slow")).await.unwrap();
         assert_eq!(r.read_to_end().await.unwrap(), b"slowlate");
         // ...but a total deadline is.
@@ -316,16 +305,11 @@ async fn connect_errors_and_bad_input() {
 async fn explicit_proxy_receives_absolute_uri() {
     within(10, async {
         let proxy = Server::start(|_| resp(200, &[], "via proxy")).await;
-        let op = Opener::builder()
-            .env_proxies(false)
-            .proxy(&proxy.url(""))
-            .build()
-            .unwrap();
-        let mut r = op
-            .open("http://example.invalid/some/path?q=1")
-            .await
-            .unwrap();
-        assert_eq!(r.text().await.unwrap(), "via proxy");
+        let op = opener_with(|b| b.proxy(&proxy.url("")));
+        assert_eq!(
+            text(&op, "http://example.invalid/some/path?q=1").await,
+            "via proxy"
+        );
         assert_eq!(proxy.targets(), ["http://example.invalid/some/path?q=1"]);
     })
     .await;
@@ -340,13 +324,8 @@ async fn https_with_certificate_checks() {
         let err = opener().open(&url).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Connect, "{err:?}");
         // Trusted: fine.
-        let op = Opener::builder()
-            .env_proxies(false)
-            .add_root_certificate_pem(pem.as_bytes())
-            .build()
-            .unwrap();
-        let mut r = op.open(&url).await.unwrap();
-        assert_eq!(r.text().await.unwrap(), "secret stuff");
+        let op = opener_with(|b| b.add_root_certificate_pem(pem.as_bytes()));
+        assert_eq!(text(&op, &url).await, "secret stuff");
         assert_eq!(srv.targets(), ["/tls"]);
     })
     .await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use weft_fetch::{Error, Progress, RetrieveOptions};
 
-use crate::server::{Seen, Server, chunked, opener, resp, stream_resp, within};
+use crate::server::{Seen, Server, chunked, file_in, opener, resp, stream_resp, within};
 
 fn body_of(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i % 251) as u8).collect()
@@ -218,8 +218,7 @@ async fn resume_from_partial_file() {
 async fn file_urls_and_large_body() {
     within(20, async {
         let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("src.txt");
-        std::fs::write(&src, body_of(8193)).unwrap();
+        let src = file_in(dir.path(), "src.txt", body_of(8193));
         let url = weft_fetch::Url::from_file_path(&src).unwrap();
         // Without dest: the local path, no copy, no hook call.
         let mut calls = 0;

@@ -3,7 +3,7 @@
 use weft_fetch::header::HeaderMap;
 use weft_fetch::{Error, ErrorKind, Opener, Request, Response, StatusCode, Url};
 
-use crate::server::{opener, within};
+use crate::server::{file_in, opener, within};
 
 #[tokio::test]
 async fn data_url_vectors() {
@@ -62,10 +62,8 @@ async fn data_url_vectors() {
 async fn file_url_vectors() {
     within(10, async {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.html");
-        std::fs::write(&path, "<p>hi</p>\n").unwrap();
-        let spaced = dir.path().join("a b.txt");
-        std::fs::write(&spaced, "spaced").unwrap();
+        let path = file_in(dir.path(), "f.html", "<p>hi</p>\n");
+        let spaced = file_in(dir.path(), "a b.txt", "spaced");
         let p = path.to_str().unwrap();
         let op = opener();
         for url in [format!("file://{p}"), format!("file://localhost{p}"), format!("file://127.0.0.1{p}"), format!("file:{p}")] {

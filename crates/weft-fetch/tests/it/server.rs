@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::Frame;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use weft_fetch::{IntoRequest, Opener, OpenerBuilder};
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
 pub type Resp = hyper::Response<Body>;
@@ -179,8 +181,9 @@ impl Server {
 
     /// A server that answers every request with these raw bytes, then closes the connection
     /// (for bodies cut short, which hyper refuses to produce).
-    pub async fn start_raw(reply: &'static [u8]) -> Server {
-        Self::start_raw_fn(move |_| reply.to_vec()).await
+    pub async fn start_raw(reply: impl Into<Vec<u8>>) -> Server {
+        let reply = reply.into();
+        Self::start_raw_fn(move |_| reply.clone()).await
     }
 
     /// A server that reads one request head (method, target and headers are logged) and
@@ -308,12 +311,31 @@ pub async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T 
         .expect("test timed out")
 }
 
-pub fn opener() -> weft_fetch::Opener {
-    weft_fetch::Opener::builder()
-        .env_proxies(false)
-        .read_timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+/// An opener builder that ignores the proxies of the environment the tests run in.
+pub fn builder() -> OpenerBuilder {
+    Opener::builder().env_proxies(false)
+}
+
+/// The opener `configure` makes of a [`builder`].
+pub fn opener_with(configure: impl FnOnce(OpenerBuilder) -> OpenerBuilder) -> Opener {
+    configure(builder()).build().unwrap()
+}
+
+/// An opener with no proxy whose reads time out after 10 s.
+pub fn opener() -> Opener {
+    opener_with(|b| b.read_timeout(Duration::from_secs(10)))
+}
+
+/// The text of the page `op` opens at `request`, which must answer.
+pub async fn text(op: &Opener, request: impl IntoRequest) -> String {
+    op.open(request).await.unwrap().text().await.unwrap()
+}
+
+/// Writes `contents` to the file `name` in `dir`; its path.
+pub fn file_in(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path
 }
 
 /// A loopback address nothing listens on (a port just bound and released).

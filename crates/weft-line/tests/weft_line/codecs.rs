@@ -7,7 +7,7 @@ use weft_line::{
     FrameError, Int8Codec, Int16Codec, Int32Codec, LineCodec, LineError, NetstringCodec, OnTooLong,
 };
 
-use crate::chunk_sizes;
+use crate::{chunk_sizes, decode_error, encode_error};
 
 /// Decodes `input` fed in chunks of `size`, then EOF.
 fn decode_chunked<D: Decoder>(
@@ -179,20 +179,14 @@ fn line_codec_encoding_checks() {
     let mut out = BytesMut::new();
     codec.encode("abc\r", &mut out).expect("a lone CR is fine");
     assert_eq!(&out[..], b"abc\r\r\n");
-    assert!(matches!(
-        codec.encode("a\r\nb", &mut out),
-        Err(LineError::DelimiterInLine)
-    ));
-    assert!(matches!(
-        codec.encode("toolong", &mut out),
-        Err(LineError::TooLong { .. })
-    ));
+    let error = encode_error(&mut codec, "a\r\nb");
+    assert!(matches!(error, LineError::DelimiterInLine), "{error:?}");
+    let error = encode_error(&mut codec, "toolong");
+    assert!(matches!(error, LineError::TooLong { .. }), "{error:?}");
     // A self-overlapping delimiter: "xa" + "aa" would decode as "x".
     let mut codec = LineCodec::new().delimiter(&b"aa"[..]);
-    assert!(matches!(
-        codec.encode("xa", &mut out),
-        Err(LineError::DelimiterInLine)
-    ));
+    let error = encode_error(&mut codec, "xa");
+    assert!(matches!(error, LineError::DelimiterInLine), "{error:?}");
 }
 
 #[test]
@@ -245,15 +239,8 @@ fn netstring_codec_vectors() {
         }
     }
     // Too long is seen on the digits alone.
-    let mut codec = NetstringCodec::with_max_length(10);
-    let mut buf = BytesMut::from(&b"11"[..]);
-    assert!(matches!(
-        codec.decode(&mut buf),
-        Err(FrameError::TooLong {
-            length: 11,
-            max_length: 10
-        })
-    ));
+    let error = decode_error(NetstringCodec::with_max_length(10), b"11");
+    assert_eq!(too_long(error), (11, 10));
     // A stream ending inside a frame is an error at EOF.
     assert!(decode_chunked(NetstringCodec::new(), b"3:ab", 1).is_err());
     let mut out = BytesMut::new();
@@ -262,6 +249,14 @@ fn netstring_codec_vectors() {
             .encode(&b"abc"[..], &mut out)
             .is_err()
     );
+}
+
+/// The announced length and the maximum of a [`FrameError::TooLong`]; panics on another error.
+fn too_long(error: FrameError) -> (u64, usize) {
+    match error {
+        FrameError::TooLong { length, max_length } => (length, max_length),
+        other => panic!("not TooLong: {other:?}"),
+    }
 }
 
 #[test]
@@ -287,14 +282,7 @@ fn intn_codecs() {
         assert_eq!(lines(&got), [&b"ubar"[..], b""]);
     }
     // Max length checked on the prefix alone.
-    let mut codec = Int32Codec::with_max_length(50);
-    let mut buf = BytesMut::from(&b"\x10\x00\x00\x00"[..]);
-    assert!(matches!(
-        codec.decode(&mut buf),
-        Err(FrameError::TooLong {
-            length: 268_435_456,
-            ..
-        })
-    ));
+    let error = decode_error(Int32Codec::with_max_length(50), b"\x10\x00\x00\x00");
+    assert_eq!(too_long(error), (268_435_456, 50));
     assert!(decode_chunked(Int16Codec::new(), b"\x00\x05ab", 1).is_err());
 }

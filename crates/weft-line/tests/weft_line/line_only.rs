@@ -3,7 +3,7 @@
 use weft_core::testing::MemoryTransport;
 use weft_line::{Control, LineError, LineOnly, LineOnlyProtocol, Receiver};
 
-use crate::{chunk_sizes, close_error, fed};
+use crate::{assert_closed_with, chunk_sizes, fed};
 
 /// Twisted's `LineOnlyTester`: `\n`, MAX_LENGTH 64.
 #[derive(Default)]
@@ -48,11 +48,7 @@ fn test_greater_than_maximum_line_length() {
             &input,
             size,
         );
-        assert!(conn.is_closing(), "size {size}");
-        assert_eq!(
-            close_error::<LineError, _>(&conn).as_deref(),
-            Some("line longer than 64 bytes")
-        );
+        assert_closed_with::<LineError, _>(&conn, "line longer than 64 bytes", size);
         assert!(conn.protocol().receiver().0.is_empty());
     }
 }

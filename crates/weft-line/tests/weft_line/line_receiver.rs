@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use weft_core::testing::MemoryTransport;
 use weft_core::{DisconnectReason, TimerId};
-use weft_line::{Control, LineError, LineProtocol, Receiver};
+use weft_line::{Control, Line, LineError, LineProtocol, Receiver};
 
-use crate::{chunk_sizes, close_error, fed};
+use crate::{Frames, assert_closed_with, chunk_sizes, fed, resumed_through_a_handle};
 
 /// Twisted's `LineTester`: delimiter `\n`, MAX_LENGTH 64.
 #[derive(Default, Debug)]
@@ -80,6 +80,19 @@ fn received(conn: &MemoryTransport<LineProtocol<LineTester>>) -> Vec<&[u8]> {
         .collect()
 }
 
+/// The tester fed `input` in every chunk size, each checked to have received `expected`.
+fn tester_receives(
+    input: &[u8],
+    expected: &[&[u8]],
+) -> Vec<MemoryTransport<LineProtocol<LineTester>>> {
+    let fed_in = |size| {
+        let conn = fed(tester(), input, size);
+        assert_eq!(received(&conn), expected, "chunk size {size}");
+        conn
+    };
+    chunk_sizes(input).map(fed_in).collect()
+}
+
 const BUFFER: &[u8] = b"len 10\n\n0123456789len 5\n\n1234\nlen 20\nfoo 123\n\n0123456789\n012345678len 0\nfoo 5\n\n1234567890123456789012345678901234567890123456789012345678901234567890\nlen 1\n\na";
 
 #[test]
@@ -99,71 +112,54 @@ fn test_buffer_every_chunk_size() {
         b"len 1",
         b"a",
     ];
-    for size in chunk_sizes(BUFFER) {
-        let conn = fed(tester(), BUFFER, size);
-        assert_eq!(received(&conn), expected, "chunk size {size}");
+    for conn in tester_receives(BUFFER, &expected) {
         assert!(!conn.is_closing());
+    }
+}
+
+/// Feeds `input` to the tester in every chunk size: it pauses on some line (and resumes
+/// from a zero timer); `before` is what it received while paused, `after` once resumed.
+fn pauses_then_resumes(input: &[u8], before: &[&[u8]], after: &[&[u8]]) {
+    for size in chunk_sizes(input) {
+        let mut conn = fed(tester(), input, size);
+        assert_eq!(received(&conn), before, "size {size}");
+        assert!(conn.transport().is_reading_paused(), "size {size}");
+        conn.fire_due_timers();
+        assert_eq!(received(&conn), after, "size {size}");
+        assert!(!conn.transport().is_reading_paused(), "size {size}");
+        assert_eq!(conn.protocol().buffered(), 0, "size {size}");
     }
 }
 
 #[test]
 fn test_pausing_every_chunk_size() {
-    let input = b"twiddle1\ntwiddle2\npause\ntwiddle3\n";
-    for size in chunk_sizes(input) {
-        let mut conn = fed(tester(), input, size);
-        assert_eq!(
-            received(&conn),
-            [&b"twiddle1"[..], b"twiddle2", b"pause"],
-            "size {size}"
-        );
-        assert!(conn.transport().is_reading_paused());
-        conn.fire_due_timers();
-        assert_eq!(
-            received(&conn),
-            [&b"twiddle1"[..], b"twiddle2", b"pause", b"twiddle3"],
-            "size {size}"
-        );
-        assert!(!conn.transport().is_reading_paused());
-        assert_eq!(conn.protocol().buffered(), 0);
-    }
+    pauses_then_resumes(
+        b"twiddle1\ntwiddle2\npause\ntwiddle3\n",
+        &[b"twiddle1", b"twiddle2", b"pause"],
+        &[b"twiddle1", b"twiddle2", b"pause", b"twiddle3"],
+    );
 }
 
 #[test]
 fn test_raw_pausing_every_chunk_size() {
-    let input = b"twiddle1\ntwiddle2\nlen 5\nrawpause\n12345twiddle3\n";
-    for size in chunk_sizes(input) {
-        let mut conn = fed(tester(), input, size);
-        assert_eq!(
-            received(&conn),
-            [&b"twiddle1"[..], b"twiddle2", b"len 5", b"rawpause", b""],
-            "size {size}"
-        );
-        conn.fire_due_timers();
-        assert_eq!(
-            received(&conn),
-            [
-                &b"twiddle1"[..],
-                b"twiddle2",
-                b"len 5",
-                b"rawpause",
-                b"12345",
-                b"twiddle3"
-            ],
-            "size {size}"
-        );
-    }
+    pauses_then_resumes(
+        b"twiddle1\ntwiddle2\nlen 5\nrawpause\n12345twiddle3\n",
+        &[b"twiddle1", b"twiddle2", b"len 5", b"rawpause", b""],
+        &[
+            b"twiddle1",
+            b"twiddle2",
+            b"len 5",
+            b"rawpause",
+            b"12345",
+            b"twiddle3",
+        ],
+    );
 }
 
 #[test]
 fn test_stop_producing_every_chunk_size() {
     let input = b"twiddle1\ntwiddle2\nstop\nmore\nstuff\n";
-    for size in chunk_sizes(input) {
-        let conn = fed(tester(), input, size);
-        assert_eq!(
-            received(&conn),
-            [&b"twiddle1"[..], b"twiddle2", b"stop"],
-            "size {size}"
-        );
+    for conn in tester_receives(input, &[b"twiddle1", b"twiddle2", b"stop"]) {
         assert!(conn.is_closing());
     }
 }
@@ -171,13 +167,10 @@ fn test_stop_producing_every_chunk_size() {
 #[test]
 fn test_line_receiver_as_producer() {
     let input = b"produce\nhello world\nunproduce\ngoodbye\n";
-    for size in chunk_sizes(input) {
-        let conn = fed(tester(), input, size);
-        assert_eq!(
-            received(&conn),
-            [&b"produce"[..], b"hello world", b"unproduce", b"goodbye"]
-        );
-    }
+    tester_receives(
+        input,
+        &[b"produce", b"hello world", b"unproduce", b"goodbye"],
+    );
 }
 
 #[derive(Default)]
@@ -274,19 +267,16 @@ fn flipping_with_copied_extra_does_not_recurse() {
 #[test]
 fn set_line_mode_extra_from_line_received_is_parsed_next() {
     // Twisted re-orders this (EXTRA, b, X); here the handed-back bytes come first.
-    #[derive(Default)]
-    struct Inject(Vec<Vec<u8>>);
-    impl Receiver for Inject {
-        fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
-            self.0.push(line.to_vec());
+    let inject = || {
+        Frames::then(|line, ctl| {
             if line == b"EXTRA" {
                 ctl.set_line_mode(b"X\r\n");
             }
-        }
-    }
+        })
+    };
     let input = b"EXTRA\r\nb\r\n";
     for size in chunk_sizes(input) {
-        let conn = fed(LineProtocol::new(Inject::default()), input, size);
+        let conn = fed(LineProtocol::new(inject()), input, size);
         assert_eq!(
             conn.protocol().receiver().0,
             [b"EXTRA".to_vec(), b"X".to_vec(), b"b".to_vec()]
@@ -295,13 +285,7 @@ fn set_line_mode_extra_from_line_received_is_parsed_next() {
 }
 
 /// A plain receiver with the defaults (`\r\n`, 16384) that records lines.
-#[derive(Default)]
-struct Plain(Vec<Vec<u8>>);
-impl Receiver for Plain {
-    fn frame_received(&mut self, line: &[u8], _: &mut Control<'_>) {
-        self.0.push(line.to_vec());
-    }
-}
+type Plain = Frames;
 
 const M: usize = 16384;
 
@@ -320,12 +304,7 @@ fn test_maximum_line_length_closes_with_a_reason() {
     input.extend_from_slice(b"\r\nr");
     for size in big_chunk_sizes(input.len()) {
         let conn = fed(LineProtocol::new(Plain::default()), &input, size);
-        assert!(conn.is_closing(), "size {size}");
-        assert!(!conn.is_aborted());
-        assert_eq!(
-            close_error::<LineError, _>(&conn).as_deref(),
-            Some("line longer than 16384 bytes")
-        );
+        assert_closed_with::<LineError, _>(&conn, "line longer than 16384 bytes", size);
         assert!(conn.protocol().receiver().0.is_empty());
     }
 }
@@ -460,77 +439,54 @@ impl Receiver for Consuming {
 
 #[test]
 fn test_pause_resume() {
+    /// What the test does next: feed bytes, or resume producing.
+    enum Step {
+        Feed(&'static [u8]),
+        Resume,
+    }
+    use Step::{Feed, Resume};
+    // Each step, then what was written after it, and whether the protocol is paused.
+    let script: [(Step, &[u8], bool); 8] = [
+        (Feed(b"hello, "), b"", false),
+        (Feed(b"world\r\n"), b"hello, world", true),
+        (Resume, b"", false),
+        (Feed(b"hello\r\nworld\r\n"), b"hello", true),
+        (Resume, b"world", true),
+        (Feed(b"goodbye\r\n"), b"", true),
+        (Resume, b"goodbye", true),
+        (Resume, b"", false),
+    ];
     let mut conn = MemoryTransport::new(LineProtocol::new(Consuming));
-    conn.feed(b"hello, ");
-    assert_eq!(conn.written(), b"");
-    assert!(!conn.protocol().is_paused());
-    conn.feed(b"world\r\n");
-    assert_eq!(conn.take_written(), &b"hello, world"[..]);
-    assert!(conn.protocol().is_paused());
-    conn.with(|p, t| p.resume_producing(t));
-    assert_eq!(conn.written(), b"");
-    assert!(!conn.protocol().is_paused());
-    conn.feed(b"hello\r\nworld\r\n");
-    assert_eq!(conn.take_written(), &b"hello"[..]);
-    assert!(conn.protocol().is_paused());
-    conn.with(|p, t| p.resume_producing(t));
-    assert_eq!(conn.take_written(), &b"world"[..]);
-    assert!(conn.protocol().is_paused());
-    conn.feed(b"goodbye\r\n");
-    assert_eq!(conn.written(), b"");
-    assert!(conn.protocol().is_paused());
-    conn.with(|p, t| p.resume_producing(t));
-    assert_eq!(conn.take_written(), &b"goodbye"[..]);
-    assert!(conn.protocol().is_paused());
-    conn.with(|p, t| p.resume_producing(t));
-    assert_eq!(conn.written(), b"");
-    assert!(!conn.protocol().is_paused());
+    for (i, (step, written, paused)) in script.into_iter().enumerate() {
+        match step {
+            Feed(data) => conn.feed(data),
+            Resume => conn.with(|p, t| p.resume_producing(t)),
+        }
+        assert_eq!(&conn.take_written()[..], written, "step {i}");
+        assert_eq!(conn.protocol().is_paused(), paused, "step {i}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
 async fn resume_through_a_handle_delivers_buffered_lines_without_new_data() {
-    #[derive(Default)]
-    struct PauseFirst(Vec<Vec<u8>>);
-    impl Receiver for PauseFirst {
-        fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
-            self.0.push(line.to_vec());
-            if self.0.len() == 1 {
-                ctl.pause_producing();
-            }
-        }
-    }
-    let mut conn = MemoryTransport::new(LineProtocol::new(PauseFirst::default()));
-    conn.feed(b"one\r\ntwo\r\nthree\r\n");
-    assert_eq!(conn.protocol().receiver().0.len(), 1);
-    let handle = conn.transport_mut().handle();
-    // Nothing happens while still paused, however long.
-    conn.advance(Duration::from_millis(500)).await;
-    assert_eq!(conn.protocol().receiver().0.len(), 1);
-    handle.resume_producing().expect("open");
-    conn.run_pending();
-    conn.advance(Duration::from_millis(100)).await;
     assert_eq!(
-        conn.protocol().receiver().0,
+        resumed_through_a_handle::<Line>(b"one\r\ntwo\r\nthree\r\n").await,
         [b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
     );
-    assert_eq!(conn.transport().pending_timers(), 0);
 }
 
 #[test]
 fn lines_after_lose_connection_are_not_delivered() {
-    #[derive(Default)]
-    struct Quit(Vec<Vec<u8>>);
-    impl Receiver for Quit {
-        fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
-            self.0.push(line.to_vec());
+    let quit = || {
+        Frames::then(|line, ctl| {
             if line == b"quit" {
                 ctl.transport().lose_connection();
             }
-        }
-    }
+        })
+    };
     let input = b"a\r\nquit\r\nb\r\n";
     for size in chunk_sizes(input) {
-        let conn = fed(LineProtocol::new(Quit::default()), input, size);
+        let conn = fed(LineProtocol::new(quit()), input, size);
         assert_eq!(
             conn.protocol().receiver().0,
             [b"a".to_vec(), b"quit".to_vec()]
@@ -558,19 +514,16 @@ fn lines_hold_any_byte_and_delimiters_can_be_long() {
 
 #[test]
 fn delimiter_change_applies_to_the_next_line() {
-    #[derive(Default)]
-    struct Switch(Vec<Vec<u8>>);
-    impl Receiver for Switch {
-        fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
-            self.0.push(line.to_vec());
+    let switch = || {
+        Frames::then(|line, ctl| {
             if line == b"nl" {
                 ctl.set_delimiter(&b"\n"[..]);
             }
-        }
-    }
+        })
+    };
     let input = b"a\r\nnl\r\nb\nc\r\n";
     for size in chunk_sizes(input) {
-        let conn = fed(LineProtocol::new(Switch::default()), input, size);
+        let conn = fed(LineProtocol::new(switch()), input, size);
         assert_eq!(
             conn.protocol().receiver().0,
             [

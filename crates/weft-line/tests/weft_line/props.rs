@@ -46,6 +46,27 @@ where
     out
 }
 
+/// One round-trip proptest per string codec: (test name, codec, longest frame + 1).
+macro_rules! string_codec_round_trips {
+    ($($name:ident: $codec:expr, $max:expr;)*) => {
+        proptest! {
+            $(
+                #[test]
+                fn $name(frames in frames($max), cuts in cuts()) {
+                    prop_assert_eq!(round_trip($codec, &frames, &cuts), frames);
+                }
+            )*
+        }
+    };
+}
+
+string_codec_round_trips! {
+    netstring_codec: NetstringCodec::new(), 300;
+    int8_codec: Int8Codec::new(), 256;
+    int16_codec: Int16Codec::new(), 600;
+    int32_codec: Int32Codec::new(), 600;
+}
+
 fn frames(max: usize) -> impl Strategy<Value = Vec<Vec<u8>>> {
     prop::collection::vec(prop::collection::vec(any::<u8>(), 0..max), 0..20)
 }
@@ -199,26 +220,6 @@ proptest! {
             .collect();
         let got = round_trip(codec, &frames, &cuts);
         prop_assert_eq!(got, frames);
-    }
-
-    #[test]
-    fn netstring_codec(frames in frames(300), cuts in cuts()) {
-        prop_assert_eq!(round_trip(NetstringCodec::new(), &frames, &cuts), frames);
-    }
-
-    #[test]
-    fn int8_codec(frames in frames(256), cuts in cuts()) {
-        prop_assert_eq!(round_trip(Int8Codec::new(), &frames, &cuts), frames);
-    }
-
-    #[test]
-    fn int16_codec(frames in frames(600), cuts in cuts()) {
-        prop_assert_eq!(round_trip(Int16Codec::new(), &frames, &cuts), frames);
-    }
-
-    #[test]
-    fn int32_codec(frames in frames(600), cuts in cuts()) {
-        prop_assert_eq!(round_trip(Int32Codec::new(), &frames, &cuts), frames);
     }
 
     #[test]

@@ -2,11 +2,11 @@
 
 use weft_core::testing::MemoryTransport;
 use weft_line::{
-    Control, FrameError, Int8Protocol, Int16Protocol, Int32Protocol, NetstringProtocol, Receiver,
-    StringFraming,
+    Control, FrameError, Int8Protocol, Int16Protocol, Int32Protocol, Netstring, NetstringProtocol,
+    Receiver, StringFraming,
 };
 
-use crate::{chunk_sizes, close_error, fed};
+use crate::{chunk_sizes, close_error, fed, resumed_through_a_handle};
 
 /// Twisted's `TestNetstring`/`TestMixin`: MAX_LENGTH 50, records (and echoes) strings.
 #[derive(Default, Debug)]
@@ -355,23 +355,8 @@ fn intn_pausing_every_chunk_size() {
 
 #[tokio::test(start_paused = true)]
 async fn netstring_resume_through_a_handle() {
-    #[derive(Default)]
-    struct PauseFirst(Vec<Vec<u8>>);
-    impl<F: StringFraming> Receiver<F> for PauseFirst {
-        fn frame_received(&mut self, s: &[u8], ctl: &mut Control<'_, F>) {
-            self.0.push(s.to_vec());
-            if self.0.len() == 1 {
-                ctl.pause_producing();
-            }
-        }
-    }
-    let mut conn = MemoryTransport::new(NetstringProtocol::new(PauseFirst::default()));
-    conn.feed(b"1:a,1:b,1:c,");
-    assert_eq!(conn.protocol().receiver().0.len(), 1);
-    let handle = conn.transport_mut().handle();
-    handle.resume_producing().expect("open");
-    conn.run_pending();
-    conn.advance(std::time::Duration::from_millis(100)).await;
-    assert_eq!(conn.protocol().receiver().0.len(), 3);
-    assert_eq!(conn.transport().pending_timers(), 0);
+    assert_eq!(
+        resumed_through_a_handle::<Netstring>(b"1:a,1:b,1:c,").await,
+        [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+    );
 }

@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_server::{
     Address, Blocking, BlockingRequestHandler, BlockingStreamRequest, Concurrency, HandlerError,
-    HandlerResult, RequestHandler, ServerConfig, ServerError, ServerInfo, StreamRequest, TcpServer,
-    UdpServer, UnixStreamServer,
+    HandlerResult, RequestHandler, ServerConfig, ServerError, ServerHooks, ServerInfo,
+    StreamRequest, TcpServer, UdpServer, UnixStreamServer,
 };
 
 use crate::common::*;
 
-/// Counts calls and errors; behaviour chosen by the first line of the request.
+/// Counts calls and errors; behaviour chosen by the first line of the request. It is
+/// also the server's hooks (see [`Shared::config`]).
 #[derive(Default)]
 struct Recorder {
     handled: AtomicUsize,
@@ -23,9 +24,34 @@ struct Recorder {
     refuse: bool,
 }
 
-impl RequestHandler<StreamRequest> for Recorder {
+impl ServerHooks for Recorder {
+    fn verify_request(&self, _client: &Address, _server: &ServerInfo) -> bool {
+        !self.refuse
+    }
+
+    fn handle_error(&self, _client: &Address, error: &HandlerError) {
+        self.errors.lock().unwrap().push(error.to_string());
+    }
+
+    fn handle_timeout(&self, _server: &ServerInfo) {
+        self.timeouts.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Shares one recorder between the test and the server: the handler, async or blocking.
+#[derive(Clone, Default)]
+struct Shared(Arc<Recorder>);
+
+impl Shared {
+    /// The default settings with the recorder as the server's hooks.
+    fn config(&self) -> ServerConfig {
+        ServerConfig::new().hooks(self.0.clone())
+    }
+}
+
+impl RequestHandler<StreamRequest> for Shared {
     async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
-        self.handled.fetch_add(1, Ordering::SeqCst);
+        self.0.handled.fetch_add(1, Ordering::SeqCst);
         let line = req.read_line().await?;
         match line.as_slice() {
             b"error\n" => Err("Test error".into()),
@@ -41,23 +67,11 @@ impl RequestHandler<StreamRequest> for Recorder {
             }
         }
     }
-
-    fn verify_request(&self, _client: &Address, _server: &ServerInfo) -> bool {
-        !self.refuse
-    }
-
-    fn handle_error(&self, _client: &Address, error: &HandlerError) {
-        self.errors.lock().unwrap().push(error.to_string());
-    }
-
-    fn handle_timeout(&self, _server: &ServerInfo) {
-        self.timeouts.fetch_add(1, Ordering::SeqCst);
-    }
 }
 
-impl BlockingRequestHandler<BlockingStreamRequest> for Recorder {
+impl BlockingRequestHandler<BlockingStreamRequest> for Shared {
     fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-        self.handled.fetch_add(1, Ordering::SeqCst);
+        self.0.handled.fetch_add(1, Ordering::SeqCst);
         let line = req.read_line()?;
         match line.as_slice() {
             b"error\n" => Err("Test error".into()),
@@ -72,38 +86,6 @@ impl BlockingRequestHandler<BlockingStreamRequest> for Recorder {
                 Ok(())
             }
         }
-    }
-
-    fn handle_error(&self, _client: &Address, error: &HandlerError) {
-        self.errors.lock().unwrap().push(error.to_string());
-    }
-}
-
-/// Shares one recorder between the test and the server.
-#[derive(Clone, Default)]
-struct Shared(Arc<Recorder>);
-
-impl RequestHandler<StreamRequest> for Shared {
-    async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
-        RequestHandler::handle(&*self.0, req).await
-    }
-    fn verify_request(&self, c: &Address, s: &ServerInfo) -> bool {
-        RequestHandler::verify_request(&*self.0, c, s)
-    }
-    fn handle_error(&self, c: &Address, e: &HandlerError) {
-        RequestHandler::handle_error(&*self.0, c, e)
-    }
-    fn handle_timeout(&self, s: &ServerInfo) {
-        RequestHandler::handle_timeout(&*self.0, s)
-    }
-}
-
-impl BlockingRequestHandler<BlockingStreamRequest> for Shared {
-    fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
-        BlockingRequestHandler::handle(&*self.0, req)
-    }
-    fn handle_error(&self, c: &Address, e: &HandlerError) {
-        BlockingRequestHandler::handle_error(&*self.0, c, e)
     }
 }
 
@@ -177,7 +159,7 @@ async fn shutdown_returns_once_the_loop_stopped_and_serving_again_works() {
 #[tokio::test]
 async fn handle_request_timeout_calls_handle_timeout() {
     let rec = Shared::default();
-    let config = ServerConfig::new().timeout(Duration::from_millis(50));
+    let config = rec.config().timeout(Duration::from_millis(50));
     let server = TcpServer::bind_with("127.0.0.1:0", rec.clone(), config)
         .await
         .unwrap();
@@ -205,12 +187,16 @@ async fn udp_handle_request_timeout() {
         async fn handle(&self, _req: &mut weft_server::DatagramRequest) -> HandlerResult {
             Ok(())
         }
+    }
+    impl ServerHooks for T {
         fn handle_timeout(&self, _server: &ServerInfo) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
     let t = T::default();
-    let config = ServerConfig::new().timeout(Duration::from_millis(30));
+    let config = ServerConfig::new()
+        .timeout(Duration::from_millis(30))
+        .hooks(t.clone());
     let server = UdpServer::bind_with("127.0.0.1:0", t.clone(), config)
         .await
         .unwrap();
@@ -226,7 +212,11 @@ async fn verify_request_false_closes_without_handling() {
         refuse: true,
         ..Recorder::default()
     }));
-    let (server, addr, serving) = serving!(TcpServer::bind("127.0.0.1:0", rec.clone()));
+    let (server, addr, serving) = serving!(TcpServer::bind_with(
+        "127.0.0.1:0",
+        rec.clone(),
+        rec.config()
+    ));
     for _ in 0..3 {
         assert_eq!(send(addr, b"hi\n").await, b"");
     }
@@ -237,6 +227,7 @@ async fn verify_request_false_closes_without_handling() {
 
 async fn errors_and_panics(config: ServerConfig, blocking: bool) {
     let rec = Shared::default();
+    let config = config.hooks(rec.0.clone());
     let server = Arc::new(if blocking {
         let s = TcpServer::bind_with("127.0.0.1:0", Blocking(rec.clone()), config)
             .await
@@ -312,9 +303,7 @@ async fn block_on_close_waits_for_running_handlers() {
     ] {
         for block in [true, false] {
             let rec = Shared::default();
-            let config = ServerConfig::new()
-                .concurrency(mode.clone())
-                .block_on_close(block);
+            let config = rec.config().concurrency(mode.clone()).block_on_close(block);
             let server = Arc::new(if blocking {
                 either::Left(
                     TcpServer::bind_with("127.0.0.1:0", Blocking(rec.clone()), config)
@@ -373,7 +362,7 @@ async fn limit_caps_requests_in_flight() {
         Concurrency::Threads { limit: Some(1) },
     ] {
         let rec = Shared::default();
-        let config = ServerConfig::new().concurrency(mode);
+        let config = rec.config().concurrency(mode);
         let (server, addr, serving) =
             serving!(TcpServer::bind_with("127.0.0.1:0", rec.clone(), config));
         let slow = tokio::spawn(send(addr, b"slow\n"));
@@ -395,7 +384,8 @@ async fn limit_caps_requests_in_flight() {
 #[tokio::test]
 async fn request_timeout_fails_a_silent_client() {
     let rec = Shared::default();
-    let config = ServerConfig::new()
+    let config = rec
+        .config()
         .request_timeout(Duration::from_millis(50))
         .nodelay(true);
     let (server, addr, serving) =
@@ -499,6 +489,8 @@ async fn panicking_hooks_do_not_stop_the_server() {
             req.write_all(&line).await?;
             Ok(())
         }
+    }
+    impl ServerHooks for Flaky {
         fn verify_request(&self, _c: &Address, _s: &ServerInfo) -> bool {
             if self.verified.fetch_add(1, Ordering::SeqCst) == 0 {
                 panic!("verify panic");
@@ -515,7 +507,8 @@ async fn panicking_hooks_do_not_stop_the_server() {
     let h = Flaky::default();
     let config = ServerConfig::new()
         .concurrency(Concurrency::Sequential)
-        .timeout(Duration::from_millis(20));
+        .timeout(Duration::from_millis(20))
+        .hooks(h.clone());
     let server = Arc::new(
         TcpServer::bind_with("127.0.0.1:0", h.clone(), config)
             .await
