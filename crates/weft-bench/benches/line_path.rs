@@ -25,12 +25,14 @@ const READ: usize = 4096;
 
 struct Echo;
 impl Receiver<LineOnly> for Echo {
+    #[inline]
     fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_, LineOnly>) {
         ctl.send_line(line);
     }
 }
 
 impl Receiver for Echo {
+    #[inline]
     fn frame_received(&mut self, line: &[u8], ctl: &mut Control<'_>) {
         ctl.send_line(line);
     }

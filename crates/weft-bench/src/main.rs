@@ -60,6 +60,23 @@ enum Cmd {
         #[arg(long, default_value_t = 10.0)]
         secs: f64,
     },
+    /// Diagnostics: the pipelined line-echo load alone against ADDR (CONNS connections, WINDOW
+    /// lines in flight each, for SECS), printing the lines echoed and checked (for measuring a
+    /// server by hand, e.g. under `perf stat -p PID`, with the client pinned by `taskset`).
+    LineLoad {
+        /// Server address.
+        #[arg(long)]
+        addr: SocketAddr,
+        /// Connections.
+        #[arg(long, default_value_t = 1)]
+        conns: usize,
+        /// Lines in flight per connection.
+        #[arg(long, default_value_t = 64)]
+        window: usize,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 1.0)]
+        secs: f64,
+    },
     /// Runs every mode against every server and prints the report.
     Run(plan::RunOpts),
 }
@@ -119,6 +136,39 @@ fn main() -> ExitCode {
             });
             match res {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Cmd::LineLoad {
+            addr,
+            conns,
+            window,
+            secs,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            match rt.block_on(load::line_echo(
+                addr,
+                &load::Wire::Tcp,
+                conns,
+                window,
+                secs,
+                || {},
+            )) {
+                Ok(r) => {
+                    println!(
+                        "{} lines in {:.3} s: {:.0} lines/s",
+                        r.lines,
+                        r.elapsed.as_secs_f64(),
+                        r.lines as f64 / r.elapsed.as_secs_f64()
+                    );
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::FAILURE

@@ -25,6 +25,8 @@ mod sealed {
 pub(crate) mod engine {
     use bytes::BytesMut;
 
+    use crate::scan::ByteSearch;
+
     /// What [`Engine::scan`] found at the start of a read (small, so that it is returned in
     /// registers on the hot path; the error itself comes from [`Engine::take_error`]).
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +88,19 @@ pub(crate) mod engine {
         /// Looks for the first frame of `data`, which starts at a frame boundary and was not
         /// searched before (`complete` goes on from an `Incomplete`).
         fn scan(&mut self, data: &[u8], key: &Self::Key) -> Step;
+        /// The one-byte delimiter's search, when the key has one: the parse loop then runs
+        /// its dedicated line loop (one search per frame, nothing else between callbacks)
+        /// instead of `scan`, with the same rule (see `LineScanner::scan_byte`).
+        #[inline]
+        fn byte_search(key: &Self::Key) -> Option<&ByteSearch> {
+            let _ = key;
+            None
+        }
+        /// After the dedicated line loop stopped at a partial line: positions below
+        /// `searched` of the rest hold no delimiter (what `scan` would have remembered).
+        fn searched(&mut self, searched: usize) {
+            let _ = searched;
+        }
         /// The error `scan` (or `complete`) found.
         fn take_error(&mut self, max_length: usize) -> Self::Error;
         /// Adds `data` to the partial frame in `buf` (which `scan` returned `Incomplete` for),
@@ -193,6 +208,16 @@ impl<const RAW: bool> Engine for LineFraming<RAW> {
     #[inline]
     fn key(&self, max_length: usize) -> (Option<ByteSearch>, usize) {
         (self.delimiter.single().map(ByteSearch::new), max_length)
+    }
+
+    #[inline]
+    fn byte_search((byte, _): &(Option<ByteSearch>, usize)) -> Option<&ByteSearch> {
+        byte.as_ref()
+    }
+
+    #[inline]
+    fn searched(&mut self, searched: usize) {
+        self.scanner.set_searched(searched);
     }
 
     #[inline]

@@ -568,16 +568,23 @@ impl<const RAW: bool> Control<'_, LineFraming<RAW>> {
     /// ```
     #[inline]
     pub fn send_line(&mut self, line: impl AsRef<[u8]>) {
-        let lines = &self.st.framing;
-        match lines.delimiter.single() {
+        let line = line.as_ref();
+        match self.st.framing.delimiter.single() {
             // The common one-byte delimiter: a constant-length second part, so the write
             // compiles to a copy and a byte store.
-            Some(byte) => self.t.write_slices(&[line.as_ref(), &[byte]]),
-            None => {
-                let ending = lines.delimiter.ending(lines.scanner.bare_lf());
-                self.t.write_slices(&[line.as_ref(), ending]);
-            }
+            Some(byte) => self.t.write_slices(&[line, &[byte]]),
+            None => self.send_line_ending(line),
         }
+    }
+
+    /// [`send_line`](Self::send_line) with a longer (or `ANY`) delimiter, out of line: the
+    /// inlined part stays small enough for a receiver's `frame_received` that sends a line
+    /// to be inlined into the parse loop.
+    #[inline(never)]
+    fn send_line_ending(&mut self, line: &[u8]) {
+        let lines = &self.st.framing;
+        let ending = lines.delimiter.ending(lines.scanner.bare_lf());
+        self.t.write_slices(&[line, ending]);
     }
 
     /// The delimiter [`send_line`](Self::send_line) writes now.
@@ -863,6 +870,21 @@ impl Src<'_> {
     }
 }
 
+/// Hands the framing's error and the rest of the input (`data`, dropped) to the receiver.
+#[cold]
+fn frame_error<'a, R: Receiver<F>, F: Framing>(
+    receiver: &mut R,
+    ctl: &mut Control<'a, F>,
+    data: &'a [u8],
+) {
+    let e = ctl.st.framing.take_error(ctl.st.max_length);
+    ctl.st.broken = !F::RESYNC;
+    ctl.input = &[];
+    ctl.rest_at = 0;
+    ctl.given = Some(data);
+    receiver.frame_error(e, data, ctl);
+}
+
 /// Runs one receiver callback with a fresh [`Control`].
 #[inline]
 fn call<R, F: Framing, T>(
@@ -1146,6 +1168,41 @@ impl<R: Receiver<F>, F: Framing> FramedProtocol<R, F> {
                 out: Outcome::default(),
             };
             let key = ctl.st.framing.key(ctl.st.max_length);
+            if let Some(search) = F::byte_search(&key) {
+                // Lines with a one-byte delimiter: the search, the callback, the three tests
+                // that end the run. The rule of `LineScanner::scan_byte`: a line is at most
+                // `max_length` bytes, so its delimiter lies below `bound`.
+                let bound = ctl.st.max_length.saturating_add(1);
+                loop {
+                    let data = &bytes[pos..];
+                    let limit = data.len().min(bound);
+                    match search.find(&data[..limit]) {
+                        Some(n) => {
+                            pos += n + 1;
+                            ctl.rest_at = pos;
+                            self.receiver.frame_received(&data[..n], &mut ctl);
+                            if ctl.out.dirty || pos >= len || ctl.t.is_closing() {
+                                break;
+                            }
+                        }
+                        None if data.len() >= bound => {
+                            frame_error(&mut self.receiver, &mut ctl, data);
+                            pos = len;
+                            break;
+                        }
+                        None => {
+                            ctl.st.framing.searched(limit);
+                            incomplete = true;
+                            break;
+                        }
+                    }
+                }
+                out = ctl.out;
+                if incomplete {
+                    break;
+                }
+                continue;
+            }
             loop {
                 let data = &bytes[pos..];
                 match ctl.st.framing.scan(data, &key) {
@@ -1163,12 +1220,7 @@ impl<R: Receiver<F>, F: Framing> FramedProtocol<R, F> {
                         }
                     }
                     Step::Error => {
-                        let e = ctl.st.framing.take_error(ctl.st.max_length);
-                        ctl.st.broken = !F::RESYNC;
-                        ctl.input = &[];
-                        ctl.rest_at = 0;
-                        ctl.given = Some(data);
-                        self.receiver.frame_error(e, data, &mut ctl);
+                        frame_error(&mut self.receiver, &mut ctl, data);
                         pos = len;
                         break;
                     }
