@@ -52,12 +52,15 @@ impl Scrape {
 impl Protocol for Scrape {
     fn data_received(&mut self, data: &[u8], t: &mut Transport) {
         let room = MAX_HEAD.saturating_sub(self.head.len());
+        // Only the new bytes (and the 3 before them) can complete the blank line: a client
+        // sending a byte at a time costs a short search per read, not a rescan of the head.
+        let from = self.head.len().saturating_sub(3);
         self.head.extend_from_slice(&data[..data.len().min(room)]);
-        let end = self
-            .head
+        let tail = &self.head[from..];
+        let end = tail
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
-            .or_else(|| self.head.windows(2).position(|w| w == b"\n\n"));
+            .or_else(|| tail.windows(2).position(|w| w == b"\n\n"));
         if end.is_none() {
             if self.head.len() >= MAX_HEAD {
                 self.answer(
@@ -81,5 +84,58 @@ impl Protocol for Scrape {
             }
             _ => self.answer(t, "405 Method Not Allowed", b"GET only\n"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_core::testing::MemoryTransport;
+
+    fn scrape() -> MemoryTransport<Scrape> {
+        let handle = PrometheusBuilder::new().build_recorder().handle();
+        MemoryTransport::new(Scrape {
+            handle,
+            head: Vec::new(),
+        })
+    }
+
+    /// The status line answered to `request` fed in pieces of `chunk` bytes.
+    fn status(request: &[u8], chunk: usize) -> String {
+        let mut conn = scrape();
+        for piece in request.chunks(chunk) {
+            assert!(conn.written().is_empty(), "answered before the head ended");
+            conn.feed(piece);
+        }
+        let out = String::from_utf8_lossy(conn.written()).into_owned();
+        assert!(conn.is_closing(), "{out:?}");
+        out.lines().next().unwrap_or_default().to_owned()
+    }
+
+    #[test]
+    fn the_head_ends_wherever_the_reads_cut_it() {
+        let get = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+        for chunk in 1..=get.len() {
+            assert_eq!(status(get, chunk), "HTTP/1.1 200 OK", "chunks of {chunk}");
+        }
+        assert_eq!(status(b"GET / HTTP/1.0\n\n", 1), "HTTP/1.1 200 OK");
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\n\r\n", 3),
+            "HTTP/1.1 405 Method Not Allowed"
+        );
+    }
+
+    #[test]
+    fn a_head_that_never_ends_is_refused_at_the_limit() {
+        let mut conn = scrape();
+        let mut fed = 0;
+        while !conn.is_closing() {
+            conn.feed(b"X");
+            fed += 1;
+            assert!(fed <= MAX_HEAD, "still reading after {fed} bytes");
+        }
+        assert_eq!(fed, MAX_HEAD);
+        assert!(conn.written().starts_with(b"HTTP/1.1 431 "));
+        assert!(conn.protocol().head.len() <= MAX_HEAD);
     }
 }

@@ -49,9 +49,10 @@ pub enum Concurrency {
         /// Maximum number of requests in flight, `None` for no limit.
         limit: Option<usize>,
     },
-    /// A thread per request, for blocking handlers (`ThreadingMixIn`). `limit` caps the
-    /// number of handler threads alive at once. An async handler runs on its thread in
-    /// a current-thread runtime of its own.
+    /// A thread per request, for blocking handlers (`ThreadingMixIn`): the handler runs
+    /// on that one thread. `limit` caps the number of handler threads alive at once. An
+    /// async handler is polled on its thread too; both do their I/O through the server's
+    /// runtime (a thread has no runtime of its own).
     Threads {
         /// Maximum number of handler threads at once, `None` for no limit.
         limit: Option<usize>,

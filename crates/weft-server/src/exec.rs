@@ -1,17 +1,23 @@
-//! How requests run: the configured concurrency, and the reporting of each request's
-//! error or panic to the server's `handle_error`.
+//! How requests run: the configured concurrency, where a blocking handler's work runs,
+//! and the reporting of each request's error or panic to the server's `handle_error`.
 
+use std::cell::Cell;
+use std::future::{Future, poll_fn};
+use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::task::TaskTracker;
 use weft_core::Address;
 
 use crate::config::{Concurrency, ServerConfig};
-use crate::error::HandlerResult;
+use crate::error::{HandlerError, HandlerResult};
 use crate::handler::panic_error;
 use crate::hooks;
 use crate::request::ServerInfo;
@@ -77,14 +83,13 @@ impl Executor {
             Mode::Threads => {
                 let token = self.tracker.token();
                 let on_thread = report.clone();
+                // The runtime serving the socket, whose I/O driver the connection is
+                // registered with.
+                let runtime = Handle::current();
                 let spawned = std::thread::Builder::new()
                     .name("weft-server-handler".into())
                     .spawn(move || {
-                        let r = tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .map_err(Into::into)
-                            .and_then(|rt| rt.block_on(catch(job)));
+                        let r = on_this_thread(&runtime, job);
                         drop(permit);
                         on_thread(r);
                         drop(token);
@@ -94,6 +99,74 @@ impl Executor {
                 }
             }
         }
+    }
+}
+
+/// A blocking handler's work, handed over to its request's thread (see [`blocking`]).
+type Work = Box<dyn FnOnce()>;
+
+thread_local! {
+    /// Whether this thread is a `Threads` handler thread polling its job, so that the
+    /// job's blocking work can run right here ([`on_this_thread`]).
+    static POLLING_JOB: Cell<bool> = const { Cell::new(false) };
+    /// The blocking work the job handed over in that poll.
+    static HANDED_OVER: Cell<Option<Work>> = const { Cell::new(None) };
+}
+
+/// The body of a `Threads` handler thread (`ThreadingMixIn`: one thread per request,
+/// running its handler): drives `job` with the server's runtime (`runtime`), whose I/O
+/// driver and timers serve the connection, and runs the blocking work the job hands over
+/// (a [`Blocking`](crate::Blocking) handler's `setup`, `handle` and `finish`) on this
+/// thread, between two `block_on`s. No runtime of its own, no blocking-pool thread
+/// beside it.
+///
+/// `Handle::block_on` drives nothing itself: on a multi-thread runtime the workers drive
+/// I/O and timers, on a current-thread one the thread in `Runtime::block_on` does (the
+/// one serving, or waiting for these threads in `close`).
+fn on_this_thread(runtime: &Handle, job: Job) -> HandlerResult {
+    // `Handle::current()` works in blocking handlers, as on tokio's blocking pool.
+    let _context = runtime.enter();
+    let mut job = pin!(catch(job));
+    loop {
+        let next = runtime.block_on(poll_fn(|cx| {
+            POLLING_JOB.set(true);
+            // Cannot unwind: `catch` turns the job's panic into its result.
+            let polled = job.as_mut().poll(cx);
+            POLLING_JOB.set(false);
+            match (polled, HANDED_OVER.take()) {
+                (Poll::Ready(result), _) => Poll::Ready(ControlFlow::Break(result)),
+                (Poll::Pending, Some(work)) => Poll::Ready(ControlFlow::Continue(work)),
+                (Poll::Pending, None) => Poll::Pending,
+            }
+        }));
+        match next {
+            // Outside `block_on`: the handler's I/O blocks on the runtime in turn.
+            ControlFlow::Continue(work) => work(),
+            ControlFlow::Break(result) => return result,
+        }
+    }
+}
+
+/// Runs a blocking handler's work: on the request's own thread under `Threads`, else on
+/// tokio's blocking pool. Its panic becomes the handler's error.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HandlerError> {
+    if POLLING_JOB.get() {
+        let (done, result) = oneshot::channel();
+        // The job awaits this work before it could hand over more: the slot is empty.
+        HANDED_OVER.set(Some(Box::new(move || {
+            let _ = done.send(std::panic::catch_unwind(AssertUnwindSafe(f)));
+        })));
+        return match result.await {
+            Ok(ran) => ran.map_err(panic_error),
+            Err(_) => Err("the handler thread dropped its work".into()),
+        };
+    }
+    match tokio::task::spawn_blocking(f).await {
+        Ok(t) => Ok(t),
+        Err(e) if e.is_panic() => Err(panic_error(e.into_panic())),
+        Err(e) => Err(format!("handler task failed: {e}").into()),
     }
 }
 

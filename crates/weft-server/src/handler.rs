@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::error::{HandlerError, HandlerResult};
+use crate::exec;
 use crate::request::{BlockingStreamRequest, DatagramRequest, StreamRequest};
 
 /// An async request handler (`BaseRequestHandler`): `setup`, `handle`, `finish` run
@@ -338,7 +339,7 @@ pub trait BlockingRequestHandler<R: Send + 'static>: Send + Sync + 'static {
     }
 }
 
-/// Marks a [`BlockingRequestHandler`] for an async server: its requests run on a
+/// Marks a [`BlockingRequestHandler`] for an async server: its requests run on their own
 /// thread (`Threads`), on tokio's blocking pool (`Sequential`, `Tasks`, workers), reading
 /// and writing the connection through tokio-util's `SyncIoBridge` (so any stream endpoint
 /// kind the server accepts works).
@@ -416,8 +417,9 @@ where
 /// name it to write code generic over the handler flavour.
 ///
 /// A blocking stream handler reads and writes the same connection an async one would,
-/// through [`tokio_util::io::SyncIoBridge`], on tokio's blocking pool: so it serves every
-/// stream kind weft-core's listener accepts (TLS included), not only plain sockets.
+/// through [`tokio_util::io::SyncIoBridge`], on its request's thread (`Threads`) or on
+/// tokio's blocking pool: so it serves every stream kind weft-core's listener accepts
+/// (TLS included), not only plain sockets.
 ///
 /// # Examples
 ///
@@ -466,7 +468,7 @@ impl<H: BlockingRequestHandler<BlockingStreamRequest>> Handles<StreamRequest> fo
     ) -> BoxFuture<'static, (StreamRequest, HandlerResult)> {
         Box::pin(async move {
             let mut blocking = request.take_blocking();
-            let ran = on_blocking_pool(move || {
+            let ran = exec::blocking(move || {
                 let result = run_blocking(&self.0, &mut blocking);
                 // Like StreamRequestHandler.finish: a final socket error is ignored.
                 if let Err(e) = blocking.close() {
@@ -489,7 +491,7 @@ impl<H: BlockingRequestHandler<DatagramRequest>> Handles<DatagramRequest> for Bl
             // What is left of the request if the handler panics: no reply.
             let lost =
                 DatagramRequest::new(Vec::new(), request.client.clone(), request.server.clone());
-            let ran = on_blocking_pool(move || {
+            let ran = exec::blocking(move || {
                 let mut request = request;
                 let result = run_blocking(&self.0, &mut request);
                 (request, result)
@@ -497,17 +499,6 @@ impl<H: BlockingRequestHandler<DatagramRequest>> Handles<DatagramRequest> for Bl
             .await;
             ran.unwrap_or_else(|e| (lost, Err(e)))
         })
-    }
-}
-
-/// Runs `f` on tokio's blocking pool; its panic becomes the handler's error.
-async fn on_blocking_pool<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, HandlerError> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(t) => Ok(t),
-        Err(e) if e.is_panic() => Err(panic_error(e.into_panic())),
-        Err(e) => Err(format!("handler task failed: {e}").into()),
     }
 }
 

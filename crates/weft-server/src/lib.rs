@@ -27,9 +27,14 @@
 //! |---|---|---|
 //! | `Sequential` | awaited in the serving loop | on tokio's blocking pool, one at a time |
 //! | `Tasks { limit }` | a tokio task each | a `spawn_blocking` each |
-//! | `Threads { limit }` | a thread each, with a current-thread runtime | a thread each, whose runtime runs it on its blocking pool |
+//! | `Threads { limit }` | a thread each, polling it with the server's runtime | a thread each, running it (one thread per request) |
 //! | `Processes(pool)` | tasks in each worker process | `spawn_blocking` in each worker |
 //! | [`fork`] servers | — | a forked child each (single-threaded program only) |
+//!
+//! A `Threads` handler thread has no runtime of its own: the connection stays registered
+//! with the server's runtime, whose I/O driver and timers serve it while the thread waits
+//! in `Handle::block_on` (on a current-thread runtime, while its thread is in
+//! `Runtime::block_on`, serving or waiting in `close`).
 //!
 //! The servers are a layer on weft-core: they bind and accept through
 //! [`weft_core::listener`] (so [`TcpServer::bind`] takes an endpoint string such as

@@ -15,13 +15,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use weft_server::fork::{ForkingDatagramServer, ForkingServer, thread_count};
 use weft_server::{
     Blocking, BlockingRequestHandler, BlockingStreamRequest, Concurrency, DatagramRequest,
-    HandlerResult, ProcessPool, RequestHandler, ServerConfig, ServerError, StreamRequest,
+    HandlerResult, Handles, ProcessPool, RequestHandler, ServerConfig, ServerError, StreamRequest,
     TcpServer, UdpServer, UnixDatagramServer, UnixStreamServer,
 };
 
@@ -94,6 +95,10 @@ fn main() {
     }
     let tests: &[(&str, fn())] = &[
         ("no_descriptor_or_thread_leaks_after_close", no_leaks),
+        (
+            "threads_concurrency_costs_one_thread_per_request",
+            one_thread_per_request,
+        ),
         ("forking_tcp_server_forks_a_child_per_connection", || {
             forking("fork-tcp")
         }),
@@ -760,4 +765,173 @@ fn no_leaks() {
         assert_eq!(open_fds(), fds, "descriptors leaked");
         wait_for("handler threads to end", || handler_threads() == 0).await;
     });
+}
+
+// ---------------------------------------------------------------- one thread per request
+
+/// Requests held at once by [`one_thread_per_request`].
+const PARKED: usize = 4;
+
+/// A handler that holds its request until the test lets it go: a stream request waits for
+/// its client's line (in the blocking handler, inside the `SyncIoBridge`), a datagram one
+/// for `gate`. Replies with the line, or the packet.
+#[derive(Clone, Default)]
+struct Parked {
+    started: Arc<AtomicUsize>,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Parked {
+    fn open_gate(&self) {
+        *self.gate.0.lock().unwrap() = true;
+        self.gate.1.notify_all();
+    }
+}
+
+impl BlockingRequestHandler<BlockingStreamRequest> for Parked {
+    fn handle(&self, req: &mut BlockingStreamRequest) -> HandlerResult {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let line = req.read_line()?;
+        req.write_all(&line)?;
+        Ok(())
+    }
+}
+
+impl RequestHandler<StreamRequest> for Parked {
+    async fn handle(&self, req: &mut StreamRequest) -> HandlerResult {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let line = req.read_line().await?;
+        req.write_all(&line).await?;
+        Ok(())
+    }
+}
+
+impl BlockingRequestHandler<DatagramRequest> for Parked {
+    fn handle(&self, req: &mut DatagramRequest) -> HandlerResult {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        let (open, opened) = &*self.gate;
+        drop(
+            opened
+                .wait_while(open.lock().unwrap(), |open| !*open)
+                .unwrap(),
+        );
+        req.wfile = req.packet().to_vec();
+        Ok(())
+    }
+}
+
+/// `ThreadingMixIn` runs each request on one thread: under `Threads`, `PARKED` requests
+/// held in their handlers add `PARKED` threads to the process (not two each: no
+/// blocking-pool thread beside the handler's), whatever the handler flavour, on a
+/// multi-thread runtime as on a current-thread one (whose I/O driver and timers the
+/// handler threads use while the serving thread drives them).
+fn one_thread_per_request() {
+    for flavor in ["multi-thread", "current-thread"] {
+        let rt = match flavor {
+            "multi-thread" => runtime(),
+            _ => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        };
+        rt.block_on(async {
+            let p = Parked::default();
+            let added = stream_threads(Blocking(p.clone()), &p).await;
+            assert_eq!(added, PARKED, "{flavor} runtime, blocking stream handlers");
+            let p = Parked::default();
+            let added = stream_threads(p.clone(), &p).await;
+            assert_eq!(added, PARKED, "{flavor} runtime, async stream handlers");
+            let added = datagram_threads().await;
+            assert_eq!(
+                added, PARKED,
+                "{flavor} runtime, blocking datagram handlers"
+            );
+        });
+    }
+}
+
+/// The threads `PARKED` connections held in `handler` (whose counter `p` is) add to the
+/// process under `Threads`; checks their replies and that the threads end.
+async fn stream_threads<H: Handles<StreamRequest>>(handler: H, p: &Parked) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = ServerConfig::new().concurrency(Concurrency::threads());
+    let server = Arc::new(
+        TcpServer::bind_with("127.0.0.1:0", handler, config)
+            .await
+            .unwrap(),
+    );
+    let addr = server.server_address().as_inet().unwrap();
+    let tasks = serve_all!(server);
+    let before = thread_count().unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..PARKED {
+        clients.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    wait_for("the handlers to start", || {
+        p.started.load(Ordering::SeqCst) == PARKED
+    })
+    .await;
+    let during = thread_count().unwrap();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.write_all(format!("line {i}\n").as_bytes()).await.unwrap();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mut reply = String::new();
+        tokio::time::timeout(LIMIT, c.read_to_string(&mut reply))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply, format!("line {i}\n"));
+    }
+    server.close().await.unwrap();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    wait_for("handler threads to end", || handler_threads() == 0).await;
+    during - before
+}
+
+/// The same for `PARKED` datagrams held in a blocking handler.
+async fn datagram_threads() -> usize {
+    let p = Parked::default();
+    let config = ServerConfig::new().concurrency(Concurrency::threads());
+    let server = Arc::new(
+        UdpServer::bind_with("127.0.0.1:0", Blocking(p.clone()), config)
+            .await
+            .unwrap(),
+    );
+    let addr = server.server_address().as_inet().unwrap();
+    let tasks = serve_all!(server);
+    let before = thread_count().unwrap();
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..PARKED {
+        client
+            .send_to(format!("packet {i}").as_bytes(), addr)
+            .await
+            .unwrap();
+    }
+    wait_for("the handlers to start", || {
+        p.started.load(Ordering::SeqCst) == PARKED
+    })
+    .await;
+    let during = thread_count().unwrap();
+    p.open_gate();
+    let mut replies = Vec::new();
+    let mut buf = [0u8; 64];
+    for _ in 0..PARKED {
+        let n = tokio::time::timeout(LIMIT, client.recv(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        replies.push(String::from_utf8(buf[..n].to_vec()).unwrap());
+    }
+    replies.sort();
+    let sent: Vec<_> = (0..PARKED).map(|i| format!("packet {i}")).collect();
+    assert_eq!(replies, sent);
+    server.close().await.unwrap();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    wait_for("handler threads to end", || handler_threads() == 0).await;
+    during - before
 }

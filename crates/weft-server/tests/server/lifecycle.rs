@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_server::{
     Address, Blocking, BlockingRequestHandler, BlockingStreamRequest, Concurrency, HandlerError,
-    HandlerResult, RequestHandler, ServerConfig, ServerError, ServerHooks, ServerInfo,
+    HandlerResult, Handles, RequestHandler, ServerConfig, ServerError, ServerHooks, ServerInfo,
     StreamRequest, TcpServer, UdpServer, UnixStreamServer,
 };
 
@@ -383,13 +383,25 @@ async fn limit_caps_requests_in_flight() {
 
 #[tokio::test]
 async fn request_timeout_fails_a_silent_client() {
-    let rec = Shared::default();
+    // On a current-thread runtime: under `Threads` the handler threads use its timers,
+    // which the thread serving drives.
+    for mode in [Concurrency::tasks(), Concurrency::threads()] {
+        let rec = Shared::default();
+        silent_client(rec.clone(), &rec, mode.clone()).await;
+        let rec = Shared::default();
+        silent_client(Blocking(rec.clone()), &rec, mode).await;
+    }
+}
+
+/// A client that never writes is disconnected after `request_timeout`, and the server's
+/// `handle_error` hears why.
+async fn silent_client<H: Handles<StreamRequest>>(handler: H, rec: &Shared, mode: Concurrency) {
     let config = rec
         .config()
+        .concurrency(mode)
         .request_timeout(Duration::from_millis(50))
         .nodelay(true);
-    let (server, addr, serving) =
-        serving!(TcpServer::bind_with("127.0.0.1:0", rec.clone(), config));
+    let (server, addr, serving) = serving!(TcpServer::bind_with("127.0.0.1:0", handler, config));
     let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut buf = Vec::new();
     bounded(silent.read_to_end(&mut buf)).await.unwrap();
