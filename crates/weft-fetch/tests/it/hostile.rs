@@ -745,6 +745,43 @@ async fn every_coding_of_a_body_is_decoded_or_the_body_refused() {
             std::fs::remove_file(&dest).unwrap();
         }
 
+        // deflate (zlib) under br, in one list: both undone, in the server's order.
+        let zlib = compress(
+            async_compression::tokio::bufread::ZlibEncoder::new,
+            plain.to_vec(),
+        )
+        .await;
+        let br = compress(async_compression::tokio::bufread::BrotliEncoder::new, zlib).await;
+        let reply = with_head(
+            format!(
+                "Content-Encoding: deflate, br\r\nContent-Length: {}\r\n",
+                br.len()
+            ),
+            &br,
+        );
+        let srv = Server::start_raw(reply).await;
+        opener().retrieve(srv.url("/g"), &opts, None).await.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), plain);
+        std::fs::remove_file(&dest).unwrap();
+
+        // Six layers (each a decoder in memory; a 400 KB header could list 100 000): refused.
+        let reply = with_head(
+            format!(
+                "Content-Encoding: {}gzip\r\nContent-Length: {}\r\n",
+                "gzip, ".repeat(5),
+                once.len()
+            ),
+            &once,
+        );
+        let srv = Server::start_raw(reply).await;
+        let err = opener()
+            .retrieve(srv.url("/g"), &opts, None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err:?}");
+        assert!(err.to_string().contains("6 times"), "{err}");
+        assert!(files_in(dir.path()).is_empty());
+
         // A second coding weft cannot decode, and transfer codings other than chunked: refused,
         // not saved half-decoded or raw.
         let chunk = |b: &[u8]| {
