@@ -713,6 +713,20 @@ async fn gzip(data: &[u8]) -> Vec<u8> {
     .await
 }
 
+/// Retrieves `reply` from a raw server to `dest`: a protocol error that says `needle`, and
+/// nothing saved.
+async fn refused(reply: Vec<u8>, dest: &std::path::Path, needle: &str) {
+    let srv = Server::start_raw(reply).await;
+    let opts = RetrieveOptions::new().dest(dest);
+    let err = match opener().retrieve(srv.url("/g"), &opts, None).await {
+        Ok(_) => panic!("{needle}: saved {:?}", std::fs::read(dest).unwrap()),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{needle}: {err:?}");
+    assert!(err.to_string().contains(needle), "{needle}: {err}");
+    assert!(files_in(dest.parent().unwrap()).is_empty(), "{needle}");
+}
+
 #[tokio::test]
 async fn every_coding_of_a_body_is_decoded_or_the_body_refused() {
     within(20, async {
@@ -773,14 +787,7 @@ async fn every_coding_of_a_body_is_decoded_or_the_body_refused() {
             ),
             &once,
         );
-        let srv = Server::start_raw(reply).await;
-        let err = opener()
-            .retrieve(srv.url("/g"), &opts, None)
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Protocol, "{err:?}");
-        assert!(err.to_string().contains("6 times"), "{err}");
-        assert!(files_in(dir.path()).is_empty());
+        refused(reply, &dest, "6 times").await;
 
         // A second coding weft cannot decode, and transfer codings other than chunked: refused,
         // not saved half-decoded or raw.
@@ -810,14 +817,7 @@ async fn every_coding_of_a_body_is_decoded_or_the_body_refused() {
                 "gzip",
             ),
         ] {
-            let srv = Server::start_raw(with_head(head.clone(), &body)).await;
-            let err = match opener().retrieve(srv.url("/g"), &opts, None).await {
-                Ok(_) => panic!("{head:?}: saved {:?}", std::fs::read(&dest).unwrap()),
-                Err(e) => e,
-            };
-            assert_eq!(err.kind(), ErrorKind::Protocol, "{head:?}: {err:?}");
-            assert!(err.to_string().contains(needle), "{head:?}: {err}");
-            assert!(files_in(dir.path()).is_empty(), "{head:?}");
+            refused(with_head(head, &body), &dest, needle).await;
         }
 
         // A gzip stream that stops in the middle although all Content-Length bytes came: the
@@ -827,14 +827,7 @@ async fn every_coding_of_a_body_is_decoded_or_the_body_refused() {
                 format!("Content-Encoding: gzip\r\nContent-Length: {cut}\r\n"),
                 &once[..cut],
             );
-            let srv = Server::start_raw(reply).await;
-            let err = opener()
-                .retrieve(srv.url("/g"), &opts, None)
-                .await
-                .unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::Protocol, "cut at {cut}: {err:?}");
-            assert!(err.to_string().contains("gzip"), "{err}");
-            assert!(files_in(dir.path()).is_empty(), "cut at {cut}");
+            refused(reply, &dest, "gzip").await;
         }
     })
     .await;
