@@ -988,3 +988,44 @@ async fn lying_lengths_and_oversized_heads_are_protocol_errors() {
     })
     .await;
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn resume_never_appends_through_a_symlink() {
+    within(20, async {
+        let full = body(0);
+        // A server that honours any range: what it sends would be appended to the link's target.
+        let srv = Server::start_raw_fn(move |s| match range_start(s) {
+            Some(start) if start < full.len() => partial(
+                &[
+                    ("Content-Range", &format!("bytes {start}-999/1000")),
+                    ("Content-Length", &(1000 - start).to_string()),
+                ],
+                &full[start..],
+            ),
+            _ => whole(&full),
+        })
+        .await;
+        for link in ["f.bin.part", "f.bin"] {
+            let dir = tempfile::tempdir().unwrap();
+            let elsewhere = tempfile::tempdir().unwrap();
+            // Someone else's file, which a link planted in a shared directory points at.
+            let victim = elsewhere.path().join("victim");
+            std::fs::write(&victim, b"precious\n").unwrap();
+            std::os::unix::fs::symlink(&victim, dir.path().join(link)).unwrap();
+            let dest = dir.path().join("f.bin");
+            let opts = RetrieveOptions::new().dest(&dest).resume(true);
+            retrieve_f(&srv, &opts)
+                .await
+                .unwrap_or_else(|e| panic!("{link}: {e}"));
+            assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n", "{link}");
+            assert!(std::fs::read(&dest).unwrap() == body(0), "{link}");
+            assert!(
+                !std::fs::symlink_metadata(&dest).unwrap().is_symlink(),
+                "{link}"
+            );
+            assert_eq!(range_start(srv.seen().last().unwrap()), None, "{link}");
+        }
+    })
+    .await;
+}
