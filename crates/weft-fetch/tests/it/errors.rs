@@ -2,6 +2,7 @@
 //! eyre, `tracing`, `std::error::Report`): `Display`, then each `source()`. Every cause must be
 //! said once: in `Display` or behind `source()`, never both.
 
+use std::io;
 use std::time::Duration;
 
 use weft_fetch::{Error, ErrorKind};
@@ -35,37 +36,24 @@ fn assert_said_once(name: &str, err: &(dyn std::error::Error + 'static)) {
     }
 }
 
-/// A server that reads a request head, answers `reply`, then resets the connection.
-async fn resetting_server(reply: &'static [u8]) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut tmp = [0u8; 1024];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut tmp).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                }
-            }
-            if stream.write_all(reply).await.is_err() {
-                return;
-            }
-            // Let the client read the reply before the RST (which drops unread data).
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let _ = stream.set_zero_linger();
-            drop(stream);
+/// The kind of the first `io::Error` under `err`, found as a caller would: from
+/// [`Error::get_ref`] down the underlying error's own `source()` chain.
+fn io_kind(err: &Error) -> Option<io::ErrorKind> {
+    let mut cur = err
+        .get_ref()
+        .map(|e| e as &(dyn std::error::Error + 'static));
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return Some(io.kind());
         }
-    });
-    addr
+        cur = e.source();
+    }
+    None
 }
 
-/// One error of each kind that has a cause, each from a real failure on loopback.
-async fn real_failures() -> Vec<(&'static str, ErrorKind, Error)> {
+/// One error of each kind that has a cause, each from a real failure on loopback, with the kind
+/// it must have and, where the OS names it, the kind of the `io::Error` under it.
+async fn real_failures() -> Vec<(&'static str, ErrorKind, Option<io::ErrorKind>, Error)> {
     let mut out = Vec::new();
 
     let closed = closed_addr();
@@ -73,7 +61,12 @@ async fn real_failures() -> Vec<(&'static str, ErrorKind, Error)> {
         .open(format!("http://{closed}/").as_str())
         .await
         .unwrap_err();
-    out.push(("connection refused", ErrorKind::Connect, refused));
+    out.push((
+        "connection refused",
+        ErrorKind::Connect,
+        Some(io::ErrorKind::ConnectionRefused),
+        refused,
+    ));
 
     // Accepted by the kernel's backlog, never answered.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -82,7 +75,7 @@ async fn real_failures() -> Vec<(&'static str, ErrorKind, Error)> {
         .open(url.as_str())
         .await
         .unwrap_err();
-    out.push(("timeout", ErrorKind::Timeout, timeout));
+    out.push(("timeout", ErrorKind::Timeout, None, timeout));
 
     for (name, reply) in [
         ("reset before the head", &b""[..]),
@@ -91,25 +84,40 @@ async fn real_failures() -> Vec<(&'static str, ErrorKind, Error)> {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n0123\r\n",
         ),
     ] {
-        let reset = resetting_server(reply).await;
-        let err = match opener().open(format!("http://{reset}/").as_str()).await {
+        let reset = Server::start_raw_reset(reply).await;
+        let err = match opener().open(reset.url("/").as_str()).await {
             Ok(mut r) => r.read_to_end().await.unwrap_err(),
             Err(e) => e,
         };
-        out.push((name, ErrorKind::Network, err));
+        out.push((
+            name,
+            ErrorKind::Network,
+            Some(io::ErrorKind::ConnectionReset),
+            err,
+        ));
     }
 
     let dir = tempfile::tempdir().unwrap();
     let missing = weft_fetch::Url::from_file_path(dir.path().join("missing.txt")).unwrap();
     let missing = weft_fetch::urlopen(missing).await.unwrap_err();
-    out.push(("missing file", ErrorKind::Io, missing));
+    out.push((
+        "missing file",
+        ErrorKind::Io,
+        Some(io::ErrorKind::NotFound),
+        missing,
+    ));
 
     let plain = Server::start(|_| resp(200, &[], "plain")).await;
     let not_tls = opener()
         .open(format!("https://{}/", plain.addr).as_str())
         .await
         .unwrap_err();
-    out.push(("TLS against a plain server", ErrorKind::Connect, not_tls));
+    out.push((
+        "TLS against a plain server",
+        ErrorKind::Connect,
+        None,
+        not_tls,
+    ));
 
     let (tls, _untrusted_cert) = Server::start_tls(|_| resp(200, &[], "secret")).await;
     let untrusted = opener()
@@ -119,6 +127,7 @@ async fn real_failures() -> Vec<(&'static str, ErrorKind, Error)> {
     out.push((
         "TLS with an untrusted certificate",
         ErrorKind::Connect,
+        None,
         untrusted,
     ));
     out
@@ -127,7 +136,7 @@ async fn real_failures() -> Vec<(&'static str, ErrorKind, Error)> {
 #[tokio::test]
 async fn every_cause_is_said_once() {
     within(20, async {
-        for (name, kind, err) in real_failures().await {
+        for (name, kind, root, err) in real_failures().await {
             assert_eq!(err.kind(), kind, "{name}: {err:?}");
             // The cause is in the one-line Display (what the CLI prints), without the HTTP
             // client's wrappers ...
@@ -141,41 +150,13 @@ async fn every_cause_is_said_once() {
             assert_eq!(report(&err), err.to_string(), "{name}");
             // The underlying error is still there for whoever wants to downcast it.
             assert!(err.get_ref().is_some(), "{name}: {err:?}");
+            if root.is_some() {
+                assert_eq!(io_kind(&err), root, "{name}: {err:?}");
+            }
             // The same error carried through `std::io::Error` (as `AsyncRead` reports it).
-            let io: std::io::Error = err.into();
+            let io: io::Error = err.into();
             assert_said_once(name, &io);
         }
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn the_io_error_under_connection_refused_is_reachable() {
-    within(20, async {
-        let closed = closed_addr();
-        let err = opener()
-            .open(format!("http://{closed}/").as_str())
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "cannot connect (http://{closed}/): tcp connect error: Connection refused (os error 111)"
-            )
-        );
-        // As a caller would: from `get_ref` down the underlying error's own chain.
-        let mut cur = err
-            .get_ref()
-            .map(|e| e as &(dyn std::error::Error + 'static));
-        let mut kind = None;
-        while let Some(e) = cur {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                kind = Some(io.kind());
-                break;
-            }
-            cur = e.source();
-        }
-        assert_eq!(kind, Some(std::io::ErrorKind::ConnectionRefused), "{err:?}");
     })
     .await;
 }
