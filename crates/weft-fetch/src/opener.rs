@@ -15,10 +15,10 @@ use crate::handler::{DataHandler, FileHandler, SchemeHandler};
 use crate::header::{
     ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE,
     HOST, HeaderMap, HeaderName, HeaderValue, LOCATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
-    USER_AGENT,
+    TRANSFER_ENCODING, USER_AGENT,
 };
 use crate::request::{IntoRequest, basic_value};
-use crate::response::{http_body_stream, parse_header_line};
+use crate::response::{Coding, decoded_stream, http_body_stream, parse_header_line};
 use crate::{Error, Method, Request, Response, StatusCode, Url};
 
 /// The default `User-Agent`: `weft-fetch/VERSION`.
@@ -1403,25 +1403,22 @@ impl Opener {
                     prior.push((scope, a.clone()));
                 }
             }
-            let resp_headers = resp.headers().clone();
-            // reqwest decodes gzip, deflate and br itself (and then removes the header); any
-            // other encoding left here was not asked for (we send `identity` unless told
-            // otherwise) and would be saved as raw bytes.
-            if status.as_u16() < 400 && method != Method::HEAD {
-                if let Some(enc) = resp_headers.get(CONTENT_ENCODING) {
-                    let enc = String::from_utf8_lossy(enc.as_bytes()).trim().to_string();
-                    if identity_only && !enc.is_empty() && !enc.eq_ignore_ascii_case("identity") {
-                        return Err(Error::Protocol {
-                            url: Some(redact(&url)),
-                            reason: format!(
-                                "the body is encoded with {enc:?}, which was not asked for and which weft cannot decode"
-                            ),
-                        });
-                    }
-                }
-            }
+            let mut resp_headers = resp.headers().clone();
+            let bodiless = method == Method::HEAD
+                || status == StatusCode::NO_CONTENT
+                || status == StatusCode::NOT_MODIFIED
+                || status.is_informational()
+                || crate::response::content_length(&resp_headers) == Some(0);
+            let decode = if bodiless {
+                Vec::new()
+            } else {
+                body_codings(&mut resp_headers, identity_only, status, &url)?
+            };
             let version = resp.version();
-            let body_stream = http_body_stream(resp, url.clone(), method == Method::HEAD);
+            let mut body_stream = http_body_stream(resp, url.clone(), method == Method::HEAD);
+            if !decode.is_empty() {
+                body_stream = decoded_stream(body_stream, &decode, &url);
+            }
             let response =
                 Response::from_stream(url, status, resp_headers, body_stream).with_version(version);
             if status.as_u16() >= 400 {
@@ -1429,5 +1426,74 @@ impl Opener {
             }
             return Ok(response);
         }
+    }
+}
+
+/// The most content codings one body may carry (curl's limit): each is a decoder in memory.
+const MAX_CODINGS: usize = 5;
+
+/// The codings of a response body, every `Content-Encoding` header and every element of its
+/// list, `identity` left out (lowercase, in the order the server applied them).
+fn listed(headers: &HeaderMap, name: HeaderName) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .filter(|c| !c.is_empty() && c != "identity")
+        .collect()
+}
+
+/// The content codings weft undoes for this body (then `Content-Encoding` and the encoded
+/// `Content-Length` are removed from `headers`), or an error for a body that would otherwise
+/// be handed over encoded although only `identity` was asked for: a transfer coding other than
+/// chunked (hyper undoes only that one), a content coding weft cannot decode, or more than
+/// [`MAX_CODINGS`]. A body whose codings the caller asked for (its own `Accept-Encoding`) or
+/// an error page is then given as it came.
+fn body_codings(
+    headers: &mut HeaderMap,
+    identity_only: bool,
+    status: StatusCode,
+    url: &Url,
+) -> Result<Vec<Coding>, Error> {
+    let refuse = status.as_u16() < 400;
+    let protocol = |reason: String| Error::Protocol {
+        url: Some(redact(url)),
+        reason,
+    };
+    let transfer: Vec<String> = listed(headers, TRANSFER_ENCODING)
+        .into_iter()
+        .filter(|c| c != "chunked")
+        .collect();
+    if refuse && !transfer.is_empty() {
+        return Err(protocol(format!(
+            "the body is sent with transfer coding {:?}, which weft cannot decode",
+            transfer.join(", ")
+        )));
+    }
+    let codings = listed(headers, CONTENT_ENCODING);
+    if codings.is_empty() {
+        return Ok(Vec::new());
+    }
+    let known: Option<Vec<Coding>> = codings.iter().map(|c| Coding::parse(c)).collect();
+    match known {
+        Some(list) if list.len() <= MAX_CODINGS => {
+            headers.remove(CONTENT_ENCODING);
+            headers.remove(CONTENT_LENGTH);
+            Ok(list)
+        }
+        Some(list) if refuse => Err(protocol(format!(
+            "the body is encoded {} times over, more than the {MAX_CODINGS} weft decodes",
+            list.len()
+        ))),
+        None if refuse && identity_only => Err(protocol(format!(
+            "the body is encoded with {:?}, which was not asked for and which weft cannot decode",
+            codings.join(", ")
+        ))),
+        _ => Ok(Vec::new()),
     }
 }

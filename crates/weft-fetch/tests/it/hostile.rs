@@ -692,3 +692,170 @@ async fn on_exchange_sees_every_hop() {
     })
     .await;
 }
+
+/// `data` compressed with `encoder` (an async-compression bufread encoder).
+async fn compress<E: tokio::io::AsyncRead + Unpin>(
+    encoder: impl FnOnce(&'static [u8]) -> E,
+    data: Vec<u8>,
+) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let data: &'static [u8] = Box::leak(data.into_boxed_slice());
+    let mut out = Vec::new();
+    encoder(data).read_to_end(&mut out).await.unwrap();
+    out
+}
+
+async fn gzip(data: &[u8]) -> Vec<u8> {
+    compress(
+        async_compression::tokio::bufread::GzipEncoder::new,
+        data.to_vec(),
+    )
+    .await
+}
+
+/// Retrieves `reply` from a raw server to `dest`: a protocol error that says `needle`, and
+/// nothing saved.
+async fn refused(reply: Vec<u8>, dest: &std::path::Path, needle: &str) {
+    let srv = Server::start_raw(reply).await;
+    let opts = RetrieveOptions::new().dest(dest);
+    let err = match opener().retrieve(srv.url("/g"), &opts, None).await {
+        Ok(_) => panic!("{needle}: saved {:?}", std::fs::read(dest).unwrap()),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{needle}: {err:?}");
+    assert!(err.to_string().contains(needle), "{needle}: {err}");
+    assert!(files_in(dest.parent().unwrap()).is_empty(), "{needle}");
+}
+
+#[tokio::test]
+async fn every_coding_of_a_body_is_decoded_or_the_body_refused() {
+    within(20, async {
+        let plain = b"hello gzip\n";
+        let once = gzip(plain).await;
+        let twice = gzip(&once).await;
+        let with_head = |head: String, body: &[u8]| {
+            let mut reply = format!("HTTP/1.1 200 OK\r\n{head}\r\n").into_bytes();
+            reply.extend_from_slice(body);
+            reply
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        let opts = RetrieveOptions::new().dest(&dest);
+
+        // Gzip twice, said in two headers or in one list: both layers come off (one layer only
+        // would save gzip bytes as the file, with success).
+        for head in [
+            "Content-Encoding: gzip\r\nContent-Encoding: gzip\r\n",
+            "Content-Encoding: gzip, x-gzip\r\n",
+            "Content-Encoding: GZIP,gzip\r\n",
+        ] {
+            let reply = with_head(format!("{head}Content-Length: {}\r\n", twice.len()), &twice);
+            let srv = Server::start_raw(reply).await;
+            opener()
+                .retrieve(srv.url("/g"), &opts, None)
+                .await
+                .unwrap_or_else(|e| panic!("{head:?}: {e}"));
+            assert_eq!(std::fs::read(&dest).unwrap(), plain, "{head:?}");
+            std::fs::remove_file(&dest).unwrap();
+        }
+
+        // deflate (zlib) under br, in one list: both undone, in the server's order.
+        let zlib = compress(
+            async_compression::tokio::bufread::ZlibEncoder::new,
+            plain.to_vec(),
+        )
+        .await;
+        let br = compress(async_compression::tokio::bufread::BrotliEncoder::new, zlib).await;
+        let reply = with_head(
+            format!(
+                "Content-Encoding: deflate, br\r\nContent-Length: {}\r\n",
+                br.len()
+            ),
+            &br,
+        );
+        let srv = Server::start_raw(reply).await;
+        opener().retrieve(srv.url("/g"), &opts, None).await.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), plain);
+        std::fs::remove_file(&dest).unwrap();
+
+        // Six layers (each a decoder in memory; a 400 KB header could list 100 000): refused.
+        let reply = with_head(
+            format!(
+                "Content-Encoding: {}gzip\r\nContent-Length: {}\r\n",
+                "gzip, ".repeat(5),
+                once.len()
+            ),
+            &once,
+        );
+        refused(reply, &dest, "6 times").await;
+
+        // A second coding weft cannot decode, and transfer codings other than chunked: refused,
+        // not saved half-decoded or raw.
+        let chunk = |b: &[u8]| {
+            let mut out = format!("{:x}\r\n", b.len()).into_bytes();
+            out.extend_from_slice(b);
+            out.extend_from_slice(b"\r\n0\r\n\r\n");
+            out
+        };
+        for (head, body, needle) in [
+            (
+                format!(
+                    "Content-Encoding: gzip\r\nContent-Encoding: zstd\r\nContent-Length: {}\r\n",
+                    once.len()
+                ),
+                once.clone(),
+                "zstd",
+            ),
+            (
+                "Transfer-Encoding: gzip, chunked\r\n".to_string(),
+                chunk(&once),
+                "gzip",
+            ),
+            (
+                "Transfer-Encoding: gzip\r\n".to_string(),
+                once.clone(),
+                "gzip",
+            ),
+        ] {
+            refused(with_head(head, &body), &dest, needle).await;
+        }
+
+        // A gzip stream that stops in the middle although all Content-Length bytes came: the
+        // server's body is broken (a protocol error), not the network.
+        for cut in [5, once.len() / 2, once.len() - 3] {
+            let reply = with_head(
+                format!("Content-Encoding: gzip\r\nContent-Length: {cut}\r\n"),
+                &once[..cut],
+            );
+            refused(reply, &dest, "gzip").await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_compression_bomb_is_read_in_bounded_pieces() {
+    within(30, async {
+        // 64 MiB of zeros in about 64 KiB of gzip.
+        let size = 64usize << 20;
+        let bomb = gzip(&vec![0u8; size]).await;
+        assert!(bomb.len() < size / 500, "{}", bomb.len());
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            bomb.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(&bomb);
+        let srv = Server::start_raw(reply).await;
+        let mut resp = opener().open(srv.url("/bomb")).await.unwrap();
+        let (mut total, mut largest) = (0usize, 0usize);
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            assert!(chunk.iter().all(|&b| b == 0));
+            total += chunk.len();
+            largest = largest.max(chunk.len());
+        }
+        assert_eq!(total, size);
+        assert!(largest <= 1 << 20, "a piece of {largest} bytes");
+    })
+    .await;
+}
