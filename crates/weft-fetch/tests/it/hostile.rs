@@ -859,3 +859,49 @@ async fn a_compression_bomb_is_read_in_bounded_pieces() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_206_whose_body_is_not_the_range_it_names_is_not_spliced() {
+    within(20, async {
+        let full = body(0);
+        // The right Content-Range for `Range: bytes=300-`, no Content-Length (the body runs to
+        // the close), and a body 100 bytes longer or 200 bytes shorter than that range.
+        for (what, end, extra) in [("longer", 1000usize, 100usize), ("shorter", 800, 0)] {
+            let full2 = full.clone();
+            let srv = Server::start_raw_fn(move |_| {
+                let mut b = full2[300..end].to_vec();
+                b.extend(std::iter::repeat_n(b'X', extra));
+                partial(&[("Content-Range", "bytes 300-999/1000")], &b)
+            })
+            .await;
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path().join("f.bin");
+            let part = dir.path().join("f.bin.part");
+            std::fs::write(&part, &full[..300]).unwrap();
+            let opts = RetrieveOptions::new().dest(&dest).resume(true);
+            let err = match retrieve_f(&srv, &opts).await {
+                Ok(_) => panic!(
+                    "{what}: saved {} bytes",
+                    std::fs::read(&dest).unwrap().len()
+                ),
+                Err(e) => e,
+            };
+            assert!(!dest.exists(), "{what}");
+            // What is in the .part is still a prefix of the file, to be continued next time.
+            let kept = std::fs::read(&part).unwrap();
+            assert!(
+                kept[..] == full[..kept.len()],
+                "{what}: {} bytes, not a prefix",
+                kept.len()
+            );
+            if what == "shorter" {
+                assert!(err.is_content_too_short(), "{what}: {err:?}");
+                assert_eq!(kept.len(), 800);
+            } else {
+                assert_eq!(err.kind(), ErrorKind::Protocol, "{what}: {err:?}");
+                assert!(err.to_string().contains("Content-Range"), "{err}");
+            }
+        }
+    })
+    .await;
+}
