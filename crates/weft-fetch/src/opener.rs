@@ -1339,9 +1339,14 @@ impl Opener {
                 {
                     let loc = String::from_utf8_lossy(loc.as_bytes()).into_owned();
                     let mut next = url.join(loc.trim()).map_err(|e| Error::InvalidUrl {
-                        url: loc.clone(),
+                        url: shortened(&loc),
                         reason: format!("bad redirect target: {e}"),
                     })?;
+                    if next.as_str().len() > MAX_URL_LEN {
+                        return Err(Error::RedirectNotAllowed {
+                            location: shortened(&redact(&next)),
+                        });
+                    }
                     // RFC 9110 10.2.2: a Location without a fragment inherits the original one.
                     if next.fragment().is_none() && url.fragment().is_some() {
                         next.set_fragment(url.fragment());
@@ -1495,5 +1500,19 @@ fn body_codings(
             codings.join(", ")
         ))),
         _ => Ok(Vec::new()),
+    }
+}
+
+/// The longest URL a redirect may lead to: the longest request target the HTTP client can
+/// send (`http::Uri`'s limit).
+const MAX_URL_LEN: usize = 65_534;
+
+/// A server's text as an error shows it: at most its first 200 characters, then how long it
+/// was (a `Location` can be as long as the header limit allows).
+fn shortened(text: &str) -> String {
+    const SHOWN: usize = 200;
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], text.len()),
+        None => text.to_string(),
     }
 }

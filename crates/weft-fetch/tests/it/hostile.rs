@@ -905,3 +905,33 @@ async fn a_206_whose_body_is_not_the_range_it_names_is_not_spliced() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_huge_location_is_refused_in_a_line_of_its_own_size() {
+    within(20, async {
+        for location in [
+            format!("/{}", "a".repeat(100_000)),
+            format!("http://[{}", "b".repeat(100_000)),
+        ] {
+            let srv = Server::start_raw(format!(
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+            ))
+            .await;
+            let err = opener().open(srv.url("/x")).await.unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.len() < 1000,
+                "{} bytes: {}...",
+                text.len(),
+                &text[..200]
+            );
+            assert!(text.contains(" bytes)"), "{text}");
+            assert!(
+                matches!(err.kind(), ErrorKind::Redirect | ErrorKind::InvalidInput),
+                "{err:?}"
+            );
+            assert_eq!(srv.seen().len(), 1);
+        }
+    })
+    .await;
+}
