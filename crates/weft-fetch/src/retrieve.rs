@@ -441,16 +441,22 @@ struct Partial {
     validator: Option<String>,
 }
 
+/// Only a regular file is continued: a symbolic link (someone else's, planted in a shared
+/// directory) is never appended through; the download then starts over and replaces the link.
 fn find_partial(dest: &Path) -> Partial {
+    let regular = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
     let part = part_path(dest);
-    let (path, at_dest) = if part.is_file() {
+    let (path, at_dest) = if regular(&part) {
         (part, false)
-    } else if dest.is_file() {
+    } else if regular(dest) {
         (dest.to_path_buf(), true)
     } else {
         (part, false)
     };
-    let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let len = std::fs::symlink_metadata(&path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map_or(0, |m| m.len());
     let validator = if at_dest {
         None
     } else {

@@ -935,3 +935,97 @@ async fn a_huge_location_is_refused_in_a_line_of_its_own_size() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn lying_lengths_and_oversized_heads_are_protocol_errors() {
+    within(20, async {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        let ok = "HTTP/1.1 200 OK\r\n";
+        for (head, body, needle) in [
+            (
+                "Content-Length: 5\r\nContent-Length: 7\r\n",
+                "hello12",
+                "content-length",
+            ),
+            ("Content-Length: 5, 7\r\n", "hello12", "content-length"),
+            ("Content-Length: -5\r\n", "hello", "content-length"),
+            ("Content-Length: 5x\r\n", "hello", "content-length"),
+            (
+                "Transfer-Encoding: chunked\r\n",
+                "ffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+                "chunk size",
+            ),
+            (&"X-Many: 1\r\n".repeat(300), "", "too large"),
+            (
+                &format!("X-Long: {}\r\n", "a".repeat(1 << 20)),
+                "",
+                "too large",
+            ),
+        ] {
+            refused(format!("{ok}{head}\r\n{body}").into_bytes(), &dest, needle).await;
+        }
+
+        // A chunked body cut at every byte: never a success, nothing saved. Complete (with a
+        // trailer), it is saved whole.
+        let chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n";
+        let reply = |body: &[u8]| {
+            let mut r = format!("{ok}Transfer-Encoding: chunked\r\n\r\n").into_bytes();
+            r.extend_from_slice(body);
+            r
+        };
+        for cut in 0..chunked.len() {
+            let srv = Server::start_raw(reply(&chunked[..cut])).await;
+            let opts = RetrieveOptions::new().dest(&dest);
+            let err = opener().retrieve(srv.url("/c"), &opts, None).await;
+            assert!(err.is_err(), "cut at {cut}: saved");
+            assert!(files_in(dir.path()).is_empty(), "cut at {cut}");
+        }
+        let srv = Server::start_raw(reply(chunked)).await;
+        let opts = RetrieveOptions::new().dest(&dest);
+        opener().retrieve(srv.url("/c"), &opts, None).await.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello world");
+    })
+    .await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn resume_never_appends_through_a_symlink() {
+    within(20, async {
+        let full = body(0);
+        // A server that honours any range: what it sends would be appended to the link's target.
+        let srv = Server::start_raw_fn(move |s| match range_start(s) {
+            Some(start) if start < full.len() => partial(
+                &[
+                    ("Content-Range", &format!("bytes {start}-999/1000")),
+                    ("Content-Length", &(1000 - start).to_string()),
+                ],
+                &full[start..],
+            ),
+            _ => whole(&full),
+        })
+        .await;
+        for link in ["f.bin.part", "f.bin"] {
+            let dir = tempfile::tempdir().unwrap();
+            let elsewhere = tempfile::tempdir().unwrap();
+            // Someone else's file, which a link planted in a shared directory points at.
+            let victim = elsewhere.path().join("victim");
+            std::fs::write(&victim, b"precious\n").unwrap();
+            std::os::unix::fs::symlink(&victim, dir.path().join(link)).unwrap();
+            let dest = dir.path().join("f.bin");
+            let opts = RetrieveOptions::new().dest(&dest).resume(true);
+            retrieve_f(&srv, &opts)
+                .await
+                .unwrap_or_else(|e| panic!("{link}: {e}"));
+            assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n", "{link}");
+            assert!(std::fs::read(&dest).unwrap() == body(0), "{link}");
+            assert!(
+                !std::fs::symlink_metadata(&dest).unwrap().is_symlink(),
+                "{link}"
+            );
+            assert_eq!(range_start(srv.seen().last().unwrap()), None, "{link}");
+        }
+    })
+    .await;
+}
