@@ -1359,14 +1359,14 @@ impl Opener {
                     hops += 1;
                     if hops > inner.settings.max_redirects {
                         return Err(Error::TooManyRedirects {
-                            url: redact(&url),
+                            url: shortened(&redact(&url)),
                             count: hops - 1,
                         });
                     }
                     let seen = visits.entry(next.to_string()).or_insert(0);
                     if *seen >= inner.settings.max_repeats {
                         return Err(Error::RedirectLoop {
-                            url: redact(&next),
+                            url: shortened(&redact(&next)),
                             visits: *seen + 1,
                         });
                     }

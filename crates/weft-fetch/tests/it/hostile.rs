@@ -909,9 +909,11 @@ async fn a_206_whose_body_is_not_the_range_it_names_is_not_spliced() {
 #[tokio::test]
 async fn a_huge_location_is_refused_in_a_line_of_its_own_size() {
     within(20, async {
+        // Too long to request, not a URL, and (60 KB) one that loops back to itself.
         for location in [
             format!("/{}", "a".repeat(100_000)),
             format!("http://[{}", "b".repeat(100_000)),
+            format!("/x{}", "c".repeat(60_000)),
         ] {
             let srv = Server::start_raw(format!(
                 "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
@@ -930,7 +932,7 @@ async fn a_huge_location_is_refused_in_a_line_of_its_own_size() {
                 matches!(err.kind(), ErrorKind::Redirect | ErrorKind::InvalidInput),
                 "{err:?}"
             );
-            assert_eq!(srv.seen().len(), 1);
+            assert!(srv.seen().len() <= 10);
         }
     })
     .await;
