@@ -1508,8 +1508,8 @@ fn body_codings(
 const MAX_URL_LEN: usize = 65_534;
 
 /// A server's text as an error shows it: at most its first 200 characters, then how long it
-/// was (a `Location` can be as long as the header limit allows).
-fn shortened(text: &str) -> String {
+/// was (a `Location` or a challenge's parameter can be as long as the header limit allows).
+pub(crate) fn shortened(text: &str) -> String {
     const SHOWN: usize = 200;
     match text.char_indices().nth(SHOWN) {
         Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], text.len()),

@@ -1031,3 +1031,27 @@ async fn resume_never_appends_through_a_symlink() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_huge_challenge_parameter_is_refused_in_a_line_of_its_own_size() {
+    within(20, async {
+        let huge = "z".repeat(100_000);
+        for challenge in [
+            format!("Digest realm=\"r\", nonce=\"n\", algorithm={huge}"),
+            format!("Digest realm=\"r\", nonce=\"n\", qop=\"{huge}\""),
+            format!("X{huge} realm=\"r\""),
+        ] {
+            let srv = Server::start_raw(format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\n\r\n"
+            ))
+            .await;
+            let op = crate::server::opener_with(|b| b.credentials("joe", "s3cret"));
+            let err = op.open(srv.url("/x")).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Auth, "{err:?}");
+            let text = err.to_string();
+            assert!(text.len() < 1000, "{} bytes: {}...", text.len(), &text[..200]);
+            assert!(text.contains(" bytes)"), "{text}");
+        }
+    })
+    .await;
+}
