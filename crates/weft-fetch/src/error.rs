@@ -123,21 +123,21 @@ pub enum Error {
     Timeout {
         /// The URL being fetched, when known.
         url: Option<String>,
-        /// The underlying error.
+        /// The underlying error: the `Display` says "timed out", [`Error::get_ref`] returns it.
         source: Option<BoxError>,
     },
     /// The connection could not be established (refused, DNS failure, TLS handshake...).
     Connect {
         /// The URL being fetched, when known.
         url: Option<String>,
-        /// The underlying error.
+        /// The underlying error: the `Display` says its chain, [`Error::get_ref`] returns it.
         source: BoxError,
     },
     /// Another network or protocol failure during the exchange.
     Network {
         /// The URL being fetched, when known.
         url: Option<String>,
-        /// The underlying error.
+        /// The underlying error: the `Display` says its chain, [`Error::get_ref`] returns it.
         source: BoxError,
     },
     /// The server broke the HTTP protocol: a status line or a chunk that does not parse, a
@@ -178,7 +178,7 @@ pub enum Error {
     Io {
         /// The file concerned, when known.
         path: Option<PathBuf>,
-        /// The underlying error.
+        /// The underlying error; the `Display` says it, `source()` returns its own source.
         source: std::io::Error,
     },
 }
