@@ -1096,3 +1096,31 @@ async fn a_cookie_flood_is_bounded_as_browsers_bound_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_content_range_at_the_end_of_u64_is_refused_not_a_panic() {
+    within(20, async {
+        let full = body(0);
+        for range in [
+            "bytes 300-18446744073709551615/1000",
+            "bytes 300-18446744073709551615/18446744073709551615",
+            "bytes 300-999/18446744073709551616",
+        ] {
+            let full2 = full.clone();
+            let srv = Server::start_raw_fn(move |s| match range_start(s) {
+                Some(_) => partial(&[("Content-Range", range)], &full2[300..]),
+                None => whole(&full2),
+            })
+            .await;
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path().join("f.bin");
+            std::fs::write(dir.path().join("f.bin.part"), &full[..300]).unwrap();
+            let opts = RetrieveOptions::new().dest(&dest).resume(true);
+            retrieve_f(&srv, &opts)
+                .await
+                .unwrap_or_else(|e| panic!("{range}: {e}"));
+            assert!(std::fs::read(&dest).unwrap() == full, "{range}");
+        }
+    })
+    .await;
+}
