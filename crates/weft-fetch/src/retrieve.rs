@@ -512,7 +512,7 @@ fn bad_continuation(resp: &Response, partial: &Partial) -> Option<String> {
             partial.len
         ));
     }
-    if last < first || total.is_some_and(|t| last + 1 != t) {
+    if last < first || total.is_some_and(|t| last.checked_add(1) != Some(t)) {
         return Some(format!(
             "Content-Range {shown:?} does not run to the end of the resource"
         ));
@@ -807,7 +807,8 @@ impl Opener {
             .get(CONTENT_RANGE)
             .filter(|_| offset > 0)
             .and_then(parse_content_range)
-            .map(|(first, last, _)| last - first + 1);
+            .and_then(|(first, last, _)| last.checked_sub(first))
+            .map(|n| n.saturating_add(1));
         let promoted = copy_body(
             resp,
             file,
@@ -869,7 +870,7 @@ async fn copy_body(
     promote: Option<Promote>,
     progress: Option<&mut ProgressFn<'_>>,
 ) -> Result<bool, Error> {
-    let total = resp.content_length().map(|n| n + offset);
+    let total = resp.content_length().map(|n| n.saturating_add(offset));
     let mut rep = Reporter {
         cb: progress,
         offset,
