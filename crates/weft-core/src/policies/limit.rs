@@ -192,6 +192,13 @@ impl LimitPerPeer {
         let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         peers.get(&ip.to_canonical()).copied().unwrap_or(0)
     }
+
+    /// How many addresses the limit keeps a count for (tests: the map must not grow with
+    /// peers that hold no connection).
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> usize {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 impl Policy for LimitPerPeer {
