@@ -213,13 +213,15 @@ impl Policy for LimitPerPeer {
             Some(sa) => {
                 let ip = sa.ip().to_canonical();
                 let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-                let n = peers.entry(ip).or_insert(0);
-                if *n >= self.max {
+                // Counted only once admitted: a refused address (every one under a limit of
+                // 0) must leave no entry behind, or a client cycling through addresses grows
+                // the map.
+                if peers.get(&ip).copied().unwrap_or(0) >= self.max {
                     drop(peers);
                     tracing::debug!(peer = %addr, max = self.max, "per-peer connection limit reached");
                     return None;
                 }
-                *n += 1;
+                *peers.entry(ip).or_insert(0) += 1;
                 Slot::Peer(self.peers.clone(), ip)
             }
             None => Slot::None,
