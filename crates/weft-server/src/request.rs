@@ -1161,6 +1161,36 @@ mod tests {
         assert!(waited.is_err());
     }
 
+    /// A shutdown is a write too: over TLS it sends `close_notify`, which a client that never
+    /// reads (its window full once the reply is flushed) never takes. Under a request timeout
+    /// it must fail like a stalled write, or the request's task and socket are held forever.
+    #[tokio::test]
+    async fn timeout_io_fails_a_stalled_shutdown() {
+        /// A stream whose socket takes nothing more: writes and shutdown stay pending.
+        struct Full;
+        impl AsyncWrite for Full {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                _: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Poll::Pending
+            }
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Pending
+            }
+        }
+        let mut w = BufWriter::new(TimeoutIo::new(Full, Some(Duration::from_millis(50))));
+        let done = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
+        let err = done
+            .expect("shutdown not bounded by the request timeout")
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    }
+
     #[test]
     fn config_defaults_follow_the_documented_table() {
         let c = ServerConfig::default();
