@@ -150,8 +150,8 @@ impl ServerInfo {
     }
 }
 
-/// An I/O half with an optional per-operation timeout: a read or write that makes no
-/// progress for the timeout fails with [`io::ErrorKind::TimedOut`].
+/// An I/O half with an optional per-operation timeout: a read, write, flush or shutdown that
+/// makes no progress for the timeout fails with [`io::ErrorKind::TimedOut`].
 ///
 /// The clock restarts with each operation that makes progress, so a slow but steady
 /// peer is fine; only a stall fails. The halves of a [`StreamRequest`] are
@@ -296,8 +296,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimeoutIo<T> {
         this.check(cx, p)
     }
 
+    /// Timed as a write: over TLS a shutdown sends `close_notify`, which a peer that never
+    /// reads may never take.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        let p = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.check(cx, p)
     }
 }
 
