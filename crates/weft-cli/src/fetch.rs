@@ -34,6 +34,12 @@ pub struct HttpArgs {
     #[arg(long, value_name = "DURATION", value_parser = units::duration)]
     pub timeout: Option<Setting<Duration>>,
 
+    /// Give up when a request (connecting, waiting, the whole body; each redirect or
+    /// authentication retry is a new one) takes longer than DURATION, however steadily data
+    /// flows (as --timeout; 0 or none: never) [default: none].
+    #[arg(short = 'm', long, value_name = "DURATION", value_parser = units::duration)]
+    pub max_time: Option<Setting<Duration>>,
+
     /// The request method (default GET, or POST with -d).
     #[arg(short = 'X', long = "request", value_name = "METHOD")]
     pub method: Option<String>,
@@ -143,6 +149,9 @@ impl Client {
         };
         if let Some(Setting(t)) = args.timeout {
             builder = builder.connect_timeout(t).read_timeout(t);
+        }
+        if let Some(Setting(t)) = args.max_time {
+            builder = builder.timeout(t);
         }
         for path in &args.cacerts {
             let pem = std::fs::read(path).map_err(|e| Failure::local_io(path, &e))?;

@@ -29,6 +29,11 @@ fn routes(req: &Seen) -> Reply {
             hold: Duration::from_secs(5),
             ..Reply::new(200, vec![b'x'; 20_000])
         },
+        // 600 bytes, 50 ms apart: 30 s, never a pause long enough for a read timeout.
+        "/drip" => Reply {
+            drip: Duration::from_millis(50),
+            ..Reply::new(200, vec![b'.'; 600])
+        },
         "/slow" => Reply {
             delay: Duration::from_secs(5),
             ..Reply::new(200, "late")
@@ -210,6 +215,23 @@ fn cat_timeout() {
     fails_at(&["cat", "--timeout", "500ms"], "/slow", 5, "timed out");
     let err = common::usage_error(&["cat", "--timeout", "soon", "data:,x"]);
     assert!(err.contains("`soon` is not a number"), "{err}");
+}
+
+#[test]
+fn max_time_caps_a_slow_drip() {
+    // --timeout alone never fires while a byte arrives every 50 ms; --max-time does.
+    for cmd in ["cat", "fetch"] {
+        let (http, dir) = server_and_dir();
+        let dest = dir.path().join("out");
+        let dest = dest.to_str().unwrap();
+        let mut args = vec![cmd, "--timeout", "5", "--max-time", "0.5", "-o", dest];
+        if cmd == "cat" {
+            args.truncate(5);
+        }
+        let url = http.url("/drip");
+        fails(&[&args[..], &[url.as_str()]].concat(), 5, "timed out");
+        assert!(!Path::new(dest).exists());
+    }
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use md5::Digest as _;
 
 use crate::header::{HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE};
+use crate::opener::shortened;
 use crate::{Error, Url};
 
 #[derive(Clone)]
@@ -460,13 +461,16 @@ pub(crate) fn digest_authorization(ch: &Challenge, inp: &DigestInput<'_>) -> Res
                 Some("auth")
             } else {
                 return Err(Error::Auth {
-                    reason: format!("qop {q:?} is not supported"),
+                    reason: format!("qop {:?} is not supported", shortened(q)),
                 });
             }
         }
     };
     let unsupported = || Error::Auth {
-        reason: format!("unsupported digest authentication algorithm {algorithm:?}"),
+        reason: format!(
+            "unsupported digest authentication algorithm {:?}",
+            shortened(&algorithm)
+        ),
     };
     let generated;
     let cnonce = match inp.cnonce {
@@ -569,7 +573,10 @@ pub(crate) fn authorization_for(
     if let Some(ch) = challenges.first() {
         if !challenges.iter().any(|c| c.scheme == "digest") && !pm.is_empty() {
             return Err(Error::Auth {
-                reason: format!("unsupported authentication scheme {:?}", ch.scheme),
+                reason: format!(
+                    "unsupported authentication scheme {:?}",
+                    shortened(&ch.scheme)
+                ),
             });
         }
     }

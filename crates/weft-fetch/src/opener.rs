@@ -15,10 +15,10 @@ use crate::handler::{DataHandler, FileHandler, SchemeHandler};
 use crate::header::{
     ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE,
     HOST, HeaderMap, HeaderName, HeaderValue, LOCATION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
-    USER_AGENT,
+    TRANSFER_ENCODING, USER_AGENT,
 };
 use crate::request::{IntoRequest, basic_value};
-use crate::response::{http_body_stream, parse_header_line};
+use crate::response::{Coding, decoded_stream, http_body_stream, parse_header_line};
 use crate::{Error, Method, Request, Response, StatusCode, Url};
 
 /// The default `User-Agent`: `weft-fetch/VERSION`.
@@ -1339,9 +1339,14 @@ impl Opener {
                 {
                     let loc = String::from_utf8_lossy(loc.as_bytes()).into_owned();
                     let mut next = url.join(loc.trim()).map_err(|e| Error::InvalidUrl {
-                        url: loc.clone(),
+                        url: shortened(&loc),
                         reason: format!("bad redirect target: {e}"),
                     })?;
+                    if next.as_str().len() > MAX_URL_LEN {
+                        return Err(Error::RedirectNotAllowed {
+                            location: shortened(&redact(&next)),
+                        });
+                    }
                     // RFC 9110 10.2.2: a Location without a fragment inherits the original one.
                     if next.fragment().is_none() && url.fragment().is_some() {
                         next.set_fragment(url.fragment());
@@ -1354,14 +1359,14 @@ impl Opener {
                     hops += 1;
                     if hops > inner.settings.max_redirects {
                         return Err(Error::TooManyRedirects {
-                            url: redact(&url),
+                            url: shortened(&redact(&url)),
                             count: hops - 1,
                         });
                     }
                     let seen = visits.entry(next.to_string()).or_insert(0);
                     if *seen >= inner.settings.max_repeats {
                         return Err(Error::RedirectLoop {
-                            url: redact(&next),
+                            url: shortened(&redact(&next)),
                             visits: *seen + 1,
                         });
                     }
@@ -1403,25 +1408,22 @@ impl Opener {
                     prior.push((scope, a.clone()));
                 }
             }
-            let resp_headers = resp.headers().clone();
-            // reqwest decodes gzip, deflate and br itself (and then removes the header); any
-            // other encoding left here was not asked for (we send `identity` unless told
-            // otherwise) and would be saved as raw bytes.
-            if status.as_u16() < 400 && method != Method::HEAD {
-                if let Some(enc) = resp_headers.get(CONTENT_ENCODING) {
-                    let enc = String::from_utf8_lossy(enc.as_bytes()).trim().to_string();
-                    if identity_only && !enc.is_empty() && !enc.eq_ignore_ascii_case("identity") {
-                        return Err(Error::Protocol {
-                            url: Some(redact(&url)),
-                            reason: format!(
-                                "the body is encoded with {enc:?}, which was not asked for and which weft cannot decode"
-                            ),
-                        });
-                    }
-                }
-            }
+            let mut resp_headers = resp.headers().clone();
+            let bodiless = method == Method::HEAD
+                || status == StatusCode::NO_CONTENT
+                || status == StatusCode::NOT_MODIFIED
+                || status.is_informational()
+                || crate::response::content_length(&resp_headers) == Some(0);
+            let decode = if bodiless {
+                Vec::new()
+            } else {
+                body_codings(&mut resp_headers, identity_only, status, &url)?
+            };
             let version = resp.version();
-            let body_stream = http_body_stream(resp, url.clone(), method == Method::HEAD);
+            let mut body_stream = http_body_stream(resp, url.clone(), method == Method::HEAD);
+            if !decode.is_empty() {
+                body_stream = decoded_stream(body_stream, &decode, &url);
+            }
             let response =
                 Response::from_stream(url, status, resp_headers, body_stream).with_version(version);
             if status.as_u16() >= 400 {
@@ -1429,5 +1431,88 @@ impl Opener {
             }
             return Ok(response);
         }
+    }
+}
+
+/// The most content codings one body may carry (curl's limit): each is a decoder in memory.
+const MAX_CODINGS: usize = 5;
+
+/// The codings of a response body, every `Content-Encoding` header and every element of its
+/// list, `identity` left out (lowercase, in the order the server applied them).
+fn listed(headers: &HeaderMap, name: HeaderName) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .flat_map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(',')
+                .map(|c| c.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .filter(|c| !c.is_empty() && c != "identity")
+        .collect()
+}
+
+/// The content codings weft undoes for this body (then `Content-Encoding` and the encoded
+/// `Content-Length` are removed from `headers`), or an error for a body that would otherwise
+/// be handed over encoded although only `identity` was asked for: a transfer coding other than
+/// chunked (hyper undoes only that one), a content coding weft cannot decode, or more than
+/// [`MAX_CODINGS`]. A body whose codings the caller asked for (its own `Accept-Encoding`) or
+/// an error page is then given as it came.
+fn body_codings(
+    headers: &mut HeaderMap,
+    identity_only: bool,
+    status: StatusCode,
+    url: &Url,
+) -> Result<Vec<Coding>, Error> {
+    let refuse = status.as_u16() < 400;
+    let protocol = |reason: String| Error::Protocol {
+        url: Some(redact(url)),
+        reason,
+    };
+    let transfer: Vec<String> = listed(headers, TRANSFER_ENCODING)
+        .into_iter()
+        .filter(|c| c != "chunked")
+        .collect();
+    if refuse && !transfer.is_empty() {
+        return Err(protocol(format!(
+            "the body is sent with transfer coding {:?}, which weft cannot decode",
+            transfer.join(", ")
+        )));
+    }
+    let codings = listed(headers, CONTENT_ENCODING);
+    if codings.is_empty() {
+        return Ok(Vec::new());
+    }
+    let known: Option<Vec<Coding>> = codings.iter().map(|c| Coding::parse(c)).collect();
+    match known {
+        Some(list) if list.len() <= MAX_CODINGS => {
+            headers.remove(CONTENT_ENCODING);
+            headers.remove(CONTENT_LENGTH);
+            Ok(list)
+        }
+        Some(list) if refuse => Err(protocol(format!(
+            "the body is encoded {} times over, more than the {MAX_CODINGS} weft decodes",
+            list.len()
+        ))),
+        None if refuse && identity_only => Err(protocol(format!(
+            "the body is encoded with {:?}, which was not asked for and which weft cannot decode",
+            codings.join(", ")
+        ))),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The longest URL a redirect may lead to: the longest request target the HTTP client can
+/// send (`http::Uri`'s limit).
+const MAX_URL_LEN: usize = 65_534;
+
+/// A server's text as an error shows it: at most its first 200 characters, then how long it
+/// was (a `Location` or a challenge's parameter can be as long as the header limit allows).
+pub(crate) fn shortened(text: &str) -> String {
+    const SHOWN: usize = 200;
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], text.len()),
+        None => text.to_string(),
     }
 }

@@ -600,6 +600,89 @@ pub(crate) fn http_body_stream(resp: reqwest::Response, url: Url, head: bool) ->
     .boxed()
 }
 
+/// A content coding weft decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Coding {
+    /// `gzip` (or `x-gzip`); several members one after the other are one body.
+    Gzip,
+    /// `deflate`: the zlib format (RFC 9110 8.4.1.2).
+    Deflate,
+    /// `br`: Brotli.
+    Brotli,
+}
+
+impl Coding {
+    /// The coding a lowercase `Content-Encoding` element names, if weft decodes it.
+    pub(crate) fn parse(name: &str) -> Option<Coding> {
+        match name {
+            "gzip" | "x-gzip" => Some(Coding::Gzip),
+            "deflate" => Some(Coding::Deflate),
+            "br" => Some(Coding::Brotli),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Coding::Gzip => "gzip",
+            Coding::Deflate => "deflate",
+            Coding::Brotli => "br",
+        }
+    }
+}
+
+/// `body` with `codings` undone (listed in the order the server applied them), read in pieces
+/// of at most 64 KiB however much a piece of the encoded body expands. The errors of `body`
+/// itself (a cut, a timeout) come through as they are; encoded bytes that do not decode, or a
+/// stream that stops before its end, are a [`Error::Protocol`].
+pub(crate) fn decoded_stream(body: BodyStream, codings: &[Coding], url: &Url) -> BodyStream {
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder};
+    use tokio::io::BufReader;
+    let mut reader: Pin<Box<dyn AsyncRead + Send>> =
+        Box::pin(tokio_util::io::StreamReader::new(body));
+    for coding in codings.iter().rev() {
+        let encoded = BufReader::new(reader);
+        reader = match coding {
+            Coding::Gzip => {
+                let mut d = GzipDecoder::new(encoded);
+                d.multiple_members(true);
+                Box::pin(d)
+            }
+            Coding::Deflate => Box::pin(ZlibDecoder::new(encoded)),
+            Coding::Brotli => Box::pin(BrotliDecoder::new(encoded)),
+        };
+    }
+    let names = codings
+        .iter()
+        .map(|c| c.name())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let url = crate::error::redact(url);
+    futures::stream::unfold(Some(reader), move |state| {
+        let (names, url) = (names.clone(), url.clone());
+        async move {
+            use tokio::io::AsyncReadExt;
+            let mut reader = state?;
+            let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+            match reader.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(buf.freeze()), Some(reader))),
+                Err(e) if e.get_ref().is_some_and(|inner| inner.is::<Error>()) => {
+                    Some((Err(Error::from(e)), None))
+                }
+                Err(e) => Some((
+                    Err(Error::Protocol {
+                        url: Some(url),
+                        reason: format!("the {names} body does not decode: {e}"),
+                    }),
+                    None,
+                )),
+            }
+        }
+    })
+    .boxed()
+}
+
 /// Parses `"Name: value"` into a header pair.
 pub(crate) fn parse_header_line(line: &str) -> Result<(HeaderName, HeaderValue), Error> {
     let (name, value) = line

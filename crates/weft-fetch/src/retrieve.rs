@@ -441,16 +441,22 @@ struct Partial {
     validator: Option<String>,
 }
 
+/// Only a regular file is continued: a symbolic link (someone else's, planted in a shared
+/// directory) is never appended through; the download then starts over and replaces the link.
 fn find_partial(dest: &Path) -> Partial {
+    let regular = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
     let part = part_path(dest);
-    let (path, at_dest) = if part.is_file() {
+    let (path, at_dest) = if regular(&part) {
         (part, false)
-    } else if dest.is_file() {
+    } else if regular(dest) {
         (dest.to_path_buf(), true)
     } else {
         (part, false)
     };
-    let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let len = std::fs::symlink_metadata(&path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map_or(0, |m| m.len());
     let validator = if at_dest {
         None
     } else {
@@ -794,8 +800,23 @@ impl Opener {
         };
         let headers = resp.headers().clone();
         let mut progress = progress;
-        let promoted =
-            copy_body(resp, file, &target_path, offset, promote, progress.as_mut()).await?;
+        // An appended 206 must be exactly its Content-Range (checked by bad_continuation): a
+        // body without Content-Length could otherwise run past it or stop short.
+        let range_len = resp
+            .headers()
+            .get(CONTENT_RANGE)
+            .filter(|_| offset > 0)
+            .and_then(parse_content_range)
+            .map(|(first, last, _)| last - first + 1);
+        let promoted = copy_body(
+            resp,
+            file,
+            &target_path,
+            (offset, range_len),
+            promote,
+            progress.as_mut(),
+        )
+        .await?;
         let final_path = match (target, dest) {
             (Target::Temp(t), Some(d)) if !promoted => {
                 if no_clobber {
@@ -837,13 +858,14 @@ fn parse_content_range_total(v: &HeaderValue) -> Option<u64> {
     v.to_str().ok()?.rsplit('/').next()?.trim().parse().ok()
 }
 
-/// Streams the body to `file` through a dedicated blocking writer thread. True when the
-/// writer renamed the file to `DEST.part` (see [`Promote`]).
+/// Streams the body to `file` through a dedicated blocking writer thread; `offset` is where
+/// in the file the body starts, and `range_len` how long it must be, if known (a 206). True
+/// when the writer renamed the file to `DEST.part` (see [`Promote`]).
 async fn copy_body(
     mut resp: Response,
     file: std::fs::File,
     path: &Path,
-    offset: u64,
+    (offset, range_len): (u64, Option<u64>),
     promote: Option<Promote>,
     progress: Option<&mut ProgressFn<'_>>,
 ) -> Result<bool, Error> {
@@ -886,12 +908,30 @@ async fn copy_body(
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 done += chunk.len() as u64;
+                if let Some(want) = range_len.filter(|&want| done > want) {
+                    // Not written: the file stays a prefix of the resource.
+                    read_err = Some(Error::Protocol {
+                        url: Some(redact(resp.url())),
+                        reason: format!(
+                            "the 206 body runs past the {want} bytes of its Content-Range"
+                        ),
+                    });
+                    break;
+                }
                 if tx.send(chunk).await.is_err() {
                     break; // the writer failed; its error is reported below
                 }
                 rep.advance(done);
             }
-            Ok(None) => break,
+            Ok(None) => {
+                if let Some(want) = range_len.filter(|&want| done < want) {
+                    read_err = Some(Error::ContentTooShort {
+                        expected: want,
+                        got: done,
+                    });
+                }
+                break;
+            }
             Err(e) => {
                 read_err = Some(e);
                 break;

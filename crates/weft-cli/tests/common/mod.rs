@@ -346,6 +346,8 @@ pub struct Reply {
     pub delay: Duration,
     /// Wait this long after the body before closing (a stalled transfer).
     pub hold: Duration,
+    /// Send the body a byte at a time, this long apart (a slow drip that never stalls).
+    pub drip: Duration,
     /// Send these bytes instead of a well-formed answer (a server breaking the protocol).
     pub raw: Option<Vec<u8>>,
 }
@@ -359,6 +361,7 @@ impl Reply {
             content_length: None,
             delay: Duration::ZERO,
             hold: Duration::ZERO,
+            drip: Duration::ZERO,
             raw: None,
         }
     }
@@ -476,8 +479,14 @@ fn serve_one(
         reply.content_length.unwrap_or(reply.body.len())
     ));
     stream.write_all(head.as_bytes())?;
-    if req.method != "HEAD" {
+    if req.method != "HEAD" && reply.drip.is_zero() {
         stream.write_all(&reply.body)?;
+    } else if req.method != "HEAD" {
+        for byte in &reply.body {
+            stream.write_all(&[*byte])?;
+            stream.flush()?;
+            thread::sleep(reply.drip);
+        }
     }
     stream.flush()?;
     if !reply.hold.is_zero() {

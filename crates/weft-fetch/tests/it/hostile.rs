@@ -692,3 +692,366 @@ async fn on_exchange_sees_every_hop() {
     })
     .await;
 }
+
+/// `data` compressed with `encoder` (an async-compression bufread encoder).
+async fn compress<E: tokio::io::AsyncRead + Unpin>(
+    encoder: impl FnOnce(&'static [u8]) -> E,
+    data: Vec<u8>,
+) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let data: &'static [u8] = Box::leak(data.into_boxed_slice());
+    let mut out = Vec::new();
+    encoder(data).read_to_end(&mut out).await.unwrap();
+    out
+}
+
+async fn gzip(data: &[u8]) -> Vec<u8> {
+    compress(
+        async_compression::tokio::bufread::GzipEncoder::new,
+        data.to_vec(),
+    )
+    .await
+}
+
+/// Retrieves `reply` from a raw server to `dest`: a protocol error that says `needle`, and
+/// nothing saved.
+async fn refused(reply: Vec<u8>, dest: &std::path::Path, needle: &str) {
+    let srv = Server::start_raw(reply).await;
+    let opts = RetrieveOptions::new().dest(dest);
+    let err = match opener().retrieve(srv.url("/g"), &opts, None).await {
+        Ok(_) => panic!("{needle}: saved {:?}", std::fs::read(dest).unwrap()),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), ErrorKind::Protocol, "{needle}: {err:?}");
+    assert!(err.to_string().contains(needle), "{needle}: {err}");
+    assert!(files_in(dest.parent().unwrap()).is_empty(), "{needle}");
+}
+
+#[tokio::test]
+async fn every_coding_of_a_body_is_decoded_or_the_body_refused() {
+    within(20, async {
+        let plain = b"hello gzip\n";
+        let once = gzip(plain).await;
+        let twice = gzip(&once).await;
+        let with_head = |head: String, body: &[u8]| {
+            let mut reply = format!("HTTP/1.1 200 OK\r\n{head}\r\n").into_bytes();
+            reply.extend_from_slice(body);
+            reply
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        let opts = RetrieveOptions::new().dest(&dest);
+
+        // Gzip twice, said in two headers or in one list: both layers come off (one layer only
+        // would save gzip bytes as the file, with success).
+        for head in [
+            "Content-Encoding: gzip\r\nContent-Encoding: gzip\r\n",
+            "Content-Encoding: gzip, x-gzip\r\n",
+            "Content-Encoding: GZIP,gzip\r\n",
+        ] {
+            let reply = with_head(format!("{head}Content-Length: {}\r\n", twice.len()), &twice);
+            let srv = Server::start_raw(reply).await;
+            opener()
+                .retrieve(srv.url("/g"), &opts, None)
+                .await
+                .unwrap_or_else(|e| panic!("{head:?}: {e}"));
+            assert_eq!(std::fs::read(&dest).unwrap(), plain, "{head:?}");
+            std::fs::remove_file(&dest).unwrap();
+        }
+
+        // deflate (zlib) under br, in one list: both undone, in the server's order.
+        let zlib = compress(
+            async_compression::tokio::bufread::ZlibEncoder::new,
+            plain.to_vec(),
+        )
+        .await;
+        let br = compress(async_compression::tokio::bufread::BrotliEncoder::new, zlib).await;
+        let reply = with_head(
+            format!(
+                "Content-Encoding: deflate, br\r\nContent-Length: {}\r\n",
+                br.len()
+            ),
+            &br,
+        );
+        let srv = Server::start_raw(reply).await;
+        opener().retrieve(srv.url("/g"), &opts, None).await.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), plain);
+        std::fs::remove_file(&dest).unwrap();
+
+        // Six layers (each a decoder in memory; a 400 KB header could list 100 000): refused.
+        let reply = with_head(
+            format!(
+                "Content-Encoding: {}gzip\r\nContent-Length: {}\r\n",
+                "gzip, ".repeat(5),
+                once.len()
+            ),
+            &once,
+        );
+        refused(reply, &dest, "6 times").await;
+
+        // A second coding weft cannot decode, and transfer codings other than chunked: refused,
+        // not saved half-decoded or raw.
+        let chunk = |b: &[u8]| {
+            let mut out = format!("{:x}\r\n", b.len()).into_bytes();
+            out.extend_from_slice(b);
+            out.extend_from_slice(b"\r\n0\r\n\r\n");
+            out
+        };
+        for (head, body, needle) in [
+            (
+                format!(
+                    "Content-Encoding: gzip\r\nContent-Encoding: zstd\r\nContent-Length: {}\r\n",
+                    once.len()
+                ),
+                once.clone(),
+                "zstd",
+            ),
+            (
+                "Transfer-Encoding: gzip, chunked\r\n".to_string(),
+                chunk(&once),
+                "gzip",
+            ),
+            (
+                "Transfer-Encoding: gzip\r\n".to_string(),
+                once.clone(),
+                "gzip",
+            ),
+        ] {
+            refused(with_head(head, &body), &dest, needle).await;
+        }
+
+        // A gzip stream that stops in the middle although all Content-Length bytes came: the
+        // server's body is broken (a protocol error), not the network.
+        for cut in [5, once.len() / 2, once.len() - 3] {
+            let reply = with_head(
+                format!("Content-Encoding: gzip\r\nContent-Length: {cut}\r\n"),
+                &once[..cut],
+            );
+            refused(reply, &dest, "gzip").await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_compression_bomb_is_read_in_bounded_pieces() {
+    within(30, async {
+        // 64 MiB of zeros in about 64 KiB of gzip.
+        let size = 64usize << 20;
+        let bomb = gzip(&vec![0u8; size]).await;
+        assert!(bomb.len() < size / 500, "{}", bomb.len());
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            bomb.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(&bomb);
+        let srv = Server::start_raw(reply).await;
+        let mut resp = opener().open(srv.url("/bomb")).await.unwrap();
+        let (mut total, mut largest) = (0usize, 0usize);
+        while let Some(chunk) = resp.chunk().await.unwrap() {
+            assert!(chunk.iter().all(|&b| b == 0));
+            total += chunk.len();
+            largest = largest.max(chunk.len());
+        }
+        assert_eq!(total, size);
+        assert!(largest <= 1 << 20, "a piece of {largest} bytes");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_206_whose_body_is_not_the_range_it_names_is_not_spliced() {
+    within(20, async {
+        let full = body(0);
+        // The right Content-Range for `Range: bytes=300-`, no Content-Length (the body runs to
+        // the close), and a body 100 bytes longer or 200 bytes shorter than that range.
+        for (what, end, extra) in [("longer", 1000usize, 100usize), ("shorter", 800, 0)] {
+            let full2 = full.clone();
+            let srv = Server::start_raw_fn(move |_| {
+                let mut b = full2[300..end].to_vec();
+                b.extend(std::iter::repeat_n(b'X', extra));
+                partial(&[("Content-Range", "bytes 300-999/1000")], &b)
+            })
+            .await;
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path().join("f.bin");
+            let part = dir.path().join("f.bin.part");
+            std::fs::write(&part, &full[..300]).unwrap();
+            let opts = RetrieveOptions::new().dest(&dest).resume(true);
+            let err = match retrieve_f(&srv, &opts).await {
+                Ok(_) => panic!(
+                    "{what}: saved {} bytes",
+                    std::fs::read(&dest).unwrap().len()
+                ),
+                Err(e) => e,
+            };
+            assert!(!dest.exists(), "{what}");
+            // What is in the .part is still a prefix of the file, to be continued next time.
+            let kept = std::fs::read(&part).unwrap();
+            assert!(
+                kept[..] == full[..kept.len()],
+                "{what}: {} bytes, not a prefix",
+                kept.len()
+            );
+            if what == "shorter" {
+                assert!(err.is_content_too_short(), "{what}: {err:?}");
+                assert_eq!(kept.len(), 800);
+            } else {
+                assert_eq!(err.kind(), ErrorKind::Protocol, "{what}: {err:?}");
+                assert!(err.to_string().contains("Content-Range"), "{err}");
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_huge_location_is_refused_in_a_line_of_its_own_size() {
+    within(20, async {
+        // Too long to request, not a URL, and (60 KB) one that loops back to itself.
+        for location in [
+            format!("/{}", "a".repeat(100_000)),
+            format!("http://[{}", "b".repeat(100_000)),
+            format!("/x{}", "c".repeat(60_000)),
+        ] {
+            let srv = Server::start_raw(format!(
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+            ))
+            .await;
+            let err = opener().open(srv.url("/x")).await.unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.len() < 1000,
+                "{} bytes: {}...",
+                text.len(),
+                &text[..200]
+            );
+            assert!(text.contains(" bytes)"), "{text}");
+            assert!(
+                matches!(err.kind(), ErrorKind::Redirect | ErrorKind::InvalidInput),
+                "{err:?}"
+            );
+            assert!(srv.seen().len() <= 10);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lying_lengths_and_oversized_heads_are_protocol_errors() {
+    within(20, async {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out");
+        let ok = "HTTP/1.1 200 OK\r\n";
+        for (head, body, needle) in [
+            (
+                "Content-Length: 5\r\nContent-Length: 7\r\n",
+                "hello12",
+                "content-length",
+            ),
+            ("Content-Length: 5, 7\r\n", "hello12", "content-length"),
+            ("Content-Length: -5\r\n", "hello", "content-length"),
+            ("Content-Length: 5x\r\n", "hello", "content-length"),
+            (
+                "Transfer-Encoding: chunked\r\n",
+                "ffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+                "chunk size",
+            ),
+            (&"X-Many: 1\r\n".repeat(300), "", "too large"),
+            (
+                &format!("X-Long: {}\r\n", "a".repeat(1 << 20)),
+                "",
+                "too large",
+            ),
+        ] {
+            refused(format!("{ok}{head}\r\n{body}").into_bytes(), &dest, needle).await;
+        }
+
+        // A chunked body cut at every byte: never a success, nothing saved. Complete (with a
+        // trailer), it is saved whole.
+        let chunked = b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n";
+        let reply = |body: &[u8]| {
+            let mut r = format!("{ok}Transfer-Encoding: chunked\r\n\r\n").into_bytes();
+            r.extend_from_slice(body);
+            r
+        };
+        for cut in 0..chunked.len() {
+            let srv = Server::start_raw(reply(&chunked[..cut])).await;
+            let opts = RetrieveOptions::new().dest(&dest);
+            let err = opener().retrieve(srv.url("/c"), &opts, None).await;
+            assert!(err.is_err(), "cut at {cut}: saved");
+            assert!(files_in(dir.path()).is_empty(), "cut at {cut}");
+        }
+        let srv = Server::start_raw(reply(chunked)).await;
+        let opts = RetrieveOptions::new().dest(&dest);
+        opener().retrieve(srv.url("/c"), &opts, None).await.unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello world");
+    })
+    .await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn resume_never_appends_through_a_symlink() {
+    within(20, async {
+        let full = body(0);
+        // A server that honours any range: what it sends would be appended to the link's target.
+        let srv = Server::start_raw_fn(move |s| match range_start(s) {
+            Some(start) if start < full.len() => partial(
+                &[
+                    ("Content-Range", &format!("bytes {start}-999/1000")),
+                    ("Content-Length", &(1000 - start).to_string()),
+                ],
+                &full[start..],
+            ),
+            _ => whole(&full),
+        })
+        .await;
+        for link in ["f.bin.part", "f.bin"] {
+            let dir = tempfile::tempdir().unwrap();
+            let elsewhere = tempfile::tempdir().unwrap();
+            // Someone else's file, which a link planted in a shared directory points at.
+            let victim = elsewhere.path().join("victim");
+            std::fs::write(&victim, b"precious\n").unwrap();
+            std::os::unix::fs::symlink(&victim, dir.path().join(link)).unwrap();
+            let dest = dir.path().join("f.bin");
+            let opts = RetrieveOptions::new().dest(&dest).resume(true);
+            retrieve_f(&srv, &opts)
+                .await
+                .unwrap_or_else(|e| panic!("{link}: {e}"));
+            assert_eq!(std::fs::read(&victim).unwrap(), b"precious\n", "{link}");
+            assert!(std::fs::read(&dest).unwrap() == body(0), "{link}");
+            assert!(
+                !std::fs::symlink_metadata(&dest).unwrap().is_symlink(),
+                "{link}"
+            );
+            assert_eq!(range_start(srv.seen().last().unwrap()), None, "{link}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_huge_challenge_parameter_is_refused_in_a_line_of_its_own_size() {
+    within(20, async {
+        let huge = "z".repeat(100_000);
+        for challenge in [
+            format!("Digest realm=\"r\", nonce=\"n\", algorithm={huge}"),
+            format!("Digest realm=\"r\", nonce=\"n\", qop=\"{huge}\""),
+            format!("X{huge} realm=\"r\""),
+        ] {
+            let srv = Server::start_raw(format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {challenge}\r\nContent-Length: 0\r\n\r\n"
+            ))
+            .await;
+            let op = crate::server::opener_with(|b| b.credentials("joe", "s3cret"));
+            let err = op.open(srv.url("/x")).await.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Auth, "{err:?}");
+            let text = err.to_string();
+            assert!(text.len() < 1000, "{} bytes: {}...", text.len(), &text[..200]);
+            assert!(text.contains(" bytes)"), "{text}");
+        }
+    })
+    .await;
+}
