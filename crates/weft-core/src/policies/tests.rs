@@ -520,7 +520,10 @@ fn limit_per_peer_keys_on_the_ip() {
 fn limit_per_peer_keeps_no_count_for_refused_peers() {
     let f = factory_fn(|_| Some(Recorder::default())).with(LimitPerPeer::new(0));
     for i in 0..100 {
-        assert!(f.build_protocol(&ip(&format!("[2001:db8::{i:x}]:1"))).is_none());
+        assert!(
+            f.build_protocol(&ip(&format!("[2001:db8::{i:x}]:1")))
+                .is_none()
+        );
     }
     assert_eq!(f.policy().tracked(), 0);
     let f = factory_fn(|_| Some(Recorder::default())).with(LimitPerPeer::new(1));
