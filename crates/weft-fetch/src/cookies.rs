@@ -477,15 +477,32 @@ impl CookieJar {
     }
 }
 
+/// RFC 6265 6.1's minimums, which browsers keep to as their limits: a cookie's name and value
+/// together, the cookies of one domain, the cookies of a jar. A server (or a domain's other
+/// hosts) setting new cookies on every answer cannot grow the jar, nor every request's
+/// `Cookie` header, without bound.
+const MAX_COOKIE_BYTES: usize = 4096;
+const MAX_PER_DOMAIN: usize = 50;
+const MAX_COOKIES: usize = 3000;
+
+/// Adds or replaces `c`; past the limits the oldest cookie of its domain (or of the jar) goes.
 fn insert(jar: &mut Vec<Cookie>, c: Cookie) {
     if let Some(old) = jar
         .iter_mut()
         .find(|o| o.name == c.name && o.domain == c.domain && o.path == c.path)
     {
         *old = c;
-    } else {
-        jar.push(c);
+        return;
     }
+    if jar.iter().filter(|o| o.domain == c.domain).count() >= MAX_PER_DOMAIN {
+        if let Some(oldest) = jar.iter().position(|o| o.domain == c.domain) {
+            jar.remove(oldest);
+        }
+    }
+    if jar.len() >= MAX_COOKIES {
+        jar.remove(0);
+    }
+    jar.push(c);
 }
 
 fn parse_set_cookie(s: &str, url: &Url) -> Option<Cookie> {
@@ -496,7 +513,11 @@ fn parse_set_cookie(s: &str, url: &Url) -> Option<Cookie> {
     let value = value.trim();
     // A control character (a TAB above all) would make a cookies.txt line that cannot be read
     // back; curl refuses such cookies too.
-    if name.is_empty() || has_control(name) || has_control(value) {
+    if name.is_empty()
+        || has_control(name)
+        || has_control(value)
+        || name.len() + value.len() > MAX_COOKIE_BYTES
+    {
         return None;
     }
     let mut c = Cookie {

@@ -24,6 +24,40 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// pick an exit code). An HTTP status of 400 or more is [`Error::Http`], which still carries the
 /// whole [`Response`] (status, headers and a readable body), like urllib's `HTTPError`.
 ///
+/// # Each cause said once
+///
+/// The `Display` is one clean line that already says the cause, without the HTTP client's
+/// wrappers ("cannot connect (http://127.0.0.1:9/): tcp connect error: Connection refused (os
+/// error 111)"). So, following the Rust API guidelines (an error either prints its source or
+/// returns it from [`source`](std::error::Error::source), never both), `source()` returns
+/// nothing that the `Display` said: reporters that print the chain (anyhow's `{:#}`, eyre,
+/// `tracing`, `std::error::Report`) say each cause once. The only chain left is that of an
+/// [`Error::Io`], whose `source()` is its I/O error's source, as with `io::Error` itself.
+/// The underlying error is still there, for downcasting: [`Error::get_ref`].
+///
+/// ```
+/// use std::error::Error as _;
+/// use weft_fetch::Error;
+///
+/// // What anyhow's `{:#}` prints: the Display, then each source, joined by ": ".
+/// fn report(err: &dyn std::error::Error) -> String {
+///     let mut text = err.to_string();
+///     let mut cur = err.source();
+///     while let Some(e) = cur {
+///         text = format!("{text}: {e}");
+///         cur = e.source();
+///     }
+///     text
+/// }
+///
+/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// let err = Error::Connect { url: Some("http://127.0.0.1:9/".into()), source: Box::new(refused) };
+/// assert_eq!(report(&err), "cannot connect (http://127.0.0.1:9/): connection refused");
+/// assert!(err.source().is_none());
+/// let inner = err.get_ref().and_then(|e| e.downcast_ref::<std::io::Error>());
+/// assert_eq!(inner.map(|e| e.kind()), Some(std::io::ErrorKind::ConnectionRefused));
+/// ```
+///
 /// # Examples
 ///
 /// ```
@@ -40,11 +74,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// assert_eq!(err.to_string(), "unsupported scheme gopher");
 /// # }
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// The URL could not be parsed, or lacks something it needs (a host, a scheme).
-    #[error("invalid URL {url:?}: {reason}")]
     InvalidUrl {
         /// The URL as given.
         url: String,
@@ -52,19 +85,15 @@ pub enum Error {
         reason: String,
     },
     /// No handler is registered for this scheme. Raised before any I/O.
-    #[error("unsupported scheme {scheme}")]
     UnsupportedScheme {
         /// The scheme, lower case.
         scheme: String,
     },
     /// A header given by the caller is malformed.
-    #[error("invalid header {0:?}")]
     InvalidHeader(String),
     /// The server answered with a status of 400 or more. The response is still readable.
-    #[error("HTTP Error {}: {}", .0.status().as_u16(), .0.status().canonical_reason().unwrap_or("Unknown"))]
     Http(Box<Response>),
     /// More than the allowed number of redirects were followed.
-    #[error("too many redirects ({count}), last URL {url}")]
     TooManyRedirects {
         /// The URL of the last redirect response.
         url: String,
@@ -72,7 +101,6 @@ pub enum Error {
         count: usize,
     },
     /// A redirect led back to a URL that was already visited too often.
-    #[error("redirect loop: {url} visited {visits} times")]
     RedirectLoop {
         /// The URL visited again.
         url: String,
@@ -80,13 +108,11 @@ pub enum Error {
         visits: usize,
     },
     /// A redirect pointed to a scheme that may not be followed (for example `file:`).
-    #[error("redirection to {location:?} is not allowed")]
     RedirectNotAllowed {
         /// The target of the redirect.
         location: String,
     },
     /// The body ended before the announced `Content-Length`.
-    #[error("too short: got {got} of {expected} bytes")]
     ContentTooShort {
         /// The announced length.
         expected: u64,
@@ -94,37 +120,30 @@ pub enum Error {
         got: u64,
     },
     /// A connect, read (stall) or total timeout elapsed.
-    #[error("timed out{}", fmt_url(.url))]
     Timeout {
         /// The URL being fetched, when known.
         url: Option<String>,
-        /// The underlying error.
-        #[source]
+        /// The underlying error: the `Display` says "timed out", [`Error::get_ref`] returns it.
         source: Option<BoxError>,
     },
     /// The connection could not be established (refused, DNS failure, TLS handshake...).
-    #[error("cannot connect{}: {}", fmt_url(.url), cause_text(.source.as_ref()))]
     Connect {
         /// The URL being fetched, when known.
         url: Option<String>,
-        /// The underlying error.
-        #[source]
+        /// The underlying error: the `Display` says its chain, [`Error::get_ref`] returns it.
         source: BoxError,
     },
     /// Another network or protocol failure during the exchange.
-    #[error("network error{}: {}", fmt_url(.url), cause_text(.source.as_ref()))]
     Network {
         /// The URL being fetched, when known.
         url: Option<String>,
-        /// The underlying error.
-        #[source]
+        /// The underlying error: the `Display` says its chain, [`Error::get_ref`] returns it.
         source: BoxError,
     },
     /// The server broke the HTTP protocol: a status line or a chunk that does not parse, a
     /// `206 Partial Content` that does not continue the partial file (or answers a request
     /// that asked for no range), a body in an encoding that was not asked for and that weft
     /// cannot decode. Retrying the same request gets the same answer.
-    #[error("protocol error{}: {reason}", fmt_url(.url))]
     Protocol {
         /// The URL being fetched, when known (without its user name and password).
         url: Option<String>,
@@ -134,7 +153,6 @@ pub enum Error {
     /// A download ([`Opener::retrieve`](crate::Opener::retrieve)) got a final status that
     /// carries no body to save: `1xx` (for example `101 Switching Protocols`), `204 No Content`
     /// or `304 Not Modified`.
-    #[error("nothing to save: the server answered {} {}{}", .status.as_u16(), .status.canonical_reason().unwrap_or(""), fmt_url(&Some(.url.clone())))]
     NoBody {
         /// The URL (without its user name and password).
         url: String,
@@ -142,32 +160,96 @@ pub enum Error {
         status: crate::StatusCode,
     },
     /// A `file:` URL names a host other than the local one.
-    #[error("file not on local host: {host}")]
     NotLocalFile {
         /// The host named in the URL.
         host: String,
     },
     /// A `data:` URL is malformed (no comma, bad base64...).
-    #[error("invalid data URL: {reason}")]
     InvalidDataUrl {
         /// What is wrong.
         reason: String,
     },
     /// Authentication could not be performed (unsupported scheme or algorithm, bad challenge).
-    #[error("authentication: {reason}")]
     Auth {
         /// What went wrong.
         reason: String,
     },
     /// A local I/O error (reading a `file:` URL, writing a download...).
-    #[error("{}{source}", fmt_path(.path))]
     Io {
         /// The file concerned, when known.
         path: Option<PathBuf>,
-        /// The underlying error.
-        #[source]
+        /// The underlying error; the `Display` says it, `source()` returns its own source.
         source: std::io::Error,
     },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::InvalidUrl { url, reason } => write!(f, "invalid URL {url:?}: {reason}"),
+            Error::UnsupportedScheme { scheme } => write!(f, "unsupported scheme {scheme}"),
+            Error::InvalidHeader(header) => write!(f, "invalid header {header:?}"),
+            Error::Http(r) => write!(
+                f,
+                "HTTP Error {}: {}",
+                r.status().as_u16(),
+                r.status().canonical_reason().unwrap_or("Unknown")
+            ),
+            Error::TooManyRedirects { url, count } => {
+                write!(f, "too many redirects ({count}), last URL {url}")
+            }
+            Error::RedirectLoop { url, visits } => {
+                write!(f, "redirect loop: {url} visited {visits} times")
+            }
+            Error::RedirectNotAllowed { location } => {
+                write!(f, "redirection to {location:?} is not allowed")
+            }
+            Error::ContentTooShort { expected, got } => {
+                write!(f, "too short: got {got} of {expected} bytes")
+            }
+            Error::Timeout { url, .. } => write!(f, "timed out{}", fmt_url(url)),
+            Error::Connect { url, source } => write!(
+                f,
+                "cannot connect{}: {}",
+                fmt_url(url),
+                cause_text(source.as_ref())
+            ),
+            Error::Network { url, source } => write!(
+                f,
+                "network error{}: {}",
+                fmt_url(url),
+                cause_text(source.as_ref())
+            ),
+            Error::Protocol { url, reason } => {
+                write!(f, "protocol error{}: {reason}", fmt_url(url))
+            }
+            Error::NoBody { url, status } => write!(
+                f,
+                "nothing to save: the server answered {} {} ({url})",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            ),
+            Error::NotLocalFile { host } => write!(f, "file not on local host: {host}"),
+            Error::InvalidDataUrl { reason } => write!(f, "invalid data URL: {reason}"),
+            Error::Auth { reason } => write!(f, "authentication: {reason}"),
+            Error::Io { path, source } => write!(f, "{}{source}", fmt_path(path)),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    /// What the [`Display`](std::fmt::Display) did not already say, which is nothing but the
+    /// source of an [`Error::Io`]'s I/O error: `Connect` and `Network` print their whole chain
+    /// of causes, `Timeout` says it timed out (its cause says only that, with the HTTP client's
+    /// wrapper around it), and an `Io` error prints its I/O error, whose own `source()` is the
+    /// rest (as `io::Error` built from a custom error does). [`Error::get_ref`] gives the
+    /// underlying error itself.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => source.source(),
+            _ => None,
+        }
+    }
 }
 
 fn fmt_url(url: &Option<String>) -> String {
@@ -443,6 +525,48 @@ impl Error {
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
             Error::Http(r) => matches!(r.status().as_u16(), 404 | 410),
             _ => false,
+        }
+    }
+
+    /// The underlying error, for `Connect`, `Network`, `Timeout` (when it has one) and `Io`:
+    /// the HTTP client's error (whose `source()` chain leads to the I/O, TLS or DNS error at
+    /// the root) or the [`std::io::Error`], as [`std::io::Error::get_ref`] gives the error an
+    /// `io::Error` was built from. Its text is already in this error's `Display`, which is why
+    /// [`source`](std::error::Error::source) does not return it (reports would say it twice).
+    ///
+    /// # Examples
+    ///
+    /// The kind of the I/O error at the root of a failure (for connection refused,
+    /// `ConnectionRefused`, found under the HTTP client's wrappers):
+    ///
+    /// ```
+    /// use std::error::Error as _;
+    /// use std::io;
+    /// use weft_fetch::Error;
+    ///
+    /// fn io_kind(err: &Error) -> Option<io::ErrorKind> {
+    ///     let mut cur = err.get_ref().map(|e| e as &(dyn std::error::Error + 'static));
+    ///     while let Some(e) = cur {
+    ///         if let Some(io) = e.downcast_ref::<io::Error>() {
+    ///             return Some(io.kind());
+    ///         }
+    ///         cur = e.source();
+    ///     }
+    ///     None
+    /// }
+    ///
+    /// let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+    /// let err = Error::Connect { url: None, source: Box::new(refused) };
+    /// assert_eq!(io_kind(&err), Some(io::ErrorKind::ConnectionRefused));
+    /// assert!(err.source().is_none());
+    /// assert_eq!(io_kind(&Error::ContentTooShort { expected: 2, got: 1 }), None);
+    /// ```
+    pub fn get_ref(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            Error::Connect { source, .. } | Error::Network { source, .. } => Some(source.as_ref()),
+            Error::Timeout { source, .. } => source.as_deref(),
+            Error::Io { source, .. } => Some(source),
+            _ => None,
         }
     }
 

@@ -18,6 +18,11 @@
 //! never carries credentials or caller-set cookies to another scheme, host or port; a 307/308 after a `POST`
 //! re-sends the body instead of failing; `file:` and `data:` responses report status 200.
 //!
+//! An [`Error`]'s `Display` is one line that says each cause once (the URL without its
+//! password, the root cause without the HTTP client's wrappers); `source()` does not repeat it,
+//! so error reporters that print the chain (anyhow's `{:#}`, eyre, `tracing`) say it once too,
+//! and [`Error::get_ref`] gives the underlying error to downcast.
+//!
 //! # Examples
 //!
 //! ```

@@ -1055,3 +1055,44 @@ async fn a_huge_challenge_parameter_is_refused_in_a_line_of_its_own_size() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_cookie_flood_is_bounded_as_browsers_bound_it() {
+    within(20, async {
+        // Each answer sets 90 new cookies and one of 5000 bytes; one opener asks 40 times (a
+        // crawler's long-lived jar).
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let srv = Server::start_raw_fn(move |_| {
+            let round = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+            for i in 0..90 {
+                head.push_str(&format!("Set-Cookie: c{round}x{i}=1; Path=/\r\n"));
+            }
+            head.push_str(&format!(
+                "Set-Cookie: big{round}={}\r\n\r\n",
+                "v".repeat(5000)
+            ));
+            head.into_bytes()
+        })
+        .await;
+        let jar = std::sync::Arc::new(weft_fetch::CookieJar::new());
+        let op = crate::server::opener_with(|b| b.cookie_jar(jar.clone()));
+        for _ in 0..40 {
+            op.open(srv.url("/")).await.unwrap();
+        }
+        let cookies = jar.cookies();
+        // RFC 6265 6.1's minimums, which browsers keep to: 50 cookies for one domain, the
+        // newest; no cookie over 4096 bytes.
+        assert_eq!(cookies.len(), 50);
+        assert!(
+            cookies.iter().all(|c| c.name.starts_with("c39x")),
+            "{:?}",
+            &cookies[0].name
+        );
+        assert!(cookies.iter().all(|c| c.name.len() + c.value.len() <= 4096));
+        // What goes back to the server stays a sane header.
+        let url = weft_fetch::Url::parse(&srv.url("/")).unwrap();
+        assert!(jar.cookie_header(&url).unwrap().len() < 4096);
+    })
+    .await;
+}

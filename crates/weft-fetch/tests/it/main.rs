@@ -3,6 +3,7 @@
 mod auth;
 mod builder;
 mod cookies;
+mod errors;
 mod globals;
 mod hostile;
 mod http;

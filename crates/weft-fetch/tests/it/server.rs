@@ -190,6 +190,19 @@ impl Server {
     /// answers with the bytes `reply` makes of it, then closes the connection: every byte of
     /// the answer is the test's.
     pub async fn start_raw_fn(reply: impl Fn(&Seen) -> Vec<u8> + Send + Sync + 'static) -> Server {
+        Self::start_raw_inner(false, reply).await
+    }
+
+    /// [`start_raw`](Self::start_raw), but the connection is reset (RST) 200 ms after the
+    /// answer instead of closed: for a connection reset before the head or in the body.
+    pub async fn start_raw_reset(reply: &'static [u8]) -> Server {
+        Self::start_raw_inner(true, move |_| reply.to_vec()).await
+    }
+
+    async fn start_raw_inner(
+        reset: bool,
+        reply: impl Fn(&Seen) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Server {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
@@ -238,7 +251,13 @@ impl Server {
                     };
                     log.lock().unwrap().push(seen.clone());
                     let _ = stream.write_all(&reply(&seen)).await;
-                    let _ = stream.shutdown().await;
+                    if reset {
+                        // Let the client read the answer first: an RST drops unread data.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let _ = stream.set_zero_linger();
+                    } else {
+                        let _ = stream.shutdown().await;
+                    }
                 });
             }
         });
