@@ -150,8 +150,8 @@ impl ServerInfo {
     }
 }
 
-/// An I/O half with an optional per-operation timeout: a read or write that makes no
-/// progress for the timeout fails with [`io::ErrorKind::TimedOut`].
+/// An I/O half with an optional per-operation timeout: a read, write, flush or shutdown that
+/// makes no progress for the timeout fails with [`io::ErrorKind::TimedOut`].
 ///
 /// The clock restarts with each operation that makes progress, so a slow but steady
 /// peer is fine; only a stall fails. The halves of a [`StreamRequest`] are
@@ -296,8 +296,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TimeoutIo<T> {
         this.check(cx, p)
     }
 
+    /// Timed as a write: over TLS a shutdown sends `close_notify`, which a peer that never
+    /// reads may never take.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        let p = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.check(cx, p)
     }
 }
 
@@ -1159,6 +1163,36 @@ mod tests {
         let mut r2 = TimeoutIo::new(ours2, None);
         let waited = tokio::time::timeout(Duration::from_millis(50), r2.read(&mut buf)).await;
         assert!(waited.is_err());
+    }
+
+    /// A shutdown is a write too: over TLS it sends `close_notify`, which a client that never
+    /// reads (its window full once the reply is flushed) never takes. Under a request timeout
+    /// it must fail like a stalled write, or the request's task and socket are held forever.
+    #[tokio::test]
+    async fn timeout_io_fails_a_stalled_shutdown() {
+        /// A stream whose socket takes nothing more: writes and shutdown stay pending.
+        struct Full;
+        impl AsyncWrite for Full {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                _: &mut Context<'_>,
+                _: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                Poll::Pending
+            }
+            fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+            fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Pending
+            }
+        }
+        let mut w = BufWriter::new(TimeoutIo::new(Full, Some(Duration::from_millis(50))));
+        let done = tokio::time::timeout(Duration::from_secs(5), w.shutdown()).await;
+        let err = done
+            .expect("shutdown not bounded by the request timeout")
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
     #[test]

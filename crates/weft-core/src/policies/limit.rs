@@ -192,6 +192,13 @@ impl LimitPerPeer {
         let peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         peers.get(&ip.to_canonical()).copied().unwrap_or(0)
     }
+
+    /// How many addresses the limit keeps a count for (tests: the map must not grow with
+    /// peers that hold no connection).
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> usize {
+        self.peers.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 impl Policy for LimitPerPeer {
@@ -206,13 +213,15 @@ impl Policy for LimitPerPeer {
             Some(sa) => {
                 let ip = sa.ip().to_canonical();
                 let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-                let n = peers.entry(ip).or_insert(0);
-                if *n >= self.max {
+                // Counted only once admitted: a refused address (every one under a limit of
+                // 0) must leave no entry behind, or a client cycling through addresses grows
+                // the map.
+                if peers.get(&ip).copied().unwrap_or(0) >= self.max {
                     drop(peers);
                     tracing::debug!(peer = %addr, max = self.max, "per-peer connection limit reached");
                     return None;
                 }
-                *n += 1;
+                *peers.entry(ip).or_insert(0) += 1;
                 Slot::Peer(self.peers.clone(), ip)
             }
             None => Slot::None,

@@ -514,6 +514,27 @@ fn limit_per_peer_keys_on_the_ip() {
     assert_eq!(f.policy().open_from("192.0.2.1".parse().unwrap()), 0);
 }
 
+/// A refused peer leaves nothing behind: under `LimitPerPeer::new(0)` (refuse everyone) a
+/// client with many addresses (an IPv6 prefix holds billions) must not grow the map.
+#[test]
+fn limit_per_peer_keeps_no_count_for_refused_peers() {
+    let f = factory_fn(|_| Some(Recorder::default())).with(LimitPerPeer::new(0));
+    for i in 0..100 {
+        assert!(
+            f.build_protocol(&ip(&format!("[2001:db8::{i:x}]:1")))
+                .is_none()
+        );
+    }
+    assert_eq!(f.policy().tracked(), 0);
+    let f = factory_fn(|_| Some(Recorder::default())).with(LimitPerPeer::new(1));
+    let held = f.build_protocol(&ip("192.0.2.1:1"));
+    assert!(held.is_some());
+    assert!(f.build_protocol(&ip("192.0.2.1:2")).is_none());
+    assert_eq!(f.policy().tracked(), 1);
+    drop(held);
+    assert_eq!(f.policy().tracked(), 0);
+}
+
 /// A panicking `connection_lost` still gives the slot back.
 #[test]
 fn a_panicking_protocol_gives_its_slot_back() {
