@@ -414,6 +414,11 @@ impl Response {
 
     /// Reads the rest of the body.
     ///
+    /// The whole body is held in memory, however much the server sends (a body that never
+    /// ends never returns): [`read`](Self::read) with a limit (ask for one byte more to tell
+    /// a body that fits from one cut off), [`chunk`](Self::chunk) or
+    /// [`urlretrieve`](crate::urlretrieve) keep memory bounded.
+    ///
     /// # Errors
     ///
     /// The error that ended the body: [`Error::ContentTooShort`] when an HTTP body is cut

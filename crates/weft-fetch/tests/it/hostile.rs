@@ -1140,3 +1140,31 @@ async fn a_206_of_a_length_past_u64_is_short_not_a_panic() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_401_loop_with_ever_stale_nonces_ends() {
+    within(20, async {
+        // Every answer a new nonce and stale=true: "your credentials were right, try again".
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let srv = Server::start_raw_fn(move |_| {
+            let nonce = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"r\", \
+                 nonce=\"n{nonce}\", qop=\"auth\", stale=true\r\nContent-Length: 0\r\n\r\n"
+            )
+            .into_bytes()
+        })
+        .await;
+        let op = crate::server::opener_with(|b| b.credentials("joe", "s3cret"));
+        let err = op.open(srv.url("/x")).await.unwrap_err();
+        assert_eq!(err.status().map(|s| s.as_u16()), Some(401), "{err:?}");
+        let seen = srv.seen();
+        assert_eq!(seen.len(), 4, "the first request and three answers");
+        assert!(
+            seen[1..]
+                .iter()
+                .all(|s| s.header("authorization").is_some())
+        );
+    })
+    .await;
+}
