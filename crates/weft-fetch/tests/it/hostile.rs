@@ -1079,14 +1079,18 @@ async fn a_huge_challenge_parameter_is_refused_in_a_line_of_its_own_size() {
     .await;
 }
 
+/// A raw server whose answer to its n-th request (from 0) is `reply(n)`.
+async fn numbered(reply: impl Fn(usize) -> Vec<u8> + Send + Sync + 'static) -> Server {
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    Server::start_raw_fn(move |_| reply(n.fetch_add(1, std::sync::atomic::Ordering::SeqCst))).await
+}
+
 #[tokio::test]
 async fn a_cookie_flood_is_bounded_as_browsers_bound_it() {
     within(20, async {
         // Each answer sets 90 new cookies and one of 5000 bytes; one opener asks 40 times (a
         // crawler's long-lived jar).
-        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let srv = Server::start_raw_fn(move |_| {
-            let round = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let srv = numbered(|round| {
             let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
             for i in 0..90 {
                 head.push_str(&format!("Set-Cookie: c{round}x{i}=1; Path=/\r\n"));
@@ -1145,9 +1149,7 @@ async fn a_206_of_a_length_past_u64_is_short_not_a_panic() {
 async fn a_401_loop_with_ever_stale_nonces_ends() {
     within(20, async {
         // Every answer a new nonce and stale=true: "your credentials were right, try again".
-        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let srv = Server::start_raw_fn(move |_| {
-            let nonce = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let srv = numbered(|nonce| {
             format!(
                 "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Digest realm=\"r\", \
                  nonce=\"n{nonce}\", qop=\"auth\", stale=true\r\nContent-Length: 0\r\n\r\n"
