@@ -607,6 +607,19 @@ fn fetch_does_not_replace_a_file_without_force() {
     assert_eq!(http.requests().len(), 0, "refused before asking");
     weft(&["fetch", "--force", "-o", d, &http.url("/hello")]).success();
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "hello world\n");
+
+    // The default name of `-o DIR` is a directory there: --force does not replace it, and no
+    // temporary file is left beside it.
+    let sub = dir.path().join("sub");
+    std::fs::create_dir_all(sub.join("hello")).unwrap();
+    let s = sub.to_str().unwrap();
+    fails(
+        &["fetch", "--force", "-o", s, &http.url("/hello")],
+        8,
+        "Is a directory",
+    );
+    assert!(sub.join("hello").is_dir());
+    assert_eq!(std::fs::read_dir(&sub).unwrap().count(), 1);
 }
 
 #[test]

@@ -987,6 +987,9 @@ async fn lying_lengths_and_oversized_heads_are_protocol_errors() {
                 "",
                 "too large",
             ),
+            // Control characters (an ESC that would reach the terminal with -i or -v).
+            ("X-Ctl: a\x01b\r\n", "", "header"),
+            ("Location: /a\x1b[31mb\r\n", "", "header"),
         ] {
             refused(format!("{ok}{head}\r\n{body}").into_bytes(), &dest, needle).await;
         }
