@@ -852,6 +852,24 @@ async fn every_coding_of_a_body_is_decoded_or_the_body_refused() {
             );
             refused(reply, &dest, "gzip").await;
         }
+        // The connection closed before Content-Length, in the middle of the gzip stream or
+        // after its end: too short, as for a plain body.
+        for cut in [once.len() / 2, once.len()] {
+            let reply = with_head(
+                format!(
+                    "Content-Encoding: gzip\r\nContent-Length: {}\r\n",
+                    once.len() + 10
+                ),
+                &once[..cut],
+            );
+            let srv = Server::start_raw(reply).await;
+            let err = opener()
+                .retrieve(srv.url("/g"), &opts, None)
+                .await
+                .unwrap_err();
+            assert!(err.is_content_too_short(), "cut at {cut}: {err:?}");
+            assert!(files_in(dir.path()).is_empty(), "cut at {cut}");
+        }
     })
     .await;
 }
