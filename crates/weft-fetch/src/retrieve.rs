@@ -145,6 +145,7 @@ pub struct RetrieveOptions {
     dest: Option<PathBuf>,
     resume: bool,
     no_clobber: bool,
+    max_size: Option<u64>,
 }
 
 impl RetrieveOptions {
@@ -255,6 +256,35 @@ impl RetrieveOptions {
     /// ```
     pub fn overwrite(mut self, on: bool) -> Self {
         self.no_clobber = !on;
+        self
+    }
+
+    /// The most bytes the file may hold (default: no limit). A server announcing more fails
+    /// the download before anything is written, and one sending more fails it before the
+    /// excess is written: [`Error::Io`] of kind [`FileTooLarge`](std::io::ErrorKind::FileTooLarge),
+    /// nothing left at the destination (with [`resume`](Self::resume), `DEST.part` keeps what
+    /// came within the limit). A body that never ends then cannot fill the disk.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use weft_fetch::RetrieveOptions;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), weft_fetch::Error> {
+    /// let dir = tempfile::tempdir()?;
+    /// let dest = dir.path().join("small.txt");
+    /// let opts = RetrieveOptions::new().dest(&dest).max_size(4);
+    /// let err = weft_fetch::urlretrieve_with("data:,too%20long", &opts, None).await.unwrap_err();
+    /// assert!(matches!(&err, weft_fetch::Error::Io { source, .. }
+    ///     if source.kind() == std::io::ErrorKind::FileTooLarge));
+    /// assert!(!dest.exists());
+    /// weft_fetch::urlretrieve_with("data:,fits", &opts, None).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn max_size(mut self, bytes: impl Into<Option<u64>>) -> Self {
+        self.max_size = bytes.into();
         self
     }
 
@@ -809,15 +839,14 @@ impl Opener {
             .and_then(parse_content_range)
             .and_then(|(first, last, _)| last.checked_sub(first))
             .map(|n| n.saturating_add(1));
-        let promoted = copy_body(
-            resp,
-            file,
-            &target_path,
-            (offset, range_len),
-            promote,
-            progress.as_mut(),
-        )
-        .await?;
+        let bounds = Bounds {
+            offset,
+            range_len,
+            max_size: options.max_size,
+            shown: dest.clone().unwrap_or_else(|| target_path.clone()),
+        };
+        let promoted =
+            copy_body(resp, file, &target_path, bounds, promote, progress.as_mut()).await?;
         let final_path = match (target, dest) {
             (Target::Temp(t), Some(d)) if !promoted => {
                 if no_clobber {
@@ -859,18 +888,47 @@ fn parse_content_range_total(v: &HeaderValue) -> Option<u64> {
     v.to_str().ok()?.rsplit('/').next()?.trim().parse().ok()
 }
 
-/// Streams the body to `file` through a dedicated blocking writer thread; `offset` is where
-/// in the file the body starts, and `range_len` how long it must be, if known (a 206). True
-/// when the writer renamed the file to `DEST.part` (see [`Promote`]).
+/// Where a body goes in its file and how long it may be.
+struct Bounds {
+    /// Where in the file the body starts.
+    offset: u64,
+    /// How long the body must be, if known (an appended 206).
+    range_len: Option<u64>,
+    /// The most bytes the file may hold ([`RetrieveOptions::max_size`]).
+    max_size: Option<u64>,
+    /// The file an error names (the destination, never a temporary file).
+    shown: PathBuf,
+}
+
+impl Bounds {
+    /// The error for a file that would hold `size` bytes, past [`max_size`](Self::max_size).
+    fn too_large(&self, size: u64) -> Option<Error> {
+        let max = self.max_size.filter(|&max| size > max)?;
+        Some(Error::io(
+            self.shown.clone(),
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("larger than the {max} bytes allowed"),
+            ),
+        ))
+    }
+}
+
+/// Streams the body to `file` through a dedicated blocking writer thread, within `bounds`.
+/// True when the writer renamed the file to `DEST.part` (see [`Promote`]).
 async fn copy_body(
     mut resp: Response,
     file: std::fs::File,
     path: &Path,
-    (offset, range_len): (u64, Option<u64>),
+    bounds: Bounds,
     promote: Option<Promote>,
     progress: Option<&mut ProgressFn<'_>>,
 ) -> Result<bool, Error> {
+    let (offset, range_len) = (bounds.offset, bounds.range_len);
     let total = resp.content_length().map(|n| n.saturating_add(offset));
+    if let Some(e) = total.and_then(|t| bounds.too_large(t)) {
+        return Err(e);
+    }
     let mut rep = Reporter {
         cb: progress,
         offset,
@@ -909,6 +967,11 @@ async fn copy_body(
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 done += chunk.len() as u64;
+                if let Some(e) = bounds.too_large(offset.saturating_add(done)) {
+                    // Not written: the file stays within the limit.
+                    read_err = Some(e);
+                    break;
+                }
                 if let Some(want) = range_len.filter(|&want| done > want) {
                     // Not written: the file stays a prefix of the resource.
                     read_err = Some(Error::Protocol {

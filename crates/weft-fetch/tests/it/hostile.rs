@@ -1191,3 +1191,44 @@ async fn a_401_loop_with_ever_stale_nonces_ends() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn max_size_stops_a_body_that_never_ends() {
+    within(20, async {
+        let full = body(0);
+        let too_large = |e: &Error| {
+            matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::FileTooLarge)
+        };
+        // Announced (Content-Length) or not (the body runs to the close, as an endless one).
+        for head in [vec![("Content-Length", "1000")], vec![]] {
+            let srv = Server::start_raw(raw("200 OK", &head, &full)).await;
+            let dir = tempfile::tempdir().unwrap();
+            let dest = dir.path().join("f.bin");
+            let opts = RetrieveOptions::new().dest(&dest).max_size(500);
+            let err = retrieve_f(&srv, &opts).await.unwrap_err();
+            assert!(too_large(&err), "{head:?}: {err:?}");
+            assert_eq!(err.to_string(), format!("{}: larger than the 500 bytes allowed", dest.display()));
+            assert!(files_in(dir.path()).is_empty(), "{head:?}");
+            // Within the limit: saved.
+            let opts = opts.max_size(1000);
+            retrieve_f(&srv, &opts).await.unwrap();
+            assert!(std::fs::read(&dest).unwrap() == full);
+        }
+        // Resumed past the limit: the .part keeps only bytes within it.
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f.bin");
+        std::fs::write(dir.path().join("f.bin.part"), &full[..300]).unwrap();
+        let srv = Server::start_raw(partial(
+            &[("Content-Range", "bytes 300-999/1000")],
+            &full[300..],
+        ))
+        .await;
+        let opts = RetrieveOptions::new().dest(&dest).resume(true).max_size(600);
+        let err = retrieve_f(&srv, &opts).await.unwrap_err();
+        assert!(too_large(&err), "{err:?}");
+        assert!(!dest.exists());
+        let kept = std::fs::read(dir.path().join("f.bin.part")).unwrap();
+        assert!(kept.len() <= 600 && kept[..] == full[..kept.len()]);
+    })
+    .await;
+}
