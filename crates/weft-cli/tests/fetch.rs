@@ -235,6 +235,18 @@ fn max_time_caps_a_slow_drip() {
 }
 
 #[test]
+fn max_size_caps_the_saved_file() {
+    let (http, dir) = server_and_dir();
+    let dest = dir.path().join("big.bin");
+    let url = http.url("/files/big.bin");
+    let failed = fetch_to(&["--max-size", "1000"], &dest, &url).code(8);
+    one_line_error(failed.stderr_text(), "larger than the 1000 bytes allowed");
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    fetch_to(&["--max-size", "1MiB"], &dest, &url).success();
+    assert_eq!(std::fs::read(&dest).unwrap(), big());
+}
+
+#[test]
 fn cat_connection_refused() {
     let addr = common::closed_addr();
     fails(&["cat", &format!("http://{addr}/")], 4, "cannot connect");
