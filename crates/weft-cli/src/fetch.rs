@@ -84,6 +84,11 @@ pub struct FetchArgs {
     #[arg(short, long)]
     pub force: bool,
 
+    /// Fail (exit 8) rather than save more than SIZE bytes (bytes, or with k, KiB, M, MiB, G,
+    /// GiB: 500k, 10MiB; 0 or none: no limit) [default: none].
+    #[arg(long, value_name = "SIZE", value_parser = units::bytes)]
+    pub max_size: Option<Setting<u64>>,
+
     /// Request options.
     #[command(flatten)]
     pub http: HttpArgs,
@@ -349,7 +354,8 @@ pub async fn run_fetch(args: FetchArgs, verbose: bool) -> Result<(), Failure> {
     let opts = RetrieveOptions::new()
         .dest(&dest)
         .resume(args.resume)
-        .overwrite(args.force);
+        .overwrite(args.force)
+        .max_size(args.max_size.and_then(|Setting(n)| n));
     let bar = progress_bar(args.quiet);
     let result = match &bar {
         Some(bar) => {
