@@ -471,6 +471,20 @@ struct Partial {
     validator: Option<String>,
 }
 
+/// Opens `path` to append to it, never through a symbolic link: `find_partial` checked that
+/// it is a regular file, and `O_NOFOLLOW` closes the race of a link swapped in between the
+/// check and the open (the open then fails, `ELOOP`, and nothing is written).
+fn append_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    options.open(path)
+}
+
 /// Only a regular file is continued: a symbolic link (someone else's, planted in a shared
 /// directory) is never appended through; the download then starts over and replaces the link.
 fn find_partial(dest: &Path) -> Partial {
@@ -819,10 +833,7 @@ impl Opener {
                 .as_file()
                 .try_clone()
                 .map_err(|e| Error::io(t.path().to_path_buf(), e))?,
-            Target::Part(p) => std::fs::OpenOptions::new()
-                .append(true)
-                .open(p)
-                .map_err(|e| Error::io(p.clone(), e))?,
+            Target::Part(p) => append_no_follow(p).map_err(|e| Error::io(p.clone(), e))?,
         };
         let target_path = match &target {
             Target::Temp(t) => t.path().to_path_buf(),
@@ -1021,4 +1032,30 @@ async fn copy_body(
     })?;
     rep.finish(done);
     Ok(promoted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// What the open after `find_partial`'s check does if a link was swapped in meanwhile:
+    /// it fails (`ELOOP`) and the file the link points at is left as it was.
+    #[cfg(unix)]
+    #[test]
+    fn appending_never_follows_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("x.part");
+        std::fs::write(&part, b"abc").unwrap();
+        append_no_follow(&part).unwrap().write_all(b"def").unwrap();
+        assert_eq!(std::fs::read(&part).unwrap(), b"abcdef");
+
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let link = dir.path().join("y.part");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let err = append_no_follow(&link).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ELOOP), "{err}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
 }
