@@ -268,7 +268,7 @@ impl ProcessPool {
 /// | `timeout` | `None` | `timeout = None` (only used by `handle_request`) |
 /// | `concurrency` | `Tasks` | synchronous unless a mix-in is used |
 /// | `block_on_close` | `true` | `ThreadingMixIn.block_on_close = True` |
-/// | `max_packet_size` | 8192 | `UDPServer.max_packet_size = 8192` |
+/// | `max_packet_size` | 8192 (a longer datagram is dropped) | `UDPServer.max_packet_size = 8192` (a longer one is cut) |
 /// | `request_timeout` | `None` | `StreamRequestHandler.timeout = None` |
 /// | `nodelay` | `false` | `StreamRequestHandler.disable_nagle_algorithm = False` |
 /// | `hooks` | `()`: all requests verified, errors logged | `BaseServer.verify_request`, `handle_error`, `handle_timeout` |
@@ -442,7 +442,8 @@ impl ServerConfig {
         self
     }
 
-    /// The largest datagram a datagram server receives; longer ones are truncated.
+    /// The largest datagram a datagram server serves; a longer one is dropped with a warning
+    /// (Python hands its first `max_packet_size` bytes to the handler as if they were all).
     ///
     /// # Examples
     ///

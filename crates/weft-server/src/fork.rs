@@ -259,10 +259,18 @@ impl ForkRequest for DatagramRequest {
     }
 
     fn receive(socket: &StdDgram, info: &ServerInfo) -> io::Result<(Vec<u8>, Address)> {
-        let mut buf = vec![0u8; info.config.get_max_packet_size()];
-        let (n, client) = socket.recv_from(&mut buf)?;
-        buf.truncate(n);
-        Ok((buf, client))
+        // One byte more than the largest datagram served, to tell a longer one.
+        let max = info.config.get_max_packet_size();
+        let mut buf = vec![0u8; max.saturating_add(1)];
+        loop {
+            let (n, client) = socket.recv_from(&mut buf)?;
+            if n > max {
+                crate::server::too_long(&client, max);
+                continue;
+            }
+            buf.truncate(n);
+            return Ok((buf, client));
+        }
     }
 
     fn run_child<H: BlockingRequestHandler<Self>>(

@@ -324,11 +324,13 @@ impl Source for Dgram {
         Dgram::local_addr(self)
     }
     fn buffer(config: &ServerConfig) -> Vec<u8> {
-        vec![0; config.max_packet_size]
+        // One byte more than the largest datagram served, to tell a longer one.
+        vec![0; config.max_packet_size.saturating_add(1)]
     }
     async fn next<'a>(self: &'a Arc<Self>, buf: &'a mut [u8]) -> io::Result<(Self::Item, Address)> {
         loop {
             match self.recv_from(buf).await {
+                Ok((n, client)) if n == buf.len() => too_long(&client, n - 1),
                 Ok((n, client)) => return Ok(((buf[..n].to_vec(), self.clone()), client)),
                 // An earlier reply's ICMP error, a signal: about one datagram, not the socket.
                 Err(e)
@@ -365,6 +367,17 @@ impl Source for Dgram {
             _ => Ok(()),
         }
     }
+}
+
+/// A datagram longer than `max_packet_size` (the socket cut it): dropped and logged, never
+/// handed to the handler cut short (Python's `socketserver` hands over the first
+/// `max_packet_size` bytes as if they were the whole request).
+pub(crate) fn too_long(client: &Address, max_packet_size: usize) {
+    tracing::warn!(
+        %client,
+        max_packet_size,
+        "datagram longer than max_packet_size dropped (raise ServerConfig::max_packet_size to serve it)"
+    );
 }
 
 /// The one serving loop under the four server types: the socket (until `close`), the
