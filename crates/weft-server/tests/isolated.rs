@@ -225,6 +225,12 @@ fn forking_dgram(role: &str) {
         None,
         "a panicking child sends nothing"
     );
+    // Longer than max_packet_size (8192): dropped in the parent, no child, no request used.
+    assert_eq!(
+        ask(&[b'x'; 8193], quiet),
+        None,
+        "a datagram over max_packet_size is served cut short"
+    );
     assert!(ask(b"last", LIMIT).unwrap().ends_with(" last"));
     let log = server.finish();
     assert!(log.contains("handler panicked: Test panic"), "{log}");
