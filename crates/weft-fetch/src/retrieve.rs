@@ -488,19 +488,21 @@ fn append_no_follow(path: &Path) -> std::io::Result<std::fs::File> {
 /// Only a regular file is continued: a symbolic link (someone else's, planted in a shared
 /// directory) is never appended through; the download then starts over and replaces the link.
 fn find_partial(dest: &Path) -> Partial {
-    let regular = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
-    let part = part_path(dest);
-    let (path, at_dest) = if regular(&part) {
-        (part, false)
-    } else if regular(dest) {
-        (dest.to_path_buf(), true)
-    } else {
-        (part, false)
+    // The length of `p` if it is a regular file (not through a link).
+    let regular = |p: &Path| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| m.len())
     };
-    let len = std::fs::symlink_metadata(&path)
-        .ok()
-        .filter(std::fs::Metadata::is_file)
-        .map_or(0, |m| m.len());
+    let part = part_path(dest);
+    let (path, at_dest, len) = if let Some(len) = regular(&part) {
+        (part, false, len)
+    } else if let Some(len) = regular(dest) {
+        (dest.to_path_buf(), true, len)
+    } else {
+        (part, false, 0)
+    };
     let validator = if at_dest {
         None
     } else {
@@ -530,8 +532,9 @@ fn parse_content_range(v: &HeaderValue) -> Option<(u64, u64, Option<u64>)> {
     Some((first.trim().parse().ok()?, last.trim().parse().ok()?, total))
 }
 
-/// Why a 206 does not continue `partial` (asked with `Range: bytes=LEN-`), if it does not.
-fn bad_continuation(resp: &Response, partial: &Partial) -> Option<String> {
+/// How many bytes a 206 that continues `partial` (asked with `Range: bytes=LEN-`) carries, as
+/// its Content-Range says; `Err`: why it does not continue it.
+fn continuation(resp: &Response, partial: &Partial) -> Result<u64, String> {
     let h = resp.headers();
     if h.get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -541,28 +544,29 @@ fn bad_continuation(resp: &Response, partial: &Partial) -> Option<String> {
                 .starts_with("multipart/byteranges")
         })
     {
-        return Some("a multipart/byteranges answer to a single range".into());
+        return Err("a multipart/byteranges answer to a single range".into());
     }
     let Some(raw) = h.get(CONTENT_RANGE) else {
-        return Some("206 Partial Content without Content-Range".into());
+        return Err("206 Partial Content without Content-Range".into());
     };
     let shown = String::from_utf8_lossy(raw.as_bytes()).into_owned();
     let Some((first, last, total)) = parse_content_range(raw) else {
-        return Some(format!("malformed Content-Range {shown:?}"));
+        return Err(format!("malformed Content-Range {shown:?}"));
     };
     if first != partial.len {
-        return Some(format!(
+        return Err(format!(
             "Content-Range {shown:?} does not start at byte {}, where the partial file ends",
             partial.len
         ));
     }
     if last < first || total.is_some_and(|t| last.checked_add(1) != Some(t)) {
-        return Some(format!(
+        return Err(format!(
             "Content-Range {shown:?} does not run to the end of the resource"
         ));
     }
-    if resp.content_length().is_some_and(|n| n != last - first + 1) {
-        return Some(format!(
+    let len = last - first + 1;
+    if resp.content_length().is_some_and(|n| n != len) {
+        return Err(format!(
             "Content-Length {} does not match Content-Range {shown:?}",
             resp.content_length().unwrap_or(0)
         ));
@@ -570,12 +574,12 @@ fn bad_continuation(resp: &Response, partial: &Partial) -> Option<String> {
     let etag = h.get(ETAG).and_then(|v| v.to_str().ok());
     if let (Some(saved), Some(now)) = (&partial.validator, etag) {
         if saved.starts_with('"') && saved != now.trim() {
-            return Some(format!(
+            return Err(format!(
                 "the resource changed (ETag {now} instead of {saved})"
             ));
         }
     }
-    None
+    Ok(len)
 }
 
 /// True for a final status that has no body to save.
@@ -754,11 +758,12 @@ impl Opener {
 
         // Append, or start over (asking again without Range when the 206 was wrong).
         let mut resp = resp;
-        let mut append = false;
+        // Appending: the length of the 206's body, as its Content-Range says.
+        let mut range_len = None;
         if resp.status() == StatusCode::PARTIAL_CONTENT {
-            match ranged.map(|p| (p, bad_continuation(&resp, p))) {
-                Some((_, None)) => append = true,
-                Some((p, Some(reason))) => {
+            match ranged.map(|p| (p, continuation(&resp, p))) {
+                Some((_, Ok(len))) => range_len = Some(len),
+                Some((p, Err(reason))) => {
                     tracing::warn!(
                         url = %redact(resp.url()),
                         reason,
@@ -770,7 +775,7 @@ impl Opener {
                 }
                 None => {}
             }
-            if !append && resp.status() == StatusCode::PARTIAL_CONTENT {
+            if range_len.is_none() && resp.status() == StatusCode::PARTIAL_CONTENT {
                 return Err(Error::Protocol {
                     url: Some(redact(resp.url())),
                     reason: "206 Partial Content to a request that asked for no range".into(),
@@ -787,7 +792,7 @@ impl Opener {
         let mut offset = 0u64;
         let mut promote = None;
         let target = match (&dest, &partial) {
-            (Some(d), Some(p)) if append => {
+            (Some(d), Some(p)) if range_len.is_some() => {
                 let part = part_path(d);
                 if p.at_dest {
                     std::fs::rename(&p.path, &part).map_err(|e| Error::io(part.clone(), e))?;
@@ -841,15 +846,8 @@ impl Opener {
         };
         let headers = resp.headers().clone();
         let mut progress = progress;
-        // An appended 206 must be exactly its Content-Range (checked by bad_continuation): a
-        // body without Content-Length could otherwise run past it or stop short.
-        let range_len = resp
-            .headers()
-            .get(CONTENT_RANGE)
-            .filter(|_| offset > 0)
-            .and_then(parse_content_range)
-            .and_then(|(first, last, _)| last.checked_sub(first))
-            .map(|n| n.saturating_add(1));
+        // An appended 206 must be exactly its Content-Range: a body without Content-Length
+        // could otherwise run past it or stop short.
         let bounds = Bounds {
             offset,
             range_len,
