@@ -663,26 +663,24 @@ pub(crate) fn decoded_stream(body: BodyStream, codings: &[Coding], url: &Url) ->
         .collect::<Vec<_>>()
         .join(", ");
     let url = crate::error::redact(url);
-    futures::stream::unfold(Some(reader), move |state| {
-        let (names, url) = (names.clone(), url.clone());
-        async move {
-            use tokio::io::AsyncReadExt;
-            let mut reader = state?;
-            let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
-            match reader.read_buf(&mut buf).await {
-                Ok(0) => None,
-                Ok(_) => Some((Ok(buf.freeze()), Some(reader))),
-                Err(e) if e.get_ref().is_some_and(|inner| inner.is::<Error>()) => {
-                    Some((Err(Error::from(e)), None))
-                }
-                Err(e) => Some((
-                    Err(Error::Protocol {
-                        url: Some(url),
-                        reason: format!("the {names} body does not decode: {e}"),
-                    }),
-                    None,
-                )),
+    // The state carries the names and the URL an error needs: nothing is copied per piece.
+    futures::stream::unfold(Some((reader, names, url)), |state| async move {
+        use tokio::io::AsyncReadExt;
+        let (mut reader, names, url) = state?;
+        let mut buf = bytes::BytesMut::with_capacity(64 * 1024);
+        match reader.read_buf(&mut buf).await {
+            Ok(0) => None,
+            Ok(_) => Some((Ok(buf.freeze()), Some((reader, names, url)))),
+            Err(e) if e.get_ref().is_some_and(|inner| inner.is::<Error>()) => {
+                Some((Err(Error::from(e)), None))
             }
+            Err(e) => Some((
+                Err(Error::Protocol {
+                    url: Some(url),
+                    reason: format!("the {names} body does not decode: {e}"),
+                }),
+                None,
+            )),
         }
     })
     .boxed()
