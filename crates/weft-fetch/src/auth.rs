@@ -4,8 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use md5::Digest as _;
 
+use crate::error::shortened;
 use crate::header::{HeaderMap, HeaderName, HeaderValue, WWW_AUTHENTICATE};
-use crate::opener::shortened;
 use crate::{Error, Url};
 
 #[derive(Clone)]

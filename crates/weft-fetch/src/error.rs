@@ -621,6 +621,16 @@ impl Error {
     }
 }
 
+/// A server's text as an error shows it: at most its first 200 characters, then how long it
+/// was (a `Location` or a challenge's parameter can be as long as the header limit allows).
+pub(crate) fn shortened(text: &str) -> String {
+    const SHOWN: usize = 200;
+    match text.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], text.len()),
+        None => text.to_string(),
+    }
+}
+
 /// The URL as it may be printed or logged: any user name and password replaced by `***`.
 pub(crate) fn redact(url: &Url) -> String {
     if url.username().is_empty() && url.password().is_none() {

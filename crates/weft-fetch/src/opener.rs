@@ -10,7 +10,7 @@ use crate::auth::{
     parse_challenges_in,
 };
 use crate::cookies::CookieJar;
-use crate::error::redact;
+use crate::error::{redact, shortened};
 use crate::handler::{DataHandler, FileHandler, SchemeHandler};
 use crate::header::{
     ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, COOKIE,
@@ -1506,13 +1506,3 @@ fn body_codings(
 /// The longest URL a redirect may lead to: the longest request target the HTTP client can
 /// send (`http::Uri`'s limit).
 const MAX_URL_LEN: usize = 65_534;
-
-/// A server's text as an error shows it: at most its first 200 characters, then how long it
-/// was (a `Location` or a challenge's parameter can be as long as the header limit allows).
-pub(crate) fn shortened(text: &str) -> String {
-    const SHOWN: usize = 200;
-    match text.char_indices().nth(SHOWN) {
-        Some((cut, _)) => format!("{}... ({} bytes)", &text[..cut], text.len()),
-        None => text.to_string(),
-    }
-}
