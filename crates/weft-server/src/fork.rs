@@ -259,17 +259,13 @@ impl ForkRequest for DatagramRequest {
     }
 
     fn receive(socket: &StdDgram, info: &ServerInfo) -> io::Result<(Vec<u8>, Address)> {
-        // One byte more than the largest datagram served, to tell a longer one.
-        let max = info.config.get_max_packet_size();
-        let mut buf = vec![0u8; max.saturating_add(1)];
+        let mut buf = crate::server::datagram_buffer(&info.config);
         loop {
             let (n, client) = socket.recv_from(&mut buf)?;
-            if n > max {
-                crate::server::too_long(&client, max);
-                continue;
+            if crate::server::datagram(&buf, n, &client).is_some() {
+                buf.truncate(n);
+                return Ok((buf, client));
             }
-            buf.truncate(n);
-            return Ok((buf, client));
         }
     }
 

@@ -324,14 +324,16 @@ impl Source for Dgram {
         Dgram::local_addr(self)
     }
     fn buffer(config: &ServerConfig) -> Vec<u8> {
-        // One byte more than the largest datagram served, to tell a longer one.
-        vec![0; config.max_packet_size.saturating_add(1)]
+        datagram_buffer(config)
     }
     async fn next<'a>(self: &'a Arc<Self>, buf: &'a mut [u8]) -> io::Result<(Self::Item, Address)> {
         loop {
             match self.recv_from(buf).await {
-                Ok((n, client)) if n == buf.len() => too_long(&client, n - 1),
-                Ok((n, client)) => return Ok(((buf[..n].to_vec(), self.clone()), client)),
+                Ok((n, client)) => {
+                    if let Some(packet) = datagram(buf, n, &client) {
+                        return Ok(((packet.to_vec(), self.clone()), client));
+                    }
+                }
                 // An earlier reply's ICMP error, a signal: about one datagram, not the socket.
                 Err(e)
                     if matches!(
@@ -369,15 +371,26 @@ impl Source for Dgram {
     }
 }
 
-/// A datagram longer than `max_packet_size` (the socket cut it): dropped and logged, never
-/// handed to the handler cut short (Python's `socketserver` hands over the first
-/// `max_packet_size` bytes as if they were the whole request).
-pub(crate) fn too_long(client: &Address, max_packet_size: usize) {
+/// A datagram server's receive buffer: one byte more than the largest datagram served, to
+/// tell a longer one (see [`datagram`]).
+pub(crate) fn datagram_buffer(config: &ServerConfig) -> Vec<u8> {
+    vec![0; config.max_packet_size.saturating_add(1)]
+}
+
+/// The datagram of `n` bytes from `client` in `buf` (a [`datagram_buffer`]), or `None` for
+/// one longer than `max_packet_size` (the socket cut it to fill the buffer): dropped and
+/// logged, never handed to the handler cut short (Python's `socketserver` hands over the
+/// first `max_packet_size` bytes as if they were the whole request).
+pub(crate) fn datagram<'a>(buf: &'a [u8], n: usize, client: &Address) -> Option<&'a [u8]> {
+    if n < buf.len() {
+        return Some(&buf[..n]);
+    }
     tracing::warn!(
         %client,
-        max_packet_size,
+        max_packet_size = buf.len() - 1,
         "datagram longer than max_packet_size dropped (raise ServerConfig::max_packet_size to serve it)"
     );
+    None
 }
 
 /// The one serving loop under the four server types: the socket (until `close`), the
