@@ -5,7 +5,6 @@
 //! maximum length before any payload.
 
 use std::fmt;
-use std::fmt::Write as _;
 use std::marker::PhantomData;
 
 use bytes::BytesMut;
@@ -384,30 +383,36 @@ impl Header for Netstring {
         }
     }
     fn write(t: &mut Transport, payload: &[u8]) {
-        // `<digits>:` formatted on the stack (at most 20 digits).
-        let mut head = [0u8; 21];
-        let mut i = head.len() - 1;
-        head[i] = b':';
-        let mut n = payload.len();
-        loop {
-            i -= 1;
-            head[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        t.write_slices(&[&head[i..], payload, b","]);
+        let (head, from) = netstring_head(payload.len());
+        t.write_slices(&[&head[from..], payload, b","]);
     }
     fn encode(payload: &[u8], dst: &mut BytesMut) {
-        dst.reserve(payload.len() + 24);
-        // Writing to a BytesMut cannot fail.
-        let _ = write!(dst, "{}:", payload.len());
+        let (head, from) = netstring_head(payload.len());
+        dst.reserve(head.len() - from + payload.len() + 1);
+        dst.extend_from_slice(&head[from..]);
         dst.extend_from_slice(payload);
         dst.extend_from_slice(b",");
     }
     const BROKEN: &'static str = "bad netstring";
     const TRUNCATED: &'static str = "stream ended inside a netstring";
+}
+
+/// A netstring's `<digits>:` for a payload of `len` bytes, formatted on the stack (at most 20
+/// digits): the head is `head[from..]`.
+fn netstring_head(len: usize) -> ([u8; 21], usize) {
+    let mut head = [0u8; 21];
+    let mut i = head.len() - 1;
+    head[i] = b':';
+    let mut n = len;
+    loop {
+        i -= 1;
+        head[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    (head, i)
 }
 
 /// A big-endian length prefix of `W` (`u8`, `u16`, `u32`): Twisted's `IntNStringReceiver`
